@@ -1,0 +1,89 @@
+"""``keyward rules``: list the active rules, check a rule file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from keyward.cli import get_state
+from keyward.cli.common import rules_option
+from keyward.core.errors import ExitCode
+
+
+@click.group()
+def rules() -> None:
+    """Show and check detection rules.
+
+    \b
+    Examples:
+      keyward rules list
+      keyward rules list --format json
+      keyward rules check my-rules.toml
+    """
+
+
+@rules.command("list")
+@rules_option
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
+    """List every active rule: id, severity, description, source file."""
+    from keyward.scan.rules import load_rules
+
+    st = get_state()
+    ruleset = load_rules((*st.config.rule_files(), *rule_files))
+    if fmt == "json":
+        doc = [
+            {
+                "id": r.id,
+                "description": r.description,
+                "severity": r.severity.value,
+                "source": r.source,
+                "keywords": list(r.keywords),
+                "validator": r.validator,
+                "tags": list(r.tags),
+            }
+            for r in ruleset
+        ]
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, show_header=True, header_style="bold")
+    for col in ("id", "severity", "description", "source"):
+        table.add_column(col)
+    for r in ruleset:
+        table.add_row(r.id, r.severity.value, r.description, Path(r.source).name)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    console.print(f"{len(ruleset)} rules")
+
+
+@rules.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check_rules(files: tuple[Path, ...]) -> None:
+    """Validate rule files and prove each rule's examples.
+
+    Every positive example must produce a finding of that rule and every negative example
+    must not. Exits 2 when a rule is invalid or an example fails.
+    """
+    from keyward.scan.checking import check_examples
+    from keyward.scan.rules import load_rules, parse_rule_file
+
+    failures = 0
+    for path in files:
+        parsed = parse_rule_file(path)  # raises RuleError with the rule and its problem
+        ids = {r.id for r, enabled in parsed if enabled}
+        ruleset = load_rules([path])  # built-ins plus this file, as a scan would see them
+        problems = check_examples([r for r in ruleset if r.id in ids], ruleset)
+        for p in problems:
+            click.echo(f"{path}: {p}", err=True)
+        failures += len(problems)
+        n_ex = sum(len(r.positive) + len(r.negative) for r, _ in parsed)
+        click.echo(f"{path}: {len(ids)} rules, {n_ex} examples, {len(problems)} problems")
+    if failures:
+        sys.exit(int(ExitCode.USAGE))

@@ -1,0 +1,127 @@
+"""Configuration: CLI flag > ``KEYWARD_*`` environment variable > config file > defaults.
+
+The config file is ``keyward.toml`` (top-level keys) or ``[tool.keyward]`` in ``pyproject.toml``,
+looked up in the current directory unless ``--config`` names one. Each subsystem reads its own
+table (``[scan]``, ``[inventory]``, ``[rotation]``, ``[daemon]``); nothing here is global state:
+a :class:`Config` is built once by the CLI and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keyward.core.errors import ConfigError
+
+ENV_PREFIX = "KEYWARD_"
+DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
+
+
+def data_dir() -> Path:
+    """Per-user data directory (database, fingerprint key)."""
+    env = os.environ.get("KEYWARD_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("keyward", appauthor=False))
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("KEYWARD_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("keyward", appauthor=False))
+
+
+def parse_size(text: str | int) -> int:
+    """Parse ``10M``, ``512k``, ``1GiB`` or a plain byte count."""
+    if isinstance(text, int):
+        return text
+    s = text.strip().lower().removesuffix("b").removesuffix("i")
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    try:
+        if s and s[-1] in units:
+            return int(float(s[:-1]) * units[s[-1]])
+        return int(s)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a size", hint="Use a byte count or a suffix such as 512k, 10M, 1G"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The merged configuration file tables, plus where they came from."""
+
+    table: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        value = self.table.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{name}] in {self.path} must be a table")
+        return value
+
+    def get(self, section: str, key: str, default: Any = None) -> Any:
+        """Look a key up: environment ``KEYWARD_<KEY>`` first, then the file, then default."""
+        env = os.environ.get(f"{ENV_PREFIX}{key.upper()}")
+        if env is not None:
+            return env
+        return self.section(section).get(key, default)
+
+    def rule_files(self) -> list[Path]:
+        files = self.section("scan").get("rules", [])
+        if isinstance(files, str):
+            files = [files]
+        base = self.path.parent if self.path else Path.cwd()
+        return [base / f for f in files]
+
+    @property
+    def database_url(self) -> str | None:
+        url = self.get("inventory", "database_url")
+        return str(url) if url else None
+
+    def fingerprint_key_file(self) -> Path:
+        value = self.get("core", "fingerprint_key_file")
+        return Path(value) if value else data_dir() / "fingerprint.key"
+
+
+def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config:
+    """Load ``--config FILE``, else ``keyward.toml`` or ``pyproject.toml`` [tool.keyward]."""
+    env_path = os.environ.get("KEYWARD_CONFIG")
+    if explicit is None and env_path:
+        explicit = Path(env_path)
+    if explicit is not None:
+        return Config(_read_toml(explicit), explicit)
+    here = cwd or Path.cwd()
+    candidate = here / "keyward.toml"
+    if candidate.is_file():
+        return Config(_read_toml(candidate), candidate)
+    pyproject = here / "pyproject.toml"
+    if pyproject.is_file():
+        doc = _read_toml(pyproject)
+        tool = doc.get("tool", {}).get("keyward")
+        if isinstance(tool, dict):
+            return Config(tool, pyproject)
+    return Config()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"The config file {path} does not exist", hint="Check the path given to --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The config file {path} is not valid TOML ({exc})") from None

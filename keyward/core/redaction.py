@@ -1,0 +1,100 @@
+"""Redacted previews and keyed fingerprints: how secrets are shown and remembered.
+
+A raw secret value is never displayed or stored. People see a preview such as ``AKIA…WXYZ``;
+machines compare keyed fingerprints (HMAC-SHA256 with a per-installation key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets as _secrets
+from pathlib import Path
+
+ELLIPSIS = "…"
+
+# Public, structural prefixes that are safe to show in full (they identify the provider).
+_PREFIX = re.compile(
+    r"^(?:[A-Za-z][A-Za-z0-9]{1,12}[_\-.](?:[A-Za-z0-9]{1,8}[_\-.])?)"
+)
+
+
+def redact(value: str) -> str:
+    """Return a preview that identifies a secret without disclosing it.
+
+    Long values show a short head and tail (``ghp_…Xy12``), short ones far less, and values
+    shorter than 8 characters show nothing at all.
+    """
+    n = len(value)
+    if n < 8:
+        return ELLIPSIS
+    if n < 12:
+        return f"{value[:1]}{ELLIPSIS}{value[-1:]}"
+    if n < 20:
+        return f"{value[:2]}{ELLIPSIS}{value[-2:]}"
+    head = 4
+    m = _PREFIX.match(value)
+    if m and len(m.group(0)) <= 12 and n - len(m.group(0)) >= 20:
+        head = len(m.group(0))
+    return f"{value[:head]}{ELLIPSIS}{value[-4:]}"
+
+
+class Fingerprinter:
+    """Keyed HMAC-SHA256 fingerprints of secret values."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("fingerprint key must be at least 16 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Fingerprinter(key=<hidden>)"
+
+    def fingerprint(self, value: str) -> str:
+        return hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def from_file(cls, path: Path) -> Fingerprinter:
+        """Load the installation key, creating it (mode 0600) on first use."""
+        from keyward.core.errors import ConfigError
+
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = _create_key(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot read the fingerprint key {path}: {exc.strerror}",
+                hint="Check its permissions or set KEYWARD_FINGERPRINT_KEY_FILE",
+            ) from None
+        key = data.strip()
+        try:
+            raw = bytes.fromhex(key.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise ConfigError(
+                f"The fingerprint key {path} is not valid hex",
+                hint="Restore it from backup or delete it to start a new key "
+                "(existing fingerprints will no longer match)",
+            ) from None
+        return cls(raw)
+
+
+def _create_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = _secrets.token_hex(32).encode("ascii") + b"\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return data
+
+
+def sha1_hex(value: str) -> str:
+    """Unkeyed SHA-1, only for detect-secrets' baseline format (``hashed_secret``)."""
+    return hashlib.sha1(value.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324

@@ -1,0 +1,135 @@
+"""Values that flow through a scan. Frozen, slotted, and careful with raw secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    Severity.CRITICAL: 4,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 1,
+    Severity.INFO: 0,
+}
+
+
+class SourceKind(StrEnum):
+    FILE = "file"
+    GIT = "git"
+    STAGED = "staged"
+    ENV = "env"
+    IAC = "iac"
+    LAMBDA = "lambda"
+
+
+class Verification(StrEnum):
+    LIVE = "live"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was found. Which fields are set depends on :attr:`kind`."""
+
+    kind: SourceKind = SourceKind.FILE
+    path: str | None = None  # display path (relative to the scanned root) or None
+    line: int = 0  # 1-based; 0 when the source has no lines
+    column: int = 0  # 1-based
+    end_line: int = 0
+    commit: str | None = None
+    author: str | None = None
+    date: str | None = None
+    variable: str | None = None  # environment variable name
+    resource: str | None = None  # Lambda function ARN, IaC resource / function name
+    region: str | None = None
+
+    def at(self, line: int, column: int, end_line: int | None = None) -> Location:
+        return replace(self, line=line, column=column, end_line=end_line or line)
+
+    def display(self) -> str:
+        """Human-readable location, e.g. ``src/app.py:12:5`` or ``env:API_TOKEN``."""
+        parts: list[str] = []
+        if self.resource:
+            parts.append(self.resource)
+        if self.path:
+            p = self.path
+            if self.line:
+                p += f":{self.line}"
+                if self.column:
+                    p += f":{self.column}"
+            parts.append(p)
+        if self.variable:
+            parts.append(f"${self.variable}")
+        if self.commit:
+            parts.append(f"@{self.commit[:12]}")
+        return " ".join(parts) or self.kind.value
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of text to scan and where it came from.
+
+    ``first_line`` is the line number of the chunk's first line in its source. ``line_map``,
+    when given, maps the chunk's 0-based line index to the real line number (for sources that
+    scan selected lines, like added lines of a diff).
+    """
+
+    text: str
+    location: Location
+    first_line: int = 1
+    line_map: tuple[int, ...] | None = None
+    # The raw bytes are kept only when they equal text.encode() (saves re-encoding)
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    def source_line(self, index: int) -> int:
+        if self.line_map is not None and 0 <= index < len(self.line_map):
+            return self.line_map[index]
+        return self.first_line + index
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One secret found. The raw value is kept in memory only (never repr'd or serialised)."""
+
+    rule_id: str
+    severity: Severity
+    location: Location
+    preview: str
+    fingerprint: str
+    description: str = ""
+    secret: str = field(default="", repr=False, compare=False)
+    companion: str | None = field(default=None, repr=False, compare=False)
+    companion_preview: str | None = None
+    verification: Verification | None = None
+    suppressed_by: str | None = None  # "inline", "baseline" when suppressed
+    introduced: str | None = None  # git: commit that introduced it
+    still_present: bool | None = None  # git: whether it is still present at HEAD
+
+    def sort_key(self) -> tuple[str, str, int, int, str, str]:
+        loc = self.location
+        return (
+            loc.kind.value,
+            loc.resource or loc.path or loc.variable or "",
+            loc.line,
+            loc.column,
+            loc.variable or "",
+            self.rule_id,
+        )
+
+    def with_(self, **changes: object) -> Finding:
+        return replace(self, **changes)  # type: ignore[arg-type]

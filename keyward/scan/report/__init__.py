@@ -1,0 +1,221 @@
+"""Render a scan result: text (people), JSON, SARIF 2.1.0 (code scanning), CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import IO, Any, assert_never
+
+from keyward import __version__
+from keyward.scan.model import Finding, Severity
+from keyward.scan.rules import Rule
+from keyward.scan.service import ScanResult
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    CSV = "csv"
+
+
+JSON_SCHEMA_VERSION = "1"
+
+
+def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
+    """The JSON form of a finding. Never contains the raw value unless ``reveal``."""
+    loc = f.location
+    doc: dict[str, Any] = {
+        "rule": f.rule_id,
+        "severity": f.severity.value,
+        "path": loc.path,
+        "line": loc.line,
+        "column": loc.column,
+        "preview": f.preview,
+        "fingerprint": f.fingerprint,
+    }
+    extra = {
+        "source": loc.kind.value,
+        "end_line": loc.end_line or None,
+        "commit": loc.commit,
+        "author": loc.author,
+        "date": loc.date,
+        "variable": loc.variable,
+        "resource": loc.resource,
+        "region": loc.region,
+        "companion_preview": f.companion_preview,
+        "verification": f.verification.value if f.verification else None,
+        "suppressed_by": f.suppressed_by,
+        "still_present": f.still_present,
+    }
+    doc.update({k: v for k, v in extra.items() if v is not None})
+    if reveal:
+        doc["secret"] = f.secret
+        if f.companion:
+            doc["companion_secret"] = f.companion
+    return doc
+
+
+def render(
+    result: ScanResult,
+    fmt: OutputFormat,
+    out: IO[str],
+    *,
+    rules: Sequence[Rule] = (),
+    reveal: bool = False,
+    color: bool | None = None,
+    verbose: bool = False,
+) -> None:
+    if fmt is OutputFormat.TEXT:
+        from keyward.scan.report.text import render_text
+
+        render_text(result, out, reveal=reveal, color=color, verbose=verbose)
+    elif fmt is OutputFormat.JSON:
+        render_json(result, out, reveal=reveal)
+    elif fmt is OutputFormat.SARIF:
+        render_sarif(result, out, rules)
+    elif fmt is OutputFormat.CSV:
+        render_csv(result, out, reveal=reveal)
+    else:
+        assert_never(fmt)
+
+
+def render_json(result: ScanResult, out: IO[str], *, reveal: bool = False) -> None:
+    doc = {
+        "version": __version__,
+        "findings": [finding_dict(f, reveal=reveal) for f in result.reported],
+        "stats": result.stats.as_dict(),
+        "skipped": [{"path": s.what, "reason": s.reason} for s in result.skipped],
+        "warnings": result.warnings,
+    }
+    json.dump(doc, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+CSV_FIELDS = (
+    "rule", "severity", "path", "line", "column", "preview", "fingerprint", "source",
+    "variable", "resource", "region", "commit", "verification",
+)  # fmt: skip
+
+
+def render_csv(result: ScanResult, out: IO[str], *, reveal: bool = False) -> None:
+    fields = [*CSV_FIELDS, "secret"] if reveal else list(CSV_FIELDS)
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for f in result.reported:
+        writer.writerow(finding_dict(f, reveal=reveal))
+
+
+_SARIF_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+    Severity.INFO: "note",
+}
+_SECURITY_SEVERITY = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.5",
+    Severity.LOW: "3.0",
+    Severity.INFO: "1.0",
+}
+
+
+def sarif_doc(result: ScanResult, rules: Iterable[Rule]) -> dict[str, Any]:
+    findings = result.reported
+    used = {f.rule_id for f in findings}
+    known = {r.id: r for r in rules}
+    rule_ids = sorted(used | set(known)) if known else sorted(used)
+    index = {rid: i for i, rid in enumerate(rule_ids)}
+    sarif_rules = []
+    for rid in rule_ids:
+        r = known.get(rid)
+        sev = r.severity if r else next(f.severity for f in findings if f.rule_id == rid)
+        desc = r.description if r else rid
+        sarif_rules.append(
+            {
+                "id": rid,
+                "name": "".join(p.capitalize() for p in rid.split("-")),
+                "shortDescription": {"text": desc},
+                "fullDescription": {"text": f"{desc} found in source."},
+                "help": {
+                    "text": f"{desc}. Revoke and rotate the credential, then remove it from the "
+                    "source (and its history). If it is a false positive, add "
+                    "'keyward: allow' on the line or record it in the baseline.",
+                },
+                "defaultConfiguration": {"level": _SARIF_LEVEL[sev]},
+                "properties": {
+                    "tags": ["security", "secret"],
+                    "security-severity": _SECURITY_SEVERITY[sev],
+                    "precision": "high",
+                },
+            }
+        )
+    results = []
+    for f in findings:
+        loc = f.location
+        artifact = loc.path or loc.resource or (f"env:{loc.variable}" if loc.variable else "")
+        region: dict[str, Any] = {"startLine": max(loc.line, 1)}
+        if loc.column:
+            region["startColumn"] = loc.column
+        if loc.end_line and loc.end_line >= region["startLine"]:
+            region["endLine"] = loc.end_line
+        message = f"{f.description or f.rule_id}: {f.preview}"
+        if loc.variable:
+            message += f" in variable {loc.variable}"
+        res: dict[str, Any] = {
+            "ruleId": f.rule_id,
+            "ruleIndex": index[f.rule_id],
+            "level": _SARIF_LEVEL[f.severity],
+            "message": {"text": message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": artifact, "uriBaseId": "%SRCROOT%"},
+                        "region": region,
+                    }
+                }
+            ],
+            "partialFingerprints": {"keyward/v1": f.fingerprint},
+        }
+        props: dict[str, Any] = {}
+        if f.verification:
+            props["verification"] = f.verification.value
+        if loc.commit:
+            props["commit"] = loc.commit
+        if props:
+            res["properties"] = props
+        results.append(res)
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "keyward",
+                        "version": __version__,
+                        "informationUri": "https://keyward.readthedocs.io",
+                        "rules": sarif_rules,
+                    }
+                },
+                "results": results,
+                "columnKind": "unicodeCodePoints",
+            }
+        ],
+    }
+
+
+def render_sarif(result: ScanResult, out: IO[str], rules: Iterable[Rule]) -> None:
+    json.dump(sarif_doc(result, rules), out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+def to_string(result: ScanResult, fmt: OutputFormat, **kw: Any) -> str:
+    buf = io.StringIO()
+    render(result, fmt, buf, **kw)
+    return buf.getvalue()

@@ -1,0 +1,280 @@
+"""Rules are data: ``keyward/rules/*.toml`` plus the user's own files.
+
+Schema of one rule (``[[rules]]`` table)::
+
+    id = "github-pat-classic"            # kebab-case, stable forever
+    description = "GitHub personal access token (classic)"
+    severity = "high"                     # critical | high | medium | low | info
+    regex = '''(?P<secret>ghp_[A-Za-z0-9]{36})'''   # Python syntax, named group `secret`
+    keywords = ["ghp_"]                   # lower-case; a chunk must contain one (prefilter)
+    entropy = 3.0                         # optional minimum Shannon entropy of the secret
+    validator = "github-crc32"            # optional, see keyward.scan.validators
+    priority = 50                         # optional; overlapping matches keep the higher one
+    generic = false                       # optional; generic rules get placeholder filters
+    enabled = true                        # a user file may disable a built-in rule by id
+    allowlist = { regexes = ['...'], paths = ['**/*.lock'] }
+    pair = { rule = "aws-secret-access-key", lines = 5 }   # optional: report two as one
+    examples = { positive = ['...'], negative = ['...'] }
+
+Regexes are compiled with ``re.ASCII``; they are also fed to hyperscan in prefilter mode, so
+they should stay within what it accepts (no back-references) for the fast path to apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from keyward.core.errors import RuleError
+from keyward.scan.model import Severity
+from keyward.scan.validators import VALIDATORS
+
+RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_KNOWN_KEYS = {
+    "id", "description", "severity", "regex", "keywords", "entropy", "validator", "priority",
+    "generic", "enabled", "allowlist", "pair", "examples", "tags", "multiline",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    rule: str
+    lines: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    description: str
+    severity: Severity
+    regex: str
+    keywords: tuple[str, ...] = ()
+    entropy: float = 0.0
+    validator: str | None = None
+    priority: int = 50
+    generic: bool = False
+    allow_regexes: tuple[str, ...] = ()
+    allow_paths: tuple[str, ...] = ()
+    pair: Pair | None = None
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    source: str = ""
+    _compiled: list[re.Pattern[str]] = field(default_factory=list, repr=False, compare=False)
+    _allow: list[re.Pattern[str]] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        if not self._compiled:
+            self._compiled.append(re.compile(self.regex, re.ASCII))
+        return self._compiled[0]
+
+    @property
+    def allow_patterns(self) -> list[re.Pattern[str]]:
+        if self.allow_regexes and not self._allow:
+            self._allow.extend(re.compile(r, re.ASCII) for r in self.allow_regexes)
+        return self._allow
+
+    def path_allowed(self, path: str | None) -> bool:
+        """True when this rule is switched off for ``path`` by its allowlist."""
+        if not path or not self.allow_paths:
+            return False
+        return any(fnmatchcase(path, g) or fnmatchcase("/" + path, g) for g in self.allow_paths)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+
+    def __iter__(self) -> Any:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
+
+    def digest(self) -> str:
+        """A hash of everything that affects matching (for caches)."""
+        h = hashlib.sha256()
+        for r in self.rules:
+            h.update(f"{r.id}\0{r.regex}\0{'|'.join(r.keywords)}\n".encode())
+        return h.hexdigest()
+
+
+def builtin_rule_files() -> list[Path]:
+    root = resources.files("keyward") / "rules"
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_rules(extra_files: Sequence[Path] = (), *, builtin: bool = True) -> RuleSet:
+    """Load the built-in rules, then each user file in order (later ids override earlier)."""
+    merged: dict[str, Rule] = {}
+    disabled: set[str] = set()
+    files = (builtin_rule_files() if builtin else []) + list(extra_files)
+    for path in files:
+        for rule, enabled in parse_rule_file(path):
+            if enabled:
+                merged[rule.id] = rule
+                disabled.discard(rule.id)
+            else:
+                merged.pop(rule.id, None)
+                disabled.add(rule.id)
+    rules = tuple(sorted(merged.values(), key=lambda r: r.id))
+    ids = {r.id for r in rules}
+    for r in rules:
+        if r.pair and r.pair.rule not in ids and r.pair.rule not in disabled:
+            raise RuleError(f"Rule {r.id} in {r.source} pairs with unknown rule {r.pair.rule}")
+    return RuleSet(rules)
+
+
+def parse_rule_file(path: Path) -> list[tuple[Rule, bool]]:
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise RuleError(f"The rule file {path} does not exist") from None
+    except IsADirectoryError:
+        raise RuleError(f"The rule file {path} is a directory", hint="Name a .toml file") from None
+    except OSError as exc:
+        raise RuleError(f"Cannot read the rule file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"The rule file {path} is not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise RuleError(f"The rule file {path} is not UTF-8 text") from None
+    tables = doc.get("rules")
+    if not isinstance(tables, list) or not tables:
+        raise RuleError(
+            f"The rule file {path} has no rules",
+            hint="Define each rule in a [[rules]] table",
+        )
+    out: list[tuple[Rule, bool]] = []
+    seen: set[str] = set()
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise RuleError(f"Entry {i + 1} of rules in {path} is not a table")
+        rule, enabled = _parse_rule(table, path, i)
+        if rule.id in seen:
+            raise RuleError(f"Rule {rule.id} is defined twice in {path}")
+        seen.add(rule.id)
+        out.append((rule, enabled))
+    return out
+
+
+def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, bool]:
+    rid = t.get("id")
+    if not isinstance(rid, str) or not RULE_ID.match(rid):
+        raise RuleError(
+            f"Rule {index + 1} in {path} has no valid id ({rid!r})",
+            hint="Ids are kebab-case, e.g. acme-api-key",
+        )
+
+    def bad(problem: str) -> RuleError:
+        return RuleError(f"Rule {rid} in {path}: {problem}")
+
+    unknown = set(t) - _KNOWN_KEYS
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}")
+    enabled = t.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise bad("enabled must be true or false")
+    if not enabled and set(t) <= {"id", "enabled"}:
+        # A bare `enabled = false` disables a rule of that id from an earlier file.
+        return Rule(rid, "", Severity.INFO, r"(?P<secret>\A\Z)", source=str(path)), False
+    regex = t.get("regex")
+    if not isinstance(regex, str) or not regex:
+        raise bad("regex is missing")
+    try:
+        compiled = re.compile(regex, re.ASCII)
+    except re.error as exc:
+        raise bad(f"invalid regex ({exc})") from None
+    if "secret" not in compiled.groupindex:
+        raise bad("the regex has no named group 'secret' (write (?P<secret>...))")
+    if compiled.match(""):
+        raise bad("the regex matches the empty string")
+    sev = t.get("severity", "medium")
+    try:
+        severity = Severity(sev)
+    except ValueError:
+        raise bad(
+            f"severity {sev!r} is not one of {', '.join(s.value for s in Severity)}"
+        ) from None
+    keywords = _strings(t.get("keywords", []), bad, "keywords")
+    if any(k != k.lower() or not k for k in keywords):
+        raise bad("keywords must be non-empty and lower-case")
+    entropy = t.get("entropy", 0.0)
+    if not isinstance(entropy, int | float) or not 0 <= entropy <= 8:
+        raise bad("entropy must be a number from 0 to 8")
+    validator = t.get("validator")
+    if validator is not None and validator not in VALIDATORS:
+        raise bad(f"unknown validator {validator!r} (known: {', '.join(sorted(VALIDATORS))})")
+    allow = t.get("allowlist", {})
+    if not isinstance(allow, dict):
+        raise bad("allowlist must be a table")
+    allow_regexes = _strings(allow.get("regexes", []), bad, "allowlist.regexes")
+    for ar in allow_regexes:
+        try:
+            re.compile(ar, re.ASCII)
+        except re.error as exc:
+            raise bad(f"invalid allowlist regex {ar!r} ({exc})") from None
+    allow_paths = _strings(allow.get("paths", []), bad, "allowlist.paths")
+    pair = None
+    if "pair" in t:
+        p = t["pair"]
+        if not isinstance(p, dict) or not isinstance(p.get("rule"), str):
+            raise bad("pair must be a table with a rule id, e.g. { rule = \"x\", lines = 5 }")
+        pair = Pair(p["rule"], int(p.get("lines", 5)))
+    examples = t.get("examples", {})
+    if not isinstance(examples, dict):
+        raise bad("examples must be a table with positive and negative lists")
+    priority = t.get("priority", 50)
+    if not isinstance(priority, int):
+        raise bad("priority must be an integer")
+    generic = t.get("generic", False)
+    description = t.get("description", "")
+    if not isinstance(description, str) or not description:
+        raise bad("description is missing")
+    rule = Rule(
+        id=rid,
+        description=description,
+        severity=severity,
+        regex=regex,
+        keywords=keywords,
+        entropy=float(entropy),
+        validator=validator,
+        priority=priority,
+        generic=bool(generic),
+        allow_regexes=allow_regexes,
+        allow_paths=allow_paths,
+        pair=pair,
+        positive=_strings(examples.get("positive", []), bad, "examples.positive"),
+        negative=_strings(examples.get("negative", []), bad, "examples.negative"),
+        tags=_strings(t.get("tags", []), bad, "tags"),
+        source=str(path),
+    )
+    rule._compiled.append(compiled)
+    return rule, enabled
+
+
+def _strings(value: object, bad: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad(f"{name} must be a list of strings")
+    return tuple(value)
+
+
+def iter_examples(rules: Iterable[Rule]) -> Iterable[tuple[Rule, str, bool]]:
+    for r in rules:
+        for ex in r.positive:
+            yield r, ex, True
+        for ex in r.negative:
+            yield r, ex, False

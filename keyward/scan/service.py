@@ -1,0 +1,232 @@
+"""Run a scan: plan the work, spread it over every core, collect findings in a stable order."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyward.core.redaction import Fingerprinter
+from keyward.scan.engine import Backend, Engine
+from keyward.scan.model import Chunk, Finding
+from keyward.scan.rules import RuleSet, load_rules
+from keyward.scan.sources.base import Skipped
+from keyward.scan.sources.files import FileTask, FileWalker, WalkOptions, read_task
+
+# Below these sizes a process pool costs more than it saves.
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+PARALLEL_MIN_FILES = 64
+BATCH_BYTES = 4 * 1024 * 1024
+BATCH_FILES = 512
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    """Everything needed to build an :class:`Engine` in another process (picklable)."""
+
+    rule_files: tuple[Path, ...] = ()
+    builtin_rules: bool = True
+    fingerprint_key: bytes = field(default=b"", repr=False)
+    backend: Backend = "auto"
+    cache_dir: Path | None = None
+
+    def rules(self) -> RuleSet:
+        return load_rules(self.rule_files, builtin=self.builtin_rules)
+
+    def build(self, rules: RuleSet | None = None) -> Engine:
+        return Engine(
+            rules or self.rules(),
+            Fingerprinter(self.fingerprint_key),
+            backend=self.backend,
+            cache_dir=self.cache_dir,
+        )
+
+
+@dataclass(slots=True)
+class ScanStats:
+    files: int = 0
+    bytes: int = 0
+    chunks: int = 0
+    skipped: int = 0
+    findings: int = 0
+    suppressed_inline: int = 0
+    suppressed_baseline: int = 0
+    seconds: float = 0.0
+    engine: str = ""
+    rules: int = 0
+    jobs: int = 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "chunks": self.chunks,
+            "skipped": self.skipped,
+            "findings": self.findings,
+            "suppressed_inline": self.suppressed_inline,
+            "suppressed_baseline": self.suppressed_baseline,
+            "seconds": round(self.seconds, 3),
+            "engine": self.engine,
+            "rules": self.rules,
+            "jobs": self.jobs,
+        }
+
+
+@dataclass(slots=True)
+class ScanResult:
+    findings: list[Finding] = field(default_factory=list)  # every finding, suppressed or not
+    skipped: list[Skipped] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reported(self) -> list[Finding]:
+        """The unsuppressed findings, in output order."""
+        return [f for f in self.findings if f.suppressed_by is None]
+
+    def finish(self, started: float) -> ScanResult:
+        self.findings.sort(key=Finding.sort_key)
+        self.stats.findings = len(self.reported)
+        self.stats.suppressed_inline = sum(1 for f in self.findings if f.suppressed_by == "inline")
+        self.stats.skipped = len(self.skipped)
+        self.stats.seconds = time.perf_counter() - started
+        return self
+
+
+Progress = Callable[[int], None]  # called with bytes done
+
+
+# ---------------------------------------------------------------- worker side
+_WORKER_ENGINE: Engine | None = None
+
+
+def _worker_init(spec: EngineSpec) -> None:
+    global _WORKER_ENGINE
+    if _WORKER_ENGINE is None:  # inherited through fork when possible
+        _WORKER_ENGINE = spec.build()
+
+
+def _scan_batch(batch: Sequence[FileTask]) -> tuple[list[Finding], list[Skipped], int, int]:
+    engine = _WORKER_ENGINE
+    assert engine is not None
+    return _scan_tasks(engine, batch)
+
+
+def _scan_tasks(
+    engine: Engine, batch: Iterable[FileTask]
+) -> tuple[list[Finding], list[Skipped], int, int]:
+    findings: list[Finding] = []
+    skipped: list[Skipped] = []
+    files = nbytes = 0
+    for task in batch:
+        chunk = read_task(task)
+        if isinstance(chunk, Skipped):
+            skipped.append(chunk)
+            continue
+        files += 1
+        nbytes += task.size
+        findings.extend(engine.scan(chunk))
+    return findings, skipped, files, nbytes
+
+
+def _batches(tasks: Iterable[FileTask]) -> Iterator[list[FileTask]]:
+    batch: list[FileTask] = []
+    size = 0
+    for t in tasks:
+        batch.append(t)
+        size += t.size
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def scan_paths(
+    roots: Sequence[Path],
+    spec: EngineSpec,
+    walk: WalkOptions,
+    *,
+    jobs: int | None = None,
+    engine: Engine | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
+    """Scan files and directories. ``progress(done_bytes, total_bytes)`` is called as it goes."""
+    started = time.perf_counter()
+    walker = FileWalker(roots, walk)
+    tasks = list(walker.tasks())
+    total = sum(t.size for t in tasks)
+    result = ScanResult(skipped=walker.skipped)
+    engine = engine or spec.build()
+    result.stats.engine = engine.backend
+    result.stats.rules = len(engine.rules)
+    n_jobs = jobs if jobs is not None else default_jobs()
+    parallel = n_jobs > 1 and total >= PARALLEL_MIN_BYTES and len(tasks) >= PARALLEL_MIN_FILES
+    done = 0
+    if not parallel:
+        result.stats.jobs = 1
+        for batch in _batches(tasks):
+            found, skipped, files, nbytes = _scan_tasks(engine, batch)
+            result.findings.extend(found)
+            result.skipped.extend(skipped)
+            result.stats.files += files
+            result.stats.bytes += nbytes
+            done += sum(t.size for t in batch)
+            if progress:
+                progress(done, total)
+        return result.finish(started)
+
+    global _WORKER_ENGINE
+    result.stats.jobs = n_jobs
+    method = "fork" if sys.platform == "linux" else "spawn"
+    ctx = multiprocessing.get_context(method)
+    _WORKER_ENGINE = engine if method == "fork" else None
+    # Interleave big and small batches so no worker is left with the tail alone.
+    batches = list(_batches(sorted(tasks, key=lambda t: -t.size)))
+    try:
+        with ProcessPoolExecutor(
+            max_workers=n_jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec,)
+        ) as pool:
+            for batch, (found, skipped, files, nbytes) in zip(
+                batches, pool.map(_scan_batch, batches), strict=True
+            ):
+                result.findings.extend(found)
+                result.skipped.extend(skipped)
+                result.stats.files += files
+                result.stats.bytes += nbytes
+                done += sum(t.size for t in batch)
+                if progress:
+                    progress(done, total)
+    finally:
+        _WORKER_ENGINE = None
+    return result.finish(started)
+
+
+def scan_chunks(engine: Engine, chunks: Iterable[Chunk]) -> ScanResult:
+    """Scan chunks from any source in this process (env, git, IaC, Lambda...)."""
+    started = time.perf_counter()
+    result = ScanResult()
+    result.stats.engine = engine.backend
+    result.stats.rules = len(engine.rules)
+    for chunk in chunks:
+        result.stats.chunks += 1
+        result.stats.bytes += len(chunk.text)
+        result.findings.extend(engine.scan(chunk))
+    return result.finish(started)
+
+
+def skipped_reasons(skipped: Iterable[Skipped]) -> Counter[str]:
+    return Counter(s.reason.split(" (")[0] for s in skipped)
