@@ -48,7 +48,9 @@ _out = click.option(
     show_default=True,
     help="Baseline file.",
 )
-_exclude = click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB.")
+_exclude = click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB."
+)
 
 
 @baseline.command()
@@ -98,6 +100,5 @@ def update(
     old = {(e.filename, e.hashed_secret) for e in previous.entries}
     new = {(e["filename"], e["hashed_secret"]) for v in doc["results"].values() for e in v}
     click.echo(
-        f"updated {output}: {len(new - old)} added, {len(old - new)} removed, "
-        f"{len(new & old)} kept"
+        f"updated {output}: {len(new - old)} added, {len(old - new)} removed, {len(new & old)} kept"
     )

@@ -41,7 +41,9 @@ Examples:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
 )
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB (repeatable).")
+@click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB (repeatable)."
+)
 @click.option("--no-ignore", is_flag=True, help="Do not honour .gitignore files.")
 @click.option(
     "--max-file-size",
@@ -56,7 +58,9 @@ Examples:
 )
 @rules_option
 @engine_option
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core).")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core)."
+)
 @click.option("--reveal", is_flag=True, help="Print raw secret values (dangerous; off by default).")
 @click.option("-v", "--verbose", is_flag=True, help="List skipped files and show more detail.")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
@@ -120,8 +124,16 @@ def scan(
         if s.warning:
             result.warnings.append(f"skipped {s.what}: {s.reason}")
 
-    _emit(result, OutputFormat(fmt), output, rules=rules.rules, reveal=reveal, color=color,
-          verbose=verbose or st.verbose, render=render)
+    _emit(
+        result,
+        OutputFormat(fmt),
+        output,
+        rules=rules.rules,
+        reveal=reveal,
+        color=color,
+        verbose=verbose or st.verbose,
+        render=render,
+    )
     if result.reported and not exit_zero:
         sys.exit(int(ExitCode.FINDINGS))
 

@@ -16,9 +16,7 @@ from pathlib import Path
 ELLIPSIS = "…"
 
 # Public, structural prefixes that are safe to show in full (they identify the provider).
-_PREFIX = re.compile(
-    r"^(?:[A-Za-z][A-Za-z0-9]{1,12}[_\-.](?:[A-Za-z0-9]{1,8}[_\-.])?)"
-)
+_PREFIX = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]{1,12}[_\-.](?:[A-Za-z0-9]{1,8}[_\-.])?)")
 
 
 def redact(value: str) -> str:
@@ -55,7 +53,9 @@ class Fingerprinter:
         return "Fingerprinter(key=<hidden>)"
 
     def fingerprint(self, value: str) -> str:
-        return hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        return hmac.new(
+            self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).hexdigest()
 
     @classmethod
     def from_file(cls, path: Path) -> Fingerprinter:
@@ -97,4 +97,4 @@ def _create_key(path: Path) -> bytes:
 
 def sha1_hex(value: str) -> str:
     """Unkeyed SHA-1, only for detect-secrets' baseline format (``hashed_secret``)."""
-    return hashlib.sha1(value.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324
+    return hashlib.sha1(value.encode("utf-8", "surrogatepass")).hexdigest()

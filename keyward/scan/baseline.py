@@ -64,9 +64,9 @@ class Baseline:
     entries: list[BaselineEntry] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept on update
     path: Path | None = None
+    _index: dict[tuple[str, str], set[str]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._index: dict[tuple[str, str], set[str]] = {}
         for e in self.entries:
             self._index.setdefault((e.filename, e.hashed_secret), set()).add(e.type)
 
@@ -135,7 +135,8 @@ def parse_baseline(doc: object, path: Path | None = None) -> Baseline:
                     hashed_secret=item["hashed_secret"],
                     line_number=line if isinstance(line, int) else None,
                     is_verified=bool(item.get("is_verified", False)),
-                    is_secret=item.get("is_secret") if isinstance(item.get("is_secret"), bool)
+                    is_secret=item.get("is_secret")
+                    if isinstance(item.get("is_secret"), bool)
                     else None,
                 )
             )
@@ -157,9 +158,7 @@ def build_baseline(findings: Iterable[Finding], previous: Baseline | None = None
         prior = old.get(key)
         if prior is None and previous is not None:
             # a detect-secrets entry for the same file and secret keeps its own type
-            prior = next(
-                (e for (fn, h, _), e in old.items() if (fn, h) == key[:2]), None
-            )
+            prior = next((e for (fn, h, _), e in old.items() if (fn, h) == key[:2]), None)
             if prior is not None:
                 key = (prior.filename, prior.hashed_secret, prior.type)
         if key in seen:

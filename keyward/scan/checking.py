@@ -27,10 +27,14 @@ def check_examples(rules: Iterable[Rule], ruleset: RuleSet | None = None) -> lis
     for rule in rules:
         if not rule.positive:
             problems.append(f"rule {rule.id} has no positive example")
-        for ex in rule.positive:
-            if rule.id not in example_findings(rule, ex):
-                problems.append(f"rule {rule.id}: positive example not detected: {ex[:60]!r}")
-        for ex in rule.negative:
-            if rule.id in example_findings(rule, ex):
-                problems.append(f"rule {rule.id}: negative example detected: {ex[:60]!r}")
+        problems.extend(
+            f"rule {rule.id}: positive example not detected: {ex[:60]!r}"
+            for ex in rule.positive
+            if rule.id not in example_findings(rule, ex)
+        )
+        problems.extend(
+            f"rule {rule.id}: negative example detected: {ex[:60]!r}"
+            for ex in rule.negative
+            if rule.id in example_findings(rule, ex)
+        )
     return problems

@@ -251,9 +251,7 @@ class Engine:
     def _finding(self, chunk: Chunk, m: _Match, lines: _LineIndex) -> Finding:
         line_idx, column = lines.position(m.start)
         end_idx, _ = lines.position(max(m.end - 1, m.start))
-        loc = chunk.location.at(
-            chunk.source_line(line_idx), column + 1, chunk.source_line(end_idx)
-        )
+        loc = chunk.location.at(chunk.source_line(line_idx), column + 1, chunk.source_line(end_idx))
         suppressed = None
         if lines.allowed(line_idx) or (end_idx != line_idx and lines.allowed(end_idx)):
             suppressed = "inline"
@@ -293,8 +291,9 @@ class Engine:
                 out[i] = findings[i].with_(
                     companion=matches[best].secret,
                     companion_preview=findings[best].preview,
-                    severity=max(findings[i].severity, findings[best].severity,
-                                 key=lambda s: s.rank),
+                    severity=max(
+                        findings[i].severity, findings[best].severity, key=lambda s: s.rank
+                    ),
                 )
         return [f for k, f in enumerate(out) if k not in used]
 

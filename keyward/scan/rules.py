@@ -230,7 +230,7 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
     if "pair" in t:
         p = t["pair"]
         if not isinstance(p, dict) or not isinstance(p.get("rule"), str):
-            raise bad("pair must be a table with a rule id, e.g. { rule = \"x\", lines = 5 }")
+            raise bad('pair must be a table with a rule id, e.g. { rule = "x", lines = 5 }')
         pair = Pair(p["rule"], int(p.get("lines", 5)))
     examples = t.get("examples", {})
     if not isinstance(examples, dict):

@@ -19,7 +19,7 @@ _STYLE = {
 
 def _group(f: Finding) -> str:
     loc = f.location
-    return loc.resource or loc.path or (f"environment" if loc.variable else loc.kind.value)
+    return loc.resource or loc.path or ("environment" if loc.variable else loc.kind.value)
 
 
 def render_text(

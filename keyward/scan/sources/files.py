@@ -51,7 +51,7 @@ class FileWalker:
     roots: Sequence[Path]
     options: WalkOptions = field(default_factory=WalkOptions)
     skipped: list[Skipped] = field(default_factory=list)
-    _exclude: pathspec.PathSpec | None = field(init=False, default=None, repr=False)
+    _exclude: pathspec.GitIgnoreSpec | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._exclude = (
@@ -97,7 +97,7 @@ class FileWalker:
 
     def _walk_dir(self, root: Path, prefix: str) -> Iterator[FileTask]:
         real_root = os.path.realpath(root)
-        specs: list[tuple[str, pathspec.PathSpec]] = []
+        specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
         if self.options.use_ignore_files:
             info_exclude = root / ".git" / "info" / "exclude"
             spec = _read_ignore(info_exclude)
@@ -117,8 +117,11 @@ class FileWalker:
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as exc:
                 self.skipped.append(
-                    Skipped(prefix + rel_dir or ".", f"cannot list directory: {exc.strerror}",
-                            warning=True)
+                    Skipped(
+                        prefix + rel_dir or ".",
+                        f"cannot list directory: {exc.strerror}",
+                        warning=True,
+                    )
                 )
                 continue
             subdirs: list[tuple[str, str]] = []
@@ -185,7 +188,7 @@ class FileWalker:
         return None
 
     @staticmethod
-    def _ignored(specs: list[tuple[str, pathspec.PathSpec]], rel: str, is_dir: bool) -> bool:
+    def _ignored(specs: list[tuple[str, pathspec.GitIgnoreSpec]], rel: str, is_dir: bool) -> bool:
         ignored = False
         for base, spec in specs:
             if base and not rel.startswith(base):
@@ -197,7 +200,7 @@ class FileWalker:
         return ignored
 
 
-def _read_ignore(path: Path) -> pathspec.PathSpec | None:
+def _read_ignore(path: Path) -> pathspec.GitIgnoreSpec | None:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
