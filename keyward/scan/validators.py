@@ -89,10 +89,85 @@ def luhn(secret: str) -> bool:
     return total % 10 == 0
 
 
+def _b64json(text: str) -> object:
+    raw = _b64decode(text)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def grafana_crc32(secret: str) -> bool:
+    """Grafana ``glsa_<32 chars>_<8 hex>``: hex of the little-endian CRC32 of ``glsa_<32>``."""
+    head, sep, check = secret.rpartition("_")
+    if not sep or len(check) != 8:
+        return False
+    crc = zlib.crc32(head.encode("ascii"))
+    return crc.to_bytes(4, "little").hex() == check.lower()
+
+
+def grafana_cloud_token(secret: str) -> bool:
+    """Grafana Cloud ``glc_`` tokens: base64 JSON naming the org (``o``) and key (``k``)."""
+    doc = _b64json(secret.removeprefix("glc_"))
+    return isinstance(doc, dict) and "o" in doc and "k" in doc
+
+
+def grafana_api_key(secret: str) -> bool:
+    """Legacy Grafana API keys: base64 JSON ``{"k": ..., "n": ..., "id": ...}``."""
+    doc = _b64json(secret)
+    return isinstance(doc, dict) and "k" in doc and "n" in doc
+
+
+def sentry_org_token(secret: str) -> bool:
+    """Sentry ``sntrys_<base64 JSON payload>_<secret>``: the payload carries ``iat`` and ``org``."""
+    parts = secret.split("_")
+    if len(parts) != 3 or parts[0] != "sntrys":
+        return False
+    doc = _b64json(parts[1])
+    return isinstance(doc, dict) and "iat" in doc and "org" in doc
+
+
+def onepassword_service_account(secret: str) -> bool:
+    """1Password ``ops_`` service-account tokens are base64 JSON objects."""
+    doc = _b64json(secret.removeprefix("ops_"))
+    return isinstance(doc, dict) and len(doc) >= 2
+
+
+def mapbox_token(secret: str) -> bool:
+    """Mapbox ``sk.<base64 JSON {"u": user, "a": ...}>.<22 chars>`` secret tokens."""
+    parts = secret.split(".")
+    if len(parts) != 3:
+        return False
+    doc = _b64json(parts[1])
+    return isinstance(doc, dict) and "u" in doc
+
+
+def intercom_token(secret: str) -> bool:
+    """Intercom access tokens are base64 of ``tok:<uuid>...``."""
+    raw = _b64decode(secret)
+    return raw is not None and raw.startswith(b"tok:")
+
+
+def discord_bot_token(secret: str) -> bool:
+    """Discord bot tokens start with the base64 of the bot's numeric id (a snowflake)."""
+    raw = _b64decode(secret.split(".", 1)[0])
+    return raw is not None and raw.isdigit() and 17 <= len(raw) <= 20
+
+
 VALIDATORS: dict[str, Validator] = {
     "github-crc32": github_crc32,
     "npm-crc32": npm_crc32,
     "pypi-macaroon": pypi_macaroon,
     "jwt": jwt,
     "luhn": luhn,
+    "grafana-crc32": grafana_crc32,
+    "grafana-cloud-token": grafana_cloud_token,
+    "grafana-api-key": grafana_api_key,
+    "sentry-org-token": sentry_org_token,
+    "onepassword-service-account": onepassword_service_account,
+    "mapbox-token": mapbox_token,
+    "intercom-token": intercom_token,
+    "discord-bot-token": discord_bot_token,
 }

@@ -1,0 +1,122 @@
+"""Checksum validators accept well-formed tokens and reject any altered one.
+
+Every token here is a fake generated for these tests, with a correctly computed checksum.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from keyward.scan.validators import (
+    atlassian_crc32,
+    azure_devops_pat,
+    bech32,
+    gitlab_token,
+    pem_private_key,
+)
+
+GL_V1 = "glpat-YzoxCm86MzVkcwp1OmdieXhkYVpuXrBGbgA3yJCCKA8sLxA.01.1b0wnyp3y"
+GL_V0 = "glpat-YzoxCm86YnlpYwp1OjE5aHgwaQBQBc3aNvJKmn9A8An-5eEQ.1c0jmtxy2"
+GLRT = "glrt-t1_YzoxCm86ODN6cQp1OjExcDQ2brdbPiI68BMouIce8KhvrJUQ.01.1c0x6d6jo"
+# The minimum-length example of GitLab's routable-token design document (no prefix).
+GL_DOC = "bzoxd_Rb5_cHeWe1JH56wr2FCBA.0r1pum4t4"
+ATL = (
+    "ATATT3xFfGF0ezQn8gHrW6BvH3FxHGe9gXbl9sE084dnTBAMiAq_bivOQUi6afyqvs_HBm1qKxRx4EzmBxldeZ76e"
+    "tNHJRUAX4jTtsay5uR9iPnvt5gshw_IWZj_OmQPRV72x9WNktieVT2iTeA9CyrcnmmRzkAx8ZqfGkn6lATTVG3C6g"
+    "hE28l=47F6A021"
+)
+ATC = (
+    "ATCTT3xFfGN0MmxgySyxestFIWSVYTT6UoRf2bdaNAhqilau5M9tRUZlsTcE9oJsSLl5j_lKMbkFQbT1a-5ngGTUS"
+    "2uL07n_zEzxCLZAHQqnQ9IDBFegzS_CZB2NTyfc3vF3Osl31VlpNduiYJqlzVcqYsvGWf7sukRpqE_QUy_zWHu14S"
+    "RzKHJ=A0B12419"
+)
+ADO_USER = "5y3xh5qtlr77uuxjpxxei4rm2kzu7ubgtv6ujdobq7fgocpujoiq"
+ADO_APP = "3frac6mheoikqfqh2qlldxjwkdlbvahxhu6v4u7hh5pqu5yjasla"
+AGE = "AGE-SECRET-KEY-1SZ8NG2EZ4CJ3L2UTFGYGWKA56ZJ4RPRREVNSCCUXLSJMPW5JQRZS37CKWG"
+
+
+def _flip_last(token: str) -> str:
+    return token[:-1] + ("2" if token[-1] != "2" else "3")
+
+
+@pytest.mark.parametrize("token", [GL_V1, GL_V0, GLRT, GL_DOC])
+def test_gitlab_routable_token_with_matching_crc_is_valid(token: str) -> None:
+    assert gitlab_token(token)
+
+
+@pytest.mark.parametrize("token", [GL_V1, GL_V0, GLRT])
+def test_gitlab_routable_token_with_altered_crc_or_payload_is_invalid(token: str) -> None:
+    assert not gitlab_token(_flip_last(token))
+    assert not gitlab_token(token[:10] + ("A" if token[10] != "A" else "B") + token[11:])
+
+
+def test_gitlab_routable_token_with_wrong_length_holder_is_invalid() -> None:
+    body = "glpat-" + "Yzox" * 8 + ".01.zz"  # claims a 1295-char payload; the token is shorter
+    n, crc36 = zlib.crc32(body.encode()), ""
+    while n:
+        n, r = divmod(n, 36)
+        crc36 = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + crc36
+    assert not gitlab_token(body + crc36.rjust(7, "0"))
+
+
+def test_gitlab_classic_token_has_no_checksum_and_passes() -> None:
+    assert gitlab_token("glpat-Zq7vT2nLk9Wm4Rb8Xc1D")
+
+
+@pytest.mark.parametrize("token", [ATL, ATC])
+def test_atlassian_token_checksum(token: str) -> None:
+    assert atlassian_crc32(token)
+    assert not atlassian_crc32(_flip_last(token))
+    assert not atlassian_crc32(token.replace("3xFf", "3xFg", 1))
+
+
+@pytest.mark.parametrize("token", [ADO_USER, ADO_APP])
+def test_azure_devops_legacy_pat_checksum_for_user_and_application_seeds(token: str) -> None:
+    assert azure_devops_pat(token)
+    assert not azure_devops_pat(token[:20] + ("a" if token[20] != "a" else "b") + token[21:])
+
+
+def test_azure_devops_pat_rejects_wrong_length_and_alphabet() -> None:
+    assert not azure_devops_pat(ADO_USER[:-1])
+    assert not azure_devops_pat(ADO_USER[:-1] + "1")
+
+
+def test_bech32_age_secret_key_checksum() -> None:
+    assert bech32(AGE)
+    assert bech32(AGE.lower())
+    assert not bech32(AGE[:-1] + ("Q" if AGE[-1] != "Q" else "P"))
+    assert not bech32("AGE-SECRET-KEY-1" + "B" * 58)  # 'b' is not in the bech32 alphabet
+
+
+def _pem(label: str, body: str, sep: str = "\n") -> str:
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return sep.join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
+
+
+DER_BODY = "MIIBOgIBAAJBAK" + "q7Zr2Wd9Tm3Lp0Vx4Yc8Bn1Hs6Gj5Kf" * 3 + "AgMBAAECQ=="
+OPENSSH_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
+
+
+@pytest.mark.parametrize("sep", ["\n", "\r\n", "\\n"])
+def test_pem_private_key_accepts_der_body_with_any_newline_style(sep: str) -> None:
+    assert pem_private_key(_pem("RSA PRIVATE KEY", DER_BODY, sep))
+
+
+def test_pem_private_key_checks_the_structure_its_label_names() -> None:
+    assert pem_private_key(_pem("OPENSSH PRIVATE KEY", OPENSSH_BODY + "QAAAA"))
+    assert not pem_private_key(_pem("OPENSSH PRIVATE KEY", DER_BODY))
+    assert not pem_private_key(_pem("RSA PRIVATE KEY", OPENSSH_BODY + "QAAAA"))
+
+
+def test_pem_private_key_rejects_placeholder_and_truncated_bodies() -> None:
+    assert not pem_private_key(_pem("PRIVATE KEY", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC...."))
+    assert not pem_private_key(_pem("PRIVATE KEY", "MIIE"))
+    assert not pem_private_key("-----BEGIN PRIVATE KEY-----")
+
+
+def test_pem_legacy_encrypted_key_only_needs_to_decode() -> None:
+    headers = "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5E7A1C0D9B8F6A4E3D2C1B0A99887766\n\n"
+    block = "-----BEGIN RSA PRIVATE KEY-----\n" + headers + OPENSSH_BODY + "QAAAA\n"
+    assert pem_private_key(block + "-----END RSA PRIVATE KEY-----")
