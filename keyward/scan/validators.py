@@ -156,6 +156,111 @@ def discord_bot_token(secret: str) -> bool:
     return raw is not None and raw.isdigit() and 17 <= len(raw) <= 20
 
 
+def gitlab_token(secret: str) -> bool:
+    """GitLab tokens. Routable ones end ``.[<2 version>.]<2 base36 length><7 base36 CRC32>``.
+
+    The CRC32 covers every character before it (prefix included) and the length holder gives
+    the size of the base64url payload. Classic (non-routable) tokens carry no checksum.
+    https://handbook.gitlab.com/handbook/engineering/architecture/design-documents/cells/routable_tokens/
+    """
+    if "." not in secret:
+        return True
+    body, check = secret[:-7], secret[-7:]
+    try:
+        if int(check, 36) != zlib.crc32(body.encode("ascii")):
+            return False
+        length = int(body[-2:], 36)
+    except ValueError:
+        return False
+    head = body[:-2]
+    if not head.endswith("."):
+        return False
+    head = head[:-1]
+    if len(head) > 3 and head[-3] == ".":  # version field, "01" today
+        head = head[:-3]
+    return 0 < length <= len(head)
+
+
+def atlassian_crc32(secret: str) -> bool:
+    """Atlassian ``ATATT``/``ATCTT`` tokens end in 8 hex digits: CRC32 of everything before."""
+    head, check = secret[:-8], secret[-8:]
+    return len(head) > 12 and f"{zlib.crc32(head.encode('ascii')):08X}" == check.upper()
+
+
+_ADO_PAT_SEEDS = (0xE0B9692D, 0x1019F92E)  # user and application PATs
+
+
+def azure_devops_pat(secret: str) -> bool:
+    """Legacy Azure DevOps PATs: 52 base32 chars holding a CRC32 (XOR a seed) in 4 bytes.
+
+    Layout from microsoft/security-utilities (MIT): bytes 2, 7, 8 and 22 hold the checksum
+    (little-endian 22, 8, 7, 2); the other 28 bytes are the token.
+    """
+    if len(secret) != 52:
+        return False
+    try:
+        raw = base64.b32decode(secret.upper() + "====")
+    except (binascii.Error, ValueError):
+        return False
+    token = raw[0:2] + raw[3:7] + raw[9:22] + raw[23:32]
+    embedded = int.from_bytes(bytes((raw[22], raw[8], raw[7], raw[2])), "little")
+    crc = zlib.crc32(token)
+    return any(crc ^ seed == embedded for seed in _ADO_PAT_SEEDS)
+
+
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32(secret: str) -> bool:
+    """A Bech32 string (BIP 173) with a valid checksum, e.g. age ``AGE-SECRET-KEY-1...``."""
+    text = secret.lower()
+    hrp, sep, data = text.rpartition("1")
+    if not sep or not hrp or len(data) < 6 or any(c not in _BECH32 for c in data):
+        return False
+    values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    values += [_BECH32.index(c) for c in data]
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            if (top >> i) & 1:
+                chk ^= g
+    return chk == 1
+
+
+def pem_private_key(secret: str) -> bool:
+    """A PEM/armored private key block whose body decodes to the structure its label names.
+
+    DER keys start with an ASN.1 SEQUENCE (0x30), OpenSSH keys with ``openssh-key-v1``, PGP
+    blocks with a packet tag (high bit set). Legacy encrypted PEM (``Proc-Type``) only needs to
+    decode. JSON-escaped newlines (``\\n``) are accepted, as in service-account files.
+    """
+    lines = [ln.strip() for ln in secret.replace("\\r", "").replace("\\n", "\n").splitlines()]
+    lines = [ln for ln in lines if ln]
+    if len(lines) < 3:
+        return False
+    label = lines[0]
+    headers = [ln for ln in lines[1:-1] if ":" in ln]
+    body = [ln for ln in lines[1:-1] if ":" not in ln]
+    if "PGP" in label:
+        body = [ln for ln in body if not ln.startswith("=")]  # CRC-24 line
+    text = "".join(body)
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < 32:
+        return False
+    if "OPENSSH" in label:
+        return raw.startswith(b"openssh-key-v1\0")
+    if "PGP" in label:
+        return bool(raw[0] & 0x80)
+    if any(h.startswith("Proc-Type:") for h in headers):
+        return True
+    return raw[0] == 0x30
+
+
 VALIDATORS: dict[str, Validator] = {
     "github-crc32": github_crc32,
     "npm-crc32": npm_crc32,
@@ -170,4 +275,9 @@ VALIDATORS: dict[str, Validator] = {
     "mapbox-token": mapbox_token,
     "intercom-token": intercom_token,
     "discord-bot-token": discord_bot_token,
+    "gitlab-token": gitlab_token,
+    "atlassian-crc32": atlassian_crc32,
+    "azure-devops-pat": azure_devops_pat,
+    "bech32": bech32,
+    "pem-private-key": pem_private_key,
 }
