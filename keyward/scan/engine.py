@@ -16,14 +16,16 @@ placeholders), so both engines produce identical findings.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import filters
 from keyward.scan.entropy import shannon
@@ -84,28 +86,45 @@ class KeywordMatcher:
 
 
 class HyperscanMatcher:
+    """All rule regexes in one hyperscan database (prefilter mode, no start-of-match).
+
+    The database is cached on disk, keyed by a hash of the hyperscan version, the flags and every
+    rule regex; a cache file that is unreadable, truncated or corrupt is ignored and rebuilt.
+    Rules hyperscan rejects fall back to the keyword prefilter.
+    """
+
     name = "hyperscan"
 
     def __init__(self, rules: Sequence[Rule], cache: Path | None = None) -> None:
         import hyperscan as hs
 
         self._hs = hs
-        flags_all = (
+        flags = (
             hs.HS_FLAG_PREFILTER | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_UTF8 | hs.HS_FLAG_ALLOWEMPTY
         )
-        patterns: list[bytes] = []
-        ids: list[int] = []
-        self.unaccelerated: list[int] = []
-        for i, r in enumerate(rules):
-            expr = r.regex.encode("utf-8")
-            if _hs_accepts(hs, expr, flags_all):
-                patterns.append(expr)
-                ids.append(i)
-            else:
-                self.unaccelerated.append(i)
+        patterns = [r.regex.encode("utf-8") for r in rules]
+        self.from_cache = False
+        self.cache_file: Path | None = None
+        db, accepted = None, list(range(len(patterns)))
+        if cache is not None:
+            version = getattr(hs, "__version__", "?")
+            h = hashlib.sha256(f"{_CACHE_MAGIC!r}|{version}|{flags}".encode())
+            for p in patterns:
+                h.update(p + b"\0")
+            self.cache_file = cache / f"hs-{h.hexdigest()[:32]}.db"
+            loaded = _load_cache(hs, self.cache_file)
+            if loaded is not None:
+                db, accepted = loaded
+                self.from_cache = True
+        if db is None and patterns:
+            db, accepted = _compile(hs, patterns, flags)
+            if self.cache_file is not None and db is not None:
+                _store_cache(hs, self.cache_file, db, accepted)
+        accepted_set = set(accepted)
+        self.unaccelerated = [i for i in range(len(rules)) if i not in accepted_set]
         self._fallback = KeywordMatcher([rules[i] for i in self.unaccelerated])
-        self._db = _load_or_compile(hs, patterns, ids, flags_all, cache)
-        self._scratch = hs.Scratch(self._db) if self._db is not None else None
+        self._db = db
+        self._scratch = hs.Scratch(db) if db is not None else None
         self._hits: set[int] = set()
         # Keep a reference to the bound callback for the lifetime of the matcher.
         self._callback = self._on_match
@@ -124,42 +143,70 @@ class HyperscanMatcher:
         return sorted(hits)
 
 
-def _hs_accepts(hs: Any, expr: bytes, flags: int) -> bool:
-    db = hs.Database(mode=hs.HS_MODE_BLOCK)
+_CACHE_MAGIC = b"KEYWARD-HS-1\n"
+
+
+def _compile(hs: Any, patterns: list[bytes], flags: int) -> tuple[Any, list[int]]:
+    """Compile every pattern hyperscan accepts; returns (database or None, accepted indexes)."""
+    accepted = list(range(len(patterns)))
     try:
-        db.compile(expressions=[expr], ids=[0], elements=1, flags=[flags])
+        return _build(hs, patterns, accepted, flags), accepted
+    except hs.error:
+        pass
+    accepted = [i for i, p in enumerate(patterns) if _hs_accepts(hs, p, flags)]
+    for i in set(range(len(patterns))) - set(accepted):
+        log.debug("hyperscan rejects rule #%d; it runs through the keyword prefilter", i)
+    if not accepted:
+        return None, []
+    return _build(hs, [patterns[i] for i in accepted], accepted, flags), accepted
+
+
+def _build(hs: Any, patterns: list[bytes], ids: list[int], flags: int) -> Any:
+    db = hs.Database(mode=hs.HS_MODE_BLOCK)
+    db.compile(expressions=patterns, ids=ids, elements=len(patterns), flags=[flags] * len(ids))
+    return db
+
+
+def _hs_accepts(hs: Any, expr: bytes, flags: int) -> bool:
+    try:
+        _build(hs, [expr], [0], flags)
     except hs.error:
         return False
     return True
 
 
-def _load_or_compile(
-    hs: Any, patterns: list[bytes], ids: list[int], flags: int, cache: Path | None
-) -> Any:
-    if not patterns:
+def _load_cache(hs: Any, path: Path) -> tuple[Any, list[int]] | None:
+    """The cached database and accepted rule indexes, or None when missing or unusable."""
+    try:
+        blob = path.read_bytes()
+    except OSError:
         return None
-    h = hashlib.sha256(f"{hs.__version__}|{flags}".encode())
-    for i, p in zip(ids, patterns, strict=True):
-        h.update(f"{i}:".encode() + p + b"\0")
-    cache_file = cache / f"hs-{h.hexdigest()[:32]}.db" if cache else None
-    if cache_file is not None:
-        try:
-            return hs.loadb(cache_file.read_bytes(), hs.HS_MODE_BLOCK)
-        except FileNotFoundError:
-            pass
-        except (OSError, hs.error) as exc:
-            log.debug("ignoring unusable hyperscan cache %s: %s", cache_file, exc)
-    db = hs.Database(mode=hs.HS_MODE_BLOCK)
-    db.compile(expressions=patterns, ids=ids, elements=len(patterns), flags=[flags] * len(ids))
-    if cache_file is not None:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(hs.dumpb(db))
-            tmp.replace(cache_file)
-        except OSError as exc:
-            log.debug("cannot cache hyperscan database at %s: %s", cache_file, exc)
-    return db
+    try:
+        if not blob.startswith(_CACHE_MAGIC):
+            raise ValueError("bad magic")
+        header_end = blob.index(b"\n", len(_CACHE_MAGIC))
+        header = json.loads(blob[len(_CACHE_MAGIC) : header_end])
+        body = blob[header_end + 1 :]
+        if hashlib.sha256(body).hexdigest() != header["sha256"]:
+            raise ValueError("checksum mismatch")
+        accepted = [int(i) for i in header["accepted"]]
+        return hs.loadb(body, hs.HS_MODE_BLOCK), accepted
+    except (ValueError, KeyError, TypeError, hs.error) as exc:
+        log.debug("ignoring unusable hyperscan cache %s (%s); rebuilding it", path, exc)
+        return None
+
+
+def _store_cache(hs: Any, path: Path, db: Any, accepted: list[int]) -> None:
+    body = hs.dumpb(db)
+    header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "accepted": accepted})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(_CACHE_MAGIC + header.encode() + b"\n" + body)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.debug("cannot cache the hyperscan database at %s: %s", path, exc.strerror)
 
 
 def hyperscan_available() -> bool:
@@ -175,7 +222,7 @@ class _Match:
     rule: Rule
     start: int  # secret span in chunk text
     end: int
-    secret: str
+    secret: str = field(repr=False)
 
 
 class Engine:
@@ -191,9 +238,13 @@ class Engine:
     ) -> None:
         self.rules = rules.rules
         self._fp = fingerprinter
-        self._index = {r.id: r for r in self.rules}
         if backend == "auto":
             backend = "hyperscan" if hyperscan_available() else "re"
+        elif backend == "hyperscan" and not hyperscan_available():
+            raise ConfigError(
+                "The hyperscan engine was asked for but hyperscan is not installed",
+                hint="Install it with 'pip install hyperscan' or use --engine re",
+            )
         self.matcher: Matcher
         if backend == "hyperscan":
             self.matcher = HyperscanMatcher(self.rules, cache_dir)
@@ -274,11 +325,11 @@ class Engine:
         out: list[Finding] = list(findings)
         for i, m in enumerate(matches):
             pair = m.rule.pair
-            if pair is None:
+            if pair is None or i in used:
                 continue
             best: int | None = None
             for j, other in enumerate(matches):
-                if j in used or other.rule.id != pair.rule:
+                if j == i or j in used or other.rule.id != pair.rule:
                     continue
                 dist = abs(findings[j].location.line - findings[i].location.line)
                 if dist <= pair.lines and (
@@ -299,16 +350,19 @@ class Engine:
 
 
 def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:
-    """Where spans overlap, keep the most specific rule (priority, then longer, then id)."""
+    """Where spans overlap, keep the most specific rule (priority, then longer, then id).
+
+    Matches are taken in order of start; kept spans never overlap, so only the last kept span
+    can overlap the next match (linear time, even for files with thousands of matches).
+    """
     matches.sort(key=lambda m: (m.start, -m.end, -m.rule.priority, m.rule.id))
     kept: list[_Match] = []
     for m in matches:
-        clash = next((k for k in kept if m.start < k.end and k.start < m.end), None)
-        if clash is None:
+        last = kept[-1] if kept else None
+        if last is None or last.end <= m.start:
             kept.append(m)
-            continue
-        if (m.rule.priority, m.end - m.start) > (clash.rule.priority, clash.end - clash.start):
-            kept[kept.index(clash)] = m
+        elif (m.rule.priority, m.end - m.start) > (last.rule.priority, last.end - last.start):
+            kept[-1] = m
     kept.sort(key=lambda m: (m.start, m.rule.id))
     return kept
 

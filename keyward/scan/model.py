@@ -89,7 +89,7 @@ class Chunk:
     scan selected lines, like added lines of a diff).
     """
 
-    text: str
+    text: str = field(repr=False)  # may hold secrets: never in a repr or a traceback
     location: Location
     first_line: int = 1
     line_map: tuple[int, ...] | None = None

@@ -84,6 +84,29 @@ class ScanResult:
     skipped: list[Skipped] = field(default_factory=list)
     stats: ScanStats = field(default_factory=ScanStats)
     warnings: list[str] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)  # the scanned paths, as given
+
+    def extend(self, other: ScanResult) -> ScanResult:
+        """Add another source's result (e.g. git history or environment) to this one."""
+        self.findings.extend(other.findings)
+        self.skipped.extend(other.skipped)
+        self.warnings.extend(other.warnings)
+        for name in ("files", "bytes", "chunks", "seconds"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(other.stats, name))
+        self.stats.engine = self.stats.engine or other.stats.engine
+        self.stats.rules = self.stats.rules or other.stats.rules
+        self.findings.sort(key=Finding.sort_key)
+        self.skipped.sort(key=_skipped_key)
+        self._count()
+        return self
+
+    def _count(self) -> None:
+        self.stats.findings = len(self.reported)
+        self.stats.suppressed_inline = sum(1 for f in self.findings if f.suppressed_by == "inline")
+        self.stats.suppressed_baseline = sum(
+            1 for f in self.findings if f.suppressed_by == "baseline"
+        )
+        self.stats.skipped = len(self.skipped)
 
     @property
     def reported(self) -> list[Finding]:
@@ -91,19 +114,23 @@ class ScanResult:
         return [f for f in self.findings if f.suppressed_by is None]
 
     def finish(self, started: float) -> ScanResult:
+        """Sort into the stable output order and count (same order whatever the job count)."""
         self.findings.sort(key=Finding.sort_key)
-        self.stats.findings = len(self.reported)
-        self.stats.suppressed_inline = sum(1 for f in self.findings if f.suppressed_by == "inline")
-        self.stats.skipped = len(self.skipped)
+        self.skipped.sort(key=_skipped_key)
+        self._count()
         self.stats.seconds = time.perf_counter() - started
         return self
 
 
-Progress = Callable[[int], None]  # called with bytes done
+def _skipped_key(s: Skipped) -> tuple[str, str]:
+    return (s.what, s.reason)
 
 
 # ---------------------------------------------------------------- worker side
+# A worker process builds (or, with fork, inherits) one engine and keeps it for its lifetime.
+# This module-level slot is the one piece of process state, and only workers use it.
 _WORKER_ENGINE: Engine | None = None
+_BatchResult = tuple[list[Finding], list[Skipped], int, int]
 
 
 def _worker_init(spec: EngineSpec) -> None:
@@ -112,36 +139,37 @@ def _worker_init(spec: EngineSpec) -> None:
         _WORKER_ENGINE = spec.build()
 
 
-def _scan_batch(batch: Sequence[FileTask]) -> tuple[list[Finding], list[Skipped], int, int]:
+def _scan_batch(job: tuple[Sequence[FileTask], int]) -> _BatchResult:
     engine = _WORKER_ENGINE
     assert engine is not None
-    return _scan_tasks(engine, batch)
+    return _scan_tasks(engine, job[0], job[1])
 
 
-def _scan_tasks(
-    engine: Engine, batch: Iterable[FileTask]
-) -> tuple[list[Finding], list[Skipped], int, int]:
+def _scan_tasks(engine: Engine, batch: Iterable[FileTask], max_size: int) -> _BatchResult:
     findings: list[Finding] = []
     skipped: list[Skipped] = []
     files = nbytes = 0
+    scan = engine.scan
     for task in batch:
-        chunk = read_task(task)
+        chunk = read_task(task, max_size)
         if isinstance(chunk, Skipped):
             skipped.append(chunk)
             continue
         files += 1
         nbytes += task.size
-        findings.extend(engine.scan(chunk))
+        found = scan(chunk)
+        if found:
+            findings.extend(found)
     return findings, skipped, files, nbytes
 
 
-def _batches(tasks: Iterable[FileTask]) -> Iterator[list[FileTask]]:
+def _batches(tasks: Iterable[FileTask], max_bytes: int, max_files: int) -> Iterator[list[FileTask]]:
     batch: list[FileTask] = []
     size = 0
     for t in tasks:
         batch.append(t)
         size += t.size
-        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+        if size >= max_bytes or len(batch) >= max_files:
             yield batch
             batch, size = [], 0
     if batch:
@@ -163,30 +191,45 @@ def scan_paths(
     jobs: int | None = None,
     engine: Engine | None = None,
     progress: Callable[[int, int], None] | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    parallel_min_files: int = PARALLEL_MIN_FILES,
 ) -> ScanResult:
-    """Scan files and directories. ``progress(done_bytes, total_bytes)`` is called as it goes."""
+    """Scan files and directories. ``progress(done_bytes, total_bytes)`` is called as it goes.
+
+    The tree is planned first (walk + ``lstat``), then read and scanned in batches: in this
+    process for small trees, else in ``jobs`` worker processes (default: every core). Findings
+    come back sorted, so the output is the same whatever the job count.
+    """
     started = time.perf_counter()
     walker = FileWalker(roots, walk)
+    walker.check_roots()
+    engine = engine or spec.build()
     tasks = list(walker.tasks())
     total = sum(t.size for t in tasks)
-    result = ScanResult(skipped=walker.skipped)
-    engine = engine or spec.build()
+    result = ScanResult(skipped=walker.skipped, roots=list(roots))
     result.stats.engine = engine.backend
     result.stats.rules = len(engine.rules)
     n_jobs = jobs if jobs is not None else default_jobs()
-    parallel = n_jobs > 1 and total >= PARALLEL_MIN_BYTES and len(tasks) >= PARALLEL_MIN_FILES
+    n_jobs = min(n_jobs, max(1, len(tasks)))
+    parallel = n_jobs > 1 and total >= parallel_min_bytes and len(tasks) >= parallel_min_files
+    max_size = walk.max_file_size
     done = 0
+
+    def add(batch_size: int, found: _BatchResult) -> None:
+        nonlocal done
+        findings, skipped, files, nbytes = found
+        result.findings.extend(findings)
+        result.skipped.extend(skipped)
+        result.stats.files += files
+        result.stats.bytes += nbytes
+        done += batch_size
+        if progress:
+            progress(done, total)
+
     if not parallel:
         result.stats.jobs = 1
-        for batch in _batches(tasks):
-            found, skipped, files, nbytes = _scan_tasks(engine, batch)
-            result.findings.extend(found)
-            result.skipped.extend(skipped)
-            result.stats.files += files
-            result.stats.bytes += nbytes
-            done += sum(t.size for t in batch)
-            if progress:
-                progress(done, total)
+        for batch in _batches(tasks, BATCH_BYTES, BATCH_FILES):
+            add(sum(t.size for t in batch), _scan_tasks(engine, batch, max_size))
         return result.finish(started)
 
     global _WORKER_ENGINE
@@ -194,22 +237,22 @@ def scan_paths(
     method = "fork" if sys.platform == "linux" else "spawn"
     ctx = multiprocessing.get_context(method)
     _WORKER_ENGINE = engine if method == "fork" else None
-    # Interleave big and small batches so no worker is left with the tail alone.
-    batches = list(_batches(sorted(tasks, key=lambda t: -t.size)))
+    # Largest files first, and batches small enough that no worker is left with the tail alone.
+    per_worker = max(1, total // (n_jobs * 8))
+    batches = list(
+        _batches(
+            sorted(tasks, key=lambda t: -t.size),
+            min(BATCH_BYTES, per_worker),
+            BATCH_FILES,
+        )
+    )
     try:
         with ProcessPoolExecutor(
             max_workers=n_jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec,)
         ) as pool:
-            for batch, (found, skipped, files, nbytes) in zip(
-                batches, pool.map(_scan_batch, batches), strict=True
-            ):
-                result.findings.extend(found)
-                result.skipped.extend(skipped)
-                result.stats.files += files
-                result.stats.bytes += nbytes
-                done += sum(t.size for t in batch)
-                if progress:
-                    progress(done, total)
+            jobs_iter = pool.map(_scan_batch, [(b, max_size) for b in batches])
+            for batch, found in zip(batches, jobs_iter, strict=True):
+                add(sum(t.size for t in batch), found)
     finally:
         _WORKER_ENGINE = None
     return result.finish(started)

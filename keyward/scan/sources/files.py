@@ -1,7 +1,22 @@
 """Files and directories: walk, honour ignores, decode safely.
 
-Walking happens in the parent process (cheap: directory entries and ``stat``); reading and
-decoding happen where the chunk is scanned, so a large tree spreads over every core.
+Walking happens in the parent process (cheap: directory entries and one ``lstat`` per file);
+reading and decoding happen where the chunk is scanned, so a large tree spreads over every core.
+
+Rules of the walk:
+
+* ``.gitignore`` files are honoured the way git does: every ``.gitignore`` from the repository
+  top down to each directory (patterns relative to their own directory, the deepest and last
+  match wins, ``!`` re-includes), plus ``.git/info/exclude``. A path named on the command line
+  is always scanned. ``--no-ignore`` switches all of this off; ``.git`` itself is never scanned.
+* Symlinks are never followed: a link to a file inside the tree is scanned under the target's
+  own name, everything else (a link out of the tree, a broken link, a loop, a link to a
+  directory) is skipped and listed with ``--verbose``.
+* Anything that is not a regular file (FIFO, socket, device) is skipped without opening it for
+  reading in blocking mode; a file larger than ``max_file_size`` is skipped from its ``stat``
+  alone, without reading. No file larger than :data:`HARD_MAX_FILE_SIZE` is ever read whole.
+* Binary files (a NUL byte in the first 8 KiB, no BOM) are skipped. Text is decoded from UTF-8,
+  UTF-8/16/32 with a BOM, or UTF-8 with invalid bytes replaced (positions stay right).
 """
 
 from __future__ import annotations
@@ -16,25 +31,32 @@ from pathlib import Path
 import pathspec
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
-from keyward.core.errors import SourceError
+from keyward.core.errors import ConfigError, SourceError
 from keyward.scan.model import Chunk, Location, SourceKind
 from keyward.scan.sources.base import Skipped
 
 BINARY_SNIFF = 8192
+# Files are read and decoded whole; this bounds the memory one worker can use (bytes + text
+# + lower-cased text is about 3x this), whatever --max-file-size says.
+HARD_MAX_FILE_SIZE = 256 * 1024 * 1024
 _BOMS: tuple[tuple[bytes, str], ...] = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
     (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+_BOM_PREFIXES = tuple(bom for bom, _ in _BOMS)
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True, slots=True)
 class FileTask:
-    path: str  # absolute path to open
+    path: str  # path to open
     display: str  # path shown in findings (relative to the scanned root)
     size: int
+    follow: bool = False  # True only for a path named on the command line
 
 
 @dataclass(slots=True)
@@ -42,6 +64,35 @@ class WalkOptions:
     exclude: Sequence[str] = ()
     use_ignore_files: bool = True
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    # Real paths of files never to scan (the baseline being written or read).
+    skip_files: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_max_file_size(self.max_file_size)
+
+
+def check_max_file_size(size: int) -> int:
+    if size <= 0:
+        raise ConfigError(
+            f"--max-file-size must be positive (got {size})", hint="Use e.g. 512k, 10M or 100M"
+        )
+    if size > HARD_MAX_FILE_SIZE:
+        raise ConfigError(
+            f"--max-file-size may be at most {HARD_MAX_FILE_SIZE // 1024**2}M because files are "
+            "read whole",
+            hint="Split the file or scan it with a lower limit",
+        )
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class _Ignore:
+    """One ignore file: paths under ``base`` (relative to the scanned root) are checked as
+    ``prefix + path-below-base`` against ``spec``."""
+
+    base: str
+    prefix: str
+    spec: pathspec.GitIgnoreSpec
 
 
 @dataclass(slots=True)
@@ -60,93 +111,91 @@ class FileWalker:
             else None
         )
 
+    def check_roots(self) -> None:
+        """Raise a :class:`SourceError` for a root that does not exist or cannot be read."""
+        for root in self.roots:
+            _stat_root(root)
+
     def tasks(self) -> Iterator[FileTask]:
         multi = len(self.roots) > 1
         for root in self.roots:
-            try:
-                st = os.stat(root)
-            except FileNotFoundError:
-                raise SourceError(
-                    f"The path {root} does not exist", hint="Check the path and try again"
-                ) from None
-            except OSError as exc:
-                raise SourceError(f"Cannot read {root}: {exc.strerror}") from None
+            st = _stat_root(root)
             prefix = root.as_posix().rstrip("/") + "/" if multi else ""
             if stat.S_ISDIR(st.st_mode):
                 yield from self._walk_dir(root, prefix)
-            elif stat.S_ISREG(st.st_mode):
-                display = root.as_posix() if multi else root.name
-                if self._excluded(display) or self._excluded(root.name):
-                    continue
-                task = self._file_task(str(root), display, st.st_size)
-                if task is not None:
-                    yield task
-            else:
-                self.skipped.append(Skipped(str(root), "not a regular file", warning=True))
+                continue
+            display = root.as_posix() if multi else root.name
+            if not stat.S_ISREG(st.st_mode):
+                self.skipped.append(Skipped(display, "not a regular file", warning=True))
+            elif not (self._excluded(display) or self._excluded(root.name)):
+                if not self._skip_file(str(root)):
+                    task = self._file_task(str(root), display, st.st_size, follow=True)
+                    if task is not None:
+                        yield task
 
     def _excluded(self, rel: str) -> bool:
         return self._exclude is not None and self._exclude.match_file(rel)
 
-    def _file_task(self, path: str, display: str, size: int) -> FileTask | None:
+    def _skip_file(self, path: str) -> bool:
+        return bool(self.options.skip_files) and os.path.realpath(path) in self.options.skip_files
+
+    def _file_task(
+        self, path: str, display: str, size: int, *, follow: bool = False
+    ) -> FileTask | None:
         if size > self.options.max_file_size:
             self.skipped.append(Skipped(display, f"larger than --max-file-size ({size} bytes)"))
             return None
         if size == 0:
             return None
-        return FileTask(path, display, size)
+        return FileTask(path, display, size, follow)
 
     def _walk_dir(self, root: Path, prefix: str) -> Iterator[FileTask]:
         real_root = os.path.realpath(root)
-        specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
-        if self.options.use_ignore_files:
-            info_exclude = root / ".git" / "info" / "exclude"
-            spec = _read_ignore(info_exclude)
-            if spec is not None:
-                specs.append(("", spec))
-        # Iterative depth-first walk in sorted order; specs stack follows the directory depth.
+        use_ignore = self.options.use_ignore_files
+        specs: list[_Ignore] = _outer_ignores(Path(real_root)) if use_ignore else []
+        # Iterative depth-first walk in sorted order; the specs stack follows the depth.
         stack: list[tuple[str, str, int]] = [(str(root), "", len(specs))]
+        skip_files = self.options.skip_files
         while stack:
             abs_dir, rel_dir, depth = stack.pop()
             del specs[depth:]
-            if self.options.use_ignore_files:
-                spec = _read_ignore(Path(abs_dir) / ".gitignore")
-                if spec is not None:
-                    specs.append((rel_dir, spec))
             try:
                 with os.scandir(abs_dir) as it:
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as exc:
+                where = prefix + rel_dir if prefix + rel_dir else "."
                 self.skipped.append(
-                    Skipped(
-                        prefix + rel_dir or ".",
-                        f"cannot list directory: {exc.strerror}",
-                        warning=True,
-                    )
+                    Skipped(where, f"cannot list directory: {exc.strerror}", warning=True)
                 )
                 continue
+            if use_ignore:
+                for entry in entries:
+                    if entry.name == ".gitignore":
+                        spec = _read_ignore(entry.path)
+                        if spec is not None:
+                            specs.append(_Ignore(rel_dir, "", spec))
+                        break
             subdirs: list[tuple[str, str]] = []
             for entry in entries:
                 name = entry.name
-                rel = f"{rel_dir}{name}"
                 if name == ".git":
                     continue
+                rel = rel_dir + name
                 try:
                     is_link = entry.is_symlink()
                     is_dir = not is_link and entry.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
                 if is_dir:
-                    if self._ignored(specs, rel, True) or self._excluded(rel + "/"):
+                    if (specs and _ignored(specs, rel + "/")) or self._excluded(rel + "/"):
                         continue
                     subdirs.append((entry.path, rel + "/"))
                     continue
-                if self._ignored(specs, rel, False) or self._excluded(rel):
+                if (specs and _ignored(specs, rel)) or self._excluded(rel):
                     continue
                 display = prefix + rel
                 if is_link:
-                    task = self._symlink_task(entry.path, display, real_root)
-                    if task is not None:
-                        yield task
+                    self._symlink(entry.path, display, real_root)
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
@@ -156,88 +205,166 @@ class FileWalker:
                 if not stat.S_ISREG(st.st_mode):
                     self.skipped.append(Skipped(display, "not a regular file"))
                     continue
+                if skip_files and os.path.realpath(entry.path) in skip_files:
+                    continue
                 task = self._file_task(entry.path, display, st.st_size)
                 if task is not None:
                     yield task
             depth_now = len(specs)
             stack.extend((p, r, depth_now) for p, r in reversed(subdirs))
 
-    def _symlink_task(self, path: str, display: str, real_root: str) -> FileTask | None:
+    def _symlink(self, path: str, display: str, real_root: str) -> None:
+        """Record why a symlink is not scanned (it never is: see the module docstring)."""
         try:
             target = os.path.realpath(path, strict=True)
         except OSError as exc:
-            reason = "symlink loop" if "loop" in str(exc).lower() else "broken symlink"
-            self.skipped.append(Skipped(display, reason))
-            return None
+            # realpath(strict=True) reports a loop as ELOOP (or, on 3.11, RuntimeError-free
+            # OSError with "loop" in it); anything else means the target is missing.
+            loop = getattr(exc, "errno", None) == 40 or "loop" in str(exc).lower()
+            self.skipped.append(Skipped(display, "symlink loop" if loop else "broken symlink"))
+            return
         if os.path.commonpath([real_root, target]) != real_root:
             self.skipped.append(Skipped(display, "symlink points outside the scanned tree"))
-            return None
-        try:
-            st = os.stat(target)
-        except OSError as exc:
-            self.skipped.append(Skipped(display, f"cannot stat: {exc.strerror}", True))
-            return None
-        if stat.S_ISDIR(st.st_mode):
+        elif os.path.isdir(target):
             self.skipped.append(Skipped(display, "symlink to a directory (not followed)"))
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            self.skipped.append(Skipped(display, "not a regular file"))
-            return None
-        # The target is inside the tree and will be scanned under its own name.
-        self.skipped.append(Skipped(display, "symlink to a file inside the tree"))
-        return None
-
-    @staticmethod
-    def _ignored(specs: list[tuple[str, pathspec.GitIgnoreSpec]], rel: str, is_dir: bool) -> bool:
-        ignored = False
-        for base, spec in specs:
-            if base and not rel.startswith(base):
-                continue
-            sub = rel[len(base) :] + ("/" if is_dir else "")
-            result = spec.check_file(sub)
-            if result.include is not None:
-                ignored = result.include
-        return ignored
+        else:
+            # A target inside the tree is scanned under its own name (if not ignored).
+            self.skipped.append(Skipped(display, "symlink to a file inside the tree"))
 
 
-def _read_ignore(path: Path) -> pathspec.GitIgnoreSpec | None:
+def _stat_root(root: Path) -> os.stat_result:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return os.stat(root)
+    except FileNotFoundError:
+        raise SourceError(
+            f"The path {root} does not exist", hint="Check the path and try again"
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"Cannot read {root}: {exc.strerror}") from None
+
+
+def _ignored(specs: Sequence[_Ignore], rel: str) -> bool:
+    """Git's rule: the last matching pattern of the deepest ignore file decides."""
+    for ig in reversed(specs):  # deepest first: the first decisive answer wins
+        if ig.base and not rel.startswith(ig.base):
+            continue
+        result = ig.spec.check_file(ig.prefix + rel[len(ig.base) :])
+        if result.include is not None:
+            return result.include
+    return False
+
+
+def _outer_ignores(real_root: Path) -> list[_Ignore]:
+    """Ignore files that apply to ``real_root`` from above it: the repository's
+    ``.git/info/exclude`` and the ``.gitignore`` of every directory from the repository top
+    down to (not including) ``real_root``. When the root itself is ignored by them, the user
+    named an ignored directory on purpose: none of them apply."""
+    top = next((d for d in (real_root, *real_root.parents) if (d / ".git").exists()), None)
+    if top is None:
+        return []
+    parts = real_root.relative_to(top).parts
+    out: list[_Ignore] = []
+    exclude = _read_ignore(str(top / ".git" / "info" / "exclude"))
+    if exclude is not None:
+        out.append(_Ignore("", "".join(p + "/" for p in parts), exclude))
+    d = top
+    for i in range(len(parts)):
+        spec = _read_ignore(str(d / ".gitignore"))
+        if spec is not None:
+            out.append(_Ignore("", "".join(p + "/" for p in parts[i:]), spec))
+        d = d / parts[i]
+    # Is the root, or a directory between the repository top and it, ignored?
+    for ig in out:
+        below = ig.prefix.split("/")[:-1]
+        for j in range(1, len(below) + 1):
+            if ig.spec.check_file("/".join(below[:j]) + "/").include:
+                return []
+    return out
+
+
+def _read_ignore(path: str) -> pathspec.GitIgnoreSpec | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
     except OSError:
         return None
-    lines = text.splitlines()
     if not any(line.strip() and not line.startswith("#") for line in lines):
         return None
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def decode(data: bytes) -> tuple[str, bool] | None:
-    """Decode file bytes to text. Returns (text, data_is_utf8) or None for binary content."""
+def display_to_path(roots: Sequence[Path], display: str) -> Path:
+    """The file a display path (as produced by :class:`FileWalker`) refers to."""
+    if len(roots) != 1:
+        return Path(display)
+    root = roots[0]
+    return root / display if root.is_dir() else root
+
+
+def decode(data: bytes) -> tuple[str, bytes | None] | None:
+    """Decode file bytes to text.
+
+    Returns ``(text, utf8)`` where ``utf8`` is the UTF-8 encoding of ``text`` when it is
+    available for free (a slice of ``data``), or ``None`` for binary content.
+    """
+    if data.isascii():
+        if b"\0" in data[:BINARY_SNIFF]:
+            return None
+        return data.decode("ascii"), data
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            return data.decode(encoding, errors="replace"), encoding == "utf-8-sig"
+            if encoding == "utf-8-sig":
+                body = data[len(bom) :]
+                try:
+                    return body.decode("utf-8"), body
+                except UnicodeDecodeError:
+                    return body.decode("utf-8", errors="replace"), None
+            return data.decode(encoding, errors="replace"), None
     if b"\0" in data[:BINARY_SNIFF]:
         return None
-    if data.isascii():
-        return data.decode("ascii"), True
     try:
-        return data.decode("utf-8"), True
+        return data.decode("utf-8"), data
     except UnicodeDecodeError:
-        return data.decode("utf-8", errors="replace"), False
+        return data.decode("utf-8", errors="replace"), None
 
 
-def read_task(task: FileTask) -> Chunk | Skipped:
-    """Read and decode one planned file into a chunk, or say why it was skipped."""
+def _read_exactly(fd: int, n: int) -> bytes:
+    parts: list[bytes] = []
+    while n > 0:
+        part = os.read(fd, n)
+        if not part:
+            break
+        parts.append(part)
+        n -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def read_task(task: FileTask, max_size: int = HARD_MAX_FILE_SIZE) -> Chunk | Skipped:
+    """Read and decode one planned file into a chunk, or say why it was skipped.
+
+    Opening is non-blocking (a FIFO swapped in after planning cannot hang us), a file is
+    checked again with ``fstat`` after opening, and binary content is detected from its first
+    8 KiB before the rest is read.
+    """
+    flags = _OPEN_FLAGS if task.follow else _OPEN_FLAGS | _NOFOLLOW
     try:
-        fd = os.open(task.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(task.path, flags)
     except OSError as exc:
         return Skipped(task.display, f"cannot read: {exc.strerror}", warning=True)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # replaced by a FIFO or device after planning
             return Skipped(task.display, "not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(task.size + 1)
+        size = st.st_size
+        if size > max_size:
+            return Skipped(task.display, f"larger than --max-file-size ({size} bytes)")
+        if size <= BINARY_SNIFF * 4:
+            data = _read_exactly(fd, size)
+        else:
+            head = _read_exactly(fd, BINARY_SNIFF)
+            if b"\0" in head and not head.startswith(_BOM_PREFIXES):
+                return Skipped(task.display, "binary file")
+            data = head + _read_exactly(fd, size - len(head))
     except OSError as exc:
         return Skipped(task.display, f"cannot read: {exc.strerror}", warning=True)
     finally:
@@ -245,9 +372,5 @@ def read_task(task: FileTask) -> Chunk | Skipped:
     decoded = decode(data)
     if decoded is None:
         return Skipped(task.display, "binary file")
-    text, raw_ok = decoded
-    return Chunk(
-        text=text,
-        location=Location(kind=SourceKind.FILE, path=task.display),
-        data=data if raw_ok and not data.startswith(codecs.BOM_UTF8) else None,
-    )
+    text, utf8 = decoded
+    return Chunk(text=text, location=Location(kind=SourceKind.FILE, path=task.display), data=utf8)
