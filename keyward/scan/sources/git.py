@@ -1,0 +1,727 @@
+"""Git history: every added line of every commit, streamed from git itself.
+
+How it works (nothing is ever checked out):
+
+1. ``git rev-list --topo-order --reverse`` lists the commits to scan, parents before children,
+   so the first commit in that order that adds a secret is the one that introduced it.
+2. The commits are cut into batches. Each batch runs its own
+   ``git log -p -U0 --no-walk=unsorted --stdin`` (merges as their diff against the first
+   parent, renames detected so a moved file is not rescanned) and only the *added* lines of each
+   file become a :class:`Chunk` whose ``line_map`` holds the new file's line numbers. Binary
+   files are read with ``git cat-file --batch`` and their printable strings are scanned.
+3. Batches run in a fork-based process pool (every core runs git and the engine); the parent
+   only reads commit ids and merges results, so memory stays bounded by the batch size, not the
+   history.
+4. The same secret (rule + fingerprint) seen in many commits is one finding: the earliest
+   introduction wins. ``still_present`` says whether the value is still in ``HEAD``'s tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from keyward.core.config import DEFAULT_MAX_FILE_SIZE
+from keyward.core.errors import SourceError
+from keyward.scan.model import Chunk, Finding, Location, SourceKind
+from keyward.scan.sources.base import Skipped
+
+if TYPE_CHECKING:  # keeps the engine and service imports lazy
+    from keyward.scan.engine import Engine
+    from keyward.scan.service import EngineSpec, ScanResult
+
+COMMITS_PER_BATCH = 128
+SERIAL_MAX_COMMITS = 192  # below this, one process does it all (a pool costs more)
+_ZERO_OID = re.compile(rb"^0+$")
+_HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+_STRINGS = re.compile(rb"[\x20-\x7e\t]{8,}")
+
+# Options that make git's output independent of the user's configuration.
+_STABLE = (
+    "-c", "core.quotepath=off",
+    "-c", "diff.noprefix=false",
+    "-c", "diff.mnemonicPrefix=false",
+    "-c", "log.showroot=true",
+    "-c", "log.showSignature=false",
+    "-c", "diff.external=",
+)  # fmt: skip
+_PATCH = (
+    "-p", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index",
+    "--src-prefix=a/", "--dst-prefix=b/", "--no-relative", "-M",
+)  # fmt: skip
+_HEADER = "--format=%x00%H %aI %an <%ae>"
+
+
+# ------------------------------------------------------------------------ git runner
+@dataclass(frozen=True, slots=True)
+class GitRepo:
+    """A git repository on disk (work tree or bare), addressed by any path inside it."""
+
+    path: Path
+
+    def command(self, *args: str) -> list[str]:
+        return ["git", "--no-pager", "-C", str(self.path), *_STABLE, *args]
+
+    def run(self, *args: str, check: bool = True, input: bytes | None = None) -> bytes:
+        try:
+            proc = subprocess.run(
+                self.command(*args),
+                input=input,
+                capture_output=True,
+                env=_git_env(),
+                check=False,
+            )
+        except FileNotFoundError:
+            raise SourceError(
+                "git is not installed or not on PATH", hint="Install git to scan history"
+            ) from None
+        if check and proc.returncode != 0:
+            raise SourceError(_git_message(args, proc.stderr))
+        return proc.stdout
+
+    def popen(self, *args: str, stdin: bool = False) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                self.command(*args),
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_git_env(),
+                bufsize=1 << 16,
+            )
+        except FileNotFoundError:
+            raise SourceError(
+                "git is not installed or not on PATH", hint="Install git to scan history"
+            ) from None
+
+    def has_commits(self) -> bool:
+        return self.resolve("HEAD") is not None
+
+    def resolve(self, rev: str) -> str | None:
+        out = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
+                       check=False)  # fmt: skip
+        sha = out.decode("ascii", "replace").strip()
+        return sha or None
+
+    def toplevel(self) -> Path:
+        out = self.run("rev-parse", "--show-toplevel", check=False).decode("utf-8", "replace")
+        return Path(out.strip()) if out.strip() else self.path
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"})
+    env.pop("GIT_EXTERNAL_DIFF", None)
+    return env
+
+
+def _git_message(args: Sequence[str], stderr: bytes) -> str:
+    text = stderr.decode("utf-8", "replace").strip().splitlines()
+    detail = text[-1] if text else "no error message"
+    detail = detail.removeprefix("fatal: ").removeprefix("error: ")
+    return f"git {args[0] if args else ''} failed: {detail}"
+
+
+def open_repo(path: Path) -> GitRepo:
+    """The repository at ``path``; a clear error when there is none."""
+    if not path.exists():
+        raise SourceError(f"The path {path} does not exist", hint="Check the path and try again")
+    where = path if path.is_dir() else path.parent
+    repo = GitRepo(where)
+    out = repo.run("rev-parse", "--git-dir", check=False)
+    if not out.strip():
+        raise SourceError(
+            f"{path} is not a git repository",
+            hint="Run keyward inside a git work tree (or pass the path of one or of a bare "
+            "repository); to scan plain files, leave out --git / --staged",
+        )
+    return repo
+
+
+# ------------------------------------------------------------------------ diff parsing
+@dataclass(slots=True)
+class FileDiff:
+    """The added lines of one file in one commit (or in the index)."""
+
+    path: str
+    lines: list[bytes] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    size: int = 0
+    binary_oid: str | None = None
+    oversized: bool = False
+
+
+@dataclass(slots=True)
+class CommitDiff:
+    sha: str
+    date: str
+    author: str
+    files: list[FileDiff] = field(default_factory=list)
+
+
+def unquote_path(raw: bytes) -> bytes:
+    """Undo git's C-style quoting of a path (``"a\\tb\\303\\251"``)."""
+    if not (raw.startswith(b'"') and raw.endswith(b'"') and len(raw) >= 2):
+        return raw
+    body = raw[1:-1]
+    out = bytearray()
+    i = 0
+    simple = {ord("n"): 10, ord("t"): 9, ord("r"): 13, ord("a"): 7, ord("b"): 8, ord("f"): 12,
+              ord("v"): 11, ord("\\"): 92, ord('"'): 34}  # fmt: skip
+    while i < len(body):
+        c = body[i]
+        if c == 92 and i + 1 < len(body):  # backslash
+            nxt = body[i + 1]
+            if nxt in simple:
+                out.append(simple[nxt])
+                i += 2
+                continue
+            if 48 <= nxt <= 55 and i + 3 < len(body) + 1:
+                out.append(int(body[i + 1 : i + 4], 8) & 0xFF)
+                i += 4
+                continue
+        out.append(c)
+        i += 1
+    return bytes(out)
+
+
+def display_path(raw: bytes) -> str:
+    """A printable, stable path for findings (undecodable bytes shown as ``\\xNN``)."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _strip_prefix(raw: bytes, prefix: bytes) -> bytes:
+    raw = unquote_path(raw.rstrip(b"\r\n"))
+    if raw.startswith(prefix):
+        return raw[len(prefix) :]
+    return raw
+
+
+def _path_from_diff_git(rest: bytes) -> bytes | None:
+    """Path from ``a/P b/P`` (the header of a diff with no ``+++`` line, e.g. a mode change)."""
+    rest = rest.rstrip(b"\r\n")
+    if rest.startswith(b'"'):
+        end = rest.find(b'" ', 1)
+        if end < 0:
+            return None
+        second = rest[end + 2 :]
+        return _strip_prefix(second, b"b/")
+    n = len(rest)
+    if (n - 5) % 2 == 0 and n > 5:
+        half = (n - 5) // 2
+        a, b = rest[2 : 2 + half], rest[5 + half :]
+        if rest.startswith(b"a/") and rest[2 + half : 5 + half] == b" b/" and a == b:
+            return b
+    idx = rest.rfind(b" b/")
+    return rest[idx + 3 :] if idx >= 0 else None
+
+
+class PatchParser:
+    """Turns ``git log -p -U0`` / ``git diff -U0`` output into added lines per file.
+
+    Streaming: feed it lines; it yields each :class:`CommitDiff` when the next one starts.
+    """
+
+    def __init__(self, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
+        self.max_file_size = max_file_size
+        self.bytes_read = 0
+
+    def parse(
+        self, lines: Iterable[bytes], *, single: CommitDiff | None = None
+    ) -> Iterator[CommitDiff]:
+        commit = single
+        current: FileDiff | None = None
+        pending_path: bytes | None = None
+        pending_oid: str | None = None
+        in_hunk = False
+        lineno = 0
+        limit = self.max_file_size
+        for line in lines:
+            self.bytes_read += len(line)
+            if in_hunk:
+                first = line[:1]
+                if first == b"+":
+                    if current is not None and not current.oversized:
+                        content = line[1:]
+                        if content.endswith(b"\n"):
+                            content = content[:-1]
+                        current.size += len(content) + 1
+                        if current.size > limit:
+                            current.oversized = True
+                        else:
+                            current.lines.append(content)
+                            current.numbers.append(lineno)
+                    lineno += 1
+                    continue
+                if first in (b"-", b"\\"):
+                    continue
+                if first == b" ":
+                    lineno += 1
+                    continue
+                if first == b"@":
+                    m = _HUNK.match(line)
+                    if m:
+                        lineno = int(m.group(1))
+                        continue
+                in_hunk = False
+            if line.startswith(b"\0"):
+                if commit is not None and single is None:
+                    yield commit
+                head = line[1:].rstrip(b"\r\n").decode("utf-8", "replace")
+                sha, _, rest = head.partition(" ")
+                date, _, author = rest.partition(" ")
+                commit = CommitDiff(sha, date, author)
+                current, pending_path, pending_oid = None, None, None
+                continue
+            if line.startswith(b"diff --git "):
+                current = None
+                pending_path = _path_from_diff_git(line[11:])
+                pending_oid = None
+                continue
+            if line.startswith(b"@@"):
+                m = _HUNK.match(line)
+                if m is None:
+                    continue
+                lineno = int(m.group(1))
+                in_hunk = True
+                if current is None and pending_path is not None and commit is not None:
+                    current = FileDiff(display_path(pending_path))
+                    commit.files.append(current)
+                continue
+            if line.startswith(b"+++ "):
+                target = line[4:].rstrip(b"\r\n")
+                pending_path = None if target == b"/dev/null" else _strip_prefix(target, b"b/")
+                continue
+            if line.startswith(b"index "):
+                oids = line[6:].split(b" ", 1)[0]
+                new = oids.partition(b"..")[2].strip()
+                pending_oid = None if not new or _ZERO_OID.match(new) else new.decode("ascii")
+                continue
+            if line.startswith((b"rename to ", b"copy to ")):
+                pending_path = unquote_path(line.split(b" to ", 1)[1].rstrip(b"\r\n"))
+                continue
+            if line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
+                if pending_path is None or pending_oid is None or commit is None:
+                    continue
+                # "Binary files a/x and /dev/null differ" is a deletion: pending_oid is None.
+                commit.files.append(FileDiff(display_path(pending_path), binary_oid=pending_oid))
+                continue
+        if commit is not None:
+            yield commit
+
+
+def strings_of(data: bytes) -> bytes:
+    """Printable ASCII runs of a binary blob, one per line (what ``strings`` shows)."""
+    return b"\n".join(m.group(0) for m in _STRINGS.finditer(data))
+
+
+def decode_block(block: bytes) -> tuple[str, bytes | None]:
+    if block.isascii():
+        return block.decode("ascii"), block
+    try:
+        return block.decode("utf-8"), block
+    except UnicodeDecodeError:
+        return block.decode("utf-8", "replace"), None
+
+
+def file_chunk(diff: FileDiff, location: Location) -> Chunk | None:
+    """The chunk of a file's added lines (line numbers of the new file)."""
+    if not diff.lines:
+        return None
+    text, data = decode_block(b"\n".join(diff.lines))
+    return Chunk(text=text, location=location, line_map=tuple(diff.numbers), data=data)
+
+
+def read_blobs(
+    repo: GitRepo, oids: Sequence[str], max_size: int
+) -> Generator[tuple[str, bytes | None], None, None]:
+    """Contents of blobs (None when larger than ``max_size`` or missing), streamed."""
+    if not oids:
+        return
+    sizes: dict[str, int] = {}
+    out = repo.run("cat-file", "--batch-check", input="\n".join(oids).encode() + b"\n")
+    for row in out.splitlines():
+        parts = row.split()
+        if len(parts) == 3 and parts[1] == b"blob":
+            sizes[parts[0].decode()] = int(parts[2])
+    wanted = [o for o in oids if 0 < sizes.get(o, max_size + 1) <= max_size]
+    for o in oids:
+        if o not in wanted:
+            yield o, None
+    if not wanted:
+        return
+    proc = repo.popen("cat-file", "--batch", stdin=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write("\n".join(wanted).encode() + b"\n")
+        proc.stdin.close()
+        for _ in wanted:
+            header = proc.stdout.readline().split()
+            if len(header) != 3:
+                break
+            size = int(header[2])
+            data = proc.stdout.read(size)
+            proc.stdout.read(1)
+            yield header[0].decode(), data
+    finally:
+        _finish(proc, "cat-file")
+
+
+def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Close our ends, reap git, and raise its error (not SIGPIPE after an early stop)."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    err = proc.stderr.read() if proc.stderr is not None else b""
+    rc = proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+    if rc not in (0, -13):  # -13: SIGPIPE because we stopped reading early
+        raise SourceError(_git_message([what], err))
+
+
+def read_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
+    """Lines of a stream; a line longer than ``limit`` is cut (the rest is dropped)."""
+    readline = stream.readline
+    while True:
+        line = readline(limit)
+        if not line:
+            return
+        if len(line) == limit and not line.endswith(b"\n"):
+            while True:  # drop the rest of an over-long line
+                more = readline(limit)
+                if not more or more.endswith(b"\n"):
+                    break
+            line += b"\n"
+        yield line
+
+
+# ------------------------------------------------------------------------ history scan
+@dataclass(frozen=True, slots=True)
+class GitOptions:
+    """Which commits to scan: HEAD's history by default."""
+
+    all_branches: bool = False
+    since: str | None = None  # scan REV..HEAD (commits after REV)
+    range: str | None = None  # scan A..B (or A...B) as git understands it
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+
+
+@dataclass(slots=True)
+class GitStats:
+    commits: int = 0
+    files: int = 0  # file changes scanned
+    bytes: int = 0  # patch bytes read from git
+    binary_blobs: int = 0
+
+
+Key = tuple[str, str]  # (rule id, fingerprint): one finding per secret
+
+
+@dataclass(slots=True)
+class _Batch:
+    best: dict[Key, tuple[int, Finding]] = field(default_factory=dict)
+    allowed: set[Key] = field(default_factory=set)
+    stats: GitStats = field(default_factory=GitStats)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def add(self, order: int, findings: Iterable[Finding]) -> None:
+        for f in findings:
+            key = (f.rule_id, f.fingerprint)
+            if f.suppressed_by == "inline":
+                self.allowed.add(key)
+            prior = self.best.get(key)
+            if prior is None or order < prior[0]:
+                self.best[key] = (order, f)
+
+    def merge(self, other: _Batch) -> None:
+        for key, (order, f) in other.best.items():
+            prior = self.best.get(key)
+            if prior is None or order < prior[0]:
+                self.best[key] = (order, f)
+        self.allowed |= other.allowed
+        self.skipped.extend(other.skipped)
+        s, o = self.stats, other.stats
+        s.commits += o.commits
+        s.files += o.files
+        s.bytes += o.bytes
+        s.binary_blobs += o.binary_blobs
+
+
+def rev_list_args(repo: GitRepo, opts: GitOptions) -> list[str]:
+    """Arguments for ``git rev-list`` selecting the commits to scan (validated)."""
+    tips = ["--branches", "--tags", "--remotes"] if opts.all_branches else []
+    if repo.has_commits():
+        tips.append("HEAD")
+    if opts.range is not None:
+        if opts.since is not None or opts.all_branches:
+            raise SourceError("--range cannot be combined with --since or --all-branches")
+        rng = opts.range
+        sep = "..." if "..." in rng else ".."
+        if sep not in rng or rng.startswith("-"):
+            raise SourceError(
+                f"{rng!r} is not a commit range", hint="Write it as A..B, e.g. main..feature"
+            )
+        for side in rng.split(sep, 1):
+            if side and repo.resolve(side) is None:
+                raise SourceError(f"Unknown revision {side!r} in --range {rng}")
+        revs = [rng]
+    elif opts.since is not None:
+        if opts.since.startswith("-") or repo.resolve(opts.since) is None:
+            raise SourceError(
+                f"Unknown revision {opts.since!r} for --since",
+                hint="Give a commit, tag or branch name, e.g. --since v1.2.0",
+            )
+        revs = [*tips, f"^{opts.since}"]
+    else:
+        revs = tips
+    return ["rev-list", "--topo-order", "--reverse", *revs, "--"]
+
+
+def _commit_batches(lines: Iterable[bytes], size: int) -> Iterator[tuple[int, list[str]]]:
+    batch: list[str] = []
+    first = 0
+    n = 0
+    for raw in lines:
+        sha = raw.strip().decode("ascii", "replace")
+        if not sha:
+            continue
+        batch.append(sha)
+        n += 1
+        if len(batch) >= size:
+            yield first, batch
+            first, batch = n, []
+    if batch:
+        yield first, batch
+
+
+def scan_commits(
+    engine: Engine, repo: GitRepo, commits: Sequence[str], first: int, max_size: int
+) -> _Batch:
+    """Scan the added lines of ``commits`` (``first`` is the order index of the first one)."""
+    out = _Batch()
+    order = {sha: first + i for i, sha in enumerate(commits)}
+    proc = repo.popen(
+        "log", *_PATCH, "--diff-merges=first-parent", _HEADER, "--no-walk=unsorted", "--stdin",
+        stdin=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    binaries: dict[str, tuple[int, Location]] = {}
+    parser = PatchParser(max_size)
+    try:
+        proc.stdin.write(("\n".join(commits) + "\n").encode("ascii"))
+        proc.stdin.close()
+        for commit in parser.parse(read_lines(proc.stdout, max_size + 2)):
+            idx = order.get(commit.sha, first)
+            out.stats.commits += 1
+            for fd in commit.files:
+                loc = Location(
+                    kind=SourceKind.GIT,
+                    path=fd.path,
+                    commit=commit.sha,
+                    author=commit.author,
+                    date=commit.date,
+                )
+                if fd.binary_oid is not None:
+                    prior = binaries.get(fd.binary_oid)
+                    if prior is None or idx < prior[0]:
+                        binaries[fd.binary_oid] = (idx, loc)
+                    continue
+                if fd.oversized:
+                    out.skipped.append(
+                        Skipped(
+                            f"{fd.path}@{commit.sha[:12]}", "added lines larger than the size limit"
+                        )
+                    )
+                    continue
+                chunk = file_chunk(fd, loc)
+                if chunk is not None:
+                    out.stats.files += 1
+                    out.add(idx, engine.scan(chunk))
+    finally:
+        _finish(proc, "log")
+    out.stats.bytes = parser.bytes_read
+    for oid, data in read_blobs(repo, list(binaries), max_size):
+        idx, loc = binaries[oid]
+        if data is None:
+            out.skipped.append(
+                Skipped(
+                    f"{loc.path}@{(loc.commit or '')[:12]}",
+                    "binary file larger than the size limit",
+                )
+            )
+            continue
+        out.stats.binary_blobs += 1
+        out.stats.bytes += len(data)
+        strings = strings_of(data)
+        if strings:
+            text, raw = decode_block(strings)
+            n = strings.count(b"\n") + 1
+            out.add(idx, engine.scan(Chunk(text, loc, line_map=(0,) * n, data=raw)))
+    return out
+
+
+# Worker-process state for the pool (inherited through fork, or built by the initializer).
+_WORKER: tuple[Engine, GitRepo, int] | None = None
+
+
+def _worker_init(spec: EngineSpec, repo: GitRepo, max_size: int) -> None:
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = (spec.build(), repo, max_size)
+
+
+def _worker_scan(first: int, commits: list[str]) -> _Batch:
+    assert _WORKER is not None
+    engine, repo, max_size = _WORKER
+    return scan_commits(engine, repo, commits, first, max_size)
+
+
+def scan_history(
+    path: Path,
+    spec: EngineSpec,
+    options: GitOptions | None = None,
+    *,
+    jobs: int | None = None,
+    engine: Engine | None = None,
+    on_batch: Callable[[GitStats], None] | None = None,
+) -> tuple[ScanResult, GitStats]:
+    """Scan the history of the repository at ``path``; one finding per secret."""
+    from keyward.scan.service import ScanResult, default_jobs
+
+    started = time.perf_counter()
+    opts = options or GitOptions()
+    repo = open_repo(path)
+    result = ScanResult()
+    engine = engine or spec.build()
+    result.stats.engine = engine.backend
+    result.stats.rules = len(engine.rules)
+    total = _Batch()
+    if not repo.has_commits() and not opts.all_branches and opts.range is None:
+        result.warnings.append(f"{path} has no commits yet: nothing to scan")
+        return result.finish(started), total.stats
+    args = rev_list_args(repo, opts)
+    n_jobs = jobs if jobs is not None else default_jobs()
+    rl = repo.popen(*args)
+    assert rl.stdout is not None
+    try:
+        batches = _commit_batches(rl.stdout, COMMITS_PER_BATCH)
+        head: list[tuple[int, list[str]]] = []
+        for b in batches:
+            head.append(b)
+            if len(head) * COMMITS_PER_BATCH > SERIAL_MAX_COMMITS:
+                break
+        serial = n_jobs <= 1 or len(head) * COMMITS_PER_BATCH <= SERIAL_MAX_COMMITS
+        if serial:
+            result.stats.jobs = 1
+            for first, commits in _chain(head, batches):
+                part = scan_commits(engine, repo, commits, first, opts.max_file_size)
+                total.merge(part)
+                if on_batch:
+                    on_batch(total.stats)
+        else:
+            result.stats.jobs = n_jobs
+            _run_pool(engine, spec, repo, opts, n_jobs, _chain(head, batches), total, on_batch)
+    finally:
+        _finish(rl, "rev-list")
+    findings = []
+    for key, (_, f) in sorted(total.best.items(), key=lambda kv: kv[1][0]):
+        f = f.with_(
+            introduced=f.location.commit,
+            suppressed_by="inline" if key in total.allowed else f.suppressed_by,
+        )
+        findings.append(f)
+    present = present_at_head(repo, findings, opts.max_file_size)
+    result.findings = [f.with_(still_present=i in present) for i, f in enumerate(findings)]
+    result.skipped = total.skipped
+    result.stats.files = total.stats.files
+    result.stats.chunks = total.stats.files + total.stats.binary_blobs
+    result.stats.bytes = total.stats.bytes
+    return result.finish(started), total.stats
+
+
+def _chain(
+    head: list[tuple[int, list[str]]], rest: Iterator[tuple[int, list[str]]]
+) -> Iterator[tuple[int, list[str]]]:
+    yield from head
+    yield from rest
+
+
+def _run_pool(
+    engine: Engine,
+    spec: EngineSpec,
+    repo: GitRepo,
+    opts: GitOptions,
+    n_jobs: int,
+    batches: Iterator[tuple[int, list[str]]],
+    total: _Batch,
+    on_batch: Callable[[GitStats], None] | None,
+) -> None:
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    global _WORKER
+    method = "fork" if sys.platform == "linux" else "spawn"
+    ctx = multiprocessing.get_context(method)
+    _WORKER = (engine, repo, opts.max_file_size) if method == "fork" else None
+    window: deque[Future[_Batch]] = deque()  # bounded: at most 2 batches per worker
+    try:
+        with ProcessPoolExecutor(
+            max_workers=n_jobs,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(spec, repo, opts.max_file_size),
+        ) as pool:
+            for first, commits in batches:
+                window.append(pool.submit(_worker_scan, first, commits))
+                while len(window) >= 2 * n_jobs:
+                    total.merge(window.popleft().result())
+                    if on_batch:
+                        on_batch(total.stats)
+            while window:
+                total.merge(window.popleft().result())
+                if on_batch:
+                    on_batch(total.stats)
+    finally:
+        _WORKER = None
+
+
+def present_at_head(repo: GitRepo, findings: Sequence[Finding], max_size: int) -> set[int]:
+    """Indexes of findings whose value is still somewhere in HEAD's tree."""
+    if not findings or repo.resolve("HEAD") is None:
+        return set()
+    wanted = {i: f.secret.encode("utf-8", "surrogatepass") for i, f in enumerate(findings)}
+    wanted = {i: s for i, s in wanted.items() if s}
+    out = repo.run("ls-tree", "-r", "-z", "--full-tree", "HEAD")
+    oids: dict[str, None] = {}
+    for entry in out.split(b"\0"):
+        meta, _, _ = entry.partition(b"\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == b"blob":
+            oids[parts[2].decode("ascii")] = None
+    found: set[int] = set()
+    blobs = read_blobs(repo, list(oids), max_size)
+    try:
+        for _, data in blobs:
+            if data is None:
+                continue
+            for i, s in list(wanted.items()):
+                if s in data:
+                    found.add(i)
+                    del wanted[i]
+            if not wanted:
+                break
+    finally:
+        blobs.close()
+    return found

@@ -1,0 +1,126 @@
+"""Staged changes: only the lines *added* in the index, with the new file's line numbers.
+
+``git diff --cached -U0`` gives the added lines; each file's added lines become one chunk whose
+``line_map`` holds their real line numbers, so inline ``keyward: allow`` comments, baselines and
+reports work as for files. Staged binary files are read from the index (their printable
+strings are scanned). Files named explicitly but not staged at all (``pre-commit run
+--all-files``) are scanned whole from the work tree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyward.core.config import DEFAULT_MAX_FILE_SIZE
+from keyward.scan.model import Chunk, Location, SourceKind
+from keyward.scan.sources.base import Skipped
+from keyward.scan.sources.git import (
+    _PATCH,
+    CommitDiff,
+    GitRepo,
+    PatchParser,
+    _finish,
+    decode_block,
+    file_chunk,
+    open_repo,
+    read_blobs,
+    read_lines,
+    strings_of,
+)
+
+
+@dataclass(slots=True)
+class StagedSource:
+    """Chunks of the lines added in the index of the repository at ``path``.
+
+    ``files`` limits the scan to those paths (as pre-commit passes them, relative to the
+    current directory); ``None`` scans every staged change.
+    """
+
+    path: Path = field(default_factory=lambda: Path("."))
+    files: Sequence[str] | None = None
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    skipped: list[Skipped] = field(default_factory=list)
+    bytes_read: int = 0
+
+    def chunks(self) -> Iterator[Chunk]:
+        repo = open_repo(self.path)
+        if self.files is not None and not self.files:
+            return
+        root = repo.toplevel()
+        pathspec = list(self.files or ())
+        proc = repo.popen(
+            "--literal-pathspecs", "diff", "--cached", *_PATCH, "--diff-filter=d",
+            "--", *pathspec,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        parser = PatchParser(self.max_file_size)
+        staged = CommitDiff("", "", "")
+        binaries: dict[str, str] = {}
+        try:
+            for diff in parser.parse(
+                read_lines(proc.stdout, self.max_file_size + 2), single=staged
+            ):
+                for fd in diff.files:
+                    loc = Location(kind=SourceKind.STAGED, path=fd.path)
+                    if fd.binary_oid is not None:
+                        binaries[fd.binary_oid] = fd.path
+                    elif fd.oversized:
+                        self.skipped.append(
+                            Skipped(fd.path, "added lines larger than --max-file-size", True)
+                        )
+                    else:
+                        chunk = file_chunk(fd, loc)
+                        if chunk is not None:
+                            yield chunk
+        finally:
+            _finish(proc, "diff")
+        self.bytes_read = parser.bytes_read
+        for oid, data in read_blobs(repo, list(binaries), self.max_file_size):
+            where = binaries[oid]
+            if data is None:
+                self.skipped.append(Skipped(where, "binary file larger than --max-file-size"))
+                continue
+            strings = strings_of(data)
+            if strings:
+                text, raw = decode_block(strings)
+                loc = Location(kind=SourceKind.STAGED, path=where)
+                yield Chunk(text, loc, line_map=(0,) * (strings.count(b"\n") + 1), data=raw)
+        if self.files:
+            yield from self._unstaged(repo, root, staged)
+
+    def _unstaged(self, repo: GitRepo, root: Path, staged: CommitDiff) -> Iterator[Chunk]:
+        """Named files with no staged change at all: scan them whole from the work tree."""
+        from keyward.scan.sources.files import FileTask, read_task
+
+        names = repo.run(
+            "--literal-pathspecs", "diff", "--cached", "--name-only", "-z", "--no-relative",
+            "--", *(self.files or ()),
+        )  # fmt: skip
+        changed = {n.decode("utf-8", "backslashreplace") for n in names.split(b"\0") if n}
+        real_root = os.path.realpath(root)
+        for name in self.files or ():
+            full = os.path.realpath(name)
+            rel = os.path.relpath(full, real_root).replace(os.sep, "/")
+            if rel in changed or rel.startswith("../"):
+                continue
+            try:
+                size = os.stat(full).st_size
+            except OSError:
+                continue  # deleted or not a file: nothing staged to scan
+            if size > self.max_file_size:
+                self.skipped.append(Skipped(rel, "larger than --max-file-size", True))
+                continue
+            got = read_task(FileTask(full, rel, size))
+            if isinstance(got, Skipped):
+                self.skipped.append(got)
+                continue
+            self.bytes_read += size
+            yield Chunk(
+                got.text,
+                Location(kind=SourceKind.STAGED, path=rel),
+                data=got.data,
+            )
