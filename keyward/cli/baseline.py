@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from keyward.cli import get_state
-from keyward.cli.common import engine_spec, rules_option
+from keyward.cli import EPILOG, get_state
+from keyward.cli.common import engine_spec, file_options, rules_option, walk_options
+
+if TYPE_CHECKING:
+    from keyward.scan.baseline import LocationKey
+    from keyward.scan.service import ScanResult
 
 DEFAULT_BASELINE = Path(".secrets.baseline")
 
 
-@click.group()
+@click.group(epilog=EPILOG)
 def baseline() -> None:
     """Create or update a baseline of known findings.
 
@@ -28,15 +33,24 @@ def baseline() -> None:
     """
 
 
-def _scan(paths: tuple[Path, ...], rule_files: tuple[Path, ...], exclude: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _scan(
+    paths: tuple[Path, ...],
+    output: Path,
+    rule_files: tuple[Path, ...],
+    exclude: tuple[str, ...],
+    no_ignore: bool,
+    max_file_size: str | None,
+) -> tuple[ScanResult, LocationKey]:
+    from keyward.scan.baseline import file_key
     from keyward.scan.service import scan_paths
-    from keyward.scan.sources.files import WalkOptions
 
-    st = get_state()
-    cfg = st.config
+    cfg = get_state().config
     spec = engine_spec(cfg, rule_files)
-    walk = WalkOptions(exclude=(*cfg.section("scan").get("exclude", []), *exclude))
-    return scan_paths(list(paths) or [Path(".")], spec, walk)
+    walk = walk_options(
+        cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[output]
+    )
+    roots = list(paths) or [Path(".")]
+    return scan_paths(roots, spec, walk), file_key(roots, output.parent)
 
 
 _paths = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
@@ -48,25 +62,37 @@ _out = click.option(
     show_default=True,
     help="Baseline file.",
 )
-_exclude = click.option(
-    "--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB."
+
+
+@baseline.command(
+    epilog="""\b
+Examples:
+  keyward baseline create                    scan . into ./.secrets.baseline
+  keyward baseline create src/ -o src/.secrets.baseline
+  keyward baseline create --force            start over
+
+"""
+    + EPILOG
 )
-
-
-@baseline.command()
 @_paths
 @_out
 @rules_option
-@_exclude
+@file_options
 @click.option("--force", is_flag=True, help="Overwrite an existing baseline.")
 def create(
     paths: tuple[Path, ...],
     output: Path,
     rule_files: tuple[Path, ...],
     exclude: tuple[str, ...],
+    no_ignore: bool,
+    max_file_size: str | None,
     force: bool,
 ) -> None:
-    """Scan PATHS (default .) and write every finding to the baseline."""
+    """Scan PATHS (default .) and write every finding to the baseline.
+
+    Filenames in the baseline are relative to the baseline's own directory, as detect-secrets
+    writes them. Findings allowed inline are left out; the baseline file itself is not scanned.
+    """
     from keyward.core.errors import BaselineError
     from keyward.scan.baseline import build_baseline, write_baseline
 
@@ -75,27 +101,45 @@ def create(
             f"The baseline {output} already exists",
             hint="Use 'keyward baseline update' or pass --force to overwrite it",
         )
-    result = _scan(paths, rule_files, exclude)
-    doc = build_baseline(result.findings)
+    result, key = _scan(paths, output, rule_files, exclude, no_ignore, max_file_size)
+    doc = build_baseline(result.findings, key=key)
     write_baseline(output, doc)
     n = sum(len(v) for v in doc["results"].values())
     click.echo(f"wrote {n} entries for {len(doc['results'])} files to {output}")
 
 
-@baseline.command()
+@baseline.command(
+    epilog="""\b
+Examples:
+  keyward baseline update                    rescan . and refresh ./.secrets.baseline
+  keyward baseline update src/ -o src/.secrets.baseline
+
+"""
+    + EPILOG
+)
 @_paths
 @_out
 @rules_option
-@_exclude
+@file_options
 def update(
-    paths: tuple[Path, ...], output: Path, rule_files: tuple[Path, ...], exclude: tuple[str, ...]
+    paths: tuple[Path, ...],
+    output: Path,
+    rule_files: tuple[Path, ...],
+    exclude: tuple[str, ...],
+    no_ignore: bool,
+    max_file_size: str | None,
 ) -> None:
-    """Rescan and rewrite the baseline, keeping audit flags of entries still present."""
+    """Rescan and rewrite the baseline, keeping audit flags of entries still present.
+
+    Entries whose secret is gone are dropped, new findings are added, and entries that are
+    still found keep their is_secret / is_verified flags and detect-secrets type names (a
+    moved line changes only line_number).
+    """
     from keyward.scan.baseline import build_baseline, load_baseline, write_baseline
 
     previous = load_baseline(output)
-    result = _scan(paths, rule_files, exclude)
-    doc = build_baseline(result.findings, previous)
+    result, key = _scan(paths, output, rule_files, exclude, no_ignore, max_file_size)
+    doc = build_baseline(result.findings, previous, key=key)
     write_baseline(output, doc)
     old = {(e.filename, e.hashed_secret) for e in previous.entries}
     new = {(e["filename"], e["hashed_secret"]) for v in doc["results"].values() for e in v}

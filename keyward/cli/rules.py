@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from keyward.cli import get_state
+from keyward.cli import EPILOG, get_state
 from keyward.cli.common import rules_option
 from keyward.core.errors import ExitCode
 
 
-@click.group()
+@click.group(epilog=EPILOG)
 def rules() -> None:
     """Show and check detection rules.
 
@@ -25,11 +25,33 @@ def rules() -> None:
     """
 
 
-@rules.command("list")
+@rules.command(
+    "list",
+    epilog="""\b
+Examples:
+  keyward rules list
+  keyward rules list --format json | jq -r '.[].id'
+  keyward rules list --rules my-rules.toml   (built-ins plus yours)
+
+"""
+    + EPILOG,
+)
 @rules_option
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
-    """List every active rule: id, severity, description, source file."""
+    """List every active rule: id, severity, description, source file.
+
+    Rules come from the built-in files, then scan.rules in the config file, KEYWARD_RULES and
+    --rules (a later rule with the same id overrides an earlier one).
+    """
     from keyward.scan.rules import load_rules
 
     st = get_state()
@@ -63,7 +85,16 @@ def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
     console.print(f"{len(ruleset)} rules")
 
 
-@rules.command("check")
+@rules.command(
+    "check",
+    epilog="""\b
+Examples:
+  keyward rules check my-rules.toml
+  keyward rules check rules/*.toml
+
+"""
+    + EPILOG,
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check_rules(files: tuple[Path, ...]) -> None:
     """Validate rule files and prove each rule's examples.

@@ -1,17 +1,41 @@
-"""``keyward scan``: find secrets in files and directories."""
+"""``keyward scan``: find secrets in files and directories (and, via options, other sources).
+
+Shape of the command, so a new source is a small edit:
+
+1. options: add yours next to the file options (one decorator each);
+2. ``sources``: each source produces a :class:`~keyward.scan.service.ScanResult` and is added
+   with ``result.extend(...)`` (files run when PATHS are given or no other source is chosen);
+3. suppression (inline is done by the engine, then ``--baseline``), output, exit code.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from keyward.cli import EPILOG, get_state
-from keyward.cli.common import engine_option, engine_spec, rules_option
-from keyward.core.config import parse_size
-from keyward.core.errors import ConfigError, ExitCode
+from keyward.cli.common import (
+    apply_baseline,
+    baseline_setting,
+    engine_option,
+    engine_spec,
+    file_options,
+    open_output,
+    rules_option,
+    walk_options,
+)
+from keyward.core.errors import ExitCode
+
+if TYPE_CHECKING:
+    from keyward.scan.service import ScanResult
+
+log = logging.getLogger(__name__)
 
 SCAN_EPILOG = (
     """\b
@@ -21,6 +45,12 @@ Examples:
   keyward scan . --format json -o findings.json
   keyward scan . --format sarif -o keyward.sarif   (GitHub code scanning)
   keyward scan . --baseline .secrets.baseline      (report only new secrets)
+  keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
+
+\b
+Settings (command line > KEYWARD_* environment > keyward.toml or
+[tool.keyward] in pyproject.toml): scan.exclude (adds up), scan.rules,
+scan.baseline, scan.max_file_size.
 
 """
     + EPILOG
@@ -29,6 +59,17 @@ Examples:
 
 @click.command(epilog=SCAN_EPILOG)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@file_options
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Report only findings not held in this detect-secrets-format baseline.",
+)
+@rules_option
+@engine_option
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core)."
+)
 @click.option(
     "-f",
     "--format",
@@ -41,35 +82,13 @@ Examples:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
 )
-@click.option(
-    "--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB (repeatable)."
-)
-@click.option("--no-ignore", is_flag=True, help="Do not honour .gitignore files.")
-@click.option(
-    "--max-file-size",
-    default=None,
-    metavar="SIZE",
-    help="Skip files larger than SIZE (default 10M).",
-)
-@click.option(
-    "--baseline",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Report only findings not held in this detect-secrets-format baseline.",
-)
-@rules_option
-@engine_option
-@click.option(
-    "-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core)."
-)
 @click.option("--reveal", is_flag=True, help="Print raw secret values (dangerous; off by default).")
-@click.option("-v", "--verbose", is_flag=True, help="List skipped files and show more detail.")
+@click.option("-v", "--verbose", is_flag=True, help="List skipped files on stderr.")
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
 @click.option("--color/--no-color", default=None, help="Force or disable colour in text output.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 def scan(
     paths: tuple[Path, ...],
-    fmt: str,
-    output: Path | None,
     exclude: tuple[str, ...],
     no_ignore: bool,
     max_file_size: str | None,
@@ -77,6 +96,8 @@ def scan(
     rule_files: tuple[Path, ...],
     engine: str,
     jobs: int | None,
+    fmt: str,
+    output: Path | None,
     reveal: bool,
     verbose: bool,
     no_progress: bool,
@@ -85,95 +106,72 @@ def scan(
 ) -> None:
     """Scan files and directories for hardcoded secrets.
 
-    PATHS default to the current directory. Findings show a redacted preview; the raw value
-    is never printed unless --reveal is given.
+    PATHS default to the current directory. .gitignore files are honoured, binary files and
+    files above --max-file-size are skipped, symlinks are never followed. Findings show a
+    redacted preview; the raw value is never printed unless --reveal is given.
     """
-    from keyward.scan.baseline import load_baseline
     from keyward.scan.report import OutputFormat, render
-    from keyward.scan.service import scan_paths
-    from keyward.scan.sources.files import WalkOptions
+    from keyward.scan.service import ScanResult, scan_paths
 
-    st = get_state()
-    cfg = st.config
-    section = cfg.section("scan")
-    size_value = max_file_size or cfg.get("scan", "max_file_size")
-    walk = WalkOptions(
-        exclude=(*section.get("exclude", []), *exclude),
-        use_ignore_files=not no_ignore,
-    )
-    if size_value is not None:
-        walk.max_file_size = parse_size(size_value)
-    baseline = baseline or _config_path(section.get("baseline"))
+    cfg = get_state().config
+    baseline = baseline_setting(cfg, baseline)
     spec = engine_spec(cfg, rule_files, engine)  # type: ignore[arg-type]
     rules = spec.rules()
     eng = spec.build(rules)
-    loaded_baseline = load_baseline(baseline) if baseline else None
-    roots = list(paths) or [Path(".")]
+    log.debug("engine %s with %d rules", eng.backend, len(rules))
+    result = ScanResult()
 
-    progress_cb, stop = _progress(no_progress)
+    # ---- sources ----------------------------------------------------------------------
+    roots = list(paths) or [Path(".")]
+    walk = walk_options(
+        cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[baseline]
+    )
+    progress, stop = _progress(no_progress)
     try:
-        result = scan_paths(roots, spec, walk, jobs=jobs, engine=eng, progress=progress_cb)
+        result.extend(scan_paths(roots, spec, walk, jobs=jobs, engine=eng, progress=progress))
     finally:
         stop()
-    if loaded_baseline is not None:
-        result.stats.suppressed_baseline = loaded_baseline.apply(
-            result.findings, (r.id for r in rules)
-        )
-        result.stats.findings = len(result.reported)
-    for s in result.skipped:
-        if s.warning:
-            result.warnings.append(f"skipped {s.what}: {s.reason}")
+    result.roots = roots
+    # (further sources: result.extend(...) here)
 
-    _emit(
-        result,
-        OutputFormat(fmt),
-        output,
-        rules=rules.rules,
-        reveal=reveal,
-        color=color,
-        verbose=verbose or st.verbose,
-        render=render,
-    )
+    # ---- suppression, output, exit code -----------------------------------------------
+    if baseline is not None:
+        apply_baseline(result, baseline, rules.rules)
+    _report_skipped(result, verbose)
+    log.debug("scan stats: %s", result.stats.as_dict())
+    out = open_output(output)
+    try:
+        render(
+            result,
+            OutputFormat(fmt),
+            out,
+            rules=rules.rules,
+            reveal=reveal,
+            color=False if output is not None else color,
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
     if result.reported and not exit_zero:
         sys.exit(int(ExitCode.FINDINGS))
 
 
-def _config_path(value: Any) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError("[scan] baseline in the config file must be a path")
-    return Path(value)
+def _report_skipped(result: ScanResult, verbose: bool) -> None:
+    """Warnings (e.g. permission denied) always go to stderr; other skips with --verbose."""
+    for s in result.skipped:
+        if s.warning:
+            click.echo(f"keyward: warning: skipped {s.what}: {s.reason}", err=True)
+        elif verbose:
+            click.echo(f"keyward: skipped {s.what}: {s.reason}", err=True)
 
 
-def _emit(result: Any, fmt: Any, output: Path | None, *, render: Any, **kw: Any) -> None:
-    if output is None:
-        if fmt.value == "text":
-            render(result, fmt, sys.stdout, **kw)
-        else:
-            kw.pop("color", None)
-            kw.pop("verbose", None)
-            render(result, fmt, sys.stdout, **kw)
-        return
-    try:
-        fh: IO[str] = output.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ConfigError(f"Cannot write the report to {output}: {exc.strerror}") from None
-    with fh:
-        if fmt.value != "text":
-            kw.pop("color", None)
-            kw.pop("verbose", None)
-        else:
-            kw["color"] = False
-        render(result, fmt, fh, **kw)
-
-
-def _progress(disabled: bool) -> tuple[Any, Any]:
+def _progress(
+    disabled: bool,
+) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     """A rich progress bar on stderr when it is a terminal (never in CI or when piped)."""
-    import os
-
     if disabled or not sys.stderr.isatty() or os.environ.get("CI"):
         return None, lambda: None
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     bar = Progress(
@@ -182,15 +180,16 @@ def _progress(disabled: bool) -> tuple[Any, Any]:
         DownloadColumn(),
         TransferSpeedColumn(),
         transient=True,
-        console=__import__("rich.console").console.Console(stderr=True),
+        console=Console(stderr=True),
     )
     task = bar.add_task("scanning", total=None)
-    started = [False]
+    started = False
 
     def update(done: int, total: int) -> None:
-        if not started[0]:
+        nonlocal started
+        if not started:
             bar.start()
-            started[0] = True
+            started = True
         bar.update(task, completed=done, total=total)
 
     return update, bar.stop

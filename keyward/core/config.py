@@ -43,17 +43,23 @@ def cache_dir() -> Path:
 def parse_size(text: str | int) -> int:
     """Parse ``10M``, ``512k``, ``1GiB`` or a plain byte count."""
     if isinstance(text, int):
+        if text <= 0:
+            raise ConfigError(f"{text} is not a size", hint="Use a positive byte count")
         return text
     s = text.strip().lower().removesuffix("b").removesuffix("i")
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     try:
         if s and s[-1] in units:
-            return int(float(s[:-1]) * units[s[-1]])
-        return int(s)
+            size = int(float(s[:-1]) * units[s[-1]])
+        else:
+            size = int(s)
     except ValueError:
+        size = -1
+    if size <= 0:
         raise ConfigError(
             f"{text!r} is not a size", hint="Use a byte count or a suffix such as 512k, 10M, 1G"
-        ) from None
+        )
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +82,66 @@ class Config:
             return env
         return self.section(section).get(key, default)
 
+    def file_value(self, section: str, key: str) -> Any:
+        """A key from the config file alone (no environment)."""
+        return self.section(section).get(key)
+
+    def _where(self, section: str, key: str) -> str:
+        return f"{section}.{key} in {self.path}" if self.path else f"{section}.{key}"
+
+    def strings(self, section: str, key: str) -> list[str]:
+        """A list of strings from the config file (a single string counts as a list of one)."""
+        value = self.file_value(section, key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self._where(section, key)} must be a list of strings")
+        return list(value)
+
+    def path_setting(self, section: str, key: str) -> Path | None:
+        """A path: ``KEYWARD_<KEY>`` (relative to the working directory), else the file's
+        value (relative to the config file's directory)."""
+        env = os.environ.get(f"{ENV_PREFIX}{key.upper()}")
+        if env:
+            return Path(env)
+        value = self.file_value(section, key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self._where(section, key)} must be a path")
+        return self.base_dir / value
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
     def rule_files(self) -> list[Path]:
-        files = self.section("scan").get("rules", [])
-        if isinstance(files, str):
-            files = [files]
-        base = self.path.parent if self.path else Path.cwd()
-        return [base / f for f in files]
+        """Extra rule files: the config file's ``scan.rules``, then ``KEYWARD_RULES``
+        (separated by ``os.pathsep``); later files override rules of the same id."""
+        files = [self.base_dir / f for f in self.strings("scan", "rules")]
+        env = os.environ.get(f"{ENV_PREFIX}RULES")
+        if env:
+            files.extend(Path(f) for f in env.split(os.pathsep) if f)
+        return files
+
+    def excludes(self) -> list[str]:
+        """Exclude globs: the config file's ``scan.exclude`` plus ``KEYWARD_EXCLUDE``
+        (comma-separated); the command line adds its own."""
+        globs = self.strings("scan", "exclude")
+        env = os.environ.get(f"{ENV_PREFIX}EXCLUDE")
+        if env:
+            globs.extend(g.strip() for g in env.split(",") if g.strip())
+        return globs
+
+    def max_file_size(self) -> int | None:
+        value = self.get("scan", "max_file_size")
+        if value is None:
+            return None
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ConfigError(f"{self._where('scan', 'max_file_size')} must be a size like 10M")
+        return parse_size(value)
 
     @property
     def database_url(self) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +20,11 @@ from typing import Any
 from keyward import __version__
 from keyward.core.errors import BaselineError
 from keyward.core.redaction import sha1_hex
-from keyward.scan.model import Finding, Location
+from keyward.scan.model import Finding, Location, SourceKind
 
 _FORMAT_VERSION = "1.5.0"  # the detect-secrets baseline format version we write
+
+LocationKey = Callable[[Location], str]
 
 
 def location_key(loc: Location) -> str:
@@ -34,6 +36,22 @@ def location_key(loc: Location) -> str:
     if loc.variable:
         return f"env:{loc.variable}"
     return loc.kind.value
+
+
+def file_key(roots: Sequence[Path], base_dir: Path) -> LocationKey:
+    """Baseline filenames for a scan of ``roots``: file paths relative to ``base_dir`` (the
+    baseline's directory, as detect-secrets writes them when run there), in POSIX form."""
+    from keyward.scan.sources.files import display_to_path
+
+    base = os.path.abspath(base_dir)
+
+    def key(loc: Location) -> str:
+        if loc.kind is SourceKind.FILE and loc.path and roots:
+            path = os.path.abspath(display_to_path(roots, loc.path))
+            return Path(os.path.relpath(path, base)).as_posix()
+        return location_key(loc)
+
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +88,13 @@ class Baseline:
         for e in self.entries:
             self._index.setdefault((e.filename, e.hashed_secret), set()).add(e.type)
 
-    def suppresses(self, finding: Finding, keyward_types: Iterable[str] | None = None) -> bool:
-        types = self._index.get((location_key(finding.location), sha1_hex(finding.secret)))
+    def suppresses(
+        self,
+        finding: Finding,
+        keyward_types: Iterable[str] | None = None,
+        key: LocationKey = location_key,
+    ) -> bool:
+        types = self._index.get((key(finding.location), sha1_hex(finding.secret)))
         if not types:
             return False
         if finding.rule_id in types:
@@ -80,12 +103,14 @@ class Baseline:
         known = set(keyward_types) if keyward_types is not None else None
         return any(known is not None and t not in known for t in types) or known is None
 
-    def apply(self, findings: list[Finding], keyward_types: Iterable[str]) -> int:
+    def apply(
+        self, findings: list[Finding], keyward_types: Iterable[str], key: LocationKey = location_key
+    ) -> int:
         """Mark baseline-held findings as suppressed in place; return how many."""
         known = set(keyward_types)
         n = 0
         for i, f in enumerate(findings):
-            if f.suppressed_by is None and self.suppresses(f, known):
+            if f.suppressed_by is None and self.suppresses(f, known, key):
                 findings[i] = f.with_(suppressed_by="baseline")
                 n += 1
         return n
@@ -144,35 +169,42 @@ def parse_baseline(doc: object, path: Path | None = None) -> Baseline:
     return Baseline(entries, raw, path)
 
 
-def build_baseline(findings: Iterable[Finding], previous: Baseline | None = None) -> dict[str, Any]:
+def build_baseline(
+    findings: Iterable[Finding],
+    previous: Baseline | None = None,
+    key: LocationKey = location_key,
+) -> dict[str, Any]:
     """A baseline document for ``findings``; audit flags of entries still present are kept."""
     old: Mapping[tuple[str, str, str], BaselineEntry] = {}
+    by_file_hash: dict[tuple[str, str], BaselineEntry] = {}
     if previous is not None:
         old = {(e.filename, e.hashed_secret, e.type): e for e in previous.entries}
+        for e in previous.entries:
+            by_file_hash.setdefault((e.filename, e.hashed_secret), e)
     results: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple[str, str, str]] = set()
     for f in findings:
         if f.suppressed_by == "inline":
             continue
-        key = (location_key(f.location), sha1_hex(f.secret), f.rule_id)
-        prior = old.get(key)
+        k = (key(f.location), sha1_hex(f.secret), f.rule_id)
+        prior = old.get(k)
         if prior is None and previous is not None:
             # a detect-secrets entry for the same file and secret keeps its own type
-            prior = next((e for (fn, h, _), e in old.items() if (fn, h) == key[:2]), None)
+            prior = by_file_hash.get(k[:2])
             if prior is not None:
-                key = (prior.filename, prior.hashed_secret, prior.type)
-        if key in seen:
+                k = (prior.filename, prior.hashed_secret, prior.type)
+        if k in seen:
             continue
-        seen.add(key)
+        seen.add(k)
         entry = BaselineEntry(
-            type=key[2],
-            filename=key[0],
-            hashed_secret=key[1],
+            type=k[2],
+            filename=k[0],
+            hashed_secret=k[1],
             line_number=f.location.line or None,
             is_verified=prior.is_verified if prior else False,
             is_secret=prior.is_secret if prior else None,
         )
-        results.setdefault(key[0], []).append(entry.as_dict())
+        results.setdefault(k[0], []).append(entry.as_dict())
     for items in results.values():
         items.sort(key=lambda d: (d.get("line_number") or 0, d["hashed_secret"], d["type"]))
     doc: dict[str, Any] = {"version": _FORMAT_VERSION}

@@ -95,6 +95,7 @@ class ScanResult:
             setattr(self.stats, name, getattr(self.stats, name) + getattr(other.stats, name))
         self.stats.engine = self.stats.engine or other.stats.engine
         self.stats.rules = self.stats.rules or other.stats.rules
+        self.stats.jobs = max(self.stats.jobs, other.stats.jobs)
         self.findings.sort(key=Finding.sort_key)
         self.skipped.sort(key=_skipped_key)
         self._count()

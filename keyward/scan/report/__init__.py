@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import IO, Any, assert_never
 
 from keyward import __version__
-from keyward.scan.model import Finding, Severity
+from keyward.scan.model import Finding, Severity, SourceKind
 from keyward.scan.rules import Rule
 from keyward.scan.service import ScanResult
 
@@ -26,7 +26,11 @@ JSON_SCHEMA_VERSION = "1"
 
 
 def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
-    """The JSON form of a finding. Never contains the raw value unless ``reveal``."""
+    """The JSON form of a finding. Never contains the raw value unless ``reveal``.
+
+    Always ``rule, severity, path, line, column, preview, fingerprint``; findings from other
+    sources than files add only the context they have (commit, variable, resource, ...).
+    """
     loc = f.location
     doc: dict[str, Any] = {
         "rule": f.rule_id,
@@ -38,8 +42,7 @@ def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
         "fingerprint": f.fingerprint,
     }
     extra = {
-        "source": loc.kind.value,
-        "end_line": loc.end_line or None,
+        "source": loc.kind.value if loc.kind is not SourceKind.FILE else None,
         "commit": loc.commit,
         "author": loc.author,
         "date": loc.date,
@@ -48,7 +51,6 @@ def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
         "region": loc.region,
         "companion_preview": f.companion_preview,
         "verification": f.verification.value if f.verification else None,
-        "suppressed_by": f.suppressed_by,
         "still_present": f.still_present,
     }
     doc.update({k: v for k, v in extra.items() if v is not None})
@@ -67,16 +69,16 @@ def render(
     rules: Sequence[Rule] = (),
     reveal: bool = False,
     color: bool | None = None,
-    verbose: bool = False,
 ) -> None:
+    """Write ``result`` to ``out``; only the text format uses ``color``."""
     if fmt is OutputFormat.TEXT:
         from keyward.scan.report.text import render_text
 
-        render_text(result, out, reveal=reveal, color=color, verbose=verbose)
+        render_text(result, out, reveal=reveal, color=color)
     elif fmt is OutputFormat.JSON:
         render_json(result, out, reveal=reveal)
     elif fmt is OutputFormat.SARIF:
-        render_sarif(result, out, rules)
+        render_sarif(result, out, rules, reveal=reveal)
     elif fmt is OutputFormat.CSV:
         render_csv(result, out, reveal=reveal)
     else:
@@ -88,8 +90,6 @@ def render_json(result: ScanResult, out: IO[str], *, reveal: bool = False) -> No
         "version": __version__,
         "findings": [finding_dict(f, reveal=reveal) for f in result.reported],
         "stats": result.stats.as_dict(),
-        "skipped": [{"path": s.what, "reason": s.reason} for s in result.skipped],
-        "warnings": result.warnings,
     }
     json.dump(doc, out, indent=2, ensure_ascii=False)
     out.write("\n")
@@ -125,7 +125,16 @@ _SECURITY_SEVERITY = {
 }
 
 
-def sarif_doc(result: ScanResult, rules: Iterable[Rule]) -> dict[str, Any]:
+SARIF_SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
+
+
+def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False) -> dict[str, Any]:
+    """A SARIF 2.1.0 log as GitHub code scanning reads it: every rule in
+    ``tool.driver.rules``, one result per finding with a physical location and region, and the
+    keyed fingerprint in ``partialFingerprints``. Paths are relative to ``%SRCROOT%``, the
+    scanned directory."""
     findings = result.reported
     used = {f.rule_id for f in findings}
     known = {r.id: r for r in rules}
@@ -187,31 +196,33 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule]) -> dict[str, Any]:
             props["verification"] = f.verification.value
         if loc.commit:
             props["commit"] = loc.commit
+        if reveal:
+            props["secret"] = f.secret
         if props:
             res["properties"] = props
         results.append(res)
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "keyward",
-                        "version": __version__,
-                        "informationUri": "https://keyward.readthedocs.io",
-                        "rules": sarif_rules,
-                    }
-                },
-                "results": results,
-                "columnKind": "unicodeCodePoints",
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": "keyward",
+                "version": __version__,
+                "informationUri": "https://keyward.readthedocs.io",
+                "rules": sarif_rules,
             }
-        ],
+        },
+        "results": results,
+        "columnKind": "unicodeCodePoints",
     }
+    if len(result.roots) == 1 and result.roots[0].is_dir():
+        root_uri = result.roots[0].resolve().as_uri().rstrip("/") + "/"
+        run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": root_uri}}
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
-def render_sarif(result: ScanResult, out: IO[str], rules: Iterable[Rule]) -> None:
-    json.dump(sarif_doc(result, rules), out, indent=2, ensure_ascii=False)
+def render_sarif(
+    result: ScanResult, out: IO[str], rules: Iterable[Rule], *, reveal: bool = False
+) -> None:
+    json.dump(sarif_doc(result, rules, reveal=reveal), out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 

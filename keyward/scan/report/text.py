@@ -28,7 +28,6 @@ def render_text(
     *,
     reveal: bool = False,
     color: bool | None = None,
-    verbose: bool = False,
 ) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -62,9 +61,6 @@ def render_text(
                 f"  {escape(where):<14} [{_STYLE[f.severity]}]{f.severity.value:<8}[/] "
                 f"{escape(f.rule_id)}  {escape(value + pair)}{escape(verified)}"
             )
-    if verbose:
-        for s in result.skipped:
-            console.print(f"[dim]skipped {escape(s.what)}: {escape(s.reason)}[/dim]")
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
     st = result.stats
@@ -80,7 +76,7 @@ def render_text(
     if st.suppressed_baseline:
         extra.append(f"{st.suppressed_baseline} in baseline")
     if st.skipped:
-        extra.append(f"{st.skipped} skipped" + ("" if verbose else " (--verbose lists them)"))
+        extra.append(f"{st.skipped} skipped (--verbose lists them)")
     if extra:
         summary += f" ({', '.join(extra)})"
     summary += f", {st.bytes / 1e6:.1f} MB in {st.seconds:.2f}s"
