@@ -19,7 +19,7 @@ are keyed fingerprints (:meth:`SecretValue.fingerprint`), store version ids and
 Driving sequence (one rotation, token ``T`` = :func:`new_token`, persisted before step 1)::
 
     1 create   d = store.describe(name)
-               if d.pending_token == T: new = store.read_version(name, d.pending)   # resume
+               if d.pending_token == T and d.pending: new = store.read_version(name, d.pending)
                else: cur = store.read_current(name)
                      value = rotator.create(cur.value, RotationContext(T, started_at))
                      pending = store.put_pending(name, value, T)     # persist pending id
@@ -31,7 +31,7 @@ Driving sequence (one rotation, token ``T`` = :func:`new_token`, persisted befor
     6 retire   rotator.deactivate(old.value, new.value)  (at finish, or after a first grace)
                rotator.revoke(old.value, new.value, deactivated_at, now)   after the grace
     rollback (any failure before 5): dependent.rollback(snap, cur) for every persisted snap,
-               rotator.rollback(cur.value, new.value), store.discard_pending(name, pending)
+               rotator.rollback(cur.value, new.value), store.discard_pending(name, T)
 
 The old value for restoring dependents always comes from the store (the current version before
 finish, ``describe().previous`` after it), never from the inventory.
@@ -123,8 +123,9 @@ class VersionedSecret:
 class SecretDescription:
     """What a store knows about a secret, without reading any value.
 
-    ``pending_token`` is the idempotency token the pending version was written with; a
-    rotation that finds its own token here after a crash resumes from the pending version.
+    ``pending_token`` is the idempotency token of an unfinished ``put_pending``; a rotation
+    that finds its own token here after a crash resumes from ``pending`` (which is ``None``
+    when the write itself never happened: call ``put_pending`` again with the same token).
     """
 
     name: str
@@ -173,10 +174,10 @@ class SecretStore(Protocol):
         """Make pending ``version`` current; the old current becomes previous. Idempotent."""
         ...
 
-    def discard_pending(self, name: str, version: str) -> None:
-        """Roll back: ``version`` stops being pending; current is untouched. Idempotent.
-
-        Raises ``StoreConflict`` if ``version`` has already been promoted to current.
+    def discard_pending(self, name: str, token: str) -> None:
+        """Roll back whatever ``put_pending`` wrote with ``token`` (even if it was interrupted
+        before returning a version id); current is untouched. Idempotent; a no-op when
+        nothing was written. Raises ``StoreConflict`` if that version is already current.
         """
         ...
 

@@ -1,0 +1,1 @@
+"""Built-in dependents (registered as entry points in pyproject.toml)."""

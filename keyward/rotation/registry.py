@@ -1,0 +1,144 @@
+"""Plugin discovery: secret stores, rotators and dependents by entry point.
+
+Built-ins register through the same entry point groups as third-party plugins
+(``keyward.stores``, ``keyward.rotators``, ``keyward.dependents`` in pyproject.toml). An entry
+point names a class (or any object) with a ``from_config(context, options)`` factory; it is
+imported only when asked for, and what it builds is checked against the protocol, so a broken
+plugin fails with a clear :class:`~keyward.core.errors.ConfigError` instead of mid-rotation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, TypeVar, cast
+
+from keyward.core.errors import ConfigError
+from keyward.core.redaction import Fingerprinter
+from keyward.rotation.clients import Clients
+from keyward.rotation.protocols import Dependent, Rotator, SecretStore
+
+
+class PluginGroup(StrEnum):
+    STORES = "keyward.stores"
+    ROTATORS = "keyward.rotators"
+    DEPENDENTS = "keyward.dependents"
+
+
+_PROTOCOL: dict[PluginGroup, type[Any]] = {
+    PluginGroup.STORES: SecretStore,
+    PluginGroup.ROTATORS: Rotator,
+    PluginGroup.DEPENDENTS: Dependent,
+}
+_NOUN = {
+    PluginGroup.STORES: "secret store",
+    PluginGroup.ROTATORS: "rotator",
+    PluginGroup.DEPENDENTS: "dependent kind",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """What every plugin factory receives: client builders and the fingerprinter."""
+
+    clients: Clients
+    fingerprinter: Fingerprinter
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+def _entry_points(group: PluginGroup) -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=group.value):
+        found.setdefault(ep.name, ep)  # first wins; duplicates are a packaging mistake
+    return found
+
+
+def available(group: PluginGroup) -> list[str]:
+    """Names registered in ``group`` (nothing is imported)."""
+    return sorted(_entry_points(group))
+
+
+def protocol_members(protocol: type[Any]) -> list[str]:
+    """Public attributes and methods a plugin must have to satisfy ``protocol``."""
+    names = {n for n in getattr(protocol, "__annotations__", {}) if not n.startswith("_")}
+    names |= {
+        n for n, v in vars(protocol).items() if not n.startswith("_") and inspect.isfunction(v)
+    }
+    return sorted(names)
+
+
+def check_plugin(obj: object, group: PluginGroup, name: str) -> None:
+    """Raise ConfigError naming what is missing when ``obj`` does not satisfy the protocol."""
+    protocol = _PROTOCOL[group]
+    missing = [m for m in protocol_members(protocol) if not hasattr(obj, m)]
+    if missing or not isinstance(obj, protocol):
+        raise ConfigError(
+            f"The {_NOUN[group]} plugin {name!r} does not implement {protocol.__name__}: "
+            f"missing {', '.join(missing) or 'members'}",
+            hint="Fix or uninstall the package that provides it",
+        )
+    kind = getattr(obj, "kind", None)
+    if kind != name:
+        raise ConfigError(
+            f"The {_NOUN[group]} plugin registered as {name!r} says its kind is {kind!r}",
+            hint="The entry point name and the plugin's kind attribute must agree",
+        )
+
+
+def load(
+    group: PluginGroup,
+    name: str,
+    context: PluginContext,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Import the plugin ``name`` of ``group``, build it from ``options`` and check it."""
+    eps = _entry_points(group)
+    ep = eps.get(name)
+    if ep is None:
+        known = ", ".join(sorted(eps)) or "none"
+        raise ConfigError(
+            f"There is no {_NOUN[group]} named {name!r} (installed: {known})",
+            hint="Check the spelling, or install the package that provides it",
+        )
+    try:
+        factory = ep.load()
+    except Exception as exc:  # a broken third-party package must not crash keyward
+        raise ConfigError(
+            f"The {_NOUN[group]} plugin {name!r} ({ep.value}) cannot be imported: "
+            f"{type(exc).__name__}: {exc}",
+            hint="Fix or reinstall the package that provides it",
+        ) from None
+    build = getattr(factory, "from_config", None)
+    if not callable(build):
+        raise ConfigError(
+            f"The {_NOUN[group]} plugin {name!r} ({ep.value}) has no from_config(context, "
+            "options) factory",
+            hint="A plugin entry point must name a class with a from_config classmethod",
+        )
+    plugin = build(context, dict(options or {}))
+    check_plugin(plugin, group, name)
+    return plugin
+
+
+def load_store(
+    name: str, context: PluginContext, options: Mapping[str, Any] | None = None
+) -> SecretStore:
+    return cast(SecretStore, load(PluginGroup.STORES, name, context, options))
+
+
+def load_rotator(
+    name: str, context: PluginContext, options: Mapping[str, Any] | None = None
+) -> Rotator:
+    return cast(Rotator, load(PluginGroup.ROTATORS, name, context, options))
+
+
+def load_dependent(
+    name: str, context: PluginContext, options: Mapping[str, Any] | None = None
+) -> Dependent:
+    return cast(Dependent, load(PluginGroup.DEPENDENTS, name, context, options))

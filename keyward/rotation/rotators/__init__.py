@@ -1,0 +1,1 @@
+"""Built-in rotators (registered as entry points in pyproject.toml)."""

@@ -1,0 +1,1 @@
+"""Built-in stores (registered as entry points in pyproject.toml)."""
