@@ -50,8 +50,13 @@ class Moto:
 
     def set_auth(self, enabled: bool) -> None:
         body = b"0" if enabled else b"inf"
+        # text/plain: with urllib's default form content type the server parses the body as
+        # a form and moto reads an empty string.
         req = urllib.request.Request(
-            f"{self.endpoint}/moto-api/reset-auth", data=body, method="POST"
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "text/plain"},
         )
         urllib.request.urlopen(req, timeout=10).read()
 

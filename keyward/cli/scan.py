@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,6 +30,8 @@ from keyward.cli.common import (
     rules_option,
     walk_options,
 )
+from keyward.cli.scan_extras import EXAMPLES as EXTRA_EXAMPLES
+from keyward.cli.scan_extras import ExtraScan, extra_scan_options
 from keyward.core.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -46,7 +48,9 @@ Examples:
   keyward scan . --format sarif -o keyward.sarif   (GitHub code scanning)
   keyward scan . --baseline .secrets.baseline      (report only new secrets)
   keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
-
+"""
+    + EXTRA_EXAMPLES
+    + """
 \b
 Settings (command line > KEYWARD_* environment > keyward.toml or
 [tool.keyward] in pyproject.toml): scan.exclude (adds up), scan.rules,
@@ -87,6 +91,7 @@ scan.baseline, scan.max_file_size.
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
 @click.option("--color/--no-color", default=None, help="Force or disable colour in text output.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@extra_scan_options
 def scan(
     paths: tuple[Path, ...],
     exclude: tuple[str, ...],
@@ -103,6 +108,7 @@ def scan(
     no_progress: bool,
     color: bool | None,
     exit_zero: bool,
+    **extra: Any,
 ) -> None:
     """Scan files and directories for hardcoded secrets.
 
@@ -117,26 +123,32 @@ def scan(
     baseline = baseline_setting(cfg, baseline)
     spec = engine_spec(cfg, rule_files, engine)  # type: ignore[arg-type]
     rules = spec.rules()
-    eng = spec.build(rules)
+    extras = ExtraScan(extra, cfg)
+    eng = extras.engine(spec.build(rules), spec.fingerprint_key, baseline)
     log.debug("engine %s with %d rules", eng.backend, len(rules))
     result = ScanResult()
 
     # ---- sources ----------------------------------------------------------------------
-    roots = list(paths) or [Path(".")]
-    walk = walk_options(
-        cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[baseline]
-    )
-    progress, stop = _progress(no_progress)
-    try:
-        result.extend(scan_paths(roots, spec, walk, jobs=jobs, engine=eng, progress=progress))
-    finally:
-        stop()
-    result.roots = roots
+    other_sources = extras.aws_lambda
+    if paths or not other_sources:
+        roots = list(paths) or [Path(".")]
+        walk = walk_options(
+            cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[baseline]
+        )
+        progress, stop = _progress(no_progress)
+        try:
+            result.extend(scan_paths(roots, spec, walk, jobs=jobs, engine=eng, progress=progress))
+        finally:
+            stop()
+        result.roots = roots
+    if extras.aws_lambda:
+        result.extend(extras.scan_lambda(eng))
     # (further sources: result.extend(...) here)
 
     # ---- suppression, output, exit code -----------------------------------------------
     if baseline is not None:
         apply_baseline(result, baseline, rules.rules)
+    extras.apply_verification(result)  # --verify: only the findings still reported
     _report_skipped(result, verbose)
     log.debug("scan stats: %s", result.stats.as_dict())
     out = open_output(output)

@@ -1,0 +1,542 @@
+"""Live AWS Lambda function configurations: environment variables and, optionally, code.
+
+Only ``keyward scan --aws-lambda`` imports this module; it is the one place in ``keyward.scan``
+that imports boto3/botocore, and it does so inside functions, so even importing this module
+stays cheap.
+
+* Every function of every selected region is listed with the ``ListFunctions`` paginator;
+  regions are listed in parallel by a bounded thread pool (clients are created up front in the
+  calling thread: boto3 sessions are not thread-safe, clients are).
+* Each environment variable becomes its own chunk (``NAME=value``), whose location names the
+  function ARN, the region and the variable.
+* Functions with environment variables but no customer managed KMS key (``KMSKeyArn``) get a
+  separate low-severity finding, :data:`KMS_RULE_ID`.
+* ``include_code`` downloads each deployment package (size-capped) through an injectable
+  :data:`Downloader` and scans the zip's files in memory.
+* AccessDenied for a region or a function is a warning, not a crash; throttling is retried by
+  botocore's adaptive retry mode. Missing credentials, or no region reachable at all, raise a
+  :class:`~keyward.core.errors.BackendError` (exit 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from keyward.core.config import DEFAULT_MAX_FILE_SIZE
+from keyward.core.errors import BackendError, ConfigError
+from keyward.scan.model import Chunk, Finding, Location, Severity, SourceKind
+from keyward.scan.sources.base import Skipped
+from keyward.scan.sources.files import decode
+
+if TYPE_CHECKING:
+    from keyward.scan.engine import Engine
+    from keyward.scan.rules import Rule
+    from keyward.scan.service import ScanResult
+
+log = logging.getLogger(__name__)
+
+KMS_RULE_ID = "aws-lambda-env-not-cmk-encrypted"
+KMS_DESCRIPTION = "Lambda environment variables not encrypted with a customer managed KMS key"
+DEFAULT_MAX_CODE_SIZE = 64 * 1024 * 1024  # zipped; Lambda's own limit for a direct upload is 50 MB
+MAX_UNZIPPED_SIZE = 256 * 1024 * 1024  # Lambda's unzipped limit is 250 MB; guards against bombs
+DEFAULT_WORKERS = 8
+_CREDENTIALS_HINT = (
+    "Set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile"
+)
+
+# Error codes that mean "this identity may not do that here".
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",  # e.g. an opt-in region that is not enabled
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "KMSAccessDeniedException",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaOptions:
+    """What to scan. Empty ``regions`` and no ``all_regions``: the session's default region."""
+
+    regions: tuple[str, ...] = ()
+    all_regions: bool = False
+    profile: str | None = None
+    include_code: bool = False
+    max_code_size: int = DEFAULT_MAX_CODE_SIZE
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    workers: int = DEFAULT_WORKERS
+    check_kms: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CodePackage:
+    """A deployment package to fetch: ``url`` is the pre-signed ``Code.Location``."""
+
+    function_arn: str
+    region: str
+    url: str
+    size: int | None  # CodeSize from the configuration, when known
+
+
+# (package, cap in bytes) -> the zip bytes; raise CodeTooLarge or OSError on failure.
+Downloader = Callable[[CodePackage, int], bytes]
+# (service name, region) -> a boto3 client
+ClientFactory = Callable[[str, str], Any]
+
+
+class CodeTooLarge(Exception):
+    """The deployment package is larger than the configured cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    """What the scan learned about one function, besides its chunks."""
+
+    arn: str
+    name: str
+    region: str
+    variables: int
+    kms_key_arn: str | None
+    code_size: int | None = None
+    package_type: str = "Zip"
+
+
+def download_package(package: CodePackage, cap: int) -> bytes:
+    """Fetch a pre-signed ``Code.Location`` URL with the standard library, at most ``cap`` bytes."""
+    import urllib.request
+
+    if package.size is not None and package.size > cap:
+        raise CodeTooLarge(f"{package.size} bytes")
+    if not package.url.startswith(("https://", "http://")):
+        raise OSError("the code location is not an HTTP(S) URL")
+    with urllib.request.urlopen(package.url, timeout=60) as resp:
+        data: bytes = resp.read(cap + 1)
+    if len(data) > cap:
+        raise CodeTooLarge(f"more than {cap} bytes")
+    return data
+
+
+@dataclass(slots=True)
+class LambdaSource:
+    """Yields one chunk per environment variable (and per code file with ``include_code``).
+
+    ``session`` is a ``boto3.Session`` (built from ``options.profile`` when not given);
+    ``client_factory`` and ``downloader`` are seams for tests and for callers with their own
+    client setup.
+    """
+
+    options: LambdaOptions = field(default_factory=LambdaOptions)
+    session: Any = None
+    client_factory: ClientFactory | None = None
+    downloader: Downloader = download_package
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    functions: list[FunctionRecord] = field(default_factory=list)
+    regions_scanned: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ set-up
+    def _session(self) -> Any:
+        if self.session is None:
+            import boto3
+            import botocore.exceptions
+
+            try:
+                self.session = boto3.Session(profile_name=self.options.profile)
+            except botocore.exceptions.ProfileNotFound:
+                raise ConfigError(
+                    f"The AWS profile {self.options.profile!r} does not exist",
+                    hint="Check --profile against ~/.aws/config",
+                ) from None
+        return self.session
+
+    def _client(self, service: str, region: str) -> Any:
+        if self.client_factory is not None:
+            return self.client_factory(service, region)
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "adaptive"},  # max_attempts: AWS_MAX_ATTEMPTS or the config file
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max(10, self.options.workers),
+            user_agent_extra="keyward",
+        )
+        return self._session().client(service, region_name=region, config=config)
+
+    def _check_credentials(self) -> None:
+        if self.client_factory is not None:
+            return
+        import botocore.exceptions
+
+        try:
+            creds = self._session().get_credentials()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise BackendError(
+                f"Cannot load AWS credentials ({_brief(exc)})",
+                hint="Fix the profile or credential settings",
+            ) from None
+        if creds is None:
+            raise BackendError(
+                "No AWS credentials found",
+                hint=_CREDENTIALS_HINT,
+            )
+
+    def regions(self) -> list[str]:
+        """The regions to scan, in a stable order."""
+        if self.options.regions:
+            return list(dict.fromkeys(self.options.regions))
+        if self.options.all_regions:
+            return self._all_regions()
+        region = self._session().region_name if self.client_factory is None else None
+        if not region:
+            raise ConfigError(
+                "No AWS region is configured for the Lambda scan",
+                hint="Pass --region R (repeatable) or --all-regions, or set AWS_DEFAULT_REGION",
+            )
+        return [str(region)]
+
+    def _all_regions(self) -> list[str]:
+        """Enabled regions from EC2 ``DescribeRegions``; else botocore's list for Lambda."""
+        import botocore.exceptions
+
+        home = "us-east-1"
+        if self.client_factory is None:
+            home = self._session().region_name or home
+        try:
+            ec2 = self._client("ec2", home)
+            resp = ec2.describe_regions(AllRegions=False)
+            names = sorted(r["RegionName"] for r in resp.get("Regions", []))
+            if names:
+                return names
+        except botocore.exceptions.ClientError as exc:
+            self.warnings.append(
+                f"cannot list enabled regions ({_code(exc)}); using every region botocore "
+                "knows for Lambda"
+            )
+        except botocore.exceptions.BotoCoreError as exc:
+            self.warnings.append(
+                f"cannot list enabled regions ({_brief(exc)}); using every region botocore "
+                "knows for Lambda"
+            )
+        return sorted(self._session().get_available_regions("lambda"))
+
+    # ------------------------------------------------------------------ scanning
+    def chunks(self) -> Iterator[Chunk]:
+        self._check_credentials()
+        regions = self.regions()
+        clients = {r: self._client("lambda", r) for r in regions}
+        failures: dict[str, str] = {}
+        by_region: dict[str, list[dict[str, Any]]] = {}
+        workers = max(1, min(self.options.workers, len(regions)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyward-lambda") as pool:
+            futures = {r: pool.submit(_list_functions, clients[r]) for r in regions}
+            for region in regions:
+                outcome = _outcome(futures[region])
+                if isinstance(outcome, str):
+                    failures[region] = outcome
+                    self.warnings.append(f"Lambda in {region} skipped: {outcome}")
+                else:
+                    by_region[region] = outcome
+        if failures and not by_region:
+            first = next(iter(failures.items()))
+            raise BackendError(
+                f"No region could be scanned for Lambda functions ({first[0]}: {first[1]})",
+                hint="Check the credentials, the permissions (lambda:ListFunctions) and "
+                "AWS_ENDPOINT_URL",
+            )
+        self.regions_scanned = [r for r in regions if r in by_region]
+        code_jobs: list[tuple[FunctionRecord, Any]] = []
+        for region in self.regions_scanned:
+            for conf in by_region[region]:
+                record = _record(conf, region)
+                self.functions.append(record)
+                yield from self._env_chunks(conf, record)
+                if self.options.include_code:
+                    if record.package_type != "Zip":
+                        self.skipped.append(
+                            Skipped(record.arn, "container image package (code not scanned)")
+                        )
+                    else:
+                        code_jobs.append((record, clients[region]))
+        if code_jobs:
+            yield from self._code_chunks(code_jobs)
+
+    def _env_chunks(self, conf: Mapping[str, Any], record: FunctionRecord) -> Iterator[Chunk]:
+        env = conf.get("Environment") or {}
+        error = env.get("Error")
+        if error:
+            self.warnings.append(
+                f"environment of {record.arn} could not be read "
+                f"({error.get('ErrorCode', 'error')}); check kms:Decrypt on its key"
+            )
+        for name, value in sorted((env.get("Variables") or {}).items()):
+            if not isinstance(value, str) or not value:
+                continue
+            yield Chunk(
+                text=f"{name}={value}",
+                location=Location(
+                    kind=SourceKind.LAMBDA,
+                    resource=record.arn,
+                    region=record.region,
+                    variable=name,
+                ),
+            )
+
+    def _code_chunks(self, jobs: Sequence[tuple[FunctionRecord, Any]]) -> Iterator[Chunk]:
+        """Fetch packages with a bounded pool, scanning each as it arrives (window-bounded)."""
+        workers = max(1, self.options.workers)
+        window = workers * 2
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyward-code") as pool:
+            pending: list[tuple[FunctionRecord, Future[bytes | str]]] = []
+            it = iter(jobs)
+            while True:
+                while len(pending) < window:
+                    job = next(it, None)
+                    if job is None:
+                        break
+                    pending.append((job[0], pool.submit(self._fetch_code, job[0], job[1])))
+                if not pending:
+                    break
+                record, fut = pending.pop(0)
+                data = fut.result()
+                if isinstance(data, str):
+                    self._code_problem(record, data)
+                    continue
+                yield from self._zip_chunks(record, data)
+
+    def _fetch_code(self, record: FunctionRecord, client: Any) -> bytes | str:
+        """The package bytes, or a sentence saying why not (never raises)."""
+        import botocore.exceptions
+
+        try:
+            resp = client.get_function(FunctionName=record.arn)
+            code = resp.get("Code") or {}
+            url = code.get("Location")
+            if not url:
+                return "skip:no code location (image or layer-only function)"
+            package = CodePackage(record.arn, record.region, url, record.code_size)
+            return self.downloader(package, self.options.max_code_size)
+        except botocore.exceptions.ClientError as exc:
+            code_ = _code(exc)
+            if code_ in _DENIED:
+                return f"warn:access denied to its code ({code_})"
+            return f"warn:cannot get its code ({code_})"
+        except CodeTooLarge as exc:
+            return f"skip:package larger than the code size cap ({exc})"
+        except (OSError, botocore.exceptions.BotoCoreError) as exc:
+            return f"warn:cannot download its code ({_brief(exc)})"
+
+    def _code_problem(self, record: FunctionRecord, message: str) -> None:
+        kind, _, text = message.partition(":")
+        if kind == "warn":
+            self.warnings.append(f"code of {record.arn} not scanned: {text}")
+            self.skipped.append(Skipped(record.arn, text, warning=True))
+        else:
+            self.skipped.append(Skipped(record.arn, text))
+
+    def _zip_chunks(self, record: FunctionRecord, data: bytes) -> Iterator[Chunk]:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError):
+            self.skipped.append(Skipped(record.arn, "deployment package is not a zip file", True))
+            return
+        total = 0
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                what = f"{record.arn}:{info.filename}"
+                if info.file_size > self.options.max_file_size:
+                    self.skipped.append(
+                        Skipped(what, f"larger than the file cap ({info.file_size})")
+                    )
+                    continue
+                total += info.file_size
+                if total > MAX_UNZIPPED_SIZE:
+                    self.skipped.append(
+                        Skipped(record.arn, "unzipped package exceeds 256 MiB; rest skipped", True)
+                    )
+                    return
+                try:
+                    raw = archive.read(info)
+                except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+                    self.skipped.append(Skipped(what, f"cannot unzip: {_brief(exc)}"))
+                    continue
+                decoded = decode(raw)
+                if decoded is None:
+                    self.skipped.append(Skipped(what, "binary file"))
+                    continue
+                text, _ = decoded
+                yield Chunk(
+                    text=text,
+                    location=Location(
+                        kind=SourceKind.LAMBDA,
+                        resource=record.arn,
+                        region=record.region,
+                        path=info.filename,
+                    ),
+                )
+
+
+# ---------------------------------------------------------------------- helpers
+def _list_functions(client: Any) -> list[dict[str, Any]]:
+    paginator = client.get_paginator("list_functions")
+    out: list[dict[str, Any]] = []
+    for page in paginator.paginate():
+        out.extend(page.get("Functions", []))
+    return out
+
+
+def _outcome(fut: Future[list[dict[str, Any]]]) -> list[dict[str, Any]] | str:
+    """The region's functions, or a sentence saying why the region was skipped."""
+    import botocore.exceptions
+
+    try:
+        return fut.result()
+    except botocore.exceptions.ClientError as exc:
+        code = _code(exc)
+        if code in _DENIED:
+            return f"access denied ({code})"
+        return f"the API failed ({code})"
+    except botocore.exceptions.NoCredentialsError:
+        raise BackendError(
+            "No AWS credentials found",
+            hint=_CREDENTIALS_HINT,
+        ) from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the endpoint')}"
+    except botocore.exceptions.BotoCoreError as exc:
+        return _brief(exc)
+
+
+def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
+    env = conf.get("Environment") or {}
+    return FunctionRecord(
+        arn=str(conf.get("FunctionArn", "")),
+        name=str(conf.get("FunctionName", "")),
+        region=region,
+        variables=len(env.get("Variables") or {}),
+        kms_key_arn=conf.get("KMSKeyArn") or None,
+        code_size=conf.get("CodeSize"),
+        package_type=str(conf.get("PackageType") or "Zip"),
+    )
+
+
+def _code(exc: Any) -> str:
+    """The AWS error code; an unparsed 401/403 body counts as AccessDenied."""
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", "error"))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code.isdigit() and status in (401, 403):
+        message = str(response.get("Error", {}).get("Message", ""))
+        found = next((c for c in _DENIED if f"<Code>{c}</Code>" in message), None)
+        return found or "AccessDenied"
+    return code
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def kms_findings(functions: Iterable[FunctionRecord]) -> list[Finding]:
+    """One low-severity finding per function with variables but no customer managed key."""
+    out: list[Finding] = []
+    for fn in functions:
+        if fn.variables == 0 or fn.kms_key_arn:
+            continue
+        digest = hashlib.sha256(f"{KMS_RULE_ID}|{fn.arn}".encode()).hexdigest()
+        out.append(
+            Finding(
+                rule_id=KMS_RULE_ID,
+                severity=Severity.LOW,
+                location=Location(kind=SourceKind.LAMBDA, resource=fn.arn, region=fn.region),
+                preview=f"{fn.variables} variable{'s' if fn.variables != 1 else ''}, "
+                "AWS managed key",
+                fingerprint=digest,
+                description=KMS_DESCRIPTION,
+            )
+        )
+    return out
+
+
+def pair_across_variables(findings: list[Finding], rules: Sequence[Rule]) -> list[Finding]:
+    """Pair findings of one function held in different variables (key id + secret key).
+
+    The engine pairs within a chunk; a function keeps ``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY`` in two variables, hence two chunks.
+    """
+    pairs = {r.id: r.pair.rule for r in rules if r.pair is not None}
+    if not pairs:
+        return findings
+    used: set[int] = set()
+    out = list(findings)
+    for i, f in enumerate(findings):
+        want = pairs.get(f.rule_id)
+        if want is None or f.companion is not None or f.location.path is not None:
+            continue
+        for j, other in enumerate(findings):
+            if (
+                j in used
+                or j == i
+                or other.rule_id != want
+                or other.location.resource != f.location.resource
+                or other.location.path is not None
+            ):
+                continue
+            used.add(j)
+            out[i] = f.with_(
+                companion=other.secret,
+                companion_preview=other.preview,
+                severity=max(f.severity, other.severity, key=lambda s: s.rank),
+            )
+            break
+    return [f for k, f in enumerate(out) if k not in used]
+
+
+def scan_lambda(
+    engine: Engine,
+    options: LambdaOptions,
+    *,
+    session: Any = None,
+    client_factory: ClientFactory | None = None,
+    downloader: Downloader | None = None,
+) -> ScanResult:
+    """Scan live Lambda functions: findings, KMS posture findings, warnings for denials."""
+    from keyward.scan.service import scan_chunks
+
+    if options.workers < 1:
+        raise ConfigError("The number of Lambda scan workers must be at least 1")
+    started = time.perf_counter()
+    source = LambdaSource(
+        options,
+        session=session,
+        client_factory=client_factory,
+        downloader=downloader or download_package,
+    )
+    result = scan_chunks(engine, source.chunks())
+    result.findings = pair_across_variables(result.findings, engine.rules)
+    if options.check_kms:
+        result.findings.extend(kms_findings(source.functions))
+    result.skipped.extend(source.skipped)
+    result.warnings.extend(source.warnings)
+    log.debug(
+        "scanned %d Lambda functions in %d regions",
+        len(source.functions),
+        len(source.regions_scanned),
+    )
+    return result.finish(started)
