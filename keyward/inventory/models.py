@@ -1,0 +1,369 @@
+"""The inventory schema: SQLAlchemy 2 typed models.
+
+Conventions:
+
+* Every timestamp is UTC and timezone-aware in Python (:class:`UTCDateTime`), whatever the
+  database stores (SQLite has no time zones: it stores naive UTC text, which sorts correctly).
+* Enumerated columns store the enum's string value (:class:`StrEnumType`) and are guarded by
+  a named CHECK constraint, so a bad value is refused by the database, not only by Python.
+* No column ever holds a raw secret value: values are remembered as keyed HMAC-SHA256
+  fingerprints (``keyward.core.redaction.Fingerprinter``) and displayed as redacted previews.
+* The migration in ``migrations/versions`` must equal these models (a test runs Alembic's
+  autogenerate comparison), so any change here needs a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Rotation states after which a secret is free to rotate again. The partial unique index
+# ``uq_rotations_in_flight`` allows at most one rotation per secret whose state is not one of
+# these; the rotation engine may use any other state names for the steps in between.
+TERMINAL_ROTATION_STATES: tuple[str, ...] = ("finished", "rolled_back", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    Values are converted to UTC on the way in; on SQLite they are stored naive (UTC) so that
+    text comparison orders them correctly, and made aware again on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class StrEnumType(sa.types.TypeDecorator[Any]):
+    """Stores a :class:`StrEnum` member as its value in a VARCHAR."""
+
+    impl = sa.String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int = 16) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return self.enum(value)
+
+
+def _check_in(column: str, enum: type[StrEnum]) -> str:
+    values = ", ".join(f"'{m.value}'" for m in enum)
+    return f"{column} IN ({values})"
+
+
+class SecretStatus(StrEnum):
+    ACTIVE = "active"  # in use
+    INACTIVE = "inactive"  # exists but disabled (e.g. an IAM key marked Inactive)
+    RETIRED = "retired"  # kept for history, no longer used
+    MISSING = "missing"  # discovery no longer finds it in its store
+
+
+class FindingState(StrEnum):
+    OPEN = "open"
+    IGNORED = "ignored"
+    RESOLVED = "resolved"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON()}  # noqa: RUF012
+
+
+class Secret(Base):
+    """A credential keyward knows about, wherever it lives."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (
+        # Discovery is idempotent by (store, reference): the same Secrets Manager ARN, Vault
+        # path or IAM key id is updated, never inserted twice. NULLs (manual entries without a
+        # store) are distinct, so they do not collide.
+        sa.UniqueConstraint("store", "reference"),
+        sa.CheckConstraint(_check_in("status", SecretStatus), name="status"),
+        sa.CheckConstraint("max_age_seconds IS NULL OR max_age_seconds > 0", name="max_age"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    store: Mapped[str | None] = mapped_column(sa.String(64))
+    reference: Mapped[str | None] = mapped_column(sa.String(1024))
+    # Who answers for it. Indexed: the report groups by owner and team, and `inventory list
+    # --owner` filters on it.
+    owner: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    team: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    contact: Mapped[str | None] = mapped_column(sa.String(255))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Store-specific facts (rotation settings, IAM key status...), never a value.
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[SecretStatus] = mapped_column(
+        StrEnumType(SecretStatus), default=SecretStatus.ACTIVE
+    )
+    source: Mapped[str] = mapped_column(sa.String(64), default="manual")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_rotated_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    # Policy: a maximum age and/or a cron schedule ("0 3 * * 1").
+    max_age_seconds: Mapped[int | None]
+    schedule: Mapped[str | None] = mapped_column(sa.String(128))
+    # When the policy next requires a rotation, recomputed from the policy and the last
+    # rotation whenever either changes (see keyward.inventory.policy). Indexed: "overdue" is
+    # `rotation_due_at < now`, a range scan instead of date arithmetic over every row.
+    rotation_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    versions: Mapped[list[SecretVersion]] = relationship(
+        back_populates="secret", cascade="all, delete-orphan", passive_deletes=True
+    )
+    dependents: Mapped[list[Dependent]] = relationship(
+        back_populates="secret", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SecretVersion(Base):
+    """One value a secret has had, remembered by keyed fingerprint only."""
+
+    __tablename__ = "secret_versions"
+    __table_args__ = (sa.UniqueConstraint("secret_id", "identifier"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="CASCADE"), index=True
+    )
+    # HMAC-SHA256 of the value. Indexed: linking a finding looks its fingerprint up here.
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # A public identifier of this version (AWS access key id, Secrets Manager VersionId,
+    # Vault KV version number) and its fingerprint, so a leaked access key id found by a
+    # scan links to the inventoried key. Indexed for the same lookup.
+    identifier: Mapped[str | None] = mapped_column(sa.String(255))
+    identifier_fingerprint: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    stage: Mapped[str | None] = mapped_column(sa.String(32))  # current, pending, previous...
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+    secret: Mapped[Secret] = relationship(back_populates="versions")
+
+
+class Dependent(Base):
+    """Something that holds a secret and must be updated when it rotates."""
+
+    __tablename__ = "dependents"
+    __table_args__ = (sa.UniqueConstraint("secret_id", "kind", "target", "variable"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(64))  # e.g. lambda-env
+    target: Mapped[str] = mapped_column(sa.String(1024))  # e.g. Lambda function ARN
+    variable: Mapped[str | None] = mapped_column(sa.String(255))
+    region: Mapped[str | None] = mapped_column(sa.String(64))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    secret: Mapped[Secret] = relationship(back_populates="dependents")
+
+
+class Finding(Base):
+    """A secret a scan found, tracked across scans of the same target."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        sa.CheckConstraint(_check_in("state", FindingState), name="state"),
+        # `findings list --state open --owner X` and the report's open findings per owner:
+        # an equality prefix on both, and a covering index for the GROUP BY.
+        sa.Index("ix_findings_state_owner", "state", "owner"),
+        # After a full scan: open findings of this target not seen since it started become
+        # resolved (`target = ? AND state = 'open' AND last_seen_at < ?`).
+        sa.Index("ix_findings_target_state_last_seen_at", "target", "state", "last_seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 over (target, rule, fingerprint, where). Unique: the upsert key of recording,
+    # so a re-scan updates the same row (line numbers may move; identity does not).
+    identity: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    target: Mapped[str] = mapped_column(sa.String(1024))
+    rule_id: Mapped[str] = mapped_column(sa.String(128))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(16))  # file, git, env, iac, lambda...
+    path: Mapped[str | None] = mapped_column(sa.String(2048))
+    line: Mapped[int] = mapped_column(default=0)
+    column: Mapped[int] = mapped_column(default=0)
+    commit: Mapped[str | None] = mapped_column(sa.String(64))
+    author: Mapped[str | None] = mapped_column(sa.String(255))
+    variable: Mapped[str | None] = mapped_column(sa.String(255))
+    resource: Mapped[str | None] = mapped_column(sa.String(1024))
+    region: Mapped[str | None] = mapped_column(sa.String(64))
+    preview: Mapped[str] = mapped_column(sa.String(64))  # redacted, never the value
+    # HMAC-SHA256 of the value (and of a paired value, e.g. the secret key next to an access
+    # key id). Indexed: a new secret version links to the findings that leaked it.
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
+    companion_fingerprint: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    state: Mapped[FindingState] = mapped_column(
+        StrEnumType(FindingState), default=FindingState.OPEN
+    )
+    state_reason: Mapped[str | None] = mapped_column(sa.String(512))
+    # Indexed: a secret's findings (show, owner changes) and the ON DELETE SET NULL.
+    secret_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="SET NULL"), index=True
+    )
+    code_owner: Mapped[str | None] = mapped_column(sa.String(255))  # CODEOWNERS or git blame
+    # Effective owner: the linked secret's owner, else the code owner. Kept in step by the
+    # service whenever either changes, so the owner filter needs no join.
+    owner: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class AuditEvent(Base):
+    """Append-only history. Triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+
+    ``secret_id`` and ``rotation_id`` are plain columns, not foreign keys: removing a secret
+    must not rewrite (or be blocked by) its history.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed: the audit log is read newest first and by time range.
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    subject: Mapped[str] = mapped_column(sa.String(1024))
+    outcome: Mapped[str] = mapped_column(sa.String(16))  # ok, failed, denied...
+    # Indexed: a secret's history (`inventory show`, rotation post-mortems).
+    secret_id: Mapped[int | None] = mapped_column(index=True)
+    rotation_id: Mapped[int | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Rotation(Base):
+    """One run of the rotation state machine for one secret (written by keyward.rotation)."""
+
+    __tablename__ = "rotations"
+    __table_args__ = (
+        # At most one rotation in flight per secret, enforced by the database on SQLite and
+        # PostgreSQL alike (both support partial indexes): a second `rotate` of the same
+        # secret fails on insert, whatever the code above it does.
+        sa.Index(
+            "uq_rotations_in_flight",
+            "secret_id",
+            unique=True,
+            sqlite_where=sa.text("state NOT IN ('finished', 'rolled_back', 'failed')"),
+            postgresql_where=sa.text("state NOT IN ('finished', 'rolled_back', 'failed')"),
+        ),
+        # The scheduler and `rotations list` look for unfinished rotations by state.
+        sa.Index("ix_rotations_state_updated_at", "state", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed: a secret's rotation history.
+    secret_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(sa.String(32))
+    step: Mapped[str | None] = mapped_column(sa.String(32))
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    old_version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("secret_versions.id", ondelete="SET NULL")
+    )
+    new_version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("secret_versions.id", ondelete="SET NULL")
+    )
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    steps: Mapped[list[RotationStep]] = relationship(
+        back_populates="rotation",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="RotationStep.id",
+    )
+
+
+class RotationStep(Base):
+    __tablename__ = "rotation_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed: a rotation's steps are always read together.
+    rotation_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("rotations.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str] = mapped_column(sa.String(32))
+    state: Mapped[str] = mapped_column(sa.String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    rotation: Mapped[Rotation] = relationship(back_populates="steps")
+
+
+class Lease(Base):
+    """A named, expiring claim (e.g. "rotate:<secret>") held by one worker at a time."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    secret_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="CASCADE"), index=True
+    )
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed: expired leases are found and taken over by range.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SchemaInfo(Base):
+    """Key/value facts about the schema, e.g. which keyward version last migrated it."""
+
+    __tablename__ = "keyward_schema"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(255))

@@ -1,0 +1,79 @@
+"""Rotation policies: a maximum age ("90d") and/or a cron schedule ("0 3 * * 1").
+
+A secret is due when its age (since the last rotation, else since it was created) reaches the
+maximum age, or when the schedule has fired since the last rotation, whichever comes first.
+The due time is stored (``secrets.rotation_due_at``) so that "overdue" is an indexed range.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from keyward.core.errors import ConfigError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> int:
+    """``90d`` / ``12h`` / ``2w`` / ``1y`` / a number of days -> seconds."""
+    m = _DURATION.match(text)
+    if not m or int(m.group(1)) <= 0:
+        raise ConfigError(
+            f"{text!r} is not a duration",
+            hint="Use a positive number with a unit: 90d, 12h, 2w, 1y",
+        )
+    unit = (m.group(2) or "d").lower()
+    return int(m.group(1)) * _UNITS[unit]
+
+
+def format_duration(seconds: int) -> str:
+    for unit in ("y", "w", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def validate_schedule(expr: str) -> str:
+    """Check a five-field cron expression (minute hour day month weekday)."""
+    _trigger(expr)
+    return " ".join(expr.split())
+
+
+def _trigger(expr: str) -> object:
+    from apscheduler.triggers.cron import CronTrigger
+
+    if len(expr.split()) != 5:
+        raise ConfigError(
+            f"{expr!r} is not a five-field cron schedule",
+            hint='Use "minute hour day month weekday", e.g. "0 3 * * 1" for Mondays 03:00 UTC',
+        )
+    try:
+        return CronTrigger.from_crontab(expr, timezone=UTC)
+    except ValueError as exc:
+        raise ConfigError(f"{expr!r} is not a valid cron schedule ({exc})") from None
+
+
+def next_fire(expr: str, after: datetime) -> datetime | None:
+    trigger = _trigger(expr)
+    fire = trigger.get_next_fire_time(None, after + timedelta(seconds=1))  # type: ignore[attr-defined]
+    return fire.astimezone(UTC) if fire is not None else None
+
+
+def rotation_due(
+    created_at: datetime,
+    last_rotated_at: datetime | None,
+    max_age_seconds: int | None,
+    schedule: str | None,
+) -> datetime | None:
+    """When the policy next requires a rotation (None: no policy)."""
+    base = last_rotated_at or created_at
+    candidates: list[datetime] = []
+    if max_age_seconds:
+        candidates.append(base + timedelta(seconds=max_age_seconds))
+    if schedule:
+        fire = next_fire(schedule, base)
+        if fire is not None:
+            candidates.append(fire)
+    return min(candidates) if candidates else None

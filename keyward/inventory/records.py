@@ -1,0 +1,140 @@
+"""Frozen records the inventory hands out (ORM rows never leave ``keyward.inventory``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _AsDict:
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRecord(_AsDict):
+    id: int
+    name: str
+    kind: str
+    store: str | None
+    reference: str | None
+    owner: str | None
+    team: str | None
+    contact: str | None
+    tags: dict[str, Any]
+    attributes: dict[str, Any]
+    description: str | None
+    status: str
+    source: str
+    created_at: datetime
+    last_rotated_at: datetime | None
+    last_used_at: datetime | None
+    max_age_seconds: int | None
+    schedule: str | None
+    rotation_due_at: datetime | None
+    updated_at: datetime
+
+    def age_seconds(self, now: datetime) -> int:
+        return max(0, int((now - (self.last_rotated_at or self.created_at)).total_seconds()))
+
+    def overdue(self, now: datetime) -> bool:
+        return self.rotation_due_at is not None and self.rotation_due_at < now
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord(_AsDict):
+    id: int
+    secret_id: int
+    fingerprint: str | None
+    identifier: str | None
+    stage: str | None
+    created_at: datetime
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DependentRecord(_AsDict):
+    id: int
+    secret: str
+    kind: str
+    target: str
+    variable: str | None
+    region: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRecord(_AsDict):
+    id: int
+    target: str
+    rule_id: str
+    severity: str
+    source: str
+    path: str | None
+    line: int
+    commit: str | None
+    variable: str | None
+    resource: str | None
+    region: str | None
+    preview: str
+    fingerprint: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    state: str
+    state_reason: str | None
+    secret: str | None
+    owner: str | None
+    code_owner: str | None
+    author: str | None
+
+    def where(self) -> str:
+        parts: list[str] = []
+        if self.resource:
+            parts.append(self.resource)
+        if self.path:
+            parts.append(f"{self.path}:{self.line}" if self.line else self.path)
+        if self.variable:
+            parts.append(f"${self.variable}")
+        if self.commit:
+            parts.append(f"@{self.commit[:12]}")
+        return " ".join(parts) or self.source
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord(_AsDict):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    outcome: str
+    secret_id: int | None
+    rotation_id: int | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretDetail(_AsDict):
+    secret: SecretRecord
+    versions: tuple[VersionRecord, ...]
+    dependents: tuple[DependentRecord, ...]
+    open_findings: int
+    findings: tuple[FindingRecord, ...]
+    audit: tuple[AuditRecord, ...]

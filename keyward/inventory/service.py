@@ -1,0 +1,780 @@
+"""Every inventory query the commands need, as methods returning frozen records.
+
+An :class:`Inventory` wraps an open :class:`~keyward.inventory.db.Database`. Each public
+method is one transaction and writes an audit event for every change it makes (actor, action,
+subject, outcome; never a value).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from keyward.core.errors import ConfigError
+from keyward.inventory import models as m
+from keyward.inventory.db import Database
+from keyward.inventory.errors import AlreadyExists, NotFound, RotationInFlight
+from keyward.inventory.policy import rotation_due, validate_schedule
+from keyward.inventory.records import (
+    AuditRecord,
+    DependentRecord,
+    FindingRecord,
+    SecretDetail,
+    SecretRecord,
+    VersionRecord,
+)
+
+UNSET: Any = object()
+# Columns `update_secret` accepts.
+UPDATABLE = frozenset(
+    {
+        "kind",
+        "store",
+        "reference",
+        "owner",
+        "team",
+        "contact",
+        "tags",
+        "attributes",
+        "description",
+        "status",
+        "created_at",
+        "last_rotated_at",
+        "last_used_at",
+        "max_age_seconds",
+        "schedule",
+        "name",
+    }
+)
+
+
+def default_actor() -> str:
+    """``KEYWARD_ACTOR`` or the login name."""
+    env = os.environ.get("KEYWARD_ACTOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def secret_record(s: m.Secret) -> SecretRecord:
+    return SecretRecord(
+        id=s.id,
+        name=s.name,
+        kind=s.kind,
+        store=s.store,
+        reference=s.reference,
+        owner=s.owner,
+        team=s.team,
+        contact=s.contact,
+        tags=dict(s.tags or {}),
+        attributes=dict(s.attributes or {}),
+        description=s.description,
+        status=s.status.value,
+        source=s.source,
+        created_at=s.created_at,
+        last_rotated_at=s.last_rotated_at,
+        last_used_at=s.last_used_at,
+        max_age_seconds=s.max_age_seconds,
+        schedule=s.schedule,
+        rotation_due_at=s.rotation_due_at,
+        updated_at=s.updated_at,
+    )
+
+
+def version_record(v: m.SecretVersion) -> VersionRecord:
+    return VersionRecord(
+        id=v.id,
+        secret_id=v.secret_id,
+        fingerprint=v.fingerprint,
+        identifier=v.identifier,
+        stage=v.stage,
+        created_at=v.created_at,
+        retired_at=v.retired_at,
+    )
+
+
+def dependent_record(d: m.Dependent, secret_name: str) -> DependentRecord:
+    return DependentRecord(
+        id=d.id,
+        secret=secret_name,
+        kind=d.kind,
+        target=d.target,
+        variable=d.variable,
+        region=d.region,
+        created_at=d.created_at,
+    )
+
+
+FINDING_COLUMNS = (
+    m.Finding.id,
+    m.Finding.target,
+    m.Finding.rule_id,
+    m.Finding.severity,
+    m.Finding.source,
+    m.Finding.path,
+    m.Finding.line,
+    m.Finding.commit,
+    m.Finding.variable,
+    m.Finding.resource,
+    m.Finding.region,
+    m.Finding.preview,
+    m.Finding.fingerprint,
+    m.Finding.first_seen_at,
+    m.Finding.last_seen_at,
+    m.Finding.resolved_at,
+    m.Finding.state,
+    m.Finding.state_reason,
+    m.Secret.name,
+    m.Finding.owner,
+    m.Finding.code_owner,
+    m.Finding.author,
+)
+
+
+def finding_record(row: Sequence[Any]) -> FindingRecord:
+    (fid, target, rule, sev, source, path, line, commit, var, res, region, preview, fp) = row[:13]
+    first, last, resolved, state, reason, secret, owner, code_owner, author = row[13:]
+    return FindingRecord(
+        id=fid,
+        target=target,
+        rule_id=rule,
+        severity=sev,
+        source=source,
+        path=path,
+        line=line,
+        commit=commit,
+        variable=var,
+        resource=res,
+        region=region,
+        preview=preview,
+        fingerprint=fp,
+        first_seen_at=first,
+        last_seen_at=last,
+        resolved_at=resolved,
+        state=m.FindingState(state).value,
+        state_reason=reason,
+        secret=secret,
+        owner=owner,
+        code_owner=code_owner,
+        author=author,
+    )
+
+
+def audit_record(e: m.AuditEvent) -> AuditRecord:
+    return AuditRecord(
+        id=e.id,
+        at=e.at,
+        actor=e.actor,
+        action=e.action,
+        subject=e.subject,
+        outcome=e.outcome,
+        secret_id=e.secret_id,
+        rotation_id=e.rotation_id,
+        detail=dict(e.detail or {}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FindingPage:
+    findings: tuple[FindingRecord, ...]
+    total: int
+
+
+def _apply_policy(s: m.Secret) -> None:
+    s.rotation_due_at = rotation_due(s.created_at, s.last_rotated_at, s.max_age_seconds, s.schedule)
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise ConfigError("A secret name must be 1 to 255 characters")
+    return name
+
+
+class Inventory:
+    """The inventory's operations; one transaction per call."""
+
+    def __init__(self, db: Database, actor: str | None = None) -> None:
+        self.db = db
+        self.actor = actor or default_actor()
+
+    # ------------------------------------------------------------------ audit
+    @staticmethod
+    def append_audit(
+        session: Session,
+        actor: str,
+        action: str,
+        subject: str,
+        outcome: str = "ok",
+        *,
+        secret_id: int | None = None,
+        rotation_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event in ``session``'s transaction (there is no update or delete)."""
+        session.add(
+            m.AuditEvent(
+                actor=actor,
+                action=action,
+                subject=subject,
+                outcome=outcome,
+                secret_id=secret_id,
+                rotation_id=rotation_id,
+                detail=detail or {},
+            )
+        )
+
+    def audit(
+        self,
+        action: str,
+        subject: str,
+        outcome: str = "ok",
+        *,
+        secret_id: int | None = None,
+        rotation_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        with self.db.session() as s:
+            self.append_audit(
+                s,
+                self.actor,
+                action,
+                subject,
+                outcome,
+                secret_id=secret_id,
+                rotation_id=rotation_id,
+                detail=detail,
+            )
+
+    def audit_events(self, secret: str | None = None, limit: int = 100) -> tuple[AuditRecord, ...]:
+        with self.db.session() as s:
+            q = sa.select(m.AuditEvent).order_by(m.AuditEvent.id.desc()).limit(limit)
+            if secret is not None:
+                q = q.where(m.AuditEvent.secret_id == self._secret(s, secret).id)
+            return tuple(audit_record(e) for e in s.scalars(q))
+
+    # ---------------------------------------------------------------- secrets
+    @staticmethod
+    def _secret(session: Session, name: str) -> m.Secret:
+        found = session.scalar(sa.select(m.Secret).where(m.Secret.name == name))
+        if found is None:
+            raise NotFound(
+                f"No secret named {name!r} in the inventory",
+                hint="See `keyward inventory list`",
+            )
+        return found
+
+    def add_secret(
+        self,
+        name: str,
+        kind: str,
+        *,
+        store: str | None = None,
+        reference: str | None = None,
+        owner: str | None = None,
+        team: str | None = None,
+        contact: str | None = None,
+        tags: dict[str, Any] | None = None,
+        description: str | None = None,
+        created_at: datetime | None = None,
+        last_rotated_at: datetime | None = None,
+        max_age_seconds: int | None = None,
+        schedule: str | None = None,
+        fingerprint: str | None = None,
+        source: str = "manual",
+    ) -> SecretRecord:
+        """Add a secret; ``fingerprint`` (of its current value) records a first version."""
+        name = _check_name(name)
+        with self.db.session() as s:
+            if s.scalar(sa.select(m.Secret.id).where(m.Secret.name == name)) is not None:
+                raise AlreadyExists(
+                    f"A secret named {name!r} is already in the inventory",
+                    hint="Use `keyward inventory update` to change it",
+                )
+            if store and reference:
+                clash = s.scalar(
+                    sa.select(m.Secret.name).where(
+                        m.Secret.store == store, m.Secret.reference == reference
+                    )
+                )
+                if clash is not None:
+                    raise AlreadyExists(
+                        f"{store} {reference} is already in the inventory as {clash!r}"
+                    )
+            secret = m.Secret(
+                name=name,
+                kind=kind,
+                store=store,
+                reference=reference,
+                owner=owner,
+                team=team,
+                contact=contact,
+                tags=tags or {},
+                attributes={},
+                description=description,
+                last_rotated_at=last_rotated_at,
+                max_age_seconds=max_age_seconds,
+                schedule=validate_schedule(schedule) if schedule else None,
+                source=source,
+            )
+            if created_at is not None:
+                secret.created_at = created_at
+            else:
+                secret.created_at = m.utcnow()
+            _apply_policy(secret)
+            s.add(secret)
+            s.flush()
+            if fingerprint:
+                self._add_version(s, secret, fingerprint=fingerprint, stage="current")
+            self.append_audit(
+                s, self.actor, "secret.add", name, secret_id=secret.id, detail={"kind": kind}
+            )
+            return secret_record(secret)
+
+    def get_secret(self, name: str) -> SecretRecord:
+        with self.db.session() as s:
+            return secret_record(self._secret(s, name))
+
+    def list_secrets(
+        self,
+        *,
+        owner: str | None = None,
+        team: str | None = None,
+        kind: str | None = None,
+        store: str | None = None,
+        status: str | None = None,
+        overdue_at: datetime | None = None,
+        limit: int | None = None,
+    ) -> tuple[SecretRecord, ...]:
+        q = sa.select(m.Secret).order_by(m.Secret.name)
+        for col, value in (
+            (m.Secret.owner, owner),
+            (m.Secret.team, team),
+            (m.Secret.kind, kind),
+            (m.Secret.store, store),
+        ):
+            if value is not None:
+                q = q.where(col == value)
+        if status is not None:
+            q = q.where(m.Secret.status == m.SecretStatus(status))
+        if overdue_at is not None:
+            q = q.where(m.Secret.rotation_due_at < overdue_at)
+        if limit:
+            q = q.limit(limit)
+        with self.db.session() as s:
+            return tuple(secret_record(x) for x in s.scalars(q))
+
+    def update_secret(self, name: str, **changes: Any) -> SecretRecord:
+        """Change columns of a secret (see ``UPDATABLE``); the policy's due time follows."""
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise ConfigError(f"Cannot update {', '.join(sorted(unknown))} of a secret")
+        with self.db.session() as s:
+            secret = self._secret(s, name)
+            if "name" in changes:
+                changes["name"] = _check_name(changes["name"])
+                if changes["name"] != name and s.scalar(
+                    sa.select(m.Secret.id).where(m.Secret.name == changes["name"])
+                ):
+                    raise AlreadyExists(f"A secret named {changes['name']!r} already exists")
+            if changes.get("schedule"):
+                changes["schedule"] = validate_schedule(changes["schedule"])
+            if "status" in changes:
+                changes["status"] = m.SecretStatus(changes["status"])
+            changed = sorted(k for k, v in changes.items() if getattr(secret, k) != v)
+            for key, value in changes.items():
+                setattr(secret, key, value)
+            _apply_policy(secret)
+            if "owner" in changed:
+                self._propagate_owner(s, secret.id, secret.owner)
+            if changed:
+                self.append_audit(
+                    s,
+                    self.actor,
+                    "secret.update",
+                    secret.name,
+                    secret_id=secret.id,
+                    detail={"changed": changed},
+                )
+            s.flush()
+            return secret_record(secret)
+
+    def mark_rotated(self, name: str, when: datetime | None = None) -> SecretRecord:
+        """Record a completed rotation: last rotated now, next due time recomputed."""
+        return self.update_secret(name, last_rotated_at=when or m.utcnow())
+
+    def remove_secret(self, name: str) -> None:
+        """Delete a secret, its versions and dependents; its findings stay, unlinked."""
+        with self.db.session() as s:
+            secret = self._secret(s, name)
+            sid = secret.id
+            s.execute(
+                sa.update(m.Finding)
+                .where(m.Finding.secret_id == sid)
+                .values(secret_id=None, owner=m.Finding.code_owner)
+            )
+            s.delete(secret)
+            self.append_audit(s, self.actor, "secret.remove", name, secret_id=sid)
+
+    @staticmethod
+    def _propagate_owner(session: Session, secret_id: int, owner: str | None) -> None:
+        session.execute(
+            sa.update(m.Finding)
+            .where(m.Finding.secret_id == secret_id)
+            .values(owner=sa.func.coalesce(sa.literal(owner, sa.String), m.Finding.code_owner))
+        )
+
+    # --------------------------------------------------------------- versions
+    def add_version(
+        self,
+        name: str,
+        *,
+        fingerprint: str | None = None,
+        identifier: str | None = None,
+        identifier_fingerprint: str | None = None,
+        stage: str | None = "current",
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        """Record a version (by keyed fingerprint) and link the findings that leaked it."""
+        with self.db.session() as s:
+            secret = self._secret(s, name)
+            v = self._add_version(
+                s,
+                secret,
+                fingerprint=fingerprint,
+                identifier=identifier,
+                identifier_fingerprint=identifier_fingerprint,
+                stage=stage,
+                created_at=created_at,
+            )
+            self.append_audit(
+                s,
+                self.actor,
+                "secret.version",
+                secret.name,
+                secret_id=secret.id,
+                detail={"stage": stage, "identifier": identifier},
+            )
+            return version_record(v)
+
+    @staticmethod
+    def _add_version(
+        session: Session,
+        secret: m.Secret,
+        *,
+        fingerprint: str | None = None,
+        identifier: str | None = None,
+        identifier_fingerprint: str | None = None,
+        stage: str | None = None,
+        created_at: datetime | None = None,
+    ) -> m.SecretVersion:
+        v = m.SecretVersion(
+            secret_id=secret.id,
+            fingerprint=fingerprint,
+            identifier=identifier,
+            identifier_fingerprint=identifier_fingerprint,
+            stage=stage,
+            created_at=created_at or m.utcnow(),
+        )
+        session.add(v)
+        session.flush()
+        link_findings_to_secret(
+            session, secret, [fp for fp in (fingerprint, identifier_fingerprint) if fp]
+        )
+        return v
+
+    def versions(self, name: str) -> tuple[VersionRecord, ...]:
+        with self.db.session() as s:
+            secret = self._secret(s, name)
+            q = (
+                sa.select(m.SecretVersion)
+                .where(m.SecretVersion.secret_id == secret.id)
+                .order_by(m.SecretVersion.id)
+            )
+            return tuple(version_record(v) for v in s.scalars(q))
+
+    def show(self, name: str, findings_limit: int = 20, audit_limit: int = 20) -> SecretDetail:
+        with self.db.session() as s:
+            secret = self._secret(s, name)
+            versions = s.scalars(
+                sa.select(m.SecretVersion)
+                .where(m.SecretVersion.secret_id == secret.id)
+                .order_by(m.SecretVersion.id)
+            )
+            deps = s.scalars(
+                sa.select(m.Dependent)
+                .where(m.Dependent.secret_id == secret.id)
+                .order_by(m.Dependent.id)
+            )
+            open_count = s.scalar(
+                sa.select(sa.func.count())
+                .select_from(m.Finding)
+                .where(
+                    m.Finding.secret_id == secret.id,
+                    m.Finding.state == m.FindingState.OPEN,
+                )
+            )
+            rows = s.execute(
+                sa.select(*FINDING_COLUMNS)
+                .outerjoin(m.Secret, m.Secret.id == m.Finding.secret_id)
+                .where(m.Finding.secret_id == secret.id)
+                .order_by(m.Finding.id.desc())
+                .limit(findings_limit)
+            )
+            events = s.scalars(
+                sa.select(m.AuditEvent)
+                .where(m.AuditEvent.secret_id == secret.id)
+                .order_by(m.AuditEvent.id.desc())
+                .limit(audit_limit)
+            )
+            return SecretDetail(
+                secret=secret_record(secret),
+                versions=tuple(version_record(v) for v in versions),
+                dependents=tuple(dependent_record(d, secret.name) for d in deps),
+                open_findings=int(open_count or 0),
+                findings=tuple(finding_record(r) for r in rows),
+                audit=tuple(audit_record(e) for e in events),
+            )
+
+    # ------------------------------------------------------------- dependents
+    def add_dependent(
+        self,
+        secret: str,
+        kind: str,
+        target: str,
+        *,
+        variable: str | None = None,
+        region: str | None = None,
+    ) -> DependentRecord:
+        with self.db.session() as s:
+            sec = self._secret(s, secret)
+            exists = s.scalar(
+                sa.select(m.Dependent.id).where(
+                    m.Dependent.secret_id == sec.id,
+                    m.Dependent.kind == kind,
+                    m.Dependent.target == target,
+                    m.Dependent.variable.is_(None)
+                    if variable is None
+                    else m.Dependent.variable == variable,
+                )
+            )
+            if exists is not None:
+                raise AlreadyExists(
+                    f"{target} {variable or ''} is already a dependent of {secret!r}".replace(
+                        "  ", " "
+                    )
+                )
+            if region is None and target.startswith("arn:"):
+                parts = target.split(":")
+                region = parts[3] if len(parts) > 3 and parts[3] else None
+            dep = m.Dependent(
+                secret_id=sec.id,
+                kind=kind,
+                target=target,
+                variable=variable,
+                region=region,
+                attributes={},
+            )
+            s.add(dep)
+            s.flush()
+            self.append_audit(
+                s,
+                self.actor,
+                "dependent.add",
+                sec.name,
+                secret_id=sec.id,
+                detail={"kind": kind, "target": target, "variable": variable},
+            )
+            return dependent_record(dep, sec.name)
+
+    def list_dependents(self, secret: str | None = None) -> tuple[DependentRecord, ...]:
+        with self.db.session() as s:
+            q = (
+                sa.select(m.Dependent, m.Secret.name)
+                .join(m.Secret, m.Secret.id == m.Dependent.secret_id)
+                .order_by(m.Secret.name, m.Dependent.id)
+            )
+            if secret is not None:
+                q = q.where(m.Dependent.secret_id == self._secret(s, secret).id)
+            return tuple(dependent_record(d, n) for d, n in s.execute(q).tuples())
+
+    def remove_dependent(self, dependent_id: int) -> DependentRecord:
+        with self.db.session() as s:
+            dep = s.get(m.Dependent, dependent_id)
+            if dep is None:
+                raise NotFound(
+                    f"No dependent with id {dependent_id}", hint="See `keyward dependents list`"
+                )
+            secret = s.get(m.Secret, dep.secret_id)
+            assert secret is not None
+            rec = dependent_record(dep, secret.name)
+            s.delete(dep)
+            self.append_audit(
+                s,
+                self.actor,
+                "dependent.remove",
+                secret.name,
+                secret_id=secret.id,
+                detail={"kind": dep.kind, "target": dep.target, "variable": dep.variable},
+            )
+            return rec
+
+    # --------------------------------------------------------------- findings
+    def list_findings(
+        self,
+        *,
+        state: str | None = None,
+        owner: str | None = None,
+        rule: str | None = None,
+        target: str | None = None,
+        secret: str | None = None,
+        limit: int | None = 500,
+    ) -> FindingPage:
+        conds: list[sa.ColumnElement[bool]] = []
+        if state is not None:
+            conds.append(m.Finding.state == m.FindingState(state))
+        if owner is not None:
+            conds.append(m.Finding.owner == owner)
+        if rule is not None:
+            conds.append(m.Finding.rule_id == rule)
+        if target is not None:
+            conds.append(m.Finding.target == target)
+        with self.db.session() as s:
+            if secret is not None:
+                conds.append(m.Finding.secret_id == self._secret(s, secret).id)
+            q = (
+                sa.select(*FINDING_COLUMNS)
+                .outerjoin(m.Secret, m.Secret.id == m.Finding.secret_id)
+                .where(*conds)
+                .order_by(m.Finding.id.desc())
+            )
+            if limit:
+                q = q.limit(limit)
+            rows = tuple(finding_record(r) for r in s.execute(q))
+            if limit and len(rows) == limit:
+                total = s.scalar(sa.select(sa.func.count()).select_from(m.Finding).where(*conds))
+            else:
+                total = len(rows)
+            return FindingPage(rows, int(total or 0))
+
+    def _findings(self, session: Session, ids: Iterable[int]) -> list[m.Finding]:
+        wanted = sorted(set(ids))
+        found = list(session.scalars(sa.select(m.Finding).where(m.Finding.id.in_(wanted))))
+        missing = sorted(set(wanted) - {f.id for f in found})
+        if missing:
+            raise NotFound(
+                f"No finding with id {', '.join(map(str, missing))}",
+                hint="See `keyward findings list`",
+            )
+        return found
+
+    def ignore_findings(self, ids: Iterable[int], reason: str) -> int:
+        """Ignore findings; re-scans keep them ignored."""
+        with self.db.session() as s:
+            rows = self._findings(s, ids)
+            for f in rows:
+                f.state = m.FindingState.IGNORED
+                f.state_reason = reason[:512]
+                self.append_audit(
+                    s,
+                    self.actor,
+                    "finding.ignore",
+                    f"finding {f.id}",
+                    secret_id=f.secret_id,
+                    detail={"rule": f.rule_id, "reason": reason[:512]},
+                )
+            return len(rows)
+
+    def reopen_findings(self, ids: Iterable[int]) -> int:
+        with self.db.session() as s:
+            rows = self._findings(s, ids)
+            for f in rows:
+                f.state = m.FindingState.OPEN
+                f.state_reason = None
+                f.resolved_at = None
+                self.append_audit(
+                    s, self.actor, "finding.reopen", f"finding {f.id}", secret_id=f.secret_id
+                )
+            return len(rows)
+
+    def link_finding(self, finding_id: int, secret: str | None) -> FindingRecord:
+        """Link a finding to a secret by hand (``None`` unlinks it)."""
+        with self.db.session() as s:
+            (f,) = self._findings(s, [finding_id])
+            if secret is None:
+                f.secret_id = None
+                f.owner = f.code_owner
+                sid = None
+            else:
+                sec = self._secret(s, secret)
+                f.secret_id = sec.id
+                f.owner = sec.owner or f.code_owner
+                sid = sec.id
+            self.append_audit(
+                s,
+                self.actor,
+                "finding.link" if secret else "finding.unlink",
+                f"finding {f.id}",
+                secret_id=sid,
+                detail={"secret": secret},
+            )
+            s.flush()
+            row = s.execute(
+                sa.select(*FINDING_COLUMNS)
+                .outerjoin(m.Secret, m.Secret.id == m.Finding.secret_id)
+                .where(m.Finding.id == f.id)
+            ).one()
+            return finding_record(row)
+
+    # -------------------------------------------------------------- rotations
+    def start_rotation(
+        self, secret: str, *, state: str = "pending", actor: str | None = None
+    ) -> int:
+        """Insert a rotation row; the database refuses a second one in flight for a secret."""
+        with self.db.session() as s:
+            sec = self._secret(s, secret)
+            rot = m.Rotation(secret_id=sec.id, state=state, actor=actor or self.actor, detail={})
+            s.add(rot)
+            try:
+                s.flush()
+            except sa.exc.IntegrityError:
+                s.rollback()
+                raise RotationInFlight(
+                    f"The secret {secret!r} already has a rotation in progress",
+                    hint="Resume or roll it back (`keyward rotations list`)",
+                ) from None
+            self.append_audit(
+                s, self.actor, "rotation.start", sec.name, secret_id=sec.id, rotation_id=rot.id
+            )
+            return rot.id
+
+
+def link_findings_to_secret(session: Session, secret: m.Secret, fingerprints: list[str]) -> int:
+    """Link unlinked findings whose fingerprint (or paired fingerprint) is one of these."""
+    if not fingerprints:
+        return 0
+    result = session.execute(
+        sa.update(m.Finding)
+        .where(
+            m.Finding.secret_id.is_(None),
+            sa.or_(
+                m.Finding.fingerprint.in_(fingerprints),
+                m.Finding.companion_fingerprint.in_(fingerprints),
+            ),
+        )
+        .values(
+            secret_id=secret.id,
+            owner=sa.func.coalesce(sa.literal(secret.owner, sa.String), m.Finding.code_owner),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,204 @@
+"""The inventory schema and its migrations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from _inventory_db import *  # noqa: F403
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from keyward.inventory import models as m
+from keyward.inventory.db import Database, connect, open_database
+from keyward.inventory.errors import (
+    DatabaseCorrupt,
+    DatabaseTooNew,
+    DatabaseUnavailable,
+    RotationInFlight,
+)
+from keyward.inventory.migrate import downgrade_to, head_revision, status, upgrade_to
+from keyward.inventory.service import Inventory
+
+pytestmark = pytest.mark.integration
+
+
+def _keyward(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keyward", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_models_and_migration_head_agree(database: Database) -> None:
+    with database.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, m.Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_downgrade_upgrade_round_trip(fresh_db_url: str) -> None:
+    db = connect(fresh_db_url)
+    try:
+        assert status(db).current is None
+        assert upgrade_to(db).current == head_revision()
+        assert downgrade_to(db, "base").current is None
+        tables = set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"}
+        assert tables == set()
+        assert upgrade_to(db).current == head_revision()
+        Inventory(db).add_secret("after-round-trip", "random")
+        assert Inventory(db).get_secret("after-round-trip").kind == "random"
+    finally:
+        db.close()
+
+
+def test_first_use_creates_and_migrates_the_database(fresh_db_url: str) -> None:
+    db = open_database(url=fresh_db_url)
+    try:
+        assert status(db).up_to_date
+        assert status(db).migrated_by is not None
+    finally:
+        db.close()
+
+
+def test_default_database_is_a_private_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
+    env = {"KEYWARD_DATA_DIR": str(tmp_path / "data")}
+    result = _keyward("db", "upgrade", env=env)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "data" / "inventory.db"
+    assert path.is_file()
+    assert path.stat().st_mode & 0o077 == 0
+
+
+def test_timestamps_come_back_utc_aware(inventory: Inventory) -> None:
+    created = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    inventory.add_secret("ts", "random", created_at=created, max_age_seconds=86400)
+    rec = inventory.get_secret("ts")
+    assert rec.created_at == created
+    assert rec.created_at.tzinfo is not None
+    assert rec.rotation_due_at == created + timedelta(days=1)
+
+
+def test_at_most_one_rotation_in_flight_per_secret(inventory: Inventory) -> None:
+    inventory.add_secret("db-password", "postgres-password")
+    first = inventory.start_rotation("db-password")
+    with pytest.raises(RotationInFlight):
+        inventory.start_rotation("db-password", state="running")
+    # Enforced by the database itself, not only by start_rotation.
+    with inventory.db.session() as s:
+        sid = s.scalar(sa.select(m.Secret.id).where(m.Secret.name == "db-password"))
+    with pytest.raises(sa.exc.IntegrityError), inventory.db.session() as s:
+        s.add(m.Rotation(secret_id=sid, state="create", actor="x", detail={}))
+    with inventory.db.session() as s:
+        rot = s.get(m.Rotation, first)
+        assert rot is not None
+        rot.state = "rolled_back"
+    second = inventory.start_rotation("db-password")
+    assert second != first
+
+
+def test_audit_events_are_append_only(inventory: Inventory, database: Database) -> None:
+    inventory.add_secret("audited", "random")
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), database.engine.begin() as c:
+        c.execute(sa.text("UPDATE audit_events SET outcome = 'failed'"))
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), database.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM audit_events"))
+    if database.dialect == "postgresql":
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with database.engine.begin() as c:
+                c.execute(sa.text("TRUNCATE audit_events"))
+    events = inventory.audit_events()
+    assert [(e.action, e.subject, e.outcome) for e in events] == [("secret.add", "audited", "ok")]
+
+
+def test_database_migrated_by_a_newer_keyward_is_refused(fresh_db_url: str) -> None:
+    db = connect(fresh_db_url)
+    upgrade_to(db)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+        conn.execute(
+            sa.text("UPDATE keyward_schema SET value = '9.1.0' WHERE key = 'keyward_version'")
+        )
+    db.close()
+    with pytest.raises(DatabaseTooNew) as err:
+        open_database(url=fresh_db_url)
+    text = err.value.diagnostics()
+    assert "0099" in text and "keyward 9.1.0 or later" in text
+    result = _keyward("db", "upgrade", "--database", fresh_db_url)
+    assert result.returncode == 3
+    assert "9.1.0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_postgres_names_host_and_port_and_exits_3() -> None:
+    from conftest import free_port
+
+    port = free_port()
+    url = f"postgresql://keyward:hunter2secret@127.0.0.1:{port}/inventory"
+    with pytest.raises(DatabaseUnavailable) as err:
+        open_database(url=url)
+    assert f"127.0.0.1:{port}" in err.value.diagnostics()
+    result = _keyward("db", "current", env={"KEYWARD_DATABASE_URL": url})
+    assert result.returncode == 3
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a database at all\n" * 100, b"SQLite format 3\x00" + b"\xff" * 8000],
+    ids=["not-sqlite", "damaged-sqlite"],
+)
+def test_corrupted_sqlite_file_is_refused_and_left_untouched(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "inventory.db"
+    path.write_bytes(content)
+    with pytest.raises(DatabaseCorrupt):
+        open_database(url=f"sqlite:///{path}")
+    for args in (("db", "current"), ("db", "upgrade")):
+        result = _keyward(*args, "--database", f"sqlite:///{path}")
+        assert result.returncode == 3, result.stderr
+        assert "not a valid SQLite database" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) in (
+        ["inventory.db"],
+        ["inventory.db", "inventory.db.lock"],
+    )
+
+
+def test_two_upgrades_at_once_both_succeed(fresh_db_url: str) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "keyward", "db", "upgrade", "--database", fresh_db_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    db = connect(fresh_db_url)
+    try:
+        assert status(db).current == head_revision()
+    finally:
+        db.close()
+
+
+def test_db_current_reports_revision_as_json(db_url: str) -> None:
+    import json
+
+    result = _keyward("db", "current", "--format", "json", "--database", db_url)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["current"] == head_revision() and doc["up_to_date"] is True
