@@ -29,9 +29,10 @@ Driving sequence (one rotation, token ``T`` = :func:`new_token`, persisted befor
                                 dependent.update(snap, new); dependent.verify(snap, new)
     5 finish   store.promote(name, pending)                     # current -> previous
     6 retire   rotator.deactivate(old.value, new.value)  (at finish, or after a first grace)
-               rotator.revoke(old.value, new.value, deactivated_at, now)   after the grace
+               rotator.revoke(old.value, new.value, deactivated_at)   after the grace
     rollback (any failure before 5): dependent.rollback(snap, cur) for every persisted snap,
-               rotator.rollback(cur.value, new.value), store.discard_pending(name, T)
+               rotator.rollback(cur.value, new.value or None, ctx),
+               store.discard_pending(name, T)
 
 The old value for restoring dependents always comes from the store (the current version before
 finish, ``describe().previous`` after it), never from the inventory.
@@ -244,15 +245,17 @@ class Rotator(Protocol):
         """First half of retiring the old credential (reversible: IAM key Inactive)."""
         ...
 
-    def revoke(
-        self, old: SecretValue, new: SecretValue, deactivated_at: datetime, now: datetime
-    ) -> Retirement:
+    def revoke(self, old: SecretValue, new: SecretValue, deactivated_at: datetime) -> Retirement:
         """Second half, after the grace period: delete the old credential unless it was
         used after ``deactivated_at``."""
         ...
 
-    def rollback(self, current: SecretValue, new: SecretValue) -> None:
-        """Undo ``create``/``set``: revoke the new credential, leave ``current`` working."""
+    def rollback(self, current: SecretValue, new: SecretValue | None, ctx: RotationContext) -> None:
+        """Undo ``create``/``set``: revoke the new credential, leave ``current`` working.
+
+        ``new`` is ``None`` when the rotation stopped before its value reached the store;
+        the rotator then removes what an interrupted ``create`` may have left (identified by
+        ``ctx``) and restores what ``set`` may have changed. Idempotent."""
         ...
 
 
