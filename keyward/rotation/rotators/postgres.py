@@ -71,8 +71,11 @@ def scram_sha256_verifier(
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def verifier_matches(password: str, verifier: str) -> bool:
@@ -200,7 +203,7 @@ class PostgresPasswordRotator:
     def _alter(self, conn: Any, role: str, password: str | None, *, login: bool | None) -> None:
         from psycopg import sql
 
-        parts = [sql.SQL("ALTER ROLE {} WITH").format(sql.Identifier(role))]
+        parts: list[sql.Composable] = [sql.SQL("ALTER ROLE {} WITH").format(sql.Identifier(role))]
         if login is not None:
             parts.append(sql.SQL("LOGIN" if login else "NOLOGIN"))
         if password is None:
