@@ -1,0 +1,349 @@
+"""``aws-lambda``: Lambda functions that hold a secret in environment variables.
+
+``UpdateFunctionConfiguration`` replaces the whole ``Environment`` map, so every change is a
+read-modify-write of the *current* map that touches only the bound variables (with the
+function's ``RevisionId`` as a precondition where AWS provides one, retried on a concurrent
+edit). After each change keyward waits for ``LastUpdateStatus`` to be ``Successful``
+(``function_updated_v2`` waiter) and reads the configuration back.
+
+Two modes:
+
+``value``
+    each bound variable holds a field of the secret (``AWS_SECRET_ACCESS_KEY`` <-
+    ``secret_access_key``).
+``reference``
+    the function holds a reference (secret ARN or Vault path) and loads the value itself;
+    keyward sets ``KEYWARD_SECRET_VERSION`` to the new version id so new execution environments
+    load the new value.
+
+With ``alias`` set, keyward also publishes a version after the change and moves the alias to
+it; rollback moves the alias back.
+
+:meth:`prepare` records what each variable held as keyed fingerprints (never the value);
+rollback writes the old value back from the *store's* old version and refuses if that value's
+fingerprint is not what the function held.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from keyward.core.redaction import Fingerprinter
+from keyward.rotation.clients import (
+    Category,
+    ErrorFamily,
+    aws_category,
+    translate_aws_error,
+)
+from keyward.rotation.errors import DependentDrift, DependentError, DependentNotFound
+from keyward.rotation.protocols import (
+    DependentMode,
+    DependentSnapshot,
+    DependentTarget,
+    HeldState,
+    VariableBefore,
+    VersionedSecret,
+)
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+VERSION_VARIABLE = "KEYWARD_SECRET_VERSION"
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
+
+
+class LambdaEnvironmentDependent:
+    kind = "aws-lambda"
+
+    def __init__(
+        self,
+        client_for: Callable[[str | None], Any],
+        fingerprinter: Fingerprinter,
+        *,
+        wait_delay: int = 2,
+        wait_attempts: int = 150,
+        conflict_retries: int = 5,
+    ) -> None:
+        self._client_for = client_for
+        self._fp = fingerprinter
+        self.wait_delay = wait_delay
+        self.wait_attempts = wait_attempts
+        self.conflict_retries = conflict_retries
+
+    @classmethod
+    def from_config(cls, context: Any, options: Mapping[str, Any]) -> LambdaEnvironmentDependent:
+        clients = context.clients
+        return cls(
+            lambda region: clients.aws("lambda", region),
+            context.fingerprinter,
+            wait_delay=int(options.get("wait_delay", 2)),
+            wait_attempts=int(options.get("wait_attempts", 150)),
+        )
+
+    def __repr__(self) -> str:
+        return "LambdaEnvironmentDependent()"
+
+    # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _where(target: DependentTarget) -> str:
+        region = f" in {target.region}" if target.region else ""
+        return f"Lambda function {target.resource}{region}"
+
+    def _call(self, target: DependentTarget, action: str, fn: Callable[..., R], **kw: Any) -> R:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kw)
+        except ClientError as exc:
+            if aws_category(exc)[0] is Category.NOT_FOUND:
+                raise DependentNotFound(
+                    f"{self._where(target)} no longer exists ({action})",
+                    hint="Remove it from the secret's dependents in the inventory, then resume",
+                ) from None
+            raise translate_aws_error(
+                exc, action, self._where(target), ErrorFamily.PROVIDER
+            ) from None
+        except BotoCoreError as exc:
+            raise translate_aws_error(
+                exc, action, self._where(target), ErrorFamily.PROVIDER
+            ) from None
+
+    def _config(self, target: DependentTarget, qualifier: str | None = None) -> dict[str, Any]:
+        client = self._client_for(target.region)
+        kw: dict[str, Any] = {"FunctionName": target.resource}
+        if qualifier:
+            kw["Qualifier"] = qualifier
+        return dict(
+            self._call(
+                target, "lambda:GetFunctionConfiguration", client.get_function_configuration, **kw
+            )
+        )
+
+    @staticmethod
+    def _env(config: Mapping[str, Any]) -> dict[str, str]:
+        return dict((config.get("Environment") or {}).get("Variables") or {})
+
+    def _wait(self, target: DependentTarget) -> None:
+        from botocore.exceptions import WaiterError
+
+        client = self._client_for(target.region)
+        try:
+            client.get_waiter("function_updated_v2").wait(
+                FunctionName=target.resource,
+                WaiterConfig={"Delay": self.wait_delay, "MaxAttempts": self.wait_attempts},
+            )
+        except WaiterError:
+            cfg = self._config(target)
+            raise DependentError(
+                f"The update of {self._where(target)} did not succeed: LastUpdateStatus is "
+                f"{cfg.get('LastUpdateStatus')} ({cfg.get('LastUpdateStatusReason', 'no reason')})",
+                hint="Look at the function in the console, then resume or roll back",
+            ) from None
+
+    def _desired(self, snapshot: DependentSnapshot, secret: VersionedSecret) -> dict[str, str]:
+        t = snapshot.target
+        if t.mode is DependentMode.REFERENCE:
+            return {VERSION_VARIABLE: secret.version}
+        out: dict[str, str] = {}
+        for b in t.bindings:
+            value = secret.value.get(b.field or "value")
+            if value is None:
+                raise DependentError(
+                    f"Secret {secret.name} has no field {b.field!r} for variable {b.variable} "
+                    f"of {self._where(t)}"
+                )
+            out[b.variable] = value
+        return out
+
+    def _apply(self, target: DependentTarget, desired: Mapping[str, str], remove: set[str]) -> bool:
+        """Read-modify-write of the environment; True if an update was made."""
+        from botocore.exceptions import ClientError
+
+        client = self._client_for(target.region)
+        for attempt in range(self.conflict_retries):
+            cfg = self._config(target)
+            env = self._env(cfg)
+            if all(_same(env.get(k), v) for k, v in desired.items()) and not remove & set(env):
+                return False
+            new_env = {k: v for k, v in env.items() if k not in remove}
+            new_env.update(desired)
+            kw: dict[str, Any] = {
+                "FunctionName": target.resource,
+                "Environment": {"Variables": new_env},
+            }
+            if cfg.get("RevisionId"):
+                kw["RevisionId"] = cfg["RevisionId"]
+            try:
+                client.update_function_configuration(**kw)
+            except ClientError as exc:
+                code = aws_category(exc)[1]
+                if code in {"PreconditionFailedException", "ResourceConflictException"} and (
+                    attempt + 1 < self.conflict_retries
+                ):
+                    log.info("%s changed concurrently; retrying", self._where(target))
+                    self._wait(target)
+                    continue
+                self._call(target, "lambda:UpdateFunctionConfiguration", _reraise, exc=exc)
+            self._wait(target)
+            return True
+        raise DependentError(f"{self._where(target)} kept changing while keyward updated it")
+
+    def _alias_version(self, target: DependentTarget) -> str:
+        client = self._client_for(target.region)
+        resp = self._call(
+            target,
+            "lambda:GetAlias",
+            client.get_alias,
+            FunctionName=target.resource,
+            Name=target.alias,
+        )
+        return str(resp["FunctionVersion"])
+
+    def _move_alias(self, target: DependentTarget, version: str) -> None:
+        client = self._client_for(target.region)
+        self._call(
+            target,
+            "lambda:UpdateAlias",
+            client.update_alias,
+            FunctionName=target.resource,
+            Name=target.alias,
+            FunctionVersion=version,
+        )
+
+    # --------------------------------------------------------------- protocol
+    def prepare(
+        self, target: DependentTarget, old: VersionedSecret, new: VersionedSecret
+    ) -> DependentSnapshot:
+        env = self._env(self._config(target))
+        before: list[VariableBefore] = []
+        if target.mode is DependentMode.REFERENCE:
+            held = env.get(VERSION_VARIABLE)
+            before.append(
+                VariableBefore(
+                    VERSION_VARIABLE,
+                    None,
+                    HeldState.ABSENT if held is None else HeldState.PLAIN,
+                    plain=held,
+                )
+            )
+        else:
+            if not target.bindings:
+                raise DependentError(f"{self._where(target)} has no variables bound to the secret")
+            for b in target.bindings:
+                field = b.field or "value"
+                held = env.get(b.variable)
+                if held is None:
+                    state = HeldState.ABSENT
+                elif _same(held, old.value.get(field)):
+                    state = HeldState.OLD
+                elif _same(held, new.value.get(field)):
+                    state = HeldState.NEW
+                else:
+                    raise DependentDrift(
+                        f"Variable {b.variable} of {self._where(target)} holds neither the "
+                        f"current nor the new value of {old.name} (field {field!r})",
+                        hint="keyward will not overwrite a value it could not restore; fix the "
+                        "variable or the inventory's binding, then resume",
+                    )
+                fp = self._fp.fingerprint(held) if held is not None else None
+                before.append(VariableBefore(b.variable, field, state, fingerprint=fp))
+        alias_version = self._alias_version(target) if target.alias else None
+        return DependentSnapshot(
+            target=target,
+            old_version=old.version,
+            new_version=new.version,
+            variables=tuple(before),
+            alias_version=alias_version,
+        )
+
+    def update(self, snapshot: DependentSnapshot, new: VersionedSecret) -> None:
+        target = snapshot.target
+        if new.version != snapshot.new_version:
+            raise DependentError(
+                f"The snapshot of {self._where(target)} was taken for version "
+                f"{snapshot.new_version}, not {new.version}"
+            )
+        desired = self._desired(snapshot, new)
+        changed = self._apply(target, desired, set())
+        if target.alias:
+            self._publish_and_move(target, desired)
+        log.info(
+            "%s: %s %s", self._where(target), "updated" if changed else "already holds",
+            ", ".join(sorted(desired)),
+        )  # fmt: skip
+
+    def _publish_and_move(self, target: DependentTarget, desired: Mapping[str, str]) -> None:
+        current = self._alias_version(target)
+        env = self._env(self._config(target, current))
+        if all(_same(env.get(k), v) for k, v in desired.items()):
+            return
+        client = self._client_for(target.region)
+        resp = self._call(
+            target, "lambda:PublishVersion", client.publish_version, FunctionName=target.resource
+        )
+        self._move_alias(target, str(resp["Version"]))
+
+    def verify(self, snapshot: DependentSnapshot, new: VersionedSecret) -> None:
+        target = snapshot.target
+        desired = self._desired(snapshot, new)
+        checks: list[tuple[str, dict[str, Any]]] = [("$LATEST", self._config(target))]
+        if target.alias:
+            checks.append((target.alias, self._config(target, self._alias_version(target))))
+        for label, cfg in checks:
+            status = cfg.get("LastUpdateStatus", "Successful")
+            if status != "Successful":
+                raise DependentError(
+                    f"{self._where(target)} ({label}) has LastUpdateStatus {status}"
+                )
+            env = self._env(cfg)
+            wrong = sorted(k for k, v in desired.items() if not _same(env.get(k), v))
+            if wrong:
+                raise DependentError(
+                    f"{self._where(target)} ({label}) does not hold the new value in "
+                    f"{', '.join(wrong)} after the update",
+                    hint="Something else changed the function; resume to update it again",
+                )
+
+    def rollback(self, snapshot: DependentSnapshot, old: VersionedSecret) -> None:
+        target = snapshot.target
+        if old.version != snapshot.old_version:
+            raise DependentError(
+                f"Cannot restore {self._where(target)} from version {old.version}: it held "
+                f"version {snapshot.old_version}"
+            )
+        desired: dict[str, str] = {}
+        remove: set[str] = set()
+        for v in snapshot.variables:
+            if v.state is HeldState.ABSENT:
+                remove.add(v.variable)
+            elif v.state is HeldState.PLAIN:
+                desired[v.variable] = v.plain or ""
+            else:
+                value = old.value.get(v.field or "value")
+                if value is None or (
+                    v.state is HeldState.OLD
+                    and not _same(self._fp.fingerprint(value), v.fingerprint)
+                ):
+                    raise DependentError(
+                        f"Version {old.version} of {old.name} does not hold what variable "
+                        f"{v.variable} of {self._where(target)} held before; not restoring it",
+                    )
+                desired[v.variable] = value
+        self._apply(target, desired, remove)
+        if target.alias and snapshot.alias_version:
+            self._move_alias(target, snapshot.alias_version)
+        log.info("%s: restored %s", self._where(target), ", ".join(sorted({*desired, *remove})))
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
