@@ -9,6 +9,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -16,7 +17,7 @@ import pytest
 
 from keyward.core.errors import ExitCode
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import AwsSettings, Clients
+from keyward.rotation.clients import AwsCredentials, AwsSettings, Clients
 from keyward.rotation.dependents.aws_lambda import VERSION_VARIABLE, LambdaEnvironmentDependent
 from keyward.rotation.errors import DependentDrift, DependentError, DependentNotFound
 from keyward.rotation.protocols import (
@@ -301,3 +302,146 @@ def test_snapshots_and_logs_never_contain_a_secret_value(
     for v in (*OLD.value.fields.values(), *NEW.value.fields.values()):
         assert v not in text
     assert FP.fingerprint(OLD.value["secret_access_key"]) in doc
+
+
+# --------------------------------------------------------------- the whole sequence
+def _drive(
+    store: Any, rot: Any, dep: LambdaEnvironmentDependent, name: str, targets: list[Any]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The sequence from keyward.rotation.protocols, as the state machine will drive it.
+
+    Returns the outcome and the persisted snapshots (what the state machine would store).
+    """
+    from keyward.rotation.protocols import RotationContext, new_token
+
+    c = RotationContext(new_token(), datetime.now(UTC))
+    cur = store.read_current(name)
+    pending = store.put_pending(name, rot.create(cur.value, c), c.token)
+    new = store.read_version(name, pending)
+    persisted: list[dict[str, Any]] = []
+    try:
+        rot.set(cur.value, new.value)
+        rot.test(new.value)
+        for t in targets:
+            persisted.append(dep.prepare(t, cur, new).to_dict())
+            snap = DependentSnapshot.from_dict(persisted[-1])
+            dep.update(snap, new)
+            dep.verify(snap, new)
+    except Exception:
+        for doc in reversed(persisted):
+            try:
+                dep.rollback(DependentSnapshot.from_dict(doc), cur)
+            except DependentNotFound:
+                pass  # recorded by the state machine; nothing left to restore
+        rot.rollback(cur.value, new.value, c)
+        store.discard_pending(name, c.token)
+        return "rolled-back", persisted
+    store.promote(name, pending)
+    deactivated_at = datetime.now(UTC)
+    rot.deactivate(cur.value, new.value)
+    assert rot.revoke(cur.value, new.value, deactivated_at).outcome.value == "revoked"
+    return "finished", persisted
+
+
+@pytest.fixture
+def iam_world(aws: Any, lam: Lambdas, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """keyward as an IAM admin user, an app user with one key stored in Secrets Manager,
+    20 functions holding that key; credential checking on."""
+    from tests.integration._moto_patches import fix_get_request_signatures, reject_inactive_keys
+
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_user(UserName="keyward")
+    iam.put_user_policy(
+        UserName="keyward",
+        PolicyName="all",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            }
+        ),
+    )
+    admin = iam.create_access_key(UserName="keyward")["AccessKey"]
+    iam.create_user(UserName="app")
+    key = iam.create_access_key(UserName="app")["AccessKey"]
+    value = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.create_secret(Name="app/aws", SecretString=json.dumps(value))
+    targets = [
+        lam.make(
+            f"svc-{i:02d}",
+            {
+                "AWS_ACCESS_KEY_ID": value["access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": value["secret_access_key"],
+                "SERVICE": f"svc-{i:02d}",
+            },
+        )
+        for i in range(20)
+    ]
+    fix_get_request_signatures(monkeypatch)
+    reject_inactive_keys(monkeypatch)
+    aws.set_auth(True)
+
+    def client(service: str, creds: Any = None) -> Any:
+        return boto3.client(
+            service,
+            region_name="us-east-1",
+            aws_access_key_id=creds.access_key_id if creds else admin["AccessKeyId"],
+            aws_secret_access_key=creds.secret_access_key if creds else admin["SecretAccessKey"],
+        )
+
+    yield client, targets, value
+
+
+def test_one_iam_key_in_twenty_functions_rotates_end_to_end(iam_world: Any) -> None:
+    from keyward.rotation.rotators.aws_iam import IamAccessKeyRotator
+    from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
+
+    client, targets, old = iam_world
+    store = SecretsManagerStore(client("secretsmanager"))
+    rot = IamAccessKeyRotator(client("iam"), lambda c: client("sts", c), test_delay=0)
+    dep = LambdaEnvironmentDependent(lambda region: client("lambda"), FP, wait_delay=1)
+    started = time.perf_counter()
+    outcome, _ = _drive(store, rot, dep, "app/aws", targets)
+    took = time.perf_counter() - started
+    assert outcome == "finished"
+    new = store.read_current("app/aws").value
+    assert new["access_key_id"] != old["access_key_id"]
+    keys = client("iam").list_access_keys(UserName="app")["AccessKeyMetadata"]
+    assert [k["AccessKeyId"] for k in keys] == [new["access_key_id"]]
+    fn = client("lambda")
+    for t in targets:
+        env = fn.get_function_configuration(FunctionName=t.resource)["Environment"]["Variables"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == new["secret_access_key"]
+        assert env["SERVICE"] == t.resource
+    print(f"IAM key + 20 functions rotated end to end in {took:.2f}s")
+
+
+def test_a_dependent_failing_half_way_rolls_everything_back(iam_world: Any) -> None:
+    from keyward.rotation.rotators.aws_iam import IamAccessKeyRotator
+    from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
+
+    client, targets, old = iam_world
+    store = SecretsManagerStore(client("secretsmanager"))
+    rot = IamAccessKeyRotator(client("iam"), lambda c: client("sts", c), test_delay=0)
+    fn = client("lambda")
+    before = {
+        t.resource: fn.get_function_configuration(FunctionName=t.resource)["Environment"]
+        for t in targets
+    }
+    fn.delete_function(FunctionName="svc-10")  # the 11th dependent is gone
+    dep = LambdaEnvironmentDependent(lambda region: client("lambda"), FP, wait_delay=1)
+    outcome, persisted = _drive(store, rot, dep, "app/aws", targets)
+    assert outcome == "rolled-back" and len(persisted) == 10
+    cur = store.read_current("app/aws").value
+    assert cur.fields == old
+    d = store.describe("app/aws")
+    assert d.pending is None and d.previous is None
+    keys = client("iam").list_access_keys(UserName="app")["AccessKeyMetadata"]
+    assert [(k["AccessKeyId"], k["Status"]) for k in keys] == [(old["access_key_id"], "Active")]
+    for t in targets:
+        if t.resource != "svc-10":
+            env = fn.get_function_configuration(FunctionName=t.resource)["Environment"]
+            assert env == before[t.resource]
+    sts = client("sts", AwsCredentials(old["access_key_id"], old["secret_access_key"]))
+    assert sts.get_caller_identity()["Arn"].endswith(":user/app")
