@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from keyward.core.config import Config
 from keyward.core.errors import (
     StoreAuthError,
     StoreConflict,
@@ -492,3 +493,39 @@ def test_vault_approle_login_through_clients_and_the_registry(openbao: Any) -> N
     store = load_store("vault-kv", ctx, {"mount": "secret"})
     assert store.read_current(name).value.fields == DB
     assert "secret_id" not in repr(clients) or secret_id not in repr(clients)
+
+
+def test_vault_the_documented_minimal_policy_is_enough_for_a_whole_rotation(
+    openbao: Any,
+) -> None:
+    import hvac
+
+    root = hvac.Client(url=openbao.addr, token=openbao.token)
+    h = _vault_harness(openbao)
+    name = _seeded(h)
+    pname = "min-" + name.replace("/", "-")
+    root.sys.create_or_update_policy(
+        name=pname,
+        policy=f"""
+        path "secret/data/{name}"     {{ capabilities = ["create", "read", "update"] }}
+        path "secret/metadata/{name}" {{ capabilities = ["create", "read", "update"] }}
+        path "secret/destroy/{name}"  {{ capabilities = ["update"] }}
+        """,
+    )
+    token = root.auth.token.create(policies=[pname], ttl="5m")["auth"]["client_token"]
+    store = VaultKVStore(hvac.Client(url=openbao.addr, token=token))
+    t1 = new_token()
+    store.put_pending(name, SecretValue(NEW), t1)
+    store.discard_pending(name, t1)
+    v = store.put_pending(name, SecretValue(NEW), new_token())
+    store.promote(name, v)
+    assert store.read_current(name).value.fields == NEW
+    assert store.read_version(name, str(store.describe(name).previous)).value.fields == DB
+
+
+def test_secretsmanager_through_the_registry_honours_aws_endpoint_url(aws: Any) -> None:
+    h = _aws_harness(aws)
+    name = _seeded(h)
+    ctx = PluginContext(Clients.from_config(Config()), Fingerprinter(b"k" * 32))
+    store = load_store("aws-secretsmanager", ctx, {"region": "us-east-1"})
+    assert store.read_current(name).value.fields == DB
