@@ -218,7 +218,7 @@ class Clients:
         """A new psycopg connection (autocommit); the caller closes it."""
         import psycopg
 
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **overrides)
+        return psycopg.connect(conninfo, **{"autocommit": True, "connect_timeout": 10, **overrides})
 
 
 # ------------------------------------------------------------------ error translation

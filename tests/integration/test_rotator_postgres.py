@@ -270,3 +270,41 @@ def test_plaintext_passwords_never_reach_the_server_or_logs(
     text = "\n".join(sent) + caplog.text + repr(rot) + "\n".join(rot.plan(cur))
     for pw in (cur["password"], new["password"], new2["password"]):
         assert pw not in text
+
+
+def test_the_registry_builds_it_with_clients_and_an_admin_url_with_options(
+    roles: Roles,
+) -> None:
+    from keyward.core.redaction import Fingerprinter
+    from keyward.rotation.clients import Clients
+    from keyward.rotation.registry import PluginContext, load_rotator
+
+    base = roles.create(password="Base-password-0001")
+    admin_url = psycopg.conninfo.make_conninfo(roles.url, connect_timeout=5)
+    rot = load_rotator(
+        "postgres-password",
+        PluginContext(Clients(), Fingerprinter(b"k" * 32)),
+        {"admin_url": admin_url, "strategy": "alternating", "password_length": 24},
+    )
+    cur = secret(base, "Base-password-0001")
+    new = rot.create(cur, ctx())
+    assert len(new["password"]) == 24
+    rot.set(cur, new)
+    rot.test(new)
+    assert roles.can_login(base + "_clone")
+
+
+def test_an_unknown_strategy_or_missing_admin_url_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keyward.core.errors import ConfigError
+    from keyward.core.redaction import Fingerprinter
+    from keyward.rotation.clients import Clients
+    from keyward.rotation.registry import PluginContext, load_rotator
+
+    monkeypatch.delenv("KEYWARD_POSTGRES_ADMIN_URL", raising=False)
+    pctx = PluginContext(Clients(), Fingerprinter(b"k" * 32))
+    with pytest.raises(ConfigError, match="needs an admin connection"):
+        load_rotator("postgres-password", pctx, {})
+    with pytest.raises(ConfigError, match="Unknown strategy 'triple'"):
+        load_rotator("postgres-password", pctx, {"admin_url": "x", "strategy": "triple"})

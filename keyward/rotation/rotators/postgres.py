@@ -355,4 +355,4 @@ def _first_line(exc: BaseException) -> str:
 def _default_connect(conninfo: str, **kwargs: Any) -> Any:
     import psycopg
 
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **kwargs)
+    return psycopg.connect(conninfo, **{"autocommit": True, "connect_timeout": 10, **kwargs})
