@@ -529,3 +529,27 @@ def test_secretsmanager_through_the_registry_honours_aws_endpoint_url(aws: Any) 
     ctx = PluginContext(Clients.from_config(Config()), Fingerprinter(b"k" * 32))
     store = load_store("aws-secretsmanager", ctx, {"region": "us-east-1"})
     assert store.read_current(name).value.fields == DB
+
+
+def test_secretsmanager_a_promote_interrupted_between_its_two_calls_is_completed(
+    aws: Any,
+) -> None:
+    h = _aws_harness(aws)
+    name = _seeded(h)
+    old = h.store.read_current(name).version
+    token = new_token()
+    v = h.store.put_pending(name, SecretValue(NEW), token)
+    # the first half of promote, then a crash
+    h.raw.update_secret_version_stage(
+        SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=v, RemoveFromVersionId=old
+    )
+    d = h.store.describe(name)
+    assert (d.current, d.pending, d.previous) == (v, None, old)
+    h.store.promote(name, v)  # resuming finish completes it
+    stages = h.raw.describe_secret(SecretId=name)["VersionIdsToStages"]
+    assert stages[v] == ["AWSCURRENT"]
+    # and even without that, the next rotation is not blocked by the stale label
+    h.raw.update_secret_version_stage(SecretId=name, VersionStage="AWSPENDING", MoveToVersionId=v)
+    v2 = h.store.put_pending(name, SecretValue(DB), new_token())
+    h.store.promote(name, v2)
+    assert h.store.read_current(name).value.fields == DB

@@ -131,6 +131,8 @@ class SecretsManagerStore:
         except StoreNotFound:
             return SecretDescription(name=name, exists=False)
         pending = self._find(stages, PENDING)
+        if pending is not None and CURRENT in stages[pending]:
+            pending = None  # an interrupted promote left the label; promote() removes it
         return SecretDescription(
             name=name,
             exists=True,
@@ -176,6 +178,17 @@ class SecretsManagerStore:
                     **kwargs,
                 )
             return token
+        if other_pending is not None and CURRENT in stages[other_pending]:
+            # an interrupted promote left AWSPENDING on the current version: finish that
+            self._call(
+                "UpdateSecretVersionStage",
+                name,
+                self._client.update_secret_version_stage,
+                SecretId=name,
+                VersionStage=PENDING,
+                RemoveFromVersionId=other_pending,
+            )
+            other_pending = None
         if other_pending is not None:
             raise StoreConflict(
                 f"Secret {name!r} already has a pending version from another rotation",
