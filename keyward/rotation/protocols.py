@@ -8,7 +8,7 @@
   environment), verifies it, and restores it.
 
 Every method is safe to call again after a crash or a timeout (idempotent). The state machine
-drives them step by step; see ``docs/rotation.md`` and the sequence at the end of this module's
+drives them step by step; see ``docs/rotation.md`` and the sequence below in this module's
 docstring.
 
 Values are frozen dataclasses. A raw secret lives only in :class:`SecretValue`, whose repr shows
@@ -16,24 +16,35 @@ field names, never values. Nothing here is persisted with a raw value: what the 
 are keyed fingerprints (:meth:`SecretValue.fingerprint`), store version ids and
 :class:`DependentSnapshot` documents (fingerprints and non-secret identifiers only).
 
-Driving sequence (one rotation, token ``T`` = :func:`new_token`, persisted before step 1)::
+Driving sequence. Persist first: token ``T = new_token()``, ``started_at`` (UTC), then after
+each marked call what it returned (``#>``); on resume, skip what is persisted::
 
     1 create   d = store.describe(name)
-               if d.pending_token == T and d.pending: new = store.read_version(name, d.pending)
-               else: cur = store.read_current(name)
-                     value = rotator.create(cur.value, RotationContext(T, started_at))
-                     pending = store.put_pending(name, value, T)     # persist pending id
+               d.pending_token not in (None, T): another rotation's leftover -> roll it back
+               cur = store.read_current(name)                      #> old_version = cur.version
+               if d.pending_token == T and d.pending: pending = d.pending      (resume)
+               else: value = rotator.create(cur.value, RotationContext(T, started_at))
+                     pending = store.put_pending(name, value, T)   #> pending
+               new = store.read_version(name, pending)             #> new.value.fingerprint(fp)
     2 set      rotator.set(cur.value, new.value)
     3 test     rotator.test(new.value)
-    4 update   for each target: snap = dependent.prepare(target, cur, new)  # persist snap
-                                dependent.update(snap, new); dependent.verify(snap, new)
-    5 finish   store.promote(name, pending)                     # current -> previous
-    6 retire   rotator.deactivate(old.value, new.value)  (at finish, or after a first grace)
-               rotator.revoke(old.value, new.value, deactivated_at)   after the grace
-    rollback (any failure before 5): dependent.rollback(snap, cur) for every persisted snap,
-               rotator.rollback(cur.value, new.value or None, ctx),
-               store.discard_pending(name, T)
+    4 deps     per target: snap = dependent.prepare(target, cur, new)   #> snap.to_dict()
+               (a persisted snapshot is reused on resume: never prepare the same target twice)
+               dependent.update(snap, new); dependent.verify(snap, new)   #> verified
+    5 finish   store.promote(name, pending)          (afterwards describe().current == pending)
+    6 retire   old = store.read_version(name, old_version)
+               rotator.deactivate(old.value, new.value)                #> deactivated_at
+               after the grace period:
+               rotator.revoke(old.value, new.value, deactivated_at)    #> Retirement
+               (KEPT_IN_USE: keep it, report, try again later)
+    rollback   (any failure before 5) cur = store.read_version(name, old_version)
+               dependent.rollback(snap, cur) for each persisted snapshot, newest first
+               (DependentNotFound: record it and go on)
+               rotator.rollback(cur.value, new.value or None if never stored, ctx)
+               store.discard_pending(name, T)        (Vault: current may get a new number)
 
+On resume, ``cur`` is ``store.read_version(name, old_version)`` and ``new`` is
+``store.read_version(name, pending)``: after a crash every value comes back from the store.
 The old value for restoring dependents always comes from the store (the current version before
 finish, ``describe().previous`` after it), never from the inventory.
 """
