@@ -553,3 +553,27 @@ def test_secretsmanager_a_promote_interrupted_between_its_two_calls_is_completed
     v2 = h.store.put_pending(name, SecretValue(DB), new_token())
     h.store.promote(name, v2)
     assert h.store.read_current(name).value.fields == DB
+
+
+def test_vault_addr_token_and_namespace_come_from_the_environment(
+    openbao: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hvac
+
+    ns = f"team-{uuid.uuid4().hex[:6]}"
+    path = f"app/{uuid.uuid4().hex[:8]}"
+    root = hvac.Client(url=openbao.addr, token=openbao.token)
+    root.adapter.post(f"/v1/sys/namespaces/{ns}", json={})
+    in_ns = hvac.Client(url=openbao.addr, token=openbao.token, namespace=ns)
+    in_ns.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    in_ns.secrets.kv.v2.create_or_update_secret(path=path, secret=DB, mount_point="secret")
+    monkeypatch.setenv("VAULT_ADDR", openbao.addr)
+    monkeypatch.setenv("VAULT_TOKEN", openbao.token)
+    monkeypatch.setenv("VAULT_NAMESPACE", ns)
+    ctx = PluginContext(Clients.from_config(Config()), Fingerprinter(b"k" * 32))
+    store = load_store("vault-kv", ctx)
+    assert store.read_current(path).value.fields == DB
+    v = store.put_pending(path, SecretValue(NEW), new_token())
+    store.promote(path, v)
+    assert store.read_current(path).value.fields == NEW
+    assert VaultKVStore(root).describe(path).exists is False  # not in the root namespace
