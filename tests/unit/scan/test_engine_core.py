@@ -1,0 +1,168 @@
+"""The engine: hyperscan and re agree; the hyperscan database is compiled once and cached."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scanutil import KEY, engine_for, kw_token, make_ruleset
+
+from keyward.core.errors import ConfigError
+from keyward.core.redaction import Fingerprinter
+from keyward.scan import engine as engine_mod
+from keyward.scan.engine import Engine, hyperscan_available
+from keyward.scan.model import Chunk, Location
+from keyward.scan.rules import load_rules
+
+needs_hs = pytest.mark.skipif(not hyperscan_available(), reason="hyperscan not installed")
+
+NOISE = [
+    "déjà vu — naïve café ✓ 日本語のテキスト",
+    "def f(x):\n    return x * 2  # 😀 emoji",
+    "password = os.environ['DB_PASSWORD']",
+    "url = 'https://example.com/path?q=1'",
+    "Ωμέγα κείμενο, кириллица, עברית",
+    "",
+]
+
+
+def corpus(seed: int, examples: list[str]) -> list[str]:
+    """Documents mixing every rule example (positive and negative) with non-ASCII noise."""
+    rnd = random.Random(seed)
+    docs = []
+    for i in range(0, len(examples), 7):
+        parts: list[str] = []
+        for ex in examples[i : i + 7]:
+            parts.extend(rnd.sample(NOISE, 2))
+            parts.append(ex if rnd.random() < 0.5 else f"  {rnd.choice(NOISE[:2])} {ex} ;")
+        docs.append("\n".join(parts))
+    docs.append("\n".join(examples))  # everything in one chunk
+    return docs
+
+
+def findings_of(engine: Engine, docs: list[str]) -> list[tuple[object, ...]]:
+    out = []
+    for i, doc in enumerate(docs):
+        data = doc.encode("utf-8")
+        for f in engine.scan(Chunk(doc, Location(path=f"doc{i}.txt"), data=data)):
+            loc = f.location
+            out.append((loc.path, loc.line, loc.column, loc.end_line, f.rule_id, f.fingerprint,
+                        f.suppressed_by, f.companion_preview))  # fmt: skip
+    return out
+
+
+@needs_hs
+def test_hyperscan_and_re_find_identical_findings_over_every_rule_example() -> None:
+    rules = load_rules()
+    examples = [ex for r in rules for ex in (*r.positive, *r.negative)]
+    docs = corpus(1, examples) + corpus(2, list(reversed(examples)))
+    re_findings = findings_of(engine_for(rules, "re"), docs)
+    hs_findings = findings_of(engine_for(rules, "hyperscan"), docs)
+    assert len(re_findings) >= len([r for r in rules if r.positive])
+    assert hs_findings == re_findings
+
+
+@needs_hs
+def test_engines_agree_on_multiline_keys_and_non_ascii_positions(tmp_path: Path) -> None:
+    rules = make_ruleset(tmp_path)
+    block = rules.by_id()["kw-test-block"].positive[0]
+    docs = [
+        f"ünïcode ✓ {kw_token(1)}\n{block}\n日本 {kw_token(2)} 😀 {kw_token(3)}",
+        block.replace("\n", "\r\n"),
+        "x" * 10_000 + " " + kw_token(4),
+    ]
+    re_findings = findings_of(engine_for(rules, "re"), docs)
+    assert [r[4] for r in re_findings] == [
+        "kw-test-token", "kw-test-block", "kw-test-token", "kw-test-token", "kw-test-block",
+        "kw-test-token",
+    ]  # fmt: skip
+    assert re_findings[2][1:3] == (6, 4)  # line 6, column counted in characters
+    assert findings_of(engine_for(rules, "hyperscan"), docs) == re_findings
+
+
+@needs_hs
+def test_second_engine_loads_the_hyperscan_database_from_the_cache(tmp_path: Path) -> None:
+    rules = make_ruleset(tmp_path)
+    first = engine_for(rules, "hyperscan", tmp_path / "cache")
+    second = engine_for(rules, "hyperscan", tmp_path / "cache")
+    assert first.matcher.from_cache is False  # type: ignore[attr-defined]
+    assert second.matcher.from_cache is True  # type: ignore[attr-defined]
+    doc = [f"a = '{kw_token(5)}'"]
+    assert findings_of(second, doc) == findings_of(first, doc)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+@needs_hs
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],  # truncated
+        lambda b: b[: len(b) // 2] + bytes(x ^ 0xFF for x in b[len(b) // 2 :]),  # bit rot
+        lambda b: b"garbage",
+        lambda b: b"",
+    ],
+    ids=["truncated", "corrupt-body", "garbage", "empty"],
+)
+def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
+    rules = make_ruleset(tmp_path)
+    first = engine_for(rules, "hyperscan", tmp_path / "cache")
+    cache_file = first.matcher.cache_file  # type: ignore[attr-defined]
+    cache_file.write_bytes(damage(cache_file.read_bytes()))
+    rebuilt = engine_for(rules, "hyperscan", tmp_path / "cache")
+    assert rebuilt.matcher.from_cache is False  # type: ignore[attr-defined]
+    doc = [f"a = '{kw_token(6)}'"]
+    assert findings_of(rebuilt, doc) == findings_of(first, doc) != []
+    assert engine_for(rules, "hyperscan", tmp_path / "cache").matcher.from_cache  # type: ignore[attr-defined]
+
+
+@needs_hs
+def test_a_change_to_any_rule_gets_a_new_cache_entry(tmp_path: Path) -> None:
+    rules = make_ruleset(tmp_path)
+    engine_for(rules, "hyperscan", tmp_path / "cache")
+    fewer = type(rules)(rules.rules[:1])
+    assert engine_for(fewer, "hyperscan", tmp_path / "cache").matcher.from_cache is False  # type: ignore[attr-defined]
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_asking_for_hyperscan_without_it_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_mod, "hyperscan_available", lambda: False)
+    with pytest.raises(ConfigError, match="hyperscan is not installed"):
+        Engine(make_ruleset(tmp_path), Fingerprinter(KEY), backend="hyperscan")
+    assert Engine(make_ruleset(tmp_path), Fingerprinter(KEY)).backend == "re"
+
+
+def test_inline_allow_comments_suppress(tmp_path: Path) -> None:
+    rules = make_ruleset(tmp_path)
+    doc = "\n".join(
+        [
+            f"a = '{kw_token(1)}'  # keyward: allow",
+            f"b = '{kw_token(2)}'  # pragma: allowlist secret",
+            "# pragma: allowlist nextline secret",
+            f"c = '{kw_token(3)}'",
+            f"d = '{kw_token(4)}'",
+        ]
+    )
+    found = engine_for(rules).scan(Chunk(doc, Location(path="x")))
+    assert [(f.location.line, f.suppressed_by) for f in found] == [
+        (1, "inline"),
+        (2, "inline"),
+        (4, "inline"),
+        (5, None),
+    ]
+
+
+def test_reprs_never_show_the_raw_value(tmp_path: Path) -> None:
+    token = kw_token(9)
+    chunk = Chunk(f"k = '{token}'", Location(path="x"), data=f"k = '{token}'".encode())
+    (finding,) = engine_for(make_ruleset(tmp_path)).scan(chunk)
+    assert finding.secret == token
+    for obj in (chunk, finding, finding.location):
+        assert token not in repr(obj)
+        assert token[4:20] not in repr(obj)
+    assert token not in str([chunk, finding])
