@@ -442,8 +442,18 @@ def test_vault_a_write_outside_keyward_is_not_silently_overwritten(openbao: Any)
     v = h.store.put_pending(name, SecretValue(NEW), token := new_token())
     h.store.promote(name, v)
     h.seed(name, {"password": "manual-edit-value"})  # someone writes v3 by hand
-    with pytest.raises(StoreConflict, match="outside keyward"):
+    with pytest.raises(StoreConflict, match="outside keyward") as err:
         h.store.put_pending(name, SecretValue(NEW), new_token())
+    assert "keyward_current_version=3" in err.value.diagnostics()
+    # following the hint (a merge-patch of custom_metadata) unblocks rotation
+    h.raw.adapter.request(
+        "PATCH",
+        f"/v1/secret/metadata/{name}",
+        json={"custom_metadata": {"keyward_current_version": "3"}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert h.store.read_current(name).value.fields == {"password": "manual-edit-value"}
+    h.store.promote(name, h.store.put_pending(name, SecretValue(NEW), new_token()))
     assert token
 
 

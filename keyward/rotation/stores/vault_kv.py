@@ -242,7 +242,11 @@ class VaultKVStore:
             raise StoreConflict(
                 f"{path} was written outside keyward: latest version {meta.latest} is not the "
                 f"current version {meta.current}",
-                hint="Make sure the latest version is the one in use, record it, then rotate",
+                hint=(
+                    f"If version {meta.latest} is the one in use, record it with `vault kv "
+                    f"metadata patch -custom-metadata={K_CURRENT}={meta.latest} "
+                    f"{self.mount}/{name}`, then rotate"
+                ),
             )
         # intent first, then the version (cas=base), then the version number
         intent = {**meta.custom, K_CURRENT: str(meta.current), K_TOKEN: token, K_BASE: str(base)}
