@@ -36,6 +36,7 @@ from keyward.rotation.clients import (
     Category,
     ErrorFamily,
     aws_category,
+    aws_message,
     translate_aws_error,
 )
 from keyward.rotation.errors import DependentDrift, DependentError, DependentNotFound
@@ -105,14 +106,18 @@ class LambdaEnvironmentDependent:
         try:
             return fn(**kw)
         except ClientError as exc:
-            if aws_category(exc)[0] is Category.NOT_FOUND:
+            category, code = aws_category(exc)
+            if category is Category.NOT_FOUND:
                 raise DependentNotFound(
                     f"{self._where(target)} no longer exists ({action})",
                     hint="Remove it from the secret's dependents in the inventory, then resume",
                 ) from None
-            raise translate_aws_error(
-                exc, action, self._where(target), ErrorFamily.PROVIDER
-            ) from None
+            if category in (Category.AUTH, Category.UNAVAILABLE):
+                raise translate_aws_error(
+                    exc, action, self._where(target), ErrorFamily.PROVIDER
+                ) from None
+            detail = f"{code}: {aws_message(exc)}" if aws_message(exc) else code
+            raise DependentError(f"{action} on {self._where(target)} failed ({detail})") from None
         except BotoCoreError as exc:
             raise translate_aws_error(
                 exc, action, self._where(target), ErrorFamily.PROVIDER
@@ -187,16 +192,20 @@ class LambdaEnvironmentDependent:
                 client.update_function_configuration(**kw)
             except ClientError as exc:
                 code = aws_category(exc)[1]
-                if code in {"PreconditionFailedException", "ResourceConflictException"} and (
-                    attempt + 1 < self.conflict_retries
-                ):
+                if code in {"PreconditionFailedException", "ResourceConflictException"}:
+                    if attempt + 1 == self.conflict_retries:
+                        break
                     log.info("%s changed concurrently; retrying", self._where(target))
                     self._wait(target)
                     continue
                 self._call(target, "lambda:UpdateFunctionConfiguration", _reraise, exc=exc)
             self._wait(target)
             return True
-        raise DependentError(f"{self._where(target)} kept changing while keyward updated it")
+        raise DependentError(
+            f"{self._where(target)} kept changing while keyward updated it "
+            f"({self.conflict_retries} attempts)",
+            hint="Find what else is updating the function, then resume",
+        )
 
     def _alias_version(self, target: DependentTarget) -> str:
         client = self._client_for(target.region)
