@@ -162,6 +162,10 @@ class SecretStore(Protocol):
 
     kind: str
 
+    def plan(self, name: str) -> tuple[str, ...]:
+        """The provider calls a rotation would make on ``name``, for ``--dry-run``."""
+        ...
+
     def describe(self, name: str) -> SecretDescription:
         """Stage ids of a secret; ``exists=False`` (no error) when it does not exist."""
         ...
@@ -386,6 +390,10 @@ class Dependent(Protocol):
     """Updates, verifies and restores one kind of dependent."""
 
     kind: str
+
+    def plan(self, target: DependentTarget) -> tuple[str, ...]:
+        """The provider calls an update of ``target`` would make, for ``--dry-run``."""
+        ...
 
     def prepare(
         self, target: DependentTarget, old: VersionedSecret, new: VersionedSecret

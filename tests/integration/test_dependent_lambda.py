@@ -141,6 +141,17 @@ def test_update_changes_only_the_bound_variables_and_verifies(
     }
 
 
+def test_plan_names_the_function_and_variables_and_changes_nothing(
+    lam: Lambdas, dep: LambdaEnvironmentDependent
+) -> None:
+    target = lam.make("fn-plan")
+    before = lam.env("fn-plan")
+    text = "\n".join(dep.plan(target))
+    assert "UpdateFunctionConfiguration Lambda function fn-plan in us-east-1" in text
+    assert "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in text
+    assert lam.env("fn-plan") == before
+
+
 def test_update_is_idempotent(lam: Lambdas, dep: LambdaEnvironmentDependent) -> None:
     target = lam.make("fn-idem")
     snap = dep.prepare(target, OLD, NEW)

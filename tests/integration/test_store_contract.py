@@ -160,6 +160,14 @@ def test_read_current_returns_the_seeded_fields_and_a_version(h: Harness) -> Non
     assert d.exists and d.current == cur.version and d.pending is None and d.previous is None
 
 
+def test_plan_names_the_calls_and_changes_nothing(h: Harness) -> None:
+    name = _seeded(h)
+    before = h.store.describe(name)
+    steps = h.store.plan(name)
+    assert len(steps) >= 2 and all(name in step for step in steps)
+    assert h.store.describe(name) == before
+
+
 def test_describe_of_a_missing_secret_says_it_does_not_exist(h: Harness) -> None:
     assert h.store.describe("app/does-not-exist").exists is False
 

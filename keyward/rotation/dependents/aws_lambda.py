@@ -230,6 +230,21 @@ class LambdaEnvironmentDependent:
         )
 
     # --------------------------------------------------------------- protocol
+    def plan(self, target: DependentTarget) -> tuple[str, ...]:
+        where = self._where(target)
+        if target.mode is DependentMode.REFERENCE:
+            variables = VERSION_VARIABLE
+        else:
+            variables = ", ".join(b.variable for b in target.bindings) or "(none bound)"
+        steps = [
+            f"lambda:GetFunctionConfiguration {where}",
+            f"lambda:UpdateFunctionConfiguration {where}: set {variables}, keep other variables",
+            f"wait for LastUpdateStatus = Successful on {where}",
+        ]
+        if target.alias:
+            steps.append(f"lambda:PublishVersion {where}, lambda:UpdateAlias {target.alias}")
+        return tuple(steps)
+
     def prepare(
         self, target: DependentTarget, old: VersionedSecret, new: VersionedSecret
     ) -> DependentSnapshot:

@@ -125,6 +125,14 @@ class SecretsManagerStore:
         return VersionedSecret(name, str(resp["VersionId"]), value), doc
 
     # --------------------------------------------------------------- protocol
+    def plan(self, name: str) -> tuple[str, ...]:
+        return (
+            f"secretsmanager:PutSecretValue {name} (AWSPENDING, ClientRequestToken = token)",
+            f"secretsmanager:UpdateSecretVersionStage {name}: AWSCURRENT -> new version, "
+            "old version -> AWSPREVIOUS",
+            f"secretsmanager:UpdateSecretVersionStage {name}: remove AWSPENDING",
+        )
+
     def describe(self, name: str) -> SecretDescription:
         try:
             stages, meta = self._stages(name)

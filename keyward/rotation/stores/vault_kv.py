@@ -185,6 +185,14 @@ class VaultKVStore:
         return int(resp["data"]["version"])
 
     # --------------------------------------------------------------- protocol
+    def plan(self, name: str) -> tuple[str, ...]:
+        data, meta = self._path("data", name), self._path("metadata", name)
+        return (
+            f"write {meta} custom_metadata (pending token and base version)",
+            f"write {data} with cas = current version (the pending version)",
+            f"write {meta} custom_metadata {K_CURRENT} = pending version",
+        )
+
     def describe(self, name: str) -> SecretDescription:
         try:
             meta = self._meta(name)

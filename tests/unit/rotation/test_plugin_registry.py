@@ -39,6 +39,9 @@ class FakeStore:
     def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> FakeStore:
         return cls(options)
 
+    def plan(self, name: str) -> tuple[str, ...]:
+        return ()
+
     def describe(self, name: str) -> SecretDescription:
         return SecretDescription(name, False)
 
