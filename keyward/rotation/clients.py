@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -197,14 +197,7 @@ class Clients:
                     "AppRole role_id is set but VAULT_SECRET_ID is not",
                     hint="Export VAULT_SECRET_ID, or use VAULT_TOKEN instead",
                 )
-            try:
-                client.auth.approle.login(
-                    role_id=s.role_id, secret_id=s.secret_id, mount_point=s.approle_mount
-                )
-            except Exception as exc:
-                raise translate_vault_error(
-                    exc, "log in with AppRole", f"auth/{s.approle_mount}", ErrorFamily.STORE
-                ) from None
+            self._approle_login(client)
         elif not s.token:
             raise StoreAuthError(
                 "No Vault credentials are configured",
@@ -212,6 +205,28 @@ class Clients:
             )
         self._vault = client
         return client
+
+    def _approle_login(self, client: Any) -> None:
+        s = self.vault_settings
+        try:
+            client.auth.approle.login(
+                role_id=s.role_id, secret_id=s.secret_id, mount_point=s.approle_mount
+            )
+        except Exception as exc:
+            raise translate_vault_error(
+                exc, "log in with AppRole", f"auth/{s.approle_mount}", ErrorFamily.STORE
+            ) from None
+
+    def vault_reauth(self) -> Callable[[], None] | None:
+        """With AppRole, a callable that logs the cached client in again (a fresh token when
+        the old one expired mid-rotation); ``None`` for a fixed token, which cannot renew."""
+        if not self.vault_settings.role_id:
+            return None
+
+        def again() -> None:
+            self._approle_login(self.vault())
+
+        return again
 
     # ----------------------------------------------------------- PostgreSQL
     def postgres(self, conninfo: str, **overrides: Any) -> Any:

@@ -595,3 +595,30 @@ def test_vault_addr_token_and_namespace_come_from_the_environment(
     store.promote(path, v)
     assert store.read_current(path).value.fields == NEW
     assert VaultKVStore(root).describe(path).exists is False  # not in the root namespace
+
+
+def test_vault_approle_logs_in_again_when_its_token_expires_mid_rotation(openbao: Any) -> None:
+    import hvac
+
+    root = hvac.Client(url=openbao.addr, token=openbao.token)
+    if "approle/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("approle")
+    h = _vault_harness(openbao)
+    name = _seeded(h)
+    root.sys.create_or_update_policy(
+        name="approle-short",
+        policy='path "secret/*" { capabilities = ["create", "read", "update", "list"] }',
+    )
+    root.auth.approle.create_or_update_approle(
+        "short", token_policies=["approle-short"], token_ttl="2s", token_max_ttl="2s"
+    )
+    role_id = root.auth.approle.read_role_id("short")["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("short")["data"]["secret_id"]
+    clients = Clients(vault=VaultSettings(addr=openbao.addr, role_id=role_id, secret_id=secret_id))
+    store = load_store("vault-kv", PluginContext(clients, Fingerprinter(b"k" * 32)))
+    first_token = clients.vault().token
+    v = store.put_pending(name, SecretValue(NEW), new_token())
+    time.sleep(2.2)
+    store.promote(name, v)  # the token expired in between: a fresh AppRole login finishes it
+    assert clients.vault().token != first_token
+    assert store.read_current(name).value.fields == NEW

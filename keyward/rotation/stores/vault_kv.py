@@ -93,13 +93,25 @@ class VaultKVStore:
 
     kind = "vault-kv"
 
-    def __init__(self, client: Any, *, mount: str = "secret") -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        mount: str = "secret",
+        reauth: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self.mount = mount.strip("/")
+        self._reauth = reauth  # logs ``client`` in again (AppRole) when its token expired
 
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> VaultKVStore:
-        return cls(context.clients.vault(), mount=str(options.get("mount", "secret")))
+        clients = context.clients
+        return cls(
+            clients.vault(),
+            mount=str(options.get("mount", "secret")),
+            reauth=clients.vault_reauth(),
+        )
 
     def __repr__(self) -> str:
         return f"VaultKVStore(mount={self.mount!r})"
@@ -118,17 +130,25 @@ class VaultKVStore:
         return True
 
     def _call(self, action: str, where: str, fn: Callable[..., R], /, *args: Any, **kw: Any) -> R:
-        try:
-            return fn(*args, **kw)
-        except Exception as exc:
-            from keyward.rotation.clients import Category, vault_category
+        from keyward.rotation.clients import Category, vault_category
 
-            category = vault_category(exc)
-            valid = self._token_valid() if category is Category.AUTH else None
-            err = translate_vault_error(exc, action, where, ErrorFamily.STORE, token_valid=valid)
-            if category is Category.OTHER and not _is_hvac_error(exc):
-                raise
-            raise err from None
+        for attempt in (1, 2):
+            try:
+                return fn(*args, **kw)
+            except Exception as exc:
+                category = vault_category(exc)
+                valid = self._token_valid() if category is Category.AUTH else None
+                if valid is False and self._reauth is not None and attempt == 1:
+                    log.info("Vault token expired during %s; logging in again", action)
+                    self._reauth()
+                    continue
+                err = translate_vault_error(
+                    exc, action, where, ErrorFamily.STORE, token_valid=valid
+                )
+                if category is Category.OTHER and not _is_hvac_error(exc):
+                    raise
+                raise err from None
+        raise AssertionError("unreachable")
 
     def _meta(self, name: str) -> _Meta:
         resp = self._call(
