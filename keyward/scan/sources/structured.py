@@ -1,0 +1,162 @@
+"""Files whose structure says what a value is: .env, compose, Kubernetes, IaC templates.
+
+The file scanner calls :func:`scan_file_chunk` for every file it reads. For most files that is
+just ``engine.scan(chunk)``; for files recognised by name (and a cheap look at the text) the
+declared variables are also scanned one by one as ``NAME=value`` chunks, so
+
+* an unquoted ``API_TOKEN=...`` in a ``.env`` file is understood as the value of API_TOKEN;
+* a literal under a secret-like name (``DB_PASSWORD: "hunter2-Prod-88"``) is caught by the
+  ``secret-named-variable`` rule even when it has no known provider format;
+* a finding names the variable and, for IaC and manifests, the function / resource;
+* values that are references (``${ssm:...}``, ``!Ref``, ``var.x``...) are never findings, also
+  not from generic rules on the same line.
+
+Findings on the same line and value from both passes are reported once. A file that does not
+parse is scanned as plain text only (never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Sequence
+
+from keyward.scan.engine import INLINE_ALLOW, INLINE_ALLOW_NEXT, Engine
+from keyward.scan.model import Chunk, Finding, Location, SourceKind
+from keyward.scan.sources.env import KeyValue, is_dotenv, variable_chunk
+
+log = logging.getLogger(__name__)
+
+_YAML_EXT = (".yml", ".yaml")
+
+
+def classify(path: str, text: str) -> str | None:
+    """Which structured reader applies to a file (None for most files, cheaply)."""
+    name = posixpath.basename(path)
+    if is_dotenv(name):
+        return "dotenv"
+    lower = name.lower()
+    if lower.endswith(_YAML_EXT) or lower.endswith((".json", ".tf", ".template", ".cfn")):
+        from keyward.scan.sources.env import looks_like_compose, looks_like_kubernetes
+        from keyward.scan.sources.iac import iac_kind
+
+        kind = iac_kind(name, text)
+        if kind is not None:
+            return kind
+        if lower.endswith(_YAML_EXT):
+            if looks_like_compose(name, text):
+                return "compose"
+            if looks_like_kubernetes(text):
+                return "kubernetes"
+    return None
+
+
+def extract(kind: str, text: str) -> tuple[list[KeyValue], set[int]] | None:
+    """The variables a structured file declares, and the lines of reference values."""
+    if kind == "dotenv":
+        from keyward.scan.sources.env import parse_dotenv
+
+        return parse_dotenv(text), set()
+    if kind in ("compose", "kubernetes"):
+        from keyward.scan.sources.env import yaml_env_variables
+        from keyward.scan.sources.yamlnodes import compose_documents
+
+        docs = compose_documents(text)
+        if docs is None:
+            return None
+        return yaml_env_variables(list(docs))
+    from keyward.scan.sources.iac import extract as extract_iac
+
+    got = extract_iac(kind, text)
+    if got is None:
+        return None
+    return got.variables, got.reference_lines
+
+
+def scan_file_chunk(engine: Engine, chunk: Chunk) -> list[Finding]:
+    """Scan a file's chunk, plus its declared variables when the file is structured."""
+    found = engine.scan(chunk)
+    path = chunk.location.path
+    if not path or chunk.line_map is not None:
+        return found
+    kind = classify(path, chunk.text)
+    if kind is None:
+        return found
+    try:
+        got = extract(kind, chunk.text)
+    except Exception as exc:  # a reader bug must never lose the plain-text findings
+        log.debug("cannot read %s as %s: %s", path, kind, type(exc).__name__)
+        return found
+    if got is None:
+        log.debug("%s does not parse as %s; scanned as text only", path, kind)
+        return found
+    variables, reference_lines = got
+    source = SourceKind.FILE if kind in ("dotenv", "compose", "kubernetes") else SourceKind.IAC
+    return merge_variable_findings(
+        engine, chunk, found, variables, reference_lines, source, chunk.location
+    )
+
+
+def merge_variable_findings(
+    engine: Engine,
+    chunk: Chunk,
+    found: list[Finding],
+    variables: Sequence[KeyValue],
+    reference_lines: set[int],
+    kind: SourceKind,
+    base: Location,
+) -> list[Finding]:
+    """File findings plus per-variable findings, one per (line, value)."""
+    lines = chunk.text.split("\n") if variables else []
+    extra: list[Finding] = []
+    for kv in variables:
+        vloc = Location(kind=kind, path=base.path, resource=kv.resource)
+        for f in engine.scan(variable_chunk(kv, vloc)):
+            loc = f.location
+            column = loc.column
+            if loc.line == kv.line:
+                column = kv.column + (loc.column - (len(kv.name) + 2))
+            f = f.with_(location=loc.at(loc.line, max(column, 1), loc.end_line))
+            if f.suppressed_by is None and _allowed(lines, loc.line):
+                f = f.with_(suppressed_by="inline")
+            extra.append(f)
+    by_key: dict[tuple[int, str], int] = {}
+    out: list[Finding] = []
+    for f in found:
+        if f.location.line in reference_lines and _generic(engine, f.rule_id):
+            continue  # a generic match on a reference value (`password: !Ref DbPassword`)
+        by_key.setdefault((f.location.line, f.fingerprint), len(out))
+        out.append(f)
+    for e in extra:
+        i = by_key.get((e.location.line, e.fingerprint))
+        if i is None:
+            by_key[(e.location.line, e.fingerprint)] = len(out)
+            out.append(e)
+            continue
+        f = out[i]
+        loc = f.location
+        named = Location(
+            kind=kind,
+            path=loc.path,
+            line=loc.line,
+            column=loc.column,
+            end_line=loc.end_line,
+            variable=e.location.variable,
+            resource=e.location.resource,
+        )
+        out[i] = f.with_(location=named)
+    return out
+
+
+def _allowed(lines: list[str], line: int) -> bool:
+    """Inline allow comments of the file apply to its variables' findings too."""
+    if line <= 0 or line > len(lines):
+        return False
+    text = lines[line - 1]
+    if any(tag in text for tag in INLINE_ALLOW):
+        return True
+    return line >= 2 and INLINE_ALLOW_NEXT in lines[line - 2]
+
+
+def _generic(engine: Engine, rule_id: str) -> bool:
+    return any(r.generic for r in engine.rules if r.id == rule_id)
