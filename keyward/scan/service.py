@@ -18,6 +18,7 @@ from keyward.scan.model import Chunk, Finding
 from keyward.scan.rules import RuleSet, load_rules
 from keyward.scan.sources.base import Skipped
 from keyward.scan.sources.files import FileTask, FileWalker, WalkOptions, read_task
+from keyward.scan.sources.structured import scan_file_chunk
 
 # Below these sizes a process pool costs more than it saves.
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
@@ -150,7 +151,6 @@ def _scan_tasks(engine: Engine, batch: Iterable[FileTask], max_size: int) -> _Ba
     findings: list[Finding] = []
     skipped: list[Skipped] = []
     files = nbytes = 0
-    scan = engine.scan
     for task in batch:
         chunk = read_task(task, max_size)
         if isinstance(chunk, Skipped):
@@ -158,7 +158,7 @@ def _scan_tasks(engine: Engine, batch: Iterable[FileTask], max_size: int) -> _Ba
             continue
         files += 1
         nbytes += task.size
-        found = scan(chunk)
+        found = scan_file_chunk(engine, chunk)  # .env, compose, k8s, IaC: per variable too
         if found:
             findings.extend(found)
     return findings, skipped, files, nbytes
