@@ -48,6 +48,7 @@ Examples:
   keyward scan . --format sarif -o keyward.sarif   (GitHub code scanning)
   keyward scan . --baseline .secrets.baseline      (report only new secrets)
   keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
+  keyward scan . --record                          (remember findings in the inventory)
 """
     + EXTRA_EXAMPLES
     + """
@@ -91,6 +92,18 @@ scan.baseline, scan.max_file_size.
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
 @click.option("--color/--no-color", default=None, help="Force or disable colour in text output.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Store the findings in the inventory (keyed fingerprints only); findings of the "
+    "same target no longer seen become resolved.",
+)
+@click.option(
+    "--target",
+    "record_target",
+    metavar="NAME",
+    help="Name the scanned target for --record (default: the absolute paths scanned).",
+)
 @extra_scan_options
 def scan(
     paths: tuple[Path, ...],
@@ -108,6 +121,8 @@ def scan(
     no_progress: bool,
     color: bool | None,
     exit_zero: bool,
+    record: bool,
+    record_target: str | None,
     **extra: Any,
 ) -> None:
     """Scan files and directories for hardcoded secrets.
@@ -164,8 +179,25 @@ def scan(
     finally:
         if out is not sys.stdout:
             out.close()
+    if record:
+        _record(result, cfg, spec.fingerprint_key, record_target)
     if result.reported and not exit_zero:
         sys.exit(int(ExitCode.FINDINGS))
+
+
+def _record(result: ScanResult, cfg: Any, key: bytes, target: str | None) -> None:
+    """--record: the inventory (and SQLAlchemy) is imported only here."""
+    from keyward.inventory.recording import record_scan_result
+
+    roots = list(getattr(result, "roots", None) or [])
+    summary = record_scan_result(
+        cfg, result.findings, roots=roots, target=target, fingerprint_key=key
+    )
+    click.echo(
+        f"keyward: recorded {summary.recorded} findings for {summary.target} "
+        f"({summary.new} new, {summary.resolved} resolved, {summary.linked} linked to secrets)",
+        err=True,
+    )
 
 
 def _report_skipped(result: ScanResult, verbose: bool) -> None:

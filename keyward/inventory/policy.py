@@ -49,10 +49,50 @@ def _trigger(expr: str) -> object:
             f"{expr!r} is not a five-field cron schedule",
             hint='Use "minute hour day month weekday", e.g. "0 3 * * 1" for Mondays 03:00 UTC',
         )
+    minute, hour, day, month, weekday = expr.split()
     try:
-        return CronTrigger.from_crontab(expr, timezone=UTC)
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=_weekday_names(weekday),
+            timezone=UTC,
+        )
     except ValueError as exc:
         raise ConfigError(f"{expr!r} is not a valid cron schedule ({exc})") from None
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekday_names(field: str) -> str:
+    """Cron counts weekdays from Sunday = 0 (or 7); APScheduler 3 from Monday = 0. Use names."""
+
+    def name(num: str) -> str:
+        n = int(num)
+        if not 0 <= n <= 7:
+            raise ConfigError(f"{num} is not a weekday (0-7)")
+        return _DAYS[n]
+
+    items: list[str] = []
+    for item in field.split(","):
+        base, slash, step = item.partition("/")
+        if base.isdigit():
+            items.append(name(base) + slash + step)
+        elif re.fullmatch(r"\d+-\d+", base):
+            lo, hi = (int(x) for x in base.split("-"))
+            if lo == 0:  # Sunday-first ranges wrap in APScheduler's Monday-first week
+                items.append("sun")
+                lo = 1
+            if hi == 7:
+                items.append("sun")
+                hi = 6
+            if lo <= hi:
+                items.append(f"{_DAYS[lo]}-{_DAYS[hi]}" + slash + step)
+        else:
+            items.append(item)
+    return ",".join(items)
 
 
 def next_fire(expr: str, after: datetime) -> datetime | None:

@@ -606,7 +606,7 @@ class Inventory:
             )
             if secret is not None:
                 q = q.where(m.Dependent.secret_id == self._secret(s, secret).id)
-            return tuple(dependent_record(d, n) for d, n in s.execute(q).tuples())
+            return tuple(dependent_record(d, n) for d, n in s.execute(q))
 
     def remove_dependent(self, dependent_id: int) -> DependentRecord:
         with self.db.session() as s:

@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +24,8 @@ from keyward.inventory.service import Inventory
 
 __all__ = [
     "BACKENDS",
+    "Cli",
+    "cli",
     "database",
     "db_url",
     "fresh_db_url",
@@ -106,3 +109,45 @@ def database(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def inventory(database: Database) -> Inventory:
     return Inventory(database, actor="tester")
+
+
+# --------------------------------------------------------------------- the CLI
+class Cli:
+    """Runs ``keyward`` in this process against the test database."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        import io
+        import sys
+
+        from keyward.cli import main
+
+        self.capsys.readouterr()
+        old_stdin = sys.stdin
+        if stdin is not None:
+            sys.stdin = io.StringIO(stdin)
+        try:
+            main(list(args))
+            rc = 0
+        except SystemExit as exc:
+            rc = int(exc.code or 0)
+        finally:
+            sys.stdin = old_stdin
+        out, err = self.capsys.readouterr()
+        return rc, out, err
+
+    def json(self, *args: str) -> Any:
+        import json
+
+        rc, out, err = self(*args, "--format", "json")
+        assert rc == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    monkeypatch.setenv("KEYWARD_DATABASE_URL", db_url)
+    monkeypatch.setenv("KEYWARD_ACTOR", "tester")
+    return Cli(capsys)

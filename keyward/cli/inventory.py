@@ -1,0 +1,621 @@
+"""``keyward inventory``, ``keyward dependents`` and ``keyward findings``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from keyward.cli import EPILOG
+from keyward.cli.db import database_option, open_db
+from keyward.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from keyward.inventory.records import FindingRecord, SecretRecord
+    from keyward.inventory.service import Inventory
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INVENTORY_EPILOG = (
+    """\b
+Examples:
+  keyward inventory add prod/db --kind postgres-password --owner alice --team payments \\
+      --max-age 90d --store vault --reference secret/data/prod/db
+  keyward inventory list --owner alice --format json
+  keyward inventory list --overdue
+  keyward inventory show prod/db
+  keyward inventory update prod/db --schedule "0 3 * * 1" --rotated-now
+  keyward inventory report --format csv -o report.csv
+  keyward inventory remove prod/db --yes
+
+"""
+    + EPILOG
+)
+DEPENDENTS_EPILOG = (
+    """\b
+Examples:
+  keyward dependents add prod/db --target arn:aws:lambda:eu-west-1:123456789012:function:api \\
+      --variable DB_PASSWORD
+  keyward dependents list prod/db --format json
+  keyward dependents remove 7
+
+"""
+    + EPILOG
+)
+FINDINGS_EPILOG = (
+    """\b
+Examples:
+  keyward scan . --record                   record findings first
+  keyward findings list --state open --owner @org/payments
+  keyward findings list --format json --limit 0
+  keyward findings ignore 12 13 --reason "test fixture"
+  keyward findings link 12 prod/db          this leak is that secret
+  keyward findings link 12 --unlink
+
+"""
+    + EPILOG
+)
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    return click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """ISO 8601 date or date-time; naive values are UTC."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{option} {value!r} is not a date",
+            hint="Use ISO 8601, e.g. 2024-05-01 or 2024-05-01T12:00Z",
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def parse_tags(values: Sequence[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--tag {item!r} is not KEY=VALUE")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+@contextmanager
+def inventory_for(database_url: str | None) -> Iterator[Inventory]:
+    from keyward.inventory.service import Inventory
+
+    db = open_db(database_url)
+    try:
+        yield Inventory(db)
+    finally:
+        db.close()
+
+
+def _console(file: IO[str] | None = None) -> Any:
+    from rich.console import Console
+
+    return Console(file=file or sys.stdout, soft_wrap=False, width=None if file else 140)
+
+
+def _emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+def _days(seconds: int | None) -> str:
+    from keyward.inventory.policy import format_duration
+
+    return format_duration(seconds) if seconds else ""
+
+
+def _date(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else ""
+
+
+def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
+    from rich.table import Table
+
+    now = datetime.now(UTC)
+    t = Table()
+    for col in ("name", "kind", "store", "owner", "team", "age (d)", "policy", "due", "status"):
+        t.add_column(col)
+    for s in rows:
+        policy = " ".join(p for p in (_days(s.max_age_seconds), s.schedule or "") if p)
+        due = _date(s.rotation_due_at)
+        if s.overdue(now):
+            due = f"[red]{due} overdue[/]"
+        t.add_row(
+            s.name,
+            s.kind,
+            s.store or "",
+            s.owner or "",
+            s.team or "",
+            str(s.age_seconds(now) // 86400),
+            policy,
+            due,
+            s.status,
+        )
+    return t
+
+
+# ----------------------------------------------------------------- inventory
+@click.group(epilog=INVENTORY_EPILOG)
+def inventory() -> None:
+    """Every secret keyward knows: owner, age, policy, store, dependents, findings."""
+
+
+def _secret_options(fn: F) -> F:
+    options = [
+        click.option(
+            "--kind", help="Credential kind, e.g. aws-iam-access-key, postgres-password, random."
+        ),
+        click.option("--store", help="Where it lives: aws-secretsmanager, vault, aws-iam..."),
+        click.option("--reference", help="Its reference in the store (ARN, path, key id)."),
+        click.option("--owner", help="Who answers for it (person or @org/team)."),
+        click.option("--team", help="Owning team."),
+        click.option("--contact", help="How to reach the owner (e-mail, channel)."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable)."),
+        click.option("--description", help="Free text."),
+        click.option("--created", metavar="DATE", help="When it was created (ISO 8601)."),
+        click.option("--last-rotated", metavar="DATE", help="When it was last rotated."),
+        click.option("--max-age", metavar="DURATION", help="Rotate at least this often: 90d, 12w."),
+        click.option(
+            "--schedule", metavar="CRON", help='Rotate on a cron schedule (UTC): "0 3 * * 1".'
+        ),
+        click.option(
+            "--value-stdin",
+            is_flag=True,
+            help="Read the current value from stdin to record its keyed fingerprint "
+            "(the value itself is never stored).",
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _fingerprint_stdin() -> str:
+    from keyward.cli import get_state
+    from keyward.cli.common import fingerprint_key
+    from keyward.core.redaction import Fingerprinter
+
+    value = sys.stdin.read().rstrip("\r\n")
+    if not value:
+        raise ConfigError("--value-stdin was given but stdin is empty")
+    return Fingerprinter(fingerprint_key(get_state().config)).fingerprint(value)
+
+
+@inventory.command("add", epilog=INVENTORY_EPILOG)
+@click.argument("name")
+@_secret_options
+@database_option
+@format_option("text", "json")
+def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) -> None:
+    """Add the secret NAME to the inventory."""
+    from keyward.inventory.policy import parse_duration
+
+    kind = opts["kind"] or "generic"
+    fp = _fingerprint_stdin() if opts["value_stdin"] else None
+    with inventory_for(database_url) as inv:
+        rec = inv.add_secret(
+            name,
+            kind,
+            store=opts["store"],
+            reference=opts["reference"],
+            owner=opts["owner"],
+            team=opts["team"],
+            contact=opts["contact"],
+            tags=parse_tags(opts["tags"]),
+            description=opts["description"],
+            created_at=parse_when(opts["created"], "--created"),
+            last_rotated_at=parse_when(opts["last_rotated"], "--last-rotated"),
+            max_age_seconds=parse_duration(opts["max_age"]) if opts["max_age"] else None,
+            schedule=opts["schedule"],
+            fingerprint=fp,
+        )
+    if fmt == "json":
+        _emit_json(rec.to_dict())
+    else:
+        click.echo(f"added {rec.name} ({rec.kind})")
+
+
+@inventory.command("list", epilog=INVENTORY_EPILOG)
+@click.option("--owner")
+@click.option("--team")
+@click.option("--kind")
+@click.option("--store")
+@click.option("--status", type=click.Choice(["active", "inactive", "retired", "missing"]))
+@click.option("--overdue", is_flag=True, help="Only secrets past their rotation policy.")
+@database_option
+@format_option("text", "json")
+def inventory_list(
+    owner: str | None,
+    team: str | None,
+    kind: str | None,
+    store: str | None,
+    status: str | None,
+    overdue: bool,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """List secrets (filtered by owner, team, kind, store, status or overdue)."""
+    with inventory_for(database_url) as inv:
+        rows = inv.list_secrets(
+            owner=owner,
+            team=team,
+            kind=kind,
+            store=store,
+            status=status,
+            overdue_at=datetime.now(UTC) if overdue else None,
+        )
+    if fmt == "json":
+        _emit_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        click.echo("no secrets in the inventory match")
+        return
+    _console().print(_secrets_table(rows))
+
+
+@inventory.command("show", epilog=INVENTORY_EPILOG)
+@click.argument("name")
+@database_option
+@format_option("text", "json")
+def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
+    """Show one secret: policy, versions, dependents, findings and recent history."""
+    with inventory_for(database_url) as inv:
+        detail = inv.show(name)
+    if fmt == "json":
+        _emit_json(detail.to_dict())
+        return
+    from rich.table import Table
+
+    s = detail.secret
+    now = datetime.now(UTC)
+    con = _console()
+    lines = [
+        f"[bold]{s.name}[/] ({s.kind}) - {s.status}",
+        f"store:        {s.store or '-'} {s.reference or ''}",
+        f"owner:        {s.owner or '-'}   team: {s.team or '-'}   contact: {s.contact or '-'}",
+        f"created:      {_date(s.created_at)}   last rotated: {_date(s.last_rotated_at) or 'never'}"
+        f"   age: {s.age_seconds(now) // 86400} days",
+        f"policy:       max age {_days(s.max_age_seconds) or '-'}   schedule {s.schedule or '-'}"
+        f"   next due {_date(s.rotation_due_at) or '-'}"
+        + ("  [red]OVERDUE[/]" if s.overdue(now) else ""),
+    ]
+    if s.tags:
+        lines.append("tags:         " + ", ".join(f"{k}={v}" for k, v in sorted(s.tags.items())))
+    if s.attributes:
+        lines.append("attributes:   " + json.dumps(s.attributes, sort_keys=True, default=str))
+    lines.append(f"open findings: {detail.open_findings}")
+    for line in lines:
+        con.print(line, highlight=False)
+    if detail.versions:
+        t = Table(title="Versions")
+        for col in ("id", "identifier", "stage", "fingerprint", "created", "retired"):
+            t.add_column(col)
+        for v in detail.versions:
+            t.add_row(
+                str(v.id),
+                v.identifier or "",
+                v.stage or "",
+                (v.fingerprint or "")[:12],
+                _date(v.created_at),
+                _date(v.retired_at),
+            )
+        con.print(t)
+    if detail.dependents:
+        con.print(_dependents_table(detail.dependents))
+    if detail.findings:
+        con.print(_findings_table(detail.findings, title="Findings"))
+    if detail.audit:
+        t = Table(title="History")
+        for col in ("time", "actor", "action", "outcome"):
+            t.add_column(col)
+        for e in detail.audit:
+            t.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.outcome)
+        con.print(t)
+
+
+@inventory.command("update", epilog=INVENTORY_EPILOG)
+@click.argument("name")
+@click.option("--rename", help="New name.")
+@click.option("--status", type=click.Choice(["active", "inactive", "retired", "missing"]))
+@click.option("--rotated-now", is_flag=True, help="Record a rotation that happened now.")
+@click.option("--clear-max-age", is_flag=True, help="Remove the maximum-age policy.")
+@click.option("--clear-schedule", is_flag=True, help="Remove the schedule policy.")
+@_secret_options
+@database_option
+@format_option("text", "json")
+def inventory_update(
+    name: str,
+    rename: str | None,
+    status: str | None,
+    rotated_now: bool,
+    clear_max_age: bool,
+    clear_schedule: bool,
+    database_url: str | None,
+    fmt: str,
+    **opts: Any,
+) -> None:
+    """Change a secret's owner, policy, store reference, tags or status."""
+    from keyward.inventory.policy import parse_duration
+
+    changes: dict[str, Any] = {}
+    for key in ("kind", "store", "reference", "owner", "team", "contact", "description"):
+        if opts[key] is not None:
+            changes[key] = opts[key]
+    if rename:
+        changes["name"] = rename
+    if status:
+        changes["status"] = status
+    if opts["tags"]:
+        changes["tags"] = parse_tags(opts["tags"])
+    if opts["created"]:
+        changes["created_at"] = parse_when(opts["created"], "--created")
+    if opts["last_rotated"]:
+        changes["last_rotated_at"] = parse_when(opts["last_rotated"], "--last-rotated")
+    if rotated_now:
+        changes["last_rotated_at"] = datetime.now(UTC)
+    if opts["max_age"]:
+        changes["max_age_seconds"] = parse_duration(opts["max_age"])
+    elif clear_max_age:
+        changes["max_age_seconds"] = None
+    if opts["schedule"]:
+        changes["schedule"] = opts["schedule"]
+    elif clear_schedule:
+        changes["schedule"] = None
+    fp = _fingerprint_stdin() if opts["value_stdin"] else None
+    if not changes and fp is None:
+        raise ConfigError("Nothing to update", hint="Give at least one option, see --help")
+    with inventory_for(database_url) as inv:
+        rec = inv.update_secret(name, **changes) if changes else inv.get_secret(name)
+        if fp is not None:
+            inv.add_version(rec.name, fingerprint=fp, stage="current")
+    if fmt == "json":
+        _emit_json(rec.to_dict())
+    else:
+        click.echo(f"updated {rec.name}")
+
+
+@inventory.command("remove", epilog=INVENTORY_EPILOG)
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@database_option
+def inventory_remove(name: str, yes: bool, database_url: str | None) -> None:
+    """Remove a secret with its versions and dependents (its findings stay, unlinked)."""
+    with inventory_for(database_url) as inv:
+        inv.get_secret(name)
+        if not yes:
+            click.confirm(f"Remove {name} from the inventory?", abort=True)
+        inv.remove_secret(name)
+    click.echo(f"removed {name}")
+
+
+@inventory.command("report", epilog=INVENTORY_EPILOG)
+@click.option("--limit", default=50, show_default=True, help="Overdue secrets to list.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it here."
+)
+@database_option
+@format_option("text", "json", "csv")
+def inventory_report(limit: int, output: Path | None, database_url: str | None, fmt: str) -> None:
+    """Overdue secrets, an age histogram, and counts by owner and team."""
+    from keyward.inventory.report import build_report, render_csv, render_json, render_text
+
+    db = open_db(database_url)
+    try:
+        report = build_report(db, limit=limit)
+    finally:
+        db.close()
+    fh: IO[str]
+    if output is not None:
+        try:
+            fh = output.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise ConfigError(f"Cannot write the report to {output}: {exc.strerror}") from None
+    else:
+        fh = sys.stdout
+    try:
+        if fmt == "json":
+            fh.write(render_json(report) + "\n")
+        elif fmt == "csv":
+            fh.write(render_csv(report))
+        else:
+            render_text(report, fh, color=False if output else None)
+    finally:
+        if output is not None:
+            fh.close()
+
+
+# ---------------------------------------------------------------- dependents
+def _dependents_table(rows: Sequence[Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title="Dependents")
+    for col in ("id", "secret", "kind", "target", "variable", "region"):
+        t.add_column(col)
+    for d in rows:
+        t.add_row(str(d.id), d.secret, d.kind, d.target, d.variable or "", d.region or "")
+    return t
+
+
+@click.group(epilog=DEPENDENTS_EPILOG)
+def dependents() -> None:
+    """What holds a secret and must be updated when it rotates (e.g. Lambda variables)."""
+
+
+@dependents.command("add", epilog=DEPENDENTS_EPILOG)
+@click.argument("secret")
+@click.option("--kind", default="lambda-env", show_default=True, help="Dependent kind.")
+@click.option("--target", required=True, help="What depends on it, e.g. a Lambda function ARN.")
+@click.option("--variable", help="Environment variable holding the secret.")
+@click.option("--region", help="Region (taken from the ARN when omitted).")
+@database_option
+@format_option("text", "json")
+def dependents_add(
+    secret: str,
+    kind: str,
+    target: str,
+    variable: str | None,
+    region: str | None,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """Record that TARGET depends on SECRET."""
+    with inventory_for(database_url) as inv:
+        rec = inv.add_dependent(secret, kind, target, variable=variable, region=region)
+    if fmt == "json":
+        _emit_json(rec.to_dict())
+    else:
+        click.echo(f"dependent {rec.id} added to {secret}")
+
+
+@dependents.command("list", epilog=DEPENDENTS_EPILOG)
+@click.argument("secret", required=False)
+@database_option
+@format_option("text", "json")
+def dependents_list(secret: str | None, database_url: str | None, fmt: str) -> None:
+    """List dependents (of one SECRET, or of all)."""
+    with inventory_for(database_url) as inv:
+        rows = inv.list_dependents(secret)
+    if fmt == "json":
+        _emit_json([r.to_dict() for r in rows])
+    elif not rows:
+        click.echo("no dependents")
+    else:
+        _console().print(_dependents_table(rows))
+
+
+@dependents.command("remove", epilog=DEPENDENTS_EPILOG)
+@click.argument("dependent_id", type=int)
+@database_option
+def dependents_remove(dependent_id: int, database_url: str | None) -> None:
+    """Remove the dependent with id DEPENDENT_ID (see `dependents list`)."""
+    with inventory_for(database_url) as inv:
+        rec = inv.remove_dependent(dependent_id)
+    click.echo(f"removed dependent {rec.id} ({rec.target}) of {rec.secret}")
+
+
+# ------------------------------------------------------------------ findings
+def _findings_table(rows: Sequence[FindingRecord], title: str | None = None) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("id", "state", "rule", "where", "preview", "owner", "secret", "last seen"):
+        t.add_column(col)
+    for f in rows:
+        t.add_row(
+            str(f.id),
+            f.state,
+            f.rule_id,
+            f.where(),
+            f.preview,
+            f.owner or "",
+            f.secret or "",
+            _date(f.last_seen_at),
+        )
+    return t
+
+
+@click.group(epilog=FINDINGS_EPILOG)
+def findings() -> None:
+    """Findings recorded by `keyward scan --record`: list, ignore, link to secrets."""
+
+
+@findings.command("list", epilog=FINDINGS_EPILOG)
+@click.option(
+    "--state",
+    type=click.Choice(["open", "ignored", "resolved", "all"]),
+    default="open",
+    show_default=True,
+)
+@click.option("--owner", help="Effective owner (linked secret's owner, else CODEOWNERS/blame).")
+@click.option("--rule", help="Rule id.")
+@click.option("--target", help="Scan target (e.g. files:/abs/path).")
+@click.option("--secret", help="Only findings linked to this secret.")
+@click.option("--limit", default=500, show_default=True, help="At most this many (0: all).")
+@database_option
+@format_option("text", "json")
+def findings_list(
+    state: str,
+    owner: str | None,
+    rule: str | None,
+    target: str | None,
+    secret: str | None,
+    limit: int,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """List recorded findings, newest first."""
+    with inventory_for(database_url) as inv:
+        page = inv.list_findings(
+            state=None if state == "all" else state,
+            owner=owner,
+            rule=rule,
+            target=target,
+            secret=secret,
+            limit=limit or None,
+        )
+    if fmt == "json":
+        _emit_json([f.to_dict() for f in page.findings])
+    elif not page.findings:
+        click.echo("no findings match")
+    else:
+        _console().print(_findings_table(page.findings))
+    if page.total > len(page.findings):
+        click.echo(
+            f"showing {len(page.findings)} of {page.total} findings; use --limit 0 for all",
+            err=True,
+        )
+
+
+@findings.command("ignore", epilog=FINDINGS_EPILOG)
+@click.argument("ids", nargs=-1, type=int, required=True)
+@click.option("--reason", required=True, help="Why (kept with the finding and in the audit log).")
+@database_option
+def findings_ignore(ids: tuple[int, ...], reason: str, database_url: str | None) -> None:
+    """Ignore findings by id; they stay ignored when later scans see them again."""
+    with inventory_for(database_url) as inv:
+        n = inv.ignore_findings(ids, reason)
+    click.echo(f"ignored {n} finding{'s' if n != 1 else ''}")
+
+
+@findings.command("link", epilog=FINDINGS_EPILOG)
+@click.argument("finding_id", type=int)
+@click.argument("secret", required=False)
+@click.option("--unlink", is_flag=True, help="Remove the finding's link instead.")
+@database_option
+@format_option("text", "json")
+def findings_link(
+    finding_id: int, secret: str | None, unlink: bool, database_url: str | None, fmt: str
+) -> None:
+    """Link finding FINDING_ID to SECRET (its owner becomes the finding's owner)."""
+    if bool(secret) == unlink:
+        raise ConfigError("Give either a SECRET or --unlink", hint="See `keyward findings link -h`")
+    with inventory_for(database_url) as inv:
+        rec = inv.link_finding(finding_id, None if unlink else secret)
+    if fmt == "json":
+        _emit_json(rec.to_dict())
+    elif unlink:
+        click.echo(f"finding {finding_id} unlinked")
+    else:
+        click.echo(f"finding {finding_id} linked to {secret}")

@@ -1,0 +1,313 @@
+"""``keyward scan --record``: store a scan's findings, keyed fingerprints only.
+
+* A finding's identity is (scan target, rule, fingerprint, where: source kind, path, variable,
+  resource, region). Line numbers are not part of it, so editing above a secret does not make
+  it a new finding; a re-scan updates ``last_seen_at``, the line and the preview.
+* After a full scan of a target, its open findings that were not seen become ``resolved``; a
+  resolved finding seen again is reopened; an ``ignored`` finding stays ignored.
+* Findings suppressed in the scan (inline allow comment, baseline) are recorded as ignored.
+* A finding whose fingerprint (or paired value's fingerprint) matches a known secret version
+  or access key id is linked to that secret and takes its owner; otherwise its owner is the
+  CODEOWNERS entry of the file, else the ``git blame`` author of the line.
+
+Rows go in with one ``INSERT ... ON CONFLICT (identity) DO UPDATE`` executed for many rows at
+a time (executemany), never one ORM object per finding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from keyward.core.redaction import Fingerprinter
+from keyward.inventory import models as m
+from keyward.inventory.db import Database
+from keyward.inventory.ownership import OwnershipResolver
+from keyward.inventory.service import Inventory
+
+if TYPE_CHECKING:
+    from keyward.core.config import Config
+    from keyward.scan.model import Finding
+
+BATCH = 5000
+IN_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    target: str
+    recorded: int
+    new: int
+    resolved: int
+    linked: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "recorded": self.recorded,
+            "new": self.new,
+            "resolved": self.resolved,
+            "linked": self.linked,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def scan_target(roots: Sequence[Path]) -> str:
+    """The default target of a path scan: its absolute roots."""
+    paths = sorted({str(p.resolve()) for p in roots}) or [str(Path.cwd())]
+    return "files:" + ",".join(paths)
+
+
+def finding_identity(target: str, f: Finding) -> str:
+    loc = f.location
+    parts = (
+        target,
+        f.rule_id,
+        f.fingerprint,
+        loc.kind.value,
+        loc.path or "",
+        loc.variable or "",
+        loc.resource or "",
+        loc.region or "",
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str, tuple[int, Any]]:
+    """fingerprint -> (secret id, secret owner) for versions or identifiers we know."""
+    found: dict[str, tuple[int, Any]] = {}
+    v, s = m.SecretVersion, m.Secret
+    for chunk in _chunks(sorted(fingerprints), IN_CHUNK):
+        q = (
+            sa.select(v.fingerprint, v.identifier_fingerprint, v.secret_id, s.owner)
+            .join(s, s.id == v.secret_id)
+            .where(sa.or_(v.fingerprint.in_(chunk), v.identifier_fingerprint.in_(chunk)))
+        )
+        for fp, ifp, sid, owner in session.execute(q):
+            for key in (fp, ifp):
+                if key in fingerprints:
+                    found.setdefault(key, (sid, owner))
+    return found
+
+
+def _upsert(dialect: str) -> Any:
+    table = m.Finding.__table__
+    assert isinstance(table, sa.Table)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        stmt: Any = postgresql.insert(table)
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        stmt = sqlite.insert(table)
+    ex = stmt.excluded
+    c = table.c
+    resolved = m.FindingState.RESOLVED.value
+    ignored = m.FindingState.IGNORED.value
+    return stmt.on_conflict_do_update(
+        index_elements=[c.identity],
+        set_={
+            "last_seen_at": ex.last_seen_at,
+            "line": ex.line,
+            "column": ex.column,
+            "commit": ex.commit,
+            "preview": ex.preview,
+            "severity": ex.severity,
+            "companion_fingerprint": sa.func.coalesce(
+                ex.companion_fingerprint, c.companion_fingerprint
+            ),
+            "code_owner": sa.func.coalesce(ex.code_owner, c.code_owner),
+            "author": sa.func.coalesce(ex.author, c.author),
+            "secret_id": sa.func.coalesce(c.secret_id, ex.secret_id),
+            "owner": sa.case(
+                (c.secret_id.is_not(None), c.owner),
+                else_=sa.func.coalesce(ex.owner, c.owner),
+            ),
+            # resolved and seen again -> reopened; suppressed now -> ignored; else unchanged
+            "state": sa.case(
+                (sa.or_(c.state == resolved, ex.state == ignored), ex.state),
+                else_=c.state,
+            ),
+            "state_reason": sa.case((c.state == ignored, c.state_reason), else_=ex.state_reason),
+            "resolved_at": sa.case((c.state == resolved, None), else_=c.resolved_at),
+        },
+    )
+
+
+def record_findings(
+    db: Database,
+    findings: Iterable[Finding],
+    target: str,
+    *,
+    full: bool = True,
+    fingerprinter: Fingerprinter | None = None,
+    roots: Sequence[Path] = (),
+    ownership: OwnershipResolver | None = None,
+    actor: str | None = None,
+) -> RecordSummary:
+    """Upsert ``findings`` under ``target``; with ``full``, resolve the ones not seen."""
+    started = time.perf_counter()
+    now = m.utcnow()
+    by_identity: dict[str, Finding] = {}
+    for f in findings:
+        by_identity.setdefault(finding_identity(target, f), f)
+    owners = _code_owners(by_identity, roots, ownership) if ownership else {}
+
+    companions: dict[str, str] = {}
+    if fingerprinter is not None:
+        for ident, f in by_identity.items():
+            if f.companion:
+                companions[ident] = fingerprinter.fingerprint(f.companion)
+
+    inv = Inventory(db, actor)
+    with db.session() as session:
+        wanted = {f.fingerprint for f in by_identity.values()} | set(companions.values())
+        known = _known_versions(session, wanted)
+        rows = [
+            _row(ident, f, target, now, companions.get(ident), owners.get(ident), known)
+            for ident, f in by_identity.items()
+        ]
+        linked = sum(1 for r in rows if r["secret_id"] is not None)
+        stmt = _upsert(db.dialect)
+        conn = session.connection()
+        for batch in _chunks(rows, BATCH):
+            conn.execute(stmt, list(batch))
+        t = m.Finding
+        resolved = 0
+        if full:
+            result = conn.execute(
+                sa.update(t)
+                .where(
+                    t.target == target,
+                    t.state == m.FindingState.OPEN,
+                    t.last_seen_at < now,
+                )
+                .values(state=m.FindingState.RESOLVED, resolved_at=now)
+            )
+            resolved = int(getattr(result, "rowcount", 0) or 0)
+        new = int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(t)
+                .where(t.target == target, t.first_seen_at == now)
+            )
+            or 0
+        )
+        summary = RecordSummary(
+            target, len(rows), new, resolved, linked, time.perf_counter() - started
+        )
+        inv.append_audit(
+            session,
+            inv.actor,
+            "scan.record",
+            target,
+            detail={k: v for k, v in summary.to_dict().items() if k != "target"},
+        )
+    return RecordSummary(target, len(rows), new, resolved, linked, time.perf_counter() - started)
+
+
+def _row(
+    ident: str,
+    f: Finding,
+    target: str,
+    now: datetime,
+    companion_fp: str | None,
+    owner_author: tuple[str | None, str | None] | None,
+    known: dict[str, tuple[int, Any]],
+) -> dict[str, Any]:
+    loc = f.location
+    link = known.get(f.fingerprint) or (known.get(companion_fp) if companion_fp else None)
+    code_owner, author = owner_author or (None, None)
+    author = author or loc.author
+    return {
+        "identity": ident,
+        "target": target[:1024],
+        "rule_id": f.rule_id,
+        "severity": f.severity.value,
+        "source": loc.kind.value,
+        "path": loc.path,
+        "line": loc.line,
+        "column": loc.column,
+        "commit": loc.commit,
+        "author": author,
+        "variable": loc.variable,
+        "resource": loc.resource,
+        "region": loc.region,
+        "preview": f.preview[:64],
+        "fingerprint": f.fingerprint,
+        "companion_fingerprint": companion_fp,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "resolved_at": None,
+        "state": m.FindingState.IGNORED.value if f.suppressed_by else m.FindingState.OPEN.value,
+        "state_reason": f"suppressed ({f.suppressed_by})" if f.suppressed_by else None,
+        "secret_id": link[0] if link else None,
+        "code_owner": code_owner,
+        "owner": (link[1] if link and link[1] else None) or code_owner,
+    }
+
+
+def _code_owners(
+    by_identity: dict[str, Finding], roots: Sequence[Path], resolver: OwnershipResolver
+) -> dict[str, tuple[str | None, str | None]]:
+    """identity -> (code owner, author) for file findings, one git blame per file."""
+    from keyward.scan.model import SourceKind
+    from keyward.scan.sources.files import display_to_path
+
+    per_file: dict[str, set[int]] = {}
+    for f in by_identity.values():
+        if f.location.kind is SourceKind.FILE and f.location.path:
+            per_file.setdefault(f.location.path, set()).add(f.location.line)
+    resolved: dict[str, dict[int, tuple[str | None, str | None]]] = {}
+    for display, lines in per_file.items():
+        path = display_to_path(list(roots) or [Path(".")], display)
+        resolved[display] = resolver.resolve(path, sorted(lines))
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for ident, f in by_identity.items():
+        hit = resolved.get(f.location.path or "", {}).get(f.location.line)
+        if hit is not None:
+            out[ident] = hit
+    return out
+
+
+def record_scan_result(
+    config: Config,
+    findings: Iterable[Finding],
+    *,
+    roots: Sequence[Path],
+    target: str | None,
+    fingerprint_key: bytes,
+    database_url: str | None = None,
+    full: bool = True,
+    blame: bool = True,
+) -> RecordSummary:
+    """What ``keyward scan --record`` calls: open (and migrate) the inventory and record."""
+    from keyward.inventory.db import open_database
+
+    db = open_database(config, database_url)
+    try:
+        return record_findings(
+            db,
+            findings,
+            target or (scan_target(roots) if roots else "aws-lambda"),
+            full=full,
+            fingerprinter=Fingerprinter(fingerprint_key),
+            roots=roots,
+            ownership=OwnershipResolver(blame=blame),
+        )
+    finally:
+        db.close()

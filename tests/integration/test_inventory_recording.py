@@ -1,0 +1,205 @@
+"""`keyward scan --record`: findings across scans, linking and ownership, on both databases."""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from _inventory_db import *  # noqa: F403
+from _inventory_db import Cli
+
+from keyward.cli.common import fingerprint_key
+from keyward.core.config import Config
+from keyward.core.redaction import Fingerprinter
+from keyward.inventory.db import Database
+from keyward.inventory.recording import record_findings
+from keyward.inventory.service import Inventory
+from keyward.scan.model import Chunk, Location
+from keyward.scan.service import EngineSpec, ScanResult, scan_chunks
+from keyward.scan.validators import base62
+
+pytestmark = pytest.mark.integration
+
+TARGET = "files:/srv/app"
+
+
+def aws_key_id(rng: random.Random) -> str:
+    return "AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+
+
+def aws_secret(rng: random.Random) -> str:
+    return "".join(rng.choice(string.ascii_letters + string.digits + "/+") for _ in range(40))
+
+
+def github_token(rng: random.Random) -> str:
+    body = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(30))
+    return "ghp_" + body + base62(zlib.crc32(body.encode("ascii")), 6)
+
+
+@pytest.fixture
+def fp() -> Fingerprinter:
+    return Fingerprinter(fingerprint_key(Config()))
+
+
+def scan(files: dict[str, str]) -> ScanResult:
+    engine = EngineSpec(fingerprint_key=fingerprint_key(Config()), backend="re").build()
+    chunks = [Chunk(text, Location(path=path)) for path, text in files.items()]
+    return scan_chunks(engine, chunks)
+
+
+def record(db: Database, files: dict[str, str], target: str = TARGET, **kw: object) -> object:
+    fpr = Fingerprinter(fingerprint_key(Config()))
+    return record_findings(db, scan(files).findings, target, fingerprinter=fpr, **kw)  # type: ignore[arg-type]
+
+
+def states(inv: Inventory) -> dict[str, str]:
+    return {f"{f.path}:{f.rule_id}": f.state for f in inv.list_findings(limit=None).findings}
+
+
+def test_rescan_updates_last_seen_and_line_without_duplicating(
+    database: Database, inventory: Inventory
+) -> None:
+    token = github_token(random.Random(1))
+    record(database, {"a.py": f"t = '{token}'\n"})
+    (first,) = inventory.list_findings().findings
+    record(database, {"a.py": f"# moved down\n\nt = '{token}'\n"})
+    (again,) = inventory.list_findings().findings
+    assert again.id == first.id
+    assert again.line == 3 and first.line == 1
+    assert again.last_seen_at > first.last_seen_at
+    assert again.first_seen_at == first.first_seen_at
+
+
+def test_finding_not_seen_in_full_scan_is_resolved_and_reopens_when_back(
+    database: Database, inventory: Inventory
+) -> None:
+    rng = random.Random(2)
+    t1, t2 = github_token(rng), github_token(rng)
+    record(database, {"a.py": f"x = '{t1}'\n", "b.py": f"y = '{t2}'\n"})
+    record(database, {"a.py": f"x = '{t1}'\n", "b.py": "y = None\n"}, target="files:/other")
+    summary = record(database, {"a.py": f"x = '{t1}'\n", "b.py": "y = None\n"})
+    assert summary.resolved == 1  # type: ignore[attr-defined]
+    by_target = {(f.target, f.path): f.state for f in inventory.list_findings(state=None).findings}
+    assert by_target == {
+        (TARGET, "a.py"): "open",
+        (TARGET, "b.py"): "resolved",
+        ("files:/other", "a.py"): "open",
+    }
+    record(database, {"a.py": "x = None\n"}, full=False)  # partial scans resolve nothing
+    assert states(inventory)["a.py:github-pat-classic"] == "open"
+    record(database, {"a.py": f"x = '{t1}'\n", "b.py": f"y = '{t2}'\n"})
+    assert states(inventory)["b.py:github-pat-classic"] == "open"
+
+
+def test_ignored_finding_stays_ignored_across_rescans(
+    database: Database, inventory: Inventory
+) -> None:
+    token = github_token(random.Random(3))
+    record(database, {"a.py": f"x = '{token}'\n"})
+    (f,) = inventory.list_findings().findings
+    assert inventory.ignore_findings([f.id], "test fixture") == 1
+    record(database, {"a.py": f"x = '{token}'\n"})
+    record(database, {"a.py": "nothing\n"})
+    record(database, {"a.py": f"x = '{token}'\n"})
+    (after,) = inventory.list_findings(state="ignored").findings
+    assert after.id == f.id and after.state_reason == "test fixture"
+    assert inventory.list_findings(state="open").findings == ()
+
+
+def test_inline_allowed_finding_is_recorded_as_ignored(
+    database: Database, inventory: Inventory
+) -> None:
+    token = github_token(random.Random(4))
+    record(database, {"a.py": f"x = '{token}'  # keyward: allow\n"})
+    (f,) = inventory.list_findings(state=None).findings
+    assert f.state == "ignored" and f.state_reason == "suppressed (inline)"
+
+
+def test_leak_links_to_the_secret_whose_version_it_matches(
+    database: Database, inventory: Inventory, fp: Fingerprinter
+) -> None:
+    rng = random.Random(5)
+    known, unknown = github_token(rng), github_token(rng)
+    inventory.add_secret("ci/token", "random", owner="alice", fingerprint=fp.fingerprint(known))
+    record(database, {"a.py": f"x = '{known}'\n", "b.py": f"y = '{unknown}'\n"})
+    linked = {f.path: (f.secret, f.owner) for f in inventory.list_findings().findings}
+    assert linked["a.py"] == ("ci/token", "alice")
+    assert linked["b.py"][0] is None
+    # a version recorded later links the earlier leak, and owner changes follow
+    inventory.add_secret("other", "random", owner="bob")
+    inventory.add_version("other", fingerprint=fp.fingerprint(unknown))
+    inventory.update_secret("ci/token", owner="carol")
+    linked = {f.path: (f.secret, f.owner) for f in inventory.list_findings().findings}
+    assert linked == {"a.py": ("ci/token", "carol"), "b.py": ("other", "bob")}
+    assert [f.path for f in inventory.list_findings(owner="bob").findings] == ["b.py"]
+
+
+def test_leaked_access_key_id_links_to_the_inventoried_iam_key(
+    database: Database, inventory: Inventory, fp: Fingerprinter
+) -> None:
+    rng = random.Random(6)
+    key_id, secret = aws_key_id(rng), aws_secret(rng)
+    inventory.add_secret(
+        "iam/deploy", "aws-iam-access-key", owner="ops", store="aws-iam", reference=key_id
+    )
+    inventory.add_version(
+        "iam/deploy", identifier=key_id, identifier_fingerprint=fp.fingerprint(key_id)
+    )
+    text = f'aws_access_key_id = "{key_id}"\naws_secret_access_key = "{secret}"\n'
+    record(database, {"creds.py": text})
+    (f,) = inventory.list_findings().findings
+    assert (f.rule_id, f.secret, f.owner) == ("aws-access-key-id", "iam/deploy", "ops")
+    detail = inventory.show("iam/deploy")
+    assert detail.open_findings == 1
+
+
+def test_manual_link_and_unlink(database: Database, inventory: Inventory) -> None:
+    record(database, {"a.py": f"x = '{github_token(random.Random(7))}'\n"})
+    (f,) = inventory.list_findings().findings
+    inventory.add_secret("manual", "random", owner="dana")
+    assert inventory.link_finding(f.id, "manual").owner == "dana"
+    assert inventory.link_finding(f.id, None).secret is None
+
+
+def _git(repo: Path, *args: str, email: str = "dev@example.com") -> None:
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+    subprocess.run(["git", *args], cwd=repo, check=True, env=env, capture_output=True)
+
+
+def test_scan_record_sets_owner_from_codeowners_else_git_blame(cli: Cli, git_repo: Path) -> None:
+    rng = random.Random(8)
+    (git_repo / ".github").mkdir()
+    (git_repo / ".github" / "CODEOWNERS").write_text("*.py @org/payments\n/docs/ @org/docs\n")
+    (git_repo / "app.py").write_text(f"token = '{github_token(rng)}'\n")
+    (git_repo / "notes.txt").write_text("old = 1\n")
+    _git(git_repo, "add", "-A")
+    _git(git_repo, "commit", "-qm", "one")
+    (git_repo / "notes.txt").write_text(f"old = 1\ntoken = '{github_token(rng)}'\n")
+    _git(git_repo, "commit", "-qam", "two", email="mallory@example.com")
+
+    rc, _, err = cli("scan", str(git_repo), "--engine", "re", "--record", "--format", "json")
+    assert rc == 1, err  # findings
+    assert "recorded 2 findings" in err and "2 new" in err
+    owners = {f["path"]: (f["owner"], f["author"]) for f in cli.json("findings", "list")}
+    assert owners == {
+        "app.py": ("@org/payments", "dev@example.com"),
+        "notes.txt": ("mallory@example.com", "mallory@example.com"),
+    }
+    mine = cli.json("findings", "list", "--state", "open", "--owner", "@org/payments")
+    assert [f["path"] for f in mine] == ["app.py"]
+
+    (git_repo / "notes.txt").write_text("old = 1\n")
+    rc, _, err = cli("scan", str(git_repo), "--engine", "re", "--record", "--exit-zero")
+    assert rc == 0 and "1 resolved" in err
+    resolved = cli.json("findings", "list", "--state", "resolved")
+    assert [f["path"] for f in resolved] == ["notes.txt"]
