@@ -159,7 +159,7 @@ class SlackVerifier(HttpVerifier):
     name = "slack"
     default_url = "https://slack.com"
     rule_prefix = "slack-"
-    value_prefixes = ("xoxb-", "xoxp-", "xoxa-", "xoxe.", "xoxr-", "xoxs-")
+    value_prefixes = ("xoxb-", "xoxp-", "xoxa-", "xoxs-")  # auth.test takes these
     REVOKED_ERRORS: ClassVar[frozenset[str]] = frozenset(
         {"invalid_auth", "token_revoked", "token_expired", "account_inactive", "not_authed"}
     )
