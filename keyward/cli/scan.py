@@ -32,6 +32,8 @@ from keyward.cli.common import (
 )
 from keyward.cli.scan_extras import EXAMPLES as EXTRA_EXAMPLES
 from keyward.cli.scan_extras import ExtraScan, extra_scan_options
+from keyward.cli.scan_sources import EXAMPLES as SOURCE_EXAMPLES
+from keyward.cli.scan_sources import LocalSources, source_scan_options
 from keyward.core.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ Examples:
   keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
   keyward scan . --record                          (remember findings in the inventory)
 """
+    + SOURCE_EXAMPLES
     + EXTRA_EXAMPLES
     + """
 \b
@@ -104,6 +107,7 @@ scan.baseline, scan.max_file_size.
     metavar="NAME",
     help="Name the scanned target for --record (default: the absolute paths scanned).",
 )
+@source_scan_options
 @extra_scan_options
 def scan(
     paths: tuple[Path, ...],
@@ -139,13 +143,14 @@ def scan(
     spec = engine_spec(cfg, rule_files, engine)  # type: ignore[arg-type]
     rules = spec.rules()
     extras = ExtraScan(extra, cfg)
+    local = LocalSources(extra, cfg)  # --git, --staged, --env
     eng = extras.engine(spec.build(rules), spec.fingerprint_key, baseline)
     log.debug("engine %s with %d rules", eng.backend, len(rules))
     result = ScanResult()
 
     # ---- sources ----------------------------------------------------------------------
-    other_sources = extras.aws_lambda
-    if paths or not other_sources:
+    other_sources = extras.aws_lambda or local.chosen
+    if (paths and not local.owns_paths) or not other_sources:
         roots = list(paths) or [Path(".")]
         walk = walk_options(
             cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[baseline]
@@ -158,6 +163,8 @@ def scan(
         result.roots = roots
     if extras.aws_lambda:
         result.extend(extras.scan_lambda(eng))
+    if local.chosen:
+        result.extend(local.scan(paths, spec, eng, jobs=jobs, max_file_size=max_file_size))
     # (further sources: result.extend(...) here)
 
     # ---- suppression, output, exit code -----------------------------------------------

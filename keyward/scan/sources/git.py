@@ -297,7 +297,8 @@ class PatchParser:
                     commit.files.append(current)
                 continue
             if line.startswith(b"+++ "):
-                target = line[4:].rstrip(b"\r\n")
+                # git appends a tab to names with spaces; a real tab in a name is quoted
+                target = line[4:].rstrip(b"\r\n").removesuffix(b"\t")
                 pending_path = None if target == b"/dev/null" else _strip_prefix(target, b"b/")
                 continue
             if line.startswith(b"index "):

@@ -1,0 +1,259 @@
+"""`keyward scan --git`: real repositories, real git, every shape of history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _git_helpers import SPEC, Git, engine_for_tests, mint_aws_key_id, mint_github_token
+
+from keyward.core.errors import SourceError
+from keyward.scan.engine import Engine
+from keyward.scan.model import SourceKind
+from keyward.scan.sources.git import GitOptions, scan_history
+
+TOKEN = mint_github_token(1)
+TOKEN2 = mint_github_token(2)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return engine_for_tests()
+
+
+@pytest.fixture
+def git(git_repo: Path) -> Git:
+    return Git(git_repo)
+
+
+def scan(git: Git, engine: Engine, **opts: object):  # type: ignore[no-untyped-def]
+    jobs = opts.pop("jobs", 1)
+    result, stats = scan_history(git.root, SPEC, GitOptions(**opts), jobs=jobs, engine=engine)  # type: ignore[arg-type]
+    return result, stats
+
+
+def test_secret_added_then_deleted_is_one_finding_naming_its_commit(
+    git: Git, engine: Engine
+) -> None:
+    git.write("app.py", "import os\n")
+    git.commit("start", date="2024-01-02T03:04:05+00:00")
+    git.write("app.py", f'import os\n\nTOKEN = "{TOKEN}"\n')
+    added = git.commit("add token", author="Mallory", date="2024-02-03T04:05:06+00:00")
+    git.write("app.py", f'import os\n\nTOKEN = "{TOKEN}"  # still\nX = 1\n')
+    git.commit("touch the line again")
+    git.write("app.py", "import os\nTOKEN = os.environ['TOKEN']\n")
+    git.commit("remove token")
+
+    result, stats = scan(git, engine)
+
+    assert stats.commits == 4
+    [f] = result.reported
+    assert f.rule_id == "github-pat-classic"
+    loc = f.location
+    assert loc.kind is SourceKind.GIT
+    assert (loc.path, loc.line, loc.column) == ("app.py", 3, 10)
+    assert loc.commit == added and f.introduced == added
+    assert loc.author == "Mallory <dev@example.com>"
+    assert loc.date == "2024-02-03T04:05:06+00:00"
+    assert f.still_present is False
+
+
+def test_secret_still_at_head_is_marked_present(git: Git, engine: Engine) -> None:
+    git.write("config.env", f"GITHUB_TOKEN={TOKEN}\n")
+    git.commit("add")
+    git.write("other.txt", "unrelated\n")
+    git.commit("more")
+    [f] = scan(git, engine)[0].reported
+    assert f.still_present is True
+
+
+def test_secret_introduced_by_a_merge_commit_names_the_merge(git: Git, engine: Engine) -> None:
+    git.write("settings.py", "A = 1\n")
+    git.commit("base")
+    git("checkout", "-q", "-b", "feature")
+    git.write("settings.py", "A = 2\n")
+    git.commit("feature change")
+    git("checkout", "-q", "main")
+    git.write("settings.py", "A = 3\n")
+    git.commit("main change")
+    # conflicting merge, resolved by hand with a secret that neither parent has
+    subprocess.run(["git", "merge", "-q", "feature"], cwd=git.root, capture_output=True)
+    git.write("settings.py", f'A = 4\nTOKEN = "{TOKEN}"\n')
+    merge = git.commit("merge feature")
+    assert len(git("rev-list", "--parents", "-n1", "HEAD").split()) == 3
+
+    [f] = scan(git, engine)[0].reported
+    assert f.introduced == merge
+    assert (f.location.path, f.location.line) == ("settings.py", 2)
+
+
+def test_secret_from_a_merged_branch_names_the_branch_commit_not_the_merge(
+    git: Git, engine: Engine
+) -> None:
+    git.write("a.txt", "a\n")
+    git.commit("base")
+    git("checkout", "-q", "-b", "feature")
+    git.write("b.py", f'TOKEN = "{TOKEN}"\n')
+    on_branch = git.commit("branch adds token")
+    git("checkout", "-q", "main")
+    git.write("c.txt", "c\n")
+    git.commit("main moves on")
+    git("merge", "-q", "--no-edit", "feature")
+
+    [f] = scan(git, engine)[0].reported
+    assert f.introduced == on_branch
+    assert f.still_present is True
+
+
+def test_renamed_file_keeps_one_finding_at_the_original_introduction(
+    git: Git, engine: Engine
+) -> None:
+    body = "".join(f"line {i}\n" for i in range(20)) + f'TOKEN = "{TOKEN}"\n'
+    git.write("old_name.py", body)
+    first = git.commit("add")
+    git("mv", "old_name.py", "new_name.py")
+    git.commit("rename")
+
+    result, _ = scan(git, engine)
+    [f] = result.reported
+    assert f.introduced == first
+    assert (f.location.path, f.location.line) == ("old_name.py", 21)
+    assert f.still_present is True  # it lives on under the new name
+
+
+def test_secret_in_a_binary_file_is_found(git: Git, engine: Engine) -> None:
+    key = mint_aws_key_id(7)
+    blob = b"\x00\x01\x02SQLite format\x00" + b"\xff" * 64 + f"aws_access_key_id={key}".encode()
+    git.write("data/app.db", blob + b"\x00" * 32)
+    commit = git.commit("add database dump")
+
+    result, stats = scan(git, engine)
+    assert stats.binary_blobs == 1
+    [f] = result.reported
+    assert f.rule_id == "aws-access-key-id"
+    assert (f.location.path, f.location.line, f.introduced) == ("data/app.db", 0, commit)
+
+
+def test_secret_only_on_another_branch_needs_all_branches(git: Git, engine: Engine) -> None:
+    git.write("README", "hello\n")
+    git.commit("base")
+    git("checkout", "-q", "-b", "experiment")
+    git.write("try.py", f'TOKEN = "{TOKEN}"\n')
+    on_branch = git.commit("experiment")
+    git("checkout", "-q", "main")
+
+    assert scan(git, engine)[0].reported == []
+    [f] = scan(git, engine, all_branches=True)[0].reported
+    assert f.introduced == on_branch
+    assert f.still_present is False  # not in HEAD's tree
+
+
+def test_since_and_range_limit_the_commits(git: Git, engine: Engine) -> None:
+    git.write("one.py", f'T = "{TOKEN}"\n')
+    c1 = git.commit("one")
+    git.write("two.py", f'T = "{TOKEN2}"\n')
+    c2 = git.commit("two")
+    git.write("three.txt", "x\n")
+    c3 = git.commit("three")
+
+    since = scan(git, engine, since=c1)[0]
+    assert [f.introduced for f in since.reported] == [c2]
+    rng = scan(git, engine, range=f"{c2}..{c3}")[0]
+    assert rng.reported == []
+    assert {f.introduced for f in scan(git, engine, range=f"{c1}~0..{c2}")[0].reported} == {c2}
+
+
+def test_unknown_revision_is_a_clear_error(git: Git, engine: Engine) -> None:
+    git.write("a", "a\n")
+    git.commit("a")
+    with pytest.raises(SourceError, match="Unknown revision 'nope'"):
+        scan(git, engine, since="nope")
+    with pytest.raises(SourceError, match="not a commit range"):
+        scan(git, engine, range="main")
+
+
+def test_non_utf8_path_and_content_are_scanned(git: Git, engine: Engine) -> None:
+    git.write(b"caf\xe9.txt", b"caf\xe9 cr\xe8me\ntoken: " + TOKEN.encode() + b"\n")
+    git.commit("latin-1")
+    [f] = scan(git, engine)[0].reported
+    assert f.location.path == "caf\\xe9.txt"
+    assert f.location.line == 2
+
+
+def test_quoted_path_with_spaces_and_quotes(git: Git, engine: Engine) -> None:
+    git.write('dir with space/we"ird\tname.py', f'T = "{TOKEN}"\n')
+    git.commit("odd name")
+    [f] = scan(git, engine)[0].reported
+    assert f.location.path == 'dir with space/we"ird\tname.py'
+
+
+def test_empty_repository_has_nothing_to_scan(git: Git, engine: Engine) -> None:
+    result, stats = scan(git, engine)
+    assert result.reported == [] and stats.commits == 0
+    assert any("no commits" in w for w in result.warnings)
+
+
+def test_not_a_repository_is_a_clear_error(tmp_path: Path, engine: Engine) -> None:
+    with pytest.raises(SourceError, match="is not a git repository"):
+        scan_history(tmp_path, SPEC, engine=engine)
+
+
+def test_pool_finds_the_same_as_one_process_on_a_long_history(git: Git, engine: Engine) -> None:
+    """A few hundred commits (built with fast-import) go through the process pool."""
+    lines = []
+    mark = 0
+    for i in range(400):
+        mark += 1
+        content = f"value = {i}\n"
+        if i == 123:
+            content += f'TOKEN = "{TOKEN}"\n'
+        if i == 345:
+            content += f'OTHER = "{TOKEN2}"\n'
+        data = content.encode()
+        lines.append(b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data))
+        msg = f"commit {i}".encode()
+        lines.append(
+            b"commit refs/heads/main\nmark :%d\ncommitter Dev <dev@example.com> %d +0000\n"
+            b"data %d\n%s\nM 100644 :%d file%d.py\n"
+            % (mark + 100000, 1700000000 + i, len(msg), msg, mark, i % 7)
+        )
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=git.root, input=b"".join(lines), check=True
+    )
+    serial, s1 = scan(git, engine, jobs=1)
+    pooled, s2 = scan(git, engine, jobs=2)
+    assert s1.commits == s2.commits == 400
+    assert pooled.stats.jobs == 2
+    key = [(f.rule_id, f.fingerprint, f.introduced, f.location.line) for f in serial.reported]
+    assert key == [
+        (f.rule_id, f.fingerprint, f.introduced, f.location.line) for f in pooled.reported
+    ]
+    assert len(key) == 2
+
+
+def test_cli_reports_git_findings_in_json_without_the_raw_value(git: Git) -> None:
+    git.write("app.py", f'TOKEN = "{TOKEN}"\n')
+    commit = git.commit("add")
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyward", "scan", "--git", str(git.root), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
+    [f] = json.loads(proc.stdout)["findings"]
+    assert f["commit"] == commit and f["source"] == "git" and f["still_present"] is True
+
+
+def test_cli_not_a_repository_exits_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyward", "scan", "--git", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "is not a git repository" in proc.stderr
+    assert "Traceback" not in proc.stderr
