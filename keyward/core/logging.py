@@ -70,3 +70,7 @@ def configure(level: int = logging.WARNING, *, json_logs: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Third-party clients log request bodies (which carry secret values) at DEBUG: never
+    # let them below WARNING, even with --debug.
+    for noisy in ("botocore", "boto3", "urllib3", "hvac", "s3transfer", "psycopg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
