@@ -105,7 +105,6 @@ class DetectSecretsBridge:
 
     def scan(self, chunk: Chunk) -> list[Finding]:
         from detect_secrets.util.code_snippet import get_code_snippet
-        from detect_secrets.util.inject import call_function_with_arguments
 
         text = chunk.text
         if not text:
@@ -120,13 +119,7 @@ class DetectSecretsBridge:
             context = get_code_snippet(lines=lines, line_number=idx + 1)
             for plugin in self.plugins:
                 try:
-                    found = call_function_with_arguments(
-                        plugin.instance.analyze_line,
-                        filename=filename,
-                        line=line,
-                        line_number=idx + 1,
-                        context=context,
-                    )
+                    found = _analyze(plugin.instance, filename, line, idx + 1, context)
                 except Exception as exc:  # a plugin's bug ends neither the scan nor leaks
                     log.warning("detect-secrets plugin %s failed: %s", plugin.name, type(exc))
                     continue
@@ -144,13 +137,11 @@ class DetectSecretsBridge:
         return out
 
     def _filtered(self, **kwargs: Any) -> bool:
-        from detect_secrets.util.inject import call_function_with_arguments
-
-        for required, fn in self._filters:
+        for required, params, fn in self._filters:
             if not required <= kwargs.keys():
                 continue
             try:
-                if call_function_with_arguments(fn, **kwargs):
+                if fn(**{k: kwargs[k] for k in params if k in kwargs}):
                     return True
             except TypeError:
                 continue
@@ -242,19 +233,36 @@ def _plugin_file(path: str, base_dir: Path) -> Path:
     )
 
 
-def _load_filters() -> list[tuple[frozenset[str], Callable[..., Any]]]:
-    from detect_secrets.filters import heuristic
-    from detect_secrets.util.inject import get_injectable_variables
+_Filter = tuple[frozenset[str], tuple[str, ...], Callable[..., Any]]
 
-    out: list[tuple[frozenset[str], Callable[..., Any]]] = []
+
+def _load_filters() -> list[_Filter]:
+    """(required arguments, all arguments, function) for each heuristic filter."""
+    import inspect
+
+    from detect_secrets.filters import heuristic
+
+    out: list[_Filter] = []
     for name in _FILTERS:
         fn = getattr(heuristic, name, None)
         if fn is None:
             continue
-        params = get_injectable_variables(fn)
-        required = frozenset(p for p in params if p != "plugin")
-        out.append((required, fn))
+        sig = inspect.signature(fn).parameters
+        params = tuple(sig)
+        required = frozenset(p for p, v in sig.items() if v.default is inspect.Parameter.empty)
+        out.append((required, params, fn))
     return out
+
+
+def _analyze(plugin: Any, filename: str, line: str, line_number: int, context: Any) -> Any:
+    """``analyze_line`` with the arguments detect-secrets passes (older custom plugins may
+    not take ``context``)."""
+    try:
+        return plugin.analyze_line(
+            filename=filename, line=line, line_number=line_number, context=context
+        )
+    except TypeError:
+        return plugin.analyze_line(filename=filename, line=line, line_number=line_number)
 
 
 class PluginEngine(Engine):
@@ -267,18 +275,29 @@ class PluginEngine(Engine):
     def __init__(self, base: Engine, bridge: DetectSecretsBridge) -> None:
         self.__dict__.update(base.__dict__)
         self.bridge = bridge
+        self._generic = frozenset(r.id for r in self.rules if r.generic)
 
     def scan(self, chunk: Chunk) -> list[Finding]:
+        """Keyward's findings plus the plugins'. The same value found by both is reported
+        once: under keyward's rule, unless that rule is a generic one (then the plugin's more
+        specific type wins)."""
         own = super().scan(chunk)
         extra = self.bridge.scan(chunk)
         if not extra:
             return own
-        seen = {f.secret for f in own} | {f.companion for f in own if f.companion}
         for f in extra:
-            if f.secret in seen or any(f.secret in s or s in f.secret for s in seen if s):
-                continue
-            seen.add(f.secret)
-            own.append(f)
+            same = [
+                i
+                for i, o in enumerate(own)
+                if f.secret in (o.secret, o.companion)
+                or (o.secret and o.secret in f.secret)
+                or (o.secret and f.secret in o.secret)
+            ]
+            if not same:
+                own.append(f)
+            elif all(own[i].rule_id in self._generic for i in same):
+                own = [o for i, o in enumerate(own) if i not in same]
+                own.append(f)
         return own
 
 

@@ -144,7 +144,13 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
     for rid in rule_ids:
         r = known.get(rid)
         sev = r.severity if r else next(f.severity for f in findings if f.rule_id == rid)
-        desc = r.description if r else rid
+        # A rule outside the TOML set (detect-secrets plugins, Lambda posture): the finding's
+        # own description.
+        desc = (
+            r.description
+            if r
+            else next((f.description for f in findings if f.rule_id == rid and f.description), rid)
+        )
         sarif_rules.append(
             {
                 "id": rid,
