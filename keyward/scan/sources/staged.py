@@ -36,8 +36,8 @@ from keyward.scan.sources.git import (
 class StagedSource:
     """Chunks of the lines added in the index of the repository at ``path``.
 
-    ``files`` limits the scan to those paths (as pre-commit passes them, relative to the
-    current directory); ``None`` scans every staged change.
+    ``files`` limits the scan to those paths (relative to ``path``, as pre-commit passes them
+    from the repository root); ``None`` scans every staged change.
     """
 
     path: Path = field(default_factory=lambda: Path("."))
@@ -103,7 +103,7 @@ class StagedSource:
         changed = {n.decode("utf-8", "backslashreplace") for n in names.split(b"\0") if n}
         real_root = os.path.realpath(root)
         for name in self.files or ():
-            full = os.path.realpath(name)
+            full = os.path.realpath(os.path.join(self.path, name))
             rel = os.path.relpath(full, real_root).replace(os.sep, "/")
             if rel in changed or rel.startswith("../"):
                 continue

@@ -1,0 +1,114 @@
+"""`keyward scan --staged` and the staged source: only what the next commit adds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _git_helpers import Git, engine_for_tests, mint_aws_key_id, mint_github_token
+
+from keyward.scan.engine import Engine
+from keyward.scan.model import SourceKind
+from keyward.scan.sources.staged import StagedSource
+
+OLD = mint_github_token(11)
+NEW = mint_github_token(12)
+UNSTAGED = mint_github_token(13)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return engine_for_tests()
+
+
+@pytest.fixture
+def git(git_repo: Path) -> Git:
+    return Git(git_repo)
+
+
+def staged_findings(git: Git, engine: Engine, files: list[str] | None = None):  # type: ignore[no-untyped-def]
+    source = StagedSource(git.root, files)
+    return [f for c in source.chunks() for f in engine.scan(c)]
+
+
+def test_only_added_lines_are_scanned_with_new_file_line_numbers(git: Git, engine: Engine) -> None:
+    git.write("app.py", f'a = 1\nOLD = "{OLD}"\nb = 2\n')
+    git.commit("old secret, already in history")
+    git.write("app.py", f'a = 1\nOLD = "{OLD}"\nb = 2\nc = 3\nNEW = "{NEW}"\n')
+    git("add", "app.py")
+    git.write("app.py", f'a = 1\nOLD = "{OLD}"\nb = 2\nc = 3\nNEW = "{NEW}"\nU = "{UNSTAGED}"\n')
+
+    [f] = staged_findings(git, engine)
+    assert f.location.kind is SourceKind.STAGED
+    assert (f.location.path, f.location.line, f.location.column) == ("app.py", 5, 8)
+    assert f.secret == NEW
+
+
+def test_inline_allow_on_the_added_line_suppresses(git: Git, engine: Engine) -> None:
+    git.write("t.py", f'TOKEN = "{NEW}"  # keyward: allow\n')
+    git("add", "t.py")
+    [f] = staged_findings(git, engine)
+    assert f.suppressed_by == "inline"
+
+
+def test_staged_binary_file_and_initial_commit(git: Git, engine: Engine) -> None:
+    key = mint_aws_key_id(3)
+    git.write("blob.bin", b"\x00\x00" + f"key={key}".encode() + b"\x00")
+    git("add", "blob.bin")  # no commit yet: the index is compared with the empty tree
+    [f] = staged_findings(git, engine)
+    assert (f.rule_id, f.location.path, f.location.line) == ("aws-access-key-id", "blob.bin", 0)
+
+
+def test_named_files_limit_the_scan_and_unstaged_named_files_are_read_whole(
+    git: Git, engine: Engine
+) -> None:
+    git.write("committed.py", f'X = "{OLD}"\n')
+    git.commit("base")
+    git.write("a.py", f'A = "{NEW}"\n')
+    git.write("b.py", f'B = "{UNSTAGED}"\n')
+    git("add", "a.py", "b.py")
+
+    only_b = staged_findings(git, engine, ["b.py"])
+    assert [f.location.path for f in only_b] == ["b.py"]
+    # `pre-commit run --all-files` names files with nothing staged: they are scanned whole
+    whole = staged_findings(git, engine, ["committed.py"])
+    assert [(f.location.path, f.location.line) for f in whole] == [("committed.py", 1)]
+
+
+def test_cli_staged_honours_the_baseline(git: Git) -> None:
+    git.write("README", "x\n")
+    git.commit("base")
+    git.write("conf.py", f'TOKEN = "{NEW}"\n')
+    git("add", "conf.py")
+    cmd = [sys.executable, "-m", "keyward", "scan", "--staged", "--format", "json"]
+    first = subprocess.run(cmd, cwd=git.root, capture_output=True, text=True)
+    assert first.returncode == 1, first.stderr
+    [f] = json.loads(first.stdout)["findings"]
+    assert (f["path"], f["line"], f["source"]) == ("conf.py", 1, "staged")
+    assert NEW not in first.stdout
+
+    created = subprocess.run(
+        [sys.executable, "-m", "keyward", "baseline", "create"],
+        cwd=git.root,
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    second = subprocess.run(
+        [*cmd, "--baseline", ".secrets.baseline"], cwd=git.root, capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert json.loads(second.stdout)["findings"] == []
+
+
+def test_cli_options_that_need_git_are_refused_without_it(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyward", "scan", "--since", "HEAD~1", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "--since needs --git" in proc.stderr

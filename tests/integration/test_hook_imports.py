@@ -1,0 +1,53 @@
+"""The pre-commit path stays light: no cloud, Vault, database or scheduler libraries."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from _git_helpers import Git, mint_github_token
+
+FORBIDDEN = ("boto3", "botocore", "hvac", "sqlalchemy", "apscheduler", "psycopg")
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Top-level module names from `python -X importtime` output."""
+    names = set()
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+\d+ \|\s+(\S+)", line)
+        if m:
+            names.add(m.group(1).split(".")[0])
+    return names
+
+
+def test_hook_imports_no_cloud_vault_database_or_scheduler_library(git_repo: Path) -> None:
+    git = Git(git_repo)
+    git.write("a.py", f'TOKEN = "{mint_github_token(31)}"\n')
+    git("add", "a.py")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keyward", "hook", "a.py"],
+        cwd=git.root,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]  # it really scanned and blocked
+    names = imported_modules(proc.stderr)
+    assert "keyward" in names and "click" in names  # the parse works
+    assert not names & set(FORBIDDEN), sorted(names & set(FORBIDDEN))
+    assert "rich" not in names  # plain text output on this path
+
+
+def test_staged_scan_imports_no_cloud_vault_database_or_scheduler_library(
+    git_repo: Path,
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keyward", "scan", "--staged", "-f", "json"],
+        cwd=git_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = imported_modules(proc.stderr)
+    assert not names & set(FORBIDDEN), sorted(names & set(FORBIDDEN))
