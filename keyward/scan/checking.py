@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Backend, Engine
@@ -16,9 +17,15 @@ def example_findings(
     rule: Rule, example: str, ruleset: RuleSet | None = None, backend: Backend = "re"
 ) -> list[str]:
     """Rule ids that fire on ``example`` (just this rule, unless a whole ruleset is given)."""
-    engine = Engine(ruleset or RuleSet((rule,)), Fingerprinter(_KEY), backend=backend)
+    engine = _engine(ruleset or RuleSet((rule,)), backend)
     chunk = Chunk(example, Location(path="example.txt"))
     return [f.rule_id for f in engine.scan(chunk) if f.suppressed_by is None]
+
+
+@lru_cache(maxsize=16)
+def _engine(rules: RuleSet, backend: Backend) -> Engine:
+    """Engines are reused across examples: building one compiles every rule."""
+    return Engine(rules, Fingerprinter(_KEY), backend=backend)
 
 
 def check_examples(rules: Iterable[Rule], ruleset: RuleSet | None = None) -> list[str]:

@@ -86,11 +86,20 @@ class KeywordMatcher:
 
 
 class HyperscanMatcher:
-    """All rule regexes in one hyperscan database (prefilter mode, no start-of-match).
+    """Hyperscan decides which rules can match a chunk, in two fast passes over its bytes.
 
-    The database is cached on disk, keyed by a hash of the hyperscan version, the flags and every
-    rule regex; a cache file that is unreadable, truncated or corrupt is ignored and rebuilt.
-    Rules hyperscan rejects fall back to the keyword prefilter.
+    1. One database of every rule's keywords (caseless literals) names the rules whose keywords
+       occur, exactly like the keyword prefilter but in a single pass.
+    2. For each of those rules (and rules without keywords), the rule's own regex compiled in
+       prefilter mode (a superset of what ``re`` matches, no start-of-match tracking) confirms
+       that it can match before Python ``re`` runs for spans.
+
+    Each regex has its own small database: compiling all regexes into one union database can
+    take minutes and gigabytes for some rule mixes, while each alone compiles in milliseconds,
+    and only the databases of rules whose keywords occur are scanned. Every database is cached
+    on disk, keyed by a hash of the hyperscan version, the flags and the pattern, so a changed or
+    added rule compiles only itself; a cache file that is unreadable, truncated or corrupt is
+    ignored and rebuilt. A regex hyperscan rejects runs through ``re`` after the keyword pass.
     """
 
     name = "hyperscan"
@@ -99,66 +108,92 @@ class HyperscanMatcher:
         import hyperscan as hs
 
         self._hs = hs
-        flags = (
+        self.from_cache = True  # every database came from the cache
+        self.cache_files: list[Path] = []
+        regex_flags = (
             hs.HS_FLAG_PREFILTER | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_UTF8 | hs.HS_FLAG_ALLOWEMPTY
         )
-        patterns = [r.regex.encode("utf-8") for r in rules]
-        self.from_cache = False
-        self.cache_file: Path | None = None
-        db, accepted = None, list(range(len(patterns)))
+        self._always: list[int] = [i for i, r in enumerate(rules) if not r.keywords]
+        keywords = sorted({k for r in rules for k in r.keywords})
+        kw_index = {k: n for n, k in enumerate(keywords)}
+        self._keyword_rules: list[list[int]] = [[] for _ in keywords]
+        for i, r in enumerate(rules):
+            for k in r.keywords:
+                self._keyword_rules[kw_index[k]].append(i)
+        self._keyword_db: Any = None
+        if keywords:
+            literals = [b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in keywords]
+            self._keyword_db = self._database(
+                literals, hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, cache, "k"
+            )
+        self._rule_db: list[Any] = [
+            self._database([r.regex.encode("utf-8")], regex_flags, cache, "r") for r in rules
+        ]
+        self.unaccelerated = [i for i, db in enumerate(self._rule_db) if db is None]
+        for i in self.unaccelerated:
+            log.debug(
+                "hyperscan rejects rule %s; it runs through re after its keywords", rules[i].id
+            )
+        # One scratch per database (the binding cannot grow a shared one).
+        self._keyword_scratch = hs.Scratch(self._keyword_db) if self._keyword_db else None
+        self._rule_scratch = [hs.Scratch(db) if db is not None else None for db in self._rule_db]
+        self._hits: set[int] = set()
+        # Keep references to the bound callbacks for the lifetime of the matcher.
+        self._on_keyword = self._keyword_hit
+        self._on_rule = self._rule_hit
+
+    def _database(self, patterns: list[bytes], flags: int, cache: Path | None, kind: str) -> Any:
+        hs = self._hs
+        cache_file = None
         if cache is not None:
-            version = getattr(hs, "__version__", "?")
-            h = hashlib.sha256(f"{_CACHE_MAGIC!r}|{version}|{flags}".encode())
+            h = hashlib.sha256(
+                f"{_CACHE_MAGIC!r}|{getattr(hs, '__version__', '?')}|{flags}".encode()
+            )
             for p in patterns:
                 h.update(p + b"\0")
-            self.cache_file = cache / f"hs-{h.hexdigest()[:32]}.db"
-            loaded = _load_cache(hs, self.cache_file)
+            cache_file = cache / f"hs-{kind}-{h.hexdigest()[:32]}.db"
+            self.cache_files.append(cache_file)
+            loaded = _load_cache(hs, cache_file)
             if loaded is not None:
-                db, accepted = loaded
-                self.from_cache = True
-        if db is None and patterns:
-            db, accepted = _compile(hs, patterns, flags)
-            if self.cache_file is not None and db is not None:
-                _store_cache(hs, self.cache_file, db, accepted)
-        accepted_set = set(accepted)
-        self.unaccelerated = [i for i in range(len(rules)) if i not in accepted_set]
-        self._fallback = KeywordMatcher([rules[i] for i in self.unaccelerated])
-        self._db = db
-        self._scratch = hs.Scratch(db) if db is not None else None
-        self._hits: set[int] = set()
-        # Keep a reference to the bound callback for the lifetime of the matcher.
-        self._callback = self._on_match
+                return loaded[0]
+        self.from_cache = False
+        try:
+            db = _build(hs, patterns, list(range(len(patterns))), flags)
+        except hs.error:
+            db = None
+        if cache_file is not None:
+            _store_cache(hs, cache_file, db)
+        return db
 
-    def _on_match(self, rule_index: int, start: int, end: int, flags: int, ctx: Any) -> None:
-        self._hits.add(rule_index)
+    def _keyword_hit(self, kw: int, start: int, end: int, flags: int, ctx: Any) -> None:
+        self._hits.update(self._keyword_rules[kw])
+
+    def _rule_hit(self, rule: int, start: int, end: int, flags: int, ctx: Any) -> None:
+        self._hits.add(-1)
 
     def candidates(self, chunk: Chunk, lowered: _Lazy) -> Iterable[int]:
-        hits: set[int] = set()
-        if self._db is not None:
-            data = chunk.data if chunk.data is not None else chunk.text.encode("utf-8", "replace")
+        data = chunk.data if chunk.data is not None else chunk.text.encode("utf-8", "replace")
+        hits: set[int] = set(self._always)
+        if self._keyword_db is not None:
             self._hits = hits
-            self._db.scan(data, match_event_handler=self._callback, scratch=self._scratch)
-        if self.unaccelerated:
-            hits.update(self.unaccelerated[j] for j in self._fallback.candidates(chunk, lowered))
-        return sorted(hits)
+            self._keyword_db.scan(
+                data, match_event_handler=self._on_keyword, scratch=self._keyword_scratch
+            )
+        out: list[int] = []
+        for i in sorted(hits):
+            db = self._rule_db[i]
+            if db is None:
+                out.append(i)
+                continue
+            found: set[int] = set()
+            self._hits = found
+            db.scan(data, match_event_handler=self._on_rule, scratch=self._rule_scratch[i])
+            if found:
+                out.append(i)
+        return out
 
 
-_CACHE_MAGIC = b"KEYWARD-HS-1\n"
-
-
-def _compile(hs: Any, patterns: list[bytes], flags: int) -> tuple[Any, list[int]]:
-    """Compile every pattern hyperscan accepts; returns (database or None, accepted indexes)."""
-    accepted = list(range(len(patterns)))
-    try:
-        return _build(hs, patterns, accepted, flags), accepted
-    except hs.error:
-        pass
-    accepted = [i for i, p in enumerate(patterns) if _hs_accepts(hs, p, flags)]
-    for i in set(range(len(patterns))) - set(accepted):
-        log.debug("hyperscan rejects rule #%d; it runs through the keyword prefilter", i)
-    if not accepted:
-        return None, []
-    return _build(hs, [patterns[i] for i in accepted], accepted, flags), accepted
+_CACHE_MAGIC = b"KEYWARD-HS-2\n"
 
 
 def _build(hs: Any, patterns: list[bytes], ids: list[int], flags: int) -> Any:
@@ -167,16 +202,9 @@ def _build(hs: Any, patterns: list[bytes], ids: list[int], flags: int) -> Any:
     return db
 
 
-def _hs_accepts(hs: Any, expr: bytes, flags: int) -> bool:
-    try:
-        _build(hs, [expr], [0], flags)
-    except hs.error:
-        return False
-    return True
-
-
-def _load_cache(hs: Any, path: Path) -> tuple[Any, list[int]] | None:
-    """The cached database and accepted rule indexes, or None when missing or unusable."""
+def _load_cache(hs: Any, path: Path) -> tuple[Any] | None:
+    """``(database,)`` from the cache (``(None,)`` for a pattern hyperscan rejects), or None
+    when the file is missing or unusable."""
     try:
         blob = path.read_bytes()
     except OSError:
@@ -189,16 +217,17 @@ def _load_cache(hs: Any, path: Path) -> tuple[Any, list[int]] | None:
         body = blob[header_end + 1 :]
         if hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise ValueError("checksum mismatch")
-        accepted = [int(i) for i in header["accepted"]]
-        return hs.loadb(body, hs.HS_MODE_BLOCK), accepted
+        if header["rejected"]:
+            return (None,)
+        return (hs.loadb(body, hs.HS_MODE_BLOCK),)
     except (ValueError, KeyError, TypeError, hs.error) as exc:
         log.debug("ignoring unusable hyperscan cache %s (%s); rebuilding it", path, exc)
         return None
 
 
-def _store_cache(hs: Any, path: Path, db: Any, accepted: list[int]) -> None:
-    body = hs.dumpb(db)
-    header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "accepted": accepted})
+def _store_cache(hs: Any, path: Path, db: Any) -> None:
+    body = hs.dumpb(db) if db is not None else b""
+    header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "rejected": db is None})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +235,7 @@ def _store_cache(hs: Any, path: Path, db: Any, accepted: list[int]) -> None:
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        log.debug("cannot cache the hyperscan database at %s: %s", path, exc.strerror)
+        log.debug("cannot cache a hyperscan database at %s: %s", path, exc.strerror)
 
 
 def hyperscan_available() -> bool:

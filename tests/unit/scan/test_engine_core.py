@@ -93,7 +93,9 @@ def test_second_engine_loads_the_hyperscan_database_from_the_cache(tmp_path: Pat
     assert second.matcher.from_cache is True  # type: ignore[attr-defined]
     doc = [f"a = '{kw_token(5)}'"]
     assert findings_of(second, doc) == findings_of(first, doc)
-    assert len(list((tmp_path / "cache").iterdir())) == 1
+    files = first.matcher.cache_files  # type: ignore[attr-defined]
+    assert len(files) == 3  # keywords + one per rule
+    assert sorted((tmp_path / "cache").iterdir()) == sorted(files)
 
 
 @needs_hs
@@ -110,8 +112,8 @@ def test_second_engine_loads_the_hyperscan_database_from_the_cache(tmp_path: Pat
 def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
     rules = make_ruleset(tmp_path)
     first = engine_for(rules, "hyperscan", tmp_path / "cache")
-    cache_file = first.matcher.cache_file  # type: ignore[attr-defined]
-    cache_file.write_bytes(damage(cache_file.read_bytes()))
+    for cache_file in first.matcher.cache_files:  # type: ignore[attr-defined]
+        cache_file.write_bytes(damage(cache_file.read_bytes()))
     rebuilt = engine_for(rules, "hyperscan", tmp_path / "cache")
     assert rebuilt.matcher.from_cache is False  # type: ignore[attr-defined]
     doc = [f"a = '{kw_token(6)}'"]
@@ -120,12 +122,17 @@ def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path: Path, damage) -> 
 
 
 @needs_hs
-def test_a_change_to_any_rule_gets_a_new_cache_entry(tmp_path: Path) -> None:
+def test_a_changed_rule_compiles_only_itself(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     rules = make_ruleset(tmp_path)
     engine_for(rules, "hyperscan", tmp_path / "cache")
-    fewer = type(rules)(rules.rules[:1])
-    assert engine_for(fewer, "hyperscan", tmp_path / "cache").matcher.from_cache is False  # type: ignore[attr-defined]
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    before = set((tmp_path / "cache").iterdir())
+    block, token = rules.by_id()["kw-test-block"], rules.by_id()["kw-test-token"]
+    changed = replace(token, regex=token.regex.replace("{32}", "{30,32}"), _compiled=[])
+    again = engine_for(type(rules)((block, changed)), "hyperscan", tmp_path / "cache")
+    assert again.matcher.from_cache is False  # type: ignore[attr-defined]
+    assert len(set((tmp_path / "cache").iterdir()) - before) == 1
 
 
 def test_asking_for_hyperscan_without_it_is_a_config_error(
