@@ -1,0 +1,123 @@
+"""Parsing git's patch output into added lines (no git needed: the text is what git prints)."""
+
+from __future__ import annotations
+
+from keyward.scan.model import Location, SourceKind
+from keyward.scan.sources.git import (
+    PatchParser,
+    _path_from_diff_git,
+    file_chunk,
+    strings_of,
+    unquote_path,
+)
+
+PATCH = b"""\x00aaaa 2024-01-01T00:00:00+00:00 Ann <ann@example.com>
+
+diff --git a/src/app.py b/src/app.py
+index 1111111111111111111111111111111111111111..2222222222222222222222222222222222222222 100644
+--- a/src/app.py
++++ b/src/app.py
+@@ -3,0 +4,2 @@ def f():
++x = 1
++++ not a header, an added line starting with two pluses
+@@ -10 +12 @@
+-old
++new line twelve
+\\ No newline at end of file
+diff --git "a/we\\"ird\\tname" "b/we\\"ird\\tname"
+new file mode 100644
+index 0000000000000000000000000000000000000000..3333333333333333333333333333333333333333
+--- /dev/null
++++ "b/we\\"ird\\tname"
+@@ -0,0 +1 @@
++quoted
+diff --git a/img.png b/img.png
+new file mode 100644
+index 0000000000000000000000000000000000000000..4444444444444444444444444444444444444444
+Binary files /dev/null and b/img.png differ
+diff --git a/gone.txt b/gone.txt
+deleted file mode 100644
+index 5555555555555555555555555555555555555555..0000000000000000000000000000000000000000
+--- a/gone.txt
++++ /dev/null
+@@ -1 +0,0 @@
+-bye
+\x00bbbb 2024-01-02T00:00:00+00:00 Bob <bob@example.com>
+
+diff --git a/old.py b/new.py
+similarity index 90%
+rename from old.py
+rename to new.py
+index 6666666666666666666666666666666666666666..7777777777777777777777777777777777777777 100644
+--- a/old.py
++++ b/new.py
+@@ -5,0 +6 @@
++moved and changed
+"""
+
+
+def parse(data: bytes):  # type: ignore[no-untyped-def]
+    return list(PatchParser().parse(data.splitlines(keepends=True)))
+
+
+def test_added_lines_carry_the_new_file_line_numbers() -> None:
+    first, second = parse(PATCH)
+    assert (first.sha, first.author, first.date) == (
+        "aaaa",
+        "Ann <ann@example.com>",
+        "2024-01-01T00:00:00+00:00",
+    )
+    app = first.files[0]
+    assert app.path == "src/app.py"
+    assert app.lines == [b"x = 1", b"++ not a header, an added line starting with two pluses",
+                         b"new line twelve"]  # fmt: skip
+    assert app.numbers == [4, 5, 12]
+    [renamed] = second.files
+    assert (renamed.path, renamed.numbers) == ("new.py", [6])
+
+
+def test_quoted_binary_and_deleted_files() -> None:
+    first, _ = parse(PATCH)
+    paths = [(f.path, f.binary_oid) for f in first.files]
+    assert paths == [
+        ("src/app.py", None),
+        ('we"ird\tname', None),
+        ("img.png", "4444444444444444444444444444444444444444"),
+    ]  # the deleted file adds nothing
+
+
+def test_oversized_added_lines_are_flagged_not_kept() -> None:
+    patch = (
+        b"diff --git a/big b/big\n--- /dev/null\n+++ b/big\n@@ -0,0 +1,3 @@\n"
+        + (b"+" + b"x" * 60 + b"\n") * 3
+    )
+    from keyward.scan.sources.git import CommitDiff
+
+    [c] = PatchParser(max_file_size=100).parse(
+        patch.splitlines(keepends=True), single=CommitDiff("", "", "")
+    )
+    assert c.files[0].oversized
+
+
+def test_unquote_path_handles_octal_utf8_and_escapes() -> None:
+    assert unquote_path(b'"caf\\303\\251 \\"x\\"\\\\"') == 'café "x"\\'.encode()
+    assert unquote_path(b"plain/path") == b"plain/path"
+
+
+def test_path_from_diff_git_header_with_spaces() -> None:
+    assert _path_from_diff_git(b"a/dir x/f y.txt b/dir x/f y.txt\n") == b"dir x/f y.txt"
+    assert _path_from_diff_git(b'"a/q\\"x" "b/q\\"x"\n') == b'q"x'
+
+
+def test_file_chunk_keeps_the_line_map_and_raw_bytes_for_ascii() -> None:
+    [c, _] = parse(PATCH)
+    chunk = file_chunk(c.files[0], Location(kind=SourceKind.GIT, path="src/app.py"))
+    assert chunk is not None
+    assert chunk.line_map == (4, 5, 12)
+    assert chunk.source_line(2) == 12
+    assert chunk.data == chunk.text.encode()
+
+
+def test_strings_of_binary_keeps_printable_runs() -> None:
+    data = b"\x00\x01AKIAQYLPMN5HHHFPZAM2\x00\xff\xfeshort\x00a longer printable run\x00"
+    assert strings_of(data) == b"AKIAQYLPMN5HHHFPZAM2\na longer printable run"
