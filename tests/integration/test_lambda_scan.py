@@ -441,3 +441,11 @@ def test_cli_unreachable_endpoint_exits_3(tmp_path: Path) -> None:
     proc = _keyward(["scan", "--aws-lambda", "--region", "us-east-1"], env, tmp_path)
     assert proc.returncode == 3, proc.stderr
     assert "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_all_regions_come_from_ec2_describe_regions(fleet_env: Fleet) -> None:
+    from keyward.scan.sources.aws_lambda import LambdaSource
+
+    regions = LambdaSource(LambdaOptions(all_regions=True)).regions()
+    assert set(REGIONS) < set(regions) and len(regions) > 10
+    assert regions == sorted(regions)
