@@ -120,3 +120,57 @@ def test_pem_legacy_encrypted_key_only_needs_to_decode() -> None:
     headers = "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5E7A1C0D9B8F6A4E3D2C1B0A99887766\n\n"
     block = "-----BEGIN RSA PRIVATE KEY-----\n" + headers + OPENSSH_BODY + "QAAAA\n"
     assert pem_private_key(block + "-----END RSA PRIVATE KEY-----")
+
+
+# --- Structure validators of the messaging/SaaS rule files (Grafana, Sentry, 1Password, Mapbox,
+# Intercom, Discord). Their first tests were lost in a concurrent edit of this file; these restore
+# the coverage. All values are generated fakes.
+
+GRAFANA_SA = "glsa_ewFdoZ4rx6bT1uXXlN4J7PemVrwLbxBg_1b61d046"
+GRAFANA_CLOUD = (
+    "glc_eyJvIjoiODEyMzQ1IiwibiI6InN0YWNrLTgxMjM0NS1obS1yZWFkLWNpIiwiayI6ImsxeEJrMFUzalFHWm1nUm"
+    "duRGdaT2VUNCIsIm0iOnsiciI6InByb2QtZXUtd2VzdC0yIn19"
+)
+GRAFANA_KEY = "eyJrIjoiTVdITEtRQ2RPM0FHNmpZRTZkS2tHNXd0a3dLYlNpQlciLCJuIjoiY2ktcmVhZGVyIiwiaWQiOjF9"
+SENTRY = (
+    "sntrys_eyJpYXQiOjE3MzEwMDAwMDAuMSwidXJsIjoiaHR0cHM6Ly9zZW50cnkuaW8iLCJyZWdpb25fdXJsIjoiaHR0"
+    "cHM6Ly91cy5zZW50cnkuaW8iLCJvcmciOiJhY21lIn0_3KS89iaBBgeQ0WPEUfZh4rLOcqI9vDo33CZAgutj3T9"
+)
+OPS = (
+    "ops_eyJzaWduSW5BZGRyZXNzIjoiYWNtZS4xcGFzc3dvcmQuY29tIiwidXNlckF1dGgiOnsibWV0aG9kIjoiU1JQZy00"
+    "MDk2In0sImVtYWlsIjoiYm90QGFjbWUuaW8iLCJzcnBYIjoiSjZzdWtYbUIwWGlwTWtFRldJVjZPWllUZnBhWjB3UVpD"
+    "S2lTZU5tRSJ9"
+)
+MAPBOX = "sk.eyJ1IjoiYWNtZS1tYXBzIiwiYSI6ImNrU25XSzR2dDdYVFlTRWRRVHo3NDAifQ.ERauXdDathhyTxWJykuzen"
+INTERCOM = "dG9rOjUxMGNjMThhXzhmMmMxYTkwXzRiN2VfNGMxZF85YTNlXzVkNmY3YThiOWMwZDoxOjA"
+DISCORD = "MTE4NzY1NDMyMTA5ODc2NTQzMg.hi8uPV.YYwe8wrsoSjj2lzJfFsflDbfN0FHTMFqQL2U5l"
+
+
+def test_grafana_service_account_token_crc() -> None:
+    from keyward.scan.validators import grafana_crc32
+
+    assert grafana_crc32(GRAFANA_SA)
+    assert not grafana_crc32(_flip_last(GRAFANA_SA))
+    assert not grafana_crc32(GRAFANA_SA.replace("glsa_e", "glsa_f", 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("grafana_cloud_token", GRAFANA_CLOUD, "glc_" + "QUJD" * 12),
+        ("grafana_api_key", GRAFANA_KEY, "eyJ4IjoiMSJ9"),  # JSON without k/n
+        ("sentry_org_token", SENTRY, "sntrys_eyJ4IjoiMSJ9_abc"),
+        ("onepassword_service_account", OPS, "ops_eyJ4IjoiMSJ9"),  # one key only
+        ("mapbox_token", MAPBOX, "sk.eyJ4IjoiMSJ9.ERauXdDathhyTxWJykuzen"),
+        ("intercom_token", INTERCOM, "dXNlcjpzb21ldGhpbmc"),  # "user:something"
+        ("discord_bot_token", DISCORD, "YWJjZGVmZ2hpamtsbW5vcHFy.hi8uPV.YYwe8wrsoSjj2lzJfFsflDbf"),
+    ],
+)
+def test_structure_validators_accept_the_structure_and_reject_other_payloads(
+    name: str, good: str, bad: str
+) -> None:
+    from keyward.scan import validators
+
+    check = getattr(validators, name)
+    assert check(good)
+    assert not check(bad)
