@@ -465,7 +465,12 @@ def dependents() -> None:
 
 @dependents.command("add", epilog=DEPENDENTS_EPILOG)
 @click.argument("secret")
-@click.option("--kind", default="lambda-env", show_default=True, help="Dependent kind.")
+@click.option(
+    "--kind",
+    default="aws-lambda",
+    show_default=True,
+    help="Dependent kind (a keyward.dependents plugin).",
+)
 @click.option("--target", required=True, help="What depends on it, e.g. a Lambda function ARN.")
 @click.option("--variable", help="Environment variable holding the secret.")
 @click.option("--region", help="Region (taken from the ARN when omitted).")

@@ -197,7 +197,7 @@ class Dependent(Base):
     secret_id: Mapped[int] = mapped_column(
         sa.ForeignKey("secrets.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(sa.String(64))  # e.g. lambda-env
+    kind: Mapped[str] = mapped_column(sa.String(64))  # a keyward.dependents plugin: aws-lambda
     target: Mapped[str] = mapped_column(sa.String(1024))  # e.g. Lambda function ARN
     variable: Mapped[str | None] = mapped_column(sa.String(255))
     region: Mapped[str | None] = mapped_column(sa.String(64))

@@ -190,7 +190,7 @@ class FindingPage:
     total: int
 
 
-def _apply_policy(s: m.Secret) -> None:
+def apply_policy(s: m.Secret) -> None:
     s.rotation_due_at = rotation_due(s.created_at, s.last_rotated_at, s.max_age_seconds, s.schedule)
 
 
@@ -331,7 +331,7 @@ class Inventory:
                 secret.created_at = created_at
             else:
                 secret.created_at = m.utcnow()
-            _apply_policy(secret)
+            apply_policy(secret)
             s.add(secret)
             s.flush()
             if fingerprint:
@@ -394,7 +394,7 @@ class Inventory:
             changed = sorted(k for k, v in changes.items() if getattr(secret, k) != v)
             for key, value in changes.items():
                 setattr(secret, key, value)
-            _apply_policy(secret)
+            apply_policy(secret)
             if "owner" in changed:
                 self._propagate_owner(s, secret.id, secret.owner)
             if changed:

@@ -114,7 +114,7 @@ def test_dependents_add_list_remove(cli: Cli) -> None:
     dep = cli.json(
         "dependents", "add", "prod/key", "--target", ARN, "--variable", "AWS_SECRET_ACCESS_KEY"
     )
-    assert dep["region"] == "eu-west-1" and dep["kind"] == "lambda-env"
+    assert dep["region"] == "eu-west-1" and dep["kind"] == "aws-lambda"
     rc, _, err = cli(
         "dependents", "add", "prod/key", "--target", ARN, "--variable", "AWS_SECRET_ACCESS_KEY"
     )

@@ -1,0 +1,233 @@
+"""``keyward discover``: import secrets that already exist in AWS and Vault."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from keyward.cli import EPILOG, get_state
+from keyward.cli.db import database_option, open_db
+from keyward.core.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from keyward.inventory.discovery import DiscoveryResult, Scan, TagKeys
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DISCOVER_EPILOG = (
+    """\b
+Examples:
+  keyward discover aws-secretsmanager --region eu-west-1 --region us-east-1
+  keyward discover aws-iam --owner-tag owner --owner-tag CostCenter
+  keyward discover vault --mount secret --path apps/
+  VAULT_ROLE_ID=... VAULT_SECRET_ID=... keyward discover vault --format json
+  keyward discover aws-secretsmanager --fingerprint-values   (link leaks to these secrets)
+
+\b
+Running a discovery again updates what it imported (it never duplicates).
+Denied calls are skipped with a warning and the rest is imported in one
+transaction; exit 3 when nothing at all could be read.
+Settings: [inventory.discovery] owner_tags, team_tags, contact_tags (lists).
+
+"""
+    + EPILOG
+)
+
+
+def _common(fn: F) -> F:
+    options = [
+        click.option(
+            "--owner-tag",
+            "owner_tags",
+            multiple=True,
+            metavar="KEY",
+            help="Tag / custom_metadata key naming the owner (repeatable; default: owner).",
+        ),
+        click.option("--team-tag", "team_tags", multiple=True, metavar="KEY"),
+        click.option("--contact-tag", "contact_tags", multiple=True, metavar="KEY"),
+        click.option(
+            "--fingerprint-values",
+            is_flag=True,
+            help="Also read each current value to record its keyed fingerprints (so leaked "
+            "copies link to the secret); values are never stored.",
+        ),
+        database_option,
+        click.option(
+            "-f",
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _tag_keys(owner: tuple[str, ...], team: tuple[str, ...], contact: tuple[str, ...]) -> TagKeys:
+    from keyward.inventory.discovery import TagKeys
+
+    section = get_state().config.section("inventory").get("discovery", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[inventory.discovery] must be a table")
+
+    def keys(cli: tuple[str, ...], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        if cli:
+            return cli
+        value = section.get(name)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"[inventory.discovery] {name} must be a list of tag keys")
+
+    base = TagKeys()
+    return TagKeys(
+        owner=keys(owner, "owner_tags", base.owner),
+        team=keys(team, "team_tags", base.team),
+        contact=keys(contact, "contact_tags", base.contact),
+    )
+
+
+def _fingerprinter() -> Callable[[str], str]:
+    from keyward.cli.common import fingerprint_key
+    from keyward.core.redaction import Fingerprinter
+
+    return Fingerprinter(fingerprint_key(get_state().config)).fingerprint
+
+
+def _import(scans: list[Scan], database_url: str | None, fmt: str) -> None:
+    from keyward.inventory.discovery import import_discovered
+
+    db = open_db(database_url)
+    try:
+        results = [import_discovered(db, scan) for scan in scans]
+    finally:
+        db.close()
+    _render(results, fmt)
+    warnings = [w for r in results for w in r.warnings]
+    read_anything = any(s.items for s in scans)
+    if warnings and not read_anything:
+        click.get_current_context().exit(int(ExitCode.BACKEND))
+
+
+def _render(results: list[DiscoveryResult], fmt: str) -> None:
+    for r in results:
+        for w in r.warnings:
+            click.echo(f"keyward: warning: {w}", err=True)
+    if fmt == "json":
+        doc = [r.to_dict() for r in results]
+        click.echo(json.dumps(doc[0] if len(doc) == 1 else doc, indent=2))
+        return
+    for r in results:
+        click.echo(
+            f"{r.store}: {r.added} added, {r.updated} updated, {r.unchanged} unchanged, "
+            f"{r.missing} missing" + (f", {len(r.warnings)} warnings" if r.warnings else "")
+        )
+
+
+def _aws_client(service: str, region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    cfg = BotoConfig(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
+    return boto3.session.Session().client(service, region_name=region, config=cfg)
+
+
+@click.group(epilog=DISCOVER_EPILOG)
+def discover() -> None:
+    """Import what already exists: Secrets Manager, IAM access keys, Vault KV v2."""
+
+
+@discover.command("aws-secretsmanager", epilog=DISCOVER_EPILOG)
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    help="Region (repeatable; default AWS_REGION / AWS_DEFAULT_REGION).",
+)
+@_common
+def aws_secretsmanager(
+    regions: tuple[str, ...],
+    owner_tags: tuple[str, ...],
+    team_tags: tuple[str, ...],
+    contact_tags: tuple[str, ...],
+    fingerprint_values: bool,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """Secrets Manager secrets: tags -> owner/team, last rotated/changed -> age, rotation
+    settings -> policy, version ids and stages. Honours AWS_ENDPOINT_URL."""
+    from keyward.inventory.discovery.aws import discover_secretsmanager
+
+    chosen = list(regions) or [
+        r for r in (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),) if r
+    ]
+    if not chosen:
+        raise ConfigError("No AWS region given", hint="Pass --region or set AWS_DEFAULT_REGION")
+    keys = _tag_keys(owner_tags, team_tags, contact_tags)
+    fp = _fingerprinter() if fingerprint_values else None
+    scans = [
+        discover_secretsmanager(
+            _aws_client("secretsmanager", region), region, tag_keys=keys, fingerprint=fp
+        )
+        for region in chosen
+    ]
+    _import(scans, database_url, fmt)
+
+
+@discover.command("aws-iam", epilog=DISCOVER_EPILOG)
+@_common
+def aws_iam(
+    owner_tags: tuple[str, ...],
+    team_tags: tuple[str, ...],
+    contact_tags: tuple[str, ...],
+    fingerprint_values: bool,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """IAM users' access keys: key id, created, last used, status; owner from user tags.
+
+    Key ids are also fingerprinted so that a key id found by `scan --record` links here.
+    """
+    from keyward.inventory.discovery.aws import discover_iam
+
+    keys = _tag_keys(owner_tags, team_tags, contact_tags)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    scan = discover_iam(_aws_client("iam", region), tag_keys=keys, fingerprint=_fingerprinter())
+    _import([scan], database_url, fmt)
+
+
+@discover.command("vault", epilog=DISCOVER_EPILOG)
+@click.option("--addr", help="Vault / OpenBao address (default VAULT_ADDR).")
+@click.option("--mount", default="secret", show_default=True, help="KV v2 mount.")
+@click.option("--path", "prefix", default="", help="Only secrets under this path.")
+@_common
+def vault(
+    addr: str | None,
+    mount: str,
+    prefix: str,
+    owner_tags: tuple[str, ...],
+    team_tags: tuple[str, ...],
+    contact_tags: tuple[str, ...],
+    fingerprint_values: bool,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """Vault / OpenBao KV v2 secrets from metadata: created and updated times, versions,
+    custom_metadata owner. Auth: VAULT_TOKEN, or VAULT_ROLE_ID + VAULT_SECRET_ID (AppRole)."""
+    from keyward.inventory.discovery.vault import VaultAuth, discover_vault, vault_client
+
+    keys = _tag_keys(owner_tags, team_tags, contact_tags)
+    client = vault_client(VaultAuth.from_env(addr=addr))
+    fp = _fingerprinter() if fingerprint_values else None
+    scan = discover_vault(client, mount=mount, prefix=prefix, tag_keys=keys, fingerprint=fp)
+    _import([scan], database_url, fmt)

@@ -1,0 +1,319 @@
+"""Discover AWS Secrets Manager secrets and IAM users' access keys (read-only calls).
+
+boto3 honours ``AWS_ENDPOINT_URL`` (and the usual credential chain) by itself. Denied calls
+become warnings; an endpoint that cannot be reached at all is a :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from keyward.core.errors import StoreUnavailable
+from keyward.inventory.discovery import (
+    DEFAULT_TAG_KEYS,
+    Discovered,
+    DiscoveredVersion,
+    Scan,
+    TagKeys,
+    fingerprint_fields,
+)
+from keyward.inventory.models import SecretStatus
+
+log = logging.getLogger(__name__)
+
+SM_STORE = "aws-secretsmanager"
+IAM_STORE = "aws-iam"
+IAM_KIND = "aws-iam-access-key"
+DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+}
+_RATE = re.compile(r"^rate\((\d+)\s+(hours?|days?)\)$")
+
+Fingerprint = Callable[[str], str]
+
+
+def _utc(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def _unreachable(exc: BaseException, service: str, client: Any) -> StoreUnavailable:
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "?")
+    return StoreUnavailable(
+        f"Cannot reach {service} at {endpoint}",
+        hint="Check AWS_ENDPOINT_URL, the region and the network",
+    )
+
+
+def _call(scan: Scan, what: str, fn: Callable[[], Any], service: str, client: Any) -> Any:
+    """Run one API call; a denial becomes a warning (returns None), other errors raise."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
+
+    try:
+        return fn()
+    except ClientError as exc:
+        code = _error_code(exc) or "error"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in DENIED or status in (401, 403):
+            code = code if code in DENIED else "AccessDenied"
+            scan.warn(f"{service} denied {what} ({code})")
+            return None
+        if code in ("ResourceNotFoundException", "NoSuchEntity"):
+            return None
+        scan.warn(f"{service} failed {what} ({code})")
+        return None
+    except NoCredentialsError:
+        scan.warn(f"no AWS credentials for {what}")
+        return None
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
+        raise _unreachable(exc, service, client) from None
+
+
+def _tags(tag_list: Sequence[dict[str, Any]] | None) -> dict[str, str]:
+    return {str(t.get("Key")): str(t.get("Value", "")) for t in tag_list or [] if t.get("Key")}
+
+
+def _max_age(rules: dict[str, Any] | None) -> int | None:
+    if not rules:
+        return None
+    days = rules.get("AutomaticallyAfterDays")
+    if days:
+        return int(days) * 86400
+    m = _RATE.match(str(rules.get("ScheduleExpression", "")).strip())
+    if m:
+        n = int(m.group(1))
+        return n * (3600 if m.group(2).startswith("hour") else 86400)
+    return None
+
+
+def discover_secretsmanager(
+    client: Any,
+    region: str,
+    *,
+    tag_keys: TagKeys = DEFAULT_TAG_KEYS,
+    fingerprint: Fingerprint | None = None,
+) -> Scan:
+    """Every secret in one region: tags, dates, rotation settings, version ids and stages."""
+    scan = Scan(SM_STORE, scope=f"arn:aws:secretsmanager:{region}:")
+    service = f"Secrets Manager ({region})"
+    entries: list[dict[str, Any]] = []
+
+    def list_all() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in client.get_paginator("list_secrets").paginate():
+            out.extend(page.get("SecretList", []))
+        return out
+
+    listed = _call(scan, "ListSecrets", list_all, service, client)
+    if listed is None:
+        return scan
+    entries = listed
+    for e in entries:
+        arn, name = str(e["ARN"]), str(e["Name"])
+        if e.get("DeletedDate"):
+            continue
+        tags = _tags(e.get("Tags"))
+        versions = _sm_versions(scan, client, arn, name, service, fingerprint)
+        rules = e.get("RotationRules") or {}
+        attributes = {
+            "region": region,
+            "rotation_enabled": bool(e.get("RotationEnabled")),
+            "rotation_lambda": e.get("RotationLambdaARN"),
+            "rotation_rules": {k: v for k, v in rules.items() if isinstance(v, (str, int))},
+            "last_changed": _iso(e.get("LastChangedDate")),
+            "kms_key": e.get("KmsKeyId"),
+        }
+        scan.items.append(
+            Discovered(
+                store=SM_STORE,
+                reference=arn,
+                name=f"aws-sm/{region}/{name}",
+                kind=tag_keys.kind_of(tags) or "generic",
+                owner=tag_keys.owner_of(tags),
+                team=tag_keys.team_of(tags),
+                contact=tag_keys.contact_of(tags),
+                tags=tags,
+                attributes={k: v for k, v in attributes.items() if v not in (None, {}, "")},
+                created_at=_utc(e.get("CreatedDate")),
+                # the age of a secret counts from its last rotation, else its last change
+                last_rotated_at=_utc(e.get("LastRotatedDate")) or _utc(e.get("LastChangedDate")),
+                last_used_at=_utc(e.get("LastAccessedDate")),
+                max_age_seconds=_max_age(rules) if e.get("RotationEnabled") else None,
+                versions=versions,
+            )
+        )
+    return scan
+
+
+def _iso(value: Any) -> str | None:
+    when = _utc(value)
+    return when.isoformat() if when else None
+
+
+def _sm_versions(
+    scan: Scan,
+    client: Any,
+    arn: str,
+    name: str,
+    service: str,
+    fingerprint: Fingerprint | None,
+) -> tuple[DiscoveredVersion, ...]:
+    def list_versions() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"SecretId": arn, "MaxResults": 100}
+        while True:  # botocore has no paginator for this operation
+            page = client.list_secret_version_ids(**kwargs)
+            out.extend(page.get("Versions", []))
+            if not page.get("NextToken"):
+                return out
+            kwargs["NextToken"] = page["NextToken"]
+
+    listed = _call(scan, f"ListSecretVersionIds on {name}", list_versions, service, client)
+    versions: list[DiscoveredVersion] = []
+    current_id: str | None = None
+    for v in listed or []:
+        stages = [str(s) for s in v.get("VersionStages", [])]
+        vid = str(v["VersionId"])
+        if "AWSCURRENT" in stages:
+            current_id = vid
+        versions.append(
+            DiscoveredVersion(
+                identifier=vid,
+                stage=",".join(sorted(stages)) or None,
+                created_at=_utc(v.get("CreatedDate")),
+            )
+        )
+    if fingerprint is not None and current_id is not None:
+        got = _call(
+            scan,
+            f"GetSecretValue on {name}",
+            lambda: client.get_secret_value(SecretId=arn, VersionId=current_id),
+            service,
+            client,
+        )
+        value = (got or {}).get("SecretString")
+        if isinstance(value, str):
+            for key, fp in fingerprint_fields(value, fingerprint).items():
+                versions.append(
+                    DiscoveredVersion(
+                        identifier=f"{current_id}#{key}" if key else f"{current_id}#value",
+                        stage="AWSCURRENT",
+                        fingerprint=fp,
+                    )
+                )
+        del value
+    return tuple(versions)
+
+
+def discover_iam(
+    client: Any,
+    *,
+    tag_keys: TagKeys = DEFAULT_TAG_KEYS,
+    fingerprint: Fingerprint | None = None,
+) -> Scan:
+    """Every IAM user's access keys: key id, created, last used, status; owner from user tags."""
+    scan = Scan(IAM_STORE)
+    service = "IAM"
+
+    def list_users() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in client.get_paginator("list_users").paginate():
+            out.extend(page.get("Users", []))
+        return out
+
+    users = _call(scan, "ListUsers", list_users, service, client)
+    if users is None:
+        return scan
+    for user in users:
+        uname = str(user["UserName"])
+        tags_resp = _call(
+            scan,
+            f"ListUserTags on {uname}",
+            partial(client.list_user_tags, UserName=uname),
+            service,
+            client,
+        )
+        tags = _tags((tags_resp or {}).get("Tags"))
+        keys_resp = _call(
+            scan,
+            f"ListAccessKeys on {uname}",
+            partial(client.list_access_keys, UserName=uname),
+            service,
+            client,
+        )
+        if keys_resp is None:
+            continue
+        for meta in keys_resp.get("AccessKeyMetadata", []):
+            key_id = str(meta["AccessKeyId"])
+            used = _call(
+                scan,
+                f"GetAccessKeyLastUsed on {uname}",
+                partial(client.get_access_key_last_used, AccessKeyId=key_id),
+                service,
+                client,
+            )
+            last = (used or {}).get("AccessKeyLastUsed", {})
+            status = str(meta.get("Status", "Active"))
+            created = _utc(meta.get("CreateDate"))
+            scan.items.append(
+                Discovered(
+                    store=IAM_STORE,
+                    reference=key_id,
+                    name=f"aws-iam/{uname}/{key_id}",
+                    kind=IAM_KIND,
+                    owner=tag_keys.owner_of(tags),
+                    team=tag_keys.team_of(tags),
+                    contact=tag_keys.contact_of(tags),
+                    tags=tags,
+                    attributes={
+                        k: v
+                        for k, v in {
+                            "user": uname,
+                            "user_arn": user.get("Arn"),
+                            "key_status": status,
+                            "last_used_service": last.get("ServiceName"),
+                            "last_used_region": last.get("Region"),
+                        }.items()
+                        if v and v != "N/A"
+                    },
+                    created_at=created,
+                    last_rotated_at=created,  # an access key is never changed, only replaced
+                    last_used_at=_utc(last.get("LastUsedDate")),
+                    status=SecretStatus.ACTIVE if status == "Active" else SecretStatus.INACTIVE,
+                    versions=(
+                        DiscoveredVersion(
+                            identifier=key_id,
+                            stage="current",
+                            created_at=created,
+                            identifier_fingerprint=fingerprint(key_id) if fingerprint else None,
+                        ),
+                    ),
+                )
+            )
+    return scan
