@@ -1,0 +1,220 @@
+"""``keyward rotate`` and ``keyward rotations``: run, inspect, resume and roll back rotations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from keyward.cli import EPILOG, get_state
+from keyward.cli.db import database_option, open_db
+
+if TYPE_CHECKING:
+    from keyward.inventory.rotations import RotationRecord, RotationRepository
+    from keyward.rotation.engine import RotationEngine
+    from keyward.rotation.runtime import Wiring
+
+ROTATE_EPILOG = (
+    """\b
+Examples:
+  keyward rotate prod/aws --dry-run         print the plan; change nothing
+  keyward rotate prod/aws                   rotate now (store, provider, dependents)
+  keyward rotate prod/db --format json
+  keyward rotations list                    unfinished rotations first
+  keyward rotations show 12
+  keyward rotations resume 12               continue after a crash or a fixed failure
+  keyward rotations rollback 12             undo a rotation that has not finished
+
+"""
+    + EPILOG
+)
+
+
+@dataclass
+class Session:
+    repo: RotationRepository
+    wiring: Wiring
+    engine: RotationEngine
+
+
+@contextmanager
+def rotation_session(database_url: str | None) -> Iterator[Session]:
+    """Inventory, plugins and engine for one command (closed afterwards)."""
+    from keyward.cli.common import fingerprint_key
+    from keyward.core.redaction import Fingerprinter
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.clients import Clients
+    from keyward.rotation.engine import RotationEngine
+    from keyward.rotation.registry import PluginContext
+    from keyward.rotation.runtime import RotationSettings, Wiring
+    from keyward.rotation.webhook import notifier_for
+
+    config = get_state().config
+    settings = RotationSettings.from_config(config)
+    fp = Fingerprinter(fingerprint_key(config))
+    db = open_db(database_url)
+    try:
+        repo = RotationRepository(db)
+        wiring = Wiring(config, PluginContext(Clients.from_config(config), fp))
+        engine = RotationEngine(
+            repo,
+            wiring,
+            fp,
+            settings,
+            notifier=notifier_for(settings.webhook_url, settings.webhook_timeout),
+        )
+        yield Session(repo, wiring, engine)
+    finally:
+        db.close()
+
+
+format_option = click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+
+
+def _outcome(out: Any, fmt: str) -> None:
+    if fmt == "json":
+        doc = {
+            "rotation_id": out.rotation_id,
+            "secret": out.secret,
+            "state": out.state.value,
+            "parked": out.parked,
+            "message": out.message,
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(out.message)
+
+
+@click.command(epilog=ROTATE_EPILOG)
+@click.argument("secret")
+@click.option("--dry-run", is_flag=True, help="Print the plan (calls and dependents); no changes.")
+@database_option
+@format_option
+def rotate(secret: str, dry_run: bool, database_url: str | None, fmt: str) -> None:
+    """Rotate SECRET: create, set, test, update dependents, finish, retire the old one.
+
+    Any failure before finish is rolled back. A crash leaves a rotation that
+    `keyward rotations resume` or `rollback` completes.
+    """
+    with rotation_session(database_url) as s:
+        if dry_run:
+            from keyward.rotation.plan import build_plan
+
+            plan = build_plan(s.repo, s.wiring, secret)
+            if fmt == "json":
+                click.echo(json.dumps(plan.to_dict(), indent=2))
+            else:
+                click.echo("\n".join(plan.lines()))
+            return
+        _outcome(s.engine.rotate(secret), fmt)
+
+
+@click.group(epilog=ROTATE_EPILOG)
+def rotations() -> None:
+    """List, show, resume and roll back rotations."""
+
+
+def _row(r: RotationRecord) -> str:
+    when = r.updated_at.strftime("%Y-%m-%d %H:%M")
+    err = f"  {r.error[:80]}" if r.error else ""
+    return f"{r.id:>5}  {r.secret:<30} {r.state:<13} {r.step or '-':<11} {when}{err}"
+
+
+@rotations.command("list", epilog=ROTATE_EPILOG)
+@click.option("--secret", help="Only rotations of this secret.")
+@click.option("--in-flight", is_flag=True, help="Only unfinished rotations.")
+@click.option("--limit", default=50, show_default=True, help="At most this many.")
+@database_option
+@format_option
+def list_rotations(
+    secret: str | None, in_flight: bool, limit: int, database_url: str | None, fmt: str
+) -> None:
+    """Rotations, newest first."""
+    from keyward.inventory.rotations import RotationRepository
+
+    db = open_db(database_url)
+    try:
+        rows = RotationRepository(db).list(secret=secret, in_flight=in_flight, limit=limit)
+    finally:
+        db.close()
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No rotations.")
+        return
+    click.echo(f"{'id':>5}  {'secret':<30} {'state':<13} {'step':<11} updated (UTC)")
+    for r in rows:
+        click.echo(_row(r))
+
+
+@rotations.command("show", epilog=ROTATE_EPILOG)
+@click.argument("rotation_id", type=int)
+@database_option
+@format_option
+def show_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
+    """A rotation's state, steps and versions (fingerprints only)."""
+    from keyward.inventory.rotations import RotationRepository
+
+    db = open_db(database_url)
+    try:
+        r = RotationRepository(db).get(rotation_id, steps=True)
+    finally:
+        db.close()
+    if fmt == "json":
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    d = r.detail
+    lines = [
+        f"rotation:     {r.id}",
+        f"secret:       {r.secret}",
+        f"state:        {r.state} (step {r.step or '-'})",
+        f"actor:        {r.actor}",
+        f"started:      {r.started_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"store:        {d.get('store', '-')} {d.get('store_name', '')}",
+        f"versions:     old {d.get('old_version', '-')} -> new {d.get('pending', '-')}",
+        f"dependents:   {len(d.get('snapshots', []))} prepared, "
+        f"{len(d.get('verified', []))} verified, {len(d.get('restored', []))} restored",
+    ]
+    if r.finished_at:
+        lines.append(f"finished:     {r.finished_at:%Y-%m-%d %H:%M:%S} UTC")
+    if r.error:
+        lines.append(f"error:        {r.error}")
+    lines.append("steps:")
+    for st in r.steps:
+        extra = f"  {st.detail.get('error')}" if st.detail.get("error") else ""
+        lines.append(f"  {st.started_at:%H:%M:%S} {st.step:<11} {st.state}{extra}")
+    click.echo("\n".join(lines))
+
+
+@rotations.command("resume", epilog=ROTATE_EPILOG)
+@click.argument("rotation_id", type=int)
+@database_option
+@format_option
+def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
+    """Continue an unfinished rotation from its last persisted step."""
+    with rotation_session(database_url) as s:
+        _outcome(s.engine.resume(rotation_id), fmt)
+
+
+@rotations.command("rollback", epilog=ROTATE_EPILOG)
+@click.argument("rotation_id", type=int)
+@click.option("--reason", default="rolled back by request", help="Recorded in the audit log.")
+@database_option
+@format_option
+def rollback_rotation(rotation_id: int, reason: str, database_url: str | None, fmt: str) -> None:
+    """Undo an unfinished rotation: dependents restored, new credential revoked."""
+    with rotation_session(database_url) as s:
+        _outcome(s.engine.rollback(rotation_id, reason), fmt)

@@ -1,0 +1,836 @@
+"""The rotation state machine: create -> set -> test -> dependents -> finish -> retire.
+
+It drives a :class:`~keyward.rotation.protocols.SecretStore`, a
+:class:`~keyward.rotation.protocols.Rotator` and :class:`~keyward.rotation.protocols.Dependent`
+plugins in the sequence documented in :mod:`keyward.rotation.protocols`, and persists its
+progress in the inventory after every call that changed the outside world, so a process killed
+at any point leaves a rotation that ``resume`` (forward) or ``rollback`` completes.
+
+States (``rotations.state``)::
+
+    in_progress --(any failure before finish)--> rolling_back --> rolled_back
+        |                                             (a failed rollback stays rolling_back)
+        +--(finish: pending promoted)--> retiring --(old credential revoked)--> finished
+
+``in_progress``, ``rolling_back`` and ``retiring`` are "in flight": the database's partial
+unique index allows one per secret. ``finished`` and ``rolled_back`` are terminal.
+
+What is persisted (``rotations.detail``; no raw value ever): the idempotency ``token`` (first,
+before anything happens), the store's ``old_version`` and ``pending`` version ids, keyed
+fingerprints of both values, the dependent snapshots (each persisted *before* its update),
+which targets were verified / restored, ``finished_at``, ``deactivated_at`` and the retirement
+outcome. Every step adds a ``rotation_steps`` row and an audit event (step, actor, outcome,
+error text).
+
+Fault injection: :meth:`RotationEngine.checkpoint` is called at every persisted boundary with a
+name such as ``set:before`` or ``dependents:inside:3``. In keyward it does nothing; the test
+suite replaces it (in a subprocess) to kill the process there with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from keyward.core.errors import ExitCode, KeywardError, RotationError, StoreNotFound
+from keyward.core.redaction import Fingerprinter
+from keyward.inventory.errors import RotationInFlight
+from keyward.rotation.errors import DependentNotFound
+from keyward.rotation.protocols import (
+    Dependent,
+    DependentSnapshot,
+    DependentTarget,
+    RetireOutcome,
+    RotationContext,
+    Rotator,
+    SecretStore,
+    VersionedSecret,
+    new_token,
+)
+from keyward.rotation.runtime import RotationSettings, Wiring, targets_for
+
+log = logging.getLogger(__name__)
+
+
+class RotationState(StrEnum):
+    IN_PROGRESS = "in_progress"
+    ROLLING_BACK = "rolling_back"
+    RETIRING = "retiring"
+    FINISHED = "finished"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"  # reserved by the schema's terminal states; not produced by the engine
+
+
+TERMINAL = frozenset({RotationState.FINISHED, RotationState.ROLLED_BACK, RotationState.FAILED})
+
+
+class Step(StrEnum):
+    CREATE = "create"
+    SET = "set"
+    TEST = "test"
+    DEPENDENTS = "dependents"
+    FINISH = "finish"
+    RETIRE = "retire"
+    ROLLBACK = "rollback"
+
+
+FORWARD: tuple[Step, ...] = (Step.CREATE, Step.SET, Step.TEST, Step.DEPENDENTS, Step.FINISH)
+
+
+class RotationFailed(RotationError):
+    """A rotation failed before finish and was rolled back; exit code of the cause."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: ExitCode) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+class RollbackIncomplete(RotationFailed):
+    """A rotation failed and its rollback could not finish yet (it stays rolling_back)."""
+
+
+class LeaseLost(RotationError):
+    """Another worker took this rotation over (our lease expired); we stop at once."""
+
+    exit_code = ExitCode.BACKEND
+
+
+class RotationBusy(RotationInFlight):
+    """Another live process is working on this secret's rotation."""
+
+
+class NotRollbackable(RotationError):
+    """The rotation is past finish (or already over): there is nothing to roll back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a run of the engine achieved (for the CLI and the daemon)."""
+
+    rotation_id: int
+    secret: str
+    state: RotationState
+    message: str
+    parked: bool = False
+
+
+def error_text(exc: BaseException) -> str:
+    """One line describing ``exc`` without secret values."""
+    from keyward.core.logging import scrub
+
+    if isinstance(exc, KeywardError):
+        return scrub(exc.diagnostics())
+    return f"{type(exc).__name__}: {scrub(str(exc))[:300]}"
+
+
+def exit_code_of(exc: BaseException) -> ExitCode:
+    return exc.exit_code if isinstance(exc, KeywardError) else ExitCode.BACKEND
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` names a process on this host that no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _key(target: DependentTarget) -> str:
+    return f"{target.kind}|{target.region or ''}|{target.resource}"
+
+
+class Notifier:
+    """Receives rotation events (the webhook); the default does nothing."""
+
+    def notify(self, event: Mapping[str, Any]) -> None:
+        return None
+
+
+@dataclass
+class _Run:
+    """One rotation being driven (internal, mutable)."""
+
+    id: int
+    secret: Any  # SecretRecord
+    state: RotationState
+    detail: dict[str, Any]
+    started_at: datetime
+    store_kind: str
+    name: str
+    store: SecretStore
+    rotator: Rotator
+    cur: VersionedSecret | None = None
+    new: VersionedSecret | None = None
+    deps: dict[str, Dependent] = field(default_factory=dict)
+
+    @property
+    def token(self) -> str:
+        return str(self.detail["token"])
+
+    @property
+    def ctx(self) -> RotationContext:
+        return RotationContext(self.token, self.started_at)
+
+    @property
+    def done(self) -> list[str]:
+        return list(self.detail.get("done", []))
+
+
+class RotationEngine:
+    """Drives rotations of inventoried secrets; one instance per CLI run or daemon worker."""
+
+    def __init__(
+        self,
+        repo: Any,  # keyward.inventory.rotations.RotationRepository
+        wiring: Wiring,
+        fingerprinter: Fingerprinter,
+        settings: RotationSettings | None = None,
+        *,
+        holder: str | None = None,
+        notifier: Notifier | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.wiring = wiring
+        self.fp = fingerprinter
+        self.settings = settings or RotationSettings()
+        self.holder = holder or default_holder()
+        self.notifier = notifier or Notifier()
+        self.stop = stop or threading.Event()
+        self.now = clock or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------- test seam
+    def checkpoint(self, point: str) -> None:
+        """Called at every persisted boundary (``create:before``, ``dependents:inside:3``...).
+
+        Does nothing. It exists so that the test suite can kill the process at exactly that
+        point (tests/integration/_crash_driver.py replaces it in a subprocess)."""
+
+    # ----------------------------------------------------------------- public
+    def rotate(self, secret_name: str) -> Outcome:
+        """Start a rotation of ``secret_name`` and drive it as far as it can go now."""
+        secret = self.repo.secret(secret_name)
+        kind, name, store = self.wiring.store_for(secret)
+        rotator = self.wiring.rotator_for(secret)
+        try:
+            described = store.describe(name)
+            if not described.exists:
+                raise StoreNotFound(
+                    f"The secret {secret.name!r} no longer exists in {kind} as {name!r}",
+                    hint="Fix its reference (keyward inventory update --reference) or remove it",
+                )
+        except KeywardError as exc:
+            self.repo.audit(
+                secret.id, secret.name, "rotation.start", "failed", {"error": error_text(exc)}
+            )
+            raise
+        lease = self._lease(secret.id)
+        self._take_lease(lease, secret.name, secret.id)
+        try:
+            rec = self.repo.start(
+                secret.id,
+                secret.name,
+                {"token": new_token(), "store": kind, "store_name": name, "done": []},
+                state=RotationState.IN_PROGRESS.value,
+                step=Step.CREATE.value,
+            )
+            log.info("rotation %s of %s started", rec.id, secret.name)
+            run = _Run(
+                rec.id,
+                secret,
+                RotationState.IN_PROGRESS,
+                rec.detail,
+                rec.started_at,
+                kind,
+                name,
+                store,
+                rotator,
+            )
+            return self._drive(run)
+        finally:
+            self.repo.release_lease(lease, self.holder)
+
+    def resume(self, rotation_id: int) -> Outcome:
+        """Continue an unfinished rotation from where it stopped (forward, or its rollback)."""
+        return self._with_run(rotation_id, self._drive)
+
+    def rollback(self, rotation_id: int, reason: str = "rolled back by request") -> Outcome:
+        """Roll back an unfinished rotation that has not reached finish."""
+
+        def go(run: _Run) -> Outcome:
+            if run.state is RotationState.RETIRING:
+                raise NotRollbackable(
+                    f"Rotation {run.id} of {run.secret.name!r} already finished: the new value "
+                    "is current and only retiring the old credential remains",
+                    hint=f"Resume it (keyward rotations resume {run.id}) or rotate again",
+                )
+            if run.state is RotationState.IN_PROGRESS:
+                self._save(
+                    run,
+                    state=RotationState.ROLLING_BACK,
+                    error=reason,
+                    detail={"reason": reason},
+                    audit=("rotation.rollback", "requested", {"reason": reason}),
+                )
+            return self._rollback_and_report(run, reason, cause=None)
+
+        return self._with_run(rotation_id, go)
+
+    # -------------------------------------------------------------- plumbing
+    @staticmethod
+    def _lease(secret_id: int) -> str:
+        return f"rotate:{secret_id}"
+
+    def _take_lease(self, lease: str, secret: str, secret_id: int) -> None:
+        ttl = self.settings.lease_ttl
+        if self.repo.acquire_lease(lease, self.holder, ttl, secret_id=secret_id):
+            return
+        held = self.repo.lease(lease)
+        if held is not None and _holder_is_dead(held.holder):
+            if self.repo.take_over_lease(lease, self.holder, held.holder, ttl):
+                log.warning(
+                    "took over the rotation lease of %s from %s (gone)", secret, held.holder
+                )
+                return
+        who = f"{held.holder} until {held.expires_at:%Y-%m-%d %H:%M:%S} UTC" if held else "?"
+        raise RotationBusy(
+            f"Another keyward process is working on the rotation of {secret!r} ({who})",
+            hint="Wait for it, or for its lease to expire, then resume",
+        )
+
+    def _with_run(self, rotation_id: int, fn: Callable[[_Run], Outcome]) -> Outcome:
+        rec = self.repo.get(rotation_id)
+        state = RotationState(rec.state)
+        if state in TERMINAL:
+            return Outcome(
+                rec.id,
+                rec.secret,
+                state,
+                f"Rotation {rec.id} of {rec.secret!r} is already {state.value.replace('_', ' ')}",
+            )
+        lease = self._lease(rec.secret_id)
+        self._take_lease(lease, rec.secret, rec.secret_id)
+        try:
+            rec = self.repo.get(rotation_id)  # fresh, under the lease
+            state = RotationState(rec.state)
+            if state in TERMINAL:
+                return Outcome(rec.id, rec.secret, state, f"Rotation {rec.id} is already over")
+            secret = self.repo.secret_by_id(rec.secret_id)
+            kind, name, store = self.wiring.store_for(secret)
+            name = str(rec.detail.get("store_name") or name)
+            run = _Run(
+                rec.id,
+                secret,
+                state,
+                dict(rec.detail),
+                rec.started_at,
+                kind,
+                name,
+                store,
+                self.wiring.rotator_for(secret),
+            )
+            self.repo.audit(
+                secret.id, secret.name, "rotation.resume", "ok", {"state": state.value}, rec.id
+            )
+            return fn(run)
+        finally:
+            self.repo.release_lease(lease, self.holder)
+
+    def _save(
+        self,
+        run: _Run,
+        *,
+        state: RotationState | None = None,
+        step: Step | None = None,
+        detail: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        """Persist progress (and renew our lease: losing it means someone took over)."""
+        if not self.repo.acquire_lease(
+            self._lease(run.secret.id),
+            self.holder,
+            self.settings.lease_ttl,
+            secret_id=run.secret.id,
+        ):
+            raise LeaseLost(
+                f"Rotation {run.id} of {run.secret.name!r} was taken over by another worker",
+                hint="Nothing to do: it carries on there",
+            )
+        if detail:
+            run.detail.update(detail)
+        if state is not None:
+            run.state = state
+        self.repo.update(
+            run.id,
+            state=state.value if state else None,
+            step=step.value if step else None,
+            detail=detail,
+            **kw,
+        )
+
+    def _begin(self, run: _Run, step: Step) -> None:
+        self._save(run, step=step, step_row=(step.value, "started", {}))
+
+    def _done(self, run: _Run, step: Step, detail: dict[str, Any] | None = None) -> None:
+        done = [*run.done, step.value] if step.value not in run.done else run.done
+        self._save(
+            run,
+            detail={**(detail or {}), "done": done},
+            step_row=(step.value, "ok", {}),
+            audit=(f"rotation.{step.value}", "ok", {"step": step.value}),
+        )
+
+    def _event(self, run: _Run, event: str, error: str | None = None) -> None:
+        doc = {
+            "event": event,
+            "rotation_id": run.id,
+            "secret": run.secret.name,
+            "store": run.store_kind,
+            "kind": run.secret.kind,
+            "state": run.state.value,
+            "actor": self.repo.actor,
+            "at": self.now().isoformat(),
+            "error": error,
+        }
+        try:
+            self.notifier.notify(doc)
+        except Exception as exc:  # a webhook never breaks a rotation
+            log.warning("rotation %s: notifying %s failed: %s", run.id, event, error_text(exc))
+
+    def _stopping(self, run: _Run, where: str) -> Outcome | None:
+        if not self.stop.is_set():
+            return None
+        self.repo.audit(
+            run.secret.id, run.secret.name, "rotation.park", "ok", {"before": where}, run.id
+        )
+        log.warning("rotation %s of %s parked before %s", run.id, run.secret.name, where)
+        return Outcome(
+            run.id,
+            run.secret.name,
+            run.state,
+            f"Rotation {run.id} of {run.secret.name!r} parked before {where}; it resumes later",
+            parked=True,
+        )
+
+    # ---------------------------------------------------------------- driving
+    def _drive(self, run: _Run) -> Outcome:
+        if run.state is RotationState.ROLLING_BACK:
+            return self._rollback_and_report(run, str(run.detail.get("reason", "")), cause=None)
+        if run.state is RotationState.RETIRING:
+            return self._retire(run)
+        step = Step.CREATE
+        try:
+            for step in FORWARD:
+                if step.value in run.done:
+                    continue
+                parked = self._stopping(run, step.value)
+                if parked:
+                    return parked
+                self._begin(run, step)
+                self.checkpoint(f"{step.value}:before")
+                if step is Step.CREATE:
+                    self._create(run)
+                else:
+                    self._load(run)
+                    if step is Step.SET:
+                        run.rotator.set(run.cur.value, run.new.value)  # type: ignore[union-attr]
+                    elif step is Step.TEST:
+                        run.rotator.test(run.new.value)  # type: ignore[union-attr]
+                    elif step is Step.DEPENDENTS:
+                        parked = self._dependents(run)
+                        if parked:
+                            return parked
+                    else:
+                        run.store.promote(run.name, str(run.detail["pending"]))
+                self.checkpoint(f"{step.value}:after")
+                if step is Step.FINISH:
+                    self._finished(run)
+                else:
+                    self._done(run, step)
+        except (LeaseLost, RotationBusy):
+            raise
+        except Exception as exc:
+            return self._fail(run, step, exc)
+        return self._retire(run)
+
+    def _create(self, run: _Run) -> None:
+        store, name = run.store, run.name
+        d = store.describe(name)
+        if d.pending_token and d.pending_token != run.token:
+            self._clear_foreign_pending(run, d.pending_token, d.pending)
+            d = store.describe(name)
+        old_version = run.detail.get("old_version")
+        cur = store.read_version(name, old_version) if old_version else store.read_current(name)
+        run.cur = cur
+        if not old_version:
+            fp = cur.value.fingerprint(self.fp)
+            self._save(
+                run,
+                detail={"old_version": cur.version, "old_fingerprint": fp},
+                old_version=(fp, cur.version),
+            )
+        if d.pending_token == run.token and d.pending:
+            pending = d.pending
+        else:
+            value = run.rotator.create(cur.value, run.ctx)
+            self.checkpoint("create:inside")
+            pending = store.put_pending(name, value, run.token)
+            self.checkpoint("create:stored")
+        if run.detail.get("pending") != pending:
+            self._save(run, detail={"pending": pending})
+        new = store.read_version(name, pending)
+        run.new = new
+        fp = new.value.fingerprint(self.fp)
+        if run.detail.get("new_fingerprint") not in (None, fp):
+            raise RotationError(
+                f"The pending version {pending} of {run.secret.name!r} does not hold the value "
+                "this rotation created",
+                hint="Roll the rotation back: keyward rotations rollback",
+            )
+        self._save(run, detail={"new_fingerprint": fp}, new_version=(fp, pending))
+
+    def _clear_foreign_pending(self, run: _Run, token: str, pending: str | None) -> None:
+        """A pending version of another (abandoned) rotation of ours: roll it back first."""
+        other = self.repo.token_owner(run.secret.id, token)
+        if other is None:
+            raise RotationError(
+                f"{run.store_kind} holds a pending version of {run.secret.name!r} that keyward "
+                "did not write (another tool or an old installation is rotating it)",
+                hint="Finish or remove that pending version, then rotate again",
+            )
+        cur = run.store.read_current(run.name)
+        new = None
+        if pending:
+            try:
+                new = run.store.read_version(run.name, pending)
+            except StoreNotFound:
+                new = None
+        ctx = RotationContext(token, other.started_at)
+        run.rotator.rollback(cur.value, new.value if new else None, ctx)
+        run.store.discard_pending(run.name, token)
+        self.repo.audit(
+            run.secret.id,
+            run.secret.name,
+            "rotation.cleanup",
+            "ok",
+            {"leftover_of": other.id},
+            run.id,
+        )
+
+    def _load(self, run: _Run) -> None:
+        """After a crash every value comes back from the store, checked by fingerprint."""
+        if run.cur is None:
+            run.cur = run.store.read_version(run.name, str(run.detail["old_version"]))
+        if run.new is None:
+            new = run.store.read_version(run.name, str(run.detail["pending"]))
+            expected = run.detail.get("new_fingerprint")
+            if expected and new.value.fingerprint(self.fp) != expected:
+                raise RotationError(
+                    f"Version {new.version} of {run.secret.name!r} no longer holds the value "
+                    "this rotation created",
+                    hint="Roll the rotation back: keyward rotations rollback",
+                )
+            run.new = new
+
+    def _targets(self, run: _Run) -> list[DependentTarget]:
+        assert run.cur is not None and run.new is not None
+        fields = sorted({*run.cur.value.fields, *run.new.value.fields})
+        rows = self.repo.dependents(run.secret.id)
+        return list(targets_for(rows, fields, run.secret.name))
+
+    def _dependent(self, run: _Run, kind: str) -> Dependent:
+        if kind not in run.deps:
+            run.deps[kind] = self.wiring.dependent(kind, run.secret)
+        return run.deps[kind]
+
+    def _dependents(self, run: _Run) -> Outcome | None:
+        assert run.cur is not None and run.new is not None
+        snaps: dict[str, dict[str, Any]] = {
+            e["key"]: e["snapshot"] for e in run.detail.get("snapshots", [])
+        }
+        verified: list[str] = list(run.detail.get("verified", []))
+        for i, target in enumerate(self._targets(run), 1):
+            key = _key(target)
+            if key in verified:
+                continue
+            parked = self._stopping(run, f"dependent {target.resource}")
+            if parked:
+                return parked
+            dep = self._dependent(run, target.kind)
+            if key in snaps:
+                snap = DependentSnapshot.from_dict(snaps[key])
+            else:
+                snap = dep.prepare(target, run.cur, run.new)
+                doc = snap.to_dict()
+                snaps[key] = doc
+                entries = [*run.detail.get("snapshots", []), {"key": key, "snapshot": doc}]
+                self._save(run, detail={"snapshots": entries})
+            dep.update(snap, run.new)
+            self.checkpoint(f"dependents:inside:{i}")
+            dep.verify(snap, run.new)
+            verified.append(key)
+            self._save(run, detail={"verified": list(verified)})
+        return None
+
+    def _finished(self, run: _Run) -> None:
+        now = self.now()
+        self._save(
+            run,
+            state=RotationState.RETIRING,
+            step=Step.RETIRE,
+            detail={"done": [*run.done, Step.FINISH.value], "finished_at": now.isoformat()},
+            step_row=(Step.FINISH.value, "ok", {}),
+            audit=("rotation.finish", "ok", {"step": Step.FINISH.value}),
+            version_stages={"old": "previous", "new": "current"},
+            clear_error=True,
+        )
+        self.repo.mark_rotated(run.secret.id, now)
+        log.info("rotation %s of %s: new version is current", run.id, run.secret.name)
+        self._event(run, "rotation.finished")
+
+    # ------------------------------------------------------------ retirement
+    def _retire(self, run: _Run) -> Outcome:
+        now = self.now()
+        finished_at = datetime.fromisoformat(str(run.detail.get("finished_at", now.isoformat())))
+        name = run.secret.name
+        deactivated = run.detail.get("deactivated_at")
+        if deactivated is None:
+            due = finished_at + self.settings.deactivate_after
+            if now < due:
+                return Outcome(
+                    run.id,
+                    name,
+                    run.state,
+                    f"Rotated {name!r}; the old credential "
+                    f"is deactivated after {due:%Y-%m-%d %H:%M} UTC",
+                )
+        try:
+            old = run.store.read_version(run.name, str(run.detail["old_version"]))
+            new = run.store.read_version(run.name, str(run.detail["pending"]))
+            if deactivated is None:
+                self._begin(run, Step.RETIRE)
+                self.checkpoint("retire:before")
+                run.rotator.deactivate(old.value, new.value)
+                self.checkpoint("retire:inside")
+                deactivated = now.isoformat()
+                self._save(
+                    run,
+                    detail={"deactivated_at": deactivated},
+                    audit=("rotation.deactivate", "ok", {"step": Step.RETIRE.value}),
+                )
+            deactivated_at = datetime.fromisoformat(str(deactivated))
+            due = deactivated_at + self.settings.grace_period
+            retry = run.detail.get("retry_after")
+            if retry:
+                due = max(due, datetime.fromisoformat(str(retry)))
+            if now < due:
+                return Outcome(
+                    run.id,
+                    name,
+                    run.state,
+                    f"Rotated {name!r}; the old credential "
+                    f"is inactive and is revoked after {due:%Y-%m-%d %H:%M} UTC",
+                )
+            result = run.rotator.revoke(old.value, new.value, deactivated_at)
+        except (LeaseLost, RotationBusy):
+            raise
+        except Exception as exc:
+            text = error_text(exc)
+            self._save(
+                run,
+                error=f"retire: {text}",
+                step_row=(Step.RETIRE.value, "failed", {"error": text}),
+                audit=("rotation.retire", "failed", {"error": text}),
+            )
+            raise RotationFailed(
+                f"Rotation {run.id} of {name!r} finished (the new value is current), but "
+                f"retiring the old credential failed: {text}",
+                hint=f"Fix the cause, then run keyward rotations resume {run.id}",
+                exit_code=exit_code_of(exc),
+            ) from None
+        if result.outcome is RetireOutcome.KEPT_IN_USE:
+            retry_at = now + self.settings.kept_in_use_retry
+            self._save(
+                run,
+                detail={"retry_after": retry_at.isoformat(), "retire_detail": result.detail},
+                audit=("rotation.retire", "kept-in-use", {"detail": result.detail}),
+            )
+            return Outcome(
+                run.id,
+                name,
+                run.state,
+                f"Rotated {name!r}; the old credential was "
+                f"kept because it is still in use ({result.detail}); retried after "
+                f"{retry_at:%Y-%m-%d %H:%M} UTC",
+            )
+        self._save(
+            run,
+            state=RotationState.FINISHED,
+            finished=True,
+            detail={"retired": result.outcome.value, "retire_detail": result.detail},
+            step_row=(Step.RETIRE.value, "ok", {"outcome": result.outcome.value}),
+            audit=("rotation.retire", "ok", {"outcome": result.outcome.value}),
+            version_stages={"old": "retired"},
+            clear_error=True,
+        )
+        self.checkpoint("retire:after")
+        self._event(run, "rotation.retired")
+        return Outcome(
+            run.id,
+            name,
+            RotationState.FINISHED,
+            f"Rotated {name!r}: the new value "
+            f"is current and the old credential is {result.outcome.value}",
+        )
+
+    # --------------------------------------------------------------- rollback
+    def _fail(self, run: _Run, step: Step, exc: Exception) -> Outcome:
+        text = error_text(exc)
+        log.warning("rotation %s of %s failed at %s: %s", run.id, run.secret.name, step, text)
+        reason = f"{step.value}: {text}"
+        self._save(
+            run,
+            state=RotationState.ROLLING_BACK,
+            error=reason,
+            detail={"reason": reason, "failed_step": step.value},
+            step_row=(step.value, "failed", {"error": text}),
+            audit=(f"rotation.{step.value}", "failed", {"step": step.value, "error": text}),
+        )
+        return self._rollback_and_report(run, reason, cause=exc)
+
+    def _rollback_and_report(self, run: _Run, reason: str, cause: Exception | None) -> Outcome:
+        name = run.secret.name
+        try:
+            completed = self._rollback(run)
+        except (LeaseLost, RotationBusy):
+            raise
+        except Exception as exc:
+            text = error_text(exc)
+            self._save(
+                run,
+                error=f"{reason}; rollback: {text}" if reason else f"rollback: {text}",
+                step_row=(Step.ROLLBACK.value, "failed", {"error": text}),
+                audit=("rotation.rollback", "failed", {"error": text}),
+            )
+            self._event(run, "rotation.failed", f"{reason}; rollback: {text}")
+            what = f"failed ({reason}) and its" if cause is not None else "was not rolled back:"
+            raise RollbackIncomplete(
+                f"Rotation {run.id} of {name!r} {what} rollback could not finish: {text}",
+                hint=f"Fix the cause, then run keyward rotations rollback {run.id}",
+                exit_code=exit_code_of(exc),
+            ) from None
+        if completed is not None:
+            return completed
+        self._event(run, "rotation.rolled_back", reason or None)
+        if cause is not None:
+            raise RotationFailed(
+                f"Rotation {run.id} of {name!r} failed at {reason} — it was rolled back and "
+                "the old credential is still current",
+                exit_code=exit_code_of(cause),
+            )
+        return Outcome(
+            run.id,
+            name,
+            RotationState.ROLLED_BACK,
+            f"Rotation {run.id} of {name!r} was rolled back; the old credential is still current",
+        )
+
+    def _rollback(self, run: _Run) -> Outcome | None:
+        """Undo everything before finish. Returns an Outcome if it turned out promoted."""
+        store, name = run.store, run.name
+        self._save(run, step=Step.ROLLBACK, step_row=(Step.ROLLBACK.value, "started", {}))
+        d = store.describe(name)
+        pending = run.detail.get("pending") or (d.pending if d.pending_token == run.token else None)
+        if pending and d.current == pending:
+            # finish happened but was not recorded: the new value is current, go forward.
+            self._save(
+                run,
+                state=RotationState.IN_PROGRESS,
+                detail={"pending": pending},
+                step_row=(Step.ROLLBACK.value, "skipped", {"why": "already promoted"}),
+                audit=("rotation.rollback", "skipped", {"why": "new version already current"}),
+            )
+            self._load(run)
+            self._finished(run)
+            out = self._retire(run)
+            return Outcome(
+                out.rotation_id,
+                out.secret,
+                out.state,
+                "The new version was already "
+                f"current, so the rotation was completed instead. {out.message}",
+            )
+        old_version = run.detail.get("old_version")
+        cur = (
+            store.read_version(name, str(old_version)) if old_version else store.read_current(name)
+        )
+        new: VersionedSecret | None = None
+        if pending:
+            try:
+                new = store.read_version(name, str(pending))
+            except StoreNotFound:
+                new = None
+        restored: list[str] = list(run.detail.get("restored", []))
+        vanished: list[str] = list(run.detail.get("vanished", []))
+        for entry in reversed(run.detail.get("snapshots", [])):
+            key = entry["key"]
+            if key in restored or key in vanished:
+                continue
+            snap = DependentSnapshot.from_dict(entry["snapshot"])
+            dep = self._dependent(run, snap.target.kind)
+            try:
+                dep.rollback(snap, cur)
+            except DependentNotFound as exc:
+                vanished.append(key)
+                self._save(
+                    run,
+                    detail={"vanished": vanished},
+                    audit=(
+                        "rotation.rollback",
+                        "skipped",
+                        {"dependent": snap.target.resource, "error": error_text(exc)},
+                    ),
+                )
+                continue
+            restored.append(key)
+            self._save(run, detail={"restored": restored})
+        self.checkpoint("rollback:inside")
+        run.rotator.rollback(cur.value, new.value if new else None, run.ctx)
+        store.discard_pending(name, run.token)
+        self._save(
+            run,
+            state=RotationState.ROLLED_BACK,
+            finished=True,
+            step_row=(Step.ROLLBACK.value, "ok", {"restored": len(restored)}),
+            audit=(
+                "rotation.rollback",
+                "ok",
+                {"restored": len(restored), "vanished": len(vanished)},
+            ),
+            version_stages={"new": "discarded"},
+        )
+        log.info("rotation %s of %s rolled back", run.id, run.secret.name)
+        return None

@@ -1,0 +1,241 @@
+"""Wiring: which store, rotator and dependents rotate an inventoried secret, with what options.
+
+A secret in the inventory names its rotator (``kind``), its store (``store``) and where it is
+in that store (``reference``, else its name). Options come from the config file and can be
+overridden per secret in its ``attributes["rotation"]``::
+
+    [rotation]
+    grace_period = "7d"         # deactivate the old credential at once, revoke it after this
+    deactivate_after = "0s"     # wait this long after finish before deactivating
+    lease_ttl = "10m"           # how long a worker's claim on a secret lasts without renewal
+    webhook_url = "https://hooks.example.com/keyward"
+
+    [rotation.stores.aws-secretsmanager]
+    region = "eu-west-1"
+
+    [rotation.rotators.aws-iam-access-key]
+    test_delay = 2.0
+
+    [rotation.dependents.aws-lambda]
+    wait_delay = 2
+
+    [rotation.secrets."prod/aws"]   # per secret, merged over the tables above
+    rotator = { user_name = "app" }
+    store = { region = "us-east-1" }
+
+Dependents come from the inventory's ``dependents`` rows: rows of one kind, target and region
+are one :class:`DependentTarget`; each row's ``variable`` is bound to the secret field named in
+its ``attributes["field"]``, else the field whose name matches the variable
+(``AWS_SECRET_ACCESS_KEY`` -> ``secret_access_key``, ``DB_PASSWORD`` -> ``password``), else the
+only field. A row without a variable, or with ``attributes["mode"] = "reference"``, is a
+reference-mode target (``KEYWARD_SECRET_VERSION`` is bumped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from keyward.core.config import Config
+from keyward.core.errors import ConfigError
+from keyward.rotation.protocols import (
+    Dependent,
+    DependentMode,
+    DependentTarget,
+    EnvBinding,
+    Rotator,
+    SecretStore,
+)
+
+STORE_ALIASES = {
+    "vault": "vault-kv",
+    "openbao": "vault-kv",
+    "secretsmanager": "aws-secretsmanager",
+    "aws-secrets-manager": "aws-secretsmanager",
+    "aws-sm": "aws-secretsmanager",
+}
+
+
+def _duration(value: Any, what: str) -> timedelta:
+    from keyward.inventory.policy import _DURATION, _UNITS
+
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=float(value))
+    text = str(value).strip()
+    if text in ("0", "0s"):
+        return timedelta(0)
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(
+            f"[rotation] {what} {value!r} is not a duration",
+            hint="Use a number of seconds or a number with a unit: 30s, 10m, 12h, 7d",
+        )
+    unit = (match.group(2) or "s").lower()
+    return timedelta(seconds=int(match.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True, slots=True)
+class RotationSettings:
+    grace_period: timedelta = timedelta(days=7)
+    deactivate_after: timedelta = timedelta(0)
+    lease_ttl: timedelta = timedelta(minutes=10)
+    kept_in_use_retry: timedelta = timedelta(hours=1)
+    webhook_url: str | None = None
+    webhook_timeout: float = 5.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> RotationSettings:
+        t = config.section("rotation")
+        d = cls()
+        url = config.get("rotation", "webhook_url")
+        return cls(
+            grace_period=_duration(
+                t.get("grace_period", d.grace_period.total_seconds()), "grace_period"
+            ),
+            deactivate_after=_duration(
+                t.get("deactivate_after", d.deactivate_after.total_seconds()), "deactivate_after"
+            ),
+            lease_ttl=_duration(t.get("lease_ttl", d.lease_ttl.total_seconds()), "lease_ttl"),
+            kept_in_use_retry=_duration(
+                t.get("kept_in_use_retry", d.kept_in_use_retry.total_seconds()),
+                "kept_in_use_retry",
+            ),
+            webhook_url=str(url) if url else None,
+            webhook_timeout=float(t.get("webhook_timeout", d.webhook_timeout)),
+        )
+
+
+def _table(config: Config, *path: str) -> dict[str, Any]:
+    node: Any = config.table
+    for part in path:
+        node = node.get(part, {}) if isinstance(node, Mapping) else {}
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"[{'.'.join(path)}] in {config.path} must be a table")
+    return dict(node)
+
+
+def plugin_options(
+    config: Config, role: str, kind: str, secret: str, attributes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Options for the plugin ``kind`` in ``role`` ("stores", "rotators", "dependents")."""
+    short = {"stores": "store", "rotators": "rotator", "dependents": "dependent"}[role]
+    opts = _table(config, "rotation", role, kind)
+    opts.update(_table(config, "rotation", "secrets", secret, short))
+    per_secret = attributes.get("rotation", {})
+    if isinstance(per_secret, Mapping) and isinstance(per_secret.get(short), Mapping):
+        opts.update(per_secret[short])
+    return opts
+
+
+def store_kind(store: str | None, secret: str) -> str:
+    if not store:
+        raise ConfigError(
+            f"The secret {secret!r} has no store in the inventory, so keyward cannot rotate it",
+            hint=f"Set one: keyward inventory update {secret} --store aws-secretsmanager "
+            "--reference NAME",
+        )
+    return STORE_ALIASES.get(store, store)
+
+
+def store_name(kind: str, reference: str | None, secret: str, options: Mapping[str, Any]) -> str:
+    """The name a store knows the secret by (a Vault ``mount/data/`` prefix is dropped)."""
+    ref = (reference or secret).strip()
+    if kind == "vault-kv":
+        mount = str(options.get("mount", "secret")).strip("/")
+        for prefix in (f"{mount}/data/", f"{mount}/"):
+            if ref.startswith(prefix):
+                return ref[len(prefix) :]
+    return ref
+
+
+def guess_field(variable: str, fields: Sequence[str]) -> str | None:
+    """The secret field a variable most likely holds (exact, suffix, then the only field)."""
+    low = variable.lower()
+    for f in fields:
+        if f.lower() == low:
+            return f
+    matches = [f for f in fields if low.endswith(f.lower())]
+    if matches:
+        return max(matches, key=len)
+    compact = low.replace("_", "")
+    for f in fields:
+        if compact.endswith(f.lower().replace("_", "")):
+            return f
+    if len(fields) == 1:
+        return fields[0]
+    return None
+
+
+def targets_for(
+    rows: Sequence[Any], fields: Sequence[str], secret: str
+) -> tuple[DependentTarget, ...]:
+    """Group dependents rows into targets, binding each variable to a secret field."""
+    grouped: dict[tuple[str, str, str | None], list[Any]] = {}
+    for row in rows:
+        grouped.setdefault((row.kind, row.target, row.region), []).append(row)
+    targets: list[DependentTarget] = []
+    for (kind, target, region), items in grouped.items():
+        attrs: dict[str, Any] = {}
+        for r in items:
+            attrs.update(r.attributes or {})
+        reference = attrs.get("mode") == DependentMode.REFERENCE.value or all(
+            r.variable is None for r in items
+        )
+        bindings: list[EnvBinding] = []
+        if not reference:
+            for r in items:
+                if r.variable is None:
+                    continue
+                fld = (r.attributes or {}).get("field") or guess_field(r.variable, fields)
+                if fld is None:
+                    raise ConfigError(
+                        f"Cannot tell which field of {secret!r} the variable {r.variable} of "
+                        f"{target} holds (fields: {', '.join(fields)})",
+                        hint="Set the dependent's field attribute (see docs/rotation.md)",
+                    )
+                bindings.append(EnvBinding(r.variable, str(fld)))
+        targets.append(
+            DependentTarget(
+                kind=kind,
+                resource=target,
+                bindings=tuple(bindings),
+                region=region,
+                mode=DependentMode.REFERENCE if reference else DependentMode.VALUE,
+                alias=attrs.get("alias"),
+            )
+        )
+    return tuple(targets)
+
+
+class Wiring:
+    """Builds :class:`SecretWiring` from the config, the inventory and provider clients."""
+
+    def __init__(self, config: Config, context: Any) -> None:
+        self.config = config
+        self.context = context  # a keyward.rotation.registry.PluginContext
+
+    def store_for(self, secret: Any) -> tuple[str, str, SecretStore]:
+        from keyward.rotation.registry import load_store
+
+        kind = store_kind(secret.store, secret.name)
+        opts = plugin_options(self.config, "stores", kind, secret.name, secret.attributes)
+        if kind == "aws-secretsmanager" and "region" not in opts:
+            ref = secret.reference or ""
+            if ref.startswith("arn:") and len(ref.split(":")) > 3:
+                opts["region"] = ref.split(":")[3]
+        name = store_name(kind, secret.reference, secret.name, opts)
+        return kind, name, load_store(kind, self.context, opts)
+
+    def rotator_for(self, secret: Any) -> Rotator:
+        from keyward.rotation.registry import load_rotator
+
+        opts = plugin_options(self.config, "rotators", secret.kind, secret.name, secret.attributes)
+        return load_rotator(secret.kind, self.context, opts)
+
+    def dependent(self, kind: str, secret: Any) -> Dependent:
+        from keyward.rotation.registry import load_dependent
+
+        opts = plugin_options(self.config, "dependents", kind, secret.name, secret.attributes)
+        return load_dependent(kind, self.context, opts)
