@@ -39,9 +39,9 @@ if TYPE_CHECKING:  # keeps the engine and service imports lazy
     from keyward.scan.service import EngineSpec, ScanResult
 
 COMMITS_PER_BATCH = 128
+MAX_COMMITS_PER_BATCH = 1024
 SERIAL_MAX_COMMITS = 192  # below this, one process does it all (a pool costs more)
 _ZERO_OID = re.compile(rb"^0+$")
-_HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 _STRINGS = re.compile(rb"[\x20-\x7e\t]{8,}")
 
 # Options that make git's output independent of the user's configuration.
@@ -53,6 +53,7 @@ _STABLE = (
     "-c", "log.showSignature=false",
     "-c", "diff.external=",
 )  # fmt: skip
+
 _PATCH = (
     "-p", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index",
     "--src-prefix=a/", "--dst-prefix=b/", "--no-relative", "-M",
@@ -149,14 +150,25 @@ def open_repo(path: Path) -> GitRepo:
 # ------------------------------------------------------------------------ diff parsing
 @dataclass(slots=True)
 class FileDiff:
-    """The added lines of one file in one commit (or in the index)."""
+    """The added lines of one file in one commit (or in the index).
+
+    ``blocks`` holds runs of consecutive added lines: (lines joined by ``\\n``, first line
+    number, number of lines). With ``-U0`` each hunk adds one such run.
+    """
 
     path: str
-    lines: list[bytes] = field(default_factory=list)
-    numbers: list[int] = field(default_factory=list)
+    blocks: list[tuple[bytes, int, int]] = field(default_factory=list)
     size: int = 0
     binary_oid: str | None = None
     oversized: bool = False
+
+    @property
+    def lines(self) -> list[bytes]:
+        return [line for block, _, _ in self.blocks for line in block.split(b"\n")]
+
+    @property
+    def numbers(self) -> list[int]:
+        return [n for _, first, count in self.blocks for n in range(first, first + count)]
 
 
 @dataclass(slots=True)
@@ -224,10 +236,39 @@ def _path_from_diff_git(rest: bytes) -> bytes | None:
     return rest[idx + 3 :] if idx >= 0 else None
 
 
+_RECORD = re.compile(rb"\n(?=diff --git |\x00)")
+_HUNK_COUNTS = re.compile(rb"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def split_records(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Cut a patch stream into records: a commit header (``\\0...``) or one file's diff.
+
+    Records start at lines beginning with ``diff --git `` or NUL, which no content line can
+    (content lines carry a ``+``/``-``/space prefix), so the cut needs no line-by-line parse.
+    """
+    rest = b""
+    for piece in pieces:
+        data = rest + piece if rest else piece
+        parts = _RECORD.split(data)
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def read_pieces(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    read = stream.read
+    while piece := read(size):
+        yield piece
+
+
 class PatchParser:
     """Turns ``git log -p -U0`` / ``git diff -U0`` output into added lines per file.
 
-    Streaming: feed it lines; it yields each :class:`CommitDiff` when the next one starts.
+    Streaming and hunk-at-a-time: the stream is cut into one record per file, and with
+    ``-U0`` each hunk header says how many lines it removes and adds, so the added lines are
+    a slice of the record's lines, not a per-line state machine. ``core.bigFileThreshold``
+    (set by the callers) keeps any one record bounded: larger files are diffed as binary.
     """
 
     def __init__(self, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
@@ -235,88 +276,81 @@ class PatchParser:
         self.bytes_read = 0
 
     def parse(
-        self, lines: Iterable[bytes], *, single: CommitDiff | None = None
+        self, pieces: Iterable[bytes], *, single: CommitDiff | None = None
     ) -> Iterator[CommitDiff]:
         commit = single
-        current: FileDiff | None = None
-        pending_path: bytes | None = None
-        pending_oid: str | None = None
-        in_hunk = False
-        lineno = 0
-        limit = self.max_file_size
-        for line in lines:
-            self.bytes_read += len(line)
-            if in_hunk:
-                first = line[:1]
-                if first == b"+":
-                    if current is not None and not current.oversized:
-                        content = line[1:]
-                        if content.endswith(b"\n"):
-                            content = content[:-1]
-                        current.size += len(content) + 1
-                        if current.size > limit:
-                            current.oversized = True
-                        else:
-                            current.lines.append(content)
-                            current.numbers.append(lineno)
-                    lineno += 1
-                    continue
-                if first in (b"-", b"\\"):
-                    continue
-                if first == b" ":
-                    lineno += 1
-                    continue
-                if first == b"@":
-                    m = _HUNK.match(line)
-                    if m:
-                        lineno = int(m.group(1))
-                        continue
-                in_hunk = False
-            if line.startswith(b"\0"):
+        for record in split_records(pieces):
+            self.bytes_read += len(record) + 1
+            if record.startswith(b"\0"):
                 if commit is not None and single is None:
                     yield commit
-                head = line[1:].rstrip(b"\r\n").decode("utf-8", "replace")
+                nl = record.find(b"\n")
+                head = record[1 : nl if nl >= 0 else len(record)].decode("utf-8", "replace")
                 sha, _, rest = head.partition(" ")
                 date, _, author = rest.partition(" ")
-                commit = CommitDiff(sha, date, author)
-                current, pending_path, pending_oid = None, None, None
-                continue
-            if line.startswith(b"diff --git "):
-                current = None
-                pending_path = _path_from_diff_git(line[11:])
-                pending_oid = None
-                continue
-            if line.startswith(b"@@"):
-                m = _HUNK.match(line)
-                if m is None:
-                    continue
-                lineno = int(m.group(1))
-                in_hunk = True
-                if current is None and pending_path is not None and commit is not None:
-                    current = FileDiff(display_path(pending_path))
-                    commit.files.append(current)
-                continue
-            if line.startswith(b"+++ "):
-                # git appends a tab to names with spaces; a real tab in a name is quoted
-                target = line[4:].rstrip(b"\r\n").removesuffix(b"\t")
-                pending_path = None if target == b"/dev/null" else _strip_prefix(target, b"b/")
-                continue
-            if line.startswith(b"index "):
-                oids = line[6:].split(b" ", 1)[0]
-                new = oids.partition(b"..")[2].strip()
-                pending_oid = None if not new or _ZERO_OID.match(new) else new.decode("ascii")
-                continue
-            if line.startswith((b"rename to ", b"copy to ")):
-                pending_path = unquote_path(line.split(b" to ", 1)[1].rstrip(b"\r\n"))
-                continue
-            if line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
-                if pending_path is None or pending_oid is None or commit is None:
-                    continue
-                # "Binary files a/x and /dev/null differ" is a deletion: pending_oid is None.
-                commit.files.append(FileDiff(display_path(pending_path), binary_oid=pending_oid))
-                continue
+                commit = CommitDiff(sha, date, author.rstrip("\r"))
+            elif record.startswith(b"diff --git ") and commit is not None:
+                fd = self.file_diff(record)
+                if fd is not None:
+                    commit.files.append(fd)
         if commit is not None:
             yield commit
+
+    def file_diff(self, record: bytes) -> FileDiff | None:
+        """The added lines (or the binary blob) of one file's diff record."""
+        lines = record.split(b"\n")
+        first = lines[0]
+        path = _path_from_diff_git(first[11:])
+        oid: str | None = None
+        i = 1
+        n = len(lines)
+        while i < n:
+            line = lines[i]
+            if line.startswith(b"@@"):
+                break
+            if line.startswith(b"+++ "):
+                # git appends a tab to names with spaces; a real tab in a name is quoted
+                target = line[4:].rstrip(b"\r").removesuffix(b"\t")
+                path = None if target == b"/dev/null" else _strip_prefix(target, b"b/")
+            elif line.startswith(b"index "):
+                new = line[6:].split(b" ", 1)[0].partition(b"..")[2].strip()
+                oid = None if not new or _ZERO_OID.match(new) else new.decode("ascii")
+            elif line.startswith((b"rename to ", b"copy to ")):
+                path = unquote_path(line.split(b" to ", 1)[1].rstrip(b"\r"))
+            elif line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
+                if path is None or oid is None:  # a deleted binary file
+                    return None
+                return FileDiff(display_path(path), binary_oid=oid)
+            i += 1
+        if path is None or i >= n:
+            return None  # deleted, or no content change (mode change, pure rename)
+        fd = FileDiff(display_path(path))
+        limit = self.max_file_size
+        while i < n:
+            m = _HUNK_COUNTS.match(lines[i])
+            i += 1
+            if m is None:
+                continue
+            removed = int(m.group(1)) if m.group(1) is not None else 1
+            start = int(m.group(2))
+            added = int(m.group(3)) if m.group(3) is not None else 1
+            i += removed
+            if i < n and lines[i].startswith(b"\\"):  # "\ No newline at end of file"
+                i += 1
+            if added:
+                run = lines[i : i + added]
+                i += added
+                block = b"\n".join(run)
+                fd.size += len(block)
+                if fd.size > limit:
+                    fd.oversized = True
+                    fd.blocks.clear()
+                    return fd
+                # drop the "+" of every line at C speed
+                fd.blocks.append((block[1:].replace(b"\n+", b"\n"), start, len(run)))
+            if i < n and lines[i].startswith(b"\\"):
+                i += 1
+        return fd
 
 
 def strings_of(data: bytes) -> bytes:
@@ -335,10 +369,16 @@ def decode_block(block: bytes) -> tuple[str, bytes | None]:
 
 def file_chunk(diff: FileDiff, location: Location) -> Chunk | None:
     """The chunk of a file's added lines (line numbers of the new file)."""
-    if not diff.lines:
+    if not diff.blocks:
         return None
-    text, data = decode_block(b"\n".join(diff.lines))
-    return Chunk(text=text, location=location, line_map=tuple(diff.numbers), data=data)
+    if len(diff.blocks) == 1:
+        block, first, count = diff.blocks[0]
+        line_map = tuple(range(first, first + count))
+    else:
+        block = b"\n".join(b for b, _, _ in diff.blocks)
+        line_map = tuple(n for _, f, c in diff.blocks for n in range(f, f + c))
+    text, data = decode_block(block)
+    return Chunk(text=text, location=location, line_map=line_map, data=data)
 
 
 def read_blobs(
@@ -390,22 +430,6 @@ def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
         proc.stderr.close()
     if rc not in (0, -13):  # -13: SIGPIPE because we stopped reading early
         raise SourceError(_git_message([what], err))
-
-
-def read_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
-    """Lines of a stream; a line longer than ``limit`` is cut (the rest is dropped)."""
-    readline = stream.readline
-    while True:
-        line = readline(limit)
-        if not line:
-            return
-        if len(line) == limit and not line.endswith(b"\n"):
-            while True:  # drop the rest of an over-long line
-                more = readline(limit)
-                if not more or more.endswith(b"\n"):
-                    break
-            line += b"\n"
-        yield line
 
 
 # ------------------------------------------------------------------------ history scan
@@ -490,8 +514,10 @@ def rev_list_args(repo: GitRepo, opts: GitOptions) -> list[str]:
     return ["rev-list", "--topo-order", "--reverse", *revs, "--"]
 
 
-def _commit_batches(lines: Iterable[bytes], size: int) -> Iterator[tuple[int, list[str]]]:
+def _commit_batches(lines: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
+    """Commit ids in batches that grow from 128 to 1024 (each batch costs one git start)."""
     batch: list[str] = []
+    size = COMMITS_PER_BATCH
     first = 0
     n = 0
     for raw in lines:
@@ -503,6 +529,7 @@ def _commit_batches(lines: Iterable[bytes], size: int) -> Iterator[tuple[int, li
         if len(batch) >= size:
             yield first, batch
             first, batch = n, []
+            size = min(size * 2, MAX_COMMITS_PER_BATCH)
     if batch:
         yield first, batch
 
@@ -514,7 +541,8 @@ def scan_commits(
     out = _Batch()
     order = {sha: first + i for i, sha in enumerate(commits)}
     proc = repo.popen(
-        "log", *_PATCH, "--diff-merges=first-parent", _HEADER, "--no-walk=unsorted", "--stdin",
+        "-c", f"core.bigFileThreshold={max_size}", "log", *_PATCH,
+        "--diff-merges=first-parent", _HEADER, "--no-walk=unsorted", "--stdin",
         stdin=True,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
@@ -523,7 +551,7 @@ def scan_commits(
     try:
         proc.stdin.write(("\n".join(commits) + "\n").encode("ascii"))
         proc.stdin.close()
-        for commit in parser.parse(read_lines(proc.stdout, max_size + 2)):
+        for commit in parser.parse(read_pieces(proc.stdout)):
             idx = order.get(commit.sha, first)
             out.stats.commits += 1
             for fd in commit.files:
@@ -617,13 +645,13 @@ def scan_history(
     rl = repo.popen(*args)
     assert rl.stdout is not None
     try:
-        batches = _commit_batches(rl.stdout, COMMITS_PER_BATCH)
+        batches = _commit_batches(rl.stdout)
         head: list[tuple[int, list[str]]] = []
         for b in batches:
             head.append(b)
-            if len(head) * COMMITS_PER_BATCH > SERIAL_MAX_COMMITS:
+            if sum(len(c) for _, c in head) > SERIAL_MAX_COMMITS:
                 break
-        serial = n_jobs <= 1 or len(head) * COMMITS_PER_BATCH <= SERIAL_MAX_COMMITS
+        serial = n_jobs <= 1 or sum(len(c) for _, c in head) <= SERIAL_MAX_COMMITS
         if serial:
             result.stats.jobs = 1
             for first, commits in _chain(head, batches):

@@ -27,7 +27,7 @@ from keyward.scan.sources.git import (
     file_chunk,
     open_repo,
     read_blobs,
-    read_lines,
+    read_pieces,
     strings_of,
 )
 
@@ -53,7 +53,8 @@ class StagedSource:
         root = repo.toplevel()
         pathspec = list(self.files or ())
         proc = repo.popen(
-            "--literal-pathspecs", "diff", "--cached", *_PATCH, "--diff-filter=d",
+            "--literal-pathspecs", "-c", f"core.bigFileThreshold={self.max_file_size}",
+            "diff", "--cached", *_PATCH, "--diff-filter=d",
             "--", *pathspec,
         )  # fmt: skip
         assert proc.stdout is not None
@@ -61,9 +62,7 @@ class StagedSource:
         staged = CommitDiff("", "", "")
         binaries: dict[str, str] = {}
         try:
-            for diff in parser.parse(
-                read_lines(proc.stdout, self.max_file_size + 2), single=staged
-            ):
+            for diff in parser.parse(read_pieces(proc.stdout), single=staged):
                 for fd in diff.files:
                     loc = Location(kind=SourceKind.STAGED, path=fd.path)
                     if fd.binary_oid is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from keyward.scan.model import Location, SourceKind
 from keyward.scan.sources.git import (
     PatchParser,
@@ -56,12 +58,14 @@ index 6666666666666666666666666666666666666666..77777777777777777777777777777777
 """
 
 
-def parse(data: bytes):  # type: ignore[no-untyped-def]
-    return list(PatchParser().parse(data.splitlines(keepends=True)))
+def parse(data: bytes, piece: int = 7):  # type: ignore[no-untyped-def]
+    """Feed the patch in small pieces, as a pipe delivers it."""
+    return list(PatchParser().parse(data[i : i + piece] for i in range(0, len(data), piece)))
 
 
-def test_added_lines_carry_the_new_file_line_numbers() -> None:
-    first, second = parse(PATCH)
+@pytest.mark.parametrize("piece", [1, 7, 1 << 20])
+def test_added_lines_carry_the_new_file_line_numbers(piece: int) -> None:
+    first, second = parse(PATCH, piece)
     assert (first.sha, first.author, first.date) == (
         "aaaa",
         "Ann <ann@example.com>",
@@ -93,9 +97,7 @@ def test_oversized_added_lines_are_flagged_not_kept() -> None:
     )
     from keyward.scan.sources.git import CommitDiff
 
-    [c] = PatchParser(max_file_size=100).parse(
-        patch.splitlines(keepends=True), single=CommitDiff("", "", "")
-    )
+    [c] = PatchParser(max_file_size=100).parse([patch], single=CommitDiff("", "", ""))
     assert c.files[0].oversized
 
 
