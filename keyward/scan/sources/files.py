@@ -22,6 +22,7 @@ Rules of the walk:
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -218,9 +219,8 @@ class FileWalker:
         try:
             target = os.path.realpath(path, strict=True)
         except OSError as exc:
-            # realpath(strict=True) reports a loop as ELOOP (or, on 3.11, RuntimeError-free
-            # OSError with "loop" in it); anything else means the target is missing.
-            loop = getattr(exc, "errno", None) == 40 or "loop" in str(exc).lower()
+            # realpath(strict=True) reports a loop as ELOOP; anything else: the target is missing
+            loop = exc.errno == errno.ELOOP
             self.skipped.append(Skipped(display, "symlink loop" if loop else "broken symlink"))
             return
         if os.path.commonpath([real_root, target]) != real_root:
