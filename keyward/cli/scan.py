@@ -157,7 +157,9 @@ def scan(
         )
         progress, stop = _progress(no_progress)
         try:
-            result.extend(scan_paths(roots, spec, walk, jobs=jobs, engine=eng, progress=progress))
+            result.extend(
+                scan_paths(roots, spec, walk, jobs=extras.jobs(jobs), engine=eng, progress=progress)
+            )
         finally:
             stop()
         result.roots = roots

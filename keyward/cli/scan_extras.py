@@ -122,6 +122,14 @@ class ExtraScan:
 
         return with_detect_secrets(engine, Fingerprinter(fingerprint_key), baseline=baseline)
 
+    def jobs(self, jobs: int | None) -> int | None:
+        """Worker processes: plugins reach workers only through fork, so elsewhere run one."""
+        import sys
+
+        if self.detect_secrets and sys.platform != "linux":
+            return 1
+        return jobs
+
     def scan_lambda(self, engine: Engine) -> ScanResult:
         from keyward.core.config import parse_size
         from keyward.scan.sources.aws_lambda import (
