@@ -121,3 +121,57 @@ def test_cli_verify_reports_live_and_revoked_pairs_without_leaking(
     assert got == {"live.ini": "live", "old.ini": "revoked"}
     for value in (active["SecretAccessKey"], deleted["SecretAccessKey"]):
         assert value not in proc.stdout and value not in proc.stderr
+
+
+def test_lambda_scan_with_verify_marks_the_function_key_pair_live(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main case: a live key pair in a function's environment, found and verified."""
+    import io
+    import zipfile
+
+    from _moto_patches import fix_get_request_signatures
+
+    fix_get_request_signatures(monkeypatch)
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_user(UserName="scanner")
+    iam.put_user_policy(
+        UserName="scanner",
+        PolicyName="read-lambda",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "lambda:ListFunctions", "Resource": "*"}]}),
+    )  # fmt: skip
+    scanner = iam.create_access_key(UserName="scanner")["AccessKey"]
+    live, dead = _keys("app", 2)
+    iam.delete_access_key(UserName="app", AccessKeyId=dead["AccessKeyId"])
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.py", "def handler(e, c):\n    return 1\n")
+    lam = boto3.client("lambda", region_name="us-east-1")
+    for name, key in (("uses-live-key", live), ("uses-old-key", dead)):
+        lam.create_function(
+            FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+            Code={"ZipFile": buf.getvalue()},
+            Environment={"Variables": {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                                       "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}},
+        )  # fmt: skip
+    aws.set_auth(True)
+    env = dict(os.environ) | {
+        "AWS_ACCESS_KEY_ID": scanner["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": scanner["SecretAccessKey"],
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyward", "scan", "--engine", "re", "--aws-lambda",
+         "--region", "us-east-1", "--verify", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    got = {
+        f["resource"].rsplit(":", 1)[1]: f["verification"]
+        for f in doc["findings"]
+        if f["rule"] == "aws-access-key-id"
+    }
+    assert got == {"uses-live-key": "live", "uses-old-key": "revoked"}
+    assert live["SecretAccessKey"] not in proc.stdout + proc.stderr
