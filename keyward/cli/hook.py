@@ -141,15 +141,19 @@ def run_staged_scan(
 
 
 def build_light_engine(cfg: Any, rule_files: Sequence[Path]) -> tuple[Any, Any]:
-    """An engine built without the process-pool machinery (the hook runs in one process)."""
-    from keyward.cli.common import fingerprint_key
+    """An engine for one short process: cached rules, no process pool.
+
+    The hook never prints or stores fingerprints (baselines match on the secret's SHA-1), so
+    it fingerprints with a key of its own instead of reading the installation key.
+    """
     from keyward.core.config import cache_dir
     from keyward.core.redaction import Fingerprinter
     from keyward.scan.engine import Engine
-    from keyward.scan.rules import load_rules
+    from keyward.scan.rulecache import load_rules_cached
 
-    rules = load_rules((*cfg.rule_files(), *rule_files))
-    engine = Engine(rules, Fingerprinter(fingerprint_key(cfg)), cache_dir=cache_dir() / "hyperscan")
+    cache = cache_dir()
+    rules = load_rules_cached((*cfg.rule_files(), *rule_files), cache / "rules")
+    engine = Engine(rules, Fingerprinter(os.urandom(32)), cache_dir=cache / "hyperscan")
     return engine, rules.rules
 
 

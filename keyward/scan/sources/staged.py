@@ -93,8 +93,6 @@ class StagedSource:
 
     def _unstaged(self, repo: GitRepo, root: Path, staged: CommitDiff) -> Iterator[Chunk]:
         """Named files with no staged change at all: scan them whole from the work tree."""
-        from keyward.scan.sources.files import FileTask, read_task
-
         names = repo.run(
             "--literal-pathspecs", "diff", "--cached", "--name-only", "-z", "--no-relative",
             "--", *(self.files or ()),
@@ -113,6 +111,8 @@ class StagedSource:
             if size > self.max_file_size:
                 self.skipped.append(Skipped(rel, "larger than --max-file-size", True))
                 continue
+            from keyward.scan.sources.files import FileTask, read_task
+
             got = read_task(FileTask(full, rel, size))
             if isinstance(got, Skipped):
                 self.skipped.append(got)

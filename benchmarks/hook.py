@@ -1,0 +1,152 @@
+"""Benchmark the pre-commit hook: `keyward hook` vs `detect-secrets-hook` on a 5-file commit.
+
+A repository gets a base commit of real source files (benchmarks/.corpus/real if `corpus.py`
+was run, else this virtualenv's site-packages), then 5 of them are changed and staged (edits
+plus one planted fake token), which is what pre-commit hands each hook. Both hooks run the way
+pre-commit runs them: their console script with the 5 file names. Each is warmed up once
+(keyward's compiled-rules cache), then timed `--runs` times, alternating; medians are reported.
+
+    python benchmarks/hook.py
+    python benchmarks/hook.py --runs 30 --profile    # + keyward's slowest imports
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+TEXT_EXT = {".py", ".js", ".yaml", ".yml", ".json", ".md", ".cfg", ".toml", ".sh", ".rst"}
+
+
+def real_files(n: int, rng: random.Random) -> list[tuple[str, bytes]]:
+    corpus = HERE / ".corpus" / "real"
+    root = (
+        corpus
+        if corpus.is_dir()
+        else next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    )
+    picked: list[tuple[str, bytes]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath, name)
+            if p.suffix not in TEXT_EXT:
+                continue
+            try:
+                size = p.stat().st_size
+            except OSError:
+                continue
+            if 2_000 <= size <= 40_000:
+                picked.append((str(p.relative_to(root)), p.read_bytes()))
+        if len(picked) >= n * 20:
+            break
+    rng.shuffle(picked)
+    return picked[:n]
+
+
+def mint_token(rng: random.Random) -> str:
+    sys.path.insert(0, str(HERE.parent))
+    from keyward.scan.validators import base62
+
+    body = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(30))
+    return "ghp_" + body + base62(zlib.crc32(body.encode()), 6)
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com"}  # fmt: skip
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
+def build(repo: Path) -> list[str]:
+    rng = random.Random(5)
+    if repo.exists():
+        shutil.rmtree(repo)
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    files = real_files(40, rng)
+    for path, data in files:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_bytes(data)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    changed = [path for path, _ in files[:5]]
+    for k, path in enumerate(changed):
+        lines = (repo / path).read_bytes().split(b"\n")
+        at = rng.randrange(len(lines))
+        extra = [b"# edited line %d" % i for i in range(20)]
+        if k == 0:
+            extra.append(f'API_TOKEN = "{mint_token(rng)}"'.encode())
+        lines[at:at] = extra
+        (repo / path).write_bytes(b"\n".join(lines))
+    git(repo, "add", *changed)
+    return changed
+
+
+def timed(cmd: list[str], repo: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True)
+    return time.perf_counter() - t, proc.returncode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--profile", action="store_true", help="print keyward's slowest imports")
+    args = ap.parse_args()
+    os.environ.setdefault("KEYWARD_CACHE_DIR", str(HERE / ".cache" / "keyward-cache"))
+    os.environ.setdefault("KEYWARD_DATA_DIR", str(HERE / ".cache" / "keyward-data"))
+    repo = HERE / ".cache" / "hook-bench"
+    files = build(repo)
+    size = sum((repo / f).stat().st_size for f in files)
+    commands = {
+        "keyward hook": [str(BIN / "keyward"), "hook", *files],
+        "detect-secrets-hook": [str(BIN / "detect-secrets-hook"), *files],
+    }
+    codes = {}
+    for name, cmd in commands.items():  # warm-up (and keyward's rule cache)
+        _, codes[name] = timed(cmd, repo)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.runs):
+        for name, cmd in commands.items():
+            times[name].append(timed(cmd, repo)[0])
+    bare = statistics.median(timed([sys.executable, "-c", "pass"], repo)[0] for _ in range(5))
+
+    print(
+        f"5 staged files, {size / 1024:.0f} KiB, 101 added lines, 1 planted token; "
+        f"{args.runs} runs each, medians; bare `python -c pass`: {bare * 1000:.0f} ms\n"
+    )
+    print("| hook | median ms | min ms | exit code |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in commands:
+        t = [x * 1000 for x in times[name]]
+        print(f"| `{name}` | {statistics.median(t):.0f} | {min(t):.0f} | {codes[name]} |")
+    k = statistics.median(times["keyward hook"])
+    d = statistics.median(times["detect-secrets-hook"])
+    print(f"\nkeyward takes {k / d:.0%} of detect-secrets-hook's wall time (target: under 40%).")
+    if args.profile:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "keyward", "hook", *files],
+                              cwd=repo, capture_output=True, text=True)  # fmt: skip
+        rows = []
+        for line in proc.stderr.splitlines():
+            if line.startswith("import time:") and "|" in line:
+                parts = [p.strip() for p in line[12:].split("|")]
+                if parts[0].isdigit():
+                    rows.append((int(parts[1]), parts[2]))
+        for cum, name in sorted(rows, reverse=True)[:25]:
+            print(f"{cum / 1000:8.1f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
