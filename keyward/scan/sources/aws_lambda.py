@@ -342,9 +342,9 @@ class LambdaSource:
 
     def _code_problem(self, record: FunctionRecord, message: str) -> None:
         kind, _, text = message.partition(":")
-        if kind == "warn":
+        if kind == "warn":  # in the report's warnings; listed with the skipped items too
             self.warnings.append(f"code of {record.arn} not scanned: {text}")
-            self.skipped.append(Skipped(record.arn, text, warning=True))
+            self.skipped.append(Skipped(record.arn, text))
         else:
             self.skipped.append(Skipped(record.arn, text))
 
