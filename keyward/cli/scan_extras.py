@@ -25,6 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXAMPLES = """\
   keyward scan --aws-lambda --region us-east-1 --region eu-west-1
   keyward scan --aws-lambda --all-regions --profile audit --include-code
+  keyward scan --aws-lambda --region eu-west-1 --all-versions   (published versions too)
   keyward scan . --verify                      (checks found credentials with their provider)
   keyward scan . --detect-secrets-plugins --baseline .secrets.baseline
 """
@@ -51,6 +52,12 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         help="Lambda: also download each deployment package (size-capped) and scan its files.",
     ),
     click.option(
+        "--all-versions",
+        is_flag=True,
+        help="Lambda: also scan published versions (they keep the environment they were "
+        "published with).",
+    ),
+    click.option(
         "--verify",
         is_flag=True,
         help="Check with each provider whether found credentials are live (sends them to the "
@@ -66,7 +73,7 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
 )
 
 EXTRA_PARAMS = (
-    "aws_lambda", "regions", "all_regions", "profile", "include_code", "verify",
+    "aws_lambda", "regions", "all_regions", "profile", "include_code", "all_versions", "verify",
     "detect_secrets_plugins",
 )  # fmt: skip
 
@@ -96,6 +103,7 @@ class ExtraScan:
         self.all_regions = bool(params.get("all_regions"))
         self.profile: str | None = params.get("profile")
         self.include_code = bool(params.get("include_code"))
+        self.all_versions = bool(params.get("all_versions"))
         self.verify = bool(params.get("verify"))
         ds = params.get("detect_secrets_plugins")
         if ds is None:
@@ -104,10 +112,13 @@ class ExtraScan:
                 "[scan] detect_secrets_plugins",
             )
         self.detect_secrets = bool(ds)
-        lambda_only = (self.regions, self.all_regions, self.profile, self.include_code)
+        lambda_only = (
+            self.regions, self.all_regions, self.profile, self.include_code, self.all_versions,
+        )  # fmt: skip
         if not self.aws_lambda and any(lambda_only):
             raise ConfigError(
-                "--region, --all-regions, --profile and --include-code apply to --aws-lambda",
+                "--region, --all-regions, --profile, --include-code and --all-versions apply "
+                "to --aws-lambda",
                 hint="Add --aws-lambda",
             )
         if self.regions and self.all_regions:
@@ -145,6 +156,7 @@ class ExtraScan:
             all_regions=self.all_regions,
             profile=self.profile,
             include_code=self.include_code,
+            all_versions=self.all_versions,
             max_code_size=parse_size(cap),
             check_kms=_flag(section.get("check_kms", True), "[aws_lambda] check_kms"),
         )

@@ -76,6 +76,7 @@ class LambdaOptions:
     all_regions: bool = False
     profile: str | None = None
     include_code: bool = False
+    all_versions: bool = False  # published versions keep the environment they were built with
     max_code_size: int = DEFAULT_MAX_CODE_SIZE
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     workers: int = DEFAULT_WORKERS
@@ -113,6 +114,7 @@ class FunctionRecord:
     kms_key_arn: str | None
     code_size: int | None = None
     package_type: str = "Zip"
+    version: str = "$LATEST"
 
 
 def download_package(package: CodePackage, cap: int) -> bytes:
@@ -243,7 +245,10 @@ class LambdaSource:
         by_region: dict[str, list[dict[str, Any]]] = {}
         workers = max(1, min(self.options.workers, len(regions)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyward-lambda") as pool:
-            futures = {r: pool.submit(_list_functions, clients[r]) for r in regions}
+            futures = {
+                r: pool.submit(_list_functions, clients[r], self.options.all_versions)
+                for r in regions
+            }
             for region in regions:
                 outcome = _outcome(futures[region])
                 if isinstance(outcome, str):
@@ -393,10 +398,11 @@ class LambdaSource:
 
 
 # ---------------------------------------------------------------------- helpers
-def _list_functions(client: Any) -> list[dict[str, Any]]:
+def _list_functions(client: Any, all_versions: bool = False) -> list[dict[str, Any]]:
     paginator = client.get_paginator("list_functions")
     out: list[dict[str, Any]] = []
-    for page in paginator.paginate():
+    params = {"FunctionVersion": "ALL"} if all_versions else {}
+    for page in paginator.paginate(**params):
         out.extend(page.get("Functions", []))
     return out
 
@@ -433,6 +439,7 @@ def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
         kms_key_arn=conf.get("KMSKeyArn") or None,
         code_size=conf.get("CodeSize"),
         package_type=str(conf.get("PackageType") or "Zip"),
+        version=str(conf.get("Version") or "$LATEST"),
     )
 
 
@@ -454,10 +461,12 @@ def _brief(exc: BaseException) -> str:
 
 
 def kms_findings(functions: Iterable[FunctionRecord]) -> list[Finding]:
-    """One low-severity finding per function with variables but no customer managed key."""
+    """One low-severity finding per function with variables but no customer managed key.
+
+    Only ``$LATEST`` counts: a published version cannot be changed, the next one can."""
     out: list[Finding] = []
     for fn in functions:
-        if fn.variables == 0 or fn.kms_key_arn:
+        if fn.variables == 0 or fn.kms_key_arn or fn.version != "$LATEST":
             continue
         digest = hashlib.sha256(f"{KMS_RULE_ID}|{fn.arn}".encode()).hexdigest()
         out.append(
