@@ -41,9 +41,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def request(
     method: str,
     url: str,
@@ -51,8 +48,10 @@ def request(
     *,
     data: bytes | None = None,
     timeout: float,
+    opener: urllib.request.OpenerDirector | None = None,
 ) -> Response:
-    """One HTTP request; HTTP errors are responses, network failures raise OSError."""
+    """One HTTP request, never following redirects; HTTP errors are responses, network
+    failures raise OSError."""
     if not url.startswith(("https://", "http://")):
         raise OSError("verifier URL must be http(s)")
     req = urllib.request.Request(
@@ -62,7 +61,9 @@ def request(
         headers={"User-Agent": f"keyward/{__version__}", **headers},
     )
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with (opener or urllib.request.build_opener(_NoRedirect)).open(
+            req, timeout=timeout
+        ) as resp:
             return Response(resp.status, resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
         with exc:

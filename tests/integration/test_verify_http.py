@@ -75,6 +75,12 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             with provider.lock:
                 provider.requests.append(("GET", self.path))
+            if self.path.startswith("/moved/"):
+                self.send_response(302)
+                self.send_header("Location", f"{provider.url}/stolen")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if self.path == "/github/user":
                 token = self._bearer()
                 if token == SLOW:
@@ -195,6 +201,14 @@ def test_unreachable_provider_is_unknown() -> None:
     verifiers = load_verifiers(VerifyContext(settings=settings, timeout=2), names=["stripe"])
     [result] = verify_findings([finding("stripe-secret-key", ST_LIVE)], verifiers)
     assert result.verification is Verification.UNKNOWN
+
+
+def test_redirects_are_not_followed_so_the_token_goes_nowhere_else(provider: Provider) -> None:
+    settings = {"github_url": f"{provider.url}/moved"}
+    verifiers = load_verifiers(VerifyContext(settings=settings, timeout=5), names=["github"])
+    [result] = verify_findings([finding("github-pat-classic", GH_LIVE)], verifiers)
+    assert result.verification is Verification.UNKNOWN
+    assert provider.requests == [("GET", "/moved/user")]
 
 
 def test_findings_no_verifier_accepts_are_left_unverified(provider: Provider) -> None:
