@@ -1,0 +1,30 @@
+"""Run ``keyward`` with a crash point: ``KEYWARD_TEST_CRASH_AT=<checkpoint>`` (e.g. ``set:before``,
+``dependents:inside:10``) kills this process with SIGKILL when the rotation engine reaches it.
+
+Only the tests use this; keyward's own ``RotationEngine.checkpoint`` does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from keyward.rotation import engine
+
+POINT = os.environ.get("KEYWARD_TEST_CRASH_AT", "")
+
+
+def checkpoint(self: engine.RotationEngine, point: str) -> None:
+    if point == POINT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+engine.RotationEngine.checkpoint = checkpoint  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    from keyward.cli import main
+
+    main(sys.argv[1:])
