@@ -179,6 +179,15 @@ def build(repo: Path, n_commits: int, seed: int = 7) -> dict[str, int]:
     return planted
 
 
+def cpu() -> float:
+    """CPU seconds of this process and its reaped children (load-independent)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def patch_bytes(repo: Path) -> tuple[int, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -219,20 +228,19 @@ def main() -> None:
 
     commits = int(subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "HEAD"],
                                  capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    c0 = cpu()
     nbytes, git_seconds = patch_bytes(repo)
+    cpu_used = {"git": cpu() - c0}
     spec = EngineSpec(fingerprint_key=bytes(range(32)))
     engine = spec.build()
     rows = [("`git log -p -U0` alone (the floor)", git_seconds, None)]
     for jobs in (1, os.cpu_count() or 1):
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), cpu()
         result, stats = scan_history(repo, spec, GitOptions(), jobs=jobs, engine=engine)
-        rows.append(
-            (
-                f"keyward, {jobs} process{'es' if jobs > 1 else ''}",
-                time.perf_counter() - t,
-                (result, stats),
-            )
-        )
+        elapsed = time.perf_counter() - t
+        cpu_used[f"keyward-{jobs}"] = cpu() - c0
+        name = f"keyward, {jobs} process{'es' if jobs > 1 else ''}"
+        rows.append((name, elapsed, (result, stats)))
     # a cold CLI run (interpreter start, rules, everything)
     t = time.perf_counter()
     cli = subprocess.run([sys.executable, "-m", "keyward", "scan", "--git", str(repo), "-f", "json",
@@ -253,6 +261,10 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     for name, secs, _ in rows:
         print(f"| {name} | {secs:.2f} | {commits / secs:,.0f} | {nbytes / 1e6 / secs:.1f} |")
+    print(
+        f"\nCPU seconds (user+sys, all processes): git alone {cpu_used['git']:.2f}, "
+        f"keyward 1 process {cpu_used['keyward-1']:.2f}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"\nPlanted tokens found: {hits}/{len(planted)}; total findings {len(result.findings)}; "
           f"peak RSS parent {peak:.0f} MiB, largest child {peak_children:.0f} MiB")  # fmt: skip
 

@@ -19,6 +19,8 @@ _STYLE = {
 
 def _group(f: Finding) -> str:
     loc = f.location
+    if loc.resource and loc.path:  # IaC / manifests: the file, then the function or resource
+        return f"{loc.path}  {loc.resource}"
     return loc.resource or loc.path or ("environment" if loc.variable else loc.kind.value)
 
 
@@ -52,6 +54,8 @@ def render_text(
                 where += f" commit {loc.commit[:12]}"
                 if loc.author:
                     where += f" by {loc.author}"
+                if f.still_present is False:
+                    where += " (no longer in HEAD)"
             value = f.secret if reveal else f.preview
             pair = ""
             if f.companion_preview:
