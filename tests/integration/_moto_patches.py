@@ -43,4 +43,3 @@ def reject_inactive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
                     raise access_control.CreateAccessKeyFailure(reason="InvalidId")
 
     monkeypatch.setattr(access_control.IAMUserAccessKey, "__init__", init)
-
