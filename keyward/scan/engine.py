@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,10 +329,11 @@ class Engine:
 
     def _finding(self, chunk: Chunk, m: _Match, lines: _LineIndex) -> Finding:
         line_idx, column = lines.position(m.start)
-        end_idx, _ = lines.position(max(m.end - 1, m.start))
+        last = max(m.end - 1, m.start)
+        end_idx, _ = lines.position(last)
         loc = chunk.location.at(chunk.source_line(line_idx), column + 1, chunk.source_line(end_idx))
         suppressed = None
-        if lines.allowed(line_idx) or (end_idx != line_idx and lines.allowed(end_idx)):
+        if lines.allowed(m.start) or (end_idx != line_idx and lines.allowed(last)):
             suppressed = "inline"
         return Finding(
             rule_id=m.rule.id,
@@ -397,33 +397,38 @@ def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:
 
 
 class _LineIndex:
-    """Offsets of line starts, built once per chunk that has matches."""
+    """Line numbers and columns of offsets in a chunk, computed on demand.
 
-    __slots__ = ("_starts", "_text")
+    Counting newlines up to an offset runs in C (``str.count``), from the previous offset
+    when offsets come in ascending order (they do: matches are sorted), so a chunk with a
+    few matches costs a few passes over its text instead of a Python loop over every line.
+    """
+
+    __slots__ = ("_last", "_text")
 
     def __init__(self, text: str) -> None:
         self._text = text
-        starts = [0]
-        find = text.find
-        pos = find("\n")
-        while pos >= 0:
-            starts.append(pos + 1)
-            pos = find("\n", pos + 1)
-        self._starts = starts
+        self._last = (0, 0)  # (offset, number of newlines before it)
 
     def position(self, offset: int) -> tuple[int, int]:
-        idx = bisect_right(self._starts, offset) - 1
-        return idx, offset - self._starts[idx]
+        """``(0-based line index, 0-based column)`` of ``offset``."""
+        last_offset, last_count = self._last
+        if offset >= last_offset:
+            count = last_count + self._text.count("\n", last_offset, offset)
+        else:
+            count = self._text.count("\n", 0, offset)
+        self._last = (offset, count)
+        return count, offset - (self._text.rfind("\n", 0, offset) + 1)
 
-    def line(self, idx: int) -> str:
-        if idx < 0 or idx >= len(self._starts):
-            return ""
-        start = self._starts[idx]
-        end = self._starts[idx + 1] - 1 if idx + 1 < len(self._starts) else len(self._text)
-        return self._text[start:end]
-
-    def allowed(self, idx: int) -> bool:
-        line = self.line(idx)
+    def allowed(self, offset: int) -> bool:
+        """Whether the line holding ``offset`` (or the line before it) allows a finding."""
+        text = self._text
+        start = text.rfind("\n", 0, offset) + 1
+        end = text.find("\n", offset)
+        line = text[start : end if end >= 0 else len(text)]
         if any(tag in line for tag in INLINE_ALLOW):
             return True
-        return INLINE_ALLOW_NEXT in self.line(idx - 1)
+        if start == 0:
+            return False
+        previous = text[text.rfind("\n", 0, start - 1) + 1 : start - 1]
+        return INLINE_ALLOW_NEXT in previous

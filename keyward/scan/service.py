@@ -8,7 +8,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,9 @@ PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 PARALLEL_MIN_FILES = 64
 BATCH_BYTES = 4 * 1024 * 1024
 BATCH_FILES = 512
+# Work sent to a worker at a time: small enough to keep every core busy to the end.
+PARALLEL_BATCH_BYTES = 1024 * 1024
+PARALLEL_BATCH_FILES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,26 +198,35 @@ def scan_paths(
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     parallel_min_files: int = PARALLEL_MIN_FILES,
 ) -> ScanResult:
-    """Scan files and directories. ``progress(done_bytes, total_bytes)`` is called as it goes.
+    """Scan files and directories. ``progress(done_bytes, planned_bytes)`` is called as it goes.
 
-    The tree is planned first (walk + ``lstat``), then read and scanned in batches: in this
-    process for small trees, else in ``jobs`` worker processes (default: every core). Findings
-    come back sorted, so the output is the same whatever the job count.
+    The walk (directory entries and one ``lstat`` per file) runs in this process. A small tree
+    is read and scanned here too; once the walk has found more than ``parallel_min_bytes`` in
+    ``parallel_min_files`` files, ``jobs`` worker processes (default: every core) start and
+    scan batches while the walk goes on. Findings and skips come back sorted, so the output is
+    the same whatever the job count.
     """
     started = time.perf_counter()
     walker = FileWalker(roots, walk)
     walker.check_roots()
     engine = engine or spec.build()
-    tasks = list(walker.tasks())
-    total = sum(t.size for t in tasks)
     result = ScanResult(skipped=walker.skipped, roots=list(roots))
     result.stats.engine = engine.backend
     result.stats.rules = len(engine.rules)
     n_jobs = jobs if jobs is not None else default_jobs()
-    n_jobs = min(n_jobs, max(1, len(tasks)))
-    parallel = n_jobs > 1 and total >= parallel_min_bytes and len(tasks) >= parallel_min_files
     max_size = walk.max_file_size
+    tasks = walker.tasks()
+    head: list[FileTask] = []
+    head_bytes = 0
+    parallel = False
+    for task in tasks:
+        head.append(task)
+        head_bytes += task.size
+        if n_jobs > 1 and head_bytes >= parallel_min_bytes and len(head) >= parallel_min_files:
+            parallel = True
+            break
     done = 0
+    planned = head_bytes
 
     def add(batch_size: int, found: _BatchResult) -> None:
         nonlocal done
@@ -225,11 +237,11 @@ def scan_paths(
         result.stats.bytes += nbytes
         done += batch_size
         if progress:
-            progress(done, total)
+            progress(done, planned)
 
-    if not parallel:
+    if not parallel:  # the walk is over: a small tree, or one job
         result.stats.jobs = 1
-        for batch in _batches(tasks, BATCH_BYTES, BATCH_FILES):
+        for batch in _batches(head, BATCH_BYTES, BATCH_FILES):
             add(sum(t.size for t in batch), _scan_tasks(engine, batch, max_size))
         return result.finish(started)
 
@@ -238,22 +250,26 @@ def scan_paths(
     method = "fork" if sys.platform == "linux" else "spawn"
     ctx = multiprocessing.get_context(method)
     _WORKER_ENGINE = engine if method == "fork" else None
-    # Largest files first, and batches small enough that no worker is left with the tail alone.
-    per_worker = max(1, total // (n_jobs * 8))
-    batches = list(
-        _batches(
-            sorted(tasks, key=lambda t: -t.size),
-            min(BATCH_BYTES, per_worker),
-            BATCH_FILES,
-        )
-    )
+
+    def planning() -> Iterator[FileTask]:
+        nonlocal planned
+        yield from head
+        for task in tasks:
+            planned += task.size
+            yield task
+
     try:
         with ProcessPoolExecutor(
             max_workers=n_jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec,)
         ) as pool:
-            jobs_iter = pool.map(_scan_batch, [(b, max_size) for b in batches])
-            for batch, found in zip(batches, jobs_iter, strict=True):
-                add(sum(t.size for t in batch), found)
+            running: dict[Future[_BatchResult], int] = {}
+            for batch in _batches(planning(), PARALLEL_BATCH_BYTES, PARALLEL_BATCH_FILES):
+                running[pool.submit(_scan_batch, (batch, max_size))] = sum(t.size for t in batch)
+                finished = [f for f in running if f.done()]
+                for fut in finished:
+                    add(running.pop(fut), fut.result())
+            for fut in as_completed(running):
+                add(running[fut], fut.result())
     finally:
         _WORKER_ENGINE = None
     return result.finish(started)
