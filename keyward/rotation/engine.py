@@ -123,11 +123,12 @@ class Outcome:
 
 
 def error_text(exc: BaseException) -> str:
-    """One line describing ``exc`` without secret values."""
+    """One line describing ``exc`` without secret values (its hint left out: the engine
+    says what to do next itself)."""
     from keyward.core.logging import scrub
 
     if isinstance(exc, KeywardError):
-        return scrub(exc.diagnostics())
+        return scrub(exc.message.rstrip("."))
     return f"{type(exc).__name__}: {scrub(str(exc))[:300]}"
 
 
@@ -709,7 +710,7 @@ class RotationEngine:
     # --------------------------------------------------------------- rollback
     def _fail(self, run: _Run, step: Step, exc: Exception) -> Outcome:
         text = error_text(exc)
-        log.warning("rotation %s of %s failed at %s: %s", run.id, run.secret.name, step, text)
+        log.info("rotation %s of %s failed at %s: %s", run.id, run.secret.name, step, text)
         reason = f"{step.value}: {text}"
         self._save(
             run,
@@ -746,9 +747,11 @@ class RotationEngine:
             return completed
         self._event(run, "rotation.rolled_back", reason or None)
         if cause is not None:
+            hint = cause.hint if isinstance(cause, KeywardError) else None
             raise RotationFailed(
-                f"Rotation {run.id} of {name!r} failed at {reason} — it was rolled back and "
+                f"Rotation {run.id} of {name!r} failed at {reason}; it was rolled back and "
                 "the old credential is still current",
+                hint=hint.replace(", then resume", ", then rotate again") if hint else None,
                 exit_code=exit_code_of(cause),
             )
         return Outcome(
