@@ -173,7 +173,9 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
     results = []
     for f in findings:
         loc = f.location
-        artifact = loc.path or loc.resource or (f"env:{loc.variable}" if loc.variable else "")
+        artifact_location = _artifact_location(
+            loc.path or loc.resource or (f"env:{loc.variable}" if loc.variable else "")
+        )
         region: dict[str, Any] = {"startLine": max(loc.line, 1)}
         if loc.column:
             region["startColumn"] = loc.column
@@ -190,7 +192,7 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": artifact, "uriBaseId": "%SRCROOT%"},
+                        "artifactLocation": artifact_location,
                         "region": region,
                     }
                 }
@@ -223,6 +225,17 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
         root_uri = result.roots[0].resolve().as_uri().rstrip("/") + "/"
         run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": root_uri}}
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+
+
+def _artifact_location(name: str) -> dict[str, str]:
+    """A SARIF artifact location: a percent-encoded URI relative to ``%SRCROOT%``, or an
+    absolute ``file:`` URI for an absolute path."""
+    from pathlib import PurePosixPath
+    from urllib.parse import quote
+
+    if name.startswith("/"):
+        return {"uri": PurePosixPath(name).as_uri()}
+    return {"uri": quote(name, safe="/:@!$&'()*+,;=-._~"), "uriBaseId": "%SRCROOT%"}
 
 
 def render_sarif(

@@ -91,6 +91,18 @@ def test_sarif_is_valid_per_the_official_schema(
     assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"].endswith("/project/")
 
 
+def test_sarif_uris_are_percent_encoded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "my dir").mkdir()
+    (tmp_path / "my dir" / "ünï cødé.py").write_text(f"T = '{github_token(3)}'\n")
+    _, out, _ = run(capsys, "scan", str(tmp_path), "-f", "sarif")
+    (result,) = json.loads(out)["runs"][0]["results"]
+    location = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location == {
+        "uri": "my%20dir/%C3%BCn%C3%AF%20c%C3%B8d%C3%A9.py",
+        "uriBaseId": "%SRCROOT%",
+    }
+
+
 def test_csv_has_a_header_and_one_row_per_finding(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
