@@ -38,6 +38,7 @@ Backend = Literal["auto", "hyperscan", "re"]
 
 INLINE_ALLOW = ("keyward: allow", "keyward:allow", "pragma: allowlist secret")
 INLINE_ALLOW_NEXT = "pragma: allowlist nextline secret"
+_LINE_WINDOW = 240  # context around a generic rule's value handed to filters.generic_reject
 
 
 class Matcher(Protocol):
@@ -296,7 +297,7 @@ class Engine:
                     continue
             if rule.path_allowed(path):
                 continue
-            matches.extend(self._rule_matches(rule, text))
+            matches.extend(self._rule_matches(rule, text, path, lowered))
         if not matches:
             return []
         matches = _resolve_overlaps(matches)
@@ -305,9 +306,15 @@ class Engine:
         findings = self._pair(findings, matches)
         return findings
 
-    def _rule_matches(self, rule: Rule, text: str) -> Iterable[_Match]:
+    def _rule_matches(
+        self, rule: Rule, text: str, path: str | None, lowered: _Lazy
+    ) -> Iterable[_Match]:
         validator = VALIDATORS[rule.validator] if rule.validator else None
-        for m in rule.pattern.finditer(text):
+        if rule.generic:  # tried only where a keyword starts (see filters.generic_matches)
+            found = filters.generic_matches(rule.pattern, rule.keywords, text, lowered.get())
+        else:
+            found = rule.pattern.finditer(text)
+        for m in found:
             secret = m.group("secret")
             if not secret:
                 continue
@@ -318,10 +325,13 @@ class Engine:
             if any(a.search(secret) for a in rule.allow_patterns):
                 continue
             if rule.generic:
-                line_start = text.rfind("\n", 0, m.start("secret")) + 1
-                line_end = text.find("\n", m.end("secret"))
-                line = text[line_start : line_end if line_end >= 0 else len(text)]
-                if filters.generic_reject(secret, line, None) is not None:
+                # the value's line, at most _LINE_WINDOW characters either side (long lines)
+                start, end = m.span("secret")
+                lo, hi = max(0, start - _LINE_WINDOW), min(len(text), end + _LINE_WINDOW)
+                line_start = max(text.rfind("\n", lo, start) + 1, lo)
+                line_end = text.find("\n", end, hi)
+                line = text[line_start : line_end if line_end >= 0 else hi]
+                if filters.generic_reject(secret, line, path, start - line_start) is not None:
                     continue
             elif filters.is_placeholder(secret):
                 continue

@@ -2,34 +2,517 @@
 
 ``is_placeholder`` applies to every rule: documentation keys and obvious dummies are never
 findings. ``generic_reject`` applies only to generic (keyword/entropy) rules and carries the
-heuristics that keep them quiet on ordinary code.
+heuristics that keep them quiet on ordinary code: it looks at the key the value is assigned
+to, how it is assigned (quoted literal or not, which operator), what the value looks like
+(a reference to code or configuration, a template, a path, a hash, a word) and how strong it
+is, and returns the reason it is *not* a secret, or ``None`` to keep the finding.
+
+Every regex here runs on one value or on a bounded window of one line, with bounded
+quantifiers, so a pathological line cannot make them backtrack for long.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
 
-_PLACEHOLDER_WORDS = re.compile(
-    r"(?i)example|placeholder|changeme|change_me|replace[_-]?me|your[_-]?|dummy|sample|"
-    r"redacted|fake|xxxx|\*\*\*\*|\.\.\.|…|<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|%\([^)]*\)s|"
-    r"^\$[A-Za-z_][A-Za-z0-9_]*$|^(?:test|password|secret|token|none|null|undefined|true|false)$"
+# Substrings that mark a documentation value or a dummy (checked on the lower-cased value).
+_PLACEHOLDER_WORDS = (
+    "example", "placeholder", "changeme", "change_me", "replaceme", "replace_me", "replace-me",
+    "your", "dummy", "sample", "redacted", "fake", "xxxx", "***", "...", "…",
+)  # fmt: skip
+_PLACEHOLDER_EXACT = frozenset(
+    {"test", "password", "secret", "token", "none", "nil", "null", "undefined", "true", "false",
+     "todo", "tbd", "fixme", "na", "n/a"}
+)  # fmt: skip
+# Template syntax of many languages; only tried when the value has one of these characters.
+_TEMPLATE_CHARS = frozenset("<${%#@")
+_PLACEHOLDER_TEMPLATE = re.compile(
+    r"<[^>]{0,80}>|\$\{[^}]{0,80}\}|\{\{[^}]{0,80}\}\}|%\([^)]{0,40}\)[sdr]|#\{[^}]{0,80}\}|<%|"
+    r"@@\w{1,40}@@|^\$[A-Za-z_][A-Za-z0-9_]*$"
 )
+_SEQUENCE = re.compile(r"(?:0123456789|abcdefgh|12345678|abcdef)+\w{0,8}")
 
 
 def is_placeholder(secret: str) -> bool:
     """True for values that are clearly not real credentials."""
     if not secret:
         return True
-    if _PLACEHOLDER_WORDS.search(secret):
+    low = secret.lower()
+    if low in _PLACEHOLDER_EXACT or any(w in low for w in _PLACEHOLDER_WORDS):
+        return True
+    if not _TEMPLATE_CHARS.isdisjoint(secret) and _PLACEHOLDER_TEMPLATE.search(secret):
         return True
     # one repeated character or a run such as 0000000000 / aaaaaaaaaa
     if len(set(secret)) <= 2 and len(secret) >= 4:
         return True
-    return bool(re.fullmatch(r"(?i)(?:0123456789|abcdefgh|12345678|abcdef)+\w{0,8}", secret))
+    return bool(_SEQUENCE.fullmatch(low))
 
 
-def generic_reject(secret: str, line: str, path: str | None) -> str | None:
-    """Reason why a generic finding is not a secret, or None to keep it."""
+def generic_matches(
+    pattern: re.Pattern[str], keywords: Sequence[str], text: str, lowered: str
+) -> Iterator[re.Match[str]]:
+    """Non-overlapping matches of a generic rule, tried only where one of its keywords starts.
+
+    Generic keywords (``pass``, ``token``, ``key``) occur everywhere, and running a
+    case-insensitive regex over a whole file costs far more than finding a few literals:
+    a generic rule's regex must therefore begin with one of its (lower-case) keywords. When
+    lower-casing changed the text's length (rare Unicode), the keywords are found with a
+    case-insensitive regex instead.
+    """
+    if not keywords:
+        yield from pattern.finditer(text)
+        return
+    starts: set[int] = set()
+    if len(lowered) == len(text):
+        find = lowered.find
+        for k in keywords:
+            i = find(k)
+            while i >= 0:
+                starts.add(i)
+                i = find(k, i + 1)
+    else:
+        alternation = "|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))
+        starts.update(m.start() for m in re.finditer(alternation, text, re.IGNORECASE))
+    end = 0
+    match = pattern.match
+    for p in sorted(starts):
+        if p < end:
+            continue
+        m = match(text, p)
+        if m is not None and m.end() > p:
+            yield m
+            end = m.end()
+
+
+# --- the assignment the value belongs to -----------------------------------------------------
+
+# How much of the line before the value is examined (keys and operators are short).
+_WINDOW = 160
+
+# The assignment before the value, matched on the *reversed* text before it (so the match is
+# anchored where the value starts and costs only the length of the assignment). Forwards it
+# reads: [sigil]key[quote][]] operator [string prefix][quote][auth scheme].
+_CONTEXT_REVERSED = re.compile(
+    r"""(?P<scheme>[ \t]{1,2}(?:reraeb|cisab|nekot|tob))?(?P<vq>["'`]\\?)?(?P<pre>[rbuf@]{0,2})"""
+    r"""(?P<op>[ \t]{0,8}=[\w.\[\]|, ]{0,40}[a-z_][ \t]{0,4}:[ \t]{0,4}"""  # `: Type =`
+    r"""|[ \t]{0,2}=[ \t]{0,2}eulav[ \t]{1,4}["']"""  # XML `key="K" value="`
+    r"""|[ \t]{0,8}(?:>=|=:|=\|\||=\?\?|=\?|=|:|>|,)[ \t]{0,8}"""
+    r"""|[ \t]{1,4}|)"""
+    r"""\]?(?P<kq>["'`]\\?)?(?P<key>[\w.-]{0,80}[a-z_])(?P<sigil>[$@:]{0,2})""",
+    re.IGNORECASE | re.ASCII,
+)
+# mysql-style -p'secret' (the only assignment without a key word)
+_SHORT_FLAG = re.compile(r"""[ \t]-p["']$""")
+
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+# Words of a key that make it secret-like (matched as substrings of each word of the key).
+_PASSWORD_WORDS = ("password", "passwd", "passphrase", "pwd", "passwort", "pword")
+_SECRET_WORDS = ("secret", "token", "credential", "apikey", "privatekey")
+_AUTH_WORDS = frozenset(
+    {"auth", "oauth", "authtoken", "authkey", "authorization", "basicauth", "httpauth", "xauth"}
+)
+_KEY_PREFIXES = frozenset(
+    {
+        "api", "private", "signing", "sign", "encryption", "encrypt", "master", "access",
+        "hmac", "shared", "client", "consumer", "app", "secret", "license", "webhook", "jwt",
+        "auth", "session", "service", "account", "storage", "x",
+    }
+)  # fmt: skip
+# A key whose last word is one of these names something *about* a secret, not the secret.
+_META_SUFFIXES = frozenset(
+    {
+        "name", "names", "type", "types", "kind", "url", "uri", "urls", "endpoint", "path",
+        "paths", "file", "filename", "files", "dir", "directory", "field", "fields", "len",
+        "length", "size", "count", "max", "min", "prefix", "suffix", "header", "env", "var",
+        "variable", "label", "format", "fmt", "pattern", "regex", "re", "rx", "expiry",
+        "expires", "expiration", "expire", "ttl", "timeout", "lifetime", "age", "version",
+        "method", "methods", "mode", "policy", "hint", "help", "placeholder", "message", "msg",
+        "error", "errors", "class", "cls", "style", "description", "desc", "text", "title",
+        "column", "col", "param", "parameter", "params", "arg", "args", "option", "options",
+        "opt", "opts", "flag", "setting", "settings", "attr", "attribute", "property", "prop",
+        "provider", "service", "manager", "backend", "handler", "factory", "validator",
+        "validation", "required", "enabled", "enable", "disabled", "changed", "strength",
+        "complexity", "rules", "hash", "hashed", "hasher", "digest", "sha", "md5", "checksum",
+        "template", "schema", "selector", "input", "widget", "button", "link", "dialog", "form",
+        "view", "page", "route", "action", "event", "callback", "func", "function", "fn",
+        "mixin", "test", "tests", "exception", "exc", "spec", "index", "idx", "position", "pos",
+        "start", "end", "offset", "number", "num", "bytes", "bits", "encoding", "charset",
+        "alg", "algorithm", "algorithms", "scheme", "scope", "scopes", "audience", "issuer",
+        "location", "source", "target", "host", "hostname", "port", "user", "username", "login",
+        "email", "region", "stage", "status", "state", "result", "output", "color", "icon",
+        "image", "width", "height", "id", "ids", "store", "storage", "cache", "loader", "reader",
+        "writer", "parser", "generator", "helper", "utils", "util", "module", "mod", "lib",
+        "plugin", "plugins", "dialect", "reset", "confirm", "confirmation", "rotation",
+        "command", "cmd", "prompt", "request", "response", "server", "client", "str", "string",
+        "list", "dict", "map", "set", "tuple", "obj", "object", "stored", "lookup", "mapping",
+        "keyname", "tag", "tags", "table", "category", "group", "role", "roles", "owner",
+        "entropy", "counter", "mechanism", "mechanisms", "ref", "reference",
+    }
+)  # fmt: skip
+# A key whose first word is one of these is a predicate, a function or a count.
+_META_PREFIXES = frozenset(
+    {
+        "is", "has", "have", "use", "uses", "show", "hide", "validate", "check", "get", "set",
+        "no", "with", "without", "require", "requires", "enable", "disable", "allow", "num",
+        "max", "min", "len", "count", "n", "should", "can", "must", "needs", "need", "do",
+        "reset", "forgot", "change", "update", "create", "new", "old", "verify",
+        "make", "gen", "generate", "parse", "read", "load", "save", "write", "fetch", "find",
+        "test", "mock", "fake", "dummy", "example", "sample", "invalid", "wrong",
+        "bad", "empty", "missing", "expected", "unused", "valid", "encode", "decode", "hash",
+        "print", "format", "to", "from", "on", "handle", "render",
+    }
+)  # fmt: skip
+
+_TEST_WORDS = frozenset(
+    {"test", "tests", "testing", "mock", "mocked", "fake", "dummy", "example", "sample", "demo"}
+)
+_LOCKFILES = frozenset(
+    {
+        "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "pipfile.lock",
+        "cargo.lock", "go.sum", "composer.lock", "gemfile.lock", "npm-shrinkwrap.json",
+        "bun.lockb", "packages.lock.json", "pdm.lock", "uv.lock", "flake.lock", "mix.lock",
+        "podfile.lock", "pubspec.lock", "gradle.lockfile", "conda-lock.yml",
+    }
+)  # fmt: skip
+# Extensions where an unquoted value is code (a variable or an expression), not a literal.
+_CODE_EXT = frozenset(
+    {
+        "py", "pyi", "pyx", "js", "jsx", "mjs", "cjs", "ts", "tsx", "mts", "cts", "go", "java",
+        "kt", "kts", "scala", "groovy", "rb", "php", "cs", "c", "h", "cc", "cpp", "cxx", "hpp",
+        "hh", "rs", "swift", "m", "mm", "dart", "lua", "pl", "pm", "r", "jl", "ex", "exs",
+        "erl", "clj", "fs", "vb", "vue", "svelte", "j2", "jinja", "jinja2", "ps1", "psm1",
+    }
+)  # fmt: skip
+
+_HASH_WORDS = re.compile(
+    r"hash|checksum|sha\d{0,3}|digest|integrity|md5|etag|commit|revision|\brev\b|blake|crc"
+)
+_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_NUMBER = re.compile(r"[-+]?(?:0x[0-9a-fA-F]+|\d[\d_]*(?:\.\d+)?(?:e[-+]?\d+)?)[a-zA-Z]{0,3}")
+_VERSION_OR_DATE = re.compile(r"v?\d{1,4}(?:[.:/-]\d{1,4}){1,5}[-+.\w]{0,20}")
+# References to configuration or code instead of a literal (checked on the lower-cased value).
+_CODE_REFS = (
+    "os.environ", "getenv", "process.env", "env[", "env.", "environment.", "config.get",
+    "settings.", "self.", "this.", "props.", "request.", "args.", "options.", "params.",
+    "secrets.", "vars.", "$env:", "$(", "context.",
+)  # fmt: skip
+_CODE_CHARS = frozenset("()[]{}")
+_IDENT_PATH = re.compile(r"[A-Za-z_$][\w$]*(?:(?:\.|::|->)[A-Za-z_$][\w$]*)+")
+_MEMBER = re.compile(r"[A-Za-z_$][\w$]{0,40}\.[A-Za-z_$][\w$]{2,}")
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
+_SNAKE_WORDS = re.compile(r"[A-Za-z]+(?:[_.:-][A-Za-z]+)+[_-]?\d{0,2}")
+_CAMEL_WORDS = re.compile(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+)+\d{0,2}|[a-z]+\d{0,2}|[A-Z][a-z]+\d{0,2}")
+_TEMPLATE = re.compile(r"""\$[A-Za-z_{(]|\{\{|\{%|\{[\w.]{0,40}\}|%[sdr]\b|%\(|#\{|<%|@@|^%\w+%$""")
+_REGEX_CHARS = frozenset("\\[(*+")
+_REGEX_LIKE = re.compile(r"""\\[dwsbDWSB]|\[\^?[^\]]{1,30}\]|\(\?|\.\*|\.\+|[+*]\$""")
+_PATH_START = re.compile(r"(?:/|\./|\.\./|~/|[A-Za-z]:[\\/]|\\\\)[\w.-]")
+_PATH_SEGMENTS = re.compile(r"[\w.-]{1,100}(?:/[\w.@-]{1,100}){1,30}/?")
+_FILE_EXT = re.compile(
+    r"(?i)\.(?:json|ya?ml|txt|pem|key|crt|cer|p12|pfx|jks|keystore|py|js|ts|html?|xml|ini|cfg"
+    r"|conf|toml|env|sh|log|csv|db|sqlite|png|jpe?g|gif|svg|md|rst)$"
+)
+_URL = re.compile(r"(?i)^[a-z][a-z0-9+.-]{1,20}://")
+_CAMEL_SEGMENT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_SEPARATORS = re.compile(r"[_.:/-]")
+_FAKE_WORDS = re.compile(
+    r"test|fake|dummy|mock|sample|example|foo|bar|baz|qux|quux|secret|passw|changeme|"
+    r"letmein|hunter2|qwerty|admin|demo|invalid|wrong|bogus|notreal|not[_-]?a[_-]?real|"
+    r"placeholder|lorem|ipsum|s3cr3t|p[a@4]ssw[o0]rd|abc123|123456|asdf|secure|password|"
+    r"my[_-]?(?:key|token|pass)|supersecret|topsecret|xyz|xxx|zzz"
+)
+_BOOL_WORDS = frozenset(
+    {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "undefined", "required",
+     "optional", "string", "str", "bytes", "int", "bool", "hidden", "secret", "password",
+     "sensitive", "masked", "redacted", "disabled", "enabled", "empty", "unset", "unknown"}
+)  # fmt: skip
+
+
+def generic_reject(
+    secret: str, line: str, path: str | None, column: int | None = None
+) -> str | None:
+    """Reason why a generic finding is not a secret, or None to keep it.
+
+    ``line`` is the line the value is on (or a window of it around the value), ``column`` the
+    value's offset in ``line`` (found by searching when not given) and ``path`` the file's
+    path (lockfiles and file types change what a value means).
+    """
+    if column is None or line[column : column + len(secret)] != secret:
+        column = max(line.find(secret), 0)
+    before = line[max(0, column - _WINDOW) : column]
+    after = line[column + len(secret) : column + len(secret) + 8]
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower() if path else ""
+    if name in _LOCKFILES or name.endswith(".lock"):
+        return "lockfile"
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    if before.endswith(("-p'", '-p"')) and _SHORT_FLAG.search(before[-4:]):
+        if after[:1] != before[-1]:
+            return "prose"
+        if is_placeholder(secret):
+            return "placeholder"
+        return _value_reject(secret, "p", line, False) or _password_strength(secret)
+    ctx = _CONTEXT_REVERSED.match(before[::-1])
+    if ctx is None or not ctx["key"]:
+        return "no-assignment"
+    key = ctx["key"][::-1]
+    op = ctx["op"].strip()[::-1]
+    vq = (ctx["vq"] or "")[::-1]
+    words = _key_words(key)
+    kind = _key_kind(words)
+    if kind is None:
+        return "key-not-secret"
+    if words[-1] in _META_SUFFIXES and not _is_key_word(words[-1], words):
+        return "key-names-metadata"
+    if any(w.rstrip("0123456789") in _TEST_WORDS for w in words):
+        return "test-fixture"
+    if words[0] in _META_PREFIXES and len(words) > 1:
+        return "key-is-predicate"
     if is_placeholder(secret):
         return "placeholder"
+    # how the value is assigned
+    start = len(before) - ctx.end("sigil")
+    lead = before[start - 1] if start > 0 else ""
+    quote = vq[-1:] if vq else ""
+    if quote:
+        if after[:1] != quote and not (after[:2] == "\\" + quote):
+            return "prose"  # the literal goes on past the value: spaces, or a concatenation
+    if op == ">" and (lead != "<" or not after.startswith("</")):
+        return "comparison"
+    if op == ",":
+        # ("password", "value") pairs: both quoted, and the value not just another name
+        kq = (ctx["kq"] or "")[::-1]
+        if not (kq and quote and lead == kq[-1:]):
+            return "not-a-pair"
+        if _IDENTIFIER.fullmatch(secret) and not _looks_random(secret):
+            return "identifier"
+    if not op and not (quote and lead == "-"):
+        return "prose"
+    if op.startswith(":") and op.endswith("=") and len(op) > 2:
+        pass  # typed assignment: `password: str = "..."`
+    unquoted = not quote
+    if unquoted:
+        # PGPASSWORD=... psql, --password=... more arguments
+        command_line = (op == "=" and key.isupper()) or lead == "-"
+        if not command_line and _is_prose_after(
+            line[column + len(secret) : column + len(secret) + 40]
+        ):
+            return "prose"
+        if ext in _CODE_EXT:
+            if (_IDENTIFIER.fullmatch(secret) or _IDENT_PATH.fullmatch(secret)) and not (
+                _looks_random(secret)
+            ):
+                return "code-reference"
+            if "=" in secret.rstrip("=") or ("." in secret and _MEMBER.search(secret)):
+                return "code-reference"
+    if (ctx["scheme"] or "").lower().endswith("cisab"):  # reversed "basic"
+        return _basic_auth_reject(secret)
+    reason = _value_reject(secret, key, line, unquoted)
+    if reason is not None:
+        return reason
+    if kind == "password":
+        return _password_strength(secret)
+    return _token_strength(secret)
+
+
+def _basic_auth_reject(secret: str) -> str | None:
+    """``Basic base64(user:password)``: judge the password inside."""
+    try:
+        decoded = base64.b64decode(secret, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return "not-basic-auth"
+    user, sep, password = decoded.partition(":")
+    if not sep or not user:
+        return "not-basic-auth"
+    if is_placeholder(password) or _FAKE_WORDS.search(password.lower()):
+        return "fake-value"
+    return _password_strength(password)
+
+
+def _key_words(key: str) -> list[str]:
+    words = [w.lower() for w in _WORD_SPLIT.split(key) if w]
+    return words or [key.lower()]
+
+
+def _is_key_word(word: str, words: list[str]) -> bool:
+    """The word itself carries the secret meaning (``..._secret``, ``..._token``, ``..._key``)."""
+    if word == "key":
+        return len(words) > 1 and words[-2] in _KEY_PREFIXES
+    return any(s in word for s in _PASSWORD_WORDS + _SECRET_WORDS) or word in _AUTH_WORDS
+
+
+def _key_kind(words: list[str]) -> str | None:
+    """``password`` or ``token`` when the key names a secret, else None."""
+    kind: str | None = None
+    for i, w in enumerate(words):
+        if any(p in w for p in _PASSWORD_WORDS) or w in {"pass", "pw"}:
+            return "password"
+        if any(s in w for s in _SECRET_WORDS) and not w.startswith("tokeni"):
+            kind = "token"
+        elif w in _AUTH_WORDS or w == "creds":
+            kind = "token"
+        elif w in {"key", "keys"} and i > 0 and words[i - 1] in _KEY_PREFIXES:
+            kind = "token"
+        elif w.endswith("key") and w[:-3] in _KEY_PREFIXES:
+            kind = "token"
+    return kind
+
+
+def _is_prose_after(rest: str) -> bool:
+    """An unquoted value followed by more words on the line is a sentence, not a value."""
+    stripped = rest.lstrip(" \t")
+    if not stripped or len(stripped) == len(rest):
+        return False
+    return stripped[0].isalpha()
+
+
+def _value_reject(secret: str, key: str, line: str, unquoted: bool) -> str | None:
+    low = secret.lower()
+    if low in _BOOL_WORDS:
+        return "keyword-value"
+    norm = re.sub(r"[^a-z0-9]", "", low)
+    key_norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    if norm == key_norm or (len(norm) >= 4 and norm in key_norm):
+        return "value-is-key-name"
+    if not _TEMPLATE_CHARS.isdisjoint(secret) and _TEMPLATE.search(secret):
+        return "template"
+    if secret.startswith("__") and secret.endswith("__"):  # __SECRET__ (replaced at build)
+        return "template"
+    if _URL.match(secret):
+        return "url"  # URLs with credentials have their own rules
+    if (
+        any(r in low for r in _CODE_REFS)
+        or not _CODE_CHARS.isdisjoint(secret)
+        or (_IDENT_PATH.fullmatch(secret) and not _looks_random(secret))
+    ):
+        return "code-reference"
+    if not _REGEX_CHARS.isdisjoint(secret) and _REGEX_LIKE.search(secret):
+        return "regex"
+    if (
+        (secret[0] in "/.~\\" or secret[1:2] == ":") and _PATH_START.match(secret)
+    ) or _FILE_EXT.search(secret[-11:]):
+        return "path"
+    if _PATH_SEGMENTS.fullmatch(secret) and not _looks_random(secret):
+        return "path"
+    if _UUID.fullmatch(secret):
+        return "uuid"
+    if _NUMBER.fullmatch(secret) or _VERSION_OR_DATE.fullmatch(secret):
+        return "number"
+    if "@" in secret and re.fullmatch(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+", secret):
+        return "email"
+    if secret.startswith("sha") and re.match(r"sha(?:1|256|384|512)[-:]", secret):
+        return "hash"
+    if len(secret) in (32, 40, 56, 64, 96, 128) and _HEX.fullmatch(secret):
+        if _HASH_WORDS.search(key.lower()) or _HASH_WORDS.search(line.lower()):
+            return "hash"
+    if "integrity" in line.lower():
+        return "hash"
+    if _FAKE_WORDS.search(low):
+        return "fake-value"
+    if _SNAKE_WORDS.fullmatch(secret) or _CAMEL_WORDS.fullmatch(secret) or _is_wordy(secret):
+        return "identifier"
+    if _IDENTIFIER.fullmatch(secret) and _mean_word_length(secret) >= 3.5:
+        return "identifier"  # injectNpm2FaToken; random base62 averages about 2
+    return None
+
+
+def _is_wordy(value: str) -> bool:
+    """Words and numbers joined by separators: ``0002_alter_permission_name_max_length``."""
+    parts = _SEPARATORS.split(value)
+    if len(parts) < 3:
+        return False
+    return all(
+        p.isdigit() or (p.isalpha() and (p.islower() or p.isupper() or p[1:].islower()))
+        for p in parts
+        if p
+    )
+
+
+def _mean_word_length(value: str) -> float:
+    words = [w for w in _CAMEL_SEGMENT.findall(value) if w.isalpha()]
+    return sum(map(len, words)) / len(words) if words else 0.0
+
+
+def _classes(value: str) -> int:
+    lower = upper = digit = other = 0
+    for c in value:
+        if c.islower():
+            lower = 1
+        elif c.isupper():
+            upper = 1
+        elif c.isdigit():
+            digit = 1
+        else:
+            other = 1
+    return lower + upper + digit + other
+
+
+def _entropy(value: str) -> float:
+    n = len(value)
+    return -sum((c / n) * math.log2(c / n) for c in Counter(value).values())
+
+
+def _switch_ratio(value: str) -> float:
+    """How often adjacent characters change class (lower, upper, digit, other).
+
+    Random tokens switch often (about 0.6 for base62, 0.47 for hex); identifiers and words
+    rarely (once per word).
+    """
+    if len(value) < 2:
+        return 0.0
+
+    def cls(c: str) -> int:
+        return 0 if c.islower() else 1 if c.isupper() else 2 if c.isdigit() else 3
+
+    prev = cls(value[0])
+    switches = 0
+    for c in value[1:]:
+        k = cls(c)
+        if k != prev:
+            switches += 1
+        prev = k
+    return switches / (len(value) - 1)
+
+
+def _looks_random(value: str) -> bool:
+    return _switch_ratio(value) >= 0.3 and _entropy(value) >= 3.0
+
+
+def _password_strength(secret: str) -> str | None:
+    """Passwords: at least 8 characters and not a word, a run or a simple pattern."""
+    n = len(secret)
+    if n < 8:
+        return "too-short"
+    classes = _classes(secret)
+    entropy = _entropy(secret)
+    if classes >= 3 and entropy >= 2.5:
+        return None
+    if classes == 2 and entropy >= 2.8 and _switch_ratio(secret) >= 0.25:
+        return None
+    if n >= 16 and entropy >= 3.8:
+        return None
+    return "weak-value"
+
+
+def _token_strength(secret: str) -> str | None:
+    """API keys and tokens: at least 16 characters of random-looking text."""
+    n = len(secret)
+    if n < 16:
+        return "too-short"
+    entropy = _entropy(secret)
+    if entropy < min(3.5, math.log2(n) - 0.8):
+        return "low-entropy"
+    has_digit = any(c.isdigit() for c in secret)
+    has_alpha = any(c.isalpha() for c in secret)
+    if not has_alpha:
+        return "number"
+    if not has_digit and not (entropy >= 4.0 and _switch_ratio(secret) >= 0.3):
+        return "word-like"
+    if _switch_ratio(secret) < 0.2:
+        return "word-like"
     return None

@@ -1,0 +1,227 @@
+"""The false-positive filters: placeholders for every rule, and what generic rules drop."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyward.scan import filters
+from keyward.scan.rules import load_rules
+
+GENERIC = [r for r in load_rules() if r.generic]
+
+
+def verdicts(line: str, path: str = "app.py") -> list[str | None]:
+    """The filter's verdict for every generic match on the line (None: kept as a finding)."""
+    out: list[str | None] = []
+    for rule in GENERIC:
+        for m in filters.generic_matches(rule.pattern, rule.keywords, line, line.lower()):
+            secret = m.group("secret")
+            out.append(filters.generic_reject(secret, line, path, m.start("secret")))
+    return out
+
+
+def assert_dropped(line: str, path: str = "app.py", reason: str | None = None) -> None:
+    found = verdicts(line, path)
+    assert None not in found, f"kept a finding in {line!r}"
+    if reason is not None:
+        assert reason in found, f"{line!r} dropped for {found}, not {reason}"
+
+
+def assert_kept(line: str, path: str = "app.py") -> None:
+    assert None in verdicts(line, path), f"no finding in {line!r}: {verdicts(line, path)}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["changeme", "<your-key>", "xxxxxxxxxxxxxxxx", "AKIAIOSFODNN7EXAMPLE", "********", "TODO",
+     "...", "your_api_key_here", "${VAR}", "$API_TOKEN", "{{ var }}", "%(password)s", "#{x}",
+     "<%= x %>", "@@TOKEN@@", "0000000000", "abcdef123", "null"],
+)  # fmt: skip
+def test_placeholders_are_never_secrets(value: str) -> None:
+    assert filters.is_placeholder(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["Kq7#vLp2!xWz", "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", "sk_test_4eC39HqLyjWDar"]
+)
+def test_real_looking_values_are_not_placeholders(value: str) -> None:
+    assert not filters.is_placeholder(value)
+
+
+def test_a_password_like_literal_is_kept() -> None:
+    assert_kept('db_password = "Kq7#vLp2!xWz"')
+    assert filters.generic_reject("Kq7#vLp2!xWz", 'db_password = "Kq7#vLp2!xWz"', "a.py") is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['password = "changeme12"', "password: <your-password>", 'api_key = "xxxxxxxxxxxxxxxxxxxx"',
+     'api_key = "AKIAIOSFODNN7EXAMPLEKEY1"', 'password = "**********"', 'token = "TODO"',
+     'secret = "..."', 'api_key = "your_api_key_here"'],
+)  # fmt: skip
+def test_placeholder_values_are_dropped(line: str) -> None:
+    assert_dropped(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["password: ${DB_PASSWORD}", "password = $DB_PASSWORD", 'token = "{{ vault_api_token }}"',
+     'password = "%(db_password)s"', 'secret = "#{SECRET_FROM_VAULT}"',
+     'secret = "<%= ENV[\'SECRET\'] %>"', 'token = "@@DEPLOY_TOKEN@@"',
+     'token = "__DEPLOY_TOKEN_VALUE__"', 'password = f"{prefix}{suffix}abc"'],
+)  # fmt: skip
+def test_templated_and_interpolated_values_are_dropped(line: str) -> None:
+    assert_dropped(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "path"),
+    [('password = os.environ["DB_PASSWORD"]', "app.py"),
+     ('password = os.getenv("DB_PASSWORD")', "app.py"),
+     ("const apiKey = process.env.API_KEY_VALUE;", "app.js"),
+     ('String password = System.getenv("DB_PASSWORD");', "App.java"),
+     ('password = ENV["DATABASE_PASSWORD"]', "app.rb"),
+     ('password = config.get("database", "password")', "app.py"),
+     ("password = self.database_password", "app.py"),
+     ("password = get_password_from_vault(name)", "app.py"),
+     ("password = password_input", "app.py"),
+     ("token = request.headers.authorization", "app.py"),
+     ("this.tokenMatcher=s?Fd.tokenStructuredMatcherNoCategories:Fd.tokenStructured", "a.js")],
+)  # fmt: skip
+def test_code_references_are_dropped(line: str, path: str) -> None:
+    assert_dropped(line, path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["package-lock.json", "web/yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Pipfile.lock",
+     "Cargo.lock", "go.sum", "composer.lock", "Gemfile.lock", "deps/flake.lock"],
+)  # fmt: skip
+def test_lockfiles_are_never_generic_findings(path: str) -> None:
+    assert_dropped('"token": "9f2c7a1e4b8d3f6a0c5e7b2d9a4f1c8e3b6d0a7f"', path, "lockfile")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['integrity: "sha512-Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6=="',
+     '{"token": "x", "integrity": "sha1-Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6Kq8Z="}',
+     'token_sha256 = "4f9c2a7e1b8d3f6a0c5e7b2d9a4f1c8e4f9c2a7e1b8d3f6a0c5e7b2d9a4f1c8e"',
+     'secret = "3f786850e387550fdab836ed7e6dc881de23001b"  # sha1 checksum of the file'],
+)  # fmt: skip
+def test_hashes_and_digests_are_dropped(line: str) -> None:
+    assert_dropped(line)
+
+
+def test_a_hex_value_without_hash_words_is_kept() -> None:
+    assert_kept('api_key = "3f786850e387550fdab836ed7e6dc881de23001b"')
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [('auth_token = "a3f5c1e2-4b6d-4c8e-9f0a-1b2c3d4e5f60"', "uuid"),
+     ('secret_file = "/run/secrets/db_password_file"', "key-names-metadata"),
+     ('secret: "/run/secrets/database-credentials"', "path"),
+     ('secret = "C:\\\\keys\\\\production.pem"', None),
+     ('token = "https://auth.example.org/oauth/token"', None),
+     ('password = "1234567890123"', None),
+     ("password: true", None),
+     ("password: required", None),
+     ('password = "Please choose a strong password"', None),
+     ('password_error: "Passwords must match"', None),
+     ('password: "Passwortkontrolle fehlgeschlagen"', "prose"),
+     ("password: str", None),
+     ("token: Optional[str] = None", None),
+     ('if password == "Kq7#vLp2!xWz":', None),
+     ('if token != "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6":', None),
+     ('password = "testpassword123"', None),
+     ('test_password = "Kq7#vLp2!xWz"', "test-fixture"),
+     ('fake_token = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"', "test-fixture"),
+     ('TOKEN_RE = "[A-Za-z0-9_]{32,64}"', None),
+     ('token_pattern = "^ghp_[A-Za-z0-9]{36}$"', None),
+     ('password = "password"', None),
+     ('password_field = "password_confirmation"', None),
+     ('SECRET_TOKEN = "SecretTokenProvider"', None),
+     ("author: Kenneth Reitz and contributors", None),
+     ('tokenizer = "bert-base-uncased-whole-word"', None),
+     ('("auth", "0002_alter_permission_name_max_length")', None),
+     ('password = ""', None),
+     ('api_key_url = "https://console.example.org/keys"', None)],
+)  # fmt: skip
+def test_ordinary_values_next_to_secret_words_are_dropped(line: str, reason: str | None) -> None:
+    assert_dropped(line, "app.py", reason)
+
+
+def test_an_unquoted_identifier_in_code_is_a_reference_but_a_literal_in_config() -> None:
+    assert_dropped("api_token = Kq8Zr3Wn7Lx2Pv5", "app.py")
+    assert_dropped("API_TOKEN = currentSessionToken", "app.py")
+    assert_kept("API_TOKEN=Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6", ".env")
+    assert_kept("password: Kq7#vLp2!xWz", "config.yaml")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['password = "hunter22"', 'password = "postgres"', 'password = "abc12345"',
+     'token = "aaaaaaaaaaaaaaaaaaaaaaaa"', 'token = "1234567890123456789"',
+     'token = "abcdefghijklmnopqrstu"'],
+)  # fmt: skip
+def test_weak_or_word_like_values_are_dropped(line: str) -> None:
+    assert_dropped(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['password = "Summer#2024"', 'password = "s3cr37-Plum-Tr33"', 'pwd = "Xk9mP2vL7qR4"',
+     'token = "4f9c2a7e1b8d3f6a0c5e7b2d9a4f1c8e"', 'secret = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"'],
+)  # fmt: skip
+def test_strong_values_are_kept(line: str) -> None:
+    assert_kept(line)
+
+
+def test_basic_auth_headers_are_judged_by_the_password_inside() -> None:
+    assert_dropped("'Authorization': 'Basic dXNlcjpwYXNzd2Q='")  # user:passwd
+    assert_kept("'Authorization': 'Basic ZGVwbG95Okt4OSNtUDJ2TDdx'")  # deploy:Kx9#mP2vL7q
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["password", "passwd", "pwd", "DB_PASSWORD", "dbPassword", "db-password", "db.password",
+     "secret", "client_secret", "stripeSecret", "token", "access_token", "auth_token", "api_key",
+     "apikey", "ApiKey", "x-api-key", "private_key", "auth", "credentials", "signing_key",
+     "encryption_key", "PGPASSWORD", "SECRET_KEY", "passphrase"],
+)  # fmt: skip
+def test_secret_like_keys_in_every_case_style_are_recognised(key: str) -> None:
+    assert_kept(f'{key} = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"')
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["author", "passport", "compass", "bypass_mode", "token_type", "password_hash", "secret_name",
+     "auth_method", "keyboard", "monkey", "tokenizer", "is_secret", "has_password",
+     "password_reset_url"],
+)  # fmt: skip
+def test_keys_that_only_mention_a_secret_word_are_not_secret_keys(key: str) -> None:
+    assert_dropped(f'{key} = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"')
+
+
+def test_a_value_equal_to_its_key_name_is_dropped() -> None:
+    assert_dropped('API_TOKEN_VALUE = "api_token_value"', reason=None)
+    assert "value-is-key-name" in verdicts('accessToken = "ACCESSTOKEN"') or not verdicts(
+        'accessToken = "ACCESSTOKEN"'
+    )
+
+
+def test_a_pathological_line_is_rejected_quickly_without_findings() -> None:
+    line = "password=" * 120_000
+    found = verdicts(line, "big.txt")
+    assert found
+    assert None not in found
+
+
+def test_xml_elements_need_their_closing_tag() -> None:
+    assert_kept("<password>Kq7#vLp2!xWz</password>", "settings.xml")
+    assert_dropped("if (password> Kq7#vLp2!xWz)", "a.c")
+
+
+def test_cli_flags_need_a_dash_and_a_quoted_value_after_a_blank() -> None:
+    assert_kept('psql --password "Kq7#vLp2!xWz"', "run.sh")
+    assert_dropped("enter your password Kq7#vLp2!xWz now", "README.md")
