@@ -117,6 +117,7 @@ def run_staged_scan(
 ) -> tuple[list[Any], Any]:
     """Scan staged changes; return (unsuppressed findings, ScanResult-like stats object)."""
     from keyward.scan.sources.staged import StagedSource
+    from keyward.scan.sources.structured import scan_file_chunk
 
     st = get_state()
     cfg = st.config
@@ -126,7 +127,7 @@ def run_staged_scan(
     chunks = 0
     for chunk in source.chunks():
         chunks += 1
-        found.extend(engine.scan(chunk))
+        found.extend(scan_file_chunk(engine, chunk))
     base_path = baseline or _config_baseline(cfg) or _default_baseline(repo_path)
     if base_path is not None:
         from keyward.scan.baseline import load_baseline

@@ -163,12 +163,23 @@ class LocalSources:
         return result
 
     def _staged(self, repo: Path, engine: Engine, size: int) -> ScanResult:
-        from keyward.scan.service import scan_chunks
+        import time
+
+        from keyward.scan.service import ScanResult
         from keyward.scan.sources.git import open_repo
         from keyward.scan.sources.staged import StagedSource
+        from keyward.scan.sources.structured import scan_file_chunk
 
+        started = time.perf_counter()
         source = StagedSource(repo, max_file_size=size)
-        result = scan_chunks(engine, source.chunks())
+        result = ScanResult()
+        result.stats.engine = engine.backend
+        result.stats.rules = len(engine.rules)
+        for chunk in source.chunks():  # added lines of .env files are read as variables too
+            result.stats.chunks += 1
+            result.stats.bytes += len(chunk.text)
+            result.findings.extend(scan_file_chunk(engine, chunk))
         result.skipped.extend(source.skipped)
+        result.finish(started)
         result.roots = [open_repo(repo).toplevel()]
         return result

@@ -257,3 +257,19 @@ def test_cli_not_a_repository_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "is not a git repository" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dotenv_variables_in_history_keep_commit_and_variable(git: Git, engine: Engine) -> None:
+    git.write("deploy/.env", "STAGE=prod\n")
+    git.commit("env")
+    git.write("deploy/.env", "STAGE=prod\nDB_PASSWORD=hunter2-Prod-88\n")
+    added = git.commit("password", author="Eve")
+    [f] = scan(git, engine)[0].reported
+    loc = f.location
+    assert (loc.path, loc.line, loc.variable, loc.commit) == (
+        "deploy/.env",
+        2,
+        "DB_PASSWORD",
+        added,
+    )
+    assert loc.author == "Eve <dev@example.com>"

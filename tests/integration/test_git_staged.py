@@ -112,3 +112,27 @@ def test_cli_options_that_need_git_are_refused_without_it(tmp_path: Path) -> Non
     )
     assert proc.returncode == 2
     assert "--since needs --git" in proc.stderr
+
+
+def test_added_lines_of_a_dotenv_file_are_read_as_variables(git: Git, engine: Engine) -> None:
+    from keyward.scan.sources.structured import scan_file_chunk
+
+    git.write(".env", "A=1\nB=2\n")
+    git.commit("base")
+    git.write(
+        ".env", "A=1\nB=2\nDB_PASSWORD=hunter2-Prod-88\nSAFE_PASSWORD=Kq7#vLp2x # keyward: allow\n"
+    )
+    git("add", ".env")
+    source = StagedSource(git.root)
+    found = [f for c in source.chunks() for f in scan_file_chunk(engine, c)]
+    [f] = [f for f in found if f.suppressed_by is None]
+    assert f.rule_id == "secret-named-variable"
+    loc = f.location
+    assert (loc.kind, loc.path, loc.line, loc.column, loc.variable) == (
+        SourceKind.STAGED,
+        ".env",
+        3,
+        13,
+        "DB_PASSWORD",
+    )
+    assert [g.location.variable for g in found if g.suppressed_by == "inline"] == ["SAFE_PASSWORD"]

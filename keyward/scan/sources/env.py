@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from keyward.scan.model import Chunk, Location, SourceKind
 from keyward.scan.sources.base import Skipped
@@ -50,12 +50,7 @@ def variable_chunk(kv: KeyValue, base: Location) -> Chunk:
         line_map: tuple[int, ...] = kv.lines
     else:
         line_map = tuple(kv.line + i for i in range(n))
-    loc = Location(
-        kind=base.kind,
-        path=base.path,
-        variable=kv.name,
-        resource=kv.resource or base.resource,
-    )
+    loc = replace(base, variable=kv.name, resource=kv.resource or base.resource)
     return Chunk(text, loc, line_map=line_map)
 
 

@@ -538,6 +538,8 @@ def scan_commits(
     engine: Engine, repo: GitRepo, commits: Sequence[str], first: int, max_size: int
 ) -> _Batch:
     """Scan the added lines of ``commits`` (``first`` is the order index of the first one)."""
+    from keyward.scan.sources.structured import scan_file_chunk
+
     out = _Batch()
     order = {sha: first + i for i, sha in enumerate(commits)}
     proc = repo.popen(
@@ -577,7 +579,7 @@ def scan_commits(
                 chunk = file_chunk(fd, loc)
                 if chunk is not None:
                     out.stats.files += 1
-                    out.add(idx, engine.scan(chunk))
+                    out.add(idx, scan_file_chunk(engine, chunk))
     finally:
         _finish(proc, "log")
     out.stats.bytes = parser.bytes_read

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import Sequence
+from dataclasses import replace
 
 from keyward.scan.engine import INLINE_ALLOW, INLINE_ALLOW_NEXT, Engine
-from keyward.scan.model import Chunk, Finding, Location, SourceKind
+from keyward.scan.model import Chunk, Finding, SourceKind
 from keyward.scan.sources.env import KeyValue, is_dotenv, variable_chunk
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,17 @@ def extract(kind: str, text: str) -> tuple[list[KeyValue], set[int]] | None:
 
 
 def scan_file_chunk(engine: Engine, chunk: Chunk) -> list[Finding]:
-    """Scan a file's chunk, plus its declared variables when the file is structured."""
+    """Scan a file's chunk, plus its declared variables when the file is structured.
+
+    Chunks of selected lines (git history, staged changes: ``line_map`` set) get the
+    line-based ``.env`` reading only; templates need the whole file to be understood.
+    """
     found = engine.scan(chunk)
     path = chunk.location.path
-    if not path or chunk.line_map is not None:
+    if not path:
+        return found
+    partial = chunk.line_map is not None
+    if partial and not is_dotenv(posixpath.basename(path)):
         return found
     kind = classify(path, chunk.text)
     if kind is None:
@@ -91,10 +99,17 @@ def scan_file_chunk(engine: Engine, chunk: Chunk) -> list[Finding]:
         log.debug("%s does not parse as %s; scanned as text only", path, kind)
         return found
     variables, reference_lines = got
-    source = SourceKind.FILE if kind in ("dotenv", "compose", "kubernetes") else SourceKind.IAC
-    return merge_variable_findings(
-        engine, chunk, found, variables, reference_lines, source, chunk.location
-    )
+    if partial:
+        variables = [_remap(kv, chunk) for kv in variables]
+    kind_of = None if partial or kind in ("dotenv", "compose", "kubernetes") else SourceKind.IAC
+    return merge_variable_findings(engine, chunk, found, variables, reference_lines, kind_of)
+
+
+def _remap(kv: KeyValue, chunk: Chunk) -> KeyValue:
+    """Line numbers within a partial chunk -> the file's line numbers."""
+    lines = kv.lines or (kv.line,)
+    real = tuple(chunk.source_line(n - 1) for n in lines)
+    return replace(kv, line=real[0], lines=real if kv.lines else None)
 
 
 def merge_variable_findings(
@@ -103,21 +118,25 @@ def merge_variable_findings(
     found: list[Finding],
     variables: Sequence[KeyValue],
     reference_lines: set[int],
-    kind: SourceKind,
-    base: Location,
+    kind: SourceKind | None = None,
 ) -> list[Finding]:
-    """File findings plus per-variable findings, one per (line, value)."""
-    lines = chunk.text.split("\n") if variables else []
+    """The chunk's findings plus per-variable findings, one per (line, value).
+
+    ``kind`` replaces the location kind of variable findings (IaC); None keeps the chunk's
+    (file, git, staged), so commits and authors stay on the findings.
+    """
+    base = chunk.location
+    text_of = _line_texts(chunk) if variables else {}
     extra: list[Finding] = []
     for kv in variables:
-        vloc = Location(kind=kind, path=base.path, resource=kv.resource)
+        vloc = replace(base, kind=kind or base.kind, resource=kv.resource or base.resource)
         for f in engine.scan(variable_chunk(kv, vloc)):
             loc = f.location
             column = loc.column
             if loc.line == kv.line:
                 column = kv.column + (loc.column - (len(kv.name) + 2))
             f = f.with_(location=loc.at(loc.line, max(column, 1), loc.end_line))
-            if f.suppressed_by is None and _allowed(lines, loc.line):
+            if f.suppressed_by is None and _allowed(text_of, loc.line):
                 f = f.with_(suppressed_by="inline")
             extra.append(f)
     by_key: dict[tuple[int, str], int] = {}
@@ -133,29 +152,30 @@ def merge_variable_findings(
             by_key[(e.location.line, e.fingerprint)] = len(out)
             out.append(e)
             continue
-        f = out[i]
-        loc = f.location
-        named = Location(
-            kind=kind,
-            path=loc.path,
-            line=loc.line,
-            column=loc.column,
-            end_line=loc.end_line,
+        loc = out[i].location
+        named = replace(
+            loc,
+            kind=kind or loc.kind,
             variable=e.location.variable,
             resource=e.location.resource,
         )
-        out[i] = f.with_(location=named)
+        out[i] = out[i].with_(location=named)
     return out
 
 
-def _allowed(lines: list[str], line: int) -> bool:
+def _line_texts(chunk: Chunk) -> dict[int, str]:
+    """The chunk's lines by their line number in the file."""
+    return {chunk.source_line(i): t for i, t in enumerate(chunk.text.split("\n"))}
+
+
+def _allowed(text_of: dict[int, str], line: int) -> bool:
     """Inline allow comments of the file apply to its variables' findings too."""
-    if line <= 0 or line > len(lines):
+    text = text_of.get(line)
+    if text is None:
         return False
-    text = lines[line - 1]
     if any(tag in text for tag in INLINE_ALLOW):
         return True
-    return line >= 2 and INLINE_ALLOW_NEXT in lines[line - 2]
+    return INLINE_ALLOW_NEXT in text_of.get(line - 1, "")
 
 
 def _generic(engine: Engine, rule_id: str) -> bool:
