@@ -20,7 +20,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,12 +90,20 @@ def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str
     """fingerprint -> (secret id, secret owner) for versions or identifiers we know."""
     found: dict[str, tuple[int, Any]] = {}
     v, s = m.SecretVersion, m.Secret
-    for chunk in _chunks(sorted(fingerprints), IN_CHUNK):
-        q = (
-            sa.select(v.fingerprint, v.identifier_fingerprint, v.secret_id, s.owner)
-            .join(s, s.id == v.secret_id)
-            .where(sa.or_(v.fingerprint.in_(chunk), v.identifier_fingerprint.in_(chunk)))
-        )
+    cols = sa.select(v.fingerprint, v.identifier_fingerprint, v.secret_id, s.owner).join(
+        s, s.id == v.secret_id
+    )
+    versions = int(session.scalar(sa.select(sa.func.count()).select_from(v)) or 0)
+    if versions <= max(len(fingerprints), 10_000):  # cheaper to read them all once
+        queries = [
+            cols.where(sa.or_(v.fingerprint.is_not(None), v.identifier_fingerprint.is_not(None)))
+        ]
+    else:
+        queries = [
+            cols.where(sa.or_(v.fingerprint.in_(chunk), v.identifier_fingerprint.in_(chunk)))
+            for chunk in _chunks(sorted(fingerprints), IN_CHUNK)
+        ]
+    for q in queries:
         for fp, ifp, sid, owner in session.execute(q):
             for key in (fp, ifp):
                 if key in fingerprints:
@@ -148,6 +156,97 @@ def _upsert(dialect: str) -> Any:
     )
 
 
+COLUMNS = (
+    "identity",
+    "target",
+    "rule_id",
+    "severity",
+    "source",
+    "path",
+    "line",
+    "column",
+    "commit",
+    "author",
+    "variable",
+    "resource",
+    "region",
+    "preview",
+    "fingerprint",
+    "companion_fingerprint",
+    "first_seen_at",
+    "last_seen_at",
+    "resolved_at",
+    "state",
+    "state_reason",
+    "secret_id",
+    "code_owner",
+    "owner",
+)
+
+
+def _bulk_upsert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert-or-update many findings with the driver's fastest path.
+
+    PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT.
+    SQLite: the compiled upsert through the driver's executemany. Both bypass per-row
+    SQLAlchemy type processing (values are prepared here), which dominated the cost.
+    """
+    if not rows:
+        return
+    table = m.Finding.__table__
+    assert isinstance(table, sa.Table)
+    if conn.dialect.name == "postgresql":
+        cols = ", ".join(f'"{c}"' for c in COLUMNS)
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE keyward_findings_in ON COMMIT DROP AS "
+            f"SELECT {cols} FROM findings WITH NO DATA"
+        )
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY keyward_findings_in ({cols}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(tuple(_pg_value(r[c]) for c in COLUMNS))
+        staged = sa.table("keyward_findings_in", *(sa.column(c) for c in COLUMNS))
+        stmt = _upsert("postgresql").from_select(
+            list(COLUMNS), sa.select(*(staged.c[c] for c in COLUMNS))
+        )
+        conn.execute(stmt)
+        conn.exec_driver_sql("DROP TABLE keyward_findings_in")
+        return
+    compiled = (
+        _upsert("sqlite")
+        .values({c: sa.bindparam(c) for c in COLUMNS})
+        .compile(dialect=conn.dialect)
+    )
+    order = list(compiled.positiontup or [])
+    fixed = dict(compiled.params)
+    stamps: dict[datetime, str] = {}  # rows share a few timestamps: format each once
+
+    def value(v: Any) -> Any:
+        if isinstance(v, datetime):
+            text = stamps.get(v)
+            if text is None:
+                # the text format SQLAlchemy's SQLite DateTime uses (naive UTC)
+                text = stamps[v] = v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return text
+        return v
+
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for batch in _chunks(rows, BATCH):
+            cursor.executemany(
+                compiled.string,
+                [tuple(value(r[k]) if k in r else fixed[k] for k in order) for r in batch],
+            )
+    finally:
+        cursor.close()
+
+
+def _pg_value(value: Any) -> Any:
+    return value
+
+
 def record_findings(
     db: Database,
     findings: Iterable[Finding],
@@ -165,7 +264,12 @@ def record_findings(
     by_identity: dict[str, Finding] = {}
     for f in findings:
         by_identity.setdefault(finding_identity(target, f), f)
-    owners = _code_owners(by_identity, roots, ownership) if ownership else {}
+    t = m.Finding
+    with db.session() as session:  # short read: which findings are already known
+        existing = set(session.scalars(sa.select(t.identity).where(t.target == target)))
+    new_ones = {i: f for i, f in by_identity.items() if i not in existing}
+    # CODEOWNERS / git blame only for new findings: known ones keep their recorded owner
+    owners = _code_owners(new_ones, roots, ownership) if ownership else {}
 
     companions: dict[str, str] = {}
     if fingerprinter is not None:
@@ -182,11 +286,8 @@ def record_findings(
             for ident, f in by_identity.items()
         ]
         linked = sum(1 for r in rows if r["secret_id"] is not None)
-        stmt = _upsert(db.dialect)
         conn = session.connection()
-        for batch in _chunks(rows, BATCH):
-            conn.execute(stmt, list(batch))
-        t = m.Finding
+        _bulk_upsert(conn, rows)
         resolved = 0
         if full:
             result = conn.execute(
@@ -199,14 +300,7 @@ def record_findings(
                 .values(state=m.FindingState.RESOLVED, resolved_at=now)
             )
             resolved = int(getattr(result, "rowcount", 0) or 0)
-        new = int(
-            session.scalar(
-                sa.select(sa.func.count())
-                .select_from(t)
-                .where(t.target == target, t.first_seen_at == now)
-            )
-            or 0
-        )
+        new = len(new_ones)
         summary = RecordSummary(
             target, len(rows), new, resolved, linked, time.perf_counter() - started
         )

@@ -497,11 +497,27 @@ class RotationRepository:
 
     # ------------------------------------------------------------ scheduling
     def claim_due_secrets(
-        self, holder: str, ttl: timedelta, *, limit: int = 10, lease_prefix: str = "rotate:"
+        self,
+        holder: str,
+        ttl: timedelta,
+        *,
+        limit: int = 10,
+        lease_prefix: str = "rotate:",
+        failed_backoff: timedelta = timedelta(hours=1),
     ) -> tuple[str, ...]:
-        """Secrets whose rotation is due, have a store and no rotation in flight, leased to
-        ``holder``. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: replicas claim different rows."""
+        """Secrets whose rotation is due, have a store, no rotation in flight and none rolled
+        back within ``failed_backoff``, leased to ``holder``. ``FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL: replicas ticking at once claim different rows."""
         now = m.utcnow()
+        recently_failed = (
+            sa.select(m.Rotation.id)
+            .where(
+                m.Rotation.secret_id == m.Secret.id,
+                m.Rotation.state == "rolled_back",
+                m.Rotation.finished_at > now - failed_backoff,
+            )
+            .exists()
+        )
         in_flight = (
             sa.select(m.Rotation.id)
             .where(
@@ -517,6 +533,7 @@ class RotationRepository:
                 m.Secret.store.is_not(None),
                 m.Secret.status == m.SecretStatus.ACTIVE,
                 ~in_flight,
+                ~recently_failed,
             )
             .order_by(m.Secret.rotation_due_at)
             .limit(limit)
@@ -545,6 +562,9 @@ class RotationRepository:
         claimed: list[int] = []
         with self.db.session() as s:
             for rot in list(s.scalars(q)):
+                wait = (rot.detail or {}).get("next_attempt_at")
+                if wait and datetime.fromisoformat(str(wait)) > now:
+                    continue  # e.g. waiting out the grace period before revoking
                 lease = f"{lease_prefix}{rot.secret_id}"
                 if self._acquire(s, lease, holder, now, now + ttl, rot.secret_id):
                     claimed.append(rot.id)

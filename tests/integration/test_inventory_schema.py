@@ -22,7 +22,13 @@ from keyward.inventory.errors import (
     DatabaseUnavailable,
     RotationInFlight,
 )
-from keyward.inventory.migrate import downgrade_to, head_revision, status, upgrade_to
+from keyward.inventory.migrate import (
+    SCHEMA_HEAD,
+    downgrade_to,
+    head_revision,
+    status,
+    upgrade_to,
+)
 from keyward.inventory.service import Inventory
 
 pytestmark = pytest.mark.integration
@@ -43,6 +49,10 @@ def test_models_and_migration_head_agree(database: Database) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, m.Base.metadata)
     assert diff == []
+
+
+def test_the_fast_schema_check_knows_the_real_head() -> None:
+    assert head_revision() == SCHEMA_HEAD
 
 
 def test_upgrade_downgrade_upgrade_round_trip(fresh_db_url: str) -> None:
