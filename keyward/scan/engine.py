@@ -95,11 +95,12 @@ class HyperscanMatcher:
        that it can match before Python ``re`` runs for spans.
 
     Each regex has its own small database: compiling all regexes into one union database can
-    take minutes and gigabytes for some rule mixes, while each alone compiles in milliseconds,
-    and only the databases of rules whose keywords occur are scanned. Every database is cached
-    on disk, keyed by a hash of the hyperscan version, the flags and the pattern, so a changed or
-    added rule compiles only itself; a cache file that is unreadable, truncated or corrupt is
-    ignored and rebuilt. A regex hyperscan rejects runs through ``re`` after the keyword pass.
+    take minutes and gigabytes for some rule mixes, while each alone compiles in milliseconds.
+    A rule's database is loaded or compiled the first time its keywords occur, so a scan pays
+    only for the rules it needs. Every database is cached on disk, keyed by a hash of the
+    hyperscan version, the flags and the pattern, so a changed or added rule compiles only
+    itself; a cache file that is unreadable, truncated or corrupt is ignored and rebuilt. A
+    regex hyperscan rejects runs through ``re`` after the keyword pass.
     """
 
     name = "hyperscan"
@@ -108,11 +109,14 @@ class HyperscanMatcher:
         import hyperscan as hs
 
         self._hs = hs
-        self.from_cache = True  # every database came from the cache
+        self._cache = cache
+        self.loaded = 0  # databases read from the cache by this matcher
+        self.compiled = 0  # databases compiled by this matcher
         self.cache_files: list[Path] = []
-        regex_flags = (
+        self._regex_flags = (
             hs.HS_FLAG_PREFILTER | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_UTF8 | hs.HS_FLAG_ALLOWEMPTY
         )
+        self._rules = rules
         self._always: list[int] = [i for i, r in enumerate(rules) if not r.keywords]
         keywords = sorted({k for r in rules for k in r.keywords})
         kw_index = {k: n for n, k in enumerate(keywords)}
@@ -121,42 +125,66 @@ class HyperscanMatcher:
             for k in r.keywords:
                 self._keyword_rules[kw_index[k]].append(i)
         self._keyword_db: Any = None
+        self._keyword_scratch: Any = None
         if keywords:
             literals = [b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in keywords]
             self._keyword_db = self._database(
-                literals, hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, cache, "k"
+                literals, hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, "k"
             )
-        self._rule_db: list[Any] = [
-            self._database([r.regex.encode("utf-8")], regex_flags, cache, "r") for r in rules
-        ]
-        self.unaccelerated = [i for i, db in enumerate(self._rule_db) if db is None]
-        for i in self.unaccelerated:
-            log.debug(
-                "hyperscan rejects rule %s; it runs through re after its keywords", rules[i].id
-            )
-        # One scratch per database (the binding cannot grow a shared one).
-        self._keyword_scratch = hs.Scratch(self._keyword_db) if self._keyword_db else None
-        self._rule_scratch = [hs.Scratch(db) if db is not None else None for db in self._rule_db]
+            self._keyword_scratch = hs.Scratch(self._keyword_db)
+        # Per rule: not yet loaded (_UNSET), rejected by hyperscan (None) or (database, scratch).
+        self._rule_db: list[Any] = [_UNSET] * len(rules)
         self._hits: set[int] = set()
         # Keep references to the bound callbacks for the lifetime of the matcher.
         self._on_keyword = self._keyword_hit
         self._on_rule = self._rule_hit
 
-    def _database(self, patterns: list[bytes], flags: int, cache: Path | None, kind: str) -> Any:
+    @property
+    def from_cache(self) -> bool:
+        """True when every database this matcher used so far came from the cache."""
+        return self.compiled == 0
+
+    @property
+    def unaccelerated(self) -> list[int]:
+        """Rules hyperscan rejected (known once their database was first needed)."""
+        return [i for i, db in enumerate(self._rule_db) if db is None]
+
+    def prepare(self) -> None:
+        """Load or compile every rule's database now (e.g. to warm the cache)."""
+        for i in range(len(self._rules)):
+            self._rule(i)
+
+    def _rule(self, i: int) -> Any:
+        entry = self._rule_db[i]
+        if entry is _UNSET:
+            db = self._database([self._rules[i].regex.encode("utf-8")], self._regex_flags, "r")
+            if db is None:
+                log.debug(
+                    "hyperscan rejects rule %s; it runs through re after its keywords",
+                    self._rules[i].id,
+                )
+                entry = None
+            else:
+                entry = (db, self._hs.Scratch(db))
+            self._rule_db[i] = entry
+        return entry
+
+    def _database(self, patterns: list[bytes], flags: int, kind: str) -> Any:
         hs = self._hs
         cache_file = None
-        if cache is not None:
+        if self._cache is not None:
             h = hashlib.sha256(
                 f"{_CACHE_MAGIC!r}|{getattr(hs, '__version__', '?')}|{flags}".encode()
             )
             for p in patterns:
                 h.update(p + b"\0")
-            cache_file = cache / f"hs-{kind}-{h.hexdigest()[:32]}.db"
+            cache_file = self._cache / f"hs-{kind}-{h.hexdigest()[:32]}.db"
             self.cache_files.append(cache_file)
             loaded = _load_cache(hs, cache_file)
             if loaded is not None:
+                self.loaded += 1
                 return loaded[0]
-        self.from_cache = False
+        self.compiled += 1
         try:
             db = _build(hs, patterns, list(range(len(patterns))), flags)
         except hs.error:
@@ -181,18 +209,21 @@ class HyperscanMatcher:
             )
         out: list[int] = []
         for i in sorted(hits):
-            db = self._rule_db[i]
-            if db is None:
+            entry = self._rule_db[i]
+            if entry is _UNSET:
+                entry = self._rule(i)
+            if entry is None:
                 out.append(i)
                 continue
             found: set[int] = set()
             self._hits = found
-            db.scan(data, match_event_handler=self._on_rule, scratch=self._rule_scratch[i])
+            entry[0].scan(data, match_event_handler=self._on_rule, scratch=entry[1])
             if found:
                 out.append(i)
         return out
 
 
+_UNSET: Any = object()
 _CACHE_MAGIC = b"KEYWARD-HS-2\n"
 
 

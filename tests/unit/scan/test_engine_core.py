@@ -84,18 +84,33 @@ def test_engines_agree_on_multiline_keys_and_non_ascii_positions(tmp_path: Path)
     assert findings_of(engine_for(rules, "hyperscan"), docs) == re_findings
 
 
+BOTH = [
+    f"a = '{kw_token(5)}'\n" + "-----BEGIN KWT KEY-----\n" + "QUJD" * 12 + "\n-----END KWT KEY-----"
+]
+
+
 @needs_hs
-def test_second_engine_loads_the_hyperscan_database_from_the_cache(tmp_path: Path) -> None:
+def test_second_engine_loads_the_hyperscan_databases_from_the_cache(tmp_path: Path) -> None:
     rules = make_ruleset(tmp_path)
     first = engine_for(rules, "hyperscan", tmp_path / "cache")
+    first_found = findings_of(first, BOTH)  # compiles what the scan needs
+    assert [f[4] for f in first_found] == ["kw-test-token", "kw-test-block"]
+    assert first.matcher.compiled == 3  # type: ignore[attr-defined]  # keywords + 2 rules
     second = engine_for(rules, "hyperscan", tmp_path / "cache")
-    assert first.matcher.from_cache is False  # type: ignore[attr-defined]
+    assert findings_of(second, BOTH) == first_found
     assert second.matcher.from_cache is True  # type: ignore[attr-defined]
-    doc = [f"a = '{kw_token(5)}'"]
-    assert findings_of(second, doc) == findings_of(first, doc)
+    assert second.matcher.loaded == 3  # type: ignore[attr-defined]
     files = first.matcher.cache_files  # type: ignore[attr-defined]
-    assert len(files) == 3  # keywords + one per rule
     assert sorted((tmp_path / "cache").iterdir()) == sorted(files)
+
+
+@needs_hs
+def test_rule_databases_are_built_only_when_their_keywords_occur(tmp_path: Path) -> None:
+    engine = engine_for(make_ruleset(tmp_path), "hyperscan", tmp_path / "cache")
+    assert findings_of(engine, ["nothing to see here"]) == []
+    assert engine.matcher.compiled == 1  # type: ignore[attr-defined]  # the keyword database
+    engine.matcher.prepare()  # type: ignore[attr-defined]
+    assert engine.matcher.compiled == 3  # type: ignore[attr-defined]
 
 
 @needs_hs
@@ -112,13 +127,15 @@ def test_second_engine_loads_the_hyperscan_database_from_the_cache(tmp_path: Pat
 def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
     rules = make_ruleset(tmp_path)
     first = engine_for(rules, "hyperscan", tmp_path / "cache")
+    expected = findings_of(first, BOTH)
     for cache_file in first.matcher.cache_files:  # type: ignore[attr-defined]
         cache_file.write_bytes(damage(cache_file.read_bytes()))
     rebuilt = engine_for(rules, "hyperscan", tmp_path / "cache")
-    assert rebuilt.matcher.from_cache is False  # type: ignore[attr-defined]
-    doc = [f"a = '{kw_token(6)}'"]
-    assert findings_of(rebuilt, doc) == findings_of(first, doc) != []
-    assert engine_for(rules, "hyperscan", tmp_path / "cache").matcher.from_cache  # type: ignore[attr-defined]
+    assert findings_of(rebuilt, BOTH) == expected != []
+    assert rebuilt.matcher.compiled == 3  # type: ignore[attr-defined]
+    again = engine_for(rules, "hyperscan", tmp_path / "cache")
+    assert findings_of(again, BOTH) == expected
+    assert again.matcher.from_cache  # type: ignore[attr-defined]
 
 
 @needs_hs
@@ -126,12 +143,13 @@ def test_a_changed_rule_compiles_only_itself(tmp_path: Path) -> None:
     from dataclasses import replace
 
     rules = make_ruleset(tmp_path)
-    engine_for(rules, "hyperscan", tmp_path / "cache")
+    findings_of(engine_for(rules, "hyperscan", tmp_path / "cache"), BOTH)
     before = set((tmp_path / "cache").iterdir())
     block, token = rules.by_id()["kw-test-block"], rules.by_id()["kw-test-token"]
     changed = replace(token, regex=token.regex.replace("{32}", "{30,32}"), _compiled=[])
     again = engine_for(type(rules)((block, changed)), "hyperscan", tmp_path / "cache")
-    assert again.matcher.from_cache is False  # type: ignore[attr-defined]
+    findings_of(again, BOTH)
+    assert again.matcher.compiled == 1  # type: ignore[attr-defined]
     assert len(set((tmp_path / "cache").iterdir()) - before) == 1
 
 
