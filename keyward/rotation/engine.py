@@ -621,6 +621,7 @@ class RotationEngine:
         if deactivated is None:
             due = finished_at + self.settings.deactivate_after
             if now < due:
+                self._save(run, detail={"next_attempt_at": due.isoformat()})
                 return Outcome(
                     run.id,
                     name,
@@ -648,6 +649,7 @@ class RotationEngine:
             if retry:
                 due = max(due, datetime.fromisoformat(str(retry)))
             if now < due:
+                self._save(run, detail={"next_attempt_at": due.isoformat()})
                 return Outcome(
                     run.id,
                     name,
@@ -676,7 +678,11 @@ class RotationEngine:
             retry_at = now + self.settings.kept_in_use_retry
             self._save(
                 run,
-                detail={"retry_after": retry_at.isoformat(), "retire_detail": result.detail},
+                detail={
+                    "retry_after": retry_at.isoformat(),
+                    "next_attempt_at": retry_at.isoformat(),
+                    "retire_detail": result.detail,
+                },
                 audit=("rotation.retire", "kept-in-use", {"detail": result.detail}),
             )
             return Outcome(

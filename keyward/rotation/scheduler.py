@@ -1,0 +1,260 @@
+"""``keyward daemon``: rotate due secrets, resume and retire unfinished rotations.
+
+APScheduler 3 only ticks: one ``BackgroundScheduler`` per process with an in-memory job store
+and one module-level job (:func:`tick`). What to do is claimed from the inventory on every
+tick, with leases (and ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several
+replicas never rotate the same secret twice:
+
+1. unfinished rotations nobody holds a live lease on (a crashed worker's, a parked one, one
+   waiting out its grace period) are resumed;
+2. secrets whose ``rotation_due_at`` has passed and that have no rotation in flight are rotated.
+
+The daemon serves ``/healthz`` and Prometheus ``/metrics`` on a loopback port, logs JSON, and
+on SIGTERM (or SIGINT) stops claiming work, lets the running rotation park at its next step
+boundary (every step is persisted, so nothing is lost), and exits 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    interval: float = 60.0  # seconds between ticks
+    host: str = "127.0.0.1"
+    port: int = 9464  # 0: pick a free port
+    batch: int = 10  # at most this many rotations claimed per tick
+
+
+class Metrics:
+    """Prometheus metrics in a registry of their own (no global state)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.rotations = Counter(
+            "keyward_rotations",
+            "Rotation runs by outcome (finished, retiring, rolled_back, failed, parked).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.ticks = Counter("keyward_ticks", "Scheduler ticks.", registry=self.registry)
+        self.tick_errors = Counter(
+            "keyward_tick_errors", "Ticks that failed (e.g. database down).", registry=self.registry
+        )
+        self.last_tick = Gauge(
+            "keyward_last_tick_timestamp_seconds",
+            "Unix time the last tick finished.",
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "keyward_rotation_duration_seconds",
+            "Wall time of one rotation run.",
+            buckets=(1, 5, 15, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
+        self.busy = Gauge("keyward_busy", "1 while a rotation runs.", registry=self.registry)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return bytes(generate_latest(self.registry))
+
+
+class Worker:
+    """Claims due work from the inventory and drives it through a RotationEngine."""
+
+    def __init__(
+        self,
+        repo: Any,  # keyward.inventory.rotations.RotationRepository
+        make_engine: Callable[[threading.Event], Any],
+        holder: str,
+        *,
+        lease_ttl: timedelta,
+        batch: int = 10,
+        metrics: Metrics | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.repo = repo
+        self.make_engine = make_engine
+        self.holder = holder
+        self.lease_ttl = lease_ttl
+        self.batch = batch
+        self.metrics = metrics or Metrics()
+        self.stop = stop or threading.Event()
+        self.last_tick: datetime | None = None
+        self._lock = threading.Lock()
+
+    def run_once(self) -> list[str]:
+        """One tick: resume what is unfinished, then start what is due. Returns outcomes."""
+        if not self._lock.acquire(blocking=False):
+            return []  # the previous tick still runs
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+            self.last_tick = datetime.now(UTC)
+            self.metrics.ticks.inc()
+            self.metrics.last_tick.set(time.time())
+
+    def _run(self) -> list[str]:
+        outcomes: list[str] = []
+        engine = self.make_engine(self.stop)
+        resumable = self.repo.claim_in_flight(self.holder, self.lease_ttl, limit=self.batch)
+        for i, rotation_id in enumerate(resumable):
+            if self.stop.is_set():
+                self._release_rotations(resumable[i:])
+                return outcomes
+            outcomes.append(
+                self._do(functools.partial(engine.resume, rotation_id), f"#{rotation_id}")
+            )
+        if self.stop.is_set():
+            return outcomes
+        due = self.repo.claim_due_secrets(self.holder, self.lease_ttl, limit=self.batch)
+        for i, name in enumerate(due):
+            if self.stop.is_set():
+                self._release_secrets(due[i:])
+                return outcomes
+            outcomes.append(self._do(functools.partial(engine.rotate, name), name))
+        return outcomes
+
+    def _release_rotations(self, ids: tuple[int, ...]) -> None:
+        for rid in ids:
+            rec = self.repo.get(rid)
+            self.repo.release_lease(f"rotate:{rec.secret_id}", self.holder)
+
+    def _release_secrets(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self.repo.release_lease(f"rotate:{self.repo.secret(name).id}", self.holder)
+
+    def _do(self, call: Callable[[], Any], what: str) -> str:
+        from keyward.rotation.engine import error_text
+
+        started = time.monotonic()
+        self.metrics.busy.set(1)
+        try:
+            out = call()
+        except Exception as exc:
+            self.metrics.rotations.labels("failed").inc()
+            log.error("rotation of %s: %s", what, error_text(exc))
+            return "failed"
+        finally:
+            self.metrics.busy.set(0)
+            self.metrics.duration.observe(time.monotonic() - started)
+        outcome = "parked" if out.parked else out.state.value
+        self.metrics.rotations.labels(outcome).inc()
+        log.info("%s", out.message)
+        return str(outcome)
+
+
+def tick(worker: Worker) -> None:
+    """The APScheduler job (module level): one tick of ``worker``; never raises."""
+    try:
+        worker.run_once()
+    except Exception as exc:
+        from keyward.rotation.engine import error_text
+
+        worker.metrics.tick_errors.inc()
+        log.error("tick failed: %s", error_text(exc))
+
+
+def serve_http(worker: Worker, settings: DaemonSettings) -> ThreadingHTTPServer:
+    """/healthz (JSON; 503 once ticks stall or while stopping) and /metrics, in a thread."""
+    stale_after = max(3 * settings.interval, 30.0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                body = worker.metrics.render()
+                self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
+            elif self.path == "/healthz":
+                last = worker.last_tick
+                age = (datetime.now(UTC) - last).total_seconds() if last else None
+                healthy = not worker.stop.is_set() and (age is None or age < stale_after)
+                doc = {
+                    "status": "ok" if healthy else "unhealthy",
+                    "holder": worker.holder,
+                    "last_tick": last.isoformat() if last else None,
+                    "stopping": worker.stop.is_set(),
+                }
+                self._send(200 if healthy else 503, json.dumps(doc).encode(), "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, status: int, body: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: %s", format % args)
+
+    server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="keyward-http", daemon=True).start()
+    return server
+
+
+def run_daemon(worker: Worker, settings: DaemonSettings, *, once: bool = False) -> int:
+    """Tick until SIGTERM/SIGINT; returns the exit code (0)."""
+    if once:
+        tick(worker)
+        return 0
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    # APScheduler logs through its own logger: same (JSON) handlers, and only errors (a tick
+    # longer than the interval is skipped on purpose, not worth a warning each time).
+    aps = logging.getLogger("apscheduler")
+    aps.handlers[:] = list(logging.getLogger("keyward").handlers)
+    aps.setLevel(logging.ERROR)
+    aps.propagate = False
+    server = serve_http(worker, settings)
+    log.info(
+        "keyward daemon %s listening on http://%s:%s (tick every %ss)",
+        worker.holder, settings.host, server.server_address[1], settings.interval,
+    )  # fmt: skip
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s: stopping after the current step", signal.Signals(signum).name)
+        worker.stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True})
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=settings.interval,
+        args=[worker],
+        id="tick",
+        max_instances=1,
+        next_run_time=datetime.now(UTC),
+        misfire_grace_time=None,
+    )
+    scheduler.start()
+    try:
+        while not worker.stop.wait(0.5):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)  # waits for the running tick (which parks)
+        server.shutdown()
+        server.server_close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        log.info("keyward daemon stopped")
+    return 0
