@@ -189,18 +189,37 @@ def scan(
         if out is not sys.stdout:
             out.close()
     if record:
-        _record(result, cfg, spec.fingerprint_key, record_target)
+        repo = (paths[0] if paths else Path(".")) if local.owns_paths else None
+        _record(result, cfg, spec.fingerprint_key, record_target, repo, local, extras)
     if result.reported and not exit_zero:
         sys.exit(int(ExitCode.FINDINGS))
 
 
-def _record(result: ScanResult, cfg: Any, key: bytes, target: str | None) -> None:
+def _record(
+    result: ScanResult,
+    cfg: Any,
+    key: bytes,
+    target: str | None,
+    repo: Path | None,
+    local: Any,
+    extras: Any,
+) -> None:
     """--record: the inventory (and SQLAlchemy) is imported only here."""
-    from keyward.inventory.recording import record_scan_result
+    from keyward.inventory.recording import default_target, record_scan_result
 
-    roots = list(getattr(result, "roots", None) or [])
+    roots = list(result.roots or [])
+    target = target or default_target(
+        roots, git_repo=repo, env=local.env, aws_lambda=bool(extras.aws_lambda)
+    )
+    # staged changes are a slice of the repository: they never resolve anything
     summary = record_scan_result(
-        cfg, result.findings, roots=roots, target=target, fingerprint_key=key
+        cfg,
+        result.findings,
+        roots=roots,
+        target=target,
+        fingerprint_key=key,
+        full=not local.staged,
+        git_repo=repo,
     )
     click.echo(
         f"keyward: recorded {summary.recorded} findings for {summary.target} "

@@ -64,6 +64,16 @@ class CodeOwners:
         return found
 
 
+def author_email(author: str | None) -> str | None:
+    """``Name <mail>`` -> ``mail`` (what blame reports); anything else unchanged."""
+    if not author:
+        return None
+    start, end = author.rfind("<"), author.rfind(">")
+    if 0 <= start < end:
+        return author[start + 1 : end].strip() or author
+    return author
+
+
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
         proc = subprocess.run(

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from keyward.core.redaction import Fingerprinter
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
-from keyward.inventory.ownership import OwnershipResolver
+from keyward.inventory.ownership import OwnershipResolver, author_email
 from keyward.inventory.service import Inventory
 
 if TYPE_CHECKING:
@@ -64,6 +64,29 @@ def scan_target(roots: Sequence[Path]) -> str:
     """The default target of a path scan: its absolute roots."""
     paths = sorted({str(p.resolve()) for p in roots}) or [str(Path.cwd())]
     return "files:" + ",".join(paths)
+
+
+def default_target(
+    roots: Sequence[Path],
+    *,
+    git_repo: Path | None = None,
+    env: bool = False,
+    aws_lambda: bool = False,
+) -> str:
+    """Name what a scan covered: ``files:/abs``, ``git:/abs/repo``, ``env:host``,
+    ``aws-lambda``, joined by ``+`` when several sources ran together."""
+    import socket
+
+    parts: list[str] = []
+    if roots:
+        parts.append(scan_target(roots))
+    if git_repo is not None:
+        parts.append(f"git:{git_repo.resolve()}")
+    if env:
+        parts.append(f"env:{socket.gethostname()}")
+    if aws_lambda:
+        parts.append("aws-lambda")
+    return "+".join(parts) or scan_target([Path.cwd()])
 
 
 def finding_identity(target: str, f: Finding) -> str:
@@ -256,6 +279,7 @@ def record_findings(
     fingerprinter: Fingerprinter | None = None,
     roots: Sequence[Path] = (),
     ownership: OwnershipResolver | None = None,
+    git_repo: Path | None = None,
     actor: str | None = None,
 ) -> RecordSummary:
     """Upsert ``findings`` under ``target``; with ``full``, resolve the ones not seen."""
@@ -269,7 +293,7 @@ def record_findings(
         existing = set(session.scalars(sa.select(t.identity).where(t.target == target)))
     new_ones = {i: f for i, f in by_identity.items() if i not in existing}
     # CODEOWNERS / git blame only for new findings: known ones keep their recorded owner
-    owners = _code_owners(new_ones, roots, ownership) if ownership else {}
+    owners = _code_owners(new_ones, roots, ownership, git_repo) if ownership else {}
 
     companions: dict[str, str] = {}
     if fingerprinter is not None:
@@ -326,7 +350,7 @@ def _row(
     loc = f.location
     link = known.get(f.fingerprint) or (known.get(companion_fp) if companion_fp else None)
     code_owner, author = owner_author or (None, None)
-    author = author or loc.author
+    author = author or author_email(loc.author)
     return {
         "identity": ident,
         "target": target[:1024],
@@ -356,25 +380,42 @@ def _row(
 
 
 def _code_owners(
-    by_identity: dict[str, Finding], roots: Sequence[Path], resolver: OwnershipResolver
+    by_identity: dict[str, Finding],
+    roots: Sequence[Path],
+    resolver: OwnershipResolver,
+    git_repo: Path | None = None,
 ) -> dict[str, tuple[str | None, str | None]]:
-    """identity -> (code owner, author) for file findings, one git blame per file."""
+    """identity -> (code owner, author).
+
+    Files on disk: CODEOWNERS, else ``git blame`` of the line (one blame per file). Findings
+    from git history or staged changes: CODEOWNERS of the repository, else the commit author.
+    """
     from keyward.scan.model import SourceKind
-    from keyward.scan.sources.files import display_to_path
 
     per_file: dict[str, set[int]] = {}
     for f in by_identity.values():
         if f.location.kind is SourceKind.FILE and f.location.path:
             per_file.setdefault(f.location.path, set()).add(f.location.line)
     resolved: dict[str, dict[int, tuple[str | None, str | None]]] = {}
-    for display, lines in per_file.items():
-        path = display_to_path(list(roots) or [Path(".")], display)
-        resolved[display] = resolver.resolve(path, sorted(lines))
+    if per_file:
+        from keyward.scan.sources.files import display_to_path
+
+        for display, lines in per_file.items():
+            path = display_to_path(list(roots) or [Path(".")], display)
+            resolved[display] = resolver.resolve(path, sorted(lines))
+    top = resolver.repo_of(git_repo / ".keyward-probe") if git_repo is not None else None
+    codeowners = resolver.codeowners(top) if top is not None else None
     out: dict[str, tuple[str | None, str | None]] = {}
     for ident, f in by_identity.items():
-        hit = resolved.get(f.location.path or "", {}).get(f.location.line)
-        if hit is not None:
-            out[ident] = hit
+        loc = f.location
+        if loc.kind is SourceKind.FILE:
+            hit = resolved.get(loc.path or "", {}).get(loc.line)
+            if hit is not None:
+                out[ident] = hit
+        elif loc.kind in (SourceKind.GIT, SourceKind.STAGED) and loc.path:
+            author = author_email(loc.author)
+            owner = " ".join(codeowners.owners(loc.path)) if codeowners else ""
+            out[ident] = (owner or author, author)
     return out
 
 
@@ -388,6 +429,7 @@ def record_scan_result(
     database_url: str | None = None,
     full: bool = True,
     blame: bool = True,
+    git_repo: Path | None = None,
 ) -> RecordSummary:
     """What ``keyward scan --record`` calls: open (and migrate) the inventory and record."""
     from keyward.inventory.db import open_database
@@ -397,11 +439,12 @@ def record_scan_result(
         return record_findings(
             db,
             findings,
-            target or (scan_target(roots) if roots else "aws-lambda"),
+            target or default_target(roots),
             full=full,
             fingerprinter=Fingerprinter(fingerprint_key),
             roots=roots,
             ownership=OwnershipResolver(blame=blame),
+            git_repo=git_repo,
         )
     finally:
         db.close()

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from _inventory_db import *  # noqa: F403
@@ -153,3 +154,24 @@ def test_value_from_stdin_is_fingerprinted_never_stored(cli: Cli, inventory: Inv
     (version,) = inventory.versions("stdin-secret")
     assert version.fingerprint is not None and len(version.fingerprint) == 64
     assert "s3cr3t" not in json.dumps(cli.json("inventory", "show", "stdin-secret"))
+
+
+def test_inventory_commands_refuse_a_corrupt_or_unreachable_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import free_port
+
+    bad = tmp_path / "inventory.db"
+    bad.write_bytes(b"garbage" * 1000)
+    port = free_port()
+    run = Cli(capsys)
+    for url, text in [
+        (f"sqlite:///{bad}", "not a valid SQLite database"),
+        (f"postgresql://u:pw-secret@127.0.0.1:{port}/x", f"127.0.0.1:{port}"),
+    ]:
+        monkeypatch.setenv("KEYWARD_DATABASE_URL", url)
+        for args in (("inventory", "list"), ("findings", "list"), ("inventory", "report")):
+            rc, out, err = run(*args)
+            assert rc == 3, (args, err)
+            assert text in err and err.count("\n") == 1 and "pw-secret" not in err + out
+    assert bad.read_bytes() == b"garbage" * 1000

@@ -203,3 +203,34 @@ def test_scan_record_sets_owner_from_codeowners_else_git_blame(cli: Cli, git_rep
     assert rc == 0 and "1 resolved" in err
     resolved = cli.json("findings", "list", "--state", "resolved")
     assert [f["path"] for f in resolved] == ["notes.txt"]
+
+
+def test_scan_git_history_record_owns_findings_by_codeowners_else_commit_author(
+    cli: Cli, git_repo: Path
+) -> None:
+    rng = random.Random(9)
+    (git_repo / "CODEOWNERS").write_text("/infra/ @org/infra\n")
+    (git_repo / "infra").mkdir()
+    (git_repo / "infra" / "deploy.sh").write_text(f"export T={github_token(rng)}\n")
+    (git_repo / "app.txt").write_text(f"t = {github_token(rng)}\n")
+    _git(git_repo, "add", "-A")
+    _git(git_repo, "commit", "-qm", "leak", email="eve@example.com")
+    (git_repo / "app.txt").write_text("t = None\n")  # gone from HEAD, still in history
+    _git(git_repo, "commit", "-qam", "remove")
+
+    rc, _, err = cli("scan", "--git", str(git_repo), "--engine", "re", "--record", "--exit-zero")
+    assert rc == 0, err
+    assert f"git:{git_repo.resolve()}" in err
+    found = {f["path"]: (f["source"], f["owner"]) for f in cli.json("findings", "list")}
+    assert found == {
+        "infra/deploy.sh": ("git", "@org/infra"),
+        "app.txt": ("git", "eve@example.com"),
+    }
+
+    # staged scans record without resolving anything
+    (git_repo / "new.txt").write_text(f"t = {github_token(rng)}\n")
+    _git(git_repo, "add", "new.txt")
+    rc, _, err = cli("scan", "--staged", str(git_repo), "--engine", "re", "--record", "--exit-zero")
+    assert rc == 0, err
+    assert "0 resolved" in err
+    assert len(cli.json("findings", "list")) == 3

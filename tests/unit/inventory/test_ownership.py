@@ -24,3 +24,11 @@ def test_last_matching_pattern_wins() -> None:
 
 def test_no_rules_means_no_owner() -> None:
     assert CodeOwners.parse("# nothing\n").owners("a.py") == ()
+
+
+def test_author_email_is_taken_from_name_and_address() -> None:
+    from keyward.inventory.ownership import author_email
+
+    assert author_email("Dev <dev@example.com>") == "dev@example.com"
+    assert author_email("dev@example.com") == "dev@example.com"
+    assert author_email(None) is None
