@@ -99,7 +99,7 @@ _WINDOW = 160
 # reads: [sigil]key[quote][]] operator [string prefix][quote][auth scheme].
 _CONTEXT_REVERSED = re.compile(
     r"""(?P<scheme>[ \t]{1,2}(?:reraeb|cisab|nekot|tob))?(?P<vq>["'`]\\?)?(?P<pre>[rbuf@]{0,2})"""
-    r"""(?P<op>[ \t]{0,8}=[\w.\[\]|, ]{0,40}[a-z_][ \t]{0,4}:[ \t]{0,4}"""  # `: Type =`
+    r"""(?P<op>[ \t]{0,8}=[ \t]{1,4}[\w.\[\]|, ]{0,40}[a-z_][ \t]{0,4}:[ \t]{0,4}"""  # `: T =`
     r"""|[ \t]{0,2}=[ \t]{0,2}eulav[ \t]{1,4}["']"""  # XML `key="K" value="`
     r"""|[ \t]{0,8}(?:>=|=:|=\|\||=\?\?|=\?|=|:|>|,)[ \t]{0,8}"""
     r"""|[ \t]{1,4}|)"""
@@ -114,6 +114,7 @@ _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-
 # Words of a key that make it secret-like (matched as substrings of each word of the key).
 _PASSWORD_WORDS = ("password", "passwd", "passphrase", "pwd", "passwort", "pword")
 _SECRET_WORDS = ("secret", "token", "credential", "apikey", "privatekey")
+_WORD_TAILS = frozenset({"", "s", "key", "keys", "value", "val", "str", "string", "data", "id"})
 _AUTH_WORDS = frozenset(
     {"auth", "oauth", "authtoken", "authkey", "authorization", "basicauth", "httpauth", "xauth"}
 )
@@ -172,6 +173,13 @@ _META_PREFIXES = frozenset(
 _TEST_WORDS = frozenset(
     {"test", "tests", "testing", "mock", "mocked", "fake", "dummy", "example", "sample", "demo"}
 )
+# Words that make a key with a secret word something else: pagination and request tokens,
+# timestamps and counters about a secret.
+_NOT_SECRET_WORDS = frozenset(
+    {"next", "continuation", "page", "pagination", "paging", "marker", "cursor", "sync",
+     "idempotency", "request", "resume", "cancellation", "last", "used", "created", "updated",
+     "changed", "date", "time", "timestamp", "at", "lexer", "tokenize", "csrf", "xsrf", "nonce"}
+)  # fmt: skip
 _LOCKFILES = frozenset(
     {
         "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "pipfile.lock",
@@ -193,10 +201,14 @@ _CODE_EXT = frozenset(
 _HASH_WORDS = re.compile(
     r"hash|checksum|sha\d{0,3}|digest|integrity|md5|etag|commit|revision|\brev\b|blake|crc"
 )
+_HASH_PREFIX = re.compile(r"(?:sha|md5|blake2?[bs]?)[-_]?(?:1|224|256|384|512)?[:=-]")
 _UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _NUMBER = re.compile(r"[-+]?(?:0x[0-9a-fA-F]+|\d[\d_]*(?:\.\d+)?(?:e[-+]?\d+)?)[a-zA-Z]{0,3}")
-_VERSION_OR_DATE = re.compile(r"v?\d{1,4}(?:[.:/-]\d{1,4}){1,5}[-+.\w]{0,20}")
+_VERSION_OR_DATE = re.compile(
+    r"v?\d{1,4}(?:[.:/-]\d{1,4}){1,5}[-+.\w]{0,20}"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?"
+)
 # References to configuration or code instead of a literal (checked on the lower-cased value).
 _CODE_REFS = (
     "os.environ", "getenv", "process.env", "env[", "env.", "environment.", "config.get",
@@ -209,7 +221,9 @@ _MEMBER = re.compile(r"[A-Za-z_$][\w$]{0,40}\.[A-Za-z_$][\w$]{2,}")
 _IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
 _SNAKE_WORDS = re.compile(r"[A-Za-z]+(?:[_.:-][A-Za-z]+)+[_-]?\d{0,2}")
 _CAMEL_WORDS = re.compile(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+)+\d{0,2}|[a-z]+\d{0,2}|[A-Z][a-z]+\d{0,2}")
-_TEMPLATE = re.compile(r"""\$[A-Za-z_{(]|\{\{|\{%|\{[\w.]{0,40}\}|%[sdr]\b|%\(|#\{|<%|@@|^%\w+%$""")
+_TEMPLATE = re.compile(
+    r"""\$[A-Za-z_{(]|\{\{|\{%|\{[\w.]{0,40}\}|(?:^|[^\w%])%[sdr](?:$|[^\w%])|%\(|#\{|<%|@@\w{1,40}@@|^%\w+%$"""
+)
 _REGEX_CHARS = frozenset("\\[(*+")
 _REGEX_LIKE = re.compile(r"""\\[dwsbDWSB]|\[\^?[^\]]{1,30}\]|\(\?|\.\*|\.\+|[+*]\$""")
 _PATH_START = re.compile(r"(?:/|\./|\.\./|~/|[A-Za-z]:[\\/]|\\\\)[\w.-]")
@@ -224,7 +238,7 @@ _SEPARATORS = re.compile(r"[_.:/-]")
 _FAKE_WORDS = re.compile(
     r"test|fake|dummy|mock|sample|example|foo|bar|baz|qux|quux|secret|passw|changeme|"
     r"letmein|hunter2|qwerty|admin|demo|invalid|wrong|bogus|notreal|not[_-]?a[_-]?real|"
-    r"placeholder|lorem|ipsum|s3cr3t|p[a@4]ssw[o0]rd|abc123|123456|asdf|secure|password|"
+    r"placeholder|lorem|ipsum|s3cr3t|p[a@4][s5$]{2}w[o0]rd|abc123|123456|asdf|secure|password|"
     r"my[_-]?(?:key|token|pass)|supersecret|topsecret|xyz|xxx|zzz"
 )
 _BOOL_WORDS = frozenset(
@@ -271,6 +285,11 @@ def generic_reject(
         return "key-names-metadata"
     if any(w.rstrip("0123456789") in _TEST_WORDS for w in words):
         return "test-fixture"
+    if not _NOT_SECRET_WORDS.isdisjoint(words):
+        return "key-not-secret"  # NextContinuationToken, ClientRequestToken, LastUsed
+    sigil_at = len(before) - ctx.end("sigil")
+    if ":" in ctx["sigil"] and sigil_at > 0 and (before[sigil_at - 1].isalnum()):
+        return "key-is-namespaced"  # AWS::IAM::AccessKey, urn:ietf:params:oauth:..
     if words[0] in _META_PREFIXES and len(words) > 1:
         return "key-is-predicate"
     if is_placeholder(secret):
@@ -289,8 +308,10 @@ def generic_reject(
         kq = (ctx["kq"] or "")[::-1]
         if not (kq and quote and lead == kq[-1:]):
             return "not-a-pair"
-        if _IDENTIFIER.fullmatch(secret) and not _looks_random(secret):
-            return "identifier"
+        if _IDENTIFIER.fullmatch(secret) and (
+            not _looks_random(secret) or not any(c.isdigit() for c in secret)
+        ):
+            return "identifier"  # lists of names: "viGpibPassControl", "viGpibSendIFC"
     if not op and not (quote and lead == "-"):
         return "prose"
     if op.startswith(":") and op.endswith("=") and len(op) > 2:
@@ -343,16 +364,26 @@ def _is_key_word(word: str, words: list[str]) -> bool:
     """The word itself carries the secret meaning (``..._secret``, ``..._token``, ``..._key``)."""
     if word == "key":
         return len(words) > 1 and words[-2] in _KEY_PREFIXES
-    return any(s in word for s in _PASSWORD_WORDS + _SECRET_WORDS) or word in _AUTH_WORDS
+    return _contains(word, _PASSWORD_WORDS + _SECRET_WORDS) or word in _AUTH_WORDS
+
+
+def _contains(word: str, secret_words: tuple[str, ...]) -> bool:
+    """``word`` ends with a secret word (``dbpassword``, ``clientsecrets``, ``tokenvalue``), not
+    merely starts with one (``secretsmanager``, ``passwordless``, ``tokenizer``)."""
+    for s in secret_words:
+        i = word.find(s)
+        if i >= 0 and word[i + len(s) :] in _WORD_TAILS:
+            return True
+    return False
 
 
 def _key_kind(words: list[str]) -> str | None:
     """``password`` or ``token`` when the key names a secret, else None."""
     kind: str | None = None
     for i, w in enumerate(words):
-        if any(p in w for p in _PASSWORD_WORDS) or w in {"pass", "pw"}:
+        if _contains(w, _PASSWORD_WORDS) or w in {"pass", "pw"}:
             return "password"
-        if any(s in w for s in _SECRET_WORDS) and not w.startswith("tokeni"):
+        if _contains(w, _SECRET_WORDS):
             kind = "token"
         elif w in _AUTH_WORDS or w == "creds":
             kind = "token"
@@ -405,7 +436,7 @@ def _value_reject(secret: str, key: str, line: str, unquoted: bool) -> str | Non
         return "number"
     if "@" in secret and re.fullmatch(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+", secret):
         return "email"
-    if secret.startswith("sha") and re.match(r"sha(?:1|256|384|512)[-:]", secret):
+    if _HASH_PREFIX.search(low):
         return "hash"
     if len(secret) in (32, 40, 56, 64, 96, 128) and _HEX.fullmatch(secret):
         if _HASH_WORDS.search(key.lower()) or _HASH_WORDS.search(line.lower()):
@@ -417,7 +448,8 @@ def _value_reject(secret: str, key: str, line: str, unquoted: bool) -> str | Non
     if _SNAKE_WORDS.fullmatch(secret) or _CAMEL_WORDS.fullmatch(secret) or _is_wordy(secret):
         return "identifier"
     if _IDENTIFIER.fullmatch(secret) and _mean_word_length(secret) >= 3.5:
-        return "identifier"  # injectNpm2FaToken; random base62 averages about 2
+        if _vowel_ratio(secret) >= 0.25:
+            return "identifier"  # injectNpm2FaToken: long words with vowels; random text is not
     return None
 
 
@@ -436,6 +468,11 @@ def _is_wordy(value: str) -> bool:
 def _mean_word_length(value: str) -> float:
     words = [w for w in _CAMEL_SEGMENT.findall(value) if w.isalpha()]
     return sum(map(len, words)) / len(words) if words else 0.0
+
+
+def _vowel_ratio(value: str) -> float:
+    letters = [c for c in value.lower() if c.isalpha()]
+    return sum(c in "aeiouy" for c in letters) / len(letters) if letters else 0.0
 
 
 def _classes(value: str) -> int:
@@ -505,8 +542,11 @@ def _token_strength(secret: str) -> str | None:
     if n < 16:
         return "too-short"
     entropy = _entropy(secret)
-    if entropy < min(3.5, math.log2(n) - 0.8):
+    hex_only = _HEX.fullmatch(secret) is not None
+    if entropy < (3.0 if hex_only else min(3.5, math.log2(n) - 0.8)):
         return "low-entropy"
+    if n < 20 and hex_only:
+        return "short-hex"  # 64-bit ids and hashes, far more often than keys
     has_digit = any(c.isdigit() for c in secret)
     has_alpha = any(c.isalpha() for c in secret)
     if not has_alpha:
