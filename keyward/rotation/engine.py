@@ -703,6 +703,7 @@ class RotationEngine:
             version_stages={"old": "retired"},
             clear_error=True,
         )
+        self.repo.mark_rotated(run.secret.id, finished_at)  # again: finish may have crashed
         self.checkpoint("retire:after")
         self._event(run, "rotation.retired")
         return Outcome(
