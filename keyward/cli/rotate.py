@@ -24,7 +24,7 @@ Examples:
   keyward rotate prod/aws --dry-run         print the plan; change nothing
   keyward rotate prod/aws                   rotate now (store, provider, dependents)
   keyward rotate prod/db --format json
-  keyward rotations list                    unfinished rotations first
+  keyward rotations list --in-flight        rotations not finished yet
   keyward rotations show 12
   keyward rotations resume 12               continue after a crash or a fixed failure
   keyward rotations rollback 12             undo a rotation that has not finished
