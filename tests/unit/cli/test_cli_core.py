@@ -270,6 +270,9 @@ def test_an_unreadable_file_is_a_warning_not_a_crash(tmp_path: Path) -> None:
     locked = tmp_path / "locked.py"
     locked.write_text(f"T = '{TOKEN}'\n")
     locked.chmod(0)
+    (tmp_path / "closed").mkdir()
+    (tmp_path / "closed" / "inner.py").write_text(f"T = '{TOKEN}'\n")
+    (tmp_path / "closed").chmod(0)
     setpriv = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
     env = {**os.environ, "KEYWARD_FINGERPRINT_KEY": "ab" * 32}
     proc = subprocess.run(
@@ -278,6 +281,9 @@ def test_an_unreadable_file_is_a_warning_not_a_crash(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "keyward: warning: skipped locked.py: cannot read: Permission denied" in proc.stderr
+    assert "keyward: warning: skipped closed/: cannot list directory: Permission denied" in (
+        proc.stderr
+    )
     assert [f["path"] for f in json.loads(proc.stdout)["findings"]] == ["ok.py"]
     assert "Traceback" not in proc.stderr
 
