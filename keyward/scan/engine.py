@@ -320,12 +320,11 @@ class Engine:
         lowered = _Lazy(text)
         path = chunk.location.path
         matches: list[_Match] = []
+        # Both matchers return only rules one of whose keywords occurs (or that have none):
+        # the keyword prefilter by definition, hyperscan through its caseless keyword pass,
+        # whose hits are a subset of ``k in text.lower()``.
         for i in self.matcher.candidates(chunk, lowered):
             rule = self.rules[i]
-            if rule.keywords:
-                low = lowered.get()
-                if not any(k in low for k in rule.keywords):
-                    continue
             if rule.path_allowed(path):
                 continue
             matches.extend(self._rule_matches(rule, text, path, lowered))
