@@ -144,7 +144,9 @@ class FileWalker:
         self, path: str, display: str, size: int, *, follow: bool = False
     ) -> FileTask | None:
         if size > self.options.max_file_size:
-            self.skipped.append(Skipped(display, f"larger than --max-file-size ({size} bytes)"))
+            # a file named on the command line is worth a warning; one found by the walk is not
+            reason = f"larger than --max-file-size ({size} bytes)"
+            self.skipped.append(Skipped(display, reason, warning=follow))
             return None
         if size == 0:
             return None

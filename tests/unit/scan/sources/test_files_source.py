@@ -96,6 +96,13 @@ def test_files_over_the_size_limit_are_skipped_from_stat_and_listed(tmp_path: Pa
     ]
 
 
+def test_a_named_file_over_the_limit_is_a_warning(tmp_path: Path) -> None:
+    big = write(tmp_path / "big.sql", "x" * 2000)
+    walker = FileWalker([big], WalkOptions(max_file_size=1000))
+    assert list(walker.tasks()) == []
+    assert walker.skipped[0].warning is True
+
+
 def test_sparse_2gb_file_is_skipped_without_reading(tmp_path: Path) -> None:
     huge = tmp_path / "huge.dat"
     with huge.open("wb") as fh:
