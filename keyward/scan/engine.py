@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,25 +388,36 @@ class Engine:
         )
 
     def _pair(self, findings: list[Finding], matches: list[_Match]) -> list[Finding]:
-        """Merge findings whose rule pairs with another (e.g. AWS key id + secret key)."""
+        """Merge findings whose rule pairs with another (e.g. AWS key id + secret key).
+
+        Each finding of a pairing rule takes the nearest unused finding of its partner rule
+        within ``pair.lines`` lines (the first one on a tie); partners are looked up by line
+        with a binary search, so a file with thousands of keys stays linear.
+        """
         if not any(m.rule.pair for m in matches):
             return findings
+        by_rule: dict[str, tuple[list[int], list[int]]] = {}  # rule id -> (lines, indexes)
+        for j, m in enumerate(matches):  # matches are sorted by offset, so lines ascend
+            lines, idx = by_rule.setdefault(m.rule.id, ([], []))
+            lines.append(findings[j].location.line)
+            idx.append(j)
         used: set[int] = set()
         out: list[Finding] = list(findings)
         for i, m in enumerate(matches):
             pair = m.rule.pair
-            if pair is None or i in used:
+            if pair is None or i in used or pair.rule not in by_rule:
                 continue
+            line = findings[i].location.line
+            lines, idx = by_rule[pair.rule]
             best: int | None = None
-            for j, other in enumerate(matches):
-                if j == i or j in used or other.rule.id != pair.rule:
-                    continue
-                dist = abs(findings[j].location.line - findings[i].location.line)
-                if dist <= pair.lines and (
-                    best is None
-                    or dist < abs(findings[best].location.line - findings[i].location.line)
-                ):
-                    best = j
+            best_dist = pair.lines + 1
+            for k in range(bisect_left(lines, line - pair.lines), len(lines)):
+                if lines[k] > line + pair.lines:
+                    break
+                j = idx[k]
+                dist = abs(lines[k] - line)
+                if j != i and j not in used and dist < best_dist:
+                    best, best_dist = j, dist
             if best is not None:
                 used.add(best)
                 out[i] = findings[i].with_(

@@ -306,14 +306,16 @@ def generic_reject(
     if op == ",":
         # ("password", "value") pairs: both quoted, and the value not just another name
         kq = (ctx["kq"] or "")[::-1]
-        if not (kq and quote and lead == kq[-1:]):
+        symbol = ctx["sigil"] == ":"  # Ruby: set :password, "..."
+        if not (quote and (symbol or (kq and lead == kq[-1:]))):
             return "not-a-pair"
         if _IDENTIFIER.fullmatch(secret) and (
             not _looks_random(secret) or not any(c.isdigit() for c in secret)
         ):
             return "identifier"  # lists of names: "viGpibPassControl", "viGpibSendIFC"
-    if not op and not (quote and lead == "-"):
-        return "prose"
+    if not op and not (quote and (lead == "-" or key == "PASSWORD" or ext == "sql")):
+        return "prose"  # blank-separated only for --flag "...", SQL's PASSWORD '...'
+
     if op.startswith(":") and op.endswith("=") and len(op) > 2:
         pass  # typed assignment: `password: str = "..."`
     unquoted = not quote
@@ -428,8 +430,14 @@ def _value_reject(secret: str, key: str, line: str, unquoted: bool) -> str | Non
         (secret[0] in "/.~\\" or secret[1:2] == ":") and _PATH_START.match(secret)
     ) or _FILE_EXT.search(secret[-11:]):
         return "path"
-    if _PATH_SEGMENTS.fullmatch(secret) and not _looks_random(secret):
-        return "path"
+    if _PATH_SEGMENTS.fullmatch(secret) and (
+        not _looks_random(secret)
+        or (
+            secret.count("/") >= 2
+            and not any(len(p) > 4 and _looks_random(p) for p in secret.split("/"))
+        )
+    ):
+        return "path"  # a/b/c of words and numbers (base64 has long random runs between /)
     if _UUID.fullmatch(secret):
         return "uuid"
     if _NUMBER.fullmatch(secret) or _VERSION_OR_DATE.fullmatch(secret):

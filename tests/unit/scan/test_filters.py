@@ -225,3 +225,80 @@ def test_xml_elements_need_their_closing_tag() -> None:
 def test_cli_flags_need_a_dash_and_a_quoted_value_after_a_blank() -> None:
     assert_kept('psql --password "Kq7#vLp2!xWz"', "run.sh")
     assert_dropped("enter your password Kq7#vLp2!xWz now", "README.md")
+
+
+CODE_AROUND_SECRET_WORDS = [
+    ("const TOKEN_KEY = 'auth_token';", "a.js"),
+    ('localStorage.setItem("token", token);', "a.js"),
+    ("password: yup.string().required(),", "a.js"),
+    ("token: ${{ secrets.GITHUB_TOKEN }}", "ci.yml"),
+    ("secretName: my-tls-secret-prod", "k.yaml"),
+    ("password = var.db_password_value", "main.tf"),
+    ('password: "{{ vault_password }}"', "site.yml"),
+    ("POSTGRES_PASSWORD: postgres", "docker-compose.yml"),
+    ("spring.datasource.password=${DB_PASSWORD:}", "app.properties"),
+    ("'password' => env('DB_PASSWORD'),", "db.php"),
+    ('Password: os.Getenv("DB_PASSWORD"),', "main.go"),
+    ('Password = configuration["Db:Password"];', "A.cs"),
+    ("password = getpass.getpass()", "a.py"),
+    ('token = "%s:%s" % (user, pw)', "a.py"),
+    ('headers["Authorization"] = f"Bearer {token}"', "a.py"),
+    ("| password | string | The password of the user |", "README.md"),
+    ("password VARCHAR(255) NOT NULL,", "schema.sql"),
+    ("self.assertEqual(response.data['token'], token)", "t.py"),
+    ("api_key=settings.STRIPE_API_KEY,", "a.py"),
+    ('secret_key_base: <%= ENV["SECRET_KEY_BASE"] %>', "secrets.yml"),
+    ('"password": "********"', "a.json"),
+    ("AUTH_USER_MODEL = 'accounts.CustomUserModel'", "settings.py"),
+    ("token_endpoint: https://oauth2.example.org/token", "a.yml"),
+    ('SECRET_KEY = env("SECRET_KEY", default="unsafe-secret-key")', "settings.py"),
+    (
+        'password_validators = ["django.contrib.auth.password_validation.MinimumLengthValidator"]',
+        "s.py",
+    ),
+    ("export GITHUB_TOKEN=$(cat /run/secrets/github_token)", "a.sh"),
+    ("auth: { user: process.env.SMTP_USER, pass: process.env.SMTP_PASS }", "a.js"),
+    ('private_key_path = "/etc/ssl/private/server.key"', "a.py"),
+    ('"secretOrPrivateKey must have a value"', "a.js"),
+    (
+        'throw new Error("secretOrPrivateKey must be an asymmetric key when using " + header.alg)',
+        "a.js",
+    ),
+    ("TOKEN_LENGTH = 32", "a.py"),
+    ("export PASSWORD_STORE_DIR=$HOME/.password-store", "a.sh"),
+    ("password: !vault |", "a.yml"),
+    ("auth: basic", "a.yml"),
+    ('<input type="password" name="password" value="">', "a.html"),
+    ('"tokenUrl": "https://login.microsoftonline.com/common/oauth2/v2.0/token"', "a.json"),
+    ('if (token === "undefined") {', "a.js"),
+    ("var passwordRegex = /^(?=.*[A-Z])(?=.*\\d).{8,}$/;", "a.js"),
+    ('authorization: "Bearer " + accessToken,', "a.ts"),
+    ("secret = base64.b64decode(encoded_secret_value)", "a.py"),
+    ("access_token = response.json()['access_token']", "a.py"),
+    ("token = jwt.encode(payload, key, algorithm='HS256')", "a.py"),
+]
+
+
+@pytest.mark.parametrize(("line", "path"), CODE_AROUND_SECRET_WORDS)
+def test_everyday_code_around_secret_words_is_not_reported(line: str, path: str) -> None:
+    assert_dropped(line, path)
+
+
+HARDCODED_IN_THE_WILD = [
+    ("CREATE USER app WITH PASSWORD 'Kq7#vLp2!xWz';", "init.sql"),
+    ("ALTER ROLE app PASSWORD 'Kq7#vLp2!xWz'", "m.sql"),
+    ('os.environ.setdefault("API_TOKEN", "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6")', "a.py"),
+    ('props.put("password", "Kq7#vLp2!xWz");', "A.java"),
+    ('curl -H "Authorization: Bearer Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6" https://api', "a.sh"),
+    ('auth: { user: "mailer", pass: "Kq7#vLp2!xWz" }', "a.js"),
+    ('DATABASE_PASSWORD: "Kq7#vLp2!xWz"', "docker-compose.yml"),
+    ("$config['db_password'] = \"Kq7#vLp2!xWz\";", "c.php"),
+    ('set :password, "Kq7#vLp2!xWz"', "deploy.rb"),
+    ('define("DB_PASSWORD", "Kq7#vLp2!xWz");', "wp-config.php"),
+    ('ENV["API_TOKEN"] = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"', "a.rb"),
+]
+
+
+@pytest.mark.parametrize(("line", "path"), HARDCODED_IN_THE_WILD)
+def test_hardcoded_secrets_in_common_idioms_are_reported(line: str, path: str) -> None:
+    assert_kept(line, path)
