@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import string
 import sys
 from pathlib import Path
 
@@ -191,3 +192,21 @@ def test_reprs_never_show_the_raw_value(tmp_path: Path) -> None:
         assert token not in repr(obj)
         assert token[4:20] not in repr(obj)
     assert token not in str([chunk, finding])
+
+
+def test_thousands_of_paired_keys_each_pair_with_their_neighbour() -> None:
+    """AWS key ids pair with the nearest secret key; a dump of many keys stays linear."""
+    rnd = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "/+"
+    lines = []
+    for _ in range(2000):
+        key_id = "AKIA" + "".join(rnd.choice(string.ascii_uppercase + "234567") for _ in range(16))
+        secret = "".join(rnd.choice(alphabet) for _ in range(40))
+        lines += [f"aws_access_key_id = {key_id}", f"aws_secret_access_key = {secret}", ""]
+    engine = engine_for(load_rules(), "re")
+    found = engine.scan(Chunk("\n".join(lines), Location(path="keys.ini")))
+    ids = [f for f in found if f.rule_id == "aws-access-key-id"]
+    assert len(ids) == 2000
+    assert all(f.companion_preview for f in ids)
+    assert not [f for f in found if f.rule_id == "aws-secret-access-key"]  # all consumed
+    assert [f.location.line for f in ids] == list(range(1, 6000, 3))
