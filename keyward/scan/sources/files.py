@@ -104,6 +104,8 @@ class FileWalker:
     options: WalkOptions = field(default_factory=WalkOptions)
     skipped: list[Skipped] = field(default_factory=list)
     _exclude: pathspec.GitIgnoreSpec | None = field(init=False, default=None, repr=False)
+    # (device, inode) of every planned file: overlapping roots and hard links scan once
+    _seen: set[tuple[int, int]] = field(init=False, default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self._exclude = (
@@ -129,10 +131,17 @@ class FileWalker:
             if not stat.S_ISREG(st.st_mode):
                 self.skipped.append(Skipped(display, "not a regular file", warning=True))
             elif not (self._excluded(display) or self._excluded(root.name)):
-                if not self._skip_file(str(root)):
+                if not self._skip_file(str(root)) and self._first_time(st):
                     task = self._file_task(str(root), display, st.st_size, follow=True)
                     if task is not None:
                         yield task
+
+    def _first_time(self, st: os.stat_result) -> bool:
+        key = (st.st_dev, st.st_ino)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
     def _excluded(self, rel: str) -> bool:
         return self._exclude is not None and self._exclude.match_file(rel)
@@ -209,6 +218,8 @@ class FileWalker:
                     self.skipped.append(Skipped(display, "not a regular file"))
                     continue
                 if skip_files and os.path.realpath(entry.path) in skip_files:
+                    continue
+                if not self._first_time(st):
                     continue
                 task = self._file_task(entry.path, display, st.st_size)
                 if task is not None:

@@ -231,6 +231,14 @@ def test_multiple_roots_display_paths_with_their_root(tmp_path: Path) -> None:
     assert displays == [(tmp_path / "a" / "x.py").as_posix(), (tmp_path / "b.py").as_posix()]
 
 
+def test_overlapping_roots_and_hard_links_are_planned_once(tmp_path: Path) -> None:
+    write(tmp_path / "src" / "a.py")
+    os.link(tmp_path / "src" / "a.py", tmp_path / "src" / "b.py")
+    roots = [tmp_path / "src", tmp_path / "src" / "a.py", tmp_path / "src"]
+    displays = [t.display for t in FileWalker(roots, WalkOptions()).tasks()]
+    assert displays == [(tmp_path / "src" / "a.py").as_posix()]
+
+
 def test_test_rules_are_self_consistent(tmp_path: Path) -> None:
     from keyward.scan.checking import check_examples
 
