@@ -66,6 +66,11 @@ def real_files(limit_bytes: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def q(path: str) -> bytes:
+    """A path quoted for fast-import (names may contain spaces)."""
+    return b'"' + path.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
 def mint_token(rng: random.Random) -> str:
     body = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(30))
     return "ghp_" + body + base62(zlib.crc32(body.encode()), 6)
@@ -102,11 +107,18 @@ def build(repo: Path, n_commits: int, seed: int = 7) -> dict[str, int]:
     for i in range(n_commits):
         ops: list[bytes] = []
         action = rng.random()
-        if next_file < len(files) and (action < 0.35 or len(tree) < 20):
+        if i % 400 == 380:  # open a side branch from main's head
+            branch_open = True
+            touched.clear()
+            stream.append(b"reset refs/heads/side\nfrom :%d\n" % main_head)
+        merging = branch_open and i % 400 == 399
+        if merging:
+            pass  # the merge commit only brings the side branch in
+        elif next_file < len(files) and (action < 0.35 or len(tree) < 20):
             path, data = files[next_file]
             next_file += 1
             tree[path] = data
-            ops.append(b"M 100644 :%d %s\n" % (blob(data, path), path.encode()))
+            ops.append(b"M 100644 :%d %s\n" % (blob(data, path), q(path)))
         elif action < 0.93 or len(tree) < 40:
             path = rng.choice(sorted(tree))
             lines = tree[path].split(b"\n")
@@ -116,32 +128,28 @@ def build(repo: Path, n_commits: int, seed: int = 7) -> dict[str, int]:
             d_at = rng.randrange(len(donor))
             lines[at : at + rng.randint(0, n)] = donor[d_at : d_at + n]
             tree[path] = b"\n".join(lines)
-            ops.append(b"M 100644 :%d %s\n" % (blob(tree[path], path), path.encode()))
+            ops.append(b"M 100644 :%d %s\n" % (blob(tree[path], path), q(path)))
         elif action < 0.97:
             old = rng.choice(sorted(tree))
             new = f"moved/{i}/{Path(old).name}"
             tree[new] = tree.pop(old)
             marks[new] = marks.pop(old)
             touched.update((old, new))
-            ops.append(b"R %s %s\n" % (old.encode(), new.encode()))
+            ops.append(b"R %s %s\n" % (q(old), q(new)))
         else:
             old = rng.choice(sorted(tree))
             del tree[old]
             marks.pop(old, None)
             touched.add(old)
-            ops.append(b"D %s\n" % old.encode())
-        if i in plant_at:
+            ops.append(b"D %s\n" % q(old))
+        if i in plant_at and not merging:
             token = mint_token(rng)
             planted[token] = i
             path = f"config/settings_{i}.py"
             tree[path] = f'DEBUG = False\nGITHUB_TOKEN = "{token}"\n'.encode()
-            ops.append(b"M 100644 :%d %s\n" % (blob(tree[path], path), path.encode()))
+            ops.append(b"M 100644 :%d %s\n" % (blob(tree[path], path), q(path)))
         # every 400 commits: 20 commits on a side branch, then merged back
         ref = b"refs/heads/main"
-        if i % 400 == 380 and i > 0:
-            branch_open = True
-            touched.clear()
-            stream.append(b"reset refs/heads/side\nfrom :%d\n" % main_head)
         if branch_open:
             ref = b"refs/heads/side"
         mark += 1
@@ -156,7 +164,7 @@ def build(repo: Path, n_commits: int, seed: int = 7) -> dict[str, int]:
             len(msg),
             msg,
         )
-        if branch_open and i % 400 == 399:
+        if merging:
             # merge the side branch into main with this commit
             header = header.replace(b"refs/heads/side", b"refs/heads/main", 1)
             header += b"from :%d\nmerge :%d\n" % (main_head, side_head)

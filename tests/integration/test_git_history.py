@@ -273,3 +273,20 @@ def test_dotenv_variables_in_history_keep_commit_and_variable(git: Git, engine: 
         added,
     )
     assert loc.author == "Eve <dev@example.com>"
+
+
+def test_still_present_check_reads_a_large_head_tree(git: Git, engine: Engine) -> None:
+    """Thousands of blobs at HEAD: cat-file is fed while it answers (no pipe deadlock)."""
+    files = b"".join(
+        b"M 100644 inline dir%d/file%d.txt\ndata 12\nfile number\n\n" % (i % 50, i)
+        for i in range(4000)
+    )
+    token = f'TOKEN = "{TOKEN}"\n'.encode()
+    stream = (
+        b"commit refs/heads/main\ncommitter Dev <dev@example.com> 1700000000 +0000\ndata 4\nbulk\n"
+        + files
+        + b"M 100644 inline z/app.py\ndata %d\n%s\n" % (len(token), token)
+    )
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=git.root, input=stream, check=True)
+    [f] = scan(git, engine)[0].reported
+    assert f.still_present is True and f.location.path == "z/app.py"

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -128,7 +129,15 @@ def _git_message(args: Sequence[str], stderr: bytes) -> str:
     text = stderr.decode("utf-8", "replace").strip().splitlines()
     detail = text[-1] if text else "no error message"
     detail = detail.removeprefix("fatal: ").removeprefix("error: ")
-    return f"git {args[0] if args else ''} failed: {detail}"
+    words = iter(args)
+    verb = ""
+    for word in words:  # the sub-command: the first word that is not an option
+        if word == "-c":
+            next(words, None)
+        elif not word.startswith("-"):
+            verb = word
+            break
+    return f"git {verb} failed: {detail}".replace("  ", " ")
 
 
 def open_repo(path: Path) -> GitRepo:
@@ -196,8 +205,9 @@ def unquote_path(raw: bytes) -> bytes:
                 out.append(simple[nxt])
                 i += 2
                 continue
-            if 48 <= nxt <= 55 and i + 3 < len(body) + 1:
-                out.append(int(body[i + 1 : i + 4], 8) & 0xFF)
+            digits = body[i + 1 : i + 4]
+            if len(digits) == 3 and all(48 <= d <= 55 for d in digits):
+                out.append(int(digits, 8) & 0xFF)
                 i += 4
                 continue
         out.append(c)
@@ -401,9 +411,12 @@ def read_blobs(
         return
     proc = repo.popen("cat-file", "--batch", stdin=True)
     assert proc.stdin is not None and proc.stdout is not None
+    # cat-file answers as it reads: feed it from a thread, or a long list fills both pipes
+    feeder = threading.Thread(
+        target=_feed, args=(proc.stdin, "\n".join(wanted).encode() + b"\n"), daemon=True
+    )
+    feeder.start()
     try:
-        proc.stdin.write("\n".join(wanted).encode() + b"\n")
-        proc.stdin.close()
         for _ in wanted:
             header = proc.stdout.readline().split()
             if len(header) != 3:
@@ -413,7 +426,17 @@ def read_blobs(
             proc.stdout.read(1)
             yield header[0].decode(), data
     finally:
+        proc.stdout.close()  # stops cat-file (SIGPIPE), which ends the feeder's write
+        feeder.join(timeout=10)
         _finish(proc, "cat-file")
+
+
+def _feed(stream: IO[bytes], data: bytes) -> None:
+    try:
+        stream.write(data)
+        stream.close()
+    except (BrokenPipeError, ValueError, OSError):  # the reader stopped early
+        pass
 
 
 def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
