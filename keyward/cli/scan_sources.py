@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXAMPLES = """\
-  keyward scan --git                        (every commit reachable from HEAD)
+  keyward scan --git                               (every commit reachable from HEAD)
   keyward scan --git ../other-repo --all-branches
-  keyward scan --git --since v1.4.0         (commits after v1.4.0)
+  keyward scan --git --since v1.4.0                (commits after v1.4.0)
   keyward scan --git --range main..feature
-  keyward scan --staged                     (only lines added in the index)
-  keyward scan --env                        (this process's environment variables)
+  keyward scan --staged                            (only lines added in the index)
+  keyward scan --env                               (this process's environment variables)
 """
 
 _OPTIONS: tuple[Callable[[F], F], ...] = (
