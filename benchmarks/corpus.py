@@ -68,8 +68,20 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+# The first bytes of each key's encoding, so that a planted body has the structure its label
+# names (as a real key does): PKCS#1 is a DER SEQUENCE (length 896) opening with version 0 and
+# the modulus INTEGER; an OpenSSH key opens with "openssh-key-v1\0", cipher and KDF "none",
+# an empty KDF block and one key.
+PEM_HEADERS = {
+    "RSA PRIVATE KEY": bytes.fromhex("308203800201000282010100"),
+    "OPENSSH PRIVATE KEY": b"openssh-key-v1\0" + b"\0\0\0\x04none" * 2 + b"\0" * 7 + b"\x01",
+}
+
+
 def pem(rng: random.Random, label: str) -> str:
-    body = base64.b64encode(rng.randbytes(900)).decode()
+    raw = rng.randbytes(900)  # the same draws as before, so every other planted value is unchanged
+    head = PEM_HEADERS.get(label, b"")
+    body = base64.b64encode(head + raw[len(head) :]).decode()
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----"
 
