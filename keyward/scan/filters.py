@@ -287,16 +287,15 @@ def generic_reject(
         return "test-fixture"
     if not _NOT_SECRET_WORDS.isdisjoint(words):
         return "key-not-secret"  # NextContinuationToken, ClientRequestToken, LastUsed
-    sigil_at = len(before) - ctx.end("sigil")
-    if ":" in ctx["sigil"] and sigil_at > 0 and (before[sigil_at - 1].isalnum()):
+    key_at = len(before) - ctx.end("sigil")  # where [sigil]key starts in `before`
+    lead = before[key_at - 1] if key_at > 0 else ""
+    if ":" in ctx["sigil"] and lead.isalnum():
         return "key-is-namespaced"  # AWS::IAM::AccessKey, urn:ietf:params:oauth:..
     if words[0] in _META_PREFIXES and len(words) > 1:
         return "key-is-predicate"
     if is_placeholder(secret):
         return "placeholder"
     # how the value is assigned
-    start = len(before) - ctx.end("sigil")
-    lead = before[start - 1] if start > 0 else ""
     quote = vq[-1:] if vq else ""
     if quote:
         if after[:1] != quote and not (after[:2] == "\\" + quote):
@@ -315,9 +314,6 @@ def generic_reject(
             return "identifier"  # lists of names: "viGpibPassControl", "viGpibSendIFC"
     if not op and not (quote and (lead == "-" or key == "PASSWORD" or ext == "sql")):
         return "prose"  # blank-separated only for --flag "...", SQL's PASSWORD '...'
-
-    if op.startswith(":") and op.endswith("=") and len(op) > 2:
-        pass  # typed assignment: `password: str = "..."`
     unquoted = not quote
     if unquoted:
         # PGPASSWORD=... psql, --password=... more arguments
