@@ -128,12 +128,19 @@ def run_staged_scan(
     for chunk in source.chunks():
         chunks += 1
         found.extend(scan_file_chunk(engine, chunk))
-    base_path = baseline or _config_baseline(cfg) or _default_baseline(repo_path)
+    base_path = baseline or _config_baseline(cfg) or _default_baseline(source.root)
     if base_path is not None:
         from keyward.scan.baseline import load_baseline
 
         loaded = load_baseline(base_path)
-        loaded.apply(found, (r.id for r in rules))
+        root = os.path.abspath(source.root or repo_path)
+        base_dir = os.path.abspath(base_path.parent)
+
+        def key(loc: Any) -> str:  # baseline paths are relative to the baseline's directory
+            full = os.path.join(root, loc.path or "")
+            return Path(os.path.relpath(full, base_dir)).as_posix()
+
+        loaded.apply(found, (r.id for r in rules), key)
     reported = [f for f in found if f.suppressed_by is None]
     from keyward.scan.model import Finding
 
@@ -167,10 +174,8 @@ def _config_baseline(cfg: Any) -> Path | None:
     return Path(value)
 
 
-def _default_baseline(repo_path: Path) -> Path | None:
-    from keyward.scan.sources.git import open_repo
-
-    candidate = open_repo(repo_path).toplevel() / DEFAULT_BASELINE
+def _default_baseline(root: Path | None) -> Path | None:
+    candidate = (root or Path(".")) / DEFAULT_BASELINE
     return candidate if candidate.is_file() else None
 
 

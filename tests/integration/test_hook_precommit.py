@@ -133,3 +133,19 @@ def test_hook_outside_a_repository_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "not a git repository" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_hook_honours_the_repository_baseline(git: Git) -> None:
+    git.write("legacy/keys.py", f'OLD_TOKEN = "{TOKEN}"\n')
+    git("add", "legacy/keys.py")
+    hook = [sys.executable, "-m", "keyward", "hook", "legacy/keys.py"]
+    assert subprocess.run(hook, cwd=git.root, capture_output=True).returncode == 1
+    created = subprocess.run(
+        [sys.executable, "-m", "keyward", "baseline", "create"],
+        cwd=git.root,
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    passed = subprocess.run(hook, cwd=git.root, capture_output=True, text=True)
+    assert passed.returncode == 0, passed.stderr

@@ -68,6 +68,7 @@ class GitRepo:
     """A git repository on disk (work tree or bare), addressed by any path inside it."""
 
     path: Path
+    root: Path | None = None  # the work tree's top level, when known
 
     def command(self, *args: str) -> list[str]:
         return ["git", "--no-pager", "-C", str(self.path), *_STABLE, *args]
@@ -114,6 +115,8 @@ class GitRepo:
         return sha or None
 
     def toplevel(self) -> Path:
+        if self.root is not None:
+            return self.root
         out = self.run("rev-parse", "--show-toplevel", check=False).decode("utf-8", "replace")
         return Path(out.strip()) if out.strip() else self.path
 
@@ -145,15 +148,17 @@ def open_repo(path: Path) -> GitRepo:
     if not path.exists():
         raise SourceError(f"The path {path} does not exist", hint="Check the path and try again")
     where = path if path.is_dir() else path.parent
-    repo = GitRepo(where)
-    out = repo.run("rev-parse", "--git-dir", check=False)
-    if not out.strip():
+    # one process: the git dir (is it a repository?) and the top level (none when bare)
+    out = GitRepo(where).run("rev-parse", "--git-dir", "--show-toplevel", check=False)
+    lines = out.decode("utf-8", "surrogateescape").splitlines()
+    if not lines or not lines[0].strip():
         raise SourceError(
             f"{path} is not a git repository",
             hint="Run keyward inside a git work tree (or pass the path of one or of a bare "
             "repository); to scan plain files, leave out --git / --staged",
         )
-    return repo
+    root = Path(lines[1]) if len(lines) > 1 and lines[1].strip() else where
+    return GitRepo(where, root)
 
 
 # ------------------------------------------------------------------------ diff parsing
@@ -284,6 +289,7 @@ class PatchParser:
     def __init__(self, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
         self.max_file_size = max_file_size
         self.bytes_read = 0
+        self.paths: set[str] = set()  # every path with a change, content or not
 
     def parse(
         self, pieces: Iterable[bytes], *, single: CommitDiff | None = None
@@ -330,8 +336,11 @@ class PatchParser:
             elif line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
                 if path is None or oid is None:  # a deleted binary file
                     return None
+                self.paths.add(display_path(path))
                 return FileDiff(display_path(path), binary_oid=oid)
             i += 1
+        if path is not None:
+            self.paths.add(display_path(path))
         if path is None or i >= n:
             return None  # deleted, or no content change (mode change, pure rename)
         fd = FileDiff(display_path(path))

@@ -20,7 +20,6 @@ from keyward.scan.sources.base import Skipped
 from keyward.scan.sources.git import (
     _PATCH,
     CommitDiff,
-    GitRepo,
     PatchParser,
     _finish,
     decode_block,
@@ -45,12 +44,13 @@ class StagedSource:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     skipped: list[Skipped] = field(default_factory=list)
     bytes_read: int = 0
+    root: Path | None = None  # the work tree's top level, once chunks() started
 
     def chunks(self) -> Iterator[Chunk]:
         repo = open_repo(self.path)
+        root = self.root = repo.toplevel()
         if self.files is not None and not self.files:
             return
-        root = repo.toplevel()
         pathspec = list(self.files or ())
         proc = repo.popen(
             "--literal-pathspecs", "-c", f"core.bigFileThreshold={self.max_file_size}",
@@ -89,15 +89,10 @@ class StagedSource:
                 loc = Location(kind=SourceKind.STAGED, path=where)
                 yield Chunk(text, loc, line_map=(0,) * (strings.count(b"\n") + 1), data=raw)
         if self.files:
-            yield from self._unstaged(repo, root, staged)
+            yield from self._unstaged(root, parser.paths)
 
-    def _unstaged(self, repo: GitRepo, root: Path, staged: CommitDiff) -> Iterator[Chunk]:
+    def _unstaged(self, root: Path, changed: set[str]) -> Iterator[Chunk]:
         """Named files with no staged change at all: scan them whole from the work tree."""
-        names = repo.run(
-            "--literal-pathspecs", "diff", "--cached", "--name-only", "-z", "--no-relative",
-            "--", *(self.files or ()),
-        )  # fmt: skip
-        changed = {n.decode("utf-8", "backslashreplace") for n in names.split(b"\0") if n}
         real_root = os.path.realpath(root)
         for name in self.files or ():
             full = os.path.realpath(os.path.join(self.path, name))
