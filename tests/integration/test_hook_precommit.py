@@ -149,3 +149,16 @@ def test_hook_honours_the_repository_baseline(git: Git) -> None:
     assert created.returncode == 0, created.stderr
     passed = subprocess.run(hook, cwd=git.root, capture_output=True, text=True)
     assert passed.returncode == 0, passed.stderr
+
+
+def test_plain_hook_sees_what_commit_a_and_commit_paths_would_commit(
+    git: Git, tmp_path: Path
+) -> None:
+    """`git commit -a` / `git commit FILE` commit from a temporary index (GIT_INDEX_FILE)."""
+    subprocess.run([sys.executable, "-m", "keyward", "hook", "install"], cwd=git.root, check=True)
+    git.write("README", f"hello\ntoken {TOKEN}\n")  # tracked, modified, not staged
+    env = git_env(PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    for args in (["commit", "-a", "-m", "all"], ["commit", "-m", "one", "README"]):
+        proc = subprocess.run(["git", *args], cwd=git.root, env=env, capture_output=True, text=True)
+        assert proc.returncode == 1, (args, proc.stdout + proc.stderr)
+        assert "README:2" in proc.stderr
