@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import hvac
 import psycopg
 import pytest
@@ -319,11 +320,26 @@ def vault_world(
         t = root.auth.token.create(policies=[f"kw-{path[-8:]}"], ttl="1h", no_default_policy=True)
         return str(t["auth"]["client_token"])
 
+    from tests.integration._rotation_world import _zip
+
+    iam = boto3.client("iam", region_name=REGION)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "lambda.amazonaws.com"}}]}  # fmt: skip
+    role = iam.create_role(RoleName="signer-role", AssumeRolePolicyDocument=json.dumps(trust))
+    boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName="signer", Runtime="python3.12", Role=role["Role"]["Arn"],
+        Handler="handler.handler", Code={"ZipFile": _zip()},
+        Environment={"Variables": {"SIGNING_KEY_PATH": f"secret/{path}"}},
+    )  # fmt: skip
     inv = Inventory(open_database(url=sqlite_url), actor="tester")
     inv.add_secret("app/signing", "random", store="vault", reference=f"secret/data/{path}")
+    # no variable: the function loads the secret itself (reference mode)
+    inv.add_dependent("app/signing", "aws-lambda", "signer", region=REGION)
     inv.db.close()
     config = tmp_path / "keyward.toml"
-    config.write_text('[rotation]\ngrace_period = "0s"\n')
+    config.write_text(
+        '[rotation]\ngrace_period = "0s"\n[rotation.dependents.aws-lambda]\nwait_delay = 1\n'
+    )
     for k, v in {
         "KEYWARD_DATABASE_URL": sqlite_url,
         "KEYWARD_CONFIG": str(config),
@@ -348,6 +364,9 @@ def test_vault_rotation_with_a_token_limited_to_the_secret_path(vault_world: Any
     )["data"]["data"]["value"]
     assert value != before and len(value) == 48
     assert before not in out + err and value not in out + err
+    env = signer_env()
+    assert env["KEYWARD_SECRET_VERSION"] == current  # new environments load the new version
+    assert env["SIGNING_KEY_PATH"] == f"secret/{path}"
 
 
 def test_a_vault_token_revoked_mid_rotation_leaves_a_state_a_new_token_rolls_back(
@@ -377,6 +396,14 @@ def test_a_vault_token_revoked_mid_rotation_leaves_a_state_a_new_token_rolls_bac
         path=path, version=current, mount_point="secret", raise_on_deleted_version=True
     )["data"]["data"]["value"]
     assert value == "s" * 48
+    assert "KEYWARD_SECRET_VERSION" not in signer_env()  # the function was restored
+
+
+def signer_env() -> dict[str, str]:
+    cfg = boto3.client("lambda", region_name=REGION).get_function_configuration(
+        FunctionName="signer"
+    )
+    return dict(cfg["Environment"]["Variables"])
 
 
 # --------------------------------------------------------- PostgreSQL: the password rotates
@@ -390,7 +417,6 @@ def test_a_postgres_role_password_rotates_old_refused_new_accepted(
 ) -> None:
     import uuid
 
-    import boto3
     from psycopg import sql
 
     from keyward.inventory.db import open_database
