@@ -74,11 +74,24 @@ class World:
         return dict(cfg.get("Environment", {}).get("Variables", {}))
 
     def works(self, key: dict[str, str]) -> bool:
-        try:
-            self.client("sts", key).get_caller_identity()
-        except Exception:
-            return False
-        return True
+        """STS accepts the key (refused keys answer an auth error; anything else is retried)."""
+        from botocore.exceptions import ClientError
+
+        for attempt in range(3):
+            try:
+                self.client("sts", key).get_caller_identity()
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied"):
+                    return False
+                if attempt == 2:
+                    raise
+            except Exception:
+                if attempt == 2:
+                    raise
+            else:
+                return True
+        return False
 
     def inventory(self) -> Inventory:
         return Inventory(open_database(url=self.db_url), actor="tester")
