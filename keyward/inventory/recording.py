@@ -310,6 +310,7 @@ def record_findings(
             for ident, f in by_identity.items()
         ]
         linked = sum(1 for r in rows if r["secret_id"] is not None)
+        rows.sort(key=lambda r: r["identity"])  # key order: the unique index fills in sequence
         conn = session.connection()
         _bulk_upsert(conn, rows)
         resolved = 0

@@ -100,16 +100,29 @@ def build_report(db: Database, now: datetime | None = None, limit: int = 50) -> 
         ],
         else_=0,
     ).label("bucket")
+    nopolicy_flag = sa.case((s.rotation_due_at.is_(None), 1), else_=0)
+    f = m.Finding
+    owners: dict[str | None, list[int]] = {}  # owner -> [secrets, overdue]
+    teams: dict[str | None, list[int]] = {}
+    counts = [0] * len(AGE_BUCKETS)
+    total = overdue_count = no_policy = 0
     with db.session() as session:
-        total, overdue_count, no_policy = session.execute(
+        # One pass over the secrets: every figure is a sum over these groups.
+        grouped = session.execute(
             sa.select(
-                sa.func.count(),
-                sa.func.coalesce(sa.func.sum(overdue_flag), 0),
-                sa.func.coalesce(
-                    sa.func.sum(sa.case((s.rotation_due_at.is_(None), 1), else_=0)), 0
-                ),
-            ).select_from(s)
-        ).one()
+                s.owner, s.team, bucket, overdue_flag, nopolicy_flag, sa.func.count()
+            ).group_by(s.owner, s.team, bucket, overdue_flag, nopolicy_flag)
+        )
+        for owner, team, b, late, nopol, n in grouped:
+            n, late = int(n), int(late)
+            total += n
+            overdue_count += n * late
+            no_policy += n * int(nopol)
+            counts[int(b)] += n
+            for table, key in ((owners, owner), (teams, team)):
+                row = table.setdefault(key, [0, 0])
+                row[0] += n
+                row[1] += n * late
         overdue = tuple(
             secret_record(x)
             for x in session.scalars(
@@ -119,37 +132,17 @@ def build_report(db: Database, now: datetime | None = None, limit: int = 50) -> 
                 .limit(limit)
             )
         )
-        counts: dict[int, int] = dict(
-            session.execute(sa.select(bucket, sa.func.count()).group_by(bucket)).all()
-        )
-        histogram = tuple(
-            (label, int(counts.get(i, 0))) for i, (label, _) in enumerate(AGE_BUCKETS)
-        )
-        owners = {
-            k: (int(n), int(o))
-            for k, n, o in session.execute(
-                sa.select(s.owner, sa.func.count(), sa.func.sum(overdue_flag)).group_by(s.owner)
-            )
-        }
-        teams = {
-            k: (int(n), int(o))
-            for k, n, o in session.execute(
-                sa.select(s.team, sa.func.count(), sa.func.sum(overdue_flag)).group_by(s.team)
-            )
-        }
-        f = m.Finding
-        open_by_owner = {
-            k: int(n)
-            for k, n in session.execute(
-                sa.select(f.owner, sa.func.count())
-                .where(f.state == m.FindingState.OPEN)
-                .group_by(f.owner)
-            )
-        }
-        states = {
-            m.FindingState(k).value: int(n)
-            for k, n in session.execute(sa.select(f.state, sa.func.count()).group_by(f.state))
-        }
+        # One pass over the findings, on the covering index (state, owner).
+        open_by_owner: dict[str | None, int] = {}
+        states: dict[str, int] = {}
+        for state, owner, n in session.execute(
+            sa.select(f.state, f.owner, sa.func.count()).group_by(f.state, f.owner)
+        ):
+            value = m.FindingState(state).value
+            states[value] = states.get(value, 0) + int(n)
+            if value == m.FindingState.OPEN.value:
+                open_by_owner[owner] = int(n)
+    histogram = tuple((label, counts[i]) for i, (label, _) in enumerate(AGE_BUCKETS))
     by_owner = sorted(
         (
             GroupRow(
