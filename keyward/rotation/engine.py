@@ -560,7 +560,8 @@ class RotationEngine:
         assert run.cur is not None and run.new is not None
         fields = sorted({*run.cur.value.fields, *run.new.value.fields})
         rows = self.repo.dependents(run.secret.id)
-        return list(targets_for(rows, fields, run.secret.name))
+        overrides = self.wiring.target_overrides(run.secret)
+        return list(targets_for(rows, fields, run.secret.name, overrides))
 
     def _dependent(self, run: _Run, kind: str) -> Dependent:
         if kind not in run.deps:

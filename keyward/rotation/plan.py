@@ -68,7 +68,12 @@ def build_plan(repo: Any, wiring: Wiring, secret_name: str) -> RotationPlan:
             hint="Fix its reference (keyward inventory update --reference) or remove it",
         )
     current = store.read_current(name)
-    targets = targets_for(repo.dependents(secret.id), sorted(current.value.fields), secret.name)
+    targets = targets_for(
+        repo.dependents(secret.id),
+        sorted(current.value.fields),
+        secret.name,
+        wiring.target_overrides(secret),
+    )
     store_calls = store.plan(name)
     dep_calls: list[str] = []
     for t in targets:

@@ -28,7 +28,13 @@ are one :class:`DependentTarget`; each row's ``variable`` is bound to the secret
 its ``attributes["field"]``, else the field whose name matches the variable
 (``AWS_SECRET_ACCESS_KEY`` -> ``secret_access_key``, ``DB_PASSWORD`` -> ``password``), else the
 only field. A row without a variable, or with ``attributes["mode"] = "reference"``, is a
-reference-mode target (``KEYWARD_SECRET_VERSION`` is bumped).
+reference-mode target (``KEYWARD_SECRET_VERSION`` is bumped). Per target, the config file can
+say more::
+
+    [rotation.secrets."prod/aws".targets."orders-api"]
+    alias = "live"                                   # publish a version, move the alias
+    fields = { LEGACY_KEY = "secret_access_key" }    # variable -> field
+    # mode = "reference"
 """
 
 from __future__ import annotations
@@ -169,9 +175,15 @@ def guess_field(variable: str, fields: Sequence[str]) -> str | None:
 
 
 def targets_for(
-    rows: Sequence[Any], fields: Sequence[str], secret: str
+    rows: Sequence[Any],
+    fields: Sequence[str],
+    secret: str,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[DependentTarget, ...]:
-    """Group dependents rows into targets, binding each variable to a secret field."""
+    """Group dependents rows into targets, binding each variable to a secret field.
+
+    ``overrides`` maps a target (function name or ARN) to attributes from the config file
+    (``[rotation.secrets."NAME".targets."TARGET"]``: ``mode``, ``alias``, ``fields``)."""
     grouped: dict[tuple[str, str, str | None], list[Any]] = {}
     for row in rows:
         grouped.setdefault((row.kind, row.target, row.region), []).append(row)
@@ -180,6 +192,8 @@ def targets_for(
         attrs: dict[str, Any] = {}
         for r in items:
             attrs.update(r.attributes or {})
+        attrs.update((overrides or {}).get(target, {}))
+        field_of = dict(attrs.get("fields") or {})
         reference = attrs.get("mode") == DependentMode.REFERENCE.value or all(
             r.variable is None for r in items
         )
@@ -188,12 +202,17 @@ def targets_for(
             for r in items:
                 if r.variable is None:
                     continue
-                fld = (r.attributes or {}).get("field") or guess_field(r.variable, fields)
+                fld = (
+                    field_of.get(r.variable)
+                    or (r.attributes or {}).get("field")
+                    or guess_field(r.variable, fields)
+                )
                 if fld is None:
                     raise ConfigError(
                         f"Cannot tell which field of {secret!r} the variable {r.variable} of "
                         f"{target} holds (fields: {', '.join(fields)})",
-                        hint="Set the dependent's field attribute (see docs/rotation.md)",
+                        hint=f'Set it in [rotation.secrets."{secret}".targets."{target}"] '
+                        f'fields = {{ {r.variable} = "FIELD" }}',
                     )
                 bindings.append(EnvBinding(r.variable, str(fld)))
         targets.append(
@@ -233,6 +252,11 @@ class Wiring:
 
         opts = plugin_options(self.config, "rotators", secret.kind, secret.name, secret.attributes)
         return load_rotator(secret.kind, self.context, opts)
+
+    def target_overrides(self, secret: Any) -> dict[str, dict[str, Any]]:
+        """Per-target attributes from ``[rotation.secrets."NAME".targets."TARGET"]``."""
+        table = _table(self.config, "rotation", "secrets", secret.name, "targets")
+        return {str(k): dict(v) for k, v in table.items() if isinstance(v, Mapping)}
 
     def dependent(self, kind: str, secret: Any) -> Dependent:
         from keyward.rotation.registry import load_dependent
