@@ -831,6 +831,7 @@ class RotationEngine:
         self.checkpoint("rollback:inside")
         run.rotator.rollback(cur.value, new.value if new else None, run.ctx)
         store.discard_pending(name, run.token)
+        self.checkpoint("rollback:discarded")
         self._save(
             run,
             state=RotationState.ROLLED_BACK,

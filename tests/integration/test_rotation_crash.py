@@ -104,16 +104,18 @@ def test_sigkill_then_resume_or_rollback_leaves_one_working_credential(
         world.assert_consistent()
 
 
-def test_sigkill_inside_a_rollback_then_rollback_again_completes_it(
+@pytest.mark.parametrize("point", ["rollback:inside", "rollback:discarded"])
+def test_sigkill_inside_a_rollback_then_resume_completes_it(
     aws: Any,
     sqlite_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    point: str,
 ) -> None:
     world = build_world(aws, sqlite_url, tmp_path, monkeypatch)
     crash(world, "dependents:inside:10", "rotate", SECRET)
-    crash(world, "rollback:inside", "rotations", "rollback", "1")
+    crash(world, point, "rotations", "rollback", "1")
     (row,) = rotation_rows(world)
     assert row["state"] == "rolling_back"
     rc, _out, err = run_cli(capsys, "rotations", "resume", "1")
