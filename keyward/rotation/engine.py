@@ -421,6 +421,11 @@ class RotationEngine:
         except Exception as exc:  # a webhook never breaks a rotation
             log.warning("rotation %s: notifying %s failed: %s", run.id, event, error_text(exc))
 
+    def _backoff(self) -> str:
+        """When the scheduler may try a failed rollback or retirement again (the CLI's
+        ``resume``/``rollback`` do not wait)."""
+        return (self.now() + self.settings.retry_backoff).isoformat()
+
     def _stopping(self, run: _Run, where: str) -> Outcome | None:
         if not self.stop.is_set():
             return None
@@ -665,6 +670,7 @@ class RotationEngine:
             text = error_text(exc)
             self._save(
                 run,
+                detail={"next_attempt_at": self._backoff()},
                 error=f"retire: {text}",
                 step_row=(Step.RETIRE.value, "failed", {"error": text}),
                 audit=("rotation.retire", "failed", {"error": text}),
@@ -740,6 +746,7 @@ class RotationEngine:
             text = error_text(exc)
             self._save(
                 run,
+                detail={"next_attempt_at": self._backoff()},
                 error=f"{reason}; rollback: {text}" if reason else f"rollback: {text}",
                 step_row=(Step.ROLLBACK.value, "failed", {"error": text}),
                 audit=("rotation.rollback", "failed", {"error": text}),

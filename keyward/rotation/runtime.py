@@ -88,6 +88,7 @@ class RotationSettings:
     deactivate_after: timedelta = timedelta(0)
     lease_ttl: timedelta = timedelta(minutes=10)
     kept_in_use_retry: timedelta = timedelta(hours=1)
+    retry_backoff: timedelta = timedelta(minutes=5)
     webhook_url: str | None = None
     webhook_timeout: float = 5.0
 
@@ -107,6 +108,9 @@ class RotationSettings:
             kept_in_use_retry=_duration(
                 t.get("kept_in_use_retry", d.kept_in_use_retry.total_seconds()),
                 "kept_in_use_retry",
+            ),
+            retry_backoff=_duration(
+                t.get("retry_backoff", d.retry_backoff.total_seconds()), "retry_backoff"
             ),
             webhook_url=str(url) if url else None,
             webhook_timeout=float(t.get("webhook_timeout", d.webhook_timeout)),

@@ -381,3 +381,15 @@ def test_resume_after_an_interrupted_step_never_creates_twice(env: Env) -> None:
     env.repo.release_lease("rotate:1", "unit:1:a")
     assert env.engine().resume(1).state is RotationState.FINISHED
     assert env.rot.made == 1  # never created twice
+
+
+def test_the_scheduler_waits_before_retrying_a_failed_rollback_but_the_cli_does_not(
+    env: Env,
+) -> None:
+    env.rot.fail["test"] = CredentialRejected("nope")
+    env.rot.fail["rollback"] = StoreUnavailable("provider down")
+    with pytest.raises(RollbackIncomplete):
+        env.engine().rotate("app/key")
+    assert env.repo.claim_in_flight("daemon:1:x", timedelta(minutes=1)) == ()  # backing off
+    del env.rot.fail["rollback"]
+    assert env.engine().rollback(1).state is RotationState.ROLLED_BACK
