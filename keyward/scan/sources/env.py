@@ -231,14 +231,18 @@ def yaml_env_variables(docs: list[object]) -> tuple[list[KeyValue], set[int]]:
 
 
 def looks_like_kubernetes(text: str) -> bool:
-    return "apiVersion" in text and "env:" in text
+    return "env:" in text and "apiVersion" in text and _K8S_API.search(text) is not None
+
+
+_TOP_SERVICES = re.compile(r"(?m)^services:[ \t]*(?:#.*)?$")
+_K8S_API = re.compile(r"(?m)^apiVersion:[ \t]*\S")
 
 
 def looks_like_compose(name: str, text: str) -> bool:
     lower = name.lower()
-    return (
-        lower.startswith(("docker-compose", "compose")) and lower.endswith((".yml", ".yaml"))
-    ) or ("services:" in text and "environment:" in text)
+    if lower.startswith(("docker-compose", "compose")) and lower.endswith((".yml", ".yaml")):
+        return True
+    return "environment:" in text and _TOP_SERVICES.search(text) is not None
 
 
 def is_env_name(name: str) -> bool:

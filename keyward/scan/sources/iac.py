@@ -21,6 +21,9 @@ from keyward.scan.sources.env import KeyValue
 
 LAMBDA_TYPES = frozenset({"AWS::Lambda::Function", "AWS::Serverless::Function"})
 _CFN_MARKERS = ("AWS::Lambda::Function", "AWS::Serverless::Function", "AWS::Serverless-2016")
+_CFN_TYPE = re.compile(
+    r"""["']?(?:Type|Transform)["']?[ \t]*:[ \t]*["']?AWS::(?:Lambda::Function|Serverless)\b"""
+)
 
 
 @dataclass(slots=True)
@@ -38,8 +41,10 @@ def iac_kind(name: str, text: str) -> str | None:
         return "serverless"
     if lower.endswith(".tf"):
         return "terraform" if "aws_lambda_function" in text else None
-    if lower.endswith((".yml", ".yaml", ".json", ".template", ".cfn")) and any(
-        m in text for m in _CFN_MARKERS
+    if (
+        lower.endswith((".yml", ".yaml", ".json", ".template", ".cfn"))
+        and any(m in text for m in _CFN_MARKERS)  # cheap first look
+        and _CFN_TYPE.search(text)  # a resource of that type, not a mention in prose
     ):
         return "cloudformation"
     return None

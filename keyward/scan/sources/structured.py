@@ -18,7 +18,6 @@ parse is scanned as plain text only (never lost).
 from __future__ import annotations
 
 import logging
-import posixpath
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -28,27 +27,29 @@ from keyward.scan.sources.env import KeyValue, is_dotenv, variable_chunk
 
 log = logging.getLogger(__name__)
 
-_YAML_EXT = (".yml", ".yaml")
+_STRUCTURED_EXT = frozenset({".yml", ".yaml", ".json", ".tf", ".template", ".cfn"})
 
 
 def classify(path: str, text: str) -> str | None:
-    """Which structured reader applies to a file (None for most files, cheaply)."""
-    name = posixpath.basename(path)
-    if is_dotenv(name):
+    """Which structured reader applies to a file (None for most files, in a few string ops)."""
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    ext = name[dot:].lower() if dot >= 0 else ""
+    if (ext == ".env" or name.startswith(".env")) and is_dotenv(name):
         return "dotenv"
-    lower = name.lower()
-    if lower.endswith(_YAML_EXT) or lower.endswith((".json", ".tf", ".template", ".cfn")):
-        from keyward.scan.sources.env import looks_like_compose, looks_like_kubernetes
-        from keyward.scan.sources.iac import iac_kind
+    if ext not in _STRUCTURED_EXT:
+        return None
+    from keyward.scan.sources.env import looks_like_compose, looks_like_kubernetes
+    from keyward.scan.sources.iac import iac_kind
 
-        kind = iac_kind(name, text)
-        if kind is not None:
-            return kind
-        if lower.endswith(_YAML_EXT):
-            if looks_like_compose(name, text):
-                return "compose"
-            if looks_like_kubernetes(text):
-                return "kubernetes"
+    kind = iac_kind(name, text)
+    if kind is not None:
+        return kind
+    if ext in (".yml", ".yaml"):
+        if looks_like_compose(name, text):
+            return "compose"
+        if looks_like_kubernetes(text):
+            return "kubernetes"
     return None
 
 
@@ -85,7 +86,7 @@ def scan_file_chunk(engine: Engine, chunk: Chunk) -> list[Finding]:
     if not path:
         return found
     partial = chunk.line_map is not None
-    if partial and not is_dotenv(posixpath.basename(path)):
+    if partial and classify(path, "") != "dotenv":
         return found
     kind = classify(path, chunk.text)
     if kind is None:

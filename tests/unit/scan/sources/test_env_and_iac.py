@@ -311,6 +311,11 @@ def test_classification_is_by_name_and_a_cheap_look_at_the_text() -> None:
     assert classify("d.yaml", "apiVersion: v1\nenv:\n") == "kubernetes"
     assert classify("src/app.py", "DB_PASSWORD=x") is None
     assert iac_kind("README.md", "AWS::Lambda::Function") is None
+    # a mention in prose is not a template; a nested `services:` is not a compose file
+    prose = '{"documentation": "Creates an AWS::Lambda::Function resource"}'
+    assert classify("botocore/data/service-2.json", prose) is None
+    assert classify("runtime.yml", "plugins:\n  services:\n    environment: x\n") is None
+    assert classify(".envrc", "export A=1") is None
 
 
 def test_unparseable_template_keeps_plain_text_findings(engine: Engine) -> None:
