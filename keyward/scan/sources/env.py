@@ -235,7 +235,7 @@ def looks_like_kubernetes(text: str) -> bool:
 
 
 _TOP_SERVICES = re.compile(r"(?m)^services:[ \t]*(?:#.*)?$")
-_K8S_API = re.compile(r"(?m)^apiVersion:[ \t]*\S")
+_K8S_API = re.compile(r"(?m)^[ \t-]*apiVersion:[ \t]*\S")
 
 
 def looks_like_compose(name: str, text: str) -> bool:
