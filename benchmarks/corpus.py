@@ -15,10 +15,10 @@ import argparse
 import base64
 import json
 import random
-import string
 import re
-import urllib.request
+import string
 import tarfile
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -45,6 +45,9 @@ SDISTS = [
 B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 ALNUM = string.ascii_letters + string.digits
 HEX = "0123456789abcdef"
+B32 = string.ascii_uppercase + "234567"
+UPNUM = string.ascii_uppercase + string.digits
+URLSAFE = ALNUM + "-_"
 
 
 def rs(rng: random.Random, alphabet: str, n: int) -> str:
@@ -90,29 +93,58 @@ def password(rng: random.Random) -> str:
     chars = string.ascii_letters + string.digits + "!#%&*+-=?@^_"
     while True:
         p = rs(rng, chars, rng.randint(12, 20))
-        if any(c.isdigit() for c in p) and any(c.isupper() for c in p) and any(
-            c.islower() for c in p
+        if (
+            any(c.isdigit() for c in p)
+            and any(c.isupper() for c in p)
+            and any(c.islower() for c in p)
         ):
             return p
 
 
+def slack_bot(r: random.Random) -> str:
+    return f"xoxb-{rs(r, string.digits, 12)}-{rs(r, string.digits, 13)}-{rs(r, ALNUM, 24)}"
+
+
+def slack_webhook(r: random.Random) -> str:
+    team, bot, secret = rs(r, UPNUM, 10), rs(r, UPNUM, 10), rs(r, ALNUM, 24)
+    return f"https://hooks.slack.com/services/T{team}/B{bot}/{secret}"
+
+
+def openai_key(r: random.Random) -> str:
+    return "sk-proj-" + rs(r, URLSAFE, 74) + "T3BlbkFJ" + rs(r, URLSAFE, 74)
+
+
+def postgres_url(r: random.Random) -> str:
+    return f"postgresql://app:{rs(r, ALNUM, 16)}@db.internal:5432/app"
+
+
+def basic_auth_url(r: random.Random) -> str:
+    return f"https://deploy:{rs(r, ALNUM, 14)}@ci.internal.example.org/hook"
+
+
+def jwt(r: random.Random) -> str:
+    header = b64url(b'{"alg":"HS256","typ":"JWT"}')
+    claims = {"sub": rs(r, string.digits, 8), "name": "svc", "iat": 1700000000}
+    return f"{header}.{b64url(json.dumps(claims).encode())}.{b64url(r.randbytes(32))}"
+
+
 # kind -> (key name used in an assignment, value generator)
 GENERATORS: dict[str, tuple[str, Callable[[random.Random], str]]] = {
-    "aws-access-key-id": ("aws_access_key_id", lambda r: "AKIA" + rs(r, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+    "aws-access-key-id": ("aws_access_key_id", lambda r: "AKIA" + rs(r, B32, 16)),
     "aws-secret-access-key": ("aws_secret_access_key", lambda r: rs(r, ALNUM + "/+", 40)),
     "github-pat": ("github_token", lambda r: crc_token(r, "ghp_")),
     "github-oauth": ("gh_oauth", lambda r: crc_token(r, "gho_")),
-    "github-fine-grained": ("token", lambda r: "github_pat_" + rs(r, ALNUM, 22) + "_" + rs(r, ALNUM, 59)),
+    "github-fine-grained": ("token", lambda r: f"github_pat_{rs(r, ALNUM, 22)}_{rs(r, ALNUM, 59)}"),
     "gitlab-pat": ("gitlab_token", lambda r: "glpat-" + rs(r, ALNUM + "-_", 20)),
-    "slack-bot": ("slack_token", lambda r: f"xoxb-{rs(r, string.digits, 12)}-{rs(r, string.digits, 13)}-{rs(r, ALNUM, 24)}"),
-    "slack-webhook": ("webhook_url", lambda r: f"https://hooks.slack.com/services/T{rs(r, string.ascii_uppercase + string.digits, 10)}/B{rs(r, string.ascii_uppercase + string.digits, 10)}/{rs(r, ALNUM, 24)}"),
+    "slack-bot": ("slack_token", slack_bot),
+    "slack-webhook": ("webhook_url", slack_webhook),
     "stripe-live": ("stripe_key", lambda r: "sk_live_" + rs(r, ALNUM, 99)),
     "google-api-key": ("maps_key", lambda r: "AIza" + rs(r, ALNUM + "-_", 35)),
     "npm-token": ("npm_token", lambda r: crc_token(r, "npm_")),
-    "openai": ("openai_api_key", lambda r: "sk-proj-" + rs(r, ALNUM + "-_", 74) + "T3BlbkFJ" + rs(r, ALNUM + "-_", 74)),
+    "openai": ("openai_api_key", openai_key),
     "anthropic": ("anthropic_key", lambda r: "sk-ant-api03-" + rs(r, ALNUM + "-_", 93) + "AA"),
     "huggingface": ("hf_token", lambda r: "hf_" + rs(r, string.ascii_letters, 34)),
-    "sendgrid": ("sendgrid_key", lambda r: "SG." + rs(r, ALNUM + "-_", 22) + "." + rs(r, ALNUM + "-_", 43)),
+    "sendgrid": ("sendgrid_key", lambda r: f"SG.{rs(r, URLSAFE, 22)}.{rs(r, URLSAFE, 43)}"),
     "twilio-api-key": ("twilio_key", lambda r: "SK" + rs(r, HEX, 32)),
     "digitalocean": ("do_token", lambda r: "dop_v1_" + rs(r, HEX, 64)),
     "shopify": ("shopify_token", lambda r: "shpat_" + rs(r, "0123456789abcdef", 32)),
@@ -120,9 +152,9 @@ GENERATORS: dict[str, tuple[str, Callable[[random.Random], str]]] = {
     "doppler": ("doppler_token", lambda r: "dp.pt." + rs(r, ALNUM, 43)),
     "linear": ("linear_key", lambda r: "lin_api_" + rs(r, ALNUM, 40)),
     "vault-token": ("vault_token", lambda r: "hvs." + rs(r, ALNUM + "_-", 90)),
-    "postgres-url": ("database_url", lambda r: f"postgresql://app:{rs(r, ALNUM, 16)}@db.internal:5432/app"),
-    "basic-auth-url": ("endpoint", lambda r: f"https://deploy:{rs(r, ALNUM, 14)}@ci.internal.example.org/hook"),
-    "jwt": ("id_token", lambda r: b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + b64url(json.dumps({"sub": rs(r, string.digits, 8), "name": "svc", "iat": 1700000000}).encode()) + "." + b64url(r.randbytes(32))),
+    "postgres-url": ("database_url", postgres_url),
+    "basic-auth-url": ("endpoint", basic_auth_url),
+    "jwt": ("id_token", jwt),
     "private-key-rsa": ("", lambda r: pem(r, "RSA PRIVATE KEY")),
     "private-key-openssh": ("", lambda r: pem(r, "OPENSSH PRIVATE KEY")),
     "generic-password": ("db_password", password),
@@ -130,7 +162,8 @@ GENERATORS: dict[str, tuple[str, Callable[[random.Random], str]]] = {
     "generic-api-key": ("api_key", lambda r: rs(r, HEX, 40)),
 }  # fmt: skip
 
-COMMENT = {".py": "#", ".sh": "#", ".yml": "#", ".yaml": "#", ".toml": "#", ".cfg": "#", ".ini": ";"}
+COMMENT = {".py": "#", ".sh": "#", ".yml": "#", ".yaml": "#", ".toml": "#", ".cfg": "#",
+           ".ini": ";"}  # fmt: skip
 
 
 def assignment(path: Path, key: str, value: str) -> str:
@@ -163,7 +196,8 @@ def download() -> list[Path]:
     for spec in SDISTS:
         name, version = spec.split("==")
         norm = re.sub(r"[-_.]+", "-", name).lower()
-        existing = [p for p in CACHE.iterdir() if p.name.lower().startswith(f"{norm.replace('-', '_')}-{version}") or p.name.lower().startswith(f"{norm}-{version}")]
+        stems = (f"{norm.replace('-', '_')}-{version}", f"{norm}-{version}")
+        existing = [p for p in CACHE.iterdir() if p.name.lower().startswith(stems)]
         if existing:
             out.append(existing[0])
             continue
@@ -174,7 +208,8 @@ def download() -> list[Path]:
         with urllib.request.urlopen(req, timeout=60) as resp:
             files = json.load(resp)["files"]
         sdist = next(
-            f for f in files
+            f
+            for f in files
             if f["filename"].endswith((".tar.gz", ".zip"))
             and re.search(rf"[-_]{re.escape(version)}\.(tar\.gz|zip)$", f["filename"])
         )
@@ -206,7 +241,8 @@ def plant(real: Path, planted: Path, n: int, seed: int) -> None:
             ".sh", ".txt", ".rst", ".md", ".cpp"}  # fmt: skip
     files = sorted(
         p for p in real.rglob("*")
-        if p.is_file() and not p.is_symlink() and p.suffix in exts and 200 < p.stat().st_size < 200_000
+        if p.is_file() and not p.is_symlink() and p.suffix in exts
+        and 200 < p.stat().st_size < 200_000
     )  # fmt: skip
     planted.mkdir(parents=True, exist_ok=True)
     manifest = []
