@@ -294,23 +294,42 @@ class PatchParser:
     def parse(
         self, pieces: Iterable[bytes], *, single: CommitDiff | None = None
     ) -> Iterator[CommitDiff]:
+        """Commits with all their files (convenient; holds one commit's added lines)."""
+        current: CommitDiff | None = None
+        for commit, fd in self.files(pieces, single=single):
+            if commit is not current:
+                if current is not None:
+                    yield current
+                current = commit
+            if fd is not None:
+                commit.files.append(fd)
+        if current is not None:
+            yield current
+
+    def files(
+        self, pieces: Iterable[bytes], *, single: CommitDiff | None = None
+    ) -> Iterator[tuple[CommitDiff, FileDiff | None]]:
+        """Each file's diff as soon as it is read, with its commit (memory: one file).
+
+        A commit is also yielded once with ``None`` when it starts, so commits without any
+        file change are seen too. ``single`` is the one "commit" of a ``git diff``.
+        """
         commit = single
+        if single is not None:
+            yield single, None
         for record in split_records(pieces):
             self.bytes_read += len(record) + 1
             if record.startswith(b"\0"):
-                if commit is not None and single is None:
-                    yield commit
                 nl = record.find(b"\n")
                 head = record[1 : nl if nl >= 0 else len(record)].decode("utf-8", "replace")
                 sha, _, rest = head.partition(" ")
                 date, _, author = rest.partition(" ")
                 commit = CommitDiff(sha, date, author.rstrip("\r"))
+                yield commit, None
             elif record.startswith(b"diff --git ") and commit is not None:
                 fd = self.file_diff(record)
                 if fd is not None:
-                    commit.files.append(fd)
-        if commit is not None:
-            yield commit
+                    yield commit, fd
 
     def file_diff(self, record: bytes) -> FileDiff | None:
         """The added lines (or the binary blob) of one file's diff record."""
@@ -585,33 +604,35 @@ def scan_commits(
     try:
         proc.stdin.write(("\n".join(commits) + "\n").encode("ascii"))
         proc.stdin.close()
-        for commit in parser.parse(read_pieces(proc.stdout)):
-            idx = order.get(commit.sha, first)
-            out.stats.commits += 1
-            for fd in commit.files:
-                loc = Location(
-                    kind=SourceKind.GIT,
-                    path=fd.path,
-                    commit=commit.sha,
-                    author=commit.author,
-                    date=commit.date,
-                )
-                if fd.binary_oid is not None:
-                    prior = binaries.get(fd.binary_oid)
-                    if prior is None or idx < prior[0]:
-                        binaries[fd.binary_oid] = (idx, loc)
-                    continue
-                if fd.oversized:
-                    out.skipped.append(
-                        Skipped(
-                            f"{fd.path}@{commit.sha[:12]}", "added lines larger than the size limit"
-                        )
+        idx = first
+        for commit, fd in parser.files(read_pieces(proc.stdout)):
+            if fd is None:  # a commit starts
+                idx = order.get(commit.sha, first)
+                out.stats.commits += 1
+                continue
+            loc = Location(
+                kind=SourceKind.GIT,
+                path=fd.path,
+                commit=commit.sha,
+                author=commit.author,
+                date=commit.date,
+            )
+            if fd.binary_oid is not None:
+                prior = binaries.get(fd.binary_oid)
+                if prior is None or idx < prior[0]:
+                    binaries[fd.binary_oid] = (idx, loc)
+                continue
+            if fd.oversized:
+                out.skipped.append(
+                    Skipped(
+                        f"{fd.path}@{commit.sha[:12]}", "added lines larger than the size limit"
                     )
-                    continue
-                chunk = file_chunk(fd, loc)
-                if chunk is not None:
-                    out.stats.files += 1
-                    out.add(idx, scan_file_chunk(engine, chunk))
+                )
+                continue
+            chunk = file_chunk(fd, loc)
+            if chunk is not None:
+                out.stats.files += 1
+                out.add(idx, scan_file_chunk(engine, chunk))
     finally:
         _finish(proc, "log")
     out.stats.bytes = parser.bytes_read

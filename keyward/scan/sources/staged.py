@@ -62,19 +62,20 @@ class StagedSource:
         staged = CommitDiff("", "", "")
         binaries: dict[str, str] = {}
         try:
-            for diff in parser.parse(read_pieces(proc.stdout), single=staged):
-                for fd in diff.files:
-                    loc = Location(kind=SourceKind.STAGED, path=fd.path)
-                    if fd.binary_oid is not None:
-                        binaries[fd.binary_oid] = fd.path
-                    elif fd.oversized:
-                        self.skipped.append(
-                            Skipped(fd.path, "added lines larger than --max-file-size", True)
-                        )
-                    else:
-                        chunk = file_chunk(fd, loc)
-                        if chunk is not None:
-                            yield chunk
+            for _, fd in parser.files(read_pieces(proc.stdout), single=staged):
+                if fd is None:
+                    continue
+                loc = Location(kind=SourceKind.STAGED, path=fd.path)
+                if fd.binary_oid is not None:
+                    binaries[fd.binary_oid] = fd.path
+                elif fd.oversized:
+                    self.skipped.append(
+                        Skipped(fd.path, "added lines larger than --max-file-size", True)
+                    )
+                else:
+                    chunk = file_chunk(fd, loc)
+                    if chunk is not None:
+                        yield chunk
         finally:
             _finish(proc, "diff")
         self.bytes_read = parser.bytes_read
