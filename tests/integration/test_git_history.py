@@ -290,3 +290,15 @@ def test_still_present_check_reads_a_large_head_tree(git: Git, engine: Engine) -
     subprocess.run(["git", "fast-import", "--quiet"], cwd=git.root, input=stream, check=True)
     [f] = scan(git, engine)[0].reported
     assert f.still_present is True and f.location.path == "z/app.py"
+
+
+def test_files_above_the_size_limit_are_skipped_not_read(git: Git, engine: Engine) -> None:
+    big = "".join(f"line {i} of a generated file\n" for i in range(400)) + f'T = "{TOKEN}"\n'
+    git.write("big.txt", big)
+    git.write("small.py", f'T = "{TOKEN2}"\n')
+    git.commit("big and small")
+    result, _ = scan(git, engine, max_file_size=4096)
+    assert [f.location.path for f in result.reported] == ["small.py"]
+    assert [(s.what.split("@")[0], "size limit" in s.reason) for s in result.skipped] == [
+        ("big.txt", True)
+    ]
