@@ -128,7 +128,8 @@ def run_staged_scan(
     for chunk in source.chunks():
         chunks += 1
         found.extend(scan_file_chunk(engine, chunk))
-    base_path = baseline or _config_baseline(cfg) or _default_baseline(source.root)
+    # --baseline > KEYWARD_BASELINE > scan.baseline in the config > .secrets.baseline at the root
+    base_path = baseline or cfg.path_setting("scan", "baseline") or _default_baseline(source.root)
     if base_path is not None:
         from keyward.scan.baseline import load_baseline
 
@@ -163,15 +164,6 @@ def build_light_engine(cfg: Any, rule_files: Sequence[Path]) -> tuple[Any, Any]:
     rules = load_rules_cached((*cfg.rule_files(), *rule_files), cache / "rules")
     engine = Engine(rules, Fingerprinter(os.urandom(32)), cache_dir=cache / "hyperscan")
     return engine, rules.rules
-
-
-def _config_baseline(cfg: Any) -> Path | None:
-    value = cfg.get("scan", "baseline")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError("[scan] baseline in the config file must be a path")
-    return Path(value)
 
 
 def _default_baseline(root: Path | None) -> Path | None:
