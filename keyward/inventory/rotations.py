@@ -504,10 +504,12 @@ class RotationRepository:
         limit: int = 10,
         lease_prefix: str = "rotate:",
         failed_backoff: timedelta = timedelta(hours=1),
+        kinds: Iterable[str] | None = None,
     ) -> tuple[str, ...]:
-        """Secrets whose rotation is due, have a store, no rotation in flight and none rolled
-        back within ``failed_backoff``, leased to ``holder``. ``FOR UPDATE SKIP LOCKED`` on
-        PostgreSQL: replicas ticking at once claim different rows."""
+        """Secrets whose rotation is due, have a store (and a rotator among ``kinds``), no
+        rotation in flight and none rolled back within ``failed_backoff``, leased to
+        ``holder``. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: replicas ticking at once claim
+        different rows."""
         now = m.utcnow()
         recently_failed = (
             sa.select(m.Rotation.id)
@@ -534,6 +536,7 @@ class RotationRepository:
                 m.Secret.status == m.SecretStatus.ACTIVE,
                 ~in_flight,
                 ~recently_failed,
+                sa.true() if kinds is None else m.Secret.kind.in_(list(kinds)),
             )
             .order_by(m.Secret.rotation_due_at)
             .limit(limit)

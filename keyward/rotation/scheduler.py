@@ -124,7 +124,14 @@ class Worker:
             )
         if self.stop.is_set():
             return outcomes
-        due = self.repo.claim_due_secrets(self.holder, self.lease_ttl, limit=self.batch)
+        from keyward.rotation.registry import PluginGroup, available
+
+        due = self.repo.claim_due_secrets(
+            self.holder,
+            self.lease_ttl,
+            limit=self.batch,
+            kinds=available(PluginGroup.ROTATORS),  # a kind nobody can rotate is not claimed
+        )
         for i, name in enumerate(due):
             if self.stop.is_set():
                 self._release_secrets(due[i:])
