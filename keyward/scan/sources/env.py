@@ -126,14 +126,13 @@ def parse_dotenv(text: str) -> list[KeyValue]:
                     break
                 j += 1
             value = "\n".join(parts)
-            out.append(KeyValue(name, value, first_line, start + 2, lines=(0, *numbers)[1:]))
+            out.append(KeyValue(name, value, first_line, start + 2, lines=tuple(numbers)))
             i = j + 1
             continue
         value = re.split(r"[ \t]+#", rest, maxsplit=1)[0].strip()
         if value:
             out.append(KeyValue(name, value, first_line, start + 1))
         i += 1
-    # The chunk's first line is NAME=<first line of value>: line numbers match the value's.
     return out
 
 
