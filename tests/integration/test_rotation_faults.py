@@ -71,6 +71,51 @@ def test_a_store_that_refuses_the_write_rolls_back_and_names_the_denied_action(
     assert ("rotation.create", "failed") in audit(world)
 
 
+DENIED = [
+    ("secretsmanager:PutSecretValue", "create", "old"),
+    ("iam:CreateAccessKey", "create", "old"),
+    ("lambda:UpdateFunctionConfiguration", "dependents", "old"),
+    ("secretsmanager:UpdateSecretVersionStage", "finish", "old"),
+    ("iam:UpdateAccessKey", "retire", "rotated"),
+]
+
+
+@pytest.mark.parametrize(("action", "step", "expect"), DENIED, ids=[a for a, _, _ in DENIED])
+def test_a_denied_action_at_any_step_is_named_and_the_state_completes_once_allowed(
+    aws: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Cli,
+    action: str,
+    step: str,
+    expect: str,
+) -> None:
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=3)
+    iam = world.client("iam")
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Action": action, "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName="keyward", PolicyName="deny", PolicyDocument=json.dumps(deny))
+    rc, _out, err = cli("rotate", SECRET)
+    assert rc == 3, err
+    assert action.split(":")[1] in err and err.count("\n") == 1, err
+    assert f"rotation.{step}" in {a for a, o in audit(world) if o == "failed"}
+    (row,) = rotation_rows(world)
+    iam.delete_user_policy(UserName="keyward", PolicyName="deny")
+    if row["state"] not in ("rolled_back", "finished"):  # could not complete while denied
+        rc, _out, err = cli("rotations", "resume", "1")
+        assert rc == 0, err
+    cur = world.assert_consistent()
+    (row,) = rotation_rows(world)
+    if expect == "old":
+        assert cur == world.old and row["state"] == "rolled_back"
+    else:
+        assert cur != world.old and row["state"] == "finished"
+        assert world.keys() == [(cur["access_key_id"], "Active")]
+
+
 # ------------------------------------------------------------- the network to the store drops
 class Proxy:
     """A TCP forwarder to moto that can be cut (connections reset, new ones refused)."""
