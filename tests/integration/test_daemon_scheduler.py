@@ -247,3 +247,29 @@ def test_sigterm_mid_rotation_parks_the_step_and_resume_finishes_it(
     w = worker(sqlite_url, tmp_path / "keyward.toml", "w2")
     assert w.run_once() == ["finished"]
     assert rotations(sqlite_url)[0][1] == "finished"
+
+
+def test_a_daemon_killed_mid_rotation_is_resumed_by_another_once_its_lease_expires(
+    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = due_secrets(sqlite_url, 1, tmp_path, monkeypatch)
+    config.write_text(config.read_text().replace('lease_ttl = "60s"', 'lease_ttl = "2s"'))
+    env = {**os.environ, "KEYWARD_TEST_CRASH_AT": "test:before"}
+    proc = _start(["daemon", "--port", "0", "--interval", "0.5"], env)
+    try:
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert rotations(sqlite_url)[0][1] == "in_progress"
+    other = worker(sqlite_url, config, "replica-2")
+    assert other.run_once() == []  # the dead daemon's lease is still live
+    time.sleep(2.2)
+    assert other.run_once() == ["finished"]
+    repo = RotationRepository(open_database(url=sqlite_url), actor="t")
+    events = [(e.action, e.actor) for e in repo.inventory.audit_events("s0")]
+    repo.db.close()
+    assert ("rotation.set", "replica-2") not in events  # set (persisted) is not repeated...
+    assert ("rotation.test", "replica-2") in events  # ...the next step is
