@@ -314,12 +314,13 @@ def generic_reject(
             not _looks_random(secret) or not any(c.isdigit() for c in secret)
         ):
             return "identifier"  # lists of names: "viGpibPassControl", "viGpibSendIFC"
-    if not op and not (quote and (lead == "-" or key == "PASSWORD" or ext == "sql")):
+    netrc = name in (".netrc", "_netrc")  # machine h login u password p
+    if not op and not netrc and not (quote and (lead == "-" or key == "PASSWORD" or ext == "sql")):
         return "prose"  # blank-separated only for --flag "...", SQL's PASSWORD '...'
     unquoted = not quote
     if unquoted:
         # PGPASSWORD=... psql, --password=... more arguments
-        command_line = (op == "=" and key.isupper()) or lead == "-"
+        command_line = (op == "=" and key.isupper()) or lead == "-" or netrc
         if not command_line and _is_prose_after(
             line[column + len(secret) : column + len(secret) + 40]
         ):

@@ -222,6 +222,11 @@ def test_xml_elements_need_their_closing_tag() -> None:
     assert_dropped("if (password> Kq7#vLp2!xWz)", "a.c")
 
 
+def test_netrc_entries_are_read_without_assignment_operators() -> None:
+    assert_kept("machine api.example.org login deploy password Kq7#vLp2!xWz", ".netrc")
+    assert_dropped("machine api.example.org login deploy password Kq7#vLp2!xWz", "notes.txt")
+
+
 def test_cli_flags_need_a_dash_and_a_quoted_value_after_a_blank() -> None:
     assert_kept('psql --password "Kq7#vLp2!xWz"', "run.sh")
     assert_dropped("enter your password Kq7#vLp2!xWz now", "README.md")
