@@ -758,8 +758,15 @@ class RotationEngine:
                 hint=f"Fix the cause, then run keyward rotations rollback {run.id}",
                 exit_code=exit_code_of(exc),
             ) from None
-        if completed is not None:
-            return completed
+        if completed:  # promoted after all: retire outside the rollback's error handling
+            out = self._retire(run)
+            return Outcome(
+                out.rotation_id,
+                out.secret,
+                out.state,
+                "The new version was already "
+                f"current, so the rotation was completed instead. {out.message}",
+            )
         self._event(run, "rotation.rolled_back", reason or None)
         if cause is not None:
             hint = cause.hint if isinstance(cause, KeywardError) else None
@@ -776,8 +783,8 @@ class RotationEngine:
             f"Rotation {run.id} of {name!r} was rolled back; the old credential is still current",
         )
 
-    def _rollback(self, run: _Run) -> Outcome | None:
-        """Undo everything before finish. Returns an Outcome if it turned out promoted."""
+    def _rollback(self, run: _Run) -> bool:
+        """Undo everything before finish. True if it turned out promoted (nothing undone)."""
         store, name = run.store, run.name
         self._save(run, step=Step.ROLLBACK, step_row=(Step.ROLLBACK.value, "started", {}))
         d = store.describe(name)
@@ -793,14 +800,7 @@ class RotationEngine:
             )
             self._load(run)
             self._finished(run)
-            out = self._retire(run)
-            return Outcome(
-                out.rotation_id,
-                out.secret,
-                out.state,
-                "The new version was already "
-                f"current, so the rotation was completed instead. {out.message}",
-            )
+            return True
         old_version = run.detail.get("old_version")
         cur = (
             store.read_version(name, str(old_version)) if old_version else store.read_current(name)
@@ -852,4 +852,4 @@ class RotationEngine:
             version_stages={"new": "discarded"},
         )
         log.info("rotation %s of %s rolled back", run.id, run.secret.name)
-        return None
+        return False
