@@ -178,3 +178,30 @@ def test_unreachable_endpoint_is_one_sentence_and_exit_3(
     rc, _, err = cli("discover", "aws-iam")
     assert rc == 3
     assert f"127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
+def test_a_failure_while_importing_leaves_the_inventory_unchanged(
+    aws: Moto, cli: Cli, database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyward.inventory.discovery as discovery
+    from keyward.inventory.discovery.aws import discover_secretsmanager
+
+    for name in ("a", "b", "c"):
+        sm().create_secret(Name=name, SecretString="v")
+    scan = discover_secretsmanager(sm(), "us-east-1")
+    assert len(scan.items) == 3
+    real = discovery._upsert
+    calls = []
+
+    def flaky(session: Any, d: Any, source: str) -> Any:
+        calls.append(d.name)
+        if len(calls) == 3:
+            raise RuntimeError("database went away")
+        return real(session, d, source)
+
+    monkeypatch.setattr(discovery, "_upsert", flaky)
+    with pytest.raises(RuntimeError):
+        discovery.import_discovered(database, scan)
+    assert cli.json("inventory", "list") == []
+    monkeypatch.setattr(discovery, "_upsert", real)
+    assert discovery.import_discovered(database, scan).added == 3
