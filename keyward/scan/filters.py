@@ -101,6 +101,7 @@ _CONTEXT_REVERSED = re.compile(
     r"""(?P<scheme>[ \t]{1,2}(?:reraeb|cisab|nekot|tob))?(?P<vq>["'`]\\?)?(?P<pre>[rbuf@]{0,2})"""
     r"""(?P<op>[ \t]{0,8}=[ \t]{1,4}[\w.\[\]|, ]{0,40}[a-z_][ \t]{0,4}:[ \t]{0,4}"""  # `: T =`
     r"""|[ \t]{0,2}=[ \t]{0,2}eulav[ \t]{1,4}["']"""  # XML `key="K" value="`
+    r"""|[ \t]{0,2}=[ \t]{0,2}(?:tluafed|kcabllaf)[ \t]{0,4},"""  # `"KEY", default=`
     r"""|[ \t]{0,8}(?:>=|=:|=\|\||=\?\?|=\?|=|:|>|,)[ \t]{0,8}"""
     r"""|[ \t]{1,4}|)"""
     r"""\]?(?P<kq>["'`]\\?)?(?P<key>[\w.-]{0,80}[a-z_])(?P<sigil>[$@:]{0,2})""",
@@ -304,7 +305,7 @@ def generic_reject(
             return "prose"  # the literal goes on past the value: spaces, or a concatenation
     if op == ">" and (lead != "<" or not after.startswith("</")):
         return "comparison"
-    if op == ",":
+    if op.startswith(","):  # ("password", "...") or ("PASSWORD", default="...")
         # ("password", "value") pairs: both quoted, and the value not just another name
         kq = (ctx["kq"] or "")[::-1]
         symbol = ctx["sigil"] == ":"  # Ruby: set :password, "..."

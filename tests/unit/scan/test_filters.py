@@ -233,6 +233,9 @@ def test_cli_flags_need_a_dash_and_a_quoted_value_after_a_blank() -> None:
 
 
 CODE_AROUND_SECRET_WORDS = [
+    ('SECRET_KEY = env("SECRET_KEY", default=None)', "settings.py"),
+    ('DB_PASSWORD = config("DB_PASSWORD", default="changeme-in-prod")', "settings.py"),
+    ('API_TOKEN = env.str("API_TOKEN", default=DEFAULT_API_TOKEN_VALUE)', "settings.py"),
     ("const TOKEN_KEY = 'auth_token';", "a.js"),
     ('localStorage.setItem("token", token);', "a.js"),
     ("password: yup.string().required(),", "a.js"),
@@ -290,6 +293,8 @@ def test_everyday_code_around_secret_words_is_not_reported(line: str, path: str)
 
 
 HARDCODED_IN_THE_WILD = [
+    ('SECRET_KEY = env("SECRET_KEY", default="Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6")', "settings.py"),
+    ("password = os.getenv('DB_PASSWORD', 'Kq7#vLp2!xWz')", "settings.py"),
     ("CREATE USER app WITH PASSWORD 'Kq7#vLp2!xWz';", "init.sql"),
     ("ALTER ROLE app PASSWORD 'Kq7#vLp2!xWz'", "m.sql"),
     ('os.environ.setdefault("API_TOKEN", "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6")', "a.py"),
