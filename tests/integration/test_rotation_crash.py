@@ -113,8 +113,8 @@ def test_sigkill_inside_a_rollback_then_resume_completes_it(
     capsys: pytest.CaptureFixture[str],
     point: str,
 ) -> None:
-    world = build_world(aws, sqlite_url, tmp_path, monkeypatch)
-    crash(world, "dependents:inside:10", "rotate", SECRET)
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=3)
+    crash(world, "dependents:inside:2", "rotate", SECRET)
     crash(world, point, "rotations", "rollback", "1")
     (row,) = rotation_rows(world)
     assert row["state"] == "rolling_back"
@@ -136,7 +136,8 @@ def test_sigkill_on_postgresql_then_resume_completes_the_rotation(
     from tests.integration._inventory_db import _empty_postgres
 
     _empty_postgres(pg_migrated_url)
-    world = build_world(aws, pg_migrated_url, tmp_path, monkeypatch, functions=20)
+    functions = 20 if point.startswith("dependents") else 3
+    world = build_world(aws, pg_migrated_url, tmp_path, monkeypatch, functions=functions)
     crash(world, point, "rotate", SECRET)
     rc, _out, err = run_cli(capsys, "rotations", "resume", "1")
     assert rc == 0, err
