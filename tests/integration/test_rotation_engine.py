@@ -72,6 +72,16 @@ def test_rotation_replaces_the_key_everywhere_and_retires_the_old_one(
         inv.db.close()
     assert [v.stage for v in versions] == ["retired", "current"]
     assert secret.last_rotated_at is not None
+    assert secret.rotation_due_at is not None and secret.rotation_due_at > secret.last_rotated_at
+    (listed,) = cli.json("rotations", "list")
+    assert listed["state"] == "finished" and listed["secret"] == SECRET
+    shown = cli.json("rotations", "show", "1")
+    assert [st["step"] for st in shown["steps"]] == [
+        "create", "set", "test", "dependents", "finish", "retire",
+    ]  # fmt: skip
+    assert len(shown["detail"]["verified"]) == 20
+    rc, out, _ = cli("rotations", "resume", "1")
+    assert rc == 0 and "already finished" in out
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(world: World, cli: Cli) -> None:
