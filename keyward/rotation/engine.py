@@ -158,6 +158,17 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
+def _state_of(rec: Any) -> RotationState:
+    try:
+        return RotationState(rec.state)
+    except ValueError:
+        raise RotationError(
+            f"Rotation {rec.id} of {rec.secret!r} is in state {rec.state!r}, which this "
+            "keyward does not know",
+            hint="It was written by another tool or a newer keyward; upgrade keyward",
+        ) from None
+
+
 def _key(target: DependentTarget) -> str:
     return f"{target.kind}|{target.region or ''}|{target.resource}"
 
@@ -324,7 +335,7 @@ class RotationEngine:
 
     def _with_run(self, rotation_id: int, fn: Callable[[_Run], Outcome]) -> Outcome:
         rec = self.repo.get(rotation_id)
-        state = RotationState(rec.state)
+        state = _state_of(rec)
         if state in TERMINAL:
             return Outcome(
                 rec.id,
@@ -336,7 +347,7 @@ class RotationEngine:
         self._take_lease(lease, rec.secret, rec.secret_id)
         try:
             rec = self.repo.get(rotation_id)  # fresh, under the lease
-            state = RotationState(rec.state)
+            state = _state_of(rec)
             if state in TERMINAL:
                 return Outcome(rec.id, rec.secret, state, f"Rotation {rec.id} is already over")
             secret = self.repo.secret_by_id(rec.secret_id)
