@@ -122,7 +122,14 @@ def run_staged_scan(
     st = get_state()
     cfg = st.config
     engine, rules = build_light_engine(cfg, rule_files)
-    source = StagedSource(repo_path, files)
+    from keyward.core.config import DEFAULT_MAX_FILE_SIZE
+
+    source = StagedSource(
+        repo_path,
+        files,
+        max_file_size=cfg.max_file_size() or DEFAULT_MAX_FILE_SIZE,
+        exclude=cfg.excludes(),  # scan.exclude / KEYWARD_EXCLUDE, as for `keyward scan`
+    )
     found = []
     chunks = 0
     for chunk in source.chunks():

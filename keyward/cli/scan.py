@@ -166,7 +166,9 @@ def scan(
     if extras.aws_lambda:
         result.extend(extras.scan_lambda(eng))
     if local.chosen:
-        result.extend(local.scan(paths, spec, eng, jobs=jobs, max_file_size=max_file_size))
+        result.extend(
+            local.scan(paths, spec, eng, jobs=jobs, max_file_size=max_file_size, exclude=exclude)
+        )
     # (further sources: result.extend(...) here)
 
     # ---- suppression, output, exit code -----------------------------------------------

@@ -113,11 +113,13 @@ class LocalSources:
         *,
         jobs: int | None = None,
         max_file_size: str | None = None,
+        exclude: Sequence[str] = (),
     ) -> ScanResult:
         from keyward.scan.service import ScanResult
 
         result = ScanResult()
         size = self._max_size(max_file_size)
+        excludes = (*self._config.excludes(), *exclude)  # as for files: they add up
         if self.owns_paths:
             if len(paths) > 1:
                 raise ConfigError(
@@ -126,9 +128,9 @@ class LocalSources:
                 )
             repo = paths[0] if paths else Path(".")
             if self.git:
-                result.extend(self._history(repo, spec, engine, jobs, size))
+                result.extend(self._history(repo, spec, engine, jobs, size, excludes))
             else:
-                result.extend(self._staged(repo, engine, size))
+                result.extend(self._staged(repo, engine, size, excludes))
         if self.env:
             from keyward.scan.service import scan_chunks
             from keyward.scan.sources.env import ProcessEnvSource
@@ -148,7 +150,13 @@ class LocalSources:
         return configured if configured is not None else DEFAULT_MAX_FILE_SIZE
 
     def _history(
-        self, repo: Path, spec: EngineSpec, engine: Engine, jobs: int | None, size: int
+        self,
+        repo: Path,
+        spec: EngineSpec,
+        engine: Engine,
+        jobs: int | None,
+        size: int,
+        exclude: Sequence[str],
     ) -> ScanResult:
         from keyward.scan.sources.git import GitOptions, open_repo, scan_history
 
@@ -157,12 +165,13 @@ class LocalSources:
             since=self.since,
             range=self.range,
             max_file_size=size,
+            exclude=tuple(exclude),
         )
         result, _ = scan_history(repo, spec, options, jobs=jobs, engine=engine)
         result.roots = [open_repo(repo).toplevel()]
         return result
 
-    def _staged(self, repo: Path, engine: Engine, size: int) -> ScanResult:
+    def _staged(self, repo: Path, engine: Engine, size: int, exclude: Sequence[str]) -> ScanResult:
         import time
 
         from keyward.scan.service import ScanResult
@@ -171,7 +180,7 @@ class LocalSources:
         from keyward.scan.sources.structured import scan_file_chunk
 
         started = time.perf_counter()
-        source = StagedSource(repo, max_file_size=size)
+        source = StagedSource(repo, max_file_size=size, exclude=exclude)
         result = ScanResult()
         result.stats.engine = engine.backend
         result.stats.rules = len(engine.rules)

@@ -302,3 +302,11 @@ def test_files_above_the_size_limit_are_skipped_not_read(git: Git, engine: Engin
     assert [(s.what.split("@")[0], "size limit" in s.reason) for s in result.skipped] == [
         ("big.txt", True)
     ]
+
+
+def test_exclude_globs_apply_to_history(git: Git, engine: Engine) -> None:
+    git.write("vendor/lib/keys.py", f'T = "{TOKEN}"\n')
+    git.write("src/app.py", f'T = "{TOKEN2}"\n')
+    git.commit("both")
+    result, _ = scan(git, engine, exclude=("vendor/",))
+    assert [f.location.path for f in result.reported] == ["src/app.py"]

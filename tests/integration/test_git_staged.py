@@ -136,3 +136,23 @@ def test_added_lines_of_a_dotenv_file_are_read_as_variables(git: Git, engine: En
         "DB_PASSWORD",
     )
     assert [g.location.variable for g in found if g.suppressed_by == "inline"] == ["SAFE_PASSWORD"]
+
+
+def test_config_excludes_apply_to_the_hook_and_staged_scans(git: Git) -> None:
+    git.write("keyward.toml", '[scan]\nexclude = ["fixtures/"]\n')
+    git.write("fixtures/fake.py", f'T = "{NEW}"\n')
+    git("add", "fixtures/fake.py")
+    hook = subprocess.run(
+        [sys.executable, "-m", "keyward", "hook", "fixtures/fake.py"],
+        cwd=git.root,
+        capture_output=True,
+        text=True,
+    )
+    assert hook.returncode == 0, hook.stderr
+    staged = subprocess.run(
+        [sys.executable, "-m", "keyward", "scan", "--staged", "-f", "json"],
+        cwd=git.root,
+        capture_output=True,
+        text=True,
+    )
+    assert staged.returncode == 0, staged.stdout + staged.stderr

@@ -220,6 +220,16 @@ def unquote_path(raw: bytes) -> bytes:
     return bytes(out)
 
 
+def path_filter(patterns: Sequence[str]) -> Callable[[str], bool] | None:
+    """A predicate for paths matching ``--exclude`` / ``scan.exclude`` globs (None: none)."""
+    if not patterns:
+        return None
+    import pathspec
+
+    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    return spec.match_file
+
+
 def display_path(raw: bytes) -> str:
     """A printable, stable path for findings (undecodable bytes shown as ``\\xNN``)."""
     return raw.decode("utf-8", "backslashreplace")
@@ -492,6 +502,7 @@ class GitOptions:
     since: str | None = None  # scan REV..HEAD (commits after REV)
     range: str | None = None  # scan A..B (or A...B) as git understands it
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    exclude: tuple[str, ...] = ()  # gitignore-style globs of paths not to scan
 
 
 @dataclass(slots=True)
@@ -586,7 +597,12 @@ def _commit_batches(lines: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
 
 
 def scan_commits(
-    engine: Engine, repo: GitRepo, commits: Sequence[str], first: int, max_size: int
+    engine: Engine,
+    repo: GitRepo,
+    commits: Sequence[str],
+    first: int,
+    max_size: int,
+    exclude: Sequence[str] = (),
 ) -> _Batch:
     """Scan the added lines of ``commits`` (``first`` is the order index of the first one)."""
     from keyward.scan.sources.structured import scan_file_chunk
@@ -601,6 +617,7 @@ def scan_commits(
     assert proc.stdin is not None and proc.stdout is not None
     binaries: dict[str, tuple[int, Location]] = {}
     parser = PatchParser(max_size)
+    excluded = path_filter(exclude)
     try:
         proc.stdin.write(("\n".join(commits) + "\n").encode("ascii"))
         proc.stdin.close()
@@ -609,6 +626,8 @@ def scan_commits(
             if fd is None:  # a commit starts
                 idx = order.get(commit.sha, first)
                 out.stats.commits += 1
+                continue
+            if excluded is not None and excluded(fd.path):
                 continue
             loc = Location(
                 kind=SourceKind.GIT,
@@ -657,19 +676,19 @@ def scan_commits(
 
 
 # Worker-process state for the pool (inherited through fork, or built by the initializer).
-_WORKER: tuple[Engine, GitRepo, int] | None = None
+_WORKER: tuple[Engine, GitRepo, GitOptions] | None = None
 
 
-def _worker_init(spec: EngineSpec, repo: GitRepo, max_size: int) -> None:
+def _worker_init(spec: EngineSpec, repo: GitRepo, opts: GitOptions) -> None:
     global _WORKER
     if _WORKER is None:
-        _WORKER = (spec.build(), repo, max_size)
+        _WORKER = (spec.build(), repo, opts)
 
 
 def _worker_scan(first: int, commits: list[str]) -> _Batch:
     assert _WORKER is not None
-    engine, repo, max_size = _WORKER
-    return scan_commits(engine, repo, commits, first, max_size)
+    engine, repo, opts = _WORKER
+    return scan_commits(engine, repo, commits, first, opts.max_file_size, opts.exclude)
 
 
 def scan_history(
@@ -710,7 +729,7 @@ def scan_history(
         if serial:
             result.stats.jobs = 1
             for first, commits in _chain(head, batches):
-                part = scan_commits(engine, repo, commits, first, opts.max_file_size)
+                part = scan_commits(engine, repo, commits, first, opts.max_file_size, opts.exclude)
                 total.merge(part)
                 if on_batch:
                     on_batch(total.stats)
@@ -758,14 +777,14 @@ def _run_pool(
     global _WORKER
     method = "fork" if sys.platform == "linux" else "spawn"
     ctx = multiprocessing.get_context(method)
-    _WORKER = (engine, repo, opts.max_file_size) if method == "fork" else None
+    _WORKER = (engine, repo, opts) if method == "fork" else None
     window: deque[Future[_Batch]] = deque()  # bounded: at most 2 batches per worker
     try:
         with ProcessPoolExecutor(
             max_workers=n_jobs,
             mp_context=ctx,
             initializer=_worker_init,
-            initargs=(spec, repo, opts.max_file_size),
+            initargs=(spec, repo, opts),
         ) as pool:
             for first, commits in batches:
                 window.append(pool.submit(_worker_scan, first, commits))

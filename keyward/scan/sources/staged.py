@@ -10,7 +10,7 @@ strings are scanned). Files named explicitly but not staged at all (``pre-commit
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from keyward.scan.sources.git import (
     decode_block,
     file_chunk,
     open_repo,
+    path_filter,
     read_blobs,
     read_pieces,
     strings_of,
@@ -42,6 +43,7 @@ class StagedSource:
     path: Path = field(default_factory=lambda: Path("."))
     files: Sequence[str] | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    exclude: Sequence[str] = ()  # gitignore-style globs of paths not to scan
     skipped: list[Skipped] = field(default_factory=list)
     bytes_read: int = 0
     root: Path | None = None  # the work tree's top level, once chunks() started
@@ -61,9 +63,10 @@ class StagedSource:
         parser = PatchParser(self.max_file_size)
         staged = CommitDiff("", "", "")
         binaries: dict[str, str] = {}
+        excluded = path_filter(self.exclude)
         try:
             for _, fd in parser.files(read_pieces(proc.stdout), single=staged):
-                if fd is None:
+                if fd is None or (excluded is not None and excluded(fd.path)):
                     continue
                 loc = Location(kind=SourceKind.STAGED, path=fd.path)
                 if fd.binary_oid is not None:
@@ -90,15 +93,17 @@ class StagedSource:
                 loc = Location(kind=SourceKind.STAGED, path=where)
                 yield Chunk(text, loc, line_map=(0,) * (strings.count(b"\n") + 1), data=raw)
         if self.files:
-            yield from self._unstaged(root, parser.paths)
+            yield from self._unstaged(root, parser.paths, excluded)
 
-    def _unstaged(self, root: Path, changed: set[str]) -> Iterator[Chunk]:
+    def _unstaged(
+        self, root: Path, changed: set[str], excluded: Callable[[str], bool] | None
+    ) -> Iterator[Chunk]:
         """Named files with no staged change at all: scan them whole from the work tree."""
         real_root = os.path.realpath(root)
         for name in self.files or ():
             full = os.path.realpath(os.path.join(self.path, name))
             rel = os.path.relpath(full, real_root).replace(os.sep, "/")
-            if rel in changed or rel.startswith("../"):
+            if rel in changed or rel.startswith("../") or (excluded and excluded(rel)):
                 continue
             try:
                 size = os.stat(full).st_size
