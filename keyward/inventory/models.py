@@ -219,6 +219,20 @@ class Finding(Base):
         # After a full scan: open findings of this target not seen since it started become
         # resolved (`target = ? AND state = 'open' AND last_seen_at < ?`).
         sa.Index("ix_findings_target_state_last_seen_at", "target", "state", "last_seen_at"),
+        # Mostly NULL columns: partial indexes hold only the rows that have a value, which
+        # keeps bulk recording cheap (about a third of its time went into NULL entries).
+        sa.Index(
+            "ix_findings_companion_fingerprint",
+            "companion_fingerprint",
+            sqlite_where=sa.text("companion_fingerprint IS NOT NULL"),
+            postgresql_where=sa.text("companion_fingerprint IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_findings_secret_id",
+            "secret_id",
+            sqlite_where=sa.text("secret_id IS NOT NULL"),
+            postgresql_where=sa.text("secret_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -241,7 +255,7 @@ class Finding(Base):
     # HMAC-SHA256 of the value (and of a paired value, e.g. the secret key next to an access
     # key id). Indexed: a new secret version links to the findings that leaked it.
     fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
-    companion_fingerprint: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    companion_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
@@ -250,9 +264,7 @@ class Finding(Base):
     )
     state_reason: Mapped[str | None] = mapped_column(sa.String(512))
     # Indexed: a secret's findings (show, owner changes) and the ON DELETE SET NULL.
-    secret_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("secrets.id", ondelete="SET NULL"), index=True
-    )
+    secret_id: Mapped[int | None] = mapped_column(sa.ForeignKey("secrets.id", ondelete="SET NULL"))
     code_owner: Mapped[str | None] = mapped_column(sa.String(255))  # CODEOWNERS or git blame
     # Effective owner: the linked secret's owner, else the code owner. Kept in step by the
     # service whenever either changes, so the owner filter needs no join.

@@ -29,9 +29,13 @@ findings
                                         report's open findings per owner (covering index).
   ix_findings_target_state_last_seen_at resolving after a full scan: open findings of the
                                         target not seen since the scan started.
-  ix_findings_fingerprint, ix_findings_companion_fingerprint
+  ix_findings_fingerprint, ix_findings_companion_fingerprint (partial: NOT NULL)
                                         a newly inventoried version links to its leaks.
-  ix_findings_secret_id                 a secret's findings; owner changes; ON DELETE SET NULL.
+  ix_findings_secret_id (partial: NOT NULL)
+                                        a secret's findings; owner changes; ON DELETE SET NULL.
+                                        Partial because most findings are unlinked and have
+                                        no paired value: NULL entries cost bulk recording
+                                        about a third of its time and are never looked up.
 audit_events
   ix_audit_events_at                    newest first / time ranges.
   ix_audit_events_secret_id             a secret's history.
@@ -196,14 +200,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_findings")),
         sa.UniqueConstraint("identity", name=op.f("uq_findings_identity")),
     )
-    op.create_index(
-        op.f("ix_findings_companion_fingerprint"),
-        "findings",
-        ["companion_fingerprint"],
-        unique=False,
-    )
     op.create_index(op.f("ix_findings_fingerprint"), "findings", ["fingerprint"], unique=False)
-    op.create_index(op.f("ix_findings_secret_id"), "findings", ["secret_id"], unique=False)
+    # Mostly NULL: partial, so recording does not pay for an index entry per unlinked row.
+    for column in ("companion_fingerprint", "secret_id"):
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            f"ix_findings_{column}",
+            "findings",
+            [column],
+            unique=False,
+            sqlite_where=where,
+            postgresql_where=where,
+        )
     op.create_index("ix_findings_state_owner", "findings", ["state", "owner"], unique=False)
     op.create_index(
         "ix_findings_target_state_last_seen_at",
