@@ -12,12 +12,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from keyward.cli import get_state
 from keyward.core.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from keyward.core.config import Config
+    from keyward.scan.engine import Engine
+    from keyward.scan.model import Finding, Location
+    from keyward.scan.rules import Rule
+    from keyward.scan.sources.staged import StagedSource
 
 HOOK_MARKER = "installed by `keyward hook install`"
 DEFAULT_BASELINE = ".secrets.baseline"
@@ -114,49 +121,42 @@ def run_staged_scan(
     *,
     baseline: Path | None = None,
     rule_files: Sequence[Path] = (),
-) -> tuple[list[Any], Any]:
-    """Scan staged changes; return (unsuppressed findings, ScanResult-like stats object)."""
+) -> tuple[list[Finding], StagedSource]:
+    """Scan staged changes; return the unsuppressed findings (in report order) and the source."""
+    from keyward.core.config import DEFAULT_MAX_FILE_SIZE
+    from keyward.scan.model import Finding
     from keyward.scan.sources.staged import StagedSource
     from keyward.scan.sources.structured import scan_file_chunk
 
-    st = get_state()
-    cfg = st.config
+    cfg = get_state().config
     engine, rules = build_light_engine(cfg, rule_files)
-    from keyward.core.config import DEFAULT_MAX_FILE_SIZE
-
     source = StagedSource(
         repo_path,
         files,
         max_file_size=cfg.max_file_size() or DEFAULT_MAX_FILE_SIZE,
         exclude=cfg.excludes(),  # scan.exclude / KEYWARD_EXCLUDE, as for `keyward scan`
     )
-    found = []
-    chunks = 0
+    found: list[Finding] = []
     for chunk in source.chunks():
-        chunks += 1
         found.extend(scan_file_chunk(engine, chunk))
     # --baseline > KEYWARD_BASELINE > scan.baseline in the config > .secrets.baseline at the root
     base_path = baseline or cfg.path_setting("scan", "baseline") or _default_baseline(source.root)
     if base_path is not None:
         from keyward.scan.baseline import load_baseline
 
-        loaded = load_baseline(base_path)
         root = os.path.abspath(source.root or repo_path)
         base_dir = os.path.abspath(base_path.parent)
 
-        def key(loc: Any) -> str:  # baseline paths are relative to the baseline's directory
+        def key(loc: Location) -> str:  # baseline paths are relative to its directory
             full = os.path.join(root, loc.path or "")
             return Path(os.path.relpath(full, base_dir)).as_posix()
 
-        loaded.apply(found, (r.id for r in rules), key)
-    reported = [f for f in found if f.suppressed_by is None]
-    from keyward.scan.model import Finding
-
-    reported.sort(key=Finding.sort_key)
+        load_baseline(base_path).apply(found, (r.id for r in rules), key)
+    reported = sorted((f for f in found if f.suppressed_by is None), key=Finding.sort_key)
     return reported, source
 
 
-def build_light_engine(cfg: Any, rule_files: Sequence[Path]) -> tuple[Any, Any]:
+def build_light_engine(cfg: Config, rule_files: Sequence[Path]) -> tuple[Engine, tuple[Rule, ...]]:
     """An engine for one short process: cached rules, no process pool.
 
     The hook never prints or stores fingerprints (baselines match on the secret's SHA-1), so
@@ -178,7 +178,7 @@ def _default_baseline(root: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def write_blocked(findings: Sequence[Any], out: IO[str]) -> None:
+def write_blocked(findings: Sequence[Finding], out: IO[str]) -> None:
     """The message that explains a blocked commit (no raw values, ever)."""
     n = len(findings)
     noun = "secret" if n == 1 else "secrets"
