@@ -212,3 +212,12 @@ def test_db_current_reports_revision_as_json(db_url: str) -> None:
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["current"] == head_revision() and doc["up_to_date"] is True
+
+
+def test_database_url_from_the_config_file(tmp_path: Path) -> None:
+    target = tmp_path / "from-config.db"
+    config = tmp_path / "keyward.toml"
+    config.write_text(f'[inventory]\ndatabase_url = "sqlite:///{target}"\n')
+    result = _keyward("--config", str(config), "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert target.is_file() and str(target) in result.stdout
