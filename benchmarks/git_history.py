@@ -200,7 +200,7 @@ def patch_bytes(repo: Path) -> tuple[int, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         ["git", "-C", str(repo), "log", "-p", "-U0", "--full-index", "-M",
-         "--diff-merges=first-parent", "--format=%H"],
+         "--diff-merges=dense-combined", "--format=%H"],
         stdout=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -5,9 +5,10 @@ How it works (nothing is ever checked out):
 1. ``git rev-list --topo-order --reverse`` lists the commits to scan, parents before children,
    so the first commit in that order that adds a secret is the one that introduced it.
 2. The commits are cut into batches. Each batch runs its own
-   ``git log -p -U0 --no-walk=unsorted --stdin`` (merges as their diff against the first
-   parent, renames detected so a moved file is not rescanned) and only the *added* lines of each
-   file become a :class:`Chunk` whose ``line_map`` holds the new file's line numbers. Binary
+   ``git log -p -U0 --no-walk=unsorted --stdin`` (renames detected so a moved file is not
+   rescanned; merges as dense combined diffs, so only what the merge itself wrote is scanned,
+   not again everything it brought in) and only the *added* lines of each file become a
+   :class:`Chunk` whose ``line_map`` holds the new file's line numbers. Binary
    files are read with ``git cat-file --batch`` and their printable strings are scanned.
 3. Batches run in a fork-based process pool (every core runs git and the engine); the parent
    only reads commit ids and merges results, so memory stays bounded by the batch size, not the
@@ -261,8 +262,9 @@ def _path_from_diff_git(rest: bytes) -> bytes | None:
     return rest[idx + 3 :] if idx >= 0 else None
 
 
-_RECORD = re.compile(rb"\n(?=diff --git |\x00)")
+_RECORD = re.compile(rb"\n(?=diff --git |diff --cc |\x00)")
 _HUNK_COUNTS = re.compile(rb"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_COMBINED_HUNK = re.compile(rb"(@{3,}) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @{3,}")
 
 
 def split_records(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -336,7 +338,7 @@ class PatchParser:
                 date, _, author = rest.partition(" ")
                 commit = CommitDiff(sha, date, author.rstrip("\r"))
                 yield commit, None
-            elif record.startswith(b"diff --git ") and commit is not None:
+            elif record.startswith((b"diff --git ", b"diff --cc ")) and commit is not None:
                 fd = self.file_diff(record)
                 if fd is not None:
                     yield commit, fd
@@ -345,7 +347,10 @@ class PatchParser:
         """The added lines (or the binary blob) of one file's diff record."""
         lines = record.split(b"\n")
         first = lines[0]
-        path = _path_from_diff_git(first[11:])
+        combined = first.startswith(b"diff --cc ")
+        path = (
+            unquote_path(first[10:].rstrip(b"\r")) if combined else _path_from_diff_git(first[11:])
+        )
         oid: str | None = None
         i = 1
         n = len(lines)
@@ -373,6 +378,8 @@ class PatchParser:
         if path is None or i >= n:
             return None  # deleted, or no content change (mode change, pure rename)
         fd = FileDiff(display_path(path))
+        if combined:
+            return self._combined(fd, lines, i)
         limit = self.max_file_size
         while i < n:
             m = _HUNK_COUNTS.match(lines[i])
@@ -398,6 +405,52 @@ class PatchParser:
                 fd.blocks.append((block[1:].replace(b"\n+", b"\n"), start, len(run)))
             if i < n and lines[i].startswith(b"\\"):
                 i += 1
+        return fd
+
+    def _combined(self, fd: FileDiff, lines: list[bytes], i: int) -> FileDiff:
+        """Hunks of a merge's dense combined diff (``--cc``): one prefix column per parent.
+
+        A line is in the merge result unless a column says ``-``; it was written by the merge
+        itself (not taken from any parent) when every column says ``+``. Only those lines are
+        new: everything else was scanned in the commits that brought it in.
+        """
+        n = len(lines)
+        lineno = 0
+        parents = 0
+        run: list[bytes] = []
+        run_start = 0
+
+        def flush() -> None:
+            if run:
+                fd.blocks.append((b"\n".join(run), run_start, len(run)))
+                fd.size += sum(len(r) for r in run)
+                run.clear()
+
+        while i < n:
+            line = lines[i]
+            i += 1
+            m = _COMBINED_HUNK.match(line)
+            if m is not None:
+                flush()
+                parents = len(m.group(1)) - 1
+                lineno = int(m.group(2))
+                continue
+            if not parents or line.startswith(b"\\"):
+                continue
+            prefix = line[:parents]
+            if b"-" in prefix:
+                continue  # only in a parent, not in the result
+            if prefix == b"+" * parents:
+                if not run:
+                    run_start = lineno
+                run.append(line[parents:])
+            else:
+                flush()
+            lineno += 1
+        flush()
+        if fd.size > self.max_file_size:
+            fd.oversized = True
+            fd.blocks.clear()
         return fd
 
 
@@ -611,7 +664,7 @@ def scan_commits(
     order = {sha: first + i for i, sha in enumerate(commits)}
     proc = repo.popen(
         "-c", f"core.bigFileThreshold={max_size}", "log", *_PATCH,
-        "--diff-merges=first-parent", _HEADER, "--no-walk=unsorted", "--stdin",
+        "--diff-merges=dense-combined", _HEADER, "--no-walk=unsorted", "--stdin",
         stdin=True,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None

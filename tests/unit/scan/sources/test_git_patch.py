@@ -123,3 +123,27 @@ def test_file_chunk_keeps_the_line_map_and_raw_bytes_for_ascii() -> None:
 def test_strings_of_binary_keeps_printable_runs() -> None:
     data = b"\x00\x01AKIAQYLPMN5HHHFPZAM2\x00\xff\xfeshort\x00a longer printable run\x00"
     assert strings_of(data) == b"AKIAQYLPMN5HHHFPZAM2\na longer printable run"
+
+
+COMBINED = b"""\x00cccc 2024-01-03T00:00:00+00:00 Meg <meg@example.com>
+
+diff --cc s.py
+index 68a11f2,7be73ce..409b666
+--- a/s.py
++++ b/s.py
+@@@ -2,1 -2,1 +2,2 @@@
+- bb
++ B
+++evil line
+@@@ -4,0 -4,0 +5,2 @@@
+++d
+++e
+"""
+
+
+def test_merge_combined_diff_keeps_only_lines_the_merge_wrote() -> None:
+    [merge] = parse(COMBINED)
+    [fd] = merge.files
+    assert fd.path == "s.py"
+    assert fd.lines == [b"evil line", b"d", b"e"]  # "B" came from the second parent
+    assert fd.numbers == [3, 5, 6]
