@@ -49,6 +49,11 @@ class Matcher(Protocol):
         """Indexes of rules that may match the chunk."""
         ...
 
+    def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
+        """Offsets in ``chunk.text`` where one of ``keywords`` starts (ASCII-caseless), or
+        None when this matcher cannot tell cheaply (the caller then finds them itself)."""
+        ...
+
 
 class _Lazy:
     """The lower-cased chunk text, computed at most once and only when needed."""
@@ -85,23 +90,27 @@ class KeywordMatcher:
                 hits.update(idx)
         return sorted(hits)
 
+    def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
+        return None
+
 
 class HyperscanMatcher:
-    """Hyperscan decides which rules can match a chunk, in two fast passes over its bytes.
+    """Hyperscan decides which rules can match a chunk, in at most two passes over its bytes.
 
     1. One database of every rule's keywords (caseless literals) names the rules whose keywords
        occur, exactly like the keyword prefilter but in a single pass.
-    2. For each of those rules (and rules without keywords), the rule's own regex compiled in
-       prefilter mode (a superset of what ``re`` matches, no start-of-match tracking) confirms
-       that it can match before Python ``re`` runs for spans.
+    2. If a provider (non-generic) rule is among them, one union database of every provider
+       rule's regex, compiled in prefilter mode (a superset of what ``re`` matches, no
+       start-of-match tracking, one report per rule), confirms which of them can match.
 
-    Each regex has its own small database: compiling all regexes into one union database can
-    take minutes and gigabytes for some rule mixes, while each alone compiles in milliseconds.
-    A rule's database is loaded or compiled the first time its keywords occur, so a scan pays
-    only for the rules it needs. Every database is cached on disk, keyed by a hash of the
-    hyperscan version, the flags and the pattern, so a changed or added rule compiles only
-    itself; a cache file that is unreadable, truncated or corrupt is ignored and rebuilt. A
-    regex hyperscan rejects runs through ``re`` after the keyword pass.
+    Generic rules skip the second pass: they are tried only at their keywords' positions
+    (``filters.generic_matches``), which is what their keywords already established; their
+    large keyword-in-context patterns are also what made a union of *all* rules take minutes
+    and gigabytes to compile, while the provider union compiles in about a second. Both
+    databases are built the first time they are needed and cached on disk, keyed by a hash of
+    the hyperscan version, the flags and the patterns; a cache file that is unreadable,
+    truncated or corrupt is ignored and rebuilt. A regex hyperscan rejects (found by compiling
+    rules one by one, only when the union fails) runs through ``re`` after the keyword pass.
     """
 
     name = "hyperscan"
@@ -119,6 +128,7 @@ class HyperscanMatcher:
         )
         self._rules = rules
         self._always: list[int] = [i for i, r in enumerate(rules) if not r.keywords]
+        self._generic = frozenset(i for i, r in enumerate(rules) if r.generic)
         keywords = sorted({k for r in rules for k in r.keywords})
         kw_index = {k: n for n, k in enumerate(keywords)}
         self._keyword_rules: list[list[int]] = [[] for _ in keywords]
@@ -133,8 +143,16 @@ class HyperscanMatcher:
                 literals, hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, "k"
             )
             self._keyword_scratch = hs.Scratch(self._keyword_db)
-        # Per rule: not yet loaded (_UNSET), rejected by hyperscan (None) or (database, scratch).
-        self._rule_db: list[Any] = [_UNSET] * len(rules)
+        # Every occurrence of the generic rules' keywords, for ASCII chunks (built lazily).
+        self._generic_keywords = sorted({k for i in self._generic for k in rules[i].keywords})
+        self._generic_keyword_set = frozenset(self._generic_keywords)
+        self._generic_kw: Any = _UNSET
+        self._starts_chunk: Chunk | None = None
+        self._starts: dict[str, set[int]] = {}
+        self._on_generic_keyword = self._generic_keyword_hit
+        # The provider union: (database, scratch, rule index of each pattern id), built lazily.
+        self._union: Any = _UNSET
+        self._rejected: frozenset[int] = frozenset()
         self._hits: set[int] = set()
         # Keep references to the bound callbacks for the lifetime of the matcher.
         self._on_keyword = self._keyword_hit
@@ -147,28 +165,42 @@ class HyperscanMatcher:
 
     @property
     def unaccelerated(self) -> list[int]:
-        """Rules hyperscan rejected (known once their database was first needed)."""
-        return [i for i, db in enumerate(self._rule_db) if db is None]
+        """Provider rules hyperscan rejected (known once the union was first needed)."""
+        return sorted(self._rejected)
 
     def prepare(self) -> None:
-        """Load or compile every rule's database now (e.g. to warm the cache)."""
-        for i in range(len(self._rules)):
-            self._rule(i)
+        """Load or compile the provider union now (e.g. to warm the cache)."""
+        self._provider_union()
 
-    def _rule(self, i: int) -> Any:
-        entry = self._rule_db[i]
-        if entry is _UNSET:
-            db = self._database([self._rules[i].regex.encode("utf-8")], self._regex_flags, "r")
-            if db is None:
-                log.debug(
-                    "hyperscan rejects rule %s; it runs through re after its keywords",
-                    self._rules[i].id,
+    def _provider_union(self) -> Any:
+        if self._union is _UNSET:
+            hs = self._hs
+            ids = [i for i in range(len(self._rules)) if i not in self._generic]
+            db = None
+            if ids:
+                db = self._database(
+                    [self._rules[i].regex.encode("utf-8") for i in ids], self._regex_flags, "u"
                 )
-                entry = None
-            else:
-                entry = (db, self._hs.Scratch(db))
-            self._rule_db[i] = entry
-        return entry
+            if db is None and ids:
+                # Some rule is rejected: find which, one by one, and build the union without it.
+                accepted = [i for i in ids if self._single_accepted(i)]
+                self._rejected = frozenset(set(ids) - set(accepted))
+                for i in sorted(self._rejected):
+                    log.debug(
+                        "hyperscan rejects rule %s; it runs through re after its keywords",
+                        self._rules[i].id,
+                    )
+                ids = accepted
+                if ids:
+                    db = self._database(
+                        [self._rules[i].regex.encode("utf-8") for i in ids], self._regex_flags, "u"
+                    )
+            self._union = None if db is None else (db, hs.Scratch(db), ids)
+        return self._union
+
+    def _single_accepted(self, i: int) -> bool:
+        db = self._database([self._rules[i].regex.encode("utf-8")], self._regex_flags, "r")
+        return db is not None
 
     def _database(self, patterns: list[bytes], flags: int, kind: str) -> Any:
         hs = self._hs
@@ -197,8 +229,39 @@ class HyperscanMatcher:
     def _keyword_hit(self, kw: int, start: int, end: int, flags: int, ctx: Any) -> None:
         self._hits.update(self._keyword_rules[kw])
 
-    def _rule_hit(self, rule: int, start: int, end: int, flags: int, ctx: Any) -> None:
-        self._hits.add(-1)
+    def _rule_hit(self, pattern: int, start: int, end: int, flags: int, ctx: Any) -> None:
+        self._hits.add(pattern)
+
+    def _generic_keyword_hit(self, kw: int, start: int, end: int, flags: int, ctx: Any) -> None:
+        keyword = self._generic_keywords[kw]
+        self._starts[keyword].add(end - len(keyword))
+
+    def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
+        """All starts of the generic keywords in one pass, for chunks whose bytes are ASCII
+        (byte offsets are then character offsets, and hyperscan's caseless literals find
+        exactly what ``str.lower().find`` finds)."""
+        data = chunk.data
+        if data is None or len(data) != len(chunk.text) or not self._generic_keywords:
+            return None
+        if not self._generic_keyword_set.issuperset(keywords):
+            return None
+        if self._starts_chunk is not chunk:
+            if self._generic_kw is _UNSET:
+                hs = self._hs
+                literals = [
+                    b"".join(b"\\x%02x" % c for c in k.encode("utf-8"))
+                    for k in self._generic_keywords
+                ]
+                db = self._database(literals, hs.HS_FLAG_CASELESS, "g")
+                self._generic_kw = (db, hs.Scratch(db))
+            self._starts = {k: set() for k in self._generic_keywords}
+            db, scratch = self._generic_kw
+            db.scan(data, match_event_handler=self._on_generic_keyword, scratch=scratch)
+            self._starts_chunk = chunk
+        out: set[int] = set()
+        for k in keywords:
+            out |= self._starts[k]
+        return out
 
     def candidates(self, chunk: Chunk, lowered: _Lazy) -> Iterable[int]:
         data = chunk.data if chunk.data is not None else chunk.text.encode("utf-8", "replace")
@@ -208,19 +271,18 @@ class HyperscanMatcher:
             self._keyword_db.scan(
                 data, match_event_handler=self._on_keyword, scratch=self._keyword_scratch
             )
-        out: list[int] = []
-        for i in sorted(hits):
-            entry = self._rule_db[i]
-            if entry is _UNSET:
-                entry = self._rule(i)
-            if entry is None:
-                out.append(i)
-                continue
-            found: set[int] = set()
-            self._hits = found
-            entry[0].scan(data, match_event_handler=self._on_rule, scratch=entry[1])
-            if found:
-                out.append(i)
+        out = [i for i in hits if i in self._generic]
+        provider = hits.difference(self._generic)
+        if provider:
+            union = self._provider_union()
+            confirmed: set[int] = set()
+            if union is not None:
+                db, scratch, ids = union
+                self._hits = confirmed
+                db.scan(data, match_event_handler=self._on_rule, scratch=scratch)
+                confirmed = {ids[p] for p in confirmed}
+            out.extend(i for i in provider if i in confirmed or i in self._rejected)
+        out.sort()
         return out
 
 
@@ -328,7 +390,7 @@ class Engine:
             rule = self.rules[i]
             if rule.path_allowed(path):
                 continue
-            matches.extend(self._rule_matches(rule, text, path, lowered))
+            matches.extend(self._rule_matches(rule, chunk, path, lowered))
         if not matches:
             return []
         matches = _resolve_overlaps(matches)
@@ -338,11 +400,19 @@ class Engine:
         return findings
 
     def _rule_matches(
-        self, rule: Rule, text: str, path: str | None, lowered: _Lazy
+        self, rule: Rule, chunk: Chunk, path: str | None, lowered: _Lazy
     ) -> Iterable[_Match]:
+        text = chunk.text
         validator = VALIDATORS[rule.validator] if rule.validator else None
         if rule.generic:  # tried only where a keyword starts (see filters.generic_matches)
-            found = filters.generic_matches(rule.pattern, rule.keywords, text, lowered.get())
+            starts = self.matcher.keyword_starts(chunk, rule.keywords)
+            found = filters.generic_matches(
+                rule.pattern,
+                rule.keywords,
+                text,
+                lowered.get() if starts is None else text,
+                starts,
+            )
         else:
             found = rule.pattern.finditer(text)
         for m in found:

@@ -18,7 +18,7 @@ import binascii
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 # Substrings that mark a documentation value or a dummy (checked on the lower-cased value).
 _PLACEHOLDER_WORDS = (
@@ -54,7 +54,11 @@ def is_placeholder(secret: str) -> bool:
 
 
 def generic_matches(
-    pattern: re.Pattern[str], keywords: Sequence[str], text: str, lowered: str
+    pattern: re.Pattern[str],
+    keywords: Sequence[str],
+    text: str,
+    lowered: str,
+    starts: Iterable[int] | None = None,
 ) -> Iterator[re.Match[str]]:
     """Non-overlapping matches of a generic rule, tried only where one of its keywords starts.
 
@@ -62,22 +66,33 @@ def generic_matches(
     case-insensitive regex over a whole file costs far more than finding a few literals:
     a generic rule's regex must therefore begin with one of its (lower-case) keywords. When
     lower-casing changed the text's length (rare Unicode), the keywords are found with a
-    case-insensitive regex instead.
+    case-insensitive regex instead. ``starts``, when the caller already knows where the
+    keywords start (hyperscan finds them in one pass), replaces that search.
     """
     if not keywords:
         yield from pattern.finditer(text)
         return
-    starts: set[int] = set()
+    if starts is not None:
+        yield from _matches_at(pattern, text, starts)
+        return
+    positions: set[int] = set()
     if len(lowered) == len(text):
         find = lowered.find
         for k in keywords:
             i = find(k)
             while i >= 0:
-                starts.add(i)
+                positions.add(i)
                 i = find(k, i + 1)
     else:
         alternation = "|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))
-        starts.update(m.start() for m in re.finditer(alternation, text, re.IGNORECASE))
+        positions.update(m.start() for m in re.finditer(alternation, text, re.IGNORECASE))
+    yield from _matches_at(pattern, text, positions)
+
+
+def _matches_at(
+    pattern: re.Pattern[str], text: str, starts: Iterable[int]
+) -> Iterator[re.Match[str]]:
+    """Non-overlapping matches of ``pattern`` anchored at the given offsets, in order."""
     end = 0
     match = pattern.match
     for p in sorted(starts):

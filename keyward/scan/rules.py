@@ -196,6 +196,9 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
         compiled = re.compile(regex, re.ASCII)
     except re.error as exc:
         raise bad(f"invalid regex ({exc})") from None
+    if re.search(r"(?<!\\)\{,\d", regex):
+        # Python reads {,N} as {0,N}; hyperscan (PCRE) reads it as literal text.
+        raise bad("write {0,N} instead of {,N} (other regex engines read {,N} literally)")
     if "secret" not in compiled.groupindex:
         raise bad("the regex has no named group 'secret' (write (?P<secret>...))")
     if compiled.match(""):

@@ -96,22 +96,22 @@ def test_second_engine_loads_the_hyperscan_databases_from_the_cache(tmp_path: Pa
     first = engine_for(rules, "hyperscan", tmp_path / "cache")
     first_found = findings_of(first, BOTH)  # compiles what the scan needs
     assert [f[4] for f in first_found] == ["kw-test-token", "kw-test-block"]
-    assert first.matcher.compiled == 3  # type: ignore[attr-defined]  # keywords + 2 rules
+    assert first.matcher.compiled == 2  # type: ignore[attr-defined]  # keywords + rule union
     second = engine_for(rules, "hyperscan", tmp_path / "cache")
     assert findings_of(second, BOTH) == first_found
     assert second.matcher.from_cache is True  # type: ignore[attr-defined]
-    assert second.matcher.loaded == 3  # type: ignore[attr-defined]
+    assert second.matcher.loaded == 2  # type: ignore[attr-defined]
     files = first.matcher.cache_files  # type: ignore[attr-defined]
     assert sorted((tmp_path / "cache").iterdir()) == sorted(files)
 
 
 @needs_hs
-def test_rule_databases_are_built_only_when_their_keywords_occur(tmp_path: Path) -> None:
+def test_the_rule_union_is_built_only_when_a_keyword_occurs(tmp_path: Path) -> None:
     engine = engine_for(make_ruleset(tmp_path), "hyperscan", tmp_path / "cache")
     assert findings_of(engine, ["nothing to see here"]) == []
     assert engine.matcher.compiled == 1  # type: ignore[attr-defined]  # the keyword database
     engine.matcher.prepare()  # type: ignore[attr-defined]
-    assert engine.matcher.compiled == 3  # type: ignore[attr-defined]
+    assert engine.matcher.compiled == 2  # type: ignore[attr-defined]
 
 
 @needs_hs
@@ -133,7 +133,7 @@ def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path: Path, damage) -> 
         cache_file.write_bytes(damage(cache_file.read_bytes()))
     rebuilt = engine_for(rules, "hyperscan", tmp_path / "cache")
     assert findings_of(rebuilt, BOTH) == expected != []
-    assert rebuilt.matcher.compiled == 3  # type: ignore[attr-defined]
+    assert rebuilt.matcher.compiled == 2  # type: ignore[attr-defined]
     again = engine_for(rules, "hyperscan", tmp_path / "cache")
     assert findings_of(again, BOTH) == expected
     assert again.matcher.from_cache  # type: ignore[attr-defined]
@@ -210,3 +210,28 @@ def test_thousands_of_paired_keys_each_pair_with_their_neighbour() -> None:
     assert all(f.companion_preview for f in ids)
     assert not [f for f in found if f.rule_id == "aws-secret-access-key"]  # all consumed
     assert [f.location.line for f in ids] == list(range(1, 6000, 3))
+
+
+@needs_hs
+def test_a_rule_hyperscan_rejects_still_matches_through_its_keywords(tmp_path: Path) -> None:
+    """The union fails to compile (hyperscan refuses the inline (?a) flag); that rule alone
+    falls back to re after its keywords, and both engines still agree."""
+    from dataclasses import replace
+
+    rules = make_ruleset(tmp_path)
+    token = rules.by_id()["kw-test-token"]
+    backref = replace(
+        token,
+        id="kw-test-backref",
+        regex=r"(?a)['\"](?P<secret>kwb_[A-Za-z0-9]{32})['\"]",
+        keywords=("kwb_",),
+        _compiled=[],
+    )
+    ruleset = type(rules)((*rules.rules, backref))
+    value = "kwb_" + "".join(random.Random(3).choices(string.ascii_letters, k=32))
+    docs = [f"x = '{value}'\n" + BOTH[0]]
+    hs_engine = engine_for(ruleset, "hyperscan", tmp_path / "cache")
+    found = findings_of(hs_engine, docs)
+    assert "kw-test-backref" in [f[4] for f in found]
+    assert hs_engine.matcher.unaccelerated == [2]  # type: ignore[attr-defined]
+    assert found == findings_of(engine_for(ruleset, "re"), docs)

@@ -1,0 +1,57 @@
+"""Rule files: invalid rules are refused with a sentence naming the rule and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keyward.core.errors import RuleError
+from keyward.scan.rules import load_rules, parse_rule_file
+
+VALID = """
+[[rules]]
+id = "acme-token"
+description = "Acme token"
+regex = '''(?P<secret>acme_[a-z0-9]{20})'''
+keywords = ["acme_"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("(?P<secret>acme_[a-z0-9]{20})", "acme_[a-z0-9]{20}"), "no named group 'secret'"),
+        (("(?P<secret>acme_[a-z0-9]{20})", "(?P<secret>acme_[a-z0-9{20})"), "invalid regex"),
+        (("{20}", "{,20}"), "write {0,N} instead of {,N}"),
+        (('["acme_"]', '["ACME_"]'), "keywords must be non-empty and lower-case"),
+        (('id = "acme-token"', 'id = "Acme Token"'), "no valid id"),
+    ],
+)
+def test_an_invalid_rule_is_refused_naming_the_rule_and_its_problem(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    path = write(tmp_path, VALID.replace(*change))
+    with pytest.raises(RuleError) as err:
+        parse_rule_file(path)
+    assert message in err.value.diagnostics()
+    assert str(path) in err.value.diagnostics()
+
+
+def test_a_user_rule_overrides_a_builtin_of_the_same_id(tmp_path: Path) -> None:
+    builtin = load_rules().by_id()["github-pat-classic"]
+    path = write(tmp_path, VALID.replace("acme-token", "github-pat-classic"))
+    merged = load_rules([path]).by_id()["github-pat-classic"]
+    assert merged.source == str(path) != builtin.source
+    assert merged.description == "Acme token"
+
+
+def test_a_bare_enabled_false_disables_a_builtin_rule(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[rules]]\nid = "github-pat-classic"\nenabled = false\n')
+    assert "github-pat-classic" not in load_rules([path]).by_id()
