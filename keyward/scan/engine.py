@@ -2,15 +2,19 @@
 
 Two matchers decide which rules *can* match a chunk:
 
-* :class:`HyperscanMatcher` compiles every rule regex into one hyperscan database in prefilter
-  mode (a superset of what Python's ``re`` matches, no start-of-match tracking, one report per
-  rule per chunk). Throughput does not fall as rules are added.
-* :class:`KeywordMatcher` is the pure-Python fallback: a rule can match when one of its keywords
-  occurs in the lower-cased chunk.
+* :class:`HyperscanMatcher`: one pass of a database of every rule's keywords (caseless
+  literals) names the rules whose keywords occur; one pass of a union database of every
+  provider rule's regex (prefilter mode: a superset of what Python's ``re`` matches, no
+  start-of-match tracking, one report per rule) confirms which provider rules can match.
+  Generic rules skip the confirmation and get their keywords' start offsets from a third,
+  occurrence-reporting pass. Throughput does not fall as provider rules are added.
+* :class:`KeywordMatcher` is the pure-Python fallback: a rule can match when one of its
+  keywords occurs in the lower-cased chunk.
 
-Then, for the rules that fired, Python ``re`` finds exact spans and the ``secret`` group, and the
-same validation pipeline runs for both matchers (keywords, entropy, checksum, allowlists,
-placeholders), so both engines produce identical findings.
+Then Python ``re`` finds exact spans and the ``secret`` group (generic rules only at their
+keywords' starts), and the same validation pipeline runs for both matchers (entropy,
+checksum, allowlists, placeholders, generic filters), so both engines produce identical
+findings (a test holds them to it).
 """
 
 from __future__ import annotations
