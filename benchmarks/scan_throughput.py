@@ -46,7 +46,9 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, 
     return wall, max(peak, before) // 1024, proc.stdout
 
 
-def keyward(target: Path, engine: str = "auto", out: Path | None = None) -> tuple[float, int, list[dict]]:
+def keyward(
+    target: Path, engine: str = "auto", out: Path | None = None
+) -> tuple[float, int, list[dict]]:
     out = out or Path(tempfile.mkstemp(suffix=".json")[1])
     cmd = [str(BIN / "keyward"), "scan", str(target), "--no-ignore", "--engine", engine,
            "--format", "json", "--output", str(out), "--no-progress"]  # fmt: skip
@@ -100,7 +102,7 @@ def main() -> None:
             real_findings = found
     wall, rss, pf = keyward(planted)
     r, missed = recall(pf, manifest)
-    print(f"keyward recall on {len(manifest)} planted secrets: {r:.4f}; missed by kind: {dict(missed)}")
+    print(f"keyward recall on {len(manifest)} planted secrets: {r:.4f}; missed: {dict(missed)}")
 
     subset = real / args.ds_subset
     sub_size = tree_bytes(subset)
@@ -116,7 +118,8 @@ def main() -> None:
     print("\n| run | MB | seconds | MB/s | peak RSS MiB | findings |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, nbytes, wall, rss, n in rows:
-        print(f"| {name} | {nbytes / 1e6:.0f} | {wall:.2f} | {nbytes / 1e6 / wall:.0f} | {rss} | {n} |")
+        mb = nbytes / 1e6
+        print(f"| {name} | {mb:.0f} | {wall:.2f} | {mb / wall:.0f} | {rss} | {n} |")
     by_rule = Counter(f["rule"] for f in real_findings)
     print("\nkeyward findings on real code by rule:", dict(by_rule.most_common()))
     if args.sample:
