@@ -26,7 +26,7 @@ from keyward.scan.rules import load_rules
 from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, scan_lambda
 
 REGIONS = ("us-east-1", "eu-west-1")
-TOKEN = "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"
+TOKEN = "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"  # keyward: allow (a fake planted token)
 
 
 def main() -> None:
