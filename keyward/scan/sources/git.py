@@ -93,7 +93,7 @@ class GitRepo:
 
     def popen(self, *args: str, stdin: bool = False) -> subprocess.Popen[bytes]:
         try:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 self.command(*args),
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -105,6 +105,8 @@ class GitRepo:
             raise SourceError(
                 "git is not installed or not on PATH", hint="Install git to scan history"
             ) from None
+        _widen_pipe(proc.stdout)
+        return proc
 
     def has_commits(self) -> bool:
         return self.resolve("HEAD") is not None
@@ -284,9 +286,22 @@ def split_records(pieces: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def read_pieces(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    read = stream.read
+    """What the pipe holds, as soon as it holds something (so git keeps writing meanwhile)."""
+    read = getattr(stream, "read1", stream.read)
     while piece := read(size):
         yield piece
+
+
+def _widen_pipe(stream: IO[bytes] | None) -> None:
+    """Let git run up to 1 MiB ahead of the parser (Linux pipes default to 64 KiB)."""
+    if stream is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (OSError, ValueError, ImportError):
+        pass  # capped by /proc/sys/fs/pipe-max-size: the default size still works
 
 
 class PatchParser:
@@ -854,26 +869,52 @@ def _run_pool(
 
 
 def present_at_head(repo: GitRepo, findings: Sequence[Finding], max_size: int) -> set[int]:
-    """Indexes of findings whose value is still somewhere in HEAD's tree."""
+    """Indexes of findings whose value is still somewhere in HEAD's tree.
+
+    ``git grep -F`` (multi-threaded, in C) finds the files that contain any of the values,
+    read from stdin, never from the command line; only those files are then read to tell
+    which value each one holds.
+    """
     if not findings or repo.resolve("HEAD") is None:
         return set()
     wanted = {i: f.secret.encode("utf-8", "surrogatepass") for i, f in enumerate(findings)}
-    wanted = {i: s for i, s in wanted.items() if s}
-    out = repo.run("ls-tree", "-r", "-z", "--full-tree", "HEAD")
+    wanted = {i: v for i, v in wanted.items() if v.strip()}
+    # one line per pattern: a multi-line value (a PEM key) is looked for by its longest line
+    patterns = {max(v.split(b"\n"), key=len).strip(b"\r") for v in wanted.values()}
+    patterns.discard(b"")
+    if not patterns:
+        return set()
+    try:
+        proc = subprocess.run(
+            repo.command("grep", "-l", "-z", "-F", "--no-color", "--no-textconv", "-f", "-",
+                         "HEAD", "--"),
+            input=b"\n".join(sorted(patterns)) + b"\n",
+            capture_output=True,
+            env=_git_env(),
+            check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise SourceError("git is not installed or not on PATH") from None
+    if proc.returncode == 1:
+        return set()  # no file at HEAD holds any of them
+    if proc.returncode != 0:
+        raise SourceError(_git_message(["grep"], proc.stderr))
+    matched = {n.split(b":", 1)[1] for n in proc.stdout.split(b"\0") if b":" in n}
+    listing = repo.run("ls-tree", "-r", "-z", "--full-tree", "HEAD")
     oids: dict[str, None] = {}
-    for entry in out.split(b"\0"):
-        meta, _, _ = entry.partition(b"\t")
+    for entry in listing.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
         parts = meta.split()
-        if len(parts) == 3 and parts[1] == b"blob":
+        if len(parts) == 3 and parts[1] == b"blob" and path in matched:
             oids[parts[2].decode("ascii")] = None
     found: set[int] = set()
-    blobs = read_blobs(repo, list(oids), max_size)
+    blobs = read_blobs(repo, list(oids), max(max_size, 64 << 20))
     try:
         for _, data in blobs:
             if data is None:
                 continue
-            for i, s in list(wanted.items()):
-                if s in data:
+            for i, v in list(wanted.items()):
+                if v in data:
                     found.add(i)
                     del wanted[i]
             if not wanted:
