@@ -229,7 +229,7 @@ def _bulk_upsert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         with raw.cursor() as cur:
             with cur.copy(f"COPY keyward_findings_in ({cols}) FROM STDIN") as copy:
                 for r in rows:
-                    copy.write_row(tuple(_pg_value(r[c]) for c in COLUMNS))
+                    copy.write_row(tuple(r[c] for c in COLUMNS))
         staged = sa.table("keyward_findings_in", *(sa.column(c) for c in COLUMNS))
         stmt = _upsert("postgresql").from_select(
             list(COLUMNS), sa.select(*(staged.c[c] for c in COLUMNS))
@@ -264,10 +264,6 @@ def _bulk_upsert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             )
     finally:
         cursor.close()
-
-
-def _pg_value(value: Any) -> Any:
-    return value
 
 
 def record_findings(
