@@ -50,7 +50,9 @@ def keyward(
     target: Path, engine: str = "auto", out: Path | None = None
 ) -> tuple[float, int, list[dict]]:
     out = out or Path(tempfile.mkstemp(suffix=".json")[1])
-    cmd = [str(BIN / "keyward"), "scan", str(target), "--no-ignore", "--engine", engine,
+    # --config os.devnull: the repository's own keyward.toml must not shape the benchmark
+    cmd = [str(BIN / "keyward"), "--config", os.devnull, "scan", str(target), "--no-ignore",
+           "--engine", engine,
            "--format", "json", "--output", str(out), "--no-progress"]  # fmt: skip
     wall, rss, _ = run(cmd, env={**os.environ, "CI": "1"})
     findings = json.loads(out.read_text())["findings"]
