@@ -135,11 +135,11 @@ def _render(results: list[DiscoveryResult], fmt: str) -> None:
 
 
 def _aws_client(service: str, region: str | None) -> Any:
-    import boto3
-    from botocore.config import Config as BotoConfig
+    """A boto3 client built as rotation builds it (``[rotation.aws]`` endpoint, profile and
+    timeouts, else the environment), so discovery and rotation talk to the same AWS."""
+    from keyward.rotation.clients import Clients
 
-    cfg = BotoConfig(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
-    return boto3.session.Session().client(service, region_name=region, config=cfg)
+    return Clients.from_config(get_state().config).aws(service, region)
 
 
 @click.group(epilog=DISCOVER_EPILOG)

@@ -29,16 +29,6 @@ log = logging.getLogger(__name__)
 SM_STORE = "aws-secretsmanager"
 IAM_STORE = "aws-iam"
 IAM_KIND = "aws-iam-access-key"
-DENIED = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-}
 _RATE = re.compile(r"^rate\((\d+)\s+(hours?|days?)\)$")
 
 Fingerprint = Callable[[str], str]
@@ -50,15 +40,7 @@ def _utc(value: Any) -> datetime | None:
     return None
 
 
-def _error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def _unreachable(exc: BaseException, service: str, client: Any) -> StoreUnavailable:
+def _unreachable(service: str, client: Any) -> StoreUnavailable:
     endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "?")
     return StoreUnavailable(
         f"Cannot reach {service} at {endpoint}",
@@ -67,32 +49,32 @@ def _unreachable(exc: BaseException, service: str, client: Any) -> StoreUnavaila
 
 
 def _call(scan: Scan, what: str, fn: Callable[[], Any], service: str, client: Any) -> Any:
-    """Run one API call; a denial becomes a warning (returns None), other errors raise."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        NoCredentialsError,
-    )
+    """Run one API call; a denial becomes a warning (returns None), other errors raise.
+
+    Errors are classified by :func:`keyward.rotation.clients.aws_category`, the one table of
+    AWS error codes that rotation uses too."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    from keyward.rotation.clients import Category, aws_category
 
     try:
         return fn()
     except ClientError as exc:
-        code = _error_code(exc) or "error"
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in DENIED or status in (401, 403):
-            code = code if code in DENIED else "AccessDenied"
+        category, code = aws_category(exc)
+        if category is Category.AUTH:
             scan.warn(f"{service} denied {what} ({code})")
             return None
-        if code in ("ResourceNotFoundException", "NoSuchEntity"):
+        if category is Category.NOT_FOUND:
             return None
         scan.warn(f"{service} failed {what} ({code})")
         return None
     except NoCredentialsError:
         scan.warn(f"no AWS credentials for {what}")
         return None
-    except (EndpointConnectionError, ConnectTimeoutError) as exc:
-        raise _unreachable(exc, service, client) from None
+    except Exception as exc:
+        if aws_category(exc)[0] is Category.UNAVAILABLE:
+            raise _unreachable(service, client) from None
+        raise
 
 
 def _tags(tag_list: Sequence[dict[str, Any]] | None) -> dict[str, str]:
