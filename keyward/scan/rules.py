@@ -232,9 +232,16 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
     pair = None
     if "pair" in t:
         p = t["pair"]
-        if not isinstance(p, dict) or not isinstance(p.get("rule"), str):
+        lines = p.get("lines", 5) if isinstance(p, dict) else None
+        if (
+            not isinstance(p, dict)
+            or not isinstance(p.get("rule"), str)
+            or not isinstance(lines, int)
+            or isinstance(lines, bool)
+            or lines < 0
+        ):
             raise bad('pair must be a table with a rule id, e.g. { rule = "x", lines = 5 }')
-        pair = Pair(p["rule"], int(p.get("lines", 5)))
+        pair = Pair(p["rule"], lines)
     examples = t.get("examples", {})
     if not isinstance(examples, dict):
         raise bad("examples must be a table with positive and negative lists")
@@ -242,6 +249,8 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
     if not isinstance(priority, int):
         raise bad("priority must be an integer")
     generic = t.get("generic", False)
+    if not isinstance(generic, bool):
+        raise bad("generic must be true or false")
     description = t.get("description", "")
     if not isinstance(description, str) or not description:
         raise bad("description is missing")
@@ -254,7 +263,7 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
         entropy=float(entropy),
         validator=validator,
         priority=priority,
-        generic=bool(generic),
+        generic=generic,
         allow_regexes=allow_regexes,
         allow_paths=allow_paths,
         pair=pair,

@@ -32,6 +32,14 @@ def write(tmp_path: Path, text: str) -> Path:
         (("{20}", "{,20}"), "write {0,N} instead of {,N}"),
         (('["acme_"]', '["ACME_"]'), "keywords must be non-empty and lower-case"),
         (('id = "acme-token"', 'id = "Acme Token"'), "no valid id"),
+        (
+            ('keywords = ["acme_"]', 'keywords = ["acme_"]\npair = { rule = "x", lines = "five" }'),
+            "pair must be a table",
+        ),
+        (
+            ('keywords = ["acme_"]', 'keywords = ["acme_"]\ngeneric = "false"'),
+            "generic must be true or false",
+        ),
     ],
 )
 def test_an_invalid_rule_is_refused_naming_the_rule_and_its_problem(
