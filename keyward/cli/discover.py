@@ -224,10 +224,14 @@ def vault(
 ) -> None:
     """Vault / OpenBao KV v2 secrets from metadata: created and updated times, versions,
     custom_metadata owner. Auth: VAULT_TOKEN, or VAULT_ROLE_ID + VAULT_SECRET_ID (AppRole)."""
-    from keyward.inventory.discovery.vault import VaultAuth, discover_vault, vault_client
+    from dataclasses import replace
+
+    from keyward.inventory.discovery.vault import discover_vault, vault_client
+    from keyward.rotation.clients import vault_settings
 
     keys = _tag_keys(owner_tags, team_tags, contact_tags)
-    client = vault_client(VaultAuth.from_env(addr=addr))
+    settings = vault_settings(get_state().config)
+    client = vault_client(replace(settings, addr=addr) if addr else settings)
     fp = _fingerprinter() if fingerprint_values else None
     scan = discover_vault(client, mount=mount, prefix=prefix, tag_keys=keys, fingerprint=fp)
     _import([scan], database_url, fmt)

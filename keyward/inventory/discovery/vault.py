@@ -8,13 +8,11 @@ denied becomes a warning; an unreachable server is a :class:`StoreUnavailable`.
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyward.core.errors import ConfigError, StoreAuthError, StoreUnavailable
 from keyward.inventory.discovery import (
@@ -26,6 +24,9 @@ from keyward.inventory.discovery import (
     fingerprint_fields,
 )
 
+if TYPE_CHECKING:
+    from keyward.rotation.clients import VaultSettings
+
 log = logging.getLogger(__name__)
 
 STORE = "vault-kv"
@@ -33,58 +34,48 @@ MAX_PATHS = 100_000
 _FRACTION = re.compile(r"\.(\d{6})\d*")
 
 
-@dataclass(frozen=True, slots=True)
-class VaultAuth:
-    addr: str
-    token: str | None = field(default=None, repr=False)
-    role_id: str | None = None
-    secret_id: str | None = field(default=None, repr=False)
-    namespace: str | None = None
-    approle_mount: str = "approle"
+def vault_client(settings: VaultSettings) -> Any:
+    """An authenticated hvac client (AppRole login when a role id is given, else the token).
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, addr: str | None = None) -> VaultAuth:
-        env = os.environ if env is None else env
-        address = addr or env.get("VAULT_ADDR")
-        if not address:
-            raise ConfigError("No Vault address is set", hint="Set VAULT_ADDR or pass --addr")
-        return cls(
-            addr=address,
-            token=env.get("VAULT_TOKEN") or None,
-            role_id=env.get("VAULT_ROLE_ID") or None,
-            secret_id=env.get("VAULT_SECRET_ID") or None,
-            namespace=env.get("VAULT_NAMESPACE") or None,
-        )
-
-
-def vault_client(auth: VaultAuth) -> Any:
-    """An authenticated hvac client (AppRole login when a role id is given, else the token)."""
+    ``settings`` are rotation's (:func:`keyward.rotation.clients.vault_settings`: the config
+    file's ``[rotation.vault]``, then ``VAULT_*``), so discovery and rotation reach the same
+    Vault with the same TLS settings; the errors here are discovery's own."""
     import hvac
     import requests
 
-    client = hvac.Client(url=auth.addr, token=auth.token, namespace=auth.namespace, timeout=10)
+    if not settings.addr:
+        raise ConfigError("No Vault address is set", hint="Set VAULT_ADDR or pass --addr")
+    client = hvac.Client(
+        url=settings.addr,
+        token=settings.token,
+        namespace=settings.namespace,
+        timeout=settings.timeout,
+        verify=settings.verify,
+    )
     try:
-        if auth.role_id:
-            if not auth.secret_id:
+        if settings.role_id:
+            if not settings.secret_id:
                 raise ConfigError(
                     "VAULT_ROLE_ID is set but VAULT_SECRET_ID is not",
                     hint="Export VAULT_SECRET_ID, or use VAULT_TOKEN instead",
                 )
             client.auth.approle.login(
-                role_id=auth.role_id, secret_id=auth.secret_id, mount_point=auth.approle_mount
+                role_id=settings.role_id,
+                secret_id=settings.secret_id,
+                mount_point=settings.approle_mount,
             )
-        elif not auth.token:
+        elif not settings.token:
             raise ConfigError(
                 "No Vault credentials are set",
                 hint="Set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole",
             )
     except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest) as exc:
         raise StoreAuthError(
-            f"Vault at {auth.addr} refused the AppRole login ({_first_error(exc)})",
+            f"Vault at {settings.addr} refused the AppRole login ({_first_error(exc)})",
             hint="Check VAULT_ROLE_ID and VAULT_SECRET_ID",
         ) from None
     except requests.exceptions.RequestException:
-        raise _unreachable(auth.addr) from None
+        raise _unreachable(settings.addr) from None
     return client
 
 
