@@ -67,29 +67,28 @@ def verify_findings(
     Findings no verifier accepts are returned unchanged (``verification`` stays None). The same
     credential found in many places is verified once.
     """
-    jobs: dict[tuple[int, str, str | None], Verifier] = {}
-    plan: list[tuple[int, tuple[int, str, str | None]] | None] = []
+    # (verifier index, secret, companion) -> the first finding that verifier accepted
+    jobs: dict[tuple[int, str, str | None], Finding] = {}
+    plan: list[tuple[int, str, str | None] | None] = []
     for f in findings:
         chosen = next((i for i, v in enumerate(verifiers) if _accepts(v, f)), None)
         if chosen is None or not f.secret:
             plan.append(None)
             continue
         key = (chosen, f.secret, f.companion)
-        jobs.setdefault(key, verifiers[chosen])
-        plan.append((chosen, key))
+        jobs.setdefault(key, f)
+        plan.append(key)
     results: dict[tuple[int, str, str | None], Verification] = {}
     if jobs:
-        sample = {key: next(f for f in findings if (f.secret, f.companion) == key[1:])
-                  for key in jobs}  # fmt: skip
         with ThreadPoolExecutor(
             max_workers=max(1, min(workers, len(jobs))), thread_name_prefix="keyward-verify"
         ) as pool:
-            futures = {key: pool.submit(_run, v, sample[key]) for key, v in jobs.items()}
+            futures = {key: pool.submit(_run, verifiers[key[0]], f) for key, f in jobs.items()}
             results = {key: fut.result() for key, fut in futures.items()}
-    out: list[Finding] = []
-    for f, step in zip(findings, plan, strict=True):
-        out.append(f if step is None else f.with_(verification=results[step[1]]))
-    return out
+    return [
+        f if key is None else f.with_(verification=results[key])
+        for f, key in zip(findings, plan, strict=True)
+    ]
 
 
 def _accepts(verifier: Verifier, finding: Finding) -> bool:

@@ -98,3 +98,19 @@ def test_settings_come_from_the_verify_table_and_bad_values_are_refused() -> Non
         VerifySettings.from_table({"workers": 0})
     with pytest.raises(ConfigError):
         VerifySettings.from_table({"verifiers": "github"})
+
+
+def test_a_verifier_is_handed_the_finding_it_accepted() -> None:
+    """The same value found first by another rule: the verifier still gets its own finding."""
+    seen: list[str] = []
+
+    class RuleRecorder(FakeVerifier):
+        def verify(self, f: Finding) -> Verification:
+            seen.append(f.rule_id)
+            return super().verify(f)
+
+    out = verify_findings(
+        [finding("live-1", rule_id="generic-secret"), finding("live-1")], [RuleRecorder()]
+    )
+    assert seen == ["fake-token"]
+    assert [f.verification for f in out] == [None, Verification.LIVE]
