@@ -505,11 +505,12 @@ class RotationRepository:
         lease_prefix: str = "rotate:",
         failed_backoff: timedelta = timedelta(hours=1),
         kinds: Iterable[str] | None = None,
+        stores: Iterable[str] | None = None,
     ) -> tuple[str, ...]:
-        """Secrets whose rotation is due, have a store (and a rotator among ``kinds``), no
-        rotation in flight and none rolled back within ``failed_backoff``, leased to
-        ``holder``. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: replicas ticking at once claim
-        different rows."""
+        """Secrets whose rotation is due, have a store (among ``stores``, and a rotator among
+        ``kinds``), no rotation in flight and none rolled back within ``failed_backoff``,
+        leased to ``holder``. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: replicas ticking at
+        once claim different rows."""
         now = m.utcnow()
         recently_failed = (
             sa.select(m.Rotation.id)
@@ -537,6 +538,7 @@ class RotationRepository:
                 ~in_flight,
                 ~recently_failed,
                 sa.true() if kinds is None else m.Secret.kind.in_(list(kinds)),
+                sa.true() if stores is None else m.Secret.store.in_(list(stores)),
             )
             .order_by(m.Secret.rotation_due_at)
             .limit(limit)

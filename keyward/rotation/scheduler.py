@@ -125,12 +125,17 @@ class Worker:
         if self.stop.is_set():
             return outcomes
         from keyward.rotation.registry import PluginGroup, available
+        from keyward.rotation.runtime import STORE_ALIASES
 
+        stores = set(available(PluginGroup.STORES))
         due = self.repo.claim_due_secrets(
             self.holder,
             self.lease_ttl,
             limit=self.batch,
             kinds=available(PluginGroup.ROTATORS),  # a kind nobody can rotate is not claimed
+            # nor a secret in no store plugin (e.g. a discovered IAM key, store "aws-iam"),
+            # which would fail at every lease expiry
+            stores=stores | {a for a, kind in STORE_ALIASES.items() if kind in stores},
         )
         for i, name in enumerate(due):
             if self.stop.is_set():

@@ -158,6 +158,28 @@ def test_a_live_lease_keeps_others_out_and_an_expired_one_is_taken_over(
     repo.db.close()
 
 
+def test_a_due_secret_in_no_store_plugin_is_not_claimed_by_a_tick(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a discovered IAM key (store "aws-iam", kind "aws-iam-access-key") given a policy: its
+    # kind has a rotator, but no store plugin holds it, so a rotation could never start
+    inv = Inventory(open_database(url=sqlite_url), actor="tester")
+    key = inv.add_secret(
+        "aws-iam/app/AKIAEXAMPLE", "aws-iam-access-key", store="aws-iam",
+        reference="AKIAEXAMPLE", max_age_seconds=86400,
+        created_at=datetime.now(UTC) - timedelta(days=3),
+    )  # fmt: skip
+    inv.db.close()
+    config = tmp_path / "keyward.toml"
+    config.write_text('[rotation]\nlease_ttl = "60s"\n')
+    w = worker(sqlite_url, config, "w1")
+    assert w._run() == []
+    assert rotations(sqlite_url) == []
+    # no lease was left behind either: another holder can take the secret's lease at once
+    assert w.repo.acquire_lease(f"rotate:{key.id}", "w2", timedelta(seconds=60))
+    w.repo.db.close()
+
+
 # ------------------------------------------------------------------------ the process
 def _get(url: str) -> tuple[int, str]:
     try:
