@@ -486,6 +486,14 @@ def dependents_add(
     fmt: str,
 ) -> None:
     """Record that TARGET depends on SECRET."""
+    from keyward.rotation.registry import PluginGroup, available
+
+    known = available(PluginGroup.DEPENDENTS)
+    if kind not in known:  # caught now, not mid-rotation after the new credential was set
+        raise ConfigError(
+            f"There is no dependent kind {kind!r} (installed: {', '.join(known) or 'none'})",
+            hint="Use one of the installed kinds, or install the plugin that provides it",
+        )
     with inventory_for(database_url) as inv:
         rec = inv.add_dependent(secret, kind, target, variable=variable, region=region)
     if fmt == "json":

@@ -134,6 +134,10 @@ def test_unknown_names_and_bad_values_are_usage_errors(cli: Cli) -> None:
         (("inventory", "add", "x", "--schedule", "every monday"), "cron"),
         (("inventory", "add", "x", "--created", "yesterday"), "is not a date"),
         (("dependents", "add", "nope", "--target", ARN), "No secret named"),
+        (
+            ("dependents", "add", "nope", "--kind", "lambda-env", "--target", ARN),
+            "There is no dependent kind 'lambda-env' (installed: aws-lambda)",
+        ),
         (("findings", "ignore", "999", "--reason", "r"), "No finding with id 999"),
         (("dependents", "remove", "999"), "No dependent with id 999"),
     ]:
