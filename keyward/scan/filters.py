@@ -17,8 +17,9 @@ import base64
 import binascii
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+
+from keyward.scan.entropy import shannon as _entropy
 
 # Substrings that mark a documentation value or a dummy (checked on the lower-cased value).
 _PLACEHOLDER_WORDS = (
@@ -510,11 +511,6 @@ def _classes(value: str) -> int:
         else:
             other = 1
     return lower + upper + digit + other
-
-
-def _entropy(value: str) -> float:
-    n = len(value)
-    return -sum((c / n) * math.log2(c / n) for c in Counter(value).values())
 
 
 def _switch_ratio(value: str) -> float:
