@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,8 +100,10 @@ class Baseline:
         if finding.rule_id in types:
             return True
         # detect-secrets' own type names are foreign to keyward: file + hash decide.
-        known = set(keyward_types) if keyward_types is not None else None
-        return any(known is not None and t not in known for t in types) or known is None
+        if keyward_types is None:
+            return True
+        known = keyward_types if isinstance(keyward_types, Set) else set(keyward_types)
+        return not types <= known
 
     def apply(
         self, findings: list[Finding], keyward_types: Iterable[str], key: LocationKey = location_key
