@@ -89,7 +89,7 @@ class CodePackage:
 
     function_arn: str
     region: str
-    url: str
+    url: str = field(repr=False)  # pre-signed: a short-lived credential
     size: int | None  # CodeSize from the configuration, when known
 
 

@@ -174,7 +174,7 @@ class FileDiff:
     """
 
     path: str
-    blocks: list[tuple[bytes, int, int]] = field(default_factory=list)
+    blocks: list[tuple[bytes, int, int]] = field(default_factory=list, repr=False)  # raw text
     size: int = 0
     binary_oid: str | None = None
     oversized: bool = False

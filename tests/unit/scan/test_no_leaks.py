@@ -81,3 +81,21 @@ def test_baseline_files_hold_hashes_only(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert leaked((root / ".secrets.baseline").read_text(), secrets) == []
     assert leaked(proc.stdout + proc.stderr, secrets) == []
+
+
+def test_values_that_carry_raw_text_keep_it_out_of_their_repr() -> None:
+    from keyward.scan.model import Chunk, Finding, Location, Severity
+    from keyward.scan.sources.aws_lambda import CodePackage
+    from keyward.scan.sources.env import KeyValue
+    from keyward.scan.sources.git import FileDiff
+
+    raw = github_token(7)
+    values = [
+        Chunk(f"token = {raw}", Location(path="a.py")),
+        Finding("r", Severity.HIGH, Location(path="a.py"), "…", "0" * 64, secret=raw),
+        KeyValue("TOKEN", raw, 1, 7),
+        FileDiff("a.py", [(f"token = {raw}".encode(), 1, 1)]),
+        CodePackage("arn:aws:lambda:x", "eu-west-1", f"https://s3/p.zip?X-Amz-Signature={raw}", 1),
+    ]
+    for value in values:
+        assert raw not in repr(value), type(value).__name__
