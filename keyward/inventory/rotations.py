@@ -99,6 +99,11 @@ class LeaseRecord:
     expires_at: datetime
 
 
+def _set_rotated(sec: m.Secret, when: datetime) -> None:
+    sec.last_rotated_at = when
+    sec.rotation_due_at = rotation_due(sec.created_at, when, sec.max_age_seconds, sec.schedule)
+
+
 def _record(r: m.Rotation, secret: str, with_steps: bool = False) -> RotationRecord:
     steps: tuple[StepRecord, ...] = ()
     if with_steps:
@@ -169,17 +174,6 @@ class RotationRepository:
                 dep.target,
                 secret_id=dep.secret_id,
                 detail={"changed": sorted(attrs)},
-            )
-
-    def mark_rotated(self, secret_id: int, when: datetime) -> None:
-        """Last rotated now; the next due time follows the policy."""
-        with self.db.session() as s:
-            sec = s.get(m.Secret, secret_id)
-            if sec is None:
-                return
-            sec.last_rotated_at = when
-            sec.rotation_due_at = rotation_due(
-                sec.created_at, when, sec.max_age_seconds, sec.schedule
             )
 
     # -------------------------------------------------------------- rotations
@@ -300,8 +294,12 @@ class RotationRepository:
         old_version: tuple[str | None, str | None] | None = None,
         new_version: tuple[str | None, str | None] | None = None,
         version_stages: dict[str, str] | None = None,
+        rotated_at: datetime | None = None,
     ) -> RotationRecord:
         """Persist progress in one transaction.
+
+        ``rotated_at`` sets the secret's last rotation and next due time in the same
+        transaction (a crash cannot leave a finished rotation with its secret still due).
 
         ``detail`` keys are merged into the document; ``audit`` is (action, outcome, detail);
         ``step_row`` (step, state, detail) closes the open row of that step or adds one;
@@ -326,6 +324,8 @@ class RotationRepository:
             rot.updated_at = now
             secret = s.get(m.Secret, rot.secret_id)
             assert secret is not None
+            if rotated_at is not None:
+                _set_rotated(secret, rotated_at)
             if old_version is not None and rot.old_version_id is None:
                 rot.old_version_id = self._version(s, secret, *old_version, "current").id
             if new_version is not None and rot.new_version_id is None:

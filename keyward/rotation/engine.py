@@ -624,8 +624,8 @@ class RotationEngine:
             audit=("rotation.finish", "ok", {"step": Step.FINISH.value}),
             version_stages={"old": "previous", "new": "current"},
             clear_error=True,
+            rotated_at=now,
         )
-        self.repo.mark_rotated(run.secret.id, now)
         log.info("rotation %s of %s: new version is current", run.id, run.secret.name)
         self._event(run, "rotation.finished")
 
@@ -720,8 +720,8 @@ class RotationEngine:
             audit=("rotation.retire", "ok", {"outcome": result.outcome.value}),
             version_stages={"old": "retired"},
             clear_error=True,
+            rotated_at=finished_at,  # again, as finish wrote it (idempotent)
         )
-        self.repo.mark_rotated(run.secret.id, finished_at)  # again: finish may have crashed
         self.checkpoint("retire:after")
         self._event(run, "rotation.retired")
         return Outcome(

@@ -393,3 +393,30 @@ def test_the_scheduler_waits_before_retrying_a_failed_rollback_but_the_cli_does_
     assert env.repo.claim_in_flight("daemon:1:x", timedelta(minutes=1)) == ()  # backing off
     del env.rot.fail["rollback"]
     assert env.engine().rollback(1).state is RotationState.ROLLED_BACK
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler catches it."""
+
+
+def test_a_death_right_after_finish_is_persisted_leaves_the_secret_rotated_and_not_due(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_ago = env.now - timedelta(days=3)
+    env.repo.inventory.update_secret("app/key", max_age_seconds=86400, created_at=long_ago)
+    assert env.repo.secret("app/key").overdue(env.now)
+    update = env.repo.update
+
+    def update_then_die(rotation_id: int, **kw: Any) -> Any:
+        out = update(rotation_id, **kw)
+        if kw.get("state") == "retiring":  # the finish commit, then SIGKILL
+            raise Killed
+        return out
+
+    monkeypatch.setattr(env.repo, "update", update_then_die)
+    with pytest.raises(Killed):
+        env.engine(grace=timedelta(days=7)).rotate("app/key")
+    assert env.state() == "retiring"
+    secret = env.repo.secret("app/key")
+    assert secret.last_rotated_at is not None
+    assert not secret.overdue(env.now)  # the daemon will not start a second rotation
