@@ -130,3 +130,30 @@ def test_vault_times_with_nanoseconds_parse_as_utc() -> None:
     when = parse_time("2024-05-01T10:20:30.123456789Z")
     assert when is not None and when.isoformat() == "2024-05-01T10:20:30.123456+00:00"
     assert parse_time("0001-01-01T00:00:00Z") is None
+
+
+def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
+    bao: Any, cli: Cli, db_url: str, prefix: str, openbao: Bao
+) -> None:
+    from keyward.core.config import Config
+    from keyward.core.redaction import Fingerprinter
+    from keyward.inventory.db import open_database
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.clients import Clients, VaultSettings
+    from keyward.rotation.registry import PluginContext
+    from keyward.rotation.runtime import Wiring
+
+    mount = f"kv{prefix}"
+    bao.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    bao.secrets.kv.v2.create_or_update_secret(
+        path=f"{prefix}/db", secret={"password": "x" * 20}, mount_point=mount
+    )
+    assert cli.json("discover", "vault", "--mount", mount, "--path", prefix)["added"] == 1
+    repo = RotationRepository(open_database(url=db_url), actor="t")
+    secret = repo.secret(f"vault/{mount}/{prefix}/db")
+    repo.db.close()
+    clients = Clients(vault=VaultSettings(addr=openbao.addr, token=openbao.token))
+    wiring = Wiring(Config({}), PluginContext(clients, Fingerprinter(b"k" * 32)))
+    kind, name, store = wiring.store_for(secret)
+    assert (kind, name) == ("vault-kv", f"{prefix}/db")
+    assert store.describe(name).exists  # the discovered mount, not the default "secret"

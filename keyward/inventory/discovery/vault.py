@@ -222,6 +222,8 @@ def discover_vault(
                         "current_version": current or None,
                         "max_versions": data.get("max_versions") or None,
                         "cas_required": data.get("cas_required") or None,
+                        # rotation reads this secret under the same mount (plugin options)
+                        "rotation": {"store": {"mount": mount}},
                     }.items()
                     if v is not None
                 },
