@@ -120,11 +120,14 @@ class Finding:
     introduced: str | None = None  # git: commit that introduced it
     still_present: bool | None = None  # git: whether it is still present at HEAD
 
-    def sort_key(self) -> tuple[str, str, int, int, str, str]:
+    def sort_key(self) -> tuple[str, str, str, int, int, str, str]:
+        """File first, then function / resource within it (groups of the text report stay
+        together even when two files declare a function of the same name)."""
         loc = self.location
         return (
             loc.kind.value,
-            loc.resource or loc.path or loc.variable or "",
+            loc.path or loc.resource or loc.variable or "",
+            loc.resource or "",
             loc.line,
             loc.column,
             loc.variable or "",

@@ -141,3 +141,19 @@ def test_no_findings_exit_zero_and_an_empty_report(
     (tmp_path / "clean.py").write_text("print('hello')\n")
     code, out, _ = run(capsys, "scan", str(tmp_path), "-f", "json")
     assert code == 0 and json.loads(out)["findings"] == []
+
+
+def test_text_keeps_each_file_in_one_group_when_files_share_a_function_name() -> None:
+    from keyward.scan.model import Finding, Location, Severity, SourceKind
+    from keyward.scan.report import OutputFormat, to_string
+    from keyward.scan.service import ScanResult
+
+    def at(path: str, line: int) -> Finding:
+        loc = Location(kind=SourceKind.IAC, path=path, line=line, column=1, resource="hello")
+        return Finding("kw-test-token", Severity.HIGH, loc, "kw_…abcd", f"{path}{line}")
+
+    result = ScanResult(findings=[at("a/serverless.yml", 8), at("b/serverless.yml", 9),
+                                  at("a/serverless.yml", 11)])  # fmt: skip
+    text = to_string(result.finish(0.0), OutputFormat.TEXT, color=False)
+    assert text.count("a/serverless.yml  hello") == 1
+    assert text.index("a/serverless.yml") < text.index("b/serverless.yml")
