@@ -124,7 +124,11 @@ class PostgresPasswordRotator:
         self.password_length = password_length
         self.username_field = username_field
         self.password_field = password_field
-        self._connect = connect or _default_connect
+        if connect is None:
+            from keyward.rotation.clients import Clients
+
+            connect = Clients().postgres  # the one way keyward opens a provider connection
+        self._connect = connect
 
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> PostgresPasswordRotator:
@@ -350,9 +354,3 @@ class PostgresPasswordRotator:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _default_connect(conninfo: str, **kwargs: Any) -> Any:
-    import psycopg
-
-    return psycopg.connect(conninfo, **{"autocommit": True, "connect_timeout": 10, **kwargs})
