@@ -30,8 +30,8 @@ class WebhookNotifier(Notifier):
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"[rotation] webhook_url {url!r} is not an http(s) URL",
+            raise ConfigError(  # the URL itself is not echoed: webhook URLs carry tokens
+                "[rotation] webhook_url is not an http(s) URL",
                 hint="Use e.g. https://hooks.example.com/keyward",
             )
         self.url = url
