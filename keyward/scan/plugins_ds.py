@@ -308,6 +308,14 @@ def with_detect_secrets(
     baseline: Path | None = None,
 ) -> PluginEngine:
     """Wrap ``engine`` so detect-secrets plugins (from ``baseline``'s plugins_used) run too."""
+    try:
+        import detect_secrets  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--detect-secrets-plugins needs detect-secrets, which is not installed",
+            hint="Install it with 'pip install \"keyward[detect-secrets]\"' "
+            "(or 'pip install detect-secrets')",
+        ) from None
     plugins_used = plugins_used_from_baseline(baseline) if baseline is not None else None
     if plugins_used == []:
         plugins_used = None
