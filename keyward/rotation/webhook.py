@@ -12,6 +12,7 @@ credential is retired), ``rotation.rolled_back`` (a failure before finish was un
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -51,8 +52,11 @@ class WebhookNotifier(Notifier):
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 resp.read(1024)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "code", None) or getattr(exc, "reason", None) or exc
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            # a status or socket reason; never str(exc): http.client.InvalidURL quotes the URL
+            reason = (
+                getattr(exc, "code", None) or getattr(exc, "reason", None) or type(exc).__name__
+            )
             log.warning("webhook for %s failed: %s", event.get("event"), reason)
             return
         log.info("webhook: sent %s for rotation %s", event.get("event"), event.get("rotation_id"))
