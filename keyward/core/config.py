@@ -141,7 +141,12 @@ class Config:
             return None
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise ConfigError(f"{self._where('scan', 'max_file_size')} must be a size like 10M")
-        return parse_size(value)
+        try:
+            return parse_size(value)
+        except ConfigError as exc:
+            env = f"{ENV_PREFIX}MAX_FILE_SIZE"
+            where = env if os.environ.get(env) is not None else self._where("scan", "max_file_size")
+            raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
 
     @property
     def database_url(self) -> str | None:

@@ -96,3 +96,20 @@ def test_fingerprints_are_keyed_and_the_key_is_never_shown() -> None:
 def test_error_diagnostics_are_one_sentence_with_the_hint() -> None:
     err = KeywardError("The path x does not exist", hint="Check the path")
     assert err.diagnostics() == "The path x does not exist. Check the path."
+
+
+def test_a_bad_size_names_the_setting_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyward.core.config import load_config
+    from keyward.core.errors import ConfigError
+
+    (tmp_path / "keyward.toml").write_text('[scan]\nmax_file_size = "abc"\n')
+    monkeypatch.delenv("KEYWARD_MAX_FILE_SIZE", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(cwd=tmp_path).max_file_size()
+    assert "scan.max_file_size" in err.value.diagnostics()
+    monkeypatch.setenv("KEYWARD_MAX_FILE_SIZE", "lots")
+    with pytest.raises(ConfigError) as err:
+        load_config(cwd=tmp_path).max_file_size()
+    assert err.value.diagnostics().startswith("KEYWARD_MAX_FILE_SIZE: 'lots' is not a size")
