@@ -25,6 +25,7 @@ from keyward.scan.model import Finding, Location, SourceKind
 _FORMAT_VERSION = "1.5.0"  # the detect-secrets baseline format version we write
 
 LocationKey = Callable[[Location], str]
+_WALKED = frozenset({SourceKind.FILE, SourceKind.IAC})  # kinds whose paths come from FileWalker
 
 
 def location_key(loc: Location) -> str:
@@ -40,13 +41,14 @@ def location_key(loc: Location) -> str:
 
 def file_key(roots: Sequence[Path], base_dir: Path) -> LocationKey:
     """Baseline filenames for a scan of ``roots``: file paths relative to ``base_dir`` (the
-    baseline's directory, as detect-secrets writes them when run there), in POSIX form."""
+    baseline's directory, as detect-secrets writes them when run there), in POSIX form. IaC
+    findings come from the same files (their paths are display paths too)."""
     from keyward.scan.sources.files import display_to_path
 
     base = os.path.abspath(base_dir)
 
     def key(loc: Location) -> str:
-        if loc.kind is SourceKind.FILE and loc.path and roots:
+        if loc.kind in _WALKED and loc.path and roots:
             path = os.path.abspath(display_to_path(roots, loc.path))
             return Path(os.path.relpath(path, base)).as_posix()
         return location_key(loc)

@@ -155,3 +155,14 @@ def test_a_baseline_written_by_detect_secrets_loads_and_suppresses(repo: Path) -
     assert ("aws.py", "AWS Access Key") in kept
     assert ("src/app.py", "Base64 High Entropy String") in kept
     assert all(t in types for _, t in kept)
+
+
+def test_iac_findings_match_the_baseline_when_a_subdirectory_is_scanned(tmp_path: Path) -> None:
+    from keyward.scan.baseline import file_key
+    from keyward.scan.model import Location, SourceKind
+
+    (tmp_path / "svc").mkdir()
+    key = file_key([tmp_path / "svc"], tmp_path)
+    for kind in (SourceKind.FILE, SourceKind.IAC):
+        loc = Location(kind=kind, path="serverless.yml", line=8, resource="hello")
+        assert key(loc) == "svc/serverless.yml", kind
