@@ -46,6 +46,8 @@ def parse_size(text: str | int) -> int:
         if text <= 0:
             raise ConfigError(f"{text} is not a size", hint="Use a positive byte count")
         return text
+    if not isinstance(text, str):  # e.g. a float or a table in the config file
+        raise ConfigError(f"{text!r} is not a size", hint="Use a byte count or e.g. 10M")
     s = text.strip().lower().removesuffix("b").removesuffix("i")
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     try:
@@ -53,7 +55,7 @@ def parse_size(text: str | int) -> int:
             size = int(float(s[:-1]) * units[s[-1]])
         else:
             size = int(s)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "infM"
         size = -1
     if size <= 0:
         raise ConfigError(

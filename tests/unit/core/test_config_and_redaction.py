@@ -20,7 +20,7 @@ def test_parse_size_accepts_units(text: str | int, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["lots", "", "-5", "0", "10X", 0, -1])
+@pytest.mark.parametrize("text", ["lots", "", "-5", "0", "10X", 0, -1, "infM", 1.5])
 def test_parse_size_rejects_nonsense(text: str | int) -> None:
     with pytest.raises(ConfigError, match="is not a size"):
         parse_size(text)
