@@ -221,9 +221,11 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
         "results": results,
         "columnKind": "unicodeCodePoints",
     }
-    if len(result.roots) == 1 and result.roots[0].is_dir():
-        root_uri = result.roots[0].resolve().as_uri().rstrip("/") + "/"
-        run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": root_uri}}
+    if len(result.roots) == 1 and result.roots[0].exists():
+        root = result.roots[0]
+        # a file root is shown by its own name: its directory is the base
+        base = root.resolve() if root.is_dir() else root.absolute().parent.resolve()
+        run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": base.as_uri().rstrip("/") + "/"}}
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 

@@ -157,3 +157,13 @@ def test_text_keeps_each_file_in_one_group_when_files_share_a_function_name() ->
     text = to_string(result.finish(0.0), OutputFormat.TEXT, color=False)
     assert text.count("a/serverless.yml  hello") == 1
     assert text.index("a/serverless.yml") < text.index("b/serverless.yml")
+
+
+def test_sarif_of_a_single_file_resolves_against_its_directory(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = run(capsys, "scan", str(tree / "src" / "app.py"), "-f", "sarif")
+    run_ = json.loads(out)["runs"][0]
+    (result,) = run_["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "app.py"
+    assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"].endswith("/project/src/")
