@@ -119,14 +119,18 @@ class FunctionRecord:
 
 def download_package(package: CodePackage, cap: int) -> bytes:
     """Fetch a pre-signed ``Code.Location`` URL with the standard library, at most ``cap`` bytes."""
+    import http.client
     import urllib.request
 
     if package.size is not None and package.size > cap:
         raise CodeTooLarge(f"{package.size} bytes")
     if not package.url.startswith(("https://", "http://")):
         raise OSError("the code location is not an HTTP(S) URL")
-    with urllib.request.urlopen(package.url, timeout=60) as resp:
-        data: bytes = resp.read(cap + 1)
+    try:
+        with urllib.request.urlopen(package.url, timeout=60) as resp:
+            data: bytes = resp.read(cap + 1)
+    except (http.client.HTTPException, ValueError) as exc:  # InvalidURL quotes the URL: dropped
+        raise OSError(f"bad response or code location ({type(exc).__name__})") from None
     if len(data) > cap:
         raise CodeTooLarge(f"more than {cap} bytes")
     return data

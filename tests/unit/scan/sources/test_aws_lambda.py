@@ -165,6 +165,13 @@ def test_default_downloader_refuses_packages_over_the_cap() -> None:
         download_package(CodePackage("arn", "us-east-1", "file:///etc/passwd", None), 10)
 
 
+def test_a_malformed_code_location_is_an_oserror_that_does_not_quote_the_url() -> None:
+    url = "https://example.invalid/pkg?X-Amz-Signature=s3cr3tsig\r\nx"
+    with pytest.raises(OSError) as err:
+        download_package(CodePackage("arn", "us-east-1", url, None), 10)
+    assert "s3cr3tsig" not in str(err.value)
+
+
 def test_no_region_configured_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
