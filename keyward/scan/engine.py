@@ -552,9 +552,13 @@ class _LineIndex:
         start = text.rfind("\n", 0, offset) + 1
         end = text.find("\n", offset)
         line = text[start : end if end >= 0 else len(text)]
-        if any(tag in line for tag in INLINE_ALLOW):
-            return True
-        if start == 0:
-            return False
-        previous = text[text.rfind("\n", 0, start - 1) + 1 : start - 1]
-        return INLINE_ALLOW_NEXT in previous
+        previous = text[text.rfind("\n", 0, start - 1) + 1 : start - 1] if start else None
+        return line_allows(line, previous)
+
+
+def line_allows(line: str, previous: str | None) -> bool:
+    """Whether an allow comment on ``line``, or a nextline allow on ``previous`` (the line
+    before it, None at the start), suppresses a finding on ``line``."""
+    if any(tag in line for tag in INLINE_ALLOW):
+        return True
+    return previous is not None and INLINE_ALLOW_NEXT in previous

@@ -28,7 +28,7 @@ from typing import Any
 
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
-from keyward.scan.engine import INLINE_ALLOW, INLINE_ALLOW_NEXT, Engine
+from keyward.scan.engine import Engine, line_allows
 from keyward.scan.model import Chunk, Finding, Severity
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,7 @@ class DetectSecretsBridge:
     ) -> Finding:
         col = line.find(value)
         line_no = chunk.source_line(idx)
-        allowed = any(t in line for t in INLINE_ALLOW) or (
-            idx > 0 and INLINE_ALLOW_NEXT in lines[idx - 1]
-        )
+        allowed = line_allows(line, lines[idx - 1] if idx > 0 else None)
         return Finding(
             rule_id=plugin.rule_id,
             severity=SEVERITY,

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from keyward.scan.engine import INLINE_ALLOW, INLINE_ALLOW_NEXT, Engine
+from keyward.scan.engine import Engine, line_allows
 from keyward.scan.model import Chunk, Finding, SourceKind
 from keyward.scan.sources.env import KeyValue, is_dotenv, variable_chunk
 
@@ -172,11 +172,7 @@ def _line_texts(chunk: Chunk) -> dict[int, str]:
 def _allowed(text_of: dict[int, str], line: int) -> bool:
     """Inline allow comments of the file apply to its variables' findings too."""
     text = text_of.get(line)
-    if text is None:
-        return False
-    if any(tag in text for tag in INLINE_ALLOW):
-        return True
-    return INLINE_ALLOW_NEXT in text_of.get(line - 1, "")
+    return text is not None and line_allows(text, text_of.get(line - 1))
 
 
 def _generic(engine: Engine, rule_id: str) -> bool:
