@@ -364,6 +364,7 @@ class Engine:
         cache_dir: Path | None = None,
     ) -> None:
         self.rules = rules.rules
+        self.generic_ids = frozenset(r.id for r in self.rules if r.generic)
         self._fp = fingerprinter
         if backend == "auto":
             backend = "hyperscan" if hyperscan_available() else "re"

@@ -273,7 +273,6 @@ class PluginEngine(Engine):
     def __init__(self, base: Engine, bridge: DetectSecretsBridge) -> None:
         self.__dict__.update(base.__dict__)
         self.bridge = bridge
-        self._generic = frozenset(r.id for r in self.rules if r.generic)
 
     def scan(self, chunk: Chunk) -> list[Finding]:
         """Keyward's findings plus the plugins'. The same value found by both is reported
@@ -293,7 +292,7 @@ class PluginEngine(Engine):
             ]
             if not same:
                 own.append(f)
-            elif all(own[i].rule_id in self._generic for i in same):
+            elif all(own[i].rule_id in self.generic_ids for i in same):
                 own = [o for i, o in enumerate(own) if i not in same]
                 own.append(f)
         return own

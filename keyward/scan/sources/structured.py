@@ -143,7 +143,7 @@ def merge_variable_findings(
     by_key: dict[tuple[int, str], int] = {}
     out: list[Finding] = []
     for f in found:
-        if f.location.line in reference_lines and _generic(engine, f.rule_id):
+        if f.location.line in reference_lines and f.rule_id in engine.generic_ids:
             continue  # a generic match on a reference value (`password: !Ref DbPassword`)
         by_key.setdefault((f.location.line, f.fingerprint), len(out))
         out.append(f)
@@ -173,7 +173,3 @@ def _allowed(text_of: dict[int, str], line: int) -> bool:
     """Inline allow comments of the file apply to its variables' findings too."""
     text = text_of.get(line)
     return text is not None and line_allows(text, text_of.get(line - 1))
-
-
-def _generic(engine: Engine, rule_id: str) -> bool:
-    return any(r.generic for r in engine.rules if r.id == rule_id)
