@@ -635,9 +635,12 @@ class RotationEngine:
         finished_at = datetime.fromisoformat(str(run.detail.get("finished_at", now.isoformat())))
         name = run.secret.name
         deactivated = run.detail.get("deactivated_at")
+        # A rotator with nothing to retire (a random value) finishes at once: waiting out the
+        # grace period would only keep the secret "in flight" and block its next rotation.
+        waits = getattr(run.rotator, "retires", True)
         if deactivated is None:
             due = finished_at + self.settings.deactivate_after
-            if now < due:
+            if waits and now < due:
                 self._save(run, detail={"next_attempt_at": due.isoformat()})
                 return Outcome(
                     run.id,
@@ -665,7 +668,7 @@ class RotationEngine:
             retry = run.detail.get("retry_after")
             if retry:
                 due = max(due, datetime.fromisoformat(str(retry)))
-            if now < due:
+            if waits and now < due:
                 self._save(run, detail={"next_attempt_at": due.isoformat()})
                 return Outcome(
                     run.id,

@@ -43,6 +43,8 @@ def generate(length: int, alphabet: str) -> str:
 
 class RandomRotator:
     kind = "random"
+    # Nothing to deactivate or revoke: the rotation finishes without a grace period.
+    retires = False
 
     def __init__(
         self, *, length: int = 48, alphabet: str = ALPHABETS["alnum"], field: str = "value"

@@ -317,6 +317,16 @@ def test_grace_period_keeps_the_old_credential_until_it_passes(env: Env) -> None
     assert out.state is RotationState.FINISHED and env.rot.calls[-1] == "revoke"
 
 
+def test_a_rotator_with_nothing_to_retire_finishes_without_the_grace_period(env: Env) -> None:
+    env.rot.retires = False  # type: ignore[attr-defined]  # like the random rotator
+    env.rot.retire = RetireOutcome.NOT_APPLICABLE
+    out = env.engine(grace=timedelta(days=7)).rotate("app/key")
+    assert out.state is RotationState.FINISHED
+    assert env.rot.calls[-2:] == ["deactivate", "revoke"]
+    env.engine(grace=timedelta(days=7)).rotate("app/key")  # nothing in flight blocks the next
+    assert env.state() == "finished"
+
+
 def test_a_finished_rotation_cannot_be_rolled_back(env: Env) -> None:
     env.engine(grace=timedelta(hours=1)).rotate("app/key")
     with pytest.raises(NotRollbackable) as err:
