@@ -127,7 +127,7 @@ def merge_variable_findings(
     (file, git, staged), so commits and authors stay on the findings.
     """
     base = chunk.location
-    text_of = _line_texts(chunk) if variables else {}
+    text_of: dict[int, str] | None = None  # the file's lines, split only for a finding
     extra: list[Finding] = []
     for kv in variables:
         vloc = replace(base, kind=kind or base.kind, resource=kv.resource or base.resource)
@@ -137,8 +137,10 @@ def merge_variable_findings(
             if loc.line == kv.line:
                 column = kv.column + (loc.column - (len(kv.name) + 2))
             f = f.with_(location=loc.at(loc.line, max(column, 1), loc.end_line))
-            if f.suppressed_by is None and _allowed(text_of, loc.line):
-                f = f.with_(suppressed_by="inline")
+            if f.suppressed_by is None:
+                text_of = _line_texts(chunk) if text_of is None else text_of
+                if _allowed(text_of, loc.line):
+                    f = f.with_(suppressed_by="inline")
             extra.append(f)
     by_key: dict[tuple[int, str], int] = {}
     out: list[Finding] = []
