@@ -22,7 +22,6 @@ they should stay within what it accepts (no back-references) for the fast path t
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,13 +100,6 @@ class RuleSet:
 
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
-
-    def digest(self) -> str:
-        """A hash of everything that affects matching (for caches)."""
-        h = hashlib.sha256()
-        for r in self.rules:
-            h.update(f"{r.id}\0{r.regex}\0{'|'.join(r.keywords)}\n".encode())
-        return h.hexdigest()
 
 
 def builtin_rule_files() -> list[Path]:

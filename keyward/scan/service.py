@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -286,7 +285,3 @@ def scan_chunks(engine: Engine, chunks: Iterable[Chunk]) -> ScanResult:
         result.stats.bytes += len(chunk.text)
         result.findings.extend(engine.scan(chunk))
     return result.finish(started)
-
-
-def skipped_reasons(skipped: Iterable[Skipped]) -> Counter[str]:
-    return Counter(s.reason.split(" (")[0] for s in skipped)
