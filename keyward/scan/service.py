@@ -99,10 +99,14 @@ class ScanResult:
         self.stats.engine = self.stats.engine or other.stats.engine
         self.stats.rules = self.stats.rules or other.stats.rules
         self.stats.jobs = max(self.stats.jobs, other.stats.jobs)
+        self._order()
+        return self
+
+    def _order(self) -> None:
+        """The stable output order (the same whatever the job count), and the counts."""
         self.findings.sort(key=Finding.sort_key)
         self.skipped.sort(key=_skipped_key)
         self._count()
-        return self
 
     def _count(self) -> None:
         self.stats.findings = len(self.reported)
@@ -118,10 +122,8 @@ class ScanResult:
         return [f for f in self.findings if f.suppressed_by is None]
 
     def finish(self, started: float) -> ScanResult:
-        """Sort into the stable output order and count (same order whatever the job count)."""
-        self.findings.sort(key=Finding.sort_key)
-        self.skipped.sort(key=_skipped_key)
-        self._count()
+        """Sort into the stable output order and count; record the time since ``started``."""
+        self._order()
         self.stats.seconds = time.perf_counter() - started
         return self
 
