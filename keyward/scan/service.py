@@ -284,6 +284,7 @@ def scan_chunks(engine: Engine, chunks: Iterable[Chunk]) -> ScanResult:
     result.stats.rules = len(engine.rules)
     for chunk in chunks:
         result.stats.chunks += 1
-        result.stats.bytes += len(chunk.text)
+        data = chunk.data if chunk.data is not None else chunk.text.encode("utf-8", "replace")
+        result.stats.bytes += len(data)  # bytes, as for files (text may be non-ASCII)
         result.findings.extend(engine.scan(chunk))
     return result.finish(started)
