@@ -102,7 +102,7 @@ CSV_FIELDS = (
 
 
 def render_csv(result: ScanResult, out: IO[str], *, reveal: bool = False) -> None:
-    fields = [*CSV_FIELDS, "secret"] if reveal else list(CSV_FIELDS)
+    fields = [*CSV_FIELDS, "secret", "companion_secret"] if reveal else list(CSV_FIELDS)
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for f in result.reported:
@@ -206,6 +206,8 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
             props["commit"] = loc.commit
         if reveal:
             props["secret"] = f.secret
+            if f.companion:
+                props["companion_secret"] = f.companion
         if props:
             res["properties"] = props
         results.append(res)
