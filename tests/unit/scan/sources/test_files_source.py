@@ -243,4 +243,4 @@ def test_test_rules_are_self_consistent(tmp_path: Path) -> None:
     from keyward.scan.checking import check_examples
 
     rules = make_ruleset(tmp_path)
-    assert check_examples(rules.rules, rules) == []
+    assert check_examples(rules.rules) == []
