@@ -69,9 +69,32 @@ class _Lazy:
         self._value: str | None = None
 
     def get(self) -> str:
+        """Lower-cased in ASCII only (as hyperscan's caseless matching is), so offsets in it
+        are offsets in the text and both engines agree on every keyword occurrence."""
         if self._value is None:
-            self._value = self._text.lower()
+            text = self._text
+            self._value = (
+                text.lower()
+                if text.isascii()
+                else _utf8(text).lower().decode("utf-8", "surrogatepass")
+            )
         return self._value
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _to_char_offsets(data: bytes, starts: dict[str, set[int]]) -> dict[str, set[int]]:
+    """Map byte offsets (all at ASCII characters) in UTF-8 ``data`` to character offsets."""
+    offsets = sorted({b for found in starts.values() for b in found})
+    mapping: dict[int, int] = {}
+    prev_byte = prev_char = 0
+    for b in offsets:
+        prev_char += len(data[prev_byte:b].decode("utf-8", "surrogatepass"))
+        prev_byte = b
+        mapping[b] = prev_char
+    return {k: {mapping[b] for b in found} for k, found in starts.items()}
 
 
 class KeywordMatcher:
@@ -241,15 +264,14 @@ class HyperscanMatcher:
         self._starts[keyword].add(end - len(keyword))
 
     def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
-        """All starts of the generic keywords in one pass, for chunks whose bytes are ASCII
-        (byte offsets are then character offsets, and hyperscan's caseless literals find
-        exactly what ``str.lower().find`` finds)."""
-        data = chunk.data
-        if data is None or len(data) != len(chunk.text) or not self._generic_keywords:
-            return None
-        if not self._generic_keyword_set.issuperset(keywords):
+        """All starts of the generic keywords in one pass. Hyperscan's caseless literals
+        match ASCII case only, as ``_Lazy`` lowers only ASCII, so both engines find the same
+        starts; for non-ASCII text the byte offsets are converted to character offsets."""
+        if not self._generic_keywords or not self._generic_keyword_set.issuperset(keywords):
             return None
         if self._starts_chunk is not chunk:
+            text = chunk.text
+            data = chunk.data if chunk.data is not None else _utf8(text)
             if self._generic_kw is _UNSET:
                 hs = self._hs
                 literals = [
@@ -261,6 +283,8 @@ class HyperscanMatcher:
             self._starts = {k: set() for k in self._generic_keywords}
             db, scratch = self._generic_kw
             db.scan(data, match_event_handler=self._on_generic_keyword, scratch=scratch)
+            if len(data) != len(text):
+                self._starts = _to_char_offsets(data, self._starts)
             self._starts_chunk = chunk
         out: set[int] = set()
         for k in keywords:

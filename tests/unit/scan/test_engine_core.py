@@ -235,3 +235,20 @@ def test_a_rule_hyperscan_rejects_still_matches_through_its_keywords(tmp_path: P
     assert "kw-test-backref" in [f[4] for f in found]
     assert hs_engine.matcher.unaccelerated == [2]  # type: ignore[attr-defined]
     assert found == findings_of(engine_for(ruleset, "re"), docs)
+
+
+@needs_hs
+def test_engines_agree_on_keywords_in_non_ascii_text() -> None:
+    """Keyword matching is ASCII-caseless in both engines: a Kelvin sign (U+212A, which
+    str.lower() turns into "k") does not make "Key" of "\u212aey", and generic keyword starts
+    found in UTF-8 bytes land on the right characters after multi-byte text."""
+    rules = load_rules()
+    docs = [
+        "naïve café ✓ 日本語\npassword = 'Zq8#rT2!mW9x'\n\u212aey = 'Xv7Lp2Qr9Ws4Tn6Ym1Zk3B'\n",
+        "ünïcödé — api_key: 'q7Vx2Lm9Rt4Wz8Pn3Ks6Yb1Hc5Jd0'  # 😀\nsecret=\"Ab3Cd5Ef7Gh9Ij1Kl\"",
+    ]
+    re_found = findings_of(Engine(rules, Fingerprinter(KEY), backend="re"), docs)
+    hs_found = findings_of(Engine(rules, Fingerprinter(KEY), backend="hyperscan"), docs)
+    assert hs_found == re_found
+    assert {f[4] for f in re_found} >= {"generic-password", "generic-api-key"}
+    assert all(f[1] != 3 or f[4] != "generic-secret" for f in re_found)  # no "\u212aey" hit
