@@ -63,6 +63,12 @@ Use it from the pre-commit framework (.pre-commit-config.yaml):
         - id: keyward
 
 \b
+Scan options:
+  --baseline FILE   known findings (default: .secrets.baseline at the repository root)
+  --rules FILE      an extra rule file (repeatable)
+  --all-staged      ignore FILES and scan every staged change
+
+\b
 or as a plain git hook:
   keyward hook install            writes .git/hooks/pre-commit
   keyward hook install --force    replaces a hook not written by keyward
