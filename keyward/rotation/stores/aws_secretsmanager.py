@@ -241,15 +241,18 @@ class SecretsManagerStore:
                 **kwargs,
             )
         if PENDING in stages[version]:
-            self._call(
-                "UpdateSecretVersionStage",
-                name,
-                self._client.update_secret_version_stage,
-                SecretId=name,
-                VersionStage=PENDING,
-                RemoveFromVersionId=version,
-            )
+            self._remove_pending_label(name, version)
         log.info("secret %s: version %s is current", name, version)
+
+    def _remove_pending_label(self, name: str, version: str) -> None:
+        self._call(
+            "UpdateSecretVersionStage",
+            name,
+            self._client.update_secret_version_stage,
+            SecretId=name,
+            VersionStage=PENDING,
+            RemoveFromVersionId=version,
+        )
 
     def discard_pending(self, name: str, token: str) -> None:
         stages, _ = self._stages(name)
@@ -261,14 +264,7 @@ class SecretsManagerStore:
                 hint="The rotation finished; rotate again instead of rolling back",
             )
         if PENDING in labels:
-            self._call(
-                "UpdateSecretVersionStage",
-                name,
-                self._client.update_secret_version_stage,
-                SecretId=name,
-                VersionStage=PENDING,
-                RemoveFromVersionId=token,
-            )
+            self._remove_pending_label(name, token)
             log.info("secret %s: pending version %s discarded", name, token)
 
     def list_secrets(self, prefix: str = "") -> Iterator[str]:
