@@ -56,7 +56,7 @@ def daemon(
     from keyward.core.logging import configure
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.rotations import RotationRepository
-    from keyward.rotation.clients import Clients
+    from keyward.providers import Providers
     from keyward.rotation.engine import RotationEngine, default_holder
     from keyward.rotation.registry import PluginContext
     from keyward.rotation.runtime import RotationSettings, Wiring
@@ -83,7 +83,7 @@ def daemon(
 
     def make_engine(stop: threading.Event) -> RotationEngine:
         # fresh clients per tick: no stale connections or expired tokens held across ticks
-        wiring = Wiring(config, PluginContext(Clients.from_config(config), fp))
+        wiring = Wiring(config, PluginContext(Providers.from_config(config), fp))
         return RotationEngine(
             repo, wiring, fp, rsettings, holder=holder, notifier=notifier, stop=stop
         )

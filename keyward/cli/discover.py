@@ -135,11 +135,12 @@ def _render(results: list[DiscoveryResult], fmt: str) -> None:
 
 
 def _aws_client(service: str, region: str | None) -> Any:
-    """A boto3 client built as rotation builds it (``[rotation.aws]`` endpoint, profile and
-    timeouts, else the environment), so discovery and rotation talk to the same AWS."""
-    from keyward.rotation.clients import Clients
+    """A boto3 client with rotation's settings (``[rotation.aws]`` endpoint, profile and
+    overrides, else the environment), so discovery and rotation talk to the same AWS; with
+    the scan preset's timeouts and retries, since discovery only reads."""
+    from keyward.providers import SCAN, Providers
 
-    return Clients.from_config(get_state().config).aws(service, region)
+    return Providers.from_config(get_state().config, preset=SCAN).aws.client(service, region)
 
 
 @click.group(epilog=DISCOVER_EPILOG)
@@ -226,12 +227,12 @@ def vault(
     custom_metadata owner. Auth: VAULT_TOKEN, or VAULT_ROLE_ID + VAULT_SECRET_ID (AppRole)."""
     from dataclasses import replace
 
-    from keyward.inventory.discovery.vault import discover_vault, vault_client
-    from keyward.rotation.clients import vault_settings
+    from keyward.inventory.discovery.vault import discover_vault
+    from keyward.providers import VaultClients, vault_settings
 
     keys = _tag_keys(owner_tags, team_tags, contact_tags)
     settings = vault_settings(get_state().config)
-    client = vault_client(replace(settings, addr=addr) if addr else settings)
+    vault_ = VaultClients(replace(settings, addr=addr) if addr else settings).caller()
     fp = _fingerprinter() if fingerprint_values else None
-    scan = discover_vault(client, mount=mount, prefix=prefix, tag_keys=keys, fingerprint=fp)
+    scan = discover_vault(vault_, mount=mount, prefix=prefix, tag_keys=keys, fingerprint=fp)
     _import([scan], database_url, fmt)

@@ -47,7 +47,7 @@ def rotation_session(database_url: str | None) -> Iterator[Session]:
     from keyward.cli.common import fingerprint_key
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.rotations import RotationRepository
-    from keyward.rotation.clients import Clients
+    from keyward.providers import Providers
     from keyward.rotation.engine import RotationEngine
     from keyward.rotation.registry import PluginContext
     from keyward.rotation.runtime import RotationSettings, Wiring
@@ -59,7 +59,7 @@ def rotation_session(database_url: str | None) -> Iterator[Session]:
     db = open_db(database_url)
     try:
         repo = RotationRepository(db)
-        wiring = Wiring(config, PluginContext(Clients.from_config(config), fp))
+        wiring = Wiring(config, PluginContext(Providers.from_config(config), fp))
         engine = RotationEngine(
             repo,
             wiring,

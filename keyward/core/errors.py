@@ -7,7 +7,8 @@ Messages never contain a raw secret value.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
 
 
 class ExitCode(IntEnum):
@@ -19,10 +20,51 @@ class ExitCode(IntEnum):
     BACKEND = 3
 
 
+class Failure(StrEnum):
+    """Why a call to a provider (AWS, Vault) failed, whatever the provider calls it.
+
+    :mod:`keyward.providers` classifies every provider exception into one of these; the first
+    five always exit 3 (:class:`ProviderDenied` or :class:`ProviderUnavailable`), the same
+    for every consumer."""
+
+    NO_CREDENTIALS = "no-credentials"  # nothing to sign or authenticate with
+    REJECTED = "rejected"  # credentials presented and refused: unknown, expired, revoked, wrong
+    DENIED = "denied"  # authenticated, but not permitted to do this here
+    UNAVAILABLE = "unavailable"  # cannot be reached, timed out, or not serving (5xx, sealed)
+    THROTTLED = "throttled"  # still rate limited after the client's retries
+    NOT_FOUND = "not-found"
+    CONFLICT = "conflict"  # a precondition or check-and-set lost, a limit reached
+    FAILED = "failed"  # anything else the provider refused
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFault:
+    """A failed provider call in keyward's words: never a secret value.
+
+    ``code`` is the provider's own error code (``AccessDeniedException``) or the client
+    library's exception class name; ``detail`` the provider's message, scrubbed."""
+
+    provider: str  # "AWS", "Vault"
+    failure: Failure
+    action: str  # "secretsmanager:PutSecretValue", "update metadata"
+    resource: str  # "secret 'app/db'", "secret/metadata/app/db"
+    code: str
+    message: str  # one sentence naming the action and the resource
+    hint: str | None = None
+    detail: str = ""
+    endpoint: str | None = None  # where it was sent, when the failure is about reaching it
+
+    @property
+    def suffix(self) -> str:
+        """`` (code: detail)`` or `` (code)``, for messages."""
+        return f" ({self.code}: {self.detail})" if self.detail else f" ({self.code})"
+
+
 class KeywardError(Exception):
     """Root of every error keyward raises on purpose."""
 
     exit_code: ExitCode = ExitCode.USAGE
+    fault: ProviderFault | None = None  # set when a provider failure caused this error
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -62,11 +104,23 @@ class InventoryError(KeywardError):
     """The inventory database cannot do what was asked."""
 
 
+class ProviderDenied(BackendError):
+    """A provider refused the request: no credentials, credentials rejected, or not permitted."""
+
+
+class ProviderUnavailable(BackendError):
+    """A provider cannot be reached, timed out, is not serving, or kept throttling."""
+
+
+class ProviderNotFound(BackendError):
+    """A provider says the resource a rotator or source needs does not exist."""
+
+
 class StoreError(BackendError):
     """A secret store failed."""
 
 
-class StoreAuthError(StoreError):
+class StoreAuthError(StoreError, ProviderDenied):
     """The store refused our credentials or the action is not permitted."""
 
 
@@ -80,7 +134,7 @@ class StoreConflict(StoreError):
     """A concurrent change won (check-and-set mismatch, version already exists)."""
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, ProviderUnavailable):
     """The store cannot be reached."""
 
 

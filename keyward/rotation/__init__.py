@@ -1,5 +1,7 @@
 """Rotation: secret stores, rotators and dependents (the outside world), and the state machine.
 
-Nothing here creates a client at import time; heavy libraries (boto3, hvac, psycopg) are
-imported only inside the modules that talk to those providers.
+Nothing here creates a client at import time. AWS and Vault clients, and the translation of
+their errors, come from :mod:`keyward.providers` (passed in through
+:class:`~keyward.rotation.registry.PluginContext`); psycopg is imported only by the
+PostgreSQL rotator, which opens its own admin connection.
 """

@@ -6,15 +6,29 @@ secret value: identifiers are shown redacted (:func:`keyward.core.redaction.reda
 
 from __future__ import annotations
 
-from keyward.core.errors import BackendError, ExitCode, RotationError
+from keyward.core.errors import (
+    BackendError,
+    ExitCode,
+    ProviderDenied,
+    ProviderFault,
+    ProviderNotFound,
+    ProviderUnavailable,
+    RotationError,
+)
+from keyward.providers.errors import ErrorFamily, worded
 
-
-class ProviderDenied(BackendError):
-    """A provider (IAM, STS, Lambda, PostgreSQL) refused an action we are not permitted to do."""
-
-
-class ProviderUnavailable(BackendError):
-    """A provider cannot be reached (connection refused, timeout, throttled past retries)."""
+__all__ = [
+    "DEPENDENT_ERRORS",
+    "ROTATOR_ERRORS",
+    "CredentialRejected",
+    "DependentDrift",
+    "DependentError",
+    "DependentNotFound",
+    "ProviderDenied",
+    "ProviderNotFound",
+    "ProviderUnavailable",
+    "RotatorConflict",
+]
 
 
 class RotatorConflict(RotationError):
@@ -43,3 +57,28 @@ class DependentDrift(DependentError):
     """A dependent holds a value that is neither the current nor the new secret value."""
 
     exit_code = ExitCode.USAGE
+
+
+def _dependent_gone(fault: ProviderFault) -> DependentNotFound:
+    return DependentNotFound(
+        f"{fault.resource} no longer exists ({fault.action})",
+        hint="Remove it from the secret's dependents in the inventory, then resume",
+    )
+
+
+# How provider failures surface from rotators and dependents; "no credentials", "denied",
+# "unreachable" and "throttled" are ProviderDenied / ProviderUnavailable (exit 3) for both.
+ROTATOR_ERRORS = ErrorFamily(
+    denied=ProviderDenied,
+    unavailable=ProviderUnavailable,
+    not_found=worded(ProviderNotFound),
+    conflict=worded(RotatorConflict),
+    failed=worded(BackendError),
+)
+DEPENDENT_ERRORS = ErrorFamily(
+    denied=ProviderDenied,
+    unavailable=ProviderUnavailable,
+    not_found=_dependent_gone,
+    conflict=worded(DependentError),
+    failed=worded(DependentError),
+)

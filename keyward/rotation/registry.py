@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import Clients
+from keyward.providers import Providers
 from keyward.rotation.protocols import Dependent, Rotator, SecretStore
 
 
@@ -42,9 +42,12 @@ _NOUN = {
 
 @dataclass(frozen=True, slots=True)
 class PluginContext:
-    """What every plugin factory receives: client builders and the fingerprinter."""
+    """What every plugin factory receives: the provider clients and the fingerprinter.
 
-    clients: Clients
+    ``clients.aws`` builds boto3 clients (the rotate preset), ``clients.vault`` the
+    authenticated hvac client (:class:`keyward.providers.Providers`)."""
+
+    clients: Providers
     fingerprinter: Fingerprinter
     extra: Mapping[str, Any] = field(default_factory=dict)
 

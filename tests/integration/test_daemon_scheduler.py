@@ -26,7 +26,7 @@ from keyward.core.redaction import Fingerprinter
 from keyward.inventory.db import open_database
 from keyward.inventory.rotations import RotationRepository
 from keyward.inventory.service import Inventory
-from keyward.rotation.clients import Clients
+from keyward.providers import Providers
 from keyward.rotation.engine import RotationEngine
 from keyward.rotation.registry import PluginContext
 from keyward.rotation.runtime import RotationSettings, Wiring
@@ -69,7 +69,7 @@ def worker(db_url: str, config: Path, holder: str) -> Worker:
     settings = RotationSettings.from_config(cfg)
 
     def make(stop: threading.Event) -> RotationEngine:
-        wiring = Wiring(cfg, PluginContext(Clients.from_config(cfg), fp))
+        wiring = Wiring(cfg, PluginContext(Providers.from_config(cfg), fp))
         return RotationEngine(repo, wiring, fp, settings, holder=holder, stop=stop)
 
     return Worker(repo, make, holder, lease_ttl=settings.lease_ttl, batch=3, metrics=Metrics())

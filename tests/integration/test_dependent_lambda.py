@@ -17,7 +17,7 @@ import pytest
 
 from keyward.core.errors import ExitCode
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import AwsCredentials, AwsSettings, Clients
+from keyward.providers import AwsCredentials, AwsSettings, Providers
 from keyward.rotation.dependents.aws_lambda import VERSION_VARIABLE, LambdaEnvironmentDependent
 from keyward.rotation.errors import DependentDrift, DependentError, DependentNotFound
 from keyward.rotation.protocols import (
@@ -118,7 +118,7 @@ def dep(lam: Lambdas) -> LambdaEnvironmentDependent:
 
 
 def test_registry_builds_the_dependent_and_it_satisfies_the_protocol(aws: Any) -> None:
-    ctx = PluginContext(Clients(AwsSettings(region="us-east-1")), FP)
+    ctx = PluginContext(Providers(AwsSettings(region="us-east-1")), FP)
     d = load_dependent("aws-lambda", ctx)
     assert isinstance(d, Dependent) and d.kind == "aws-lambda"
 

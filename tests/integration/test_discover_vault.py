@@ -123,7 +123,8 @@ def test_unreachable_vault_and_missing_credentials(
     assert rc == 3 and f"Cannot reach Vault at http://127.0.0.1:{port}" in err
     monkeypatch.delenv("VAULT_TOKEN")
     rc, _, err = cli("discover", "vault")
-    assert rc == 2 and "No Vault credentials" in err
+    # exit 3 like missing AWS credentials and like rotation's Vault path (issue 8 §1; was 2)
+    assert rc == 3 and "No Vault credentials" in err
 
 
 def test_vault_times_with_nanoseconds_parse_as_utc() -> None:
@@ -139,7 +140,7 @@ def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.db import open_database
     from keyward.inventory.rotations import RotationRepository
-    from keyward.rotation.clients import Clients, VaultSettings
+    from keyward.providers import Providers, VaultSettings
     from keyward.rotation.registry import PluginContext
     from keyward.rotation.runtime import Wiring
 
@@ -152,7 +153,7 @@ def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
     repo = RotationRepository(open_database(url=db_url), actor="t")
     secret = repo.secret(f"vault/{mount}/{prefix}/db")
     repo.db.close()
-    clients = Clients(vault=VaultSettings(addr=openbao.addr, token=openbao.token))
+    clients = Providers(vault=VaultSettings(addr=openbao.addr, token=openbao.token))
     wiring = Wiring(Config({}), PluginContext(clients, Fingerprinter(b"k" * 32)))
     kind, name, store = wiring.store_for(secret)
     assert (kind, name) == ("vault-kv", f"{prefix}/db")

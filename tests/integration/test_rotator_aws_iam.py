@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from keyward.core.errors import ExitCode
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import AwsCredentials, AwsSettings, Clients
+from keyward.providers import AwsCredentials, AwsSettings, Providers
 from keyward.rotation.errors import CredentialRejected, ProviderDenied, RotatorConflict
 from keyward.rotation.protocols import (
     RetireOutcome,
@@ -106,7 +106,7 @@ def ctx() -> RotationContext:
 
 
 def test_registry_builds_the_rotator_and_it_satisfies_the_protocol(aws: Any) -> None:
-    clients = Clients(AwsSettings(region="us-east-1"))
+    clients = Providers(AwsSettings(region="us-east-1"))
     rot = load_rotator("aws-iam-access-key", PluginContext(clients, Fingerprinter(b"k" * 32)))
     assert isinstance(rot, Rotator) and rot.kind == "aws-iam-access-key"
 

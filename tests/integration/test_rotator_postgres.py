@@ -276,14 +276,14 @@ def test_the_registry_builds_it_with_clients_and_an_admin_url_with_options(
     roles: Roles,
 ) -> None:
     from keyward.core.redaction import Fingerprinter
-    from keyward.rotation.clients import Clients
+    from keyward.providers import Providers
     from keyward.rotation.registry import PluginContext, load_rotator
 
     base = roles.create(password="Base-password-0001")
     admin_url = psycopg.conninfo.make_conninfo(roles.url, connect_timeout=5)
     rot = load_rotator(
         "postgres-password",
-        PluginContext(Clients(), Fingerprinter(b"k" * 32)),
+        PluginContext(Providers(), Fingerprinter(b"k" * 32)),
         {"admin_url": admin_url, "strategy": "alternating", "password_length": 24},
     )
     cur = secret(base, "Base-password-0001")
@@ -299,11 +299,11 @@ def test_an_unknown_strategy_or_missing_admin_url_is_a_config_error(
 ) -> None:
     from keyward.core.errors import ConfigError
     from keyward.core.redaction import Fingerprinter
-    from keyward.rotation.clients import Clients
+    from keyward.providers import Providers
     from keyward.rotation.registry import PluginContext, load_rotator
 
     monkeypatch.delenv("KEYWARD_POSTGRES_ADMIN_URL", raising=False)
-    pctx = PluginContext(Clients(), Fingerprinter(b"k" * 32))
+    pctx = PluginContext(Providers(), Fingerprinter(b"k" * 32))
     with pytest.raises(ConfigError, match="needs an admin connection"):
         load_rotator("postgres-password", pctx, {})
     with pytest.raises(ConfigError, match="Unknown strategy 'triple'"):

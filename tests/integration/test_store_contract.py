@@ -24,7 +24,7 @@ from keyward.core.errors import (
     StoreUnavailable,
 )
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import Clients, VaultSettings
+from keyward.providers import Providers, VaultSettings
 from keyward.rotation.protocols import SecretStore, SecretValue, new_token
 from keyward.rotation.registry import PluginContext, load_store
 from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
@@ -506,7 +506,8 @@ def test_vault_approle_login_through_clients_and_the_registry(openbao: Any) -> N
     root.auth.approle.create_or_update_approle("keyward", token_policies=["approle-rw"])
     role_id = root.auth.approle.read_role_id("keyward")["data"]["role_id"]
     secret_id = root.auth.approle.generate_secret_id("keyward")["data"]["secret_id"]
-    clients = Clients(vault=VaultSettings(addr=openbao.addr, role_id=role_id, secret_id=secret_id))
+    settings = VaultSettings(addr=openbao.addr, role_id=role_id, secret_id=secret_id)
+    clients = Providers(vault=settings)
     ctx = PluginContext(clients, Fingerprinter(b"k" * 32))
     store = load_store("vault-kv", ctx, {"mount": "secret"})
     assert store.read_current(name).value.fields == DB
@@ -544,7 +545,7 @@ def test_vault_the_documented_minimal_policy_is_enough_for_a_whole_rotation(
 def test_secretsmanager_through_the_registry_honours_aws_endpoint_url(aws: Any) -> None:
     h = _aws_harness(aws)
     name = _seeded(h)
-    ctx = PluginContext(Clients.from_config(Config()), Fingerprinter(b"k" * 32))
+    ctx = PluginContext(Providers.from_config(Config()), Fingerprinter(b"k" * 32))
     store = load_store("aws-secretsmanager", ctx, {"region": "us-east-1"})
     assert store.read_current(name).value.fields == DB
 
@@ -588,7 +589,7 @@ def test_vault_addr_token_and_namespace_come_from_the_environment(
     monkeypatch.setenv("VAULT_ADDR", openbao.addr)
     monkeypatch.setenv("VAULT_TOKEN", openbao.token)
     monkeypatch.setenv("VAULT_NAMESPACE", ns)
-    ctx = PluginContext(Clients.from_config(Config()), Fingerprinter(b"k" * 32))
+    ctx = PluginContext(Providers.from_config(Config()), Fingerprinter(b"k" * 32))
     store = load_store("vault-kv", ctx)
     assert store.read_current(path).value.fields == DB
     v = store.put_pending(path, SecretValue(NEW), new_token())
@@ -614,11 +615,12 @@ def test_vault_approle_logs_in_again_when_its_token_expires_mid_rotation(openbao
     )
     role_id = root.auth.approle.read_role_id("short")["data"]["role_id"]
     secret_id = root.auth.approle.generate_secret_id("short")["data"]["secret_id"]
-    clients = Clients(vault=VaultSettings(addr=openbao.addr, role_id=role_id, secret_id=secret_id))
+    settings = VaultSettings(addr=openbao.addr, role_id=role_id, secret_id=secret_id)
+    clients = Providers(vault=settings)
     store = load_store("vault-kv", PluginContext(clients, Fingerprinter(b"k" * 32)))
-    first_token = clients.vault().token
+    first_token = clients.vault.client().token
     v = store.put_pending(name, SecretValue(NEW), new_token())
     time.sleep(2.2)
     store.promote(name, v)  # the token expired in between: a fresh AppRole login finishes it
-    assert clients.vault().token != first_token
+    assert clients.vault.client().token != first_token
     assert store.read_current(name).value.fields == NEW

@@ -1,7 +1,8 @@
 """Discover AWS Secrets Manager secrets and IAM users' access keys (read-only calls).
 
-boto3 honours ``AWS_ENDPOINT_URL`` (and the usual credential chain) by itself. Denied calls
-become warnings; an endpoint that cannot be reached at all is a :class:`StoreUnavailable`.
+Clients come from :mod:`keyward.providers` (the CLI builds them), and every call goes through
+its error boundary. Denied calls become warnings; no credentials, an endpoint that cannot be
+reached and throttling past retries raise, as everywhere (exit 3).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from keyward.core.errors import StoreUnavailable
+from keyward.core.errors import Failure, KeywardError
 from keyward.inventory.discovery import (
     DEFAULT_TAG_KEYS,
     Discovered,
@@ -40,41 +41,32 @@ def _utc(value: Any) -> datetime | None:
     return None
 
 
-def _unreachable(service: str, client: Any) -> StoreUnavailable:
-    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "?")
-    return StoreUnavailable(
-        f"Cannot reach {service} at {endpoint}",
-        hint="Check AWS_ENDPOINT_URL, the region and the network",
-    )
-
-
 def _call(scan: Scan, what: str, fn: Callable[[], Any], service: str, client: Any) -> Any:
-    """Run one API call; a denial becomes a warning (returns None), other errors raise.
+    """Run one API call through the provider boundary. A denial, or a failure of this one
+    call, becomes a warning (returns None); a missing resource returns None; no credentials,
+    unreachable and throttled raise (exit 3, one sentence naming the endpoint)."""
+    from keyward.providers.aws import aws_errors
+    from keyward.providers.errors import STORE_ERRORS
 
-    Errors are classified by :func:`keyward.rotation.clients.aws_category`, the one table of
-    AWS error codes that rotation uses too."""
-    from botocore.exceptions import ClientError, NoCredentialsError
-
-    from keyward.rotation.clients import Category, aws_category
-
+    operation, _, target = what.partition(" on ")
+    model = getattr(getattr(client, "meta", None), "service_model", None)
+    api = getattr(model, "endpoint_prefix", None)
+    action = f"{api}:{operation}" if isinstance(api, str) else operation
+    resource = f"{target} in {service}" if target else service
     try:
-        return fn()
-    except ClientError as exc:
-        category, code = aws_category(exc)
-        if category is Category.AUTH:
-            scan.warn(f"{service} denied {what} ({code})")
-            return None
-        if category is Category.NOT_FOUND:
-            return None
-        scan.warn(f"{service} failed {what} ({code})")
+        with aws_errors(action, resource, STORE_ERRORS):
+            return fn()
+    except KeywardError as err:
+        fault = err.fault
+        if fault is None:
+            raise
+        if fault.failure in (Failure.REJECTED, Failure.DENIED):
+            scan.warn(f"{service} denied {what} ({fault.code})")
+        elif fault.failure in (Failure.CONFLICT, Failure.FAILED):
+            scan.warn(f"{service} failed {what} ({fault.code})")
+        elif fault.failure is not Failure.NOT_FOUND:
+            raise
         return None
-    except NoCredentialsError:
-        scan.warn(f"no AWS credentials for {what}")
-        return None
-    except Exception as exc:
-        if aws_category(exc)[0] is Category.UNAVAILABLE:
-            raise _unreachable(service, client) from None
-        raise
 
 
 def _tags(tag_list: Sequence[dict[str, Any]] | None) -> dict[str, str]:

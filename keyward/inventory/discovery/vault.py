@@ -1,8 +1,10 @@
 """Discover Vault / OpenBao KV v2 secrets from metadata (values are not read unless asked).
 
-Authentication: ``VAULT_TOKEN``, or AppRole with ``VAULT_ROLE_ID`` and ``VAULT_SECRET_ID``;
-``VAULT_ADDR`` and ``VAULT_NAMESPACE`` are honoured. A path whose listing or metadata is
-denied becomes a warning; an unreachable server is a :class:`StoreUnavailable`.
+The client comes from :class:`keyward.providers.vault.VaultClients` (``VAULT_TOKEN``, or
+AppRole with ``VAULT_ROLE_ID`` and ``VAULT_SECRET_ID``; ``VAULT_ADDR``, ``VAULT_NAMESPACE``
+and ``[rotation.vault]``, as for rotation) and every call goes through its
+:class:`~keyward.providers.vault.VaultCaller`. A path whose listing or metadata is denied
+becomes a warning; no credentials, an unreachable server or throttling raise (exit 3).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from keyward.core.errors import ConfigError, StoreAuthError, StoreUnavailable
+from keyward.core.errors import Failure, KeywardError
 from keyward.inventory.discovery import (
     DEFAULT_TAG_KEYS,
     Discovered,
@@ -25,71 +27,13 @@ from keyward.inventory.discovery import (
 )
 
 if TYPE_CHECKING:
-    from keyward.rotation.clients import VaultSettings
+    from keyward.providers.vault import VaultCaller
 
 log = logging.getLogger(__name__)
 
 STORE = "vault-kv"
 MAX_PATHS = 100_000
 _FRACTION = re.compile(r"\.(\d{6})\d*")
-
-
-def vault_client(settings: VaultSettings) -> Any:
-    """An authenticated hvac client (AppRole login when a role id is given, else the token).
-
-    ``settings`` are rotation's (:func:`keyward.rotation.clients.vault_settings`: the config
-    file's ``[rotation.vault]``, then ``VAULT_*``), so discovery and rotation reach the same
-    Vault with the same TLS settings; the errors here are discovery's own."""
-    import hvac
-    import requests
-
-    if not settings.addr:
-        raise ConfigError("No Vault address is set", hint="Set VAULT_ADDR or pass --addr")
-    client = hvac.Client(
-        url=settings.addr,
-        token=settings.token,
-        namespace=settings.namespace,
-        timeout=settings.timeout,
-        verify=settings.verify,
-    )
-    try:
-        if settings.role_id:
-            if not settings.secret_id:
-                raise ConfigError(
-                    "VAULT_ROLE_ID is set but VAULT_SECRET_ID is not",
-                    hint="Export VAULT_SECRET_ID, or use VAULT_TOKEN instead",
-                )
-            client.auth.approle.login(
-                role_id=settings.role_id,
-                secret_id=settings.secret_id,
-                mount_point=settings.approle_mount,
-            )
-        elif not settings.token:
-            raise ConfigError(
-                "No Vault credentials are set",
-                hint="Set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole",
-            )
-    except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest) as exc:
-        raise StoreAuthError(
-            f"Vault at {settings.addr} refused the AppRole login ({_first_error(exc)})",
-            hint="Check VAULT_ROLE_ID and VAULT_SECRET_ID",
-        ) from None
-    except requests.exceptions.RequestException:
-        raise _unreachable(settings.addr) from None
-    return client
-
-
-def _first_error(exc: BaseException) -> str:
-    errors = getattr(exc, "errors", None)
-    if errors:
-        return str(errors[0])[:200]
-    return type(exc).__name__
-
-
-def _unreachable(addr: str) -> StoreUnavailable:
-    return StoreUnavailable(
-        f"Cannot reach Vault at {addr}", hint="Check VAULT_ADDR and that the server is running"
-    )
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -105,7 +49,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def discover_vault(
-    client: Any,
+    vault: VaultCaller,
     *,
     mount: str = "secret",
     prefix: str = "",
@@ -113,26 +57,26 @@ def discover_vault(
     fingerprint: Callable[[str], str] | None = None,
 ) -> Scan:
     """Every KV v2 secret under ``mount``/``prefix``: times, versions, custom_metadata."""
-    import hvac
-    import requests
-
     mount = mount.strip("/")
     prefix = prefix.strip("/")
     scan = Scan(STORE, scope=f"{mount}/{prefix}" if prefix else f"{mount}/")
-    kv = client.secrets.kv.v2
-    addr = getattr(client, "url", "Vault")
+    kv = vault.client.secrets.kv.v2
 
-    def guarded(what: str, fn: Callable[[], Any]) -> Any:
+    def guarded(action: str, path: str, fn: Callable[[], Any]) -> Any:
+        """A denied or failed read is a warning; missing is None; the rest raises."""
+        what = f"{action} on {path}"
         try:
-            return fn()
-        except hvac.exceptions.Forbidden:
-            scan.warn(f"Vault denied {what}")
-        except hvac.exceptions.InvalidPath:
-            return None
-        except hvac.exceptions.VaultError as exc:
-            scan.warn(f"Vault failed {what} ({_first_error(exc)})")
-        except requests.exceptions.RequestException:
-            raise _unreachable(str(addr)) from None
+            return vault(action, path, fn)
+        except KeywardError as err:
+            fault = err.fault
+            if fault is None:
+                raise
+            if fault.failure is Failure.DENIED:
+                scan.warn(f"Vault denied {what}")
+            elif fault.failure in (Failure.CONFLICT, Failure.FAILED):
+                scan.warn(f"Vault failed {what} ({fault.detail or fault.code})")
+            elif fault.failure is not Failure.NOT_FOUND:
+                raise  # no credentials, token rejected, unreachable, throttled: exit 3
         return None
 
     pending = [prefix]
@@ -140,7 +84,8 @@ def discover_vault(
     while pending and len(leaves) < MAX_PATHS:
         folder = pending.pop()
         listed = guarded(
-            f"list on {mount}/{folder}",
+            "list",
+            f"{mount}/metadata/{folder}".rstrip("/"),
             partial(kv.list_secrets, path=folder, mount_point=mount),
         )
         if listed is None:
@@ -156,7 +101,8 @@ def discover_vault(
 
     for path in sorted(leaves):
         meta = guarded(
-            f"reading metadata of {mount}/{path}",
+            "read metadata",
+            f"{mount}/metadata/{path}",
             partial(kv.read_secret_metadata, path=path, mount_point=mount),
         )
         if meta is None:
@@ -184,7 +130,8 @@ def discover_vault(
             )
         if fingerprint is not None and current:
             read = guarded(
-                f"reading {mount}/{path}",
+                "read",
+                f"{mount}/data/{path}",
                 partial(
                     kv.read_secret_version,
                     path=path,

@@ -32,14 +32,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import (
-    Category,
-    ErrorFamily,
-    aws_category,
-    aws_message,
-    translate_aws_error,
-)
-from keyward.rotation.errors import DependentDrift, DependentError, DependentNotFound
+from keyward.providers.aws import aws_errors
+from keyward.rotation.errors import DEPENDENT_ERRORS, DependentDrift, DependentError
 from keyward.rotation.protocols import (
     DependentMode,
     DependentSnapshot,
@@ -53,6 +47,8 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 VERSION_VARIABLE = "KEYWARD_SECRET_VERSION"
+# Someone else changed the function between our read and our write: read again and retry.
+_CONCURRENT_EDIT = frozenset({"PreconditionFailedException", "ResourceConflictException"})
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -83,9 +79,9 @@ class LambdaEnvironmentDependent:
 
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> LambdaEnvironmentDependent:
-        clients = context.clients
+        aws = context.clients.aws
         return cls(
-            lambda region: clients.aws("lambda", region),
+            lambda region: aws.client("lambda", region),
             context.fingerprinter,
             wait_delay=int(options.get("wait_delay", 2)),
             wait_attempts=int(options.get("wait_attempts", 150)),
@@ -101,27 +97,11 @@ class LambdaEnvironmentDependent:
         return f"Lambda function {target.resource}{region}"
 
     def _call(self, target: DependentTarget, action: str, fn: Callable[..., R], **kw: Any) -> R:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        """``fn(**kw)`` behind the provider boundary: a deleted function is
+        DependentNotFound, denied / unreachable / throttled are ProviderDenied /
+        ProviderUnavailable (exit 3), anything else a DependentError naming the call."""
+        with aws_errors(action, self._where(target), DEPENDENT_ERRORS):
             return fn(**kw)
-        except ClientError as exc:
-            category, code = aws_category(exc)
-            if category is Category.NOT_FOUND:
-                raise DependentNotFound(
-                    f"{self._where(target)} no longer exists ({action})",
-                    hint="Remove it from the secret's dependents in the inventory, then resume",
-                ) from None
-            if category in (Category.AUTH, Category.UNAVAILABLE):
-                raise translate_aws_error(
-                    exc, action, self._where(target), ErrorFamily.PROVIDER
-                ) from None
-            detail = f"{code}: {aws_message(exc)}" if aws_message(exc) else code
-            raise DependentError(f"{action} on {self._where(target)} failed ({detail})") from None
-        except BotoCoreError as exc:
-            raise translate_aws_error(
-                exc, action, self._where(target), ErrorFamily.PROVIDER
-            ) from None
 
     def _config(self, target: DependentTarget, qualifier: str | None = None) -> dict[str, Any]:
         client = self._client_for(target.region)
@@ -139,15 +119,18 @@ class LambdaEnvironmentDependent:
         return dict((config.get("Environment") or {}).get("Variables") or {})
 
     def _wait(self, target: DependentTarget) -> None:
-        from botocore.exceptions import WaiterError
-
         client = self._client_for(target.region)
         try:
-            client.get_waiter("function_updated_v2").wait(
+            self._call(
+                target,
+                "lambda:GetFunction (waiting for LastUpdateStatus)",
+                client.get_waiter("function_updated_v2").wait,
                 FunctionName=target.resource,
                 WaiterConfig={"Delay": self.wait_delay, "MaxAttempts": self.wait_attempts},
             )
-        except WaiterError:
+        except DependentError as err:
+            if err.fault is None or err.fault.code != "WaiterError":
+                raise
             cfg = self._config(target)
             raise DependentError(
                 f"The update of {self._where(target)} did not succeed: LastUpdateStatus is "
@@ -172,8 +155,6 @@ class LambdaEnvironmentDependent:
 
     def _apply(self, target: DependentTarget, desired: Mapping[str, str], remove: set[str]) -> bool:
         """Read-modify-write of the environment; True if an update was made."""
-        from botocore.exceptions import ClientError
-
         client = self._client_for(target.region)
         for attempt in range(self.conflict_retries):
             cfg = self._config(target)
@@ -189,16 +170,20 @@ class LambdaEnvironmentDependent:
             if cfg.get("RevisionId"):
                 kw["RevisionId"] = cfg["RevisionId"]
             try:
-                client.update_function_configuration(**kw)
-            except ClientError as exc:
-                code = aws_category(exc)[1]
-                if code in {"PreconditionFailedException", "ResourceConflictException"}:
-                    if attempt + 1 == self.conflict_retries:
-                        break
-                    log.info("%s changed concurrently; retrying", self._where(target))
-                    self._wait(target)
-                    continue
-                self._call(target, "lambda:UpdateFunctionConfiguration", _reraise, exc=exc)
+                self._call(
+                    target,
+                    "lambda:UpdateFunctionConfiguration",
+                    client.update_function_configuration,
+                    **kw,
+                )
+            except DependentError as err:
+                if err.fault is None or err.fault.code not in _CONCURRENT_EDIT:
+                    raise
+                if attempt + 1 == self.conflict_retries:
+                    break
+                log.info("%s changed concurrently; retrying", self._where(target))
+                self._wait(target)
+                continue
             self._wait(target)
             return True
         raise DependentError(
@@ -367,7 +352,3 @@ class LambdaEnvironmentDependent:
         if target.alias and snapshot.alias_version:
             self._move_alias(target, snapshot.alias_version)
         log.info("%s: restored %s", self._where(target), ", ".join(sorted({*desired, *remove})))
-
-
-def _reraise(exc: BaseException) -> None:
-    raise exc

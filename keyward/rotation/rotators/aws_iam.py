@@ -29,15 +29,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from keyward.core.errors import Failure, KeywardError, ProviderNotFound
 from keyward.core.redaction import redact
-from keyward.rotation.clients import (
-    AwsCredentials,
-    Category,
-    ErrorFamily,
-    aws_category,
-    translate_aws_error,
-)
-from keyward.rotation.errors import CredentialRejected, RotatorConflict
+from keyward.providers.aws import aws_errors
+from keyward.providers.settings import AwsCredentials
+from keyward.rotation.errors import ROTATOR_ERRORS, CredentialRejected, RotatorConflict
 from keyward.rotation.protocols import (
     Retirement,
     RetireOutcome,
@@ -56,6 +52,8 @@ def _show(key_id: str) -> str:
 
 
 _PROPAGATING = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AuthFailure"}
+# Failures that say nothing about the new key: raised as they are, not as CredentialRejected.
+_NOT_THE_KEY = {Failure.NO_CREDENTIALS, Failure.UNAVAILABLE, Failure.THROTTLED}
 
 
 class IamAccessKeyRotator:
@@ -87,10 +85,10 @@ class IamAccessKeyRotator:
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> IamAccessKeyRotator:
         region = options.get("region")
-        clients = context.clients
+        aws = context.clients.aws
         return cls(
-            clients.aws("iam", region),
-            lambda creds: clients.aws("sts", region, credentials=creds),
+            aws.client("iam", region),
+            lambda creds: aws.with_credentials("sts", creds, region),
             user_name=options.get("user_name"),
             delete_inactive_key=bool(options.get("delete_inactive_key", False)),
             id_field=str(options.get("access_key_id_field", "access_key_id")),
@@ -104,12 +102,8 @@ class IamAccessKeyRotator:
 
     # ---------------------------------------------------------------- helpers
     def _call(self, action: str, resource: str, fn: Callable[..., R], **kw: Any) -> R:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(action, resource, ROTATOR_ERRORS):
             return fn(**kw)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(exc, action, resource, ErrorFamily.PROVIDER) from None
 
     def _key_id(self, value: SecretValue, which: str) -> str:
         key_id = value.get(self.id_field)
@@ -122,16 +116,17 @@ class IamAccessKeyRotator:
 
     def _last_used(self, key_id: str) -> dict[str, Any] | None:
         """``GetAccessKeyLastUsed`` for a key, or ``None`` if the key no longer exists."""
-        from botocore.exceptions import ClientError
-
         try:
-            return dict(self._iam.get_access_key_last_used(AccessKeyId=key_id))
-        except ClientError as exc:
-            if aws_category(exc)[0] is Category.NOT_FOUND:
-                return None
-            raise translate_aws_error(
-                exc, "iam:GetAccessKeyLastUsed", f"access key {_show(key_id)}", ErrorFamily.PROVIDER
-            ) from None
+            return dict(
+                self._call(
+                    "iam:GetAccessKeyLastUsed",
+                    f"access key {_show(key_id)}",
+                    self._iam.get_access_key_last_used,
+                    AccessKeyId=key_id,
+                )
+            )
+        except ProviderNotFound:
+            return None
 
     def _user(self, key_id: str) -> str:
         if self.user_name:
@@ -151,15 +146,16 @@ class IamAccessKeyRotator:
         return list(resp.get("AccessKeyMetadata", []))
 
     def _delete(self, user: str, key_id: str) -> None:
-        from botocore.exceptions import ClientError
-
         try:
-            self._iam.delete_access_key(UserName=user, AccessKeyId=key_id)
-        except ClientError as exc:
-            if aws_category(exc)[0] is not Category.NOT_FOUND:
-                raise translate_aws_error(
-                    exc, "iam:DeleteAccessKey", f"access key {_show(key_id)}", ErrorFamily.PROVIDER
-                ) from None
+            self._call(
+                "iam:DeleteAccessKey",
+                f"access key {_show(key_id)}",
+                self._iam.delete_access_key,
+                UserName=user,
+                AccessKeyId=key_id,
+            )
+        except ProviderNotFound:
+            pass  # already gone
 
     def _free_slot(self, user: str, current_id: str, ctx: RotationContext) -> None:
         """Make room for a new key: delete our own leftovers, or an inactive key by policy."""
@@ -230,8 +226,6 @@ class IamAccessKeyRotator:
         return None
 
     def test(self, new: SecretValue) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         key_id = self._key_id(new, "new")
         secret = new.get(self.secret_field)
         if not secret:
@@ -240,27 +234,18 @@ class IamAccessKeyRotator:
         code = ""
         for attempt in range(self.test_attempts):
             try:
-                arn = str(sts.get_caller_identity()["Arn"])
-            except ClientError as exc:
-                category, code = aws_category(exc)
+                resp = self._call(
+                    "sts:GetCallerIdentity", f"access key {_show(key_id)}", sts.get_caller_identity
+                )
+            except KeywardError as err:
+                if err.fault is None or err.fault.failure in _NOT_THE_KEY:
+                    raise  # the key was never asked: no network, throttled, ...
+                code = err.fault.code
                 if code in _PROPAGATING and attempt + 1 < self.test_attempts:
                     self._sleep(self.test_delay)
                     continue
-                if category is Category.UNAVAILABLE:
-                    raise translate_aws_error(
-                        exc,
-                        "sts:GetCallerIdentity",
-                        f"access key {_show(key_id)}",
-                        ErrorFamily.PROVIDER,
-                    ) from None
                 break
-            except BotoCoreError as exc:
-                raise translate_aws_error(
-                    exc,
-                    "sts:GetCallerIdentity",
-                    f"access key {_show(key_id)}",
-                    ErrorFamily.PROVIDER,
-                ) from None
+            arn = str(resp["Arn"])
             expected = self.user_name or self._user(key_id)
             if not arn.endswith(f":user/{expected}") and f":user/{expected}" not in arn:
                 raise CredentialRejected(
@@ -276,8 +261,6 @@ class IamAccessKeyRotator:
         )
 
     def deactivate(self, old: SecretValue, new: SecretValue) -> None:
-        from botocore.exceptions import ClientError
-
         old_id = self._key_id(old, "old")
         if old_id == self._key_id(new, "new"):
             return
@@ -286,12 +269,16 @@ class IamAccessKeyRotator:
             return  # already gone
         user = self.user_name or str(info["UserName"])
         try:
-            self._iam.update_access_key(UserName=user, AccessKeyId=old_id, Status="Inactive")
-        except ClientError as exc:
-            if aws_category(exc)[0] is not Category.NOT_FOUND:
-                raise translate_aws_error(
-                    exc, "iam:UpdateAccessKey", f"access key {_show(old_id)}", ErrorFamily.PROVIDER
-                ) from None
+            self._call(
+                "iam:UpdateAccessKey",
+                f"access key {_show(old_id)}",
+                self._iam.update_access_key,
+                UserName=user,
+                AccessKeyId=old_id,
+                Status="Inactive",
+            )
+        except ProviderNotFound:
+            pass  # deleted meanwhile: nothing left to deactivate
         log.info("deactivated old access key %s", _show(old_id))
 
     def revoke(self, old: SecretValue, new: SecretValue, deactivated_at: datetime) -> Retirement:

@@ -18,6 +18,11 @@ Strategies:
 
 Passwords are sent as SCRAM-SHA-256 verifiers computed here, so the plaintext never reaches the
 server (nor its statement log). Identifiers are quoted with :mod:`psycopg.sql`.
+
+Connections are opened here by :func:`open_connection` (psycopg is imported only then), not by
+:mod:`keyward.providers`: the admin connection is this rotator's own option, shared with no
+other plugin, and PostgreSQL's errors (SQLSTATEs) are translated below, where their meaning
+for a rotation is known.
 """
 
 from __future__ import annotations
@@ -52,6 +57,13 @@ from keyward.rotation.protocols import (
 log = logging.getLogger(__name__)
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def open_connection(conninfo: str, **overrides: Any) -> Any:
+    """A new psycopg connection (autocommit, 10 s connect timeout); the caller closes it."""
+    import psycopg
+
+    return psycopg.connect(conninfo, **{"autocommit": True, "connect_timeout": 10, **overrides})
 
 
 class Strategy(StrEnum):
@@ -124,11 +136,7 @@ class PostgresPasswordRotator:
         self.password_length = password_length
         self.username_field = username_field
         self.password_field = password_field
-        if connect is None:
-            from keyward.rotation.clients import Clients
-
-            connect = Clients().postgres  # the one way keyward opens a provider connection
-        self._connect = connect
+        self._connect = connect or open_connection
 
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> PostgresPasswordRotator:
@@ -152,7 +160,6 @@ class PostgresPasswordRotator:
             password_length=int(options.get("password_length", 32)),
             username_field=str(options.get("username_field", "username")),
             password_field=str(options.get("password_field", "password")),
-            connect=context.clients.postgres,
         )
 
     def __repr__(self) -> str:

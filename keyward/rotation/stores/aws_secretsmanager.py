@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from keyward.core.errors import StoreConflict, StoreError, StoreNotFound
-from keyward.rotation.clients import ErrorFamily, translate_aws_error
+from keyward.providers.aws import aws_errors
+from keyward.providers.errors import STORE_ERRORS
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 
 log = logging.getLogger(__name__)
@@ -80,21 +81,15 @@ class SecretsManagerStore:
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> SecretsManagerStore:
         region = options.get("region")
-        return cls(context.clients.aws("secretsmanager", region), region=region)
+        return cls(context.clients.aws.client("secretsmanager", region), region=region)
 
     def __repr__(self) -> str:
         return f"SecretsManagerStore(region={self.region!r})"
 
     # ------------------------------------------------------------------ calls
     def _call(self, action: str, name: str, fn: Callable[..., R], **kwargs: Any) -> R:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(f"secretsmanager:{action}", f"secret {name!r}", STORE_ERRORS):
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(
-                exc, f"secretsmanager:{action}", f"secret {name!r}", ErrorFamily.STORE
-            ) from None
 
     def _stages(self, name: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
         meta = self._call("DescribeSecret", name, self._client.describe_secret, SecretId=name)
@@ -268,17 +263,11 @@ class SecretsManagerStore:
             log.info("secret %s: pending version %s discarded", name, token)
 
     def list_secrets(self, prefix: str = "") -> Iterator[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         kwargs: dict[str, Any] = {}
         if prefix:
             kwargs["Filters"] = [{"Key": "name", "Values": [prefix]}]
-        try:
+        with aws_errors("secretsmanager:ListSecrets", "this account", STORE_ERRORS):
             for page in self._client.get_paginator("list_secrets").paginate(**kwargs):
                 for entry in page.get("SecretList", []):
                     if not entry.get("DeletedDate"):
                         yield str(entry["Name"])
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_aws_error(
-                exc, "secretsmanager:ListSecrets", "this account", ErrorFamily.STORE
-            ) from None

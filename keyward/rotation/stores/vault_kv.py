@@ -28,10 +28,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from keyward.core.errors import StoreConflict, StoreNotFound
-from keyward.rotation.clients import ErrorFamily, translate_vault_error
+from keyward.providers.vault import VaultCaller
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,6 @@ K_TOKEN = "keyward_pending_token"
 K_BASE = "keyward_pending_base"
 K_CURRENT_TOKEN = "keyward_current_token"  # token of the rotation that made current current
 _PENDING_KEYS = (K_PENDING, K_TOKEN, K_BASE)
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +100,16 @@ class VaultKVStore:
     ) -> None:
         self._client = client
         self.mount = mount.strip("/")
-        self._reauth = reauth  # logs ``client`` in again (AppRole) when its token expired
+        # every call goes through the boundary: keyward errors out, AppRole re-login once
+        self._call = VaultCaller(client, relogin=reauth)
 
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> VaultKVStore:
-        clients = context.clients
+        vault = context.clients.vault
         return cls(
-            clients.vault(),
+            vault.client(),
             mount=str(options.get("mount", "secret")),
-            reauth=clients.vault_reauth(),
+            reauth=vault.reauth(),
         )
 
     def __repr__(self) -> str:
@@ -119,36 +118,6 @@ class VaultKVStore:
     # ------------------------------------------------------------------ calls
     def _path(self, kind: str, name: str) -> str:
         return f"{self.mount}/{kind}/{name.strip('/')}"
-
-    def _token_valid(self) -> bool | None:
-        try:
-            self._client.auth.token.lookup_self()
-        except Exception as exc:
-            from keyward.rotation.clients import Category, vault_category
-
-            return False if vault_category(exc) is Category.AUTH else None
-        return True
-
-    def _call(self, action: str, where: str, fn: Callable[..., R], /, *args: Any, **kw: Any) -> R:
-        from keyward.rotation.clients import Category, vault_category
-
-        for attempt in (1, 2):
-            try:
-                return fn(*args, **kw)
-            except Exception as exc:
-                category = vault_category(exc)
-                valid = self._token_valid() if category is Category.AUTH else None
-                if valid is False and self._reauth is not None and attempt == 1:
-                    log.info("Vault token expired during %s; logging in again", action)
-                    self._reauth()
-                    continue
-                err = translate_vault_error(
-                    exc, action, where, ErrorFamily.STORE, token_valid=valid
-                )
-                if category is Category.OTHER and not _is_hvac_error(exc):
-                    raise
-                raise err from None
-        raise AssertionError("unreachable")
 
     def _meta(self, name: str) -> _Meta:
         resp = self._call(
@@ -362,10 +331,3 @@ class VaultKVStore:
                     stack.append(full.rstrip("/"))
                 else:
                     yield full
-
-
-def _is_hvac_error(exc: BaseException) -> bool:
-    import hvac.exceptions
-    import requests
-
-    return isinstance(exc, hvac.exceptions.VaultError | requests.exceptions.RequestException)

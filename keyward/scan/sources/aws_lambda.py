@@ -1,8 +1,9 @@
 """Live AWS Lambda function configurations: environment variables and, optionally, code.
 
-Only ``keyward scan --aws-lambda`` imports this module; it is the one place in ``keyward.scan``
-that imports boto3/botocore, and it does so inside functions, so even importing this module
-stays cheap.
+Only ``keyward scan --aws-lambda`` imports this module. Clients come from
+:class:`keyward.providers.aws.AwsClients` with the scan preset, and every call goes through its
+error boundary (:func:`keyward.providers.aws.aws_errors`); both are imported inside functions,
+so importing this module loads neither boto3 nor botocore.
 
 * Every function of every selected region is listed with the ``ListFunctions`` paginator;
   regions are listed in parallel by a bounded thread pool (clients are created up front in the
@@ -14,8 +15,8 @@ stays cheap.
 * ``include_code`` downloads each deployment package (size-capped) through an injectable
   :data:`Downloader` and scans the zip's files in memory.
 * AccessDenied for a region or a function is a warning, not a crash; throttling is retried by
-  botocore's adaptive retry mode. Missing credentials, or no region reachable at all, raise a
-  :class:`~keyward.core.errors.BackendError` (exit 3).
+  botocore's adaptive retry mode (the scan preset). Missing credentials, or no region
+  reachable at all, raise a :class:`~keyward.core.errors.BackendError` (exit 3).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
-from keyward.core.errors import BackendError, ConfigError
+from keyward.core.errors import BackendError, ConfigError, Failure, KeywardError
 from keyward.scan.model import Chunk, Finding, Location, Severity, SourceKind
 from keyward.scan.sources.base import Skipped
 from keyward.scan.sources.files import decode
 
 if TYPE_CHECKING:
+    from keyward.providers.aws import AwsClients
     from keyward.scan.engine import Engine
     from keyward.scan.rules import Rule
     from keyward.scan.service import ScanResult
@@ -48,24 +50,6 @@ KMS_DESCRIPTION = "Lambda environment variables not encrypted with a customer ma
 DEFAULT_MAX_CODE_SIZE = 64 * 1024 * 1024  # zipped; Lambda's own limit for a direct upload is 50 MB
 MAX_UNZIPPED_SIZE = 256 * 1024 * 1024  # Lambda's unzipped limit is 250 MB; guards against bombs
 DEFAULT_WORKERS = 8
-_CREDENTIALS_HINT = (
-    "Set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile"
-)
-
-# Error codes that mean "this identity may not do that here".
-_DENIED = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "UnrecognizedClientException",  # e.g. an opt-in region that is not enabled
-        "AuthFailure",
-        "InvalidClientTokenId",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "KMSAccessDeniedException",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +124,8 @@ def download_package(package: CodePackage, cap: int) -> bytes:
 class LambdaSource:
     """Yields one chunk per environment variable (and per code file with ``include_code``).
 
-    ``session`` is a ``boto3.Session`` (built from ``options.profile`` when not given);
+    Clients come from :class:`keyward.providers.aws.AwsClients` (scan preset, the profile of
+    ``options.profile``); ``session`` is a ``boto3.Session`` to build them from instead, and
     ``client_factory`` and ``downloader`` are seams for tests and for callers with their own
     client setup.
     """
@@ -153,53 +138,31 @@ class LambdaSource:
     warnings: list[str] = field(default_factory=list)
     functions: list[FunctionRecord] = field(default_factory=list)
     regions_scanned: list[str] = field(default_factory=list)
+    _aws: AwsClients | None = field(default=None, init=False, repr=False)
 
     # ------------------------------------------------------------------ set-up
-    def _session(self) -> Any:
-        if self.session is None:
-            import boto3
-            import botocore.exceptions
+    def _clients(self) -> AwsClients:
+        if self._aws is None:
+            from keyward.providers.aws import SCAN, AwsClients
+            from keyward.providers.settings import AwsSettings
 
-            try:
-                self.session = boto3.Session(profile_name=self.options.profile)
-            except botocore.exceptions.ProfileNotFound:
-                raise ConfigError(
-                    f"The AWS profile {self.options.profile!r} does not exist",
-                    hint="Check --profile against ~/.aws/config",
-                ) from None
-        return self.session
+            self._aws = AwsClients(
+                AwsSettings(profile=self.options.profile),
+                SCAN,
+                session=self.session,
+                pool_size=self.options.workers,
+            )
+        return self._aws
 
     def _client(self, service: str, region: str) -> Any:
         if self.client_factory is not None:
             return self.client_factory(service, region)
-        from botocore.config import Config
-
-        config = Config(
-            retries={"mode": "adaptive"},  # max_attempts: AWS_MAX_ATTEMPTS or the config file
-            connect_timeout=10,
-            read_timeout=60,
-            max_pool_connections=max(10, self.options.workers),
-            user_agent_extra="keyward",
-        )
-        return self._session().client(service, region_name=region, config=config)
+        return self._clients().client(service, region)
 
     def _check_credentials(self) -> None:
         if self.client_factory is not None:
             return
-        import botocore.exceptions
-
-        try:
-            creds = self._session().get_credentials()
-        except botocore.exceptions.BotoCoreError as exc:
-            raise BackendError(
-                f"Cannot load AWS credentials ({_brief(exc)})",
-                hint="Fix the profile or credential settings",
-            ) from None
-        if creds is None:
-            raise BackendError(
-                "No AWS credentials found",
-                hint=_CREDENTIALS_HINT,
-            )
+        self._clients().require_credentials()
 
     def regions(self) -> list[str]:
         """The regions to scan, in a stable order."""
@@ -207,7 +170,7 @@ class LambdaSource:
             return list(dict.fromkeys(self.options.regions))
         if self.options.all_regions:
             return self._all_regions()
-        region = self._session().region_name if self.client_factory is None else None
+        region = self._clients().default_region() if self.client_factory is None else None
         if not region:
             raise ConfigError(
                 "No AWS region is configured for the Lambda scan",
@@ -217,28 +180,26 @@ class LambdaSource:
 
     def _all_regions(self) -> list[str]:
         """Enabled regions from EC2 ``DescribeRegions``; else botocore's list for Lambda."""
-        import botocore.exceptions
+        from keyward.providers.aws import aws_errors
 
         home = "us-east-1"
         if self.client_factory is None:
-            home = self._session().region_name or home
+            home = self._clients().default_region() or home
         try:
             ec2 = self._client("ec2", home)
-            resp = ec2.describe_regions(AllRegions=False)
+            with aws_errors("ec2:DescribeRegions", f"region {home}"):
+                resp = ec2.describe_regions(AllRegions=False)
             names = sorted(r["RegionName"] for r in resp.get("Regions", []))
             if names:
                 return names
-        except botocore.exceptions.ClientError as exc:
+        except KeywardError as err:
+            if err.fault is None or err.fault.failure is Failure.NO_CREDENTIALS:
+                raise
             self.warnings.append(
-                f"cannot list enabled regions ({_code(exc)}); using every region botocore "
+                f"cannot list enabled regions ({err.fault.code}); using every region botocore "
                 "knows for Lambda"
             )
-        except botocore.exceptions.BotoCoreError as exc:
-            self.warnings.append(
-                f"cannot list enabled regions ({_brief(exc)}); using every region botocore "
-                "knows for Lambda"
-            )
-        return sorted(self._session().get_available_regions("lambda"))
+        return self._clients().available_regions("lambda")
 
     # ------------------------------------------------------------------ scanning
     def chunks(self) -> Iterator[Chunk]:
@@ -254,7 +215,7 @@ class LambdaSource:
                 for r in regions
             }
             for region in regions:
-                outcome = _outcome(futures[region])
+                outcome = _outcome(futures[region], region)
                 if isinstance(outcome, str):
                     failures[region] = outcome
                     self.warnings.append(f"Lambda in {region} skipped: {outcome}")
@@ -329,24 +290,28 @@ class LambdaSource:
 
     def _fetch_code(self, record: FunctionRecord, client: Any) -> bytes | str:
         """The package bytes, or a sentence saying why not (never raises)."""
-        import botocore.exceptions
+        from keyward.providers.aws import aws_errors
 
         try:
-            resp = client.get_function(FunctionName=record.arn)
+            with aws_errors("lambda:GetFunction", record.arn):
+                resp = client.get_function(FunctionName=record.arn)
             code = resp.get("Code") or {}
             url = code.get("Location")
             if not url:
                 return "skip:no code location (image or layer-only function)"
             package = CodePackage(record.arn, record.region, url, record.code_size)
             return self.downloader(package, self.options.max_code_size)
-        except botocore.exceptions.ClientError as exc:
-            code_ = _code(exc)
-            if code_ in _DENIED:
+        except KeywardError as err:
+            fault = err.fault
+            code_ = fault.code if fault is not None else type(err).__name__
+            if fault is not None and fault.failure in _DENIED:
                 return f"warn:access denied to its code ({code_})"
+            if fault is not None and fault.failure is Failure.UNAVAILABLE:
+                return f"warn:cannot download its code ({code_})"
             return f"warn:cannot get its code ({code_})"
         except CodeTooLarge as exc:
             return f"skip:package larger than the code size cap ({exc})"
-        except (OSError, botocore.exceptions.BotoCoreError) as exc:
+        except OSError as exc:
             return f"warn:cannot download its code ({_brief(exc)})"
 
     def _code_problem(self, record: FunctionRecord, message: str) -> None:
@@ -411,26 +376,29 @@ def _list_functions(client: Any, all_versions: bool = False) -> list[dict[str, A
     return out
 
 
-def _outcome(fut: Future[list[dict[str, Any]]]) -> list[dict[str, Any]] | str:
-    """The region's functions, or a sentence saying why the region was skipped."""
-    import botocore.exceptions
+# Failures that skip one region (or one function's code) with a warning.
+_DENIED = frozenset({Failure.DENIED, Failure.REJECTED})
+
+
+def _outcome(fut: Future[list[dict[str, Any]]], region: str) -> list[dict[str, Any]] | str:
+    """The region's functions, or a sentence saying why the region was skipped; no
+    credentials raise (exit 3), as everywhere."""
+    from keyward.providers.aws import aws_errors
 
     try:
-        return fut.result()
-    except botocore.exceptions.ClientError as exc:
-        code = _code(exc)
-        if code in _DENIED:
-            return f"access denied ({code})"
-        return f"the API failed ({code})"
-    except botocore.exceptions.NoCredentialsError:
-        raise BackendError(
-            "No AWS credentials found",
-            hint=_CREDENTIALS_HINT,
-        ) from None
-    except botocore.exceptions.EndpointConnectionError as exc:
-        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the endpoint')}"
-    except botocore.exceptions.BotoCoreError as exc:
-        return _brief(exc)
+        with aws_errors("lambda:ListFunctions", f"region {region}"):
+            return fut.result()
+    except KeywardError as err:
+        fault = err.fault
+        if fault is None or fault.failure is Failure.NO_CREDENTIALS:
+            raise
+        if fault.failure in _DENIED:
+            return f"access denied ({fault.code})"
+        if fault.failure is Failure.UNAVAILABLE and fault.endpoint is not None:
+            return f"cannot reach {fault.endpoint}"
+        if fault.failure is Failure.THROTTLED:
+            return f"throttled ({fault.code})"
+        return f"the API failed ({fault.code})"
 
 
 def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
@@ -445,18 +413,6 @@ def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
         package_type=str(conf.get("PackageType") or "Zip"),
         version=str(conf.get("Version") or "$LATEST"),
     )
-
-
-def _code(exc: Any) -> str:
-    """The AWS error code; an unparsed 401/403 body counts as AccessDenied."""
-    response = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", "error"))
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code.isdigit() and status in (401, 403):
-        message = str(response.get("Error", {}).get("Message", ""))
-        found = next((c for c in _DENIED if f"<Code>{c}</Code>" in message), None)
-        return found or "AccessDenied"
-    return code
 
 
 def _brief(exc: BaseException) -> str:

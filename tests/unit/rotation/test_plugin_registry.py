@@ -11,8 +11,8 @@ import pytest
 
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter
+from keyward.providers import Providers
 from keyward.rotation import registry
-from keyward.rotation.clients import Clients
 from keyward.rotation.protocols import (
     Retirement,
     RetireOutcome,
@@ -24,7 +24,7 @@ from keyward.rotation.protocols import (
 )
 from keyward.rotation.registry import PluginContext, PluginGroup
 
-CTX = PluginContext(Clients(), Fingerprinter(b"registry-test-key-0123"))
+CTX = PluginContext(Providers(), Fingerprinter(b"registry-test-key-0123"))
 
 
 class FakeStore:

@@ -8,14 +8,14 @@ import pytest
 
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import Clients
+from keyward.providers import Providers
 from keyward.rotation.errors import CredentialRejected
 from keyward.rotation.protocols import RetireOutcome, RotationContext, SecretValue, new_token
 from keyward.rotation.registry import PluginContext
 from keyward.rotation.rotators.random import ALPHABETS, RandomRotator
 
 CTX = RotationContext(new_token(), datetime.now(UTC))
-PCTX = PluginContext(Clients(), Fingerprinter(b"random-rotator-key-01"))
+PCTX = PluginContext(Providers(), Fingerprinter(b"random-rotator-key-01"))
 
 
 def test_create_generates_a_value_of_the_configured_shape_and_keeps_other_fields() -> None:

@@ -1,0 +1,453 @@
+"""AWS through boto3: the one client factory, its presets, and the error translation.
+
+boto3 and botocore are imported inside the functions that need them, so importing this module
+costs nothing (the scan's pre-commit path imports it only when ``--aws-lambda`` runs).
+
+**Presets.** How patient a client is depends on what it is for, not on who builds it:
+
+=======  =========  ======  ========================  ========================================
+preset   connect    read    retries                   why
+=======  =========  ======  ========================  ========================================
+scan     10 s       60 s    adaptive; attempts from   many read-only list calls in parallel
+                            ``AWS_MAX_ATTEMPTS`` /    (one thread per region): adaptive mode
+                            the AWS config (3)        rate-limits the client itself when
+                                                      throttled; large pages read slowly;
+                                                      the user tunes attempts as for the CLI
+rotate   5 s        30 s    standard, 3 retries       one call per persisted step, under a
+                            (4 attempts)              lease: transient errors and throttling
+                                                      are retried with backoff, an outage
+                                                      fails the step in about two minutes at
+                                                      worst, well inside the lease, and the
+                                                      rotation resumes later
+verify   timeout    timeout standard, 2 retries       one ``GetCallerIdentity`` per found key
+         of         of      (3 attempts)              while the user waits; no clear answer is
+         [verify]   [verify]                          just ``unknown``
+=======  =========  ======  ========================  ========================================
+
+``discover`` uses the scan preset (it only reads, a page at a time). A setting in
+``[rotation.aws]`` (``connect_timeout``, ``read_timeout``, ``max_attempts``, ``retry_mode``)
+overrides the preset's value. Every client sends ``keyward`` in its user agent.
+
+**Errors.** :func:`aws_errors` is the boundary: any botocore exception raised inside it leaves
+as the keyward error its :class:`~keyward.providers.errors.ErrorFamily` gives, with one
+sentence naming the action and the resource (``AWS denied iam:CreateAccessKey on IAM user
+app (AccessDenied: ...)``) and the provider's error code in ``err.fault``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from keyward.core.errors import ConfigError, Failure, KeywardError, ProviderFault
+from keyward.providers.errors import PROVIDER_ERRORS, ErrorFamily
+from keyward.providers.settings import (
+    HOME,
+    Account,
+    AwsCredentials,
+    AwsSettings,
+    RetryMode,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPreset:
+    """Timeouts and retries for one use of AWS clients (see the module docstring)."""
+
+    name: str
+    connect_timeout: float
+    read_timeout: float
+    retry_mode: RetryMode
+    max_attempts: int | None  # retries after the first attempt; None: AWS_MAX_ATTEMPTS / config
+
+
+SCAN = ClientPreset("scan", connect_timeout=10, read_timeout=60, retry_mode="adaptive",
+                    max_attempts=None)  # fmt: skip
+ROTATE = ClientPreset("rotate", connect_timeout=5, read_timeout=30, retry_mode="standard",
+                      max_attempts=3)  # fmt: skip
+VERIFY = ClientPreset("verify", connect_timeout=10, read_timeout=10, retry_mode="standard",
+                      max_attempts=2)  # fmt: skip
+
+CREDENTIALS_HINT = (
+    "Set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or profile in "
+    "[rotation.aws], or --profile for keyward scan)"
+)
+
+
+class AwsClients:
+    """Builds and caches boto3 clients for one use (a preset) and one set of settings.
+
+    One boto3 session per account, created on first use; clients are cached per (service,
+    region, account) for this object's lifetime. Creating sessions and clients is serialised
+    by a lock (boto3 sessions are not thread-safe; the clients they make are)."""
+
+    def __init__(
+        self,
+        settings: AwsSettings | None = None,
+        preset: ClientPreset = ROTATE,
+        *,
+        session: Any = None,
+        pool_size: int | None = None,
+    ) -> None:
+        self.settings = settings or AwsSettings()
+        self.preset = preset
+        self._session = session  # a boto3 Session the caller built (home account), or None
+        self._pool_size = pool_size
+        self._cache: dict[tuple[str, str | None, Account], Any] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"AwsClients({self.settings!r}, preset={self.preset.name!r})"
+
+    # ------------------------------------------------------------------ building
+    def botocore_config(self) -> Any:
+        """The ``botocore.config.Config`` of the preset, with the settings' overrides."""
+        from botocore.config import Config as BotoConfig
+
+        s, p = self.settings, self.preset
+        retries: dict[str, Any] = {"mode": s.retry_mode or p.retry_mode}
+        attempts = s.max_attempts if s.max_attempts is not None else p.max_attempts
+        if attempts is not None:
+            retries["max_attempts"] = attempts
+        kwargs: dict[str, Any] = {}
+        if self._pool_size is not None:
+            kwargs["max_pool_connections"] = max(10, self._pool_size)
+        return BotoConfig(
+            connect_timeout=s.connect_timeout or p.connect_timeout,
+            read_timeout=s.read_timeout or p.read_timeout,
+            retries=retries,
+            user_agent_extra="keyward",
+            **kwargs,
+        )
+
+    def session(self, account: Account = HOME) -> Any:
+        """The boto3 session for ``account`` (the home account's is built from the profile)."""
+        if account.role_arn is not None:
+            raise ConfigError(
+                f"Account {account.name!r} needs sts:AssumeRole into {account.role_arn}, which "
+                "keyward does not support yet",
+                hint="Run keyward with credentials of that account",
+            )
+        with self._lock:
+            if self._session is None:
+                import boto3
+                import botocore.exceptions
+
+                try:
+                    self._session = boto3.session.Session(profile_name=self.settings.profile)
+                except botocore.exceptions.ProfileNotFound:
+                    raise ConfigError(
+                        f"The AWS profile {self.settings.profile!r} does not exist",
+                        hint="Check --profile, AWS_PROFILE or profile in [rotation.aws] "
+                        "against ~/.aws/config",
+                    ) from None
+            return self._session
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"config": self.botocore_config()}
+        if self.settings.endpoint_url:
+            kwargs["endpoint_url"] = self.settings.endpoint_url
+        return kwargs
+
+    def client(self, service: str, region: str | None = None, *, account: Account = HOME) -> Any:
+        """A boto3 client for ``service`` in ``region`` (default: the settings' or the
+        profile's region), cached."""
+        region = region or self.settings.region
+        key = (service, region, account)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                session = self.session(account)
+                cached = session.client(service, region_name=region, **self._client_kwargs())
+                self._cache[key] = cached
+            return cached
+
+    def with_credentials(
+        self, service: str, credentials: AwsCredentials, region: str | None = None
+    ) -> Any:
+        """A fresh, uncached client that signs with ``credentials`` only (never the profile's
+        credentials): to prove a new key works, or to verify a found one."""
+        import boto3
+
+        with self._lock:
+            session = boto3.session.Session(
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token,
+                region_name=region or self.settings.region,
+            )
+            return session.client(service, **self._client_kwargs())
+
+    # ---------------------------------------------------------------- questions
+    def default_region(self) -> str | None:
+        """The settings' region, else the profile's (``AWS_DEFAULT_REGION``, config file)."""
+        return self.settings.region or self.session().region_name or None
+
+    def available_regions(self, service: str) -> list[str]:
+        """Every region botocore knows for ``service`` (offline; enabled or not)."""
+        return sorted(self.session().get_available_regions(service))
+
+    def require_credentials(self, family: ErrorFamily = PROVIDER_ERRORS) -> None:
+        """Raise the "no credentials" error now, before any call, if the chain finds none."""
+        import botocore.exceptions
+
+        try:
+            creds = self.session().get_credentials()
+        except botocore.exceptions.BotoCoreError as exc:
+            fault = _fault(
+                Failure.NO_CREDENTIALS,
+                "load credentials",
+                "the credential chain",
+                type(exc).__name__,
+                f"Cannot load AWS credentials ({_brief(exc)})",
+                "Fix the profile or credential settings",
+            )
+            raise family.error(fault) from None
+        if creds is None:
+            fault = _fault(
+                Failure.NO_CREDENTIALS,
+                "load credentials",
+                "the credential chain",
+                "NoCredentials",
+                "No AWS credentials found",
+                CREDENTIALS_HINT,
+            )
+            raise family.error(fault)
+
+
+# ---------------------------------------------------------------------- error translation
+_REJECTED = frozenset(
+    {
+        "UnrecognizedClientException",  # also an opt-in region that is not enabled
+        "InvalidClientTokenId",
+        "InvalidAccessKeyId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "AuthFailure",
+    }
+)
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "KMSAccessDeniedException",
+    }
+)
+_THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "EC2ThrottledException",
+        "PriorRequestNotComplete",
+    }
+)
+_NOT_FOUND = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"})
+_CONFLICT = frozenset(
+    {
+        "ResourceExistsException",
+        "PreconditionFailedException",
+        "ResourceConflictException",
+        "ConcurrentModification",
+        "LimitExceeded",
+        "InvalidRequestException",
+    }
+)
+_UNAVAILABLE = frozenset(
+    {
+        "InternalServiceError",
+        "InternalFailure",
+        "InternalServiceErrorException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ServiceException",
+    }
+)
+_CREDENTIAL_ERRORS = (
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "CredentialRetrievalError",
+    "NoAuthTokenError",
+    "TokenRetrievalError",
+    "SSOError",
+)
+
+
+def _brief(exc: BaseException) -> str:
+    from keyward.core.logging import scrub
+
+    text = str(exc).strip()
+    return scrub(text.splitlines()[0][:200]) if text else type(exc).__name__
+
+
+def _endpoint(url: object) -> str | None:
+    """An endpoint URL as safe to show: no user info, no query (a pre-signed URL's)."""
+    if not isinstance(url, str) or not url:
+        return None
+    return re.sub(r"//[^/@]*@", "//", url.split("?", 1)[0])
+
+
+def _fault(
+    failure: Failure,
+    action: str,
+    resource: str,
+    code: str,
+    message: str,
+    hint: str | None,
+    *,
+    detail: str = "",
+    endpoint: str | None = None,
+) -> ProviderFault:
+    return ProviderFault("AWS", failure, action, resource, code, message, hint, detail, endpoint)
+
+
+def _client_error_parts(exc: Any) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of a ClientError, with an XML error body in a JSON API
+    (seen with moto) parsed and an unparsed 401/403 counted as AccessDenied."""
+    from keyward.core.logging import scrub
+
+    error = exc.response.get("Error", {}) or {}
+    code = str(error.get("Code", "Unknown"))
+    message = str(error.get("Message", "")).strip()
+    status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) or 0)
+    if message.startswith("<"):
+        found = re.search(r"<Code>(.*?)</Code>", message)
+        if found:
+            code = found.group(1).strip()
+        text = re.search(r"<Message>(.*?)</Message>", message, re.S)
+        message = text.group(1).strip() if text else ""
+    if code.isdigit() and status in (401, 403):
+        code = "AccessDenied"
+    return code, scrub(message)[:300], status
+
+
+def _classify(code: str, status: int) -> Failure:
+    if code in _REJECTED:
+        return Failure.REJECTED
+    if code in _DENIED or status in (401, 403):
+        return Failure.DENIED
+    if code in _THROTTLED or status == 429:
+        return Failure.THROTTLED
+    if code in _NOT_FOUND or status == 404:
+        return Failure.NOT_FOUND
+    if code in _CONFLICT or status in (409, 412):
+        return Failure.CONFLICT
+    if code in _UNAVAILABLE or status >= 500:
+        return Failure.UNAVAILABLE
+    return Failure.FAILED
+
+
+def aws_fault(exc: BaseException, action: str, resource: str) -> ProviderFault | None:
+    """Classify a boto3/botocore exception raised by ``action`` on ``resource``; ``None``
+    when ``exc`` is not one (botocore not even loaded means it cannot be)."""
+    if "botocore.exceptions" not in sys.modules:
+        return None
+    import botocore.exceptions as bx
+
+    if isinstance(exc, bx.ClientError):
+        code, detail, status = _client_error_parts(exc)
+        failure = _classify(code, status)
+        suffix = f" ({code}: {detail})" if detail else f" ({code})"
+        message, hint = {
+            Failure.REJECTED: (
+                f"AWS denied {action} on {resource}{suffix}",
+                "Check the credentials keyward runs with: the key is unknown, inactive or "
+                "expired, or its secret is wrong",
+            ),
+            Failure.DENIED: (
+                f"AWS denied {action} on {resource}{suffix}",
+                f"Allow {action} for this resource in the IAM policy keyward runs with",
+            ),
+            Failure.THROTTLED: (
+                f"AWS kept throttling {action} on {resource}{suffix}",
+                "Retry later or lower the request rate (max_attempts in [rotation.aws] or "
+                "AWS_MAX_ATTEMPTS sets the retries)",
+            ),
+            Failure.UNAVAILABLE: (
+                f"AWS is unavailable for {action} on {resource}{suffix}",
+                "Retry later, or resume the rotation",
+            ),
+            Failure.NOT_FOUND: (f"{resource} does not exist ({action}{suffix})", None),
+            Failure.CONFLICT: (f"{action} on {resource} was refused{suffix}", None),
+            Failure.FAILED: (f"{action} on {resource} failed{suffix}", None),
+        }[failure]
+        return _fault(failure, action, resource, code, message, hint, detail=detail)
+    if not isinstance(exc, bx.BotoCoreError):
+        return None
+    name = type(exc).__name__
+    credential_errors = tuple(
+        cls for n in _CREDENTIAL_ERRORS if isinstance(cls := getattr(bx, n, None), type)
+    )
+    if isinstance(exc, bx.NoCredentialsError):
+        return _fault(
+            Failure.NO_CREDENTIALS,
+            action,
+            resource,
+            "NoCredentials",
+            f"No AWS credentials found for {action} on {resource}",
+            CREDENTIALS_HINT,
+        )
+    if isinstance(exc, credential_errors):
+        return _fault(
+            Failure.NO_CREDENTIALS,
+            action,
+            resource,
+            name,
+            f"Cannot load AWS credentials for {action} on {resource} ({_brief(exc)})",
+            "Fix the profile or credential settings",
+        )
+    if isinstance(exc, bx.ConnectionError | bx.HTTPClientError):
+        kwargs = getattr(exc, "kwargs", None) or {}
+        endpoint = _endpoint(kwargs.get("endpoint_url"))
+        where = f" at {endpoint}" if endpoint else ""
+        return _fault(
+            Failure.UNAVAILABLE,
+            action,
+            resource,
+            name,
+            f"Cannot reach AWS{where} for {action} on {resource} ({name})",
+            "Check the network, the region and the endpoint (AWS_ENDPOINT_URL or "
+            "endpoint_url in [rotation.aws]), then retry or resume",
+            endpoint=endpoint,
+        )
+    # Anything else (a waiter that gave up, a parameter botocore rejected): the class name
+    # only, since some messages quote the parameters, values included.
+    return _fault(Failure.FAILED, action, resource, name, f"{action} on {resource} failed ({name})",
+                  None)  # fmt: skip
+
+
+def translate_aws_error(
+    exc: BaseException, action: str, resource: str, family: ErrorFamily = PROVIDER_ERRORS
+) -> KeywardError | None:
+    """The keyward error for a failed AWS call ``action`` (``iam:CreateAccessKey``) on
+    ``resource``, or ``None`` when ``exc`` is not an AWS client error."""
+    fault = aws_fault(exc, action, resource)
+    return family.error(fault) if fault is not None else None
+
+
+@contextmanager
+def aws_errors(action: str, resource: str, family: ErrorFamily = PROVIDER_ERRORS) -> Iterator[None]:
+    """The boundary: a botocore exception raised inside leaves as a keyward error (the
+    original stays in ``__context__``, not in the message). Anything else passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        err = translate_aws_error(exc, action, resource, family)
+        if err is None:
+            raise
+        raise err from None

@@ -1,0 +1,212 @@
+"""Client settings from config and environment; provider errors become keyward errors.
+
+(Was tests/unit/rotation/test_rotation_clients.py: the same cases against keyward.providers.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from keyward.core.config import Config
+from keyward.core.errors import (
+    ConfigError,
+    ExitCode,
+    Failure,
+    ProviderNotFound,
+    StoreAuthError,
+    StoreConflict,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+)
+from keyward.providers import (
+    PROVIDER_ERRORS,
+    ROTATE,
+    SCAN,
+    STORE_ERRORS,
+    VERIFY,
+    Account,
+    AwsClients,
+    AwsSettings,
+    Providers,
+    VaultSettings,
+    aws_settings,
+    vault_settings,
+)
+from keyward.providers.aws import aws_fault, translate_aws_error
+from keyward.providers.vault import translate_vault_error
+from keyward.rotation.errors import (
+    ROTATOR_ERRORS,
+    ProviderDenied,
+    ProviderUnavailable,
+    RotatorConflict,
+)
+
+
+def client_error(code: str, message: str = "msg", status: int = 400) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "Op",
+    )
+
+
+def test_vault_settings_come_from_the_environment() -> None:
+    env = {
+        "VAULT_ADDR": "http://vault:8200",
+        "VAULT_TOKEN": "hvs.0123456789abcdefghijkl",
+        "VAULT_NAMESPACE": "team-a",
+    }
+    s = vault_settings(Config(), env)
+    assert (s.addr, s.token, s.namespace) == ("http://vault:8200", env["VAULT_TOKEN"], "team-a")
+    assert env["VAULT_TOKEN"] not in repr(s)
+    assert env["VAULT_TOKEN"] not in repr(Providers(vault=s))
+
+
+def test_the_config_file_wins_over_vault_environment_for_address_and_namespace() -> None:
+    cfg = Config({"rotation": {"vault": {"addr": "http://file:8200", "namespace": "ns"}}})
+    s = vault_settings(cfg, {"VAULT_ADDR": "http://env:8200", "VAULT_NAMESPACE": "other"})
+    assert (s.addr, s.namespace) == ("http://file:8200", "ns")
+
+
+def test_a_vault_token_written_in_the_config_file_is_refused() -> None:
+    cfg = Config({"rotation": {"vault": {"token": "hvs.x"}}}, Path("keyward.toml"))
+    with pytest.raises(ConfigError, match=r"must not be written in keyward\.toml"):
+        vault_settings(cfg, {})
+
+
+def test_vault_without_an_address_or_credentials_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="No Vault address"):
+        Providers(vault=VaultSettings()).vault.client()
+    with pytest.raises(StoreAuthError, match="No Vault credentials") as err:
+        Providers(vault=VaultSettings(addr="http://127.0.0.1:1")).vault.client()
+    # the same exit code as missing AWS credentials (issue 8: both paths agree)
+    assert err.value.exit_code is ExitCode.BACKEND
+    assert err.value.fault is not None and err.value.fault.failure is Failure.NO_CREDENTIALS
+
+
+def test_aws_settings_read_the_rotation_table_and_region_variables() -> None:
+    cfg = Config({"rotation": {"aws": {"endpoint_url": "http://x", "max_attempts": 5}}})
+    s = aws_settings(cfg, {"AWS_DEFAULT_REGION": "eu-west-1"})
+    assert (s.region, s.endpoint_url, s.max_attempts) == ("eu-west-1", "http://x", 5)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [{"read_timeout": 0}, {"connect_timeout": "soon"}, {"max_attempts": -1},
+     {"retry_mode": "eager"}],
+)  # fmt: skip
+def test_invalid_aws_overrides_are_config_errors(table: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=r"\[rotation\.aws\]"):
+        aws_settings(Config({"rotation": {"aws": table}}), {})
+
+
+def test_each_preset_builds_its_own_timeouts_and_retries() -> None:
+    def retries(clients: AwsClients) -> tuple[float, float, dict[str, object]]:
+        cfg = clients.botocore_config()
+        return cfg.connect_timeout, cfg.read_timeout, cfg.retries
+
+    assert retries(AwsClients(preset=ROTATE)) == (5, 30, {"mode": "standard", "max_attempts": 3})
+    assert retries(AwsClients(preset=SCAN)) == (10, 60, {"mode": "adaptive"})
+    assert retries(AwsClients(preset=VERIFY)) == (10, 10, {"mode": "standard", "max_attempts": 2})
+    tuned = AwsSettings(read_timeout=90, max_attempts=0, retry_mode="adaptive")
+    assert retries(AwsClients(tuned, ROTATE)) == (5, 90, {"mode": "adaptive", "max_attempts": 0})
+    assert AwsClients(preset=SCAN).botocore_config().user_agent_extra == "keyward"
+
+
+def test_an_account_to_assume_is_refused_clearly_until_assume_role_exists() -> None:
+    other = Account("audit", role_arn="arn:aws:iam::210987654321:role/keyward")
+    with pytest.raises(ConfigError, match="sts:AssumeRole into arn:aws:iam::210987654321"):
+        AwsClients().client("iam", "us-east-1", account=other)
+
+
+@pytest.mark.parametrize(
+    ("exc", "family_class"),
+    [
+        (client_error("AccessDeniedException", status=400), ProviderDenied),
+        (client_error("InvalidClientTokenId", status=403), ProviderDenied),
+        (client_error("ResourceNotFoundException"), ProviderNotFound),
+        (client_error("NoSuchEntity", status=404), ProviderNotFound),
+        (client_error("LimitExceeded", status=409), RotatorConflict),
+        (client_error("ThrottlingException"), ProviderUnavailable),
+        (client_error("Whatever", status=503), ProviderUnavailable),
+        (client_error("ValidationException"), None),  # "other": a plain BackendError
+        (EndpointConnectionError(endpoint_url="http://x"), ProviderUnavailable),
+        (NoCredentialsError(), ProviderDenied),
+    ],
+)
+def test_aws_errors_are_classified_like_http_statuses(
+    exc: Exception, family_class: type[Exception] | None
+) -> None:
+    err = translate_aws_error(exc, "a", "r", ROTATOR_ERRORS)
+    assert err is not None
+    if family_class is None:
+        assert type(err).__name__ == "BackendError"
+    else:
+        assert isinstance(err, family_class)
+
+
+def test_an_xml_error_body_in_a_json_api_is_parsed() -> None:
+    body = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error>"
+    exc = client_error("403", body, 403)
+    err = translate_aws_error(exc, "secretsmanager:GetSecretValue", "secret 'a'", STORE_ERRORS)
+    assert isinstance(err, StoreAuthError)
+    assert str(err) == "AWS denied secretsmanager:GetSecretValue on secret 'a' (AccessDenied: no)"
+
+
+def test_store_and_provider_families_map_to_their_error_classes() -> None:
+    denied = client_error("AccessDenied", status=403)
+    assert isinstance(translate_aws_error(denied, "a", "r", STORE_ERRORS), StoreAuthError)
+    assert isinstance(translate_aws_error(denied, "a", "r", PROVIDER_ERRORS), ProviderDenied)
+    down = EndpointConnectionError(endpoint_url="http://x")
+    assert isinstance(translate_aws_error(down, "a", "r", STORE_ERRORS), StoreUnavailable)
+    err = translate_aws_error(down, "a", "r", PROVIDER_ERRORS)
+    assert isinstance(err, ProviderUnavailable) and err.exit_code is ExitCode.BACKEND
+    gone = client_error("ResourceNotFoundException")
+    assert isinstance(translate_aws_error(gone, "a", "r", STORE_ERRORS), StoreNotFound)
+    limit = client_error("LimitExceeded")
+    assert isinstance(translate_aws_error(limit, "a", "r", ROTATOR_ERRORS), RotatorConflict)
+    # a store's denial and unavailability are also the shared provider classes
+    assert isinstance(translate_aws_error(denied, "a", "r", STORE_ERRORS), ProviderDenied)
+    assert isinstance(translate_aws_error(down, "a", "r", STORE_ERRORS), ProviderUnavailable)
+
+
+def test_a_non_provider_exception_is_not_translated() -> None:
+    assert aws_fault(ValueError("x"), "a", "r") is None
+    assert translate_vault_error(KeyError("x"), "read", "p") is None
+
+
+def test_an_endpoint_shown_in_a_message_loses_user_info_and_query() -> None:
+    down = EndpointConnectionError(endpoint_url="https://user:pw@sts.example/?X-Amz-Signature=s")
+    fault = aws_fault(down, "sts:GetCallerIdentity", "r")
+    assert fault is not None and fault.endpoint == "https://sts.example/"
+    assert "pw" not in fault.message and "X-Amz" not in fault.message
+
+
+def test_vault_errors_are_mapped_like_hvac_maps_statuses() -> None:
+    import hvac.exceptions as hx
+    import requests
+
+    path = "secret/data/app"
+    assert isinstance(
+        translate_vault_error(hx.Forbidden("permission denied"), "read", path), StoreAuthError
+    )
+    assert isinstance(translate_vault_error(hx.InvalidPath(), "read", path), StoreNotFound)
+    cas = hx.InvalidRequest("check-and-set parameter did not match the current version")
+    assert isinstance(translate_vault_error(cas, "write", path), StoreConflict)
+    down = requests.exceptions.ConnectionError("refused")
+    assert isinstance(translate_vault_error(down, "read", path), StoreUnavailable)
+    expired = translate_vault_error(hx.Forbidden(), "write", path, token_valid=False)
+    assert "expired or been revoked" in str(expired)
+    denied = translate_vault_error(hx.Forbidden(), "write", path, token_valid=True)
+    assert denied is not None
+    assert "Grant the create/update capability on secret/data/app" in denied.diagnostics()
+    throttled = translate_vault_error(hx.RateLimitExceeded(), "read", path)
+    assert isinstance(throttled, StoreUnavailable) and "throttling" in str(throttled)
+    other = translate_vault_error(hx.UnsupportedOperation("nope"), "read", path)
+    assert type(other) is StoreError
