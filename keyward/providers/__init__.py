@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from keyward.core.config import Config
 from keyward.providers.aws import ROTATE, SCAN, VERIFY, AwsClients, ClientPreset, aws_errors
-from keyward.providers.errors import PROVIDER_ERRORS, STORE_ERRORS, ErrorFamily, failure_of
+from keyward.providers.errors import PROVIDER_ERRORS, STORE_ERRORS, ErrorFamily
 from keyward.providers.settings import (
     HOME,
     Account,
@@ -57,7 +57,6 @@ __all__ = [
     "VaultSettings",
     "aws_errors",
     "aws_settings",
-    "failure_of",
     "vault_settings",
 ]
 

@@ -5,24 +5,19 @@ costs nothing (the scan's pre-commit path imports it only when ``--aws-lambda`` 
 
 **Presets.** How patient a client is depends on what it is for, not on who builds it:
 
-=======  =========  ======  ========================  ========================================
-preset   connect    read    retries                   why
-=======  =========  ======  ========================  ========================================
-scan     10 s       60 s    adaptive; attempts from   many read-only list calls in parallel
-                            ``AWS_MAX_ATTEMPTS`` /    (one thread per region): adaptive mode
-                            the AWS config (3)        rate-limits the client itself when
-                                                      throttled; large pages read slowly;
-                                                      the user tunes attempts as for the CLI
-rotate   5 s        30 s    standard, 3 retries       one call per persisted step, under a
-                            (4 attempts)              lease: transient errors and throttling
-                                                      are retried with backoff, an outage
-                                                      fails the step in about two minutes at
-                                                      worst, well inside the lease, and the
-                                                      rotation resumes later
-verify   timeout    timeout standard, 2 retries       one ``GetCallerIdentity`` per found key
-         of         of      (3 attempts)              while the user waits; no clear answer is
-         [verify]   [verify]                          just ``unknown``
-=======  =========  ======  ========================  ========================================
+* ``SCAN`` — 10 s to connect, 60 s to read, *adaptive* retry mode, attempts from
+  ``AWS_MAX_ATTEMPTS`` / the AWS config file (botocore's default: 3). Many read-only list
+  calls run in parallel (one thread per region): adaptive mode also rate-limits the client
+  itself once throttled; a page of large configurations reads slowly; the user tunes the
+  attempts as for the AWS CLI.
+* ``ROTATE`` — 5 s / 30 s, *standard* mode, 3 retries (4 attempts). Each call is one step of a
+  persisted state machine under a lease: transient errors and throttling are retried with
+  backoff, but an outage fails the step in under three minutes (4 x (5 + 30) s plus at most
+  7 s of backoff), well inside the default 10-minute lease, and the rotation is resumed or
+  rolled back later.
+* ``VERIFY`` — the ``[verify]`` timeout to connect and to read (10 s), *standard* mode, 2
+  retries. One ``GetCallerIdentity`` per found key while the user waits; no clear answer is
+  just ``unknown``.
 
 ``discover`` uses the scan preset (it only reads, a page at a time). A setting in
 ``[rotation.aws]`` (``connect_timeout``, ``read_timeout``, ``max_attempts``, ``retry_mode``)

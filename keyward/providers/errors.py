@@ -109,8 +109,3 @@ PROVIDER_ERRORS = ErrorFamily(
     failed=worded(BackendError),
 )
 
-
-def failure_of(exc: BaseException) -> Failure | None:
-    """The provider failure behind a keyward error, if a provider call caused it."""
-    fault = exc.fault if isinstance(exc, KeywardError) else None
-    return fault.failure if fault is not None else None

@@ -188,6 +188,15 @@ def test_an_endpoint_shown_in_a_message_loses_user_info_and_query() -> None:
     assert "pw" not in fault.message and "X-Amz" not in fault.message
 
 
+def test_a_parameter_error_quoting_a_value_is_reported_without_it() -> None:
+    from botocore.exceptions import ParamValidationError
+
+    exc = ParamValidationError(report="Invalid type for parameter SecretString, value: s3cr3t-v")
+    err = translate_aws_error(exc, "secretsmanager:PutSecretValue", "secret 'a'", STORE_ERRORS)
+    assert err is not None and "s3cr3t-v" not in err.diagnostics()
+    assert str(err) == "secretsmanager:PutSecretValue on secret 'a' failed (ParamValidationError)"
+
+
 def test_vault_errors_are_mapped_like_hvac_maps_statuses() -> None:
     import hvac.exceptions as hx
     import requests
