@@ -91,10 +91,13 @@ def _outcome(out: Any, fmt: str) -> None:
             "state": out.state.value,
             "parked": out.parked,
             "message": out.message,
+            "warnings": list(out.warnings),
         }
         click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(out.message)
+        for text in out.warnings:
+            click.echo(f"warning: {text}", err=True)
 
 
 @click.command(epilog=ROTATE_EPILOG)
@@ -192,6 +195,7 @@ def show_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
         lines.append(f"finished:     {r.finished_at:%Y-%m-%d %H:%M:%S} UTC")
     if r.error:
         lines.append(f"error:        {r.error}")
+    lines.extend(f"warning:      {w}" for w in d.get("warnings", []))
     lines.append("steps:")
     for st in r.steps:
         extra = f"  {st.detail.get('error')}" if st.detail.get("error") else ""

@@ -35,7 +35,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -120,6 +120,9 @@ class Outcome:
     state: RotationState
     message: str
     parked: bool = False
+    # what a rotator warned about (e.g. "Redis has no ACL file: lost at restart"); each one is
+    # also an audit event ``rotation.warning``
+    warnings: tuple[str, ...] = ()
 
 
 def error_text(exc: BaseException) -> str:
@@ -281,7 +284,7 @@ class RotationEngine:
                 store,
                 rotator,
             )
-            return self._drive(run)
+            return self._with_warnings(run, self._drive(run))
         finally:
             self.repo.release_lease(lease, self.holder)
 
@@ -367,7 +370,7 @@ class RotationEngine:
             self.repo.audit(
                 secret.id, secret.name, "rotation.resume", "ok", {"state": state.value}, rec.id
             )
-            return fn(run)
+            return self._with_warnings(run, fn(run))
         finally:
             self.repo.release_lease(lease, self.holder)
 
@@ -381,6 +384,9 @@ class RotationEngine:
         **kw: Any,
     ) -> None:
         """Persist progress (and renew our lease: losing it means someone took over)."""
+        warned = self._rotator_warnings(run)
+        if warned:
+            detail = {**(detail or {}), "warnings": warned}
         if not self.repo.acquire_lease(
             self._lease(run.secret.id),
             self.holder,
@@ -402,6 +408,30 @@ class RotationEngine:
             detail=detail,
             **kw,
         )
+
+    def _rotator_warnings(self, run: _Run) -> list[str] | None:
+        """New warnings of the rotator (an optional ``take_warnings()``), each audited once;
+        the full list to persist, or None when there is nothing new."""
+        take = getattr(run.rotator, "take_warnings", None)
+        fresh = [str(w) for w in take()] if callable(take) else []
+        known: list[str] = list(run.detail.get("warnings", []))
+        added = [w for w in dict.fromkeys(fresh) if w not in known]
+        for text in added:
+            log.warning("rotation %s of %s: %s", run.id, run.secret.name, text)
+            self.repo.audit(
+                run.secret.id,
+                run.secret.name,
+                "rotation.warning",
+                "warning",
+                {"warning": text},
+                run.id,
+            )
+        return [*known, *added] if added else None
+
+    @staticmethod
+    def _with_warnings(run: _Run, out: Outcome) -> Outcome:
+        warnings = tuple(str(w) for w in run.detail.get("warnings", []))
+        return replace(out, warnings=warnings) if warnings else out
 
     def _begin(self, run: _Run, step: Step) -> None:
         self._save(run, step=step, step_row=(step.value, "started", {}))

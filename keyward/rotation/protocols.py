@@ -230,7 +230,13 @@ class Retirement:
 
 @runtime_checkable
 class Rotator(Protocol):
-    """One credential kind: create, set, test, deactivate/revoke the old, roll back the new."""
+    """One credential kind: create, set, test, deactivate/revoke the old, roll back the new.
+
+    Optional, looked up with ``getattr`` by the engine: ``retires = False`` (nothing to retire:
+    finish at once) and ``take_warnings() -> list[str]`` (what the rotator wants the operator
+    to know, e.g. a change that will not survive a server restart; the engine audits each one
+    as ``rotation.warning`` and returns them in the outcome). Warnings never hold a value.
+    """
 
     kind: str
 

@@ -170,6 +170,8 @@ class Worker:
         outcome = "parked" if out.parked else out.state.value
         self.metrics.rotations.labels(outcome).inc()
         log.info("%s", out.message)
+        for text in out.warnings:
+            log.warning("rotation of %s: %s", what, text)
         return str(outcome)
 
 
