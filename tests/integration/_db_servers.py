@@ -227,8 +227,12 @@ class RedisServer:
     def works(self, user: str, password: str) -> bool:
         """A real ``AUTH user password`` on a new connection."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        r = redis.Redis(host=self.host, port=self.port, decode_responses=True)
+        r = redis.Redis(
+            host=self.host, port=self.port, decode_responses=True, retry=Retry(NoBackoff(), 0)
+        )
         try:
             return bool(r.execute_command("AUTH", user, password))
         except redis.exceptions.AuthenticationError:

@@ -225,7 +225,7 @@ def test_the_host_part_is_explicit_and_a_wrong_one_names_the_real_hosts(db: Mari
     local.set(cur, new)
     assert db.auth_string(user, "localhost") == native_password_hash(new["password"])
     # a TCP login from 127.0.0.1 does not match 'user'@'localhost': test says which account
-    with pytest.raises(CredentialRejected, match="refused login|matched the account"):
+    with pytest.raises(CredentialRejected, match=r"refused login|matched the account"):
         local.test(new)
 
 

@@ -131,6 +131,9 @@ def _driver() -> Any:
 def connect(endpoint: Endpoint) -> Redis:
     """A new redis-py client on its own connection (no pool shared with anything)."""
     redis = _driver()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     client: Redis = redis.Redis(
         host=endpoint.host,
         port=endpoint.port,
@@ -142,7 +145,9 @@ def connect(endpoint: Endpoint) -> Redis:
         socket_connect_timeout=endpoint.timeout,
         decode_responses=True,
         single_connection_client=True,
-        retry_on_timeout=False,
+        # no silent retries (redis-py retries a refused AUTH for seconds by default): every
+        # call here is idempotent and a failed step is resumed or rolled back by the engine
+        retry=Retry(NoBackoff(), 0),
     )
     return client
 
