@@ -430,3 +430,33 @@ def test_a_death_right_after_finish_is_persisted_leaves_the_secret_rotated_and_n
     secret = env.repo.secret("app/key")
     assert secret.last_rotated_at is not None
     assert not secret.overdue(env.now)  # the daemon will not start a second rotation
+
+
+def test_rotator_warnings_are_audited_once_persisted_and_returned_with_the_outcome(
+    env: Env,
+) -> None:
+    said: list[str] = []
+
+    def take_warnings() -> list[str]:
+        out = list(said)
+        said.clear()
+        return out
+
+    def set_(current: SecretValue, new: SecretValue) -> None:
+        env.rot.calls.append("set")
+        said.extend(["the change lives in memory only", "the change lives in memory only"])
+
+    def deactivate(old: SecretValue, new: SecretValue) -> None:
+        env.rot.calls.append("deactivate")
+        said.append("the change lives in memory only")  # the same again: audited once
+
+    env.rot.take_warnings = take_warnings  # type: ignore[attr-defined]
+    env.rot.set = set_  # type: ignore[method-assign]
+    env.rot.deactivate = deactivate  # type: ignore[method-assign]
+    out = env.engine().rotate("app/key")
+    assert out.state is RotationState.FINISHED
+    assert out.warnings == ("the change lives in memory only",)
+    assert env.actions().count(("rotation.warning", "warning")) == 1
+    assert env.repo.get(1).detail["warnings"] == ["the change lives in memory only"]
+    again = env.engine().resume(1)  # already finished: nothing new to say
+    assert again.warnings == ()
