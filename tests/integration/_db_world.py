@@ -91,11 +91,8 @@ class DbWorld:
         db = self.mariadb
         assert db is not None
         base = self.old["username"]
-        out = []
-        for user in (base, base + "_clone"):
-            if db.exists(user) and not db.locked(user):
-                out.append(user)
-        return out
+        pair = (base, base + "_clone")
+        return [user for user in pair if db.exists(user) and not db.locked(user)]
 
     def assert_consistent(self) -> dict[str, str]:
         """Exactly one working credential, it is the current one, every dependent holds it."""
@@ -146,8 +143,8 @@ def build_db_world(
     if flavor.startswith("mysql"):
         assert mariadb is not None
         user = mariadb.account(OLD, grants=("SELECT", "INSERT"))
-        old = {"username": user, "password": OLD, "host": mariadb.host,
-               "port": str(mariadb.port), "dbname": mariadb.database, "engine": "mariadb"}  # fmt: skip
+        old = {"username": user, "password": OLD, "host": mariadb.host, "engine": "mariadb",
+               "port": str(mariadb.port), "dbname": mariadb.database}  # fmt: skip
         strategy = flavor.removeprefix("mysql-")
         rotator = (
             f'[rotation.rotators.mysql-password]\nadmin_url = "{mariadb.url}"\n'
