@@ -165,7 +165,9 @@ def inventory() -> None:
 def _secret_options(fn: F) -> F:
     options = [
         click.option(
-            "--kind", help="Credential kind, e.g. aws-iam-access-key, postgres-password, random."
+            "--kind",
+            help="Credential kind, e.g. aws-iam-access-key, postgres-password, mysql-password, "
+            "redis-acl, random.",
         ),
         click.option("--store", help="Where it lives: aws-secretsmanager, vault, aws-iam..."),
         click.option("--reference", help="Its reference in the store (ARN, path, key id)."),
