@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from keyward.core.errors import ConfigError
@@ -239,41 +239,53 @@ def _find_outside_quotes(text: str, needle: str, start: int = 0) -> int:
 GRANTEE = "{grantee}"  # the placeholder for the account in a grant template
 
 
+class GrantKind(StrEnum):
+    PRIVILEGE = "privilege"  # GRANT privs ON object TO
+    ROLE = "role"  # GRANT roles TO
+    DEFAULT_ROLE = "default-role"  # MariaDB's SET DEFAULT ROLE r FOR
+    REVOKE = "revoke"  # MySQL's partial revokes: REVOKE privs ON object FROM
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Grant:
     """One line of ``SHOW GRANTS`` with the account replaced by :data:`GRANTEE`.
 
-    ``kind``: ``privilege`` (``GRANT privs ON object``), ``role`` (``GRANT roles``),
-    ``default-role`` (MariaDB's ``SET DEFAULT ROLE r FOR``) or ``revoke`` (MySQL's partial
-    revokes, ``REVOKE privs ON object FROM``). Authentication clauses and resource limits that
-    MariaDB prints on its ``USAGE`` line are dropped: they are not privileges (and would carry
-    the password hash).
+    Authentication clauses and resource limits that MariaDB prints on its ``USAGE`` line are
+    dropped: they are not privileges (and would carry the password hash).
     """
 
-    kind: str
+    kind: GrantKind
     head: str  # "SELECT, INSERT" / "`role1`" / "`r`"
-    target: str = ""  # "`db`.*" (privileges only)
+    target: str = ""  # "`db`.*" (privileges and revokes only)
     option: str = ""  # " WITH GRANT OPTION" / " WITH ADMIN OPTION"
 
     def statement(self) -> str:
-        if self.kind == "privilege":
-            return f"GRANT {self.head} ON {self.target} TO {GRANTEE}{self.option}"
-        if self.kind == "role":
-            return f"GRANT {self.head} TO {GRANTEE}{self.option}"
-        if self.kind == "revoke":
-            return f"REVOKE {self.head} ON {self.target} FROM {GRANTEE}"
-        return f"SET DEFAULT ROLE {self.head} FOR {GRANTEE}"
+        match self.kind:
+            case GrantKind.PRIVILEGE:
+                return f"GRANT {self.head} ON {self.target} TO {GRANTEE}{self.option}"
+            case GrantKind.ROLE:
+                return f"GRANT {self.head} TO {GRANTEE}{self.option}"
+            case GrantKind.REVOKE:
+                return f"REVOKE {self.head} ON {self.target} FROM {GRANTEE}"
+            case GrantKind.DEFAULT_ROLE:
+                return f"SET DEFAULT ROLE {self.head} FOR {GRANTEE}"
+            case _:
+                assert_never(self.kind)
 
     def undo(self) -> str:
         """The statement that takes this grant away again."""
-        if self.kind == "privilege":
-            extra = ", GRANT OPTION" if "GRANT OPTION" in self.option else ""
-            return f"REVOKE {self.head}{extra} ON {self.target} FROM {GRANTEE}"
-        if self.kind == "role":
-            return f"REVOKE {self.head} FROM {GRANTEE}"
-        if self.kind == "revoke":
-            return f"GRANT {self.head} ON {self.target} TO {GRANTEE}"
-        return f"SET DEFAULT ROLE NONE FOR {GRANTEE}"
+        match self.kind:
+            case GrantKind.PRIVILEGE:
+                extra = ", GRANT OPTION" if "GRANT OPTION" in self.option else ""
+                return f"REVOKE {self.head}{extra} ON {self.target} FROM {GRANTEE}"
+            case GrantKind.ROLE:
+                return f"REVOKE {self.head} FROM {GRANTEE}"
+            case GrantKind.REVOKE:
+                return f"GRANT {self.head} ON {self.target} TO {GRANTEE}"
+            case GrantKind.DEFAULT_ROLE:
+                return f"SET DEFAULT ROLE NONE FOR {GRANTEE}"
+            case _:
+                assert_never(self.kind)
 
 
 def parse_grants(lines: Sequence[str], user: str, host: str) -> list[Grant]:
@@ -290,7 +302,8 @@ def parse_grants(lines: Sequence[str], user: str, host: str) -> list[Grant]:
             at = _account_at(text, forms, " FOR ")
             if at < 0:
                 raise RotatorConflict(f"Cannot read a {words!r} line of SHOW GRANTS")
-            grants.append(Grant("default-role", text[len("SET DEFAULT ROLE ") : at].strip()))
+            role = text[len("SET DEFAULT ROLE ") : at].strip()
+            grants.append(Grant(GrantKind.DEFAULT_ROLE, role))
             continue
         revoke = text.upper().startswith("REVOKE ")
         if not revoke and not text.upper().startswith("GRANT "):
@@ -309,16 +322,16 @@ def parse_grants(lines: Sequence[str], user: str, host: str) -> list[Grant]:
         left = body[:at]
         on = _find_outside_quotes(left, " ON ")
         if on < 0:
-            grants.append(Grant("role", left.strip(), option=option))
+            grants.append(Grant(GrantKind.ROLE, left.strip(), option=option))
             continue
         head, target = left[:on].strip(), left[on + 4 :].strip()
         if revoke:
-            grants.append(Grant("revoke", head, target))
+            grants.append(Grant(GrantKind.REVOKE, head, target))
         elif head.upper() == "USAGE" and target == "*.*":
             if option:  # only the grant option itself is a privilege here
-                grants.append(Grant("privilege", head, target, option))
+                grants.append(Grant(GrantKind.PRIVILEGE, head, target, option))
         else:
-            grants.append(Grant("privilege", head, target, option))
+            grants.append(Grant(GrantKind.PRIVILEGE, head, target, option))
     return sorted(set(grants))
 
 
@@ -338,10 +351,10 @@ def grant_changes(source: Sequence[Grant], target: Sequence[Grant]) -> list[str]
     """Statements (with :data:`GRANTEE`) that make ``target``'s grants equal ``source``'s:
     revoke what only the target has, grant what it lacks, default roles last."""
     have, want = set(target), set(source)
-    out = [g.undo() for g in sorted(have - want) if g.kind != "default-role"]
-    out += [g.statement() for g in sorted(want - have) if g.kind != "default-role"]
-    roles_want = [g for g in want if g.kind == "default-role"]
-    roles_have = [g for g in have if g.kind == "default-role"]
+    out = [g.undo() for g in sorted(have - want) if g.kind is not GrantKind.DEFAULT_ROLE]
+    out += [g.statement() for g in sorted(want - have) if g.kind is not GrantKind.DEFAULT_ROLE]
+    roles_want = [g for g in want if g.kind is GrantKind.DEFAULT_ROLE]
+    roles_have = [g for g in have if g.kind is GrantKind.DEFAULT_ROLE]
     if sorted(roles_want) != sorted(roles_have):
         out += [g.statement() for g in roles_want] or [roles_have[0].undo()]
     return out
@@ -625,7 +638,7 @@ class MySQLPasswordRotator:
                 for u, h in cur.fetchall()
             ]
             if roles:
-                grants.append(Grant("default-role", ", ".join(roles)))
+                grants.append(Grant(GrantKind.DEFAULT_ROLE, ", ".join(roles)))
         return grants
 
     def _sync_grants(self, cur: Any, source: str, target: str) -> int:

@@ -16,6 +16,7 @@ from keyward.rotation.rotators import mysql, redis_acl
 from keyward.rotation.rotators.mysql import (
     GRANTEE,
     Grant,
+    GrantKind,
     grant_changes,
     native_password_hash,
     parse_grants,
@@ -115,7 +116,7 @@ def test_grant_changes_revoke_extras_grant_the_missing_and_set_default_roles_las
     ]
     assert f"GRANT SELECT, INSERT ON `shop`.* TO {GRANTEE} WITH GRANT OPTION" in changes
     assert changes[-1] == f"SET DEFAULT ROLE `reporting` FOR {GRANTEE}"
-    no_roles = [g for g in source if g.kind != "default-role"]
+    no_roles = [g for g in source if g.kind is not GrantKind.DEFAULT_ROLE]
     assert grant_changes(no_roles, target)[-1] == f"SET DEFAULT ROLE NONE FOR {GRANTEE}"
 
 
@@ -128,9 +129,9 @@ def test_mysql8_forms_partial_revokes_and_role_accounts_are_read() -> None:
         "GRANT BACKUP_ADMIN ON *.* TO `app`@`%`",
     ]
     grants = parse_grants(lines, "app", "%")
-    assert Grant("revoke", "SELECT", "`mysql`.*") in grants
-    assert Grant("role", "`r1`@`%`,`r2`@`%`", option=" WITH ADMIN OPTION") in grants
-    undo = Grant("revoke", "SELECT", "`mysql`.*").undo()
+    assert Grant(GrantKind.REVOKE, "SELECT", "`mysql`.*") in grants
+    assert Grant(GrantKind.ROLE, "`r1`@`%`,`r2`@`%`", option=" WITH ADMIN OPTION") in grants
+    undo = Grant(GrantKind.REVOKE, "SELECT", "`mysql`.*").undo()
     assert undo == f"GRANT SELECT ON `mysql`.* TO {GRANTEE}"
 
 
