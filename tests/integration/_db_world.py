@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,19 @@ class DbWorld:
     mariadb: MariaDB | None = None
     redis: RedisServer | None = None
     bao: Any = None  # tests.conftest.Bao
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:  # one each: building a boto3 client costs ~50 ms
+            self._clients[service] = boto3.client(service, region_name=REGION)
+        return self._clients[service]
 
     # ---------------------------------------------------------------- reading
     def current(self) -> dict[str, str]:
         """What a reader of the secret gets now (Secrets Manager: AWSCURRENT; Vault: the real
         ``bao kv get``, which reads the latest version)."""
         if self.store == "aws-secretsmanager":
-            doc = boto3.client("secretsmanager", region_name=REGION).get_secret_value(
+            doc = self.client("secretsmanager").get_secret_value(
                 SecretId=self.name, VersionStage="AWSCURRENT"
             )
             return dict(json.loads(doc["SecretString"]))
@@ -65,15 +71,11 @@ class DbWorld:
     def pending_labels(self) -> list[str]:
         if self.store != "aws-secretsmanager":
             return []
-        meta = boto3.client("secretsmanager", region_name=REGION).describe_secret(
-            SecretId=self.name
-        )
+        meta = self.client("secretsmanager").describe_secret(SecretId=self.name)
         return [v for v, s in (meta.get("VersionIdsToStages") or {}).items() if "AWSPENDING" in s]
 
     def env_of(self, fn: str) -> dict[str, str]:
-        cfg = boto3.client("lambda", region_name=REGION).get_function_configuration(
-            FunctionName=fn
-        )
+        cfg = self.client("lambda").get_function_configuration(FunctionName=fn)
         return dict(cfg.get("Environment", {}).get("Variables", {}))
 
     def inventory(self) -> Inventory:
