@@ -305,10 +305,10 @@ def test_the_registry_builds_it_from_options_and_reports_bad_ones(
     db: MariaDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from keyward.core.redaction import Fingerprinter
-    from keyward.rotation.clients import Clients
+    from keyward.providers import Providers
     from keyward.rotation.registry import PluginContext, load_rotator
 
-    pctx = PluginContext(Clients(), Fingerprinter(b"k" * 32))
+    pctx = PluginContext(Providers(), Fingerprinter(b"k" * 32))
     base = db.account(OLD)
     rot = load_rotator(
         "mysql-password",

@@ -285,10 +285,10 @@ def test_the_registry_builds_it_and_reports_bad_options(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from keyward.core.redaction import Fingerprinter
-    from keyward.rotation.clients import Clients
+    from keyward.providers import Providers
     from keyward.rotation.registry import PluginContext, load_rotator
 
-    pctx = PluginContext(Clients(), Fingerprinter(b"k" * 32))
+    pctx = PluginContext(Providers(), Fingerprinter(b"k" * 32))
     rot = load_rotator("redis-acl", pctx, {"admin_url": redis_server.url, "password_length": 24})
     user = redis_server.user(OLD)
     new = rot.create(secret(user), ctx())

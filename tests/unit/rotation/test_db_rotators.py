@@ -9,7 +9,7 @@ import pytest
 
 from keyward.core.errors import ConfigError, ExitCode, RotationError
 from keyward.core.redaction import Fingerprinter
-from keyward.rotation.clients import Clients
+from keyward.providers import Providers
 from keyward.rotation.protocols import SecretValue
 from keyward.rotation.registry import PluginContext, load_rotator
 from keyward.rotation.rotators import mysql, redis_acl
@@ -23,7 +23,7 @@ from keyward.rotation.rotators.mysql import (
     parse_version,
 )
 
-CTX = PluginContext(Clients(), Fingerprinter(b"k" * 32))
+CTX = PluginContext(Providers(), Fingerprinter(b"k" * 32))
 
 
 @pytest.mark.parametrize(
