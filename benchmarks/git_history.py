@@ -31,8 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from keyward.scan.service import EngineSpec  # noqa: E402
-from keyward.scan.sources.git import GitOptions, scan_history  # noqa: E402
+from keyward.scan.runner import EngineSpec, Runner  # noqa: E402
+from keyward.scan.sources.git import HistorySource  # noqa: E402
 from keyward.scan.validators import base62  # noqa: E402
 
 TEXT_EXT = {".py", ".c", ".h", ".js", ".ts", ".rst", ".md", ".txt", ".yaml", ".yml", ".json",
@@ -242,16 +242,16 @@ def main() -> None:
     # as the CLI does: compiled rule databases cached on disk (warmed by one untimed run)
     hs_cache = Path(os.environ["KEYWARD_CACHE_DIR"]) / "hyperscan"
     spec = EngineSpec(fingerprint_key=bytes(range(32)), cache_dir=hs_cache)
-    scan_history(repo, spec, GitOptions(), jobs=1, engine=spec.build())
+    Runner(spec.build(), spec=spec, jobs=1).run(HistorySource(repo))
     engine = spec.build()
     rows = [("`git log -p -U0` alone (the floor)", git_seconds, None)]
     for jobs in (1, os.cpu_count() or 1):
         t, c0 = time.perf_counter(), cpu()
-        result, stats = scan_history(repo, spec, GitOptions(), jobs=jobs, engine=engine)
+        result = Runner(engine, spec=spec, jobs=jobs).run(HistorySource(repo))
         elapsed = time.perf_counter() - t
         cpu_used[f"keyward-{jobs}"] = cpu() - c0
         name = f"keyward, {jobs} process{'es' if jobs > 1 else ''}"
-        rows.append((name, elapsed, (result, stats)))
+        rows.append((name, elapsed, result))
     # a cold CLI run (interpreter start, rules, everything)
     t = time.perf_counter()
     cli = subprocess.run([sys.executable, "-m", "keyward", "scan", "--git", str(repo), "-f", "json",
@@ -259,8 +259,8 @@ def main() -> None:
     rows.append(("`keyward scan --git` CLI, cold start", time.perf_counter() - t, None))
     assert cli.returncode in (0, 1), cli.stderr.decode()[-500:]
 
-    last = next(r for _, _, r in reversed(rows) if r is not None)
-    result, stats = last
+    result = next(r for _, _, r in reversed(rows) if r is not None)
+    stats = result.stats
     found = {f.secret: f for f in result.findings if f.rule_id == "github-pat-classic"}
     hits = sum(1 for tok in planted if tok in found)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,8 +1,8 @@
 """Live Lambda scan: how long listing and scanning N functions in two regions takes.
 
 Starts an in-process moto server, deploys N functions (a tenth with planted secrets), then
-times ``scan_lambda`` (environment only, and with --include-code through an injected
-downloader, since moto cannot serve Code.Location). Prints a Markdown table.
+times the runner over a ``LambdaSource`` (environment only, and with --include-code through an
+injected downloader, since moto cannot serve Code.Location). Prints a Markdown table.
 
     python benchmarks/lambda_scan.py --functions 320
 """
@@ -23,7 +23,13 @@ from moto.server import ThreadedMotoServer
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.rules import load_rules
-from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, scan_lambda
+from keyward.scan.runner import Runner
+from keyward.scan.sources.aws_lambda import (
+    KMS_RULE_ID,
+    LambdaOptions,
+    LambdaSource,
+    download_package,
+)
 
 REGIONS = ("us-east-1", "eu-west-1")
 TOKEN = "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"  # keyward: allow (a fake planted token)
@@ -70,7 +76,7 @@ def main() -> None:
          lambda p, cap: code),
     ):  # fmt: skip
         t = time.perf_counter()
-        result = scan_lambda(engine, opts, downloader=dl)
+        result = Runner(engine).run(LambdaSource(opts, downloader=dl or download_package))
         wall = time.perf_counter() - t
         secrets = [f for f in result.findings if f.rule_id != KMS_RULE_ID]
         rows.append((label, wall, len(secrets)))

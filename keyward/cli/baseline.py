@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING
 import click
 
 from keyward.cli import EPILOG, get_state
-from keyward.cli.common import engine_spec, file_options, rules_option, walk_options
+from keyward.cli.common import (
+    engine_spec,
+    excludes_setting,
+    file_options,
+    max_file_size_setting,
+    real_paths,
+    rules_option,
+)
 
 if TYPE_CHECKING:
     from keyward.scan.baseline import LocationKey
-    from keyward.scan.service import ScanResult
+    from keyward.scan.result import ScanResult
 
 DEFAULT_BASELINE = Path(".secrets.baseline")
 
@@ -42,15 +49,19 @@ def _scan(
     max_file_size: str | None,
 ) -> tuple[ScanResult, LocationKey]:
     from keyward.scan.baseline import file_key
-    from keyward.scan.service import scan_paths
+    from keyward.scan.request import ScanRequest
+    from keyward.scan.runner import run_scan
 
     cfg = get_state().config
-    spec = engine_spec(cfg, rule_files)
-    walk = walk_options(
-        cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[output]
+    request = ScanRequest(
+        engine=engine_spec(cfg, rule_files),
+        paths=paths,
+        exclude=excludes_setting(cfg, exclude),
+        use_ignore_files=not no_ignore,
+        max_file_size=max_file_size_setting(cfg, max_file_size),
+        skip_files=real_paths(output),
     )
-    roots = list(paths) or [Path(".")]
-    return scan_paths(roots, spec, walk), file_key(roots, output.parent)
+    return run_scan(request), file_key(request.roots, output.parent)
 
 
 _paths = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))

@@ -1,4 +1,4 @@
-"""Pieces shared by several commands: engine, file-walk options, suppression, output."""
+"""Pieces shared by several commands: settings for a scan request, options, output."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from keyward.core.config import Config, cache_dir, parse_size
+from keyward.core.config import DEFAULT_MAX_FILE_SIZE, Config, cache_dir, parse_size
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter
-from keyward.scan.engine import Backend
-from keyward.scan.service import EngineSpec
 
-if TYPE_CHECKING:
-    from keyward.scan.rules import Rule
-    from keyward.scan.service import ScanResult
-    from keyward.scan.sources.files import WalkOptions
+if TYPE_CHECKING:  # the scan package is imported by the commands that scan, when they run
+    from keyward.scan.engine import Backend
+    from keyward.scan.runner import EngineSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,40 +38,60 @@ def fingerprint_key(config: Config) -> bytes:
 
 
 def engine_spec(
-    config: Config, rule_files: Sequence[Path] = (), backend: Backend = "auto"
+    config: Config,
+    rule_files: Sequence[Path] = (),
+    backend: Backend = "auto",
+    *,
+    detect_secrets: bool = False,
+    baseline: Path | None = None,
 ) -> EngineSpec:
     """Rule files from the config file, then ``KEYWARD_RULES``, then the command line (later
-    files override rules of the same id)."""
+    files override rules of the same id). ``detect_secrets`` adds the plugins of ``baseline``'s
+    ``plugins_used`` (all built-in plugins without one)."""
+    from keyward.scan.runner import EngineSpec
+
     files = (*config.rule_files(), *rule_files)
     return EngineSpec(
         rule_files=tuple(files),
         fingerprint_key=fingerprint_key(config),
         backend=backend,
         cache_dir=cache_dir() / "hyperscan",
+        detect_secrets=detect_secrets,
+        detect_secrets_baseline=baseline,
     )
 
 
-def walk_options(
-    config: Config,
-    exclude: Sequence[str] = (),
-    *,
-    no_ignore: bool = False,
-    max_file_size: str | None = None,
-    skip_files: Sequence[Path | None] = (),
-) -> WalkOptions:
-    """File-walk options: excludes add up (config file, ``KEYWARD_EXCLUDE``, ``--exclude``);
-    ``--max-file-size`` beats ``KEYWARD_MAX_FILE_SIZE`` beats the config file."""
-    from keyward.scan.sources.files import WalkOptions, check_max_file_size
+def light_engine_spec(config: Config, rule_files: Sequence[Path] = ()) -> EngineSpec:
+    """An engine for one short process (the pre-commit hook): rules from the JSON rule cache,
+    and a per-process fingerprint key instead of the installation key (the hook never prints
+    or stores fingerprints; baselines match on the secret's SHA-1), so no key file is read."""
+    from keyward.scan.runner import EngineSpec
 
-    size = parse_size(max_file_size) if max_file_size else config.max_file_size()
-    walk = WalkOptions(
-        exclude=(*config.excludes(), *exclude),
-        use_ignore_files=not no_ignore,
-        skip_files=frozenset(os.path.realpath(p) for p in skip_files if p is not None),
+    cache = cache_dir()
+    return EngineSpec(
+        rule_files=(*config.rule_files(), *rule_files),
+        fingerprint_key=os.urandom(32),
+        cache_dir=cache / "hyperscan",
+        rule_cache=cache / "rules",
     )
-    if size is not None:
-        walk.max_file_size = check_max_file_size(size)
-    return walk
+
+
+def excludes_setting(config: Config, cli_value: Sequence[str] = ()) -> tuple[str, ...]:
+    """Exclude globs add up: config file, ``KEYWARD_EXCLUDE``, ``--exclude``."""
+    return (*config.excludes(), *cli_value)
+
+
+def max_file_size_setting(config: Config, cli_value: str | None = None) -> int:
+    """``--max-file-size`` beats ``KEYWARD_MAX_FILE_SIZE`` beats the config file."""
+    if cli_value:
+        return parse_size(cli_value)
+    configured = config.max_file_size()
+    return configured if configured is not None else DEFAULT_MAX_FILE_SIZE
+
+
+def real_paths(*paths: Path | None) -> frozenset[str]:
+    """Files never to scan (a baseline being read or written), by real path."""
+    return frozenset(os.path.realpath(p) for p in paths if p is not None)
 
 
 def baseline_setting(config: Config, cli_value: Path | None) -> Path | None:
@@ -82,17 +99,13 @@ def baseline_setting(config: Config, cli_value: Path | None) -> Path | None:
     return cli_value if cli_value is not None else config.path_setting("scan", "baseline")
 
 
-def apply_baseline(result: ScanResult, baseline: Path, rules: Sequence[Rule]) -> None:
-    """Mark findings held in the baseline as suppressed (paths relative to its directory)."""
-    from keyward.scan.baseline import file_key, load_baseline
-
-    loaded = load_baseline(baseline)
-    loaded.apply(
-        result.findings,
-        (r.id for r in rules),
-        key=file_key(result.roots, baseline.parent),
-    )
-    result._count()
+def flag_setting(value: object, name: str) -> bool:
+    """A boolean setting from the config file or a ``KEYWARD_*`` variable (``1``, ``true``...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{name} must be true or false")
 
 
 def open_output(output: Path | None) -> IO[str]:
@@ -114,6 +127,19 @@ def add_options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
         return fn
 
     return wrap
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    """``-f/--format`` with these choices, the first one the default."""
+    return click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )
 
 
 rules_option = click.option(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from keyward.cli import EPILOG, get_state
+from keyward.cli.common import format_option
 
 if TYPE_CHECKING:
     from keyward.inventory.db import Database
@@ -86,14 +87,7 @@ def upgrade(database_url: str | None, revision: str) -> None:
 
 @db.command(epilog=DB_EPILOG)
 @database_option
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-)
+@format_option("text", "json")
 def current(database_url: str | None, fmt: str) -> None:
     """Show the database's schema revision and whether it is up to date."""
     from keyward.inventory.migrate import status

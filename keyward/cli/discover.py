@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from keyward.cli import EPILOG, get_state
+from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError, ExitCode
 
@@ -56,14 +57,7 @@ def _common(fn: F) -> F:
             "copies link to the secret); values are never stored.",
         ),
         database_option,
-        click.option(
-            "-f",
-            "--format",
-            "fmt",
-            type=click.Choice(["text", "json"]),
-            default="text",
-            show_default=True,
-        ),
+        format_option("text", "json"),
     ]
     for opt in reversed(options):
         fn = opt(fn)

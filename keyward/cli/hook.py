@@ -1,9 +1,9 @@
 """``keyward hook``: the pre-commit entry point, and ``keyward hook install``.
 
 This path is imported on every commit, so it stays light: no process pool, no rich, no cloud
-or database libraries. It scans only the lines added in the index (of the files pre-commit
-names), honours inline allows and the baseline, and when it blocks a commit it says where, which
-rule, and the three ways out.
+or database libraries. It runs the same request and runner as ``keyward scan --staged``: only
+the lines added in the index (of the files pre-commit names), inline allows and the baseline;
+when it blocks a commit it says where, which rule, and the three ways out.
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from keyward.cli import get_state
 from keyward.core.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
-    from keyward.core.config import Config
-    from keyward.scan.engine import Engine
-    from keyward.scan.model import Finding, Location
-    from keyward.scan.rules import Rule
-    from keyward.scan.sources.staged import StagedSource
+    from keyward.scan.model import Finding
+    from keyward.scan.result import ScanResult
 
 HOOK_MARKER = "installed by `keyward hook install`"
 DEFAULT_BASELINE = ".secrets.baseline"
@@ -127,56 +124,36 @@ def run_staged_scan(
     *,
     baseline: Path | None = None,
     rule_files: Sequence[Path] = (),
-) -> tuple[list[Finding], StagedSource]:
-    """Scan staged changes; return the unsuppressed findings (in report order) and the source."""
-    from keyward.core.config import DEFAULT_MAX_FILE_SIZE
-    from keyward.scan.model import Finding
-    from keyward.scan.sources.staged import StagedSource
-    from keyward.scan.sources.structured import scan_file_chunk
+) -> tuple[list[Finding], ScanResult]:
+    """Scan staged changes the way ``keyward scan --staged`` does (one request, one runner);
+    return the unsuppressed findings (in report order) and the result."""
+    from keyward.cli.common import (
+        excludes_setting,
+        light_engine_spec,
+        max_file_size_setting,
+    )
+    from keyward.scan.baseline import apply_baseline
+    from keyward.scan.request import ScanRequest
+    from keyward.scan.runner import run_scan
 
     cfg = get_state().config
-    engine, rules = build_light_engine(cfg, rule_files)
-    source = StagedSource(
-        repo_path,
-        files,
-        max_file_size=cfg.max_file_size() or DEFAULT_MAX_FILE_SIZE,
-        exclude=cfg.excludes(),  # scan.exclude / KEYWARD_EXCLUDE, as for `keyward scan`
+    request = ScanRequest(
+        engine=light_engine_spec(cfg, rule_files),
+        paths=(repo_path,),
+        staged=True,
+        staged_files=None if files is None else tuple(files),
+        exclude=excludes_setting(cfg),  # scan.exclude / KEYWARD_EXCLUDE, as for `keyward scan`
+        max_file_size=max_file_size_setting(cfg),
     )
-    found: list[Finding] = []
-    for chunk in source.chunks():
-        found.extend(scan_file_chunk(engine, chunk))
+    engine = request.engine.build()
+    result = run_scan(request, engine=engine)
     # --baseline > KEYWARD_BASELINE > scan.baseline in the config > .secrets.baseline at the root
-    base_path = baseline or cfg.path_setting("scan", "baseline") or _default_baseline(source.root)
+    base_path = (
+        baseline or cfg.path_setting("scan", "baseline") or _default_baseline(result.repository)
+    )
     if base_path is not None:
-        from keyward.scan.baseline import load_baseline
-
-        root = os.path.abspath(source.root or repo_path)
-        base_dir = os.path.abspath(base_path.parent)
-
-        def key(loc: Location) -> str:  # baseline paths are relative to its directory
-            full = os.path.join(root, loc.path or "")
-            return Path(os.path.relpath(full, base_dir)).as_posix()
-
-        load_baseline(base_path).apply(found, (r.id for r in rules), key)
-    reported = sorted((f for f in found if f.suppressed_by is None), key=Finding.sort_key)
-    return reported, source
-
-
-def build_light_engine(cfg: Config, rule_files: Sequence[Path]) -> tuple[Engine, tuple[Rule, ...]]:
-    """An engine for one short process: cached rules, no process pool.
-
-    The hook never prints or stores fingerprints (baselines match on the secret's SHA-1), so
-    it fingerprints with a key of its own instead of reading the installation key.
-    """
-    from keyward.core.config import cache_dir
-    from keyward.core.redaction import Fingerprinter
-    from keyward.scan.engine import Engine
-    from keyward.scan.rulecache import load_rules_cached
-
-    cache = cache_dir()
-    rules = load_rules_cached((*cfg.rule_files(), *rule_files), cache / "rules")
-    engine = Engine(rules, Fingerprinter(os.urandom(32)), cache_dir=cache / "hyperscan")
-    return engine, rules.rules
+        apply_baseline(result, base_path, engine.rules)
+    return result.reported, result
 
 
 def _default_baseline(root: Path | None) -> Path | None:

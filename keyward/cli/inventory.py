@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from keyward.cli import EPILOG
+from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError
 
@@ -61,18 +62,6 @@ Examples:
 """
     + EPILOG
 )
-
-
-def format_option(*choices: str) -> Callable[[F], F]:
-    return click.option(
-        "-f",
-        "--format",
-        "fmt",
-        type=click.Choice(list(choices)),
-        default=choices[0],
-        show_default=True,
-        help="Output format.",
-    )
 
 
 def parse_when(value: str | None, option: str) -> datetime | None:

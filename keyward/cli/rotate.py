@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from keyward.cli import EPILOG, get_state
+from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 
 if TYPE_CHECKING:
@@ -72,17 +73,6 @@ def rotation_session(database_url: str | None) -> Iterator[Session]:
         db.close()
 
 
-format_option = click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
-
-
 def _outcome(out: Any, fmt: str) -> None:
     if fmt == "json":
         doc = {
@@ -104,7 +94,7 @@ def _outcome(out: Any, fmt: str) -> None:
 @click.argument("secret")
 @click.option("--dry-run", is_flag=True, help="Print the plan (calls and dependents); no changes.")
 @database_option
-@format_option
+@format_option("text", "json")
 def rotate(secret: str, dry_run: bool, database_url: str | None, fmt: str) -> None:
     """Rotate SECRET: create, set, test, update dependents, finish, retire the old one.
 
@@ -140,7 +130,7 @@ def _row(r: RotationRecord) -> str:
 @click.option("--in-flight", is_flag=True, help="Only unfinished rotations.")
 @click.option("--limit", default=50, show_default=True, help="At most this many.")
 @database_option
-@format_option
+@format_option("text", "json")
 def list_rotations(
     secret: str | None, in_flight: bool, limit: int, database_url: str | None, fmt: str
 ) -> None:
@@ -166,7 +156,7 @@ def list_rotations(
 @rotations.command("show", epilog=ROTATE_EPILOG)
 @click.argument("rotation_id", type=int)
 @database_option
-@format_option
+@format_option("text", "json")
 def show_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
     """A rotation's state, steps and versions (fingerprints only)."""
     from keyward.inventory.rotations import RotationRepository
@@ -206,7 +196,7 @@ def show_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
 @rotations.command("resume", epilog=ROTATE_EPILOG)
 @click.argument("rotation_id", type=int)
 @database_option
-@format_option
+@format_option("text", "json")
 def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
     """Continue an unfinished rotation from its last persisted step."""
     with rotation_session(database_url) as s:
@@ -217,7 +207,7 @@ def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> Non
 @click.argument("rotation_id", type=int)
 @click.option("--reason", default="rolled back by request", help="Recorded in the audit log.")
 @database_option
-@format_option
+@format_option("text", "json")
 def rollback_rotation(rotation_id: int, reason: str, database_url: str | None, fmt: str) -> None:
     """Undo an unfinished rotation: dependents restored, new credential revoked."""
     with rotation_session(database_url) as s:

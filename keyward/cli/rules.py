@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from keyward.cli import EPILOG, get_state
-from keyward.cli.common import rules_option
+from keyward.cli.common import format_option, rules_option
 from keyward.core.errors import ExitCode
 
 
@@ -37,15 +37,7 @@ Examples:
     + EPILOG,
 )
 @rules_option
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json")
 def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
     """List every active rule: id, severity, description, source file.
 

@@ -2,10 +2,14 @@
 
 Shape of the command, so a new source is a small edit:
 
-1. options: add yours next to the file options (one decorator each);
-2. ``sources``: each source produces a :class:`~keyward.scan.service.ScanResult` and is added
-   with ``result.extend(...)`` (files run when PATHS are given or no other source is chosen);
-3. suppression (inline is done by the engine, then ``--baseline``), output, exit code.
+1. options: declared next to the others (:mod:`keyward.cli.scan_options` for sources other
+   than files), one decorator each;
+2. the command resolves them and the configuration into one frozen
+   :class:`~keyward.scan.request.ScanRequest` (add a field), which checks how they combine;
+   the source itself is a :class:`~keyward.scan.sources.base.Source` that
+   :func:`~keyward.scan.runner.run_scan` runs;
+3. suppression (inline is done by the engine, then ``--baseline``), verification, output,
+   ``--record``, exit code.
 """
 
 from __future__ import annotations
@@ -15,29 +19,37 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from keyward.cli import EPILOG, get_state
 from keyward.cli.common import (
-    apply_baseline,
     baseline_setting,
     engine_option,
     engine_spec,
+    excludes_setting,
     file_options,
+    flag_setting,
+    format_option,
+    max_file_size_setting,
     open_output,
+    real_paths,
     rules_option,
-    walk_options,
 )
-from keyward.cli.scan_extras import EXAMPLES as EXTRA_EXAMPLES
-from keyward.cli.scan_extras import ExtraScan, extra_scan_options
-from keyward.cli.scan_sources import EXAMPLES as SOURCE_EXAMPLES
-from keyward.cli.scan_sources import LocalSources, source_scan_options
+from keyward.cli.scan_options import (
+    LAMBDA_EXAMPLES,
+    SOURCE_EXAMPLES,
+    history_staged_env_options,
+    lambda_and_check_options,
+)
+from keyward.core.config import Config
 from keyward.core.errors import ExitCode
 
 if TYPE_CHECKING:
-    from keyward.scan.service import ScanResult
+    from keyward.scan.engine import Backend
+    from keyward.scan.request import ScanRequest
+    from keyward.scan.result import ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +65,7 @@ Examples:
   keyward scan . --record                          (remember findings in the inventory)
 """
     + SOURCE_EXAMPLES
-    + EXTRA_EXAMPLES
+    + LAMBDA_EXAMPLES
     + """
 \b
 Settings (command line > KEYWARD_* environment > keyward.toml or
@@ -78,15 +90,7 @@ scan.baseline, scan.max_file_size.
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core)."
 )
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "sarif", "csv"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("text", "json", "sarif", "csv")
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
 )
@@ -107,8 +111,8 @@ scan.baseline, scan.max_file_size.
     metavar="NAME",
     help="Name the scanned target for --record (default: the absolute paths scanned).",
 )
-@source_scan_options
-@extra_scan_options
+@history_staged_env_options
+@lambda_and_check_options
 def scan(
     paths: tuple[Path, ...],
     exclude: tuple[str, ...],
@@ -116,7 +120,7 @@ def scan(
     max_file_size: str | None,
     baseline: Path | None,
     rule_files: tuple[Path, ...],
-    engine: str,
+    engine: Backend,
     jobs: int | None,
     fmt: str,
     output: Path | None,
@@ -127,7 +131,20 @@ def scan(
     exit_zero: bool,
     record: bool,
     record_target: str | None,
-    **extra: Any,
+    git_history: bool,
+    all_branches: bool,
+    since: str | None,
+    commit_range: str | None,
+    staged: bool,
+    environment: bool,
+    aws_lambda: bool,
+    regions: tuple[str, ...],
+    all_regions: bool,
+    profile: str | None,
+    include_code: bool,
+    all_versions: bool,
+    verify: bool,
+    detect_secrets_plugins: bool | None,
 ) -> None:
     """Scan files and directories for hardcoded secrets.
 
@@ -135,46 +152,56 @@ def scan(
     files above --max-file-size are skipped, symlinks are never followed. Findings show a
     redacted preview; the raw value is never printed unless --reveal is given.
     """
+    from keyward.scan.baseline import apply_baseline
     from keyward.scan.report import OutputFormat, render
-    from keyward.scan.service import ScanResult, scan_paths
+    from keyward.scan.request import ScanRequest
+    from keyward.scan.runner import run_scan
 
     cfg = get_state().config
     baseline = baseline_setting(cfg, baseline)
-    spec = engine_spec(cfg, rule_files, engine)  # type: ignore[arg-type]
-    rules = spec.rules()
-    extras = ExtraScan(extra, cfg)
-    local = LocalSources(extra, cfg)  # --git, --staged, --env
-    eng = extras.engine(spec.build(rules), spec.fingerprint_key, baseline)
-    log.debug("engine %s with %d rules", eng.backend, len(rules))
-    result = ScanResult()
-
-    # ---- sources ----------------------------------------------------------------------
-    other_sources = extras.aws_lambda or local.chosen
-    if (paths and not local.owns_paths) or not other_sources:
-        roots = list(paths) or [Path(".")]
-        walk = walk_options(
-            cfg, exclude, no_ignore=no_ignore, max_file_size=max_file_size, skip_files=[baseline]
+    if detect_secrets_plugins is None:
+        detect_secrets_plugins = flag_setting(
+            cfg.get("scan", "detect_secrets_plugins", False), "[scan] detect_secrets_plugins"
         )
-        progress, stop = _progress(no_progress)
-        try:
-            result.extend(
-                scan_paths(roots, spec, walk, jobs=extras.jobs(jobs), engine=eng, progress=progress)
-            )
-        finally:
-            stop()
-        result.roots = roots
-    if extras.aws_lambda:
-        result.extend(extras.scan_lambda(eng))
-    if local.chosen:
-        result.extend(
-            local.scan(paths, spec, eng, jobs=jobs, max_file_size=max_file_size, exclude=exclude)
-        )
-    # (further sources: result.extend(...) here)
+    max_code_size, check_kms = _lambda_settings(cfg) if aws_lambda else (None, True)
+    request = ScanRequest(
+        engine=engine_spec(
+            cfg, rule_files, engine, detect_secrets=detect_secrets_plugins, baseline=baseline
+        ),
+        paths=paths,
+        jobs=jobs,
+        exclude=excludes_setting(cfg, exclude),
+        use_ignore_files=not no_ignore,
+        max_file_size=max_file_size_setting(cfg, max_file_size),
+        skip_files=real_paths(baseline),
+        git=git_history,
+        all_branches=all_branches,
+        since=since,
+        commit_range=commit_range,
+        staged=staged,
+        environment=environment,
+        aws_lambda=aws_lambda,
+        regions=regions,
+        all_regions=all_regions,
+        profile=profile,
+        include_code=include_code,
+        all_versions=all_versions,
+        max_code_size=max_code_size,
+        check_kms=check_kms,
+    )
+    eng = request.engine.build()
+    log.debug("engine %s with %d rules", eng.backend, len(eng.rules))
+    progress, stop = _progress(no_progress or not request.scans_files)
+    try:
+        result = run_scan(request, engine=eng, progress=progress)
+    finally:
+        stop()
 
-    # ---- suppression, output, exit code -----------------------------------------------
+    # ---- suppression, verification, output, exit code -----------------------------------
     if baseline is not None:
-        apply_baseline(result, baseline, rules.rules)
-    extras.apply_verification(result)  # --verify: only the findings still reported
+        apply_baseline(result, baseline, eng.rules)
+    if verify:  # only the findings still reported
+        _verify(result, cfg)
     _report_skipped(result, verbose)
     log.debug("scan stats: %s", result.stats.as_dict())
     out = open_output(output)
@@ -183,7 +210,7 @@ def scan(
             result,
             OutputFormat(fmt),
             out,
-            rules=rules.rules,
+            rules=eng.rules,
             reveal=reveal,
             color=False if output is not None else color,
         )
@@ -191,27 +218,44 @@ def scan(
         if out is not sys.stdout:
             out.close()
     if record:
-        repo = (paths[0] if paths else Path(".")) if local.owns_paths else None
-        _record(result, cfg, spec.fingerprint_key, record_target, repo, local, extras)
+        _record(result, cfg, request, record_target)
     if result.reported and not exit_zero:
         sys.exit(int(ExitCode.FINDINGS))
 
 
-def _record(
-    result: ScanResult,
-    cfg: Any,
-    key: bytes,
-    target: str | None,
-    repo: Path | None,
-    local: Any,
-    extras: Any,
-) -> None:
+def _lambda_settings(cfg: Config) -> tuple[int | None, bool]:
+    """``[aws_lambda] max_code_size`` and ``check_kms``, read only for a Lambda scan."""
+    from keyward.core.config import parse_size
+
+    section = cfg.section("aws_lambda")
+    cap = section.get("max_code_size")
+    check_kms = flag_setting(section.get("check_kms", True), "[aws_lambda] check_kms")
+    return (parse_size(cap) if cap is not None else None), check_kms
+
+
+def _verify(result: ScanResult, cfg: Config) -> None:
+    """--verify: set live / revoked / unknown on each reported finding, in place."""
+    from keyward.verify.registry import load_verifiers
+    from keyward.verify.service import VerifySettings, verify_findings
+
+    settings = VerifySettings.from_table(cfg.section("verify"))
+    verifiers = load_verifiers(settings.context(), names=settings.names)
+    reported = [i for i, f in enumerate(result.findings) if f.suppressed_by is None]
+    checked = verify_findings(
+        [result.findings[i] for i in reported], verifiers, workers=settings.workers
+    )
+    for i, f in zip(reported, checked, strict=True):
+        result.findings[i] = f
+
+
+def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str | None) -> None:
     """--record: the inventory (and SQLAlchemy) is imported only here."""
     from keyward.inventory.recording import default_target, record_scan_result
 
     roots = list(result.roots or [])
+    repo = request.repository if request.names_repository else None
     target = target or default_target(
-        roots, git_repo=repo, env=local.env, aws_lambda=bool(extras.aws_lambda)
+        roots, git_repo=repo, env=request.environment, aws_lambda=request.aws_lambda
     )
     # staged changes are a slice of the repository: they never resolve anything
     summary = record_scan_result(
@@ -219,8 +263,8 @@ def _record(
         result.findings,
         roots=roots,
         target=target,
-        fingerprint_key=key,
-        full=not local.staged,
+        fingerprint_key=request.engine.fingerprint_key,
+        full=not request.staged,
         git_repo=repo,
     )
     click.echo(

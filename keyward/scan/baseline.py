@@ -15,12 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyward import __version__
 from keyward.core.errors import BaselineError
 from keyward.core.redaction import sha1_hex
 from keyward.scan.model import Finding, Location, SourceKind
+
+if TYPE_CHECKING:
+    from keyward.scan.result import ScanResult
+    from keyward.scan.rules import Rule
 
 _FORMAT_VERSION = "1.5.0"  # the detect-secrets baseline format version we write
 
@@ -39,21 +43,37 @@ def location_key(loc: Location) -> str:
     return loc.kind.value
 
 
-def file_key(roots: Sequence[Path], base_dir: Path) -> LocationKey:
+def file_key(roots: Sequence[Path], base_dir: Path, repository: Path | None = None) -> LocationKey:
     """Baseline filenames for a scan of ``roots``: file paths relative to ``base_dir`` (the
     baseline's directory, as detect-secrets writes them when run there), in POSIX form. IaC
-    findings come from the same files (their paths are display paths too)."""
-    from keyward.scan.sources.files import display_to_path
-
+    findings come from the same files (their paths are display paths too). Staged changes
+    name files relative to ``repository``'s top level, and are keyed the same way."""
     base = os.path.abspath(base_dir)
+    top = os.path.abspath(repository) if repository is not None else None
 
     def key(loc: Location) -> str:
         if loc.kind in _WALKED and loc.path and roots:
+            from keyward.scan.sources.files import display_to_path
+
             path = os.path.abspath(display_to_path(roots, loc.path))
             return Path(os.path.relpath(path, base)).as_posix()
+        if loc.kind is SourceKind.STAGED and top is not None:
+            full = os.path.join(top, loc.path or "")
+            return Path(os.path.relpath(full, base)).as_posix()
         return location_key(loc)
 
     return key
+
+
+def apply_baseline(result: ScanResult, baseline: Path, rules: Sequence[Rule]) -> None:
+    """Mark the result's findings held in the baseline as suppressed, and count again."""
+    loaded = load_baseline(baseline)
+    loaded.apply(
+        result.findings,
+        (r.id for r in rules),
+        key=file_key(result.roots, baseline.parent, result.repository),
+    )
+    result.recount()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from _git_helpers import SPEC, Git, engine_for_tests, mint_aws_key_id, mint_gith
 from keyward.core.errors import SourceError
 from keyward.scan.engine import Engine
 from keyward.scan.model import SourceKind
-from keyward.scan.sources.git import GitOptions, scan_history
+from keyward.scan.runner import Runner
+from keyward.scan.sources.git import GitOptions, HistorySource
 
 TOKEN = mint_github_token(1)
 TOKEN2 = mint_github_token(2)
@@ -31,8 +32,9 @@ def git(git_repo: Path) -> Git:
 
 def scan(git: Git, engine: Engine, **opts: object):  # type: ignore[no-untyped-def]
     jobs = opts.pop("jobs", 1)
-    result, stats = scan_history(git.root, SPEC, GitOptions(**opts), jobs=jobs, engine=engine)  # type: ignore[arg-type]
-    return result, stats
+    source = HistorySource(git.root, GitOptions(**opts))  # type: ignore[arg-type]
+    result = Runner(engine, spec=SPEC, jobs=jobs).run(source)  # type: ignore[arg-type]
+    return result, result.stats
 
 
 def test_secret_added_then_deleted_is_one_finding_naming_its_commit(
@@ -198,7 +200,7 @@ def test_empty_repository_has_nothing_to_scan(git: Git, engine: Engine) -> None:
 
 def test_not_a_repository_is_a_clear_error(tmp_path: Path, engine: Engine) -> None:
     with pytest.raises(SourceError, match="is not a git repository"):
-        scan_history(tmp_path, SPEC, engine=engine)
+        Runner(engine, spec=SPEC).run(HistorySource(tmp_path))
 
 
 def test_pool_finds_the_same_as_one_process_on_a_long_history(git: Git, engine: Engine) -> None:

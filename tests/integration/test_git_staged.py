@@ -115,7 +115,7 @@ def test_cli_options_that_need_git_are_refused_without_it(tmp_path: Path) -> Non
 
 
 def test_added_lines_of_a_dotenv_file_are_read_as_variables(git: Git, engine: Engine) -> None:
-    from keyward.scan.sources.structured import scan_file_chunk
+    from keyward.scan.variables import match_with_variables
 
     git.write(".env", "A=1\nB=2\n")
     git.commit("base")
@@ -124,7 +124,7 @@ def test_added_lines_of_a_dotenv_file_are_read_as_variables(git: Git, engine: En
     )
     git("add", ".env")
     source = StagedSource(git.root)
-    found = [f for c in source.chunks() for f in scan_file_chunk(engine, c)]
+    found = [f for c in source.chunks() for f in match_with_variables(engine, c)]
     [f] = [f for f in found if f.suppressed_by is None]
     assert f.rule_id == "secret-named-variable"
     loc = f.location

@@ -20,7 +20,8 @@ from keyward.inventory.db import Database
 from keyward.inventory.recording import record_findings
 from keyward.inventory.service import Inventory
 from keyward.scan.model import Chunk, Location
-from keyward.scan.service import EngineSpec, ScanResult, scan_chunks
+from keyward.scan.result import ScanResult
+from keyward.scan.runner import EngineSpec
 from keyward.scan.validators import base62
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def fp() -> Fingerprinter:
 def scan(files: dict[str, str]) -> ScanResult:
     engine = EngineSpec(fingerprint_key=fingerprint_key(Config()), backend="re").build()
     chunks = [Chunk(text, Location(path=path)) for path, text in files.items()]
-    return scan_chunks(engine, chunks)
+    return ScanResult(findings=[f for c in chunks for f in engine.scan(c)]).finish(0.0)
 
 
 def record(db: Database, files: dict[str, str], target: str = TARGET, **kw: object) -> object:

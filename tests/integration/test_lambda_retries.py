@@ -15,7 +15,8 @@ import pytest
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.rules import load_rules
-from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, scan_lambda
+from keyward.scan.runner import Runner
+from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, LambdaSource
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ def throttling_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 def test_throttled_listing_is_retried_until_it_succeeds(throttling_lambda: list[int]) -> None:
     engine = Engine(load_rules(), Fingerprinter(b"k" * 32), backend="re")
-    result = scan_lambda(engine, LambdaOptions(regions=("us-east-1",)))
+    result = Runner(engine).run(LambdaSource(LambdaOptions(regions=("us-east-1",))))
     assert throttling_lambda == [429, 429, 200]
     assert not result.warnings
     [f] = [f for f in result.findings if f.rule_id != KMS_RULE_ID]

@@ -29,12 +29,14 @@ from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.model import Severity, SourceKind
 from keyward.scan.report import OutputFormat, to_string
+from keyward.scan.result import ScanResult
 from keyward.scan.rules import load_rules
+from keyward.scan.runner import Runner
 from keyward.scan.sources.aws_lambda import (
     KMS_RULE_ID,
     CodePackage,
     LambdaOptions,
-    scan_lambda,
+    LambdaSource,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,6 +45,13 @@ Moto = Any  # tests/conftest.py: the moto server handle (endpoint, reset, set_au
 REGIONS = ("us-east-1", "eu-west-1")
 PER_REGION = 160  # 320 functions in all
 ACCOUNT = "123456789012"
+
+
+def run_lambda(engine: Engine, options: LambdaOptions, **seams: Any) -> ScanResult:
+    """The runner over a Lambda source (``seams``: session, client_factory, downloader)."""
+    return Runner(engine).run(LambdaSource(options, **seams))
+
+
 CMK = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0b1a7c5e-0000-4000-8000-000000000001"
 _B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -197,7 +206,7 @@ def test_every_function_in_both_regions_is_scanned_and_planted_secrets_found(
     fleet_env: Fleet, engine: Engine
 ) -> None:
     fleet = fleet_env
-    result = scan_lambda(engine, LambdaOptions(regions=REGIONS))
+    result = run_lambda(engine, LambdaOptions(regions=REGIONS))
     assert fleet.total >= 300
     secrets = [f for f in result.findings if f.rule_id != KMS_RULE_ID]
     found = {(f.location.resource, f.location.variable) for f in secrets}
@@ -216,7 +225,7 @@ def test_every_function_in_both_regions_is_scanned_and_planted_secrets_found(
 def test_aws_key_id_and_secret_in_two_variables_become_one_paired_finding(
     fleet_env: Fleet, engine: Engine
 ) -> None:
-    result = scan_lambda(engine, LambdaOptions(regions=("us-east-1",)))
+    result = run_lambda(engine, LambdaOptions(regions=("us-east-1",)))
     aws = [f for f in result.findings if f.rule_id == "aws-access-key-id"]
     assert aws, "planted AWS keys must be found"
     for f in aws:
@@ -229,7 +238,7 @@ def test_aws_key_id_and_secret_in_two_variables_become_one_paired_finding(
 def test_functions_holding_only_references_produce_no_secret_findings(
     fleet_env: Fleet, engine: Engine
 ) -> None:
-    result = scan_lambda(engine, LambdaOptions(regions=REGIONS))
+    result = run_lambda(engine, LambdaOptions(regions=REGIONS))
     flagged = {f.location.resource for f in result.findings if f.rule_id != KMS_RULE_ID}
     assert fleet_env.references
     assert not flagged & fleet_env.references
@@ -238,18 +247,18 @@ def test_functions_holding_only_references_produce_no_secret_findings(
 def test_environment_without_customer_managed_key_is_a_separate_low_finding(
     fleet_env: Fleet, engine: Engine
 ) -> None:
-    result = scan_lambda(engine, LambdaOptions(regions=REGIONS))
+    result = run_lambda(engine, LambdaOptions(regions=REGIONS))
     kms = {f.location.resource: f for f in result.findings if f.rule_id == KMS_RULE_ID}
     assert set(kms) == fleet_env.with_env - fleet_env.cmk
     f = next(iter(kms.values()))
     assert f.severity is Severity.LOW
     assert f.description
-    off = scan_lambda(engine, LambdaOptions(regions=REGIONS, check_kms=False))
+    off = run_lambda(engine, LambdaOptions(regions=REGIONS, check_kms=False))
     assert not [f for f in off.findings if f.rule_id == KMS_RULE_ID]
 
 
 def test_no_secret_value_reaches_any_report_format(fleet_env: Fleet, engine: Engine) -> None:
-    result = scan_lambda(engine, LambdaOptions(regions=REGIONS))
+    result = run_lambda(engine, LambdaOptions(regions=REGIONS))
     assert result.findings
     for fmt in OutputFormat:
         text = to_string(result, fmt)
@@ -270,7 +279,7 @@ def test_include_code_scans_files_inside_the_deployment_package(
         fetched.append(package)
         return fleet_env.code[package.function_arn]
 
-    result = scan_lambda(
+    result = run_lambda(
         engine, LambdaOptions(regions=REGIONS, include_code=True), downloader=from_fleet
     )
     assert len(fetched) == fleet_env.total
@@ -283,7 +292,7 @@ def test_include_code_scans_files_inside_the_deployment_package(
 
 
 def test_oversized_package_is_skipped_not_fatal(fleet_env: Fleet, engine: Engine) -> None:
-    result = scan_lambda(
+    result = run_lambda(
         engine,
         LambdaOptions(regions=("eu-west-1",), include_code=True, max_code_size=10),
     )
@@ -339,7 +348,7 @@ def test_region_that_denies_listing_is_a_warning_and_others_are_scanned(
     def factory(service: str, region: str) -> Any:
         return client(service, region, endpoint, **per_region[region])
 
-    result = scan_lambda(engine, LambdaOptions(regions=REGIONS), client_factory=factory)
+    result = run_lambda(engine, LambdaOptions(regions=REGIONS), client_factory=factory)
     assert any("eu-west-1" in w and "access denied" in w for w in result.warnings)
     regions = {f.location.region for f in result.findings}
     assert regions == {"us-east-1"}
@@ -362,7 +371,7 @@ def test_access_denied_to_function_code_is_a_warning_per_function(
     def factory(service: str, region: str) -> Any:
         return client(service, region, auth_on.endpoint, **creds)
 
-    result = scan_lambda(
+    result = run_lambda(
         engine,
         LambdaOptions(regions=("eu-west-1",), include_code=True),
         client_factory=factory,
@@ -380,7 +389,7 @@ def test_every_region_refusing_is_a_backend_error(
 
     moto_server.set_auth(True)  # the 'testing' key does not exist in moto's IAM
     with pytest.raises(BackendError) as info:
-        scan_lambda(engine, LambdaOptions(regions=REGIONS))
+        run_lambda(engine, LambdaOptions(regions=REGIONS))
     assert info.value.exit_code is ExitCode.BACKEND
     assert "No region could be scanned" in info.value.diagnostics()
 

@@ -14,7 +14,8 @@ import pytest
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.rules import load_rules
-from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, scan_lambda
+from keyward.scan.runner import Runner
+from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, LambdaSource
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +39,12 @@ def test_secret_removed_from_latest_is_found_in_the_published_version(aws: Any) 
     )
     engine = Engine(load_rules(), Fingerprinter(b"k" * 32), backend="re")
 
-    latest = scan_lambda(engine, LambdaOptions(regions=("us-east-1",)))
+    latest = Runner(engine).run(LambdaSource(LambdaOptions(regions=("us-east-1",))))
     assert not [f for f in latest.findings if f.rule_id != KMS_RULE_ID]
 
-    every = scan_lambda(engine, LambdaOptions(regions=("us-east-1",), all_versions=True))
+    every = Runner(engine).run(
+        LambdaSource(LambdaOptions(regions=("us-east-1",), all_versions=True))
+    )
     [found] = [f for f in every.findings if f.rule_id != KMS_RULE_ID]
     assert found.location.resource is not None
     assert found.location.resource.endswith(f":billing:{version}")

@@ -11,8 +11,8 @@ from typing import IO, Any, assert_never
 
 from keyward import __version__
 from keyward.scan.model import Finding, Severity, SourceKind
+from keyward.scan.result import ScanResult
 from keyward.scan.rules import Rule
-from keyward.scan.service import ScanResult
 
 
 class OutputFormat(StrEnum):

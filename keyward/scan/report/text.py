@@ -6,7 +6,7 @@ from itertools import groupby
 from typing import IO
 
 from keyward.scan.model import Finding, Severity
-from keyward.scan.service import ScanResult
+from keyward.scan.result import ScanResult
 
 _STYLE = {
     Severity.CRITICAL: "bold red",

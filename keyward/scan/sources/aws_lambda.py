@@ -11,7 +11,9 @@ so importing this module loads neither boto3 nor botocore.
 * Each environment variable becomes its own chunk (``NAME=value``), whose location names the
   function ARN, the region and the variable.
 * Functions with environment variables but no customer managed KMS key (``KMSKeyArn``) get a
-  separate low-severity finding, :data:`KMS_RULE_ID`.
+  separate low-severity finding, :data:`KMS_RULE_ID`, and an access key id and its secret key
+  in two variables become one paired finding: both in the post-pass
+  (:class:`~keyward.scan.postpass.LambdaFindings`), after matching.
 * ``include_code`` downloads each deployment package (size-capped) through an injectable
   :data:`Downloader` and scans the zip's files in memory.
 * AccessDenied for a region or a function is a warning, not a crash; throttling is retried by
@@ -21,27 +23,24 @@ so importing this module loads neither boto3 nor botocore.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import BackendError, ConfigError, Failure, KeywardError
-from keyward.scan.model import Chunk, Finding, Location, Severity, SourceKind
-from keyward.scan.sources.base import Skipped
+from keyward.scan.model import Chunk, Location, SourceKind
+from keyward.scan.postpass import LambdaFindings
+from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
 from keyward.scan.sources.files import decode
 
 if TYPE_CHECKING:
     from keyward.providers.aws import AwsClients
-    from keyward.scan.engine import Engine
     from keyward.scan.rules import Rule
-    from keyward.scan.service import ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +364,26 @@ class LambdaSource:
                     ),
                 )
 
+    # ------------------------------------------------------------------ as a Source
+    @property
+    def pool(self) -> PoolPolicy | None:
+        return None  # clients and sessions stay in this process; listing is threaded
+
+    def work(self) -> Iterator[ChunkWork]:
+        if self.options.workers < 1:
+            raise ConfigError("The number of Lambda scan workers must be at least 1")
+        for chunk in self.chunks():
+            yield ChunkWork(chunk)
+        log.debug(
+            "listed %d Lambda functions in %d regions",
+            len(self.functions),
+            len(self.regions_scanned),
+        )
+
+    def post_pass(self, rules: Sequence[Rule]) -> LambdaFindings:
+        """Key pairs across variables, then the functions' configuration findings."""
+        return LambdaFindings(rules, self.functions, check_kms=self.options.check_kms)
+
 
 # ---------------------------------------------------------------------- helpers
 def _list_functions(client: Any, all_versions: bool = False) -> list[dict[str, Any]]:
@@ -418,94 +437,3 @@ def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
 def _brief(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
-
-
-def kms_findings(functions: Iterable[FunctionRecord]) -> list[Finding]:
-    """One low-severity finding per function with variables but no customer managed key.
-
-    Only ``$LATEST`` counts: a published version cannot be changed, the next one can."""
-    out: list[Finding] = []
-    for fn in functions:
-        if fn.variables == 0 or fn.kms_key_arn or fn.version != "$LATEST":
-            continue
-        digest = hashlib.sha256(f"{KMS_RULE_ID}|{fn.arn}".encode()).hexdigest()
-        out.append(
-            Finding(
-                rule_id=KMS_RULE_ID,
-                severity=Severity.LOW,
-                location=Location(kind=SourceKind.LAMBDA, resource=fn.arn, region=fn.region),
-                preview=f"{fn.variables} variable{'s' if fn.variables != 1 else ''}, "
-                "AWS managed key",
-                fingerprint=digest,
-                description=KMS_DESCRIPTION,
-            )
-        )
-    return out
-
-
-def pair_across_variables(findings: list[Finding], rules: Sequence[Rule]) -> list[Finding]:
-    """Pair findings of one function held in different variables (key id + secret key).
-
-    The engine pairs within a chunk; a function keeps ``AWS_ACCESS_KEY_ID`` and
-    ``AWS_SECRET_ACCESS_KEY`` in two variables, hence two chunks.
-    """
-    pairs = {r.id: r.pair.rule for r in rules if r.pair is not None}
-    if not pairs:
-        return findings
-    used: set[int] = set()
-    out = list(findings)
-    for i, f in enumerate(findings):
-        want = pairs.get(f.rule_id)
-        if want is None or f.companion is not None or f.location.path is not None:
-            continue
-        for j, other in enumerate(findings):
-            if (
-                j in used
-                or j == i
-                or other.rule_id != want
-                or other.location.resource != f.location.resource
-                or other.location.path is not None
-            ):
-                continue
-            used.add(j)
-            out[i] = f.with_(
-                companion=other.secret,
-                companion_preview=other.preview,
-                severity=max(f.severity, other.severity, key=lambda s: s.rank),
-            )
-            break
-    return [f for k, f in enumerate(out) if k not in used]
-
-
-def scan_lambda(
-    engine: Engine,
-    options: LambdaOptions,
-    *,
-    session: Any = None,
-    client_factory: ClientFactory | None = None,
-    downloader: Downloader | None = None,
-) -> ScanResult:
-    """Scan live Lambda functions: findings, KMS posture findings, warnings for denials."""
-    from keyward.scan.service import scan_chunks
-
-    if options.workers < 1:
-        raise ConfigError("The number of Lambda scan workers must be at least 1")
-    started = time.perf_counter()
-    source = LambdaSource(
-        options,
-        session=session,
-        client_factory=client_factory,
-        downloader=downloader or download_package,
-    )
-    result = scan_chunks(engine, source.chunks())
-    result.findings = pair_across_variables(result.findings, engine.rules)
-    if options.check_kms:
-        result.findings.extend(kms_findings(source.functions))
-    result.skipped.extend(source.skipped)
-    result.warnings.extend(source.warnings)
-    log.debug(
-        "scanned %d Lambda functions in %d regions",
-        len(source.functions),
-        len(source.regions_scanned),
-    )
-    return result.finish(started)

@@ -4,19 +4,24 @@
   location that names the variable (never the value; findings show a redacted preview).
 * In trees: ``.env`` files, docker-compose ``environment:`` blocks and Kubernetes ``env:``
   lists are read as key/value pairs, so an unquoted ``API_TOKEN=...`` is understood as the
-  value of ``API_TOKEN`` (see :mod:`keyward.scan.sources.structured`, which calls these parsers
-  for files the file scanner reads).
+  value of ``API_TOKEN`` (see :mod:`keyward.scan.variables`, which calls these parsers for
+  every file chunk the runner matches).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from keyward.scan.model import Chunk, Location, SourceKind
-from keyward.scan.sources.base import Skipped
+from keyward.scan.postpass import KeepAll
+from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
+
+if TYPE_CHECKING:
+    from keyward.scan.rules import Rule
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _DOTENV_LINE = re.compile(
@@ -61,6 +66,18 @@ class ProcessEnvSource:
 
     environ: Mapping[str, str] | None = None
     skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pool(self) -> PoolPolicy | None:
+        return None
+
+    def work(self) -> Iterator[ChunkWork]:
+        for chunk in self.chunks():
+            yield ChunkWork(chunk)
+
+    def post_pass(self, rules: Sequence[Rule]) -> KeepAll:
+        return KeepAll()
 
     def chunks(self) -> Iterator[Chunk]:
         env = os.environ if self.environ is None else self.environ

@@ -1,7 +1,8 @@
 """Files and directories: walk, honour ignores, decode safely.
 
-Walking happens in the parent process (cheap: directory entries and one ``lstat`` per file);
-reading and decoding happen where the chunk is scanned, so a large tree spreads over every core.
+:class:`FileSource` walks in the calling process (cheap: directory entries and one ``lstat``
+per file) and yields :class:`FileBatch` work; reading and decoding happen where the batch is
+matched (a worker process for a large tree), so a large tree spreads over every core.
 
 Rules of the walk:
 
@@ -28,13 +29,18 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pathspec
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import ConfigError, SourceError
 from keyward.scan.model import Chunk, Location, SourceKind
-from keyward.scan.sources.base import Skipped
+from keyward.scan.postpass import KeepAll
+from keyward.scan.sources.base import PoolPolicy, Skipped, Tally
+
+if TYPE_CHECKING:
+    from keyward.scan.rules import Rule
 
 BINARY_SNIFF = 8192
 # Files are read and decoded whole; this bounds the memory one worker can use (bytes + text
@@ -387,3 +393,63 @@ def read_task(task: FileTask, max_size: int = HARD_MAX_FILE_SIZE) -> Chunk | Ski
         return Skipped(task.display, "binary file")
     text, utf8 = decoded
     return Chunk(text=text, location=Location(kind=SourceKind.FILE, path=task.display), data=utf8)
+
+
+# ------------------------------------------------------------------ the source
+# Work sent to a worker at a time: small enough to keep every core busy to the end.
+BATCH_BYTES = 1024 * 1024
+BATCH_FILES = 256
+# Below these sizes a process pool costs more than it saves.
+FILES_POOL = PoolPolicy(min_bytes=8 * 1024 * 1024, min_items=64, in_flight=8)
+
+
+@dataclass(frozen=True, slots=True)
+class FileBatch:
+    """Planned files, read (and decoded) where they are matched."""
+
+    tasks: tuple[FileTask, ...]
+    max_size: int
+    size: int  # bytes on disk
+
+    @property
+    def items(self) -> int:
+        return len(self.tasks)
+
+    def chunks(self, tally: Tally) -> Iterator[Chunk]:
+        for task in self.tasks:
+            got = read_task(task, self.max_size)
+            if isinstance(got, Skipped):
+                tally.skipped.append(got)
+                continue
+            tally.files += 1
+            tally.bytes += task.size
+            yield got
+
+
+@dataclass(slots=True)
+class FileSource:
+    """Files and directories: the walk plans here, batches of files are read where matched."""
+
+    roots: Sequence[Path]
+    options: WalkOptions = field(default_factory=WalkOptions)
+    pool: PoolPolicy | None = FILES_POOL
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def work(self) -> Iterator[FileBatch]:
+        walker = FileWalker(self.roots, self.options, self.skipped)
+        walker.check_roots()
+        max_size = self.options.max_file_size
+        batch: list[FileTask] = []
+        size = 0
+        for task in walker.tasks():
+            batch.append(task)
+            size += task.size
+            if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+                yield FileBatch(tuple(batch), max_size, size)
+                batch, size = [], 0
+        if batch:
+            yield FileBatch(tuple(batch), max_size, size)
+
+    def post_pass(self, rules: Sequence[Rule]) -> KeepAll:
+        return KeepAll()

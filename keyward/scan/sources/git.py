@@ -4,17 +4,21 @@ How it works (nothing is ever checked out):
 
 1. ``git rev-list --topo-order --reverse`` lists the commits to scan, parents before children,
    so the first commit in that order that adds a secret is the one that introduced it.
-2. The commits are cut into batches. Each batch runs its own
-   ``git log -p -U0 --no-walk=unsorted --stdin`` (renames detected so a moved file is not
-   rescanned; merges as dense combined diffs, so only what the merge itself wrote is scanned,
-   not again everything it brought in) and only the *added* lines of each file become a
-   :class:`Chunk` whose ``line_map`` holds the new file's line numbers. Binary
+2. :class:`HistorySource` cuts the commits into :class:`CommitBatch` work. Each batch runs its
+   own ``git log -p -U0 --no-walk=unsorted --stdin`` where it is matched (renames detected so
+   a moved file is not rescanned; merges as dense combined diffs, so only what the merge itself
+   wrote is scanned, not again everything it brought in) and only the *added* lines of each
+   file become a :class:`Chunk` whose ``line_map`` holds the new file's line numbers. Binary
    files are read with ``git cat-file --batch`` and their printable strings are scanned.
-3. Batches run in a fork-based process pool (every core runs git and the engine); the parent
-   only reads commit ids and merges results, so memory stays bounded by the batch size, not the
-   history.
-4. The same secret (rule + fingerprint) seen in many commits is one finding: the earliest
-   introduction wins. ``still_present`` says whether the value is still in ``HEAD``'s tree.
+3. The runner matches batches in a fork-based process pool (every core runs git and the
+   engine); the parent only reads commit ids and merges results, so memory stays bounded by
+   the batches in flight, not the history.
+4. The post-pass (:class:`~keyward.scan.postpass.FirstIntroduction`) makes the same secret
+   (rule + fingerprint) seen in many commits one finding: the earliest introduction wins.
+   ``still_present`` says whether the value is still in ``HEAD``'s tree.
+
+The patch parsing (:class:`PatchParser`, :data:`PATCH_OPTIONS`, :func:`reap`) is shared with
+the staged-changes source.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +36,11 @@ from typing import IO, TYPE_CHECKING
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import SourceError
 from keyward.scan.model import Chunk, Finding, Location, SourceKind
-from keyward.scan.sources.base import Skipped
+from keyward.scan.postpass import FirstIntroduction
+from keyward.scan.sources.base import PoolPolicy, Skipped, Tally
 
-if TYPE_CHECKING:  # keeps the engine and service imports lazy
-    from keyward.scan.engine import Engine
-    from keyward.scan.service import EngineSpec, ScanResult
+if TYPE_CHECKING:
+    from keyward.scan.rules import Rule
 
 COMMITS_PER_BATCH = 128
 MAX_COMMITS_PER_BATCH = 1024
@@ -56,7 +58,7 @@ _STABLE = (
     "-c", "diff.external=",
 )  # fmt: skip
 
-_PATCH = (
+PATCH_OPTIONS = (
     "-p", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index",
     "--src-prefix=a/", "--dst-prefix=b/", "--no-relative", "-M",
 )  # fmt: skip
@@ -534,7 +536,7 @@ def read_blobs(
     finally:
         proc.stdout.close()  # stops cat-file (SIGPIPE), which ends the feeder's write
         feeder.join(timeout=10)
-        _finish(proc, "cat-file")
+        reap(proc, "cat-file")
 
 
 def _feed(stream: IO[bytes], data: bytes) -> None:
@@ -545,7 +547,7 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
         pass
 
 
-def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
+def reap(proc: subprocess.Popen[bytes], what: str) -> None:
     """Close our ends, reap git, and raise its error (not SIGPIPE after an early stop)."""
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
@@ -564,7 +566,8 @@ def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
 # ------------------------------------------------------------------------ history scan
 @dataclass(frozen=True, slots=True)
 class GitOptions:
-    """Which commits to scan: HEAD's history by default."""
+    """Which commits to scan: HEAD's history by default (combinations are checked by
+    :class:`~keyward.scan.request.ScanRequest`; ``range`` wins over the others here)."""
 
     all_branches: bool = False
     since: str | None = None  # scan REV..HEAD (commits after REV)
@@ -573,55 +576,12 @@ class GitOptions:
     exclude: tuple[str, ...] = ()  # gitignore-style globs of paths not to scan
 
 
-@dataclass(slots=True)
-class GitStats:
-    commits: int = 0
-    files: int = 0  # file changes scanned
-    bytes: int = 0  # patch bytes read from git
-    binary_blobs: int = 0
-
-
-Key = tuple[str, str]  # (rule id, fingerprint): one finding per secret
-
-
-@dataclass(slots=True)
-class _Batch:
-    best: dict[Key, tuple[int, Finding]] = field(default_factory=dict)
-    allowed: set[Key] = field(default_factory=set)
-    stats: GitStats = field(default_factory=GitStats)
-    skipped: list[Skipped] = field(default_factory=list)
-
-    def add(self, order: int, findings: Iterable[Finding]) -> None:
-        for f in findings:
-            key = (f.rule_id, f.fingerprint)
-            if f.suppressed_by == "inline":
-                self.allowed.add(key)
-            prior = self.best.get(key)
-            if prior is None or order < prior[0]:
-                self.best[key] = (order, f)
-
-    def merge(self, other: _Batch) -> None:
-        for key, (order, f) in other.best.items():
-            prior = self.best.get(key)
-            if prior is None or order < prior[0]:
-                self.best[key] = (order, f)
-        self.allowed |= other.allowed
-        self.skipped.extend(other.skipped)
-        s, o = self.stats, other.stats
-        s.commits += o.commits
-        s.files += o.files
-        s.bytes += o.bytes
-        s.binary_blobs += o.binary_blobs
-
-
 def rev_list_args(repo: GitRepo, opts: GitOptions) -> list[str]:
-    """Arguments for ``git rev-list`` selecting the commits to scan (validated)."""
+    """Arguments for ``git rev-list`` selecting the commits to scan (revisions checked)."""
     tips = ["--branches", "--tags", "--remotes"] if opts.all_branches else []
     if repo.has_commits():
         tips.append("HEAD")
     if opts.range is not None:
-        if opts.since is not None or opts.all_branches:
-            raise SourceError("--range cannot be combined with --since or --all-branches")
         rng = opts.range
         sep = "..." if "..." in rng else ".."
         if sep not in rng or rng.startswith("-"):
@@ -664,208 +624,150 @@ def _commit_batches(lines: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
         yield first, batch
 
 
-def scan_commits(
-    engine: Engine,
-    repo: GitRepo,
-    commits: Sequence[str],
-    first: int,
-    max_size: int,
-    exclude: Sequence[str] = (),
-) -> _Batch:
-    """Scan the added lines of ``commits`` (``first`` is the order index of the first one)."""
-    from keyward.scan.sources.structured import scan_file_chunk
+@dataclass(frozen=True, slots=True)
+class CommitBatch:
+    """Consecutive commits of the history (``first`` is the history position of the first
+    one), read with one ``git log -p`` where they are matched."""
 
-    out = _Batch()
-    order = {sha: first + i for i, sha in enumerate(commits)}
-    proc = repo.popen(
-        "-c", f"core.bigFileThreshold={max_size}", "log", *_PATCH,
-        "--diff-merges=dense-combined", _HEADER, "--no-walk=unsorted", "--stdin",
-        stdin=True,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
-    binaries: dict[str, tuple[int, Location]] = {}
-    parser = PatchParser(max_size)
-    excluded = path_filter(exclude)
-    try:
-        proc.stdin.write(("\n".join(commits) + "\n").encode("ascii"))
-        proc.stdin.close()
-        idx = first
-        for commit, fd in parser.files(read_pieces(proc.stdout)):
-            if fd is None:  # a commit starts
-                idx = order.get(commit.sha, first)
-                out.stats.commits += 1
-                continue
-            if excluded is not None and excluded(fd.path):
-                continue
-            loc = Location(
-                kind=SourceKind.GIT,
-                path=fd.path,
-                commit=commit.sha,
-                author=commit.author,
-                date=commit.date,
-            )
-            if fd.binary_oid is not None:
-                prior = binaries.get(fd.binary_oid)
-                if prior is None or idx < prior[0]:
-                    binaries[fd.binary_oid] = (idx, loc)
-                continue
-            if fd.oversized:
-                out.skipped.append(
+    repo: GitRepo
+    first: int
+    commits: tuple[str, ...]
+    max_size: int = DEFAULT_MAX_FILE_SIZE
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return 0  # patch bytes are known only once git printed them
+
+    @property
+    def items(self) -> int:
+        return len(self.commits)
+
+    def order_of(self, commit: str | None) -> int:
+        try:
+            return self.first + self.commits.index(commit or "")
+        except ValueError:
+            return self.first
+
+    def chunks(self, tally: Tally) -> Iterator[Chunk]:
+        """The added lines of each file of each commit, then the binary files' strings (each
+        blob once, under the earliest commit of the batch that added it)."""
+        order = {sha: self.first + i for i, sha in enumerate(self.commits)}
+        max_size = self.max_size
+        proc = self.repo.popen(
+            "-c", f"core.bigFileThreshold={max_size}", "log", *PATCH_OPTIONS,
+            "--diff-merges=dense-combined", _HEADER, "--no-walk=unsorted", "--stdin",
+            stdin=True,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        binaries: dict[str, tuple[int, Location]] = {}
+        parser = PatchParser(max_size)
+        excluded = path_filter(self.exclude)
+        try:
+            proc.stdin.write(("\n".join(self.commits) + "\n").encode("ascii"))
+            proc.stdin.close()
+            idx = self.first
+            for commit, fd in parser.files(read_pieces(proc.stdout)):
+                if fd is None:  # a commit starts
+                    idx = order.get(commit.sha, self.first)
+                    tally.commits += 1
+                    continue
+                if excluded is not None and excluded(fd.path):
+                    continue
+                loc = Location(
+                    kind=SourceKind.GIT,
+                    path=fd.path,
+                    commit=commit.sha,
+                    author=commit.author,
+                    date=commit.date,
+                )
+                if fd.binary_oid is not None:
+                    prior = binaries.get(fd.binary_oid)
+                    if prior is None or idx < prior[0]:
+                        binaries[fd.binary_oid] = (idx, loc)
+                    continue
+                if fd.oversized:
+                    tally.skipped.append(
+                        Skipped(
+                            f"{fd.path}@{commit.sha[:12]}",
+                            "added lines larger than the size limit",
+                        )
+                    )
+                    continue
+                chunk = file_chunk(fd, loc)
+                if chunk is not None:
+                    tally.files += 1
+                    tally.chunks += 1
+                    yield chunk
+        finally:
+            reap(proc, "log")
+        tally.bytes += parser.bytes_read
+        for oid, data in read_blobs(self.repo, list(binaries), max_size):
+            _, loc = binaries[oid]
+            if data is None:
+                tally.skipped.append(
                     Skipped(
-                        f"{fd.path}@{commit.sha[:12]}", "added lines larger than the size limit"
+                        f"{loc.path}@{(loc.commit or '')[:12]}",
+                        "binary file larger than the size limit",
                     )
                 )
                 continue
-            chunk = file_chunk(fd, loc)
-            if chunk is not None:
-                out.stats.files += 1
-                out.add(idx, scan_file_chunk(engine, chunk))
-    finally:
-        _finish(proc, "log")
-    out.stats.bytes = parser.bytes_read
-    for oid, data in read_blobs(repo, list(binaries), max_size):
-        idx, loc = binaries[oid]
-        if data is None:
-            out.skipped.append(
-                Skipped(
-                    f"{loc.path}@{(loc.commit or '')[:12]}",
-                    "binary file larger than the size limit",
-                )
-            )
-            continue
-        out.stats.binary_blobs += 1
-        out.stats.bytes += len(data)
-        strings = strings_of(data)
-        if strings:
-            text, raw = decode_block(strings)
-            n = strings.count(b"\n") + 1
-            out.add(idx, engine.scan(Chunk(text, loc, line_map=(0,) * n, data=raw)))
-    return out
+            tally.binary_blobs += 1
+            tally.chunks += 1
+            tally.bytes += len(data)
+            strings = strings_of(data)
+            if strings:
+                text, raw = decode_block(strings)
+                n = strings.count(b"\n") + 1
+                yield Chunk(text, loc, line_map=(0,) * n, data=raw)
 
 
-# Worker-process state for the pool (inherited through fork, or built by the initializer).
-_WORKER: tuple[Engine, GitRepo, GitOptions] | None = None
+# Below this many commits one process does it all (a pool costs more); a worker holds at most
+# two batches' results at a time.
+HISTORY_POOL = PoolPolicy(min_items=SERIAL_MAX_COMMITS + 1, in_flight=2)
 
 
-def _worker_init(spec: EngineSpec, repo: GitRepo, opts: GitOptions) -> None:
-    global _WORKER
-    if _WORKER is None:
-        _WORKER = (spec.build(), repo, opts)
+@dataclass(slots=True)
+class HistorySource:
+    """The history of the repository at ``path``, as :class:`CommitBatch` work.
 
+    ``git rev-list`` runs here while the batches are matched; the post-pass keeps one
+    finding per secret (:class:`~keyward.scan.postpass.FirstIntroduction`).
+    """
 
-def _worker_scan(first: int, commits: list[str]) -> _Batch:
-    assert _WORKER is not None
-    engine, repo, opts = _WORKER
-    return scan_commits(engine, repo, commits, first, opts.max_file_size, opts.exclude)
+    path: Path
+    options: GitOptions = field(default_factory=GitOptions)
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    root: Path | None = None  # the work tree's top level, once work() started
+    _repo: GitRepo | None = field(default=None, repr=False)
 
+    @property
+    def pool(self) -> PoolPolicy | None:
+        return HISTORY_POOL
 
-def scan_history(
-    path: Path,
-    spec: EngineSpec,
-    options: GitOptions | None = None,
-    *,
-    jobs: int | None = None,
-    engine: Engine | None = None,
-    on_batch: Callable[[GitStats], None] | None = None,
-) -> tuple[ScanResult, GitStats]:
-    """Scan the history of the repository at ``path``; one finding per secret."""
-    from keyward.scan.service import ScanResult, default_jobs
+    def work(self) -> Iterator[CommitBatch]:
+        opts = self.options
+        repo = self._repo = open_repo(self.path)
+        self.root = repo.toplevel()
+        if not repo.has_commits() and not opts.all_branches and opts.range is None:
+            self.warnings.append(f"{self.path} has no commits yet: nothing to scan")
+            return
+        rl = repo.popen(*rev_list_args(repo, opts))
+        assert rl.stdout is not None
+        try:
+            for first, commits in _commit_batches(rl.stdout):
+                yield CommitBatch(repo, first, tuple(commits), opts.max_file_size, opts.exclude)
+        finally:
+            reap(rl, "rev-list")
 
-    started = time.perf_counter()
-    opts = options or GitOptions()
-    repo = open_repo(path)
-    result = ScanResult()
-    engine = engine or spec.build()
-    result.stats.engine = engine.backend
-    result.stats.rules = len(engine.rules)
-    total = _Batch()
-    if not repo.has_commits() and not opts.all_branches and opts.range is None:
-        result.warnings.append(f"{path} has no commits yet: nothing to scan")
-        return result.finish(started), total.stats
-    args = rev_list_args(repo, opts)
-    n_jobs = jobs if jobs is not None else default_jobs()
-    rl = repo.popen(*args)
-    assert rl.stdout is not None
-    try:
-        batches = _commit_batches(rl.stdout)
-        head: list[tuple[int, list[str]]] = []
-        for b in batches:
-            head.append(b)
-            if sum(len(c) for _, c in head) > SERIAL_MAX_COMMITS:
-                break
-        serial = n_jobs <= 1 or sum(len(c) for _, c in head) <= SERIAL_MAX_COMMITS
-        if serial:
-            result.stats.jobs = 1
-            for first, commits in _chain(head, batches):
-                part = scan_commits(engine, repo, commits, first, opts.max_file_size, opts.exclude)
-                total.merge(part)
-                if on_batch:
-                    on_batch(total.stats)
-        else:
-            result.stats.jobs = n_jobs
-            _run_pool(engine, spec, repo, opts, n_jobs, _chain(head, batches), total, on_batch)
-    finally:
-        _finish(rl, "rev-list")
-    findings = []
-    for key, (_, f) in sorted(total.best.items(), key=lambda kv: kv[1][0]):
-        f = f.with_(
-            introduced=f.location.commit,
-            suppressed_by="inline" if key in total.allowed else f.suppressed_by,
-        )
-        findings.append(f)
-    present = present_at_head(repo, findings, opts.max_file_size)
-    result.findings = [f.with_(still_present=i in present) for i, f in enumerate(findings)]
-    result.skipped = total.skipped
-    result.stats.files = total.stats.files
-    result.stats.chunks = total.stats.files + total.stats.binary_blobs
-    result.stats.bytes = total.stats.bytes
-    return result.finish(started), total.stats
+    def post_pass(self, rules: Sequence[Rule]) -> FirstIntroduction:
+        return FirstIntroduction(self.still_present)
 
-
-def _chain(
-    head: list[tuple[int, list[str]]], rest: Iterator[tuple[int, list[str]]]
-) -> Iterator[tuple[int, list[str]]]:
-    yield from head
-    yield from rest
-
-
-def _run_pool(
-    engine: Engine,
-    spec: EngineSpec,
-    repo: GitRepo,
-    opts: GitOptions,
-    n_jobs: int,
-    batches: Iterator[tuple[int, list[str]]],
-    total: _Batch,
-    on_batch: Callable[[GitStats], None] | None,
-) -> None:
-    import multiprocessing
-    from concurrent.futures import Future, ProcessPoolExecutor
-
-    global _WORKER
-    method = "fork" if sys.platform == "linux" else "spawn"
-    ctx = multiprocessing.get_context(method)
-    _WORKER = (engine, repo, opts) if method == "fork" else None
-    window: deque[Future[_Batch]] = deque()  # bounded: at most 2 batches per worker
-    try:
-        with ProcessPoolExecutor(
-            max_workers=n_jobs,
-            mp_context=ctx,
-            initializer=_worker_init,
-            initargs=(spec, repo, opts),
-        ) as pool:
-            for first, commits in batches:
-                window.append(pool.submit(_worker_scan, first, commits))
-                while len(window) >= 2 * n_jobs:
-                    total.merge(window.popleft().result())
-                    if on_batch:
-                        on_batch(total.stats)
-            while window:
-                total.merge(window.popleft().result())
-                if on_batch:
-                    on_batch(total.stats)
-    finally:
-        _WORKER = None
+    def still_present(self, findings: Sequence[Finding]) -> set[int]:
+        if self._repo is None:
+            return set()
+        return present_at_head(self._repo, findings, self.options.max_file_size)
 
 
 def present_at_head(repo: GitRepo, findings: Sequence[Finding], max_size: int) -> set[int]:

@@ -13,23 +13,28 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.scan.model import Chunk, Location, SourceKind
-from keyward.scan.sources.base import Skipped
+from keyward.scan.postpass import KeepAll
+from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
 from keyward.scan.sources.git import (
-    _PATCH,
+    PATCH_OPTIONS,
     CommitDiff,
     PatchParser,
-    _finish,
     decode_block,
     file_chunk,
     open_repo,
     path_filter,
     read_blobs,
     read_pieces,
+    reap,
     strings_of,
 )
+
+if TYPE_CHECKING:
+    from keyward.scan.rules import Rule
 
 
 @dataclass(slots=True)
@@ -45,8 +50,20 @@ class StagedSource:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     exclude: Sequence[str] = ()  # gitignore-style globs of paths not to scan
     skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     bytes_read: int = 0
     root: Path | None = None  # the work tree's top level, once chunks() started
+
+    @property
+    def pool(self) -> PoolPolicy | None:
+        return None  # a few files, read from one git process: matched here
+
+    def work(self) -> Iterator[ChunkWork]:
+        for chunk in self.chunks():
+            yield ChunkWork(chunk)
+
+    def post_pass(self, rules: Sequence[Rule]) -> KeepAll:
+        return KeepAll()
 
     def chunks(self) -> Iterator[Chunk]:
         repo = open_repo(self.path)
@@ -56,7 +73,7 @@ class StagedSource:
         pathspec = list(self.files or ())
         proc = repo.popen(
             "--literal-pathspecs", "-c", f"core.bigFileThreshold={self.max_file_size}",
-            "diff", "--cached", *_PATCH, "--diff-filter=d",
+            "diff", "--cached", *PATCH_OPTIONS, "--diff-filter=d",
             "--", *pathspec,
         )  # fmt: skip
         assert proc.stdout is not None
@@ -80,7 +97,7 @@ class StagedSource:
                     if chunk is not None:
                         yield chunk
         finally:
-            _finish(proc, "diff")
+            reap(proc, "diff")
         self.bytes_read = parser.bytes_read
         for oid, data in read_blobs(repo, list(binaries), self.max_file_size):
             where = binaries[oid]

@@ -115,12 +115,12 @@ def test_a_bad_rule_file_exits_2_naming_the_rule_and_its_problem(
 def test_internal_errors_are_scrubbed_of_secrets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from keyward.scan import service
+    from keyward.scan import runner
 
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError(f"unexpected value {TOKEN} in buffer")
 
-    monkeypatch.setattr(service, "scan_paths", boom)
+    monkeypatch.setattr(runner, "run_scan", boom)
     code, _, err = run(capsys, "scan", str(tmp_path))
     assert code == 2
     assert "internal error: RuntimeError" in err and TOKEN not in err and "ghp_" in err

@@ -6,12 +6,16 @@ from __future__ import annotations
 import random
 import string
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Backend, Engine
+from keyward.scan.result import ScanResult
 from keyward.scan.rules import RuleSet, load_rules
-from keyward.scan.service import EngineSpec
+from keyward.scan.runner import EngineSpec, Runner
+from keyward.scan.sources.base import PoolPolicy
+from keyward.scan.sources.files import FILES_POOL, FileSource, WalkOptions
 from keyward.scan.validators import base62
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -73,3 +77,15 @@ def github_token(seed: int) -> str:
     rnd = random.Random(seed)
     body = "".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(30))
     return f"ghp_{body}{base62(zlib.crc32(body.encode()), 6)}"
+
+
+def scan_files(
+    roots: Sequence[Path],
+    spec: EngineSpec,
+    walk: WalkOptions,
+    *,
+    jobs: int | None = None,
+    pool: PoolPolicy | None = FILES_POOL,
+) -> ScanResult:
+    """Scan files and directories as ``keyward scan`` does (the engine built from ``spec``)."""
+    return Runner(spec.build(), spec=spec, jobs=jobs).run(FileSource(roots, walk, pool=pool))

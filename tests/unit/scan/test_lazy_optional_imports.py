@@ -13,7 +13,7 @@ def test_importing_lambda_source_bridge_and_scan_cli_loads_no_heavy_module() -> 
     code = (
         "import sys\n"
         "import keyward.scan.sources.aws_lambda, keyward.scan.plugins_ds\n"
-        "import keyward.cli.scan, keyward.cli.scan_extras\n"
+        "import keyward.cli.scan, keyward.cli.scan_options\n"
         f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"

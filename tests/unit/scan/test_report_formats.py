@@ -146,7 +146,7 @@ def test_no_findings_exit_zero_and_an_empty_report(
 def test_text_keeps_each_file_in_one_group_when_files_share_a_function_name() -> None:
     from keyward.scan.model import Finding, Location, Severity, SourceKind
     from keyward.scan.report import OutputFormat, to_string
-    from keyward.scan.service import ScanResult
+    from keyward.scan.result import ScanResult
 
     def at(path: str, line: int) -> Finding:
         loc = Location(kind=SourceKind.IAC, path=path, line=line, column=1, resource="hello")

@@ -15,7 +15,10 @@ from keyward.core.errors import BackendError, ConfigError
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.model import Severity, SourceKind
+from keyward.scan.postpass import kms_findings
+from keyward.scan.result import ScanResult
 from keyward.scan.rules import load_rules
+from keyward.scan.runner import Runner
 from keyward.scan.sources.aws_lambda import (
     KMS_RULE_ID,
     CodePackage,
@@ -24,12 +27,15 @@ from keyward.scan.sources.aws_lambda import (
     LambdaOptions,
     LambdaSource,
     download_package,
-    kms_findings,
-    scan_lambda,
 )
 
 ACCOUNT = "123456789012"
 TOKEN = "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"
+
+
+def run_lambda(engine: Engine, options: LambdaOptions, **seams: Any) -> ScanResult:
+    """The runner over a Lambda source (``seams``: session, client_factory, downloader)."""
+    return Runner(engine).run(LambdaSource(options, **seams))
 
 
 def fn(name: str, region: str = "us-east-1", **extra: Any) -> dict[str, Any]:
@@ -73,7 +79,7 @@ def test_every_page_of_functions_is_listed_following_markers(engine: Engine) -> 
         [fn("last", Environment={"Variables": {"GITHUB_TOKEN": TOKEN}})],
     ]
     client = stubbed_client(pages)
-    result = scan_lambda(
+    result = run_lambda(
         engine,
         LambdaOptions(regions=("us-east-1",)),
         client_factory=lambda service, region: client,
@@ -89,7 +95,7 @@ def test_every_page_of_functions_is_listed_following_markers(engine: Engine) -> 
 def test_undecryptable_environment_is_a_warning(engine: Engine) -> None:
     error = {"ErrorCode": "KMSAccessDeniedException", "Message": "denied"}
     client = stubbed_client([[fn("locked", Environment={"Error": error})]])
-    result = scan_lambda(
+    result = run_lambda(
         engine, LambdaOptions(regions=("us-east-1",)), client_factory=lambda s, r: client
     )
     assert any("could not be read" in w and "KMSAccessDenied" in w for w in result.warnings)
@@ -103,7 +109,7 @@ def test_api_error_in_the_only_region_is_a_backend_error(engine: Engine) -> None
     stub.add_client_error("list_functions", "AccessDeniedException", http_status_code=403)
     stub.activate()
     with pytest.raises(BackendError, match="access denied"):
-        scan_lambda(
+        run_lambda(
             engine, LambdaOptions(regions=("us-east-1",)), client_factory=lambda s, r: client
         )
 
@@ -146,7 +152,7 @@ def test_code_files_are_scanned_in_memory_and_binaries_skipped(engine: Engine) -
         seen.append(p)
         return package
 
-    result = scan_lambda(
+    result = run_lambda(
         engine,
         LambdaOptions(regions=("us-east-1",), include_code=True),
         client_factory=lambda s, r: client,

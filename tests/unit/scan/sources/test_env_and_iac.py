@@ -13,12 +13,12 @@ import pytest
 
 from keyward.scan.engine import Engine
 from keyward.scan.model import Chunk, Location, SourceKind
-from keyward.scan.service import EngineSpec
+from keyward.scan.runner import EngineSpec
 from keyward.scan.sources.env import ProcessEnvSource, parse_dotenv
 from keyward.scan.sources.iac import extract, extract_terraform, iac_kind
-from keyward.scan.sources.structured import classify, scan_file_chunk
 from keyward.scan.sources.yamlnodes import is_reference_text
 from keyward.scan.validators import base62
+from keyward.scan.variables import classify, match_with_variables
 
 
 def github_token(seed: int) -> str:
@@ -38,7 +38,7 @@ def engine() -> Engine:
 
 
 def findings(engine: Engine, path: str, text: str):  # type: ignore[no-untyped-def]
-    found = scan_file_chunk(engine, Chunk(textwrap.dedent(text), Location(path=path)))
+    found = match_with_variables(engine, Chunk(textwrap.dedent(text), Location(path=path)))
     return [f for f in found if f.suppressed_by is None]
 
 

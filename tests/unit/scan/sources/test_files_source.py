@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scanutil import kw_token, make_ruleset, spec_for
+from scanutil import kw_token, make_ruleset, scan_files, spec_for
 
 from keyward.core.errors import ConfigError, SourceError
-from keyward.scan.service import scan_paths
 from keyward.scan.sources.files import FileWalker, WalkOptions, decode, read_task
 
 
@@ -78,7 +77,7 @@ def test_binary_files_are_skipped_but_utf16_with_bom_is_text(tmp_path: Path) -> 
     (tmp_path / "big.bin").write_bytes(b"\0" * 100_000 + kw_token(2).encode())
     (tmp_path / "u16.txt").write_bytes(codecs.BOM_UTF16_LE + f"k={kw_token(3)}".encode("utf-16-le"))
     spec = spec_for(tmp_path)
-    result = scan_paths([tmp_path], spec, WalkOptions(exclude=["*.toml"]))
+    result = scan_files([tmp_path], spec, WalkOptions(exclude=["*.toml"]))
     assert [f.location.path for f in result.findings] == ["u16.txt"]
     assert {s.what: s.reason for s in result.skipped} == {
         "big.bin": "binary file",
@@ -145,7 +144,7 @@ def test_encodings_decode_and_report_the_right_line_and_column(
     token = kw_token(7)
     text = f"# héllo wörld ✓\nname = 'ünï' ; key = '{token}'\n"
     (tmp_path / "enc.txt").write_bytes(bom + text.encode(encoding))
-    result = scan_paths([tmp_path / "enc.txt"], spec_for(tmp_path), WalkOptions())
+    result = scan_files([tmp_path / "enc.txt"], spec_for(tmp_path), WalkOptions())
     (f,) = result.findings
     assert (f.location.path, f.location.line, f.location.column) == (
         "enc.txt",
@@ -160,7 +159,7 @@ def test_invalid_utf8_does_not_crash_and_valid_parts_are_scanned(tmp_path: Path)
     (tmp_path / "latin.txt").write_bytes(data)
     text, utf8 = decode(data)  # type: ignore[misc]
     assert utf8 is None and "\ufffd" in text
-    result = scan_paths([tmp_path / "latin.txt"], spec_for(tmp_path), WalkOptions())
+    result = scan_files([tmp_path / "latin.txt"], spec_for(tmp_path), WalkOptions())
     (f,) = result.findings
     assert (f.location.line, f.location.column) == (3, 7)
 
@@ -176,7 +175,7 @@ def test_symlinks_are_never_followed_out_of_the_tree(tmp_path: Path) -> None:
     (tree / "broken").symlink_to(tmp_path / "nope")
     (tree / "loop-a").symlink_to(tree / "loop-b")
     (tree / "loop-b").symlink_to(tree / "loop-a")
-    result = scan_paths([tree], spec_for(tmp_path), WalkOptions())
+    result = scan_files([tree], spec_for(tmp_path), WalkOptions())
     assert [f.location.path for f in result.findings] == ["inner.py"]
     reasons = {s.what: s.reason for s in result.skipped}
     assert reasons == {
@@ -192,7 +191,7 @@ def test_symlinks_are_never_followed_out_of_the_tree(tmp_path: Path) -> None:
 def test_fifo_in_a_tree_is_skipped_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
     write(tmp_path / "a.py", f"t = '{kw_token(1)}'\n")
-    result = scan_paths([tmp_path], spec_for(tmp_path), WalkOptions(exclude=["*.toml"]))
+    result = scan_files([tmp_path], spec_for(tmp_path), WalkOptions(exclude=["*.toml"]))
     assert [f.location.path for f in result.findings] == ["a.py"]
     assert [(s.what, s.reason) for s in result.skipped] == [("pipe", "not a regular file")]
 

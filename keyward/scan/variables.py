@@ -1,8 +1,9 @@
-"""Files whose structure says what a value is: .env, compose, Kubernetes, IaC templates.
+"""Variables that files declare: .env, compose, Kubernetes and IaC templates.
 
-The file scanner calls :func:`scan_file_chunk` for every file it reads. For most files that is
-just ``engine.scan(chunk)``; for files recognised by name (and a cheap look at the text) the
-declared variables are also scanned one by one as ``NAME=value`` chunks, so
+Part of matching, not a source: the runner calls :func:`match_with_variables` for every chunk
+of a file (a file on disk, a file's added lines in a commit or in the index). For most files
+that is just ``engine.scan(chunk)``; for files recognised by name (and a cheap look at the
+text) the declared variables are also matched one by one as ``NAME=value`` chunks, so
 
 * an unquoted ``API_TOKEN=...`` in a ``.env`` file is understood as the value of API_TOKEN;
 * a literal under a secret-like name (``DB_PASSWORD: "hunter2-Prod-88"``) is caught by the
@@ -12,7 +13,7 @@ declared variables are also scanned one by one as ``NAME=value`` chunks, so
   not from generic rules on the same line.
 
 Findings on the same line and value from both passes are reported once. A file that does not
-parse is scanned as plain text only (never lost).
+parse is matched as plain text only (never lost).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def extract(kind: str, text: str) -> tuple[list[KeyValue], set[int]] | None:
     return got.variables, got.reference_lines
 
 
-def scan_file_chunk(engine: Engine, chunk: Chunk) -> list[Finding]:
-    """Scan a file's chunk, plus its declared variables when the file is structured.
+def match_with_variables(engine: Engine, chunk: Chunk) -> list[Finding]:
+    """Match a file's chunk, plus its declared variables when the file declares any.
 
     Chunks of selected lines (git history, staged changes: ``line_map`` set) get the
     line-based ``.env`` reading only; templates need the whole file to be understood.

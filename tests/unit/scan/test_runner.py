@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scanutil import kw_token, spec_for
+from scanutil import kw_token, scan_files, spec_for
 
 from keyward.scan.report import OutputFormat, to_string
-from keyward.scan.service import ScanResult, default_jobs, scan_paths
-from keyward.scan.sources.files import WalkOptions
+from keyward.scan.result import ScanResult
+from keyward.scan.runner import default_jobs
+from keyward.scan.sources.base import PoolPolicy
+from keyward.scan.sources.files import FILES_POOL, WalkOptions
 
 
 def make_tree(root: Path, n: int = 120) -> None:
@@ -30,7 +32,10 @@ def make_tree(root: Path, n: int = 120) -> None:
 
 def run(root: Path, jobs: int | None, **kw: int) -> ScanResult:
     spec = spec_for(root.parent)
-    return scan_paths([root], spec, WalkOptions(), jobs=jobs, **kw)  # type: ignore[arg-type]
+    pool = FILES_POOL
+    if kw:  # parallel_min_bytes, parallel_min_files: when a process pool pays off
+        pool = PoolPolicy(kw["parallel_min_bytes"], kw["parallel_min_files"], FILES_POOL.in_flight)
+    return scan_files([root], spec, WalkOptions(), jobs=jobs, pool=pool)
 
 
 def test_same_findings_in_the_same_order_on_every_run_and_any_job_count(tmp_path: Path) -> None:
