@@ -151,6 +151,7 @@ rules_option = click.option(
 )
 engine_option = click.option(
     "--engine",
+    "backend",
     type=click.Choice(["auto", "hyperscan", "re"]),
     default="auto",
     show_default=True,

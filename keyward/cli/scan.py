@@ -120,7 +120,7 @@ def scan(
     max_file_size: str | None,
     baseline: Path | None,
     rule_files: tuple[Path, ...],
-    engine: Backend,
+    backend: Backend,
     jobs: int | None,
     fmt: str,
     output: Path | None,
@@ -166,7 +166,7 @@ def scan(
     max_code_size, check_kms = _lambda_settings(cfg) if aws_lambda else (None, True)
     request = ScanRequest(
         engine=engine_spec(
-            cfg, rule_files, engine, detect_secrets=detect_secrets_plugins, baseline=baseline
+            cfg, rule_files, backend, detect_secrets=detect_secrets_plugins, baseline=baseline
         ),
         paths=paths,
         jobs=jobs,
@@ -189,17 +189,17 @@ def scan(
         max_code_size=max_code_size,
         check_kms=check_kms,
     )
-    eng = request.engine.build()
-    log.debug("engine %s with %d rules", eng.backend, len(eng.rules))
+    engine = request.engine.build()
+    log.debug("engine %s with %d rules", engine.backend, len(engine.rules))
     progress, stop = _progress(no_progress or not request.scans_files)
     try:
-        result = run_scan(request, engine=eng, progress=progress)
+        result = run_scan(request, engine=engine, progress=progress)
     finally:
         stop()
 
     # ---- suppression, verification, output, exit code -----------------------------------
     if baseline is not None:
-        apply_baseline(result, baseline, eng.rules)
+        apply_baseline(result, baseline, engine.rules)
     if verify:  # only the findings still reported
         _verify(result, cfg)
     _report_skipped(result, verbose)
@@ -210,7 +210,7 @@ def scan(
             result,
             OutputFormat(fmt),
             out,
-            rules=eng.rules,
+            rules=engine.rules,
             reveal=reveal,
             color=False if output is not None else color,
         )

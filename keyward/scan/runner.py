@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Backend, Engine
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from keyward.scan.request import ScanRequest
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes planned)
+StartMethod = Literal["fork", "spawn"]
 W = TypeVar("W", bound=Work)
 
 # Chunks of a file (on disk, in a commit, in the index) are matched with the variables the
@@ -146,16 +147,23 @@ class Runner:
 
     ``jobs`` is the number of worker processes (default: every core); a source's work is
     matched in this process when it is small, when ``jobs`` is 1, or when its source has no
-    :class:`PoolPolicy`.
+    :class:`PoolPolicy`. Workers are forked on Linux (they inherit the compiled engine), else
+    spawned (each builds its engine from ``spec``; without one, work stays in this process).
     """
 
     def __init__(
-        self, engine: Engine, *, spec: EngineSpec | None = None, jobs: int | None = None
+        self,
+        engine: Engine,
+        *,
+        spec: EngineSpec | None = None,
+        jobs: int | None = None,
+        start_method: StartMethod | None = None,
     ) -> None:
         self.engine = engine
         self.spec = spec
         self.jobs = jobs if jobs is not None else default_jobs()
-        self._fork = sys.platform == "linux"
+        method = start_method or ("fork" if sys.platform == "linux" else "spawn")
+        self._fork = method == "fork"
 
     def run(self, source: Source[W], *, progress: Progress | None = None) -> ScanResult:
         """Match every piece of the source's work, then its post-pass."""
@@ -166,9 +174,9 @@ class Runner:
         post = source.post_pass(self.engine.rules)
         done = planned = 0
 
-        def collect(work: W, matched: Matched) -> None:
+        def collect(piece: W, matched: Matched) -> None:
             nonlocal done
-            post.add(work, matched.findings)
+            post.add(piece, matched.findings)
             t, s = matched.tally, result.stats
             s.files += t.files
             s.bytes += t.bytes
@@ -176,35 +184,34 @@ class Runner:
             s.commits += t.commits
             s.binary_blobs += t.binary_blobs
             result.skipped.extend(t.skipped)
-            done += work.size
+            done += piece.size
             if progress:
                 progress(done, planned)
 
         work = source.work()
-        head: list[W] = []
-        pooled = False
-        policy = source.pool
-        if policy is not None and self.jobs > 1 and (self._fork or self.spec is not None):
-            head_bytes = head_items = 0
-            for piece in work:
-                head.append(piece)
-                head_bytes += piece.size
-                head_items += piece.items
-                if head_bytes >= policy.min_bytes and head_items >= policy.min_items:
-                    pooled = True
-                    break
-        planned = sum(p.size for p in head)
-
-        def planning() -> Iterator[W]:
-            nonlocal planned
-            yield from head
-            for piece in work:
-                planned += piece.size
-                yield piece
-
         try:
-            if pooled:
-                assert policy is not None
+            head: list[W] = []
+            policy = source.pool
+            pooled = False
+            if policy is not None and self.jobs > 1 and (self._fork or self.spec is not None):
+                head_bytes = head_items = 0
+                for piece in work:  # plan until the work is worth a pool, or is all planned
+                    head.append(piece)
+                    head_bytes += piece.size
+                    head_items += piece.items
+                    if head_bytes >= policy.min_bytes and head_items >= policy.min_items:
+                        pooled = True
+                        break
+            planned = sum(p.size for p in head)
+
+            def planning() -> Iterator[W]:
+                nonlocal planned
+                yield from head
+                for piece in work:
+                    planned += piece.size
+                    yield piece
+
+            if pooled and policy is not None:
                 result.stats.jobs = self.jobs
                 self._pool(planning(), policy, collect)
             else:
@@ -213,7 +220,7 @@ class Runner:
         finally:
             close = getattr(work, "close", None)
             if close is not None:
-                close()  # the source's generator: its git processes are reaped now
+                close()  # a generator's clean-up runs now (e.g. git processes are reaped)
         result.findings = post.finish()
         result.skipped.extend(source.skipped)
         result.warnings.extend(source.warnings)

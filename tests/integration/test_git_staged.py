@@ -104,6 +104,37 @@ def test_cli_staged_honours_the_baseline(git: Git) -> None:
     assert json.loads(second.stdout)["findings"] == []
 
 
+def test_hook_and_scan_staged_read_a_baseline_in_a_subdirectory_the_same_way(git: Git) -> None:
+    """Both run one request through one runner: baseline paths are relative to the baseline's
+    own directory, as `keyward baseline create` run there writes them."""
+    git.write("README", "x\n")
+    git.commit("base")
+    git.write("svc/keys.py", f'TOKEN = "{NEW}"\n')
+    git("add", "svc/keys.py")
+    created = subprocess.run(
+        [sys.executable, "-m", "keyward", "baseline", "create"],
+        cwd=git.root / "svc",
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    assert '"keys.py"' in (git.root / "svc" / ".secrets.baseline").read_text()
+    base = ["--baseline", "svc/.secrets.baseline"]
+    for cmd in (["scan", "--staged", "-f", "json", *base], ["hook", *base, "svc/keys.py"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "keyward", *cmd], cwd=git.root, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, (cmd, proc.stdout + proc.stderr)
+    git.write("svc/keys.py", f'TOKEN = "{NEW}"\nOTHER = "{UNSTAGED}"\n')
+    git("add", "svc/keys.py")
+    for cmd in (["scan", "--staged", "-f", "json", *base], ["hook", *base, "svc/keys.py"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "keyward", *cmd], cwd=git.root, capture_output=True, text=True
+        )
+        assert proc.returncode == 1, (cmd, proc.stdout + proc.stderr)
+        assert "svc/keys.py" in proc.stdout + proc.stderr and UNSTAGED not in proc.stdout
+
+
 def test_cli_options_that_need_git_are_refused_without_it(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "keyward", "scan", "--since", "HEAD~1", str(tmp_path)],

@@ -753,13 +753,13 @@ class HistorySource:
         if not repo.has_commits() and not opts.all_branches and opts.range is None:
             self.warnings.append(f"{self.path} has no commits yet: nothing to scan")
             return
-        rl = repo.popen(*rev_list_args(repo, opts))
-        assert rl.stdout is not None
+        rev_list = repo.popen(*rev_list_args(repo, opts))
+        assert rev_list.stdout is not None
         try:
-            for first, commits in _commit_batches(rl.stdout):
+            for first, commits in _commit_batches(rev_list.stdout):
                 yield CommitBatch(repo, first, tuple(commits), opts.max_file_size, opts.exclude)
         finally:
-            reap(rl, "rev-list")
+            reap(rev_list, "rev-list")
 
     def post_pass(self, rules: Sequence[Rule]) -> FirstIntroduction:
         return FirstIntroduction(self.still_present)

@@ -78,3 +78,32 @@ def test_extend_merges_another_sources_result(tmp_path: Path) -> None:
     assert merged.stats.files == 2 * a.stats.files
     assert len(merged.findings) == 2 * len(a.findings)
     assert merged.stats.findings == len(merged.reported)
+
+
+def test_spawned_workers_build_their_engine_and_find_the_same(tmp_path: Path) -> None:
+    from keyward.scan.runner import Runner
+    from keyward.scan.sources.files import FileSource
+
+    tree = tmp_path / "tree"
+    make_tree(tree, 60)
+    spec = spec_for(tmp_path)
+    low = PoolPolicy(1, 1, FILES_POOL.in_flight)
+    serial = run(tree, 1)
+    runner = Runner(spec.build(), spec=spec, jobs=2, start_method="spawn")
+    spawned = runner.run(FileSource([tree], WalkOptions(), pool=low))
+    assert spawned.stats.jobs == 2
+    assert [(f.location.path, f.fingerprint) for f in spawned.findings] == [
+        (f.location.path, f.fingerprint) for f in serial.findings
+    ]
+    assert spawned.stats.files == serial.stats.files
+
+
+def test_without_a_spec_spawned_workers_cannot_be_used_so_work_stays_here(tmp_path: Path) -> None:
+    from keyward.scan.runner import Runner
+    from keyward.scan.sources.files import FileSource
+
+    tree = tmp_path / "tree"
+    make_tree(tree, 20)
+    runner = Runner(spec_for(tmp_path).build(), jobs=2, start_method="spawn")
+    result = runner.run(FileSource([tree], WalkOptions(), pool=PoolPolicy(1, 1)))
+    assert result.stats.jobs == 1 and result.stats.files == 20
