@@ -96,7 +96,8 @@ class LambdaFindings:
         self.findings.extend(findings)
 
     def finish(self) -> list[Finding]:
-        out = pair_across_variables(self.findings, self.rules)
+        ordered = sorted(self.findings, key=Finding.sort_key)  # pairs do not depend on timing
+        out = pair_across_variables(ordered, self.rules)
         if self.check_kms:
             out.extend(kms_findings(self.functions))
         return out
