@@ -1,8 +1,8 @@
 """What every Source shares: the protocols between sources and the runner.
 
 A :class:`Source` only *produces work*: it plans in the calling process (walks a tree, lists
-commits, lists Lambda functions) and yields :class:`Work`. A piece of work turns into
-:class:`~keyward.scan.model.Chunk`\\ s where it is matched — in a worker process for files and
+commits, lists Lambda functions) and yields :class:`Work`. A piece of work turns into chunks
+(:class:`~keyward.scan.model.Chunk`) where it is matched — in a worker process for files and
 commit batches, in this process for everything else — and counts what it read in a
 :class:`Tally`. Sources never run the engine: :class:`keyward.scan.runner.Runner` does, then
 hands every finding to the source's :class:`PostPass`, the explicit stage after matching
