@@ -158,3 +158,20 @@ def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
     kind, name, store = wiring.store_for(secret)
     assert (kind, name) == ("vault-kv", f"{prefix}/db")
     assert store.describe(name).exists  # the discovered mount, not the default "secret"
+
+
+def test_keywards_staging_area_is_not_discovered_as_secrets(
+    bao: Any, openbao: Bao, prefix: str
+) -> None:
+    from keyward.inventory.discovery.vault import discover_vault
+    from keyward.providers import VaultClients, VaultSettings
+    from keyward.rotation.protocols import SecretValue, new_token
+    from keyward.rotation.stores.vault_kv import VaultKVStore
+
+    _put(bao, f"{prefix}/db", {"password": "x-old-value"})
+    VaultKVStore(bao).put_pending(f"{prefix}/db", SecretValue({"password": "y"}), new_token())
+    caller = VaultClients(VaultSettings(addr=openbao.addr, token=openbao.token)).caller()
+    scan = discover_vault(caller)  # the whole mount, staging folder included
+    refs = [d.reference for d in scan.items]
+    assert f"secret/{prefix}/db" in refs
+    assert not [r for r in refs if r.startswith("secret/keyward-staging/")]

@@ -354,10 +354,13 @@ def vault_world(
     root.secrets.kv.v2.create_or_update_secret(
         path=path, secret={"value": "s" * 48}, mount_point="secret"
     )
+    staging = f"keyward-staging/secret/{path}"  # where the pending value waits
     policy = (
         f'path "secret/data/{path}" {{ capabilities = ["create", "read", "update"] }}\n'
-        f'path "secret/metadata/{path}" {{ capabilities = ["create", "read", "update"] }}\n'
-        f'path "secret/destroy/{path}" {{ capabilities = ["update"] }}\n'
+        f'path "secret/metadata/{path}" {{ capabilities = ["read"] }}\n'
+        f'path "secret/data/{staging}" {{ capabilities = ["create", "read", "update"] }}\n'
+        f'path "secret/metadata/{staging}" {{ capabilities = ["create", "read", "update"] }}\n'
+        f'path "secret/destroy/{staging}" {{ capabilities = ["update"] }}\n'
     )
     root.sys.create_or_update_policy(name=f"kw-{path[-8:]}", policy=policy)
 
@@ -402,12 +405,11 @@ def test_vault_rotation_with_a_token_limited_to_the_secret_path(vault_world: Any
     )["data"]["data"]["value"]
     rc, out, err = cli("rotate", "app/signing")
     assert rc == 0, err
-    meta = root.secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")["data"]
-    current = meta["custom_metadata"]["keyward_current_version"]
-    value = root.secrets.kv.v2.read_secret_version(
-        path=path, version=int(current), mount_point="secret", raise_on_deleted_version=True
-    )["data"]["data"]["value"]
-    assert value != before and len(value) == 48
+    latest = root.secrets.kv.v2.read_secret_version(
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )["data"]  # what readers of the path get: the latest version, now current
+    value, current = latest["data"]["value"], str(latest["metadata"]["version"])
+    assert value != before and len(value) == 48 and current == "2"
     assert before not in out + err and value not in out + err
     env = signer_env()
     assert env["KEYWARD_SECRET_VERSION"] == current  # new environments load the new version
@@ -435,10 +437,9 @@ def test_a_vault_token_revoked_mid_rotation_leaves_a_state_a_new_token_rolls_bac
     rc, out, err = cli("rotations", "rollback", "1")
     assert rc == 0, err
     meta = root.secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")["data"]
-    assert not meta["custom_metadata"].get("keyward_pending_token")
-    current = int(meta["custom_metadata"]["keyward_current_version"])
+    assert list(meta["versions"]) == ["1"]  # the secret's path never gained a version
     value = root.secrets.kv.v2.read_secret_version(
-        path=path, version=current, mount_point="secret", raise_on_deleted_version=True
+        path=path, mount_point="secret", raise_on_deleted_version=True
     )["data"]["data"]["value"]
     assert value == "s" * 48
     assert "KEYWARD_SECRET_VERSION" not in signer_env()  # the function was restored

@@ -43,6 +43,7 @@ class Harness:
     raw: Any  # the provider client, for checks behind the store's back
     restricted: Callable[[str], SecretStore]  # a store whose credentials may only read one secret
     unreachable: Callable[[], SecretStore]
+    unknown_version: Callable[[], str] = new_token  # a version id the store never gave
 
     def name(self) -> str:
         return f"app/{uuid.uuid4().hex[:10]}"
@@ -118,7 +119,9 @@ def _vault_harness(openbao: Any) -> Harness:
     def unreachable() -> SecretStore:
         return VaultKVStore(hvac.Client(url=f"http://127.0.0.1:{_closed_port()}", token="x"))
 
-    return Harness("vault-kv", VaultKVStore(root), seed, root, restricted, unreachable)
+    return Harness(
+        "vault-kv", VaultKVStore(root), seed, root, restricted, unreachable, lambda: "999"
+    )
 
 
 def _closed_port() -> int:
@@ -243,7 +246,7 @@ def test_promote_is_idempotent(h: Harness) -> None:
 def test_promote_of_an_unknown_version_raises_store_not_found(h: Harness) -> None:
     name = _seeded(h)
     with pytest.raises(StoreNotFound):
-        h.store.promote(name, "999" if h.kind == "vault-kv" else new_token())
+        h.store.promote(name, h.unknown_version())
 
 
 def test_discard_pending_keeps_current_and_is_idempotent(h: Harness) -> None:
@@ -321,7 +324,7 @@ def test_restricted_credentials_name_the_denied_action(h: Harness) -> None:
         limited.put_pending(name, SecretValue(NEW), new_token())
     text = denied.value.diagnostics()
     assert ("denied secretsmanager:PutSecretValue" in text) or (
-        "denied update metadata on secret/metadata/" in text
+        "denied read staging metadata on secret/metadata/keyward-staging/secret/" in text
     )
     assert name in text
     assert denied.value.exit_code == 3
@@ -387,95 +390,13 @@ def test_secretsmanager_staging_labels_follow_the_aws_convention(aws: Any) -> No
 
 
 # ------------------------------------------------------------------------ Vault only
-def test_vault_readers_of_current_do_not_see_the_pending_latest_version(openbao: Any) -> None:
-    h = _vault_harness(openbao)
-    name = _seeded(h)
-    pending = h.store.put_pending(name, SecretValue(NEW), new_token())
-    latest = h.raw.secrets.kv.v2.read_secret_version(
-        path=name, mount_point="secret", raise_on_deleted_version=True
-    )
-    assert str(latest["data"]["metadata"]["version"]) == pending
-    assert h.store.read_current(name).value.fields == DB
-    meta = h.raw.secrets.kv.v2.read_secret_metadata(path=name, mount_point="secret")
-    custom = meta["data"]["custom_metadata"]
-    assert custom["keyward_current_version"] == "1" and custom["keyward_pending_version"] == "2"
-
-
-def test_vault_discard_destroys_the_pending_data_and_latest_is_current_again(
-    openbao: Any,
-) -> None:
-    h = _vault_harness(openbao)
-    name = _seeded(h)
-    token = new_token()
-    pending = h.store.put_pending(name, SecretValue(NEW), token)
-    h.store.discard_pending(name, token)
-    meta = h.raw.secrets.kv.v2.read_secret_metadata(path=name, mount_point="secret")["data"]
-    assert meta["versions"][pending]["destroyed"] is True
-    latest = h.raw.secrets.kv.v2.read_secret_version(
-        path=name, mount_point="secret", raise_on_deleted_version=True
-    )
-    assert latest["data"]["data"] == DB
-    assert h.store.describe(name).current == str(latest["data"]["metadata"]["version"])
-
-
-def test_vault_resumes_a_put_interrupted_after_the_version_was_written(openbao: Any) -> None:
-    """Crash between writing the version and recording it: describe finds it as pending."""
-    h = _vault_harness(openbao)
-    name = _seeded(h)
-    token = new_token()
-    # what put_pending does before the crash: record intent, then write with cas
-    h.raw.adapter.post(
-        f"/v1/secret/metadata/{name}",
-        json={
-            "custom_metadata": {
-                "keyward_current_version": "1",
-                "keyward_pending_token": token,
-                "keyward_pending_base": "1",
-            }
-        },
-    )
-    h.raw.secrets.kv.v2.create_or_update_secret(path=name, secret=NEW, cas=1, mount_point="secret")
-    d = h.store.describe(name)
-    assert (d.pending, d.pending_token, d.current) == ("2", token, "1")
-    assert h.store.put_pending(name, SecretValue(NEW), token) == "2"
-    with pytest.raises(StoreConflict):
-        h.store.put_pending(name, SecretValue({"password": "x-other-value"}), new_token())
-    h.store.promote(name, "2")
-    assert h.store.read_current(name).value.fields == NEW
-
-
-def test_vault_a_write_outside_keyward_is_not_silently_overwritten(openbao: Any) -> None:
-    h = _vault_harness(openbao)
-    name = _seeded(h)
-    v = h.store.put_pending(name, SecretValue(NEW), token := new_token())
-    h.store.promote(name, v)
-    h.seed(name, {"password": "manual-edit-value"})  # someone writes v3 by hand
-    with pytest.raises(StoreConflict, match="outside keyward") as err:
-        h.store.put_pending(name, SecretValue(NEW), new_token())
-    assert "keyward_current_version=3" in err.value.diagnostics()
-    # following the hint (a merge-patch of custom_metadata) unblocks rotation
-    h.raw.adapter.request(
-        "PATCH",
-        f"/v1/secret/metadata/{name}",
-        json={"custom_metadata": {"keyward_current_version": "3"}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
-    assert h.store.read_current(name).value.fields == {"password": "manual-edit-value"}
-    h.store.promote(name, h.store.put_pending(name, SecretValue(NEW), new_token()))
-    assert token
-
-
 def test_vault_token_that_expires_mid_rotation_gives_a_clear_auth_error(openbao: Any) -> None:
     import hvac
 
     root = hvac.Client(url=openbao.addr, token=openbao.token)
     h = _vault_harness(openbao)
     name = _seeded(h)
-    policy = f"""
-    path "secret/data/{name}" {{ capabilities = ["create", "read", "update"] }}
-    path "secret/metadata/{name}" {{ capabilities = ["create", "read", "update"] }}
-    path "secret/destroy/{name}" {{ capabilities = ["update"] }}
-    """
+    policy = _path_policy(name)
     root.sys.create_or_update_policy(name="only-" + name.replace("/", "-"), policy=policy)
     token = root.auth.token.create(
         policies=["only-" + name.replace("/", "-")], ttl="2s", renewable=False
@@ -525,11 +446,7 @@ def test_vault_the_documented_minimal_policy_is_enough_for_a_whole_rotation(
     pname = "min-" + name.replace("/", "-")
     root.sys.create_or_update_policy(
         name=pname,
-        policy=f"""
-        path "secret/data/{name}"     {{ capabilities = ["create", "read", "update"] }}
-        path "secret/metadata/{name}" {{ capabilities = ["create", "read", "update"] }}
-        path "secret/destroy/{name}"  {{ capabilities = ["update"] }}
-        """,
+        policy=_path_policy(name),
     )
     token = root.auth.token.create(policies=[pname], ttl="5m")["auth"]["client_token"]
     store = VaultKVStore(hvac.Client(url=openbao.addr, token=token))
@@ -540,6 +457,19 @@ def test_vault_the_documented_minimal_policy_is_enough_for_a_whole_rotation(
     store.promote(name, v)
     assert store.read_current(name).value.fields == NEW
     assert store.read_version(name, str(store.describe(name).previous)).value.fields == DB
+
+
+def _path_policy(name: str) -> str:
+    """The shipped policy's lines (deploy/policies/vault-keyward.hcl), narrowed to one secret:
+    read and write the secret's path; stage, record and destroy under keyward-staging/."""
+    staging = f"keyward-staging/secret/{name}"
+    return f"""
+    path "secret/data/{name}"        {{ capabilities = ["create", "read", "update"] }}
+    path "secret/metadata/{name}"    {{ capabilities = ["read"] }}
+    path "secret/data/{staging}"     {{ capabilities = ["create", "read", "update"] }}
+    path "secret/metadata/{staging}" {{ capabilities = ["create", "read", "update"] }}
+    path "secret/destroy/{staging}"  {{ capabilities = ["update"] }}
+    """
 
 
 def test_secretsmanager_through_the_registry_honours_aws_endpoint_url(aws: Any) -> None:

@@ -29,6 +29,8 @@ from keyward.inventory.discovery import (
 if TYPE_CHECKING:
     from keyward.providers.vault import VaultCaller
 
+DEFAULT_STAGING_PATH = "keyward-staging"  # keyward.rotation.stores.vault_kv's default
+
 log = logging.getLogger(__name__)
 
 STORE = "vault-kv"
@@ -55,10 +57,15 @@ def discover_vault(
     prefix: str = "",
     tag_keys: TagKeys = DEFAULT_TAG_KEYS,
     fingerprint: Callable[[str], str] | None = None,
+    staging_path: str = DEFAULT_STAGING_PATH,
 ) -> Scan:
-    """Every KV v2 secret under ``mount``/``prefix``: times, versions, custom_metadata."""
+    """Every KV v2 secret under ``mount``/``prefix``: times, versions, custom_metadata.
+
+    keyward's own staging area (``staging_path``, where pending values wait during a rotation)
+    is skipped: it holds no secrets of its own."""
     mount = mount.strip("/")
     prefix = prefix.strip("/")
+    staging = staging_path.strip("/")
     scan = Scan(STORE, scope=f"{mount}/{prefix}" if prefix else f"{mount}/")
     kv = vault.client.secrets.kv.v2
 
@@ -94,6 +101,8 @@ def discover_vault(
             continue
         for key in listed.get("data", {}).get("keys", []):
             full = f"{folder}/{key}" if folder else str(key)
+            if staging and (full.rstrip("/") == staging or full.startswith(staging + "/")):
+                continue
             if full.endswith("/"):
                 pending.append(full.rstrip("/"))
             else:

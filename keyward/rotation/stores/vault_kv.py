@@ -1,26 +1,41 @@
 """Vault / OpenBao KV version 2 as a :class:`~keyward.rotation.protocols.SecretStore`.
 
-KV v2 has numbered versions but no stages, and its "latest" version is not necessarily the
-current one while a rotation is pending. keyward records the stages in the secret's
-``custom_metadata``:
+**The secret's path only ever gains a version when that version is current.** Vault Agent
+templates, External Secrets Operator, the CSI provider, ``vault kv get`` and nearly every
+application read the *latest* version of a path, so keyward never writes an untested value
+there. The pending value waits in a keyward-owned **staging secret** instead, by default
+``secret/keyward-staging/<mount>/<path>`` (options ``staging_mount`` and ``staging_path``; a
+mount of its own, readable by keyward alone, is the strictest choice). At promote keyward
+writes it to the secret's path with check-and-set, so:
 
-``keyward_current_version`` / ``keyward_previous_version``
-    the version readers should use, and the one before it;
-``keyward_pending_token`` / ``keyward_pending_base``
-    written *before* the new version (intent: "token T writes base+1 with cas=base");
-``keyward_pending_version``
-    written after it;
-``keyward_current_token``
-    the token of the rotation that made the current version current.
+* current is always the latest version and previous the one before it (as ``vault kv
+  rollback`` users expect); nothing about stages is kept in the secret's metadata;
+* the pending version id is the number the value *will* get: ``base + 1``, where ``base`` was
+  the latest version when the rotation stored its value. ``read_version(name, base + 1)``
+  reads the staged value until promote, the secret's own version afterwards;
+* discarding a pending value destroys the staging data only: the secret's path is untouched.
 
-Because the intent is recorded first, a crash between writing the version and recording it is
-recognised on resume: if the latest version is exactly ``base+1``, it is the pending one.
-Readers that need the current value read ``keyward_current_version`` (:meth:`read_current`);
-a secret keyward has never touched has its latest version as current.
+The staging secret's ``custom_metadata`` is keyward's record for the secret:
 
-Discarding a pending version destroys its data (it is a credential being revoked) and, like
-``vault kv rollback``, writes the current data again as a new latest version so that readers of
-"latest" keep working; that copy becomes the recorded current version.
+``keyward_pending_token`` / ``keyward_pending_base`` / ``keyward_staging_base``
+    the **intent**, written *before* the staging data: "token T stages its value as staging
+    version ``staging_base + 1``, to become version ``base + 1`` of the secret with
+    ``cas = base``";
+``keyward_promoted_token`` / ``keyward_promoted_version``
+    written after the promote write (the pending keys are dropped at the same time); then the
+    staged data is destroyed.
+
+Crash recovery: a staged value exists exactly when the staging secret's latest version is
+``staging_base + 1``; the promote write is recognised after a crash because the secret's
+version ``base + 1`` then holds the staged value (compared in constant time), so a retried
+promote never writes a second version, and a write by someone else at that number is a
+:class:`~keyward.core.errors.StoreConflict`, never silently taken for ours.
+
+**Earlier keyward releases** kept the stages in the secret's own ``custom_metadata``
+(``keyward_current_version``, ``keyward_previous_version``, ``keyward_pending_*``) and wrote
+the pending value as the latest version. Such secrets are still read that way (current is the
+recorded version; a pending version of an old rotation can be promoted or discarded as
+before), and the next rotation removes those keys, after which current is the latest version.
 """
 
 from __future__ import annotations
@@ -30,60 +45,114 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keyward.core.errors import StoreConflict, StoreNotFound
+from keyward.core.errors import ConfigError, StoreConflict, StoreNotFound
 from keyward.providers.vault import VaultCaller
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 
 log = logging.getLogger(__name__)
 
+DEFAULT_STAGING_PATH = "keyward-staging"
+
+# the staging secret's custom_metadata
+S_SECRET = "keyward_secret"
+S_TOKEN = "keyward_pending_token"
+S_BASE = "keyward_pending_base"
+S_STAGING_BASE = "keyward_staging_base"
+S_PROMOTED_TOKEN = "keyward_promoted_token"
+S_PROMOTED_VERSION = "keyward_promoted_version"
+_S_PENDING_KEYS = (S_TOKEN, S_BASE, S_STAGING_BASE)
+
+# earlier releases: stages in the secret's own custom_metadata
 K_CURRENT = "keyward_current_version"
 K_PREVIOUS = "keyward_previous_version"
 K_PENDING = "keyward_pending_version"
 K_TOKEN = "keyward_pending_token"
 K_BASE = "keyward_pending_base"
-K_CURRENT_TOKEN = "keyward_current_token"  # token of the rotation that made current current
-_PENDING_KEYS = (K_PENDING, K_TOKEN, K_BASE)
+K_CURRENT_TOKEN = "keyward_current_token"
+LEGACY_KEYS = (K_CURRENT, K_PREVIOUS, K_PENDING, K_TOKEN, K_BASE, K_CURRENT_TOKEN)
+_LEGACY_PENDING_KEYS = (K_PENDING, K_TOKEN, K_BASE)
+
+
+def _int(custom: Mapping[str, str], key: str) -> int | None:
+    raw = custom.get(key)
+    return int(raw) if raw and raw.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
 class _Meta:
+    """A KV v2 metadata entry (the secret's, or the staging secret's)."""
+
     latest: int
     custom: dict[str, str]
     versions: Mapping[str, Any]
 
-    def _int(self, key: str) -> int | None:
-        raw = self.custom.get(key)
-        return int(raw) if raw and raw.isdigit() else None
-
-    @property
-    def current(self) -> int:
-        return self._int(K_CURRENT) or self.latest
-
-    @property
-    def previous(self) -> int | None:
-        return self._int(K_PREVIOUS)
-
-    @property
-    def token(self) -> str | None:
-        return self.custom.get(K_TOKEN) or None
-
-    @property
-    def base(self) -> int | None:
-        return self._int(K_BASE)
-
-    @property
-    def pending(self) -> int | None:
-        """The recorded pending version, or the one an interrupted write left (base+1)."""
-        recorded = self._int(K_PENDING)
-        if recorded is not None:
-            return recorded
-        if self.token and self.base is not None and self.latest == self.base + 1:
-            return self.latest
-        return None
-
     def alive(self, version: int) -> bool:
         info = self.versions.get(str(version)) or {}
         return bool(info) and not info.get("destroyed") and not info.get("deletion_time")
+
+    # ---- the secret's own metadata, as earlier releases wrote it
+    @property
+    def legacy(self) -> bool:
+        return any(k in self.custom for k in LEGACY_KEYS)
+
+    @property
+    def current(self) -> int:
+        return _int(self.custom, K_CURRENT) or self.latest
+
+    @property
+    def previous(self) -> int | None:
+        recorded = _int(self.custom, K_PREVIOUS)
+        if recorded is not None:
+            return recorded
+        for version in range(self.current - 1, 0, -1):
+            if self.alive(version):
+                return version
+        return None
+
+    @property
+    def legacy_token(self) -> str | None:
+        return self.custom.get(K_TOKEN) or None
+
+    @property
+    def legacy_pending(self) -> int | None:
+        """An old-style pending version: recorded, or the one an interrupted write left."""
+        recorded = _int(self.custom, K_PENDING)
+        if recorded is not None:
+            return recorded
+        base = _int(self.custom, K_BASE)
+        if self.legacy_token and base is not None and self.latest == base + 1:
+            return self.latest
+        return None
+
+    # ---- the staging secret's metadata
+    @property
+    def token(self) -> str | None:
+        return self.custom.get(S_TOKEN) or None
+
+    @property
+    def target(self) -> int | None:
+        """The version number the pending value gets at promote (``base + 1``)."""
+        base = _int(self.custom, S_BASE)
+        return base + 1 if self.token and base is not None else None
+
+    @property
+    def staged(self) -> int | None:
+        """The staging version holding the pending value, if it was written and is alive."""
+        base = _int(self.custom, S_STAGING_BASE)
+        if self.token is None or base is None:
+            return None
+        return base + 1 if self.latest == base + 1 and self.alive(base + 1) else None
+
+    @property
+    def promoted_token(self) -> str | None:
+        return self.custom.get(S_PROMOTED_TOKEN) or None
+
+    @property
+    def promoted_version(self) -> int | None:
+        return _int(self.custom, S_PROMOTED_VERSION)
+
+
+_NONE = _Meta(latest=0, custom={}, versions={})
 
 
 class VaultKVStore:
@@ -96,37 +165,69 @@ class VaultKVStore:
         client: Any,
         *,
         mount: str = "secret",
+        staging_mount: str | None = None,
+        staging_path: str = DEFAULT_STAGING_PATH,
         reauth: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self.mount = mount.strip("/")
+        self.staging_mount = (staging_mount or self.mount).strip("/")
+        self.staging_path = staging_path.strip("/")
+        if not self.mount or not self.staging_mount:
+            raise ConfigError("The Vault KV mount and staging_mount must not be empty")
         # every call goes through the boundary: keyward errors out, AppRole re-login once
         self._call = VaultCaller(client, relogin=reauth)
 
     @classmethod
     def from_config(cls, context: Any, options: Mapping[str, Any]) -> VaultKVStore:
         vault = context.clients.vault
+        staging_mount = options.get("staging_mount")
         return cls(
             vault.client(),
             mount=str(options.get("mount", "secret")),
+            staging_mount=str(staging_mount) if staging_mount else None,
+            staging_path=str(options.get("staging_path", DEFAULT_STAGING_PATH)),
             reauth=vault.reauth(),
         )
 
     def __repr__(self) -> str:
-        return f"VaultKVStore(mount={self.mount!r})"
+        return (
+            f"VaultKVStore(mount={self.mount!r}, staging={self.staging_mount}/{self.staging_path})"
+        )
 
-    # ------------------------------------------------------------------ calls
+    # ------------------------------------------------------------------ paths
     def _path(self, kind: str, name: str) -> str:
         return f"{self.mount}/{kind}/{name.strip('/')}"
 
-    def _meta(self, name: str) -> _Meta:
-        resp = self._call(
-            "read metadata",
-            self._path("metadata", name),
-            self._client.secrets.kv.v2.read_secret_metadata,
-            path=name,
-            mount_point=self.mount,
+    def _staging_name(self, name: str) -> str:
+        """The staging secret of ``name`` inside the staging mount."""
+        parts = [self.staging_path, self.mount, name.strip("/")]
+        return "/".join(p for p in parts if p)
+
+    def _spath(self, kind: str, name: str) -> str:
+        return f"{self.staging_mount}/{kind}/{self._staging_name(name)}"
+
+    def is_staging(self, path: str) -> bool:
+        """True for a path of this store's mount that is keyward's staging area."""
+        if self.staging_mount != self.mount:
+            return False
+        path = path.strip("/")
+        return bool(self.staging_path) and (
+            path == self.staging_path or path.startswith(self.staging_path + "/")
         )
+
+    # ------------------------------------------------------------------ calls
+    def _read_meta(self, mount: str, path: str, shown: str, action: str) -> _Meta:
+        try:
+            resp = self._call(
+                action,
+                shown,
+                self._client.secrets.kv.v2.read_secret_metadata,
+                path=path,
+                mount_point=mount,
+            )
+        except StoreNotFound:
+            return _NONE
         data = resp.get("data") or {}
         return _Meta(
             latest=int(data.get("current_version") or 0),
@@ -134,32 +235,67 @@ class VaultKVStore:
             versions=data.get("versions") or {},
         )
 
-    def _write_custom(self, name: str, custom: Mapping[str, str]) -> None:
+    def _meta(self, name: str) -> _Meta:
+        return self._read_meta(self.mount, name, self._path("metadata", name), "read metadata")
+
+    def _staging(self, name: str) -> _Meta:
+        return self._read_meta(
+            self.staging_mount,
+            self._staging_name(name),
+            self._spath("metadata", name),
+            "read staging metadata",
+        )
+
+    def _post_custom(self, action: str, mount: str, path: str, custom: Mapping[str, str]) -> None:
         # A raw POST with only custom_metadata leaves max_versions, cas_required and
         # delete_version_after as they are (hvac's update_metadata would reset the latter).
+        shown = f"{mount}/metadata/{path}"
         self._call(
-            "update metadata",
-            self._path("metadata", name),
+            action,
+            shown,
             self._client.adapter.post,
-            f"/v1/{self._path('metadata', name)}",
+            f"/v1/{shown}",
             json={"custom_metadata": dict(custom)},
         )
 
-    def _read(self, name: str, version: int) -> VersionedSecret:
+    def _write_custom(self, name: str, custom: Mapping[str, str]) -> None:
+        self._post_custom("update metadata", self.mount, name, custom)
+
+    def _write_staging_custom(self, name: str, custom: Mapping[str, str], action: str) -> None:
+        try:
+            self._post_custom(action, self.staging_mount, self._staging_name(name), custom)
+        except StoreNotFound as err:
+            raise StoreNotFound(
+                f"The staging area {self.staging_mount}/{self.staging_path} for {name} cannot "
+                f"be written: {err.message}",
+                hint=f"Enable a KV v2 mount at {self.staging_mount} (bao secrets enable "
+                f"-path={self.staging_mount} kv-v2) or set staging_mount in "
+                "[rotation.stores.vault-kv]",
+            ) from None
+
+    def _read_at(self, mount: str, path: str, shown: str, version: int) -> SecretValue:
         resp = self._call(
             f"read version {version}",
-            self._path("data", name),
+            shown,
             self._client.secrets.kv.v2.read_secret_version,
-            path=name,
+            path=path,
             version=version,
-            mount_point=self.mount,
+            mount_point=mount,
             raise_on_deleted_version=True,
         )
         data = (resp.get("data") or {}).get("data")
         if data is None:
-            raise StoreNotFound(f"Version {version} of {self._path('data', name)} has no data")
-        fields = {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}
-        return VersionedSecret(name, str(version), SecretValue(fields))
+            raise StoreNotFound(f"Version {version} of {shown} has no data")
+        return SecretValue({str(k): v if isinstance(v, str) else str(v) for k, v in data.items()})
+
+    def _read(self, name: str, version: int) -> VersionedSecret:
+        value = self._read_at(self.mount, name, self._path("data", name), version)
+        return VersionedSecret(name, str(version), value)
+
+    def _read_staged(self, name: str, staged: int) -> SecretValue:
+        return self._read_at(
+            self.staging_mount, self._staging_name(name), self._spath("data", name), staged
+        )
 
     def _write(self, name: str, value: SecretValue, cas: int) -> int:
         resp = self._call(
@@ -173,32 +309,92 @@ class VaultKVStore:
         )
         return int(resp["data"]["version"])
 
+    def _write_staged(self, name: str, value: SecretValue, cas: int) -> None:
+        self._call(
+            "write staging data",
+            self._spath("data", name),
+            self._client.secrets.kv.v2.create_or_update_secret,
+            path=self._staging_name(name),
+            secret=dict(value.fields),
+            cas=cas,
+            mount_point=self.staging_mount,
+        )
+
+    def _destroy_staged(self, name: str, staged: int) -> None:
+        self._call(
+            f"destroy staging version {staged}",
+            self._spath("destroy", name),
+            self._client.secrets.kv.v2.destroy_secret_versions,
+            path=self._staging_name(name),
+            versions=[staged],
+            mount_point=self.staging_mount,
+        )
+
+    def _promote_written(self, name: str, meta: _Meta, st: _Meta) -> bool:
+        """True when the secret's version ``target`` holds the staged value: the promote
+        write happened (perhaps without being recorded, if keyward died right after it)."""
+        target, staged = st.target, st.staged
+        if target is None or staged is None or meta.latest < target or not meta.alive(target):
+            return False
+        return self._read(name, target).value.same_as(self._read_staged(name, staged))
+
+    @staticmethod
+    def _without(custom: Mapping[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+        return {k: v for k, v in custom.items() if k not in keys}
+
+    def _record_promoted(self, name: str, st: _Meta, target: int) -> None:
+        """Pending keys out, the promoted token and version in; then the staged data goes."""
+        custom = self._without(st.custom, _S_PENDING_KEYS)
+        custom[S_PROMOTED_TOKEN] = str(st.token)
+        custom[S_PROMOTED_VERSION] = str(target)
+        self._write_staging_custom(name, custom, "record promote in staging metadata")
+        if st.staged is not None:
+            self._destroy_staged(name, st.staged)
+
     # --------------------------------------------------------------- protocol
     def plan(self, name: str) -> tuple[str, ...]:
-        data, meta = self._path("data", name), self._path("metadata", name)
+        data, sdata = self._path("data", name), self._spath("data", name)
+        smeta = self._spath("metadata", name)
         return (
-            f"write {meta} custom_metadata (pending token and base version)",
-            f"write {data} with cas = current version (the pending version)",
-            f"write {meta} custom_metadata {K_CURRENT} = pending version",
+            f"write {smeta} custom_metadata (pending token and base version: the intent)",
+            f"write {sdata} (the pending value; {data} is not written until finish)",
+            f"write {data} with cas = current version (at finish: the value becomes current)",
+            f"write {smeta} custom_metadata (promoted), destroy the staged version",
         )
 
     def describe(self, name: str) -> SecretDescription:
-        try:
-            meta = self._meta(name)
-        except StoreNotFound:
-            return SecretDescription(name=name, exists=False)
+        meta = self._meta(name)
         if meta.latest == 0:
             return SecretDescription(name=name, exists=False)
-        pending = meta.pending
+        ref = self._path("data", name)
         previous = meta.previous
+        if meta.legacy and meta.legacy_token:  # a rotation of an earlier release
+            pending = meta.legacy_pending
+            return SecretDescription(
+                name=name,
+                exists=True,
+                ref=ref,
+                current=str(meta.current),
+                previous=str(previous) if previous else None,
+                pending=str(pending) if pending else None,
+                pending_token=meta.legacy_token,
+            )
+        st = self._staging(name)
+        pending_version: str | None = None
+        token = st.token
+        if token is not None and st.target is not None:
+            if self._promote_written(name, meta, st):
+                token = None  # promoted; only recording it was interrupted
+            elif st.staged is not None:
+                pending_version = str(st.target)
         return SecretDescription(
             name=name,
             exists=True,
-            ref=self._path("data", name),
+            ref=ref,
             current=str(meta.current),
             previous=str(previous) if previous else None,
-            pending=str(pending) if pending else None,
-            pending_token=meta.token,
+            pending=pending_version,
+            pending_token=token,
         )
 
     def read_current(self, name: str) -> VersionedSecret:
@@ -210,32 +406,37 @@ class VaultKVStore:
     def read_version(self, name: str, version: str) -> VersionedSecret:
         if not version.isdigit():
             raise StoreNotFound(f"{version!r} is not a version of {self._path('data', name)}")
+        st = self._staging(name)
+        if st.staged is not None and st.target == int(version):
+            # the pending value (identical to the secret's version once promoted)
+            return VersionedSecret(name, version, self._read_staged(name, st.staged))
         return self._read(name, int(version))
 
-    def put_pending(self, name: str, value: SecretValue, token: str) -> str:
-        meta = self._meta(name)
-        path = self._path("data", name)
-        if meta.latest == 0:
-            raise StoreNotFound(f"{path} has no versions")
-        if meta.token is not None and meta.token != token:
+    def _check_value(self, path: str, existing: SecretValue, value: SecretValue) -> None:
+        if not existing.same_as(value):
             raise StoreConflict(
-                f"{path} already has a pending version from another rotation",
-                hint="Finish or roll back that rotation first (keyward rotations list)",
+                f"{path} already has a pending value for this rotation's token with a "
+                "different value",
+                hint="Resume the rotation from its pending version, or roll it back",
             )
-        pending = meta.pending
-        if meta.token == token and pending is not None:  # a retry
-            existing = self._read(name, pending).value
-            if not existing.same_as(value):
-                raise StoreConflict(
-                    f"{path} already has a version for this rotation's token with a "
-                    "different value",
-                    hint="Resume the rotation from its pending version, or roll it back",
-                )
-            if meta.custom.get(K_PENDING) != str(pending):
-                self._write_custom(name, {**meta.custom, K_PENDING: str(pending)})
+
+    def _another_rotation(self, path: str) -> StoreConflict:
+        return StoreConflict(
+            f"{path} already has a pending version from another rotation",
+            hint="Finish or roll back that rotation first (keyward rotations list)",
+        )
+
+    def _migrate(self, name: str, meta: _Meta, token: str, value: SecretValue) -> str | None:
+        """Stages recorded by an earlier release: a retried old-style put returns its
+        version; otherwise the keys are removed (current becomes the latest version)."""
+        path = self._path("data", name)
+        if meta.legacy_token is not None:
+            pending = meta.legacy_pending
+            if meta.legacy_token != token or pending is None:
+                raise self._another_rotation(path)
+            self._check_value(path, self._read(name, pending).value, value)
             return str(pending)
-        base = meta.base if meta.token == token and meta.base is not None else meta.latest
-        if meta.latest != base or meta.current != base:
+        if meta.current != meta.latest:
             raise StoreConflict(
                 f"{path} was written outside keyward: latest version {meta.latest} is not the "
                 f"current version {meta.current}",
@@ -245,45 +446,132 @@ class VaultKVStore:
                     f"{self.mount}/{name}`, then rotate"
                 ),
             )
-        # intent first, then the version (cas=base), then the version number
-        intent = {**meta.custom, K_CURRENT: str(meta.current), K_TOKEN: token, K_BASE: str(base)}
-        if intent != meta.custom:
-            self._write_custom(name, intent)
-        version = self._write(name, value, cas=base)
-        self._write_custom(name, {**intent, K_PENDING: str(version)})
-        log.info("secret %s: pending version %s stored", path, version)
-        return str(version)
+        self._write_custom(name, self._without(meta.custom, LEGACY_KEYS))
+        log.info("secret %s: stages of an earlier keyward removed from its metadata", path)
+        return None
+
+    def put_pending(self, name: str, value: SecretValue, token: str) -> str:
+        meta = self._meta(name)
+        path = self._path("data", name)
+        if meta.latest == 0:
+            raise StoreNotFound(f"{path} has no versions")
+        if meta.legacy:
+            legacy = self._migrate(name, meta, token, value)
+            if legacy is not None:
+                return legacy
+            meta = _Meta(meta.latest, self._without(meta.custom, LEGACY_KEYS), meta.versions)
+        st = self._staging(name)
+        if st.token is not None and st.token != token:
+            if not self._promote_written(name, meta, st):
+                raise self._another_rotation(path)
+            self._record_promoted(name, st, int(st.target or 0))  # finish that record first
+            st = self._staging(name)
+        if st.token == token and st.target is not None and st.staged is not None:  # a retry
+            self._check_value(path, self._read_staged(name, st.staged), value)
+            return str(st.target)
+        # (only the intent of this token was recorded: record it again and stage the value)
+        if st.latest and st.alive(st.latest):  # a staged copy an interrupted promote left
+            self._destroy_staged(name, st.latest)
+        # intent first, then the staged value (cas: nothing else wrote in between)
+        intent = self._without(st.custom, _S_PENDING_KEYS)
+        intent.update(
+            {
+                S_SECRET: f"{self.mount}/{name.strip('/')}",
+                S_TOKEN: token,
+                S_BASE: str(meta.latest),
+                S_STAGING_BASE: str(st.latest),
+            }
+        )
+        self._write_staging_custom(name, intent, "record intent in staging metadata")
+        self._write_staged(name, value, cas=st.latest)
+        target = meta.latest + 1
+        log.info("secret %s: pending value staged for version %s", path, target)
+        return str(target)
 
     def promote(self, name: str, version: str) -> None:
         meta = self._meta(name)
         path = self._path("data", name)
-        if str(meta.current) == version and meta.pending is None:
-            return  # already done
-        if meta.pending is None or str(meta.pending) != version:
+        if meta.legacy and meta.legacy_token is not None:
+            self._promote_legacy(name, meta, version)
+            return
+        st = self._staging(name)
+        if st.target is None or str(st.target) != version:
+            if st.promoted_version is not None and str(st.promoted_version) == version:
+                if st.latest and st.alive(st.latest):
+                    self._destroy_staged(name, st.latest)  # the last step was interrupted
+                return  # already done
             raise StoreNotFound(
                 f"{path} has no pending version {version} to promote",
                 hint="The pending version was discarded; roll the rotation back",
             )
-        custom = {k: v for k, v in meta.custom.items() if k not in _PENDING_KEYS}
-        custom[K_PREVIOUS] = str(meta.current)
-        custom[K_CURRENT] = version
-        if meta.token:
-            custom[K_CURRENT_TOKEN] = meta.token
-        self._write_custom(name, custom)
+        target = st.target
+        if st.staged is None:
+            raise StoreNotFound(
+                f"The pending value for version {version} of {path} is no longer staged",
+                hint="The pending version was discarded; roll the rotation back",
+            )
+        staged = self._read_staged(name, st.staged)
+        if meta.latest >= target:
+            written = meta.alive(target) and self._read(name, target).value.same_as(staged)
+            if not written:
+                raise StoreConflict(
+                    f"{path} was written outside keyward during the rotation (version "
+                    f"{target} is not the value keyward tested)",
+                    hint="Check which version is in use, then roll the rotation back",
+                )
+        else:
+            got = self._write(name, staged, cas=target - 1)
+            if got != target:  # cannot happen with cas; never record a wrong number
+                raise StoreConflict(f"{path} got version {got} instead of {target}")
+        self._record_promoted(name, st, target)
         log.info("secret %s: version %s is current", path, version)
+
+    def _promote_legacy(self, name: str, meta: _Meta, version: str) -> None:
+        pending = meta.legacy_pending
+        if pending is None or str(pending) != version:
+            raise StoreNotFound(
+                f"{self._path('data', name)} has no pending version {version} to promote",
+                hint="The pending version was discarded; roll the rotation back",
+            )
+        if meta.latest != pending:
+            raise StoreConflict(
+                f"{self._path('data', name)} was written outside keyward during the rotation",
+                hint="Check which version is in use, then roll the rotation back",
+            )
+        # the old-style pending version is already the latest: drop the stages
+        self._write_custom(name, self._without(meta.custom, LEGACY_KEYS))
+        log.info("secret %s: version %s is current", self._path("data", name), version)
 
     def discard_pending(self, name: str, token: str) -> None:
         meta = self._meta(name)
         path = self._path("data", name)
-        if meta.custom.get(K_CURRENT_TOKEN) == token and meta.token != token:
-            raise StoreConflict(
-                f"The version for this rotation of {path} is already current and cannot be "
-                "discarded",
-                hint="The rotation finished; rotate again instead of rolling back",
-            )
-        if meta.token != token:
+        if meta.legacy and meta.legacy_token == token:
+            self._discard_legacy(name, meta)
+            return
+        st = self._staging(name)
+        already = StoreConflict(
+            f"The version for this rotation of {path} is already current and cannot be discarded",
+            hint="The rotation finished; rotate again instead of rolling back",
+        )
+        if st.token != token:
+            if st.promoted_token == token or (
+                meta.legacy and meta.custom.get(K_CURRENT_TOKEN) == token
+            ):
+                raise already
             return  # nothing of this rotation is pending (never written, or discarded)
-        pending = meta.pending
+        if self._promote_written(name, meta, st):
+            raise already
+        if st.staged is not None:
+            self._destroy_staged(name, st.staged)
+        self._write_staging_custom(
+            name, self._without(st.custom, _S_PENDING_KEYS), "clear intent in staging metadata"
+        )
+        log.info("secret %s: pending value discarded (the secret was not written)", path)
+
+    def _discard_legacy(self, name: str, meta: _Meta) -> None:
+        """An earlier release's pending version: destroy it and, like ``vault kv rollback``,
+        write the current data again as the latest version."""
+        pending = meta.legacy_pending
         current = meta.current
         if pending is not None and meta.alive(pending):
             self._call(
@@ -295,21 +583,17 @@ class VaultKVStore:
                 mount_point=self.mount,
             )
         if meta.latest != current:
-            # like `vault kv rollback`: the current data becomes the latest version again
             if meta.latest == pending or not meta.alive(meta.latest):
                 current = self._write(name, self._read(name, current).value, cas=meta.latest)
-            elif self._read(name, meta.latest).value.same_as(self._read(name, current).value):
-                current = meta.latest  # an interrupted earlier discard wrote the copy
-            else:
+            elif not self._read(name, meta.latest).value.same_as(self._read(name, current).value):
                 raise StoreConflict(
-                    f"{path} was written outside keyward during the rotation (version "
-                    f"{meta.latest})",
+                    f"{self._path('data', name)} was written outside keyward during the "
+                    f"rotation (version {meta.latest})",
                     hint="Check which version is in use before rolling back",
                 )
-        custom = {k: v for k, v in meta.custom.items() if k not in _PENDING_KEYS}
-        custom[K_CURRENT] = str(current)
-        self._write_custom(name, custom)
-        log.info("secret %s: pending version %s discarded", path, pending)
+        # current is the latest version again: the stages are no longer needed
+        self._write_custom(name, self._without(meta.custom, LEGACY_KEYS))
+        log.info("secret %s: pending version %s discarded", self._path("data", name), pending)
 
     def list_secrets(self, prefix: str = "") -> Iterator[str]:
         stack = [prefix.strip("/")]
@@ -327,6 +611,8 @@ class VaultKVStore:
                 continue
             for key in sorted((resp.get("data") or {}).get("keys") or [], reverse=True):
                 full = f"{folder}/{key}" if folder else str(key)
+                if self.is_staging(full.rstrip("/")):
+                    continue  # keyward's own staging area holds no secrets of their own
                 if key.endswith("/"):
                     stack.append(full.rstrip("/"))
                 else:
