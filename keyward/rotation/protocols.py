@@ -138,6 +138,11 @@ class SecretDescription:
     ``pending_token`` is the idempotency token of an unfinished ``put_pending``; a rotation
     that finds its own token here after a crash resumes from ``pending`` (which is ``None``
     when the write itself never happened: call ``put_pending`` again with the same token).
+
+    ``pending == current`` (with ``pending_token`` ``None``) means a promote stopped after the
+    pending version became current but before its pending mark was removed (Secrets Manager's
+    ``AWSPENDING`` left on the ``AWSCURRENT`` version): ``promote(name, pending)`` finishes it.
+    A store never hides such a mark.
     """
 
     name: str

@@ -493,12 +493,16 @@ def test_secretsmanager_a_promote_interrupted_between_its_two_calls_is_completed
         SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=v, RemoveFromVersionId=old
     )
     d = h.store.describe(name)
-    assert (d.current, d.pending, d.previous) == (v, None, old)
+    assert (d.current, d.pending, d.previous) == (v, v, old)  # the stray label is shown
+    assert d.pending_token is None  # ... but not as another rotation's unfinished put
     h.store.promote(name, v)  # resuming finish completes it
+    d = h.store.describe(name)
+    assert (d.current, d.pending, d.pending_token) == (v, None, None)
     stages = h.raw.describe_secret(SecretId=name)["VersionIdsToStages"]
     assert stages[v] == ["AWSCURRENT"]
     # and even without that, the next rotation is not blocked by the stale label
     h.raw.update_secret_version_stage(SecretId=name, VersionStage="AWSPENDING", MoveToVersionId=v)
+    assert h.store.describe(name).pending == v
     v2 = h.store.put_pending(name, SecretValue(DB), new_token())
     h.store.promote(name, v2)
     assert h.store.read_current(name).value.fields == DB

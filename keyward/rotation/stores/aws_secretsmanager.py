@@ -134,16 +134,20 @@ class SecretsManagerStore:
         except StoreNotFound:
             return SecretDescription(name=name, exists=False)
         pending = self._find(stages, PENDING)
-        if pending is not None and CURRENT in stages[pending]:
-            pending = None  # an interrupted promote left the label; promote() removes it
+        current = self._find(stages, CURRENT)
+        # AWSPENDING on the AWSCURRENT version: a promote stopped between its two calls. It
+        # is shown (pending == current: promote() finishes it), but as no unfinished put, so
+        # no one takes it for another rotation's leftover and rolls the current value back.
+        unfinished_put = pending is not None and pending != current
         return SecretDescription(
             name=name,
             exists=True,
             ref=str(meta.get("ARN", "")),
-            current=self._find(stages, CURRENT),
+            current=current,
             previous=self._find(stages, PREVIOUS),
             pending=pending,
-            pending_token=pending,  # the version id is the client request token
+            # the version id is the client request token
+            pending_token=pending if unfinished_put else None,
         )
 
     def read_current(self, name: str) -> VersionedSecret:
