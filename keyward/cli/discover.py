@@ -23,6 +23,7 @@ DISCOVER_EPILOG = (
     """\b
 Examples:
   keyward discover aws-secretsmanager --region eu-west-1 --region us-east-1
+  keyward discover aws-ssm --path /prod --region eu-west-1
   keyward discover aws-iam --owner-tag owner --owner-tag CostCenter
   keyward discover vault --mount secret --path apps/
   VAULT_ROLE_ID=... VAULT_SECRET_ID=... keyward discover vault --format json
@@ -139,7 +140,8 @@ def _aws_client(service: str, region: str | None) -> Any:
 
 @click.group(epilog=DISCOVER_EPILOG)
 def discover() -> None:
-    """Import what already exists: Secrets Manager, IAM access keys, Vault KV v2."""
+    """Import what already exists: Secrets Manager, SSM Parameter Store, IAM access keys,
+    Vault KV v2."""
 
 
 @discover.command("aws-secretsmanager", epilog=DISCOVER_EPILOG)
@@ -163,11 +165,7 @@ def aws_secretsmanager(
     settings -> policy, version ids and stages. Honours AWS_ENDPOINT_URL."""
     from keyward.inventory.discovery.aws import discover_secretsmanager
 
-    chosen = list(regions) or [
-        r for r in (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),) if r
-    ]
-    if not chosen:
-        raise ConfigError("No AWS region given", hint="Pass --region or set AWS_DEFAULT_REGION")
+    chosen = _regions(regions)
     keys = _tag_keys(owner_tags, team_tags, contact_tags)
     fp = _fingerprinter() if fingerprint_values else None
     scans = [
@@ -177,6 +175,54 @@ def aws_secretsmanager(
         for region in chosen
     ]
     _import(scans, database_url, fmt)
+
+
+@discover.command("aws-ssm", epilog=DISCOVER_EPILOG)
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    help="Region (repeatable; default AWS_REGION / AWS_DEFAULT_REGION).",
+)
+@click.option(
+    "--path",
+    default="/",
+    show_default=True,
+    help="Only parameters under this path (recursive).",
+)
+@_common
+def aws_ssm(
+    regions: tuple[str, ...],
+    path: str,
+    owner_tags: tuple[str, ...],
+    team_tags: tuple[str, ...],
+    contact_tags: tuple[str, ...],
+    fingerprint_values: bool,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """SSM Parameter Store SecureString parameters: tags -> owner/team, last modified ->
+    last rotation, versions and labels. keyward's staging area is skipped. Honours
+    AWS_ENDPOINT_URL."""
+    from keyward.inventory.discovery.aws import discover_ssm
+
+    chosen = _regions(regions)
+    keys = _tag_keys(owner_tags, team_tags, contact_tags)
+    fp = _fingerprinter() if fingerprint_values else None
+    scans = [
+        discover_ssm(_aws_client("ssm", region), region, path=path, tag_keys=keys, fingerprint=fp)
+        for region in chosen
+    ]
+    _import(scans, database_url, fmt)
+
+
+def _regions(regions: tuple[str, ...]) -> list[str]:
+    chosen = list(regions) or [
+        r for r in (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),) if r
+    ]
+    if not chosen:
+        raise ConfigError("No AWS region given", hint="Pass --region or set AWS_DEFAULT_REGION")
+    return chosen
 
 
 @discover.command("aws-iam", epilog=DISCOVER_EPILOG)

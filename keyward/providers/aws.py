@@ -250,9 +250,20 @@ _THROTTLED = frozenset(
         "SlowDown",
         "EC2ThrottledException",
         "PriorRequestNotComplete",
+        "TooManyUpdates",  # SSM: concurrent updates of one parameter
     }
 )
-_NOT_FOUND = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"})
+_NOT_FOUND = frozenset(
+    {
+        "ResourceNotFoundException",
+        "NoSuchEntity",
+        "NoSuchEntityException",
+        # SSM Parameter Store (400s)
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "ParameterVersionLabelNotFound",
+    }
+)
 _CONFLICT = frozenset(
     {
         "ResourceExistsException",
@@ -261,6 +272,10 @@ _CONFLICT = frozenset(
         "ConcurrentModification",
         "LimitExceeded",
         "InvalidRequestException",
+        # SSM Parameter Store
+        "ParameterAlreadyExists",
+        "ParameterMaxVersionLimitExceeded",
+        "ParameterLimitExceeded",
     }
 )
 _UNAVAILABLE = frozenset(

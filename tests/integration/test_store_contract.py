@@ -1,4 +1,5 @@
-"""One contract, every SecretStore: Secrets Manager (moto server) and Vault KV v2 (OpenBao).
+"""One contract, every SecretStore: Secrets Manager and SSM Parameter Store (moto server) and
+Vault KV v2 (OpenBao).
 
 Each test runs against both stores through the same :class:`Harness`; store-specific tests
 (restricted credentials, expiring tokens, interrupted writes) sit at the end.
@@ -28,6 +29,7 @@ from keyward.providers import Providers, VaultSettings
 from keyward.rotation.protocols import SecretStore, SecretValue, new_token
 from keyward.rotation.registry import PluginContext, load_store
 from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
+from keyward.rotation.stores.aws_ssm import ParameterStore
 from keyward.rotation.stores.vault_kv import VaultKVStore
 
 pytestmark = pytest.mark.integration
@@ -44,9 +46,13 @@ class Harness:
     restricted: Callable[[str], SecretStore]  # a store whose credentials may only read one secret
     unreachable: Callable[[], SecretStore]
     unknown_version: Callable[[], str] = new_token  # a version id the store never gave
+    root: str = ""  # SSM parameter names with a path begin with "/"
+
+    def path(self, name: str) -> str:
+        return f"{self.root}{name}"
 
     def name(self) -> str:
-        return f"app/{uuid.uuid4().hex[:10]}"
+        return self.path(f"app/{uuid.uuid4().hex[:10]}")
 
 
 def _aws_harness(aws: Any) -> Harness:
@@ -124,16 +130,75 @@ def _vault_harness(openbao: Any) -> Harness:
     )
 
 
+def _ssm_harness(aws: Any) -> Harness:
+    import boto3
+
+    ssm = boto3.client("ssm", region_name="us-east-1")
+
+    def seed(name: str, value: dict[str, str] | str) -> None:
+        text = value if isinstance(value, str) else json.dumps(value)
+        ssm.put_parameter(Name=name, Value=text, Type="SecureString")
+
+    def restricted(name: str) -> SecretStore:
+        iam = boto3.client("iam", region_name="us-east-1")
+        user = f"reader-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=user)
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["ssm:GetParameter", "ssm:GetParameterHistory"],
+                    "Resource": "*",  # moto evaluates actions, not resource ARNs
+                }
+            ],
+        }
+        iam.put_user_policy(UserName=user, PolicyName="read", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        aws.set_auth(True)
+        client = boto3.client(
+            "ssm",
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        return ParameterStore(lambda _region: client)
+
+    def unreachable() -> SecretStore:
+        from botocore.config import Config
+
+        client = boto3.client(
+            "ssm",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{_closed_port()}",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+        )
+        return ParameterStore(lambda _region: client)
+
+    return Harness(
+        "aws-ssm",
+        ParameterStore(lambda _region: ssm),
+        seed,
+        ssm,
+        restricted,
+        unreachable,
+        lambda: f"keyward-{new_token()}",
+        root="/",
+    )
+
+
 def _closed_port() -> int:
     from tests.conftest import free_port
 
     return free_port()
 
 
-@pytest.fixture(params=["aws-secretsmanager", "vault-kv"])
+@pytest.fixture(params=["aws-secretsmanager", "vault-kv", "aws-ssm"])
 def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "aws-secretsmanager":
         yield _aws_harness(request.getfixturevalue("aws"))
+    elif request.param == "aws-ssm":
+        yield _ssm_harness(request.getfixturevalue("aws"))
     else:
         yield _vault_harness(request.getfixturevalue("openbao"))
 
@@ -172,14 +237,14 @@ def test_plan_names_the_calls_and_changes_nothing(h: Harness) -> None:
 
 
 def test_describe_of_a_missing_secret_says_it_does_not_exist(h: Harness) -> None:
-    assert h.store.describe("app/does-not-exist").exists is False
+    assert h.store.describe(h.path("app/does-not-exist")).exists is False
 
 
 def test_reading_a_missing_secret_raises_store_not_found(h: Harness) -> None:
     with pytest.raises(StoreNotFound):
-        h.store.read_current("app/does-not-exist")
+        h.store.read_current(h.path("app/does-not-exist"))
     with pytest.raises(StoreNotFound):
-        h.store.put_pending("app/does-not-exist", SecretValue(NEW), new_token())
+        h.store.put_pending(h.path("app/does-not-exist"), SecretValue(NEW), new_token())
 
 
 def test_put_pending_leaves_current_unchanged_and_is_readable_by_version(h: Harness) -> None:
@@ -299,11 +364,12 @@ def test_two_rotations_in_a_row_move_previous_along(h: Harness) -> None:
 
 def test_list_secrets_finds_secrets_under_a_prefix(h: Harness) -> None:
     tag = uuid.uuid4().hex[:6]
-    names = [f"svc{tag}/a", f"svc{tag}/b", f"svc{tag}/deep/c"]
+    names = [h.path(f"svc{tag}/a"), h.path(f"svc{tag}/b"), h.path(f"svc{tag}/deep/c")]
     for n in names:
         h.seed(n, DB)
-    h.seed(f"other{tag}/x", DB)
-    found = sorted(h.store.list_secrets(f"svc{tag}"))
+    h.seed(h.path(f"other{tag}/x"), DB)
+    h.store.put_pending(names[0], SecretValue(NEW), new_token())  # staging is never listed
+    found = sorted(h.store.list_secrets(h.path(f"svc{tag}")))
     assert found == sorted(names)
 
 
@@ -323,8 +389,10 @@ def test_restricted_credentials_name_the_denied_action(h: Harness) -> None:
     with pytest.raises(StoreAuthError) as denied:
         limited.put_pending(name, SecretValue(NEW), new_token())
     text = denied.value.diagnostics()
-    assert ("denied secretsmanager:PutSecretValue" in text) or (
-        "denied read staging metadata on secret/metadata/keyward-staging/secret/" in text
+    assert (
+        ("denied secretsmanager:PutSecretValue" in text)
+        or ("denied read staging metadata on secret/metadata/keyward-staging/secret/" in text)
+        or ("denied ssm:PutParameter on parameter '/keyward-staging/app/" in text)
     )
     assert name in text
     assert denied.value.exit_code == 3

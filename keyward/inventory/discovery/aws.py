@@ -1,4 +1,5 @@
-"""Discover AWS Secrets Manager secrets and IAM users' access keys (read-only calls).
+"""Discover AWS Secrets Manager secrets, SSM Parameter Store ``SecureString`` parameters and
+IAM users' access keys (read-only calls).
 
 Clients come from :mod:`keyward.providers` (the CLI builds them), and every call goes through
 its error boundary. Denied calls become warnings; no credentials, an endpoint that cannot be
@@ -28,6 +29,8 @@ from keyward.inventory.models import SecretStatus
 log = logging.getLogger(__name__)
 
 SM_STORE = "aws-secretsmanager"
+SSM_STORE = "aws-ssm"
+SSM_STAGING_PREFIX = "/keyward-staging"  # keyward.rotation.stores.aws_ssm's default
 IAM_STORE = "aws-iam"
 IAM_KIND = "aws-iam-access-key"
 _RATE = re.compile(r"^rate\((\d+)\s+(hours?|days?)\)$")
@@ -291,3 +294,149 @@ def discover_iam(
                 )
             )
     return scan
+
+
+def discover_ssm(
+    client: Any,
+    region: str,
+    *,
+    path: str = "/",
+    tag_keys: TagKeys = DEFAULT_TAG_KEYS,
+    fingerprint: Fingerprint | None = None,
+    staging_prefix: str = SSM_STAGING_PREFIX,
+) -> Scan:
+    """``SecureString`` parameters under ``path`` in one region: tags -> owner/team, last
+    modified -> last rotation, versions and labels. Plain ``String`` parameters hold no
+    secrets and are skipped, and so is keyward's staging area (``staging_prefix``)."""
+    path = "/" + path.strip("/")
+    service = f"SSM Parameter Store ({region})"
+    scan = Scan(SSM_STORE)
+    filters: list[dict[str, Any]] = [{"Key": "Type", "Values": ["SecureString"]}]
+    if path != "/":
+        filters.append({"Key": "Path", "Option": "Recursive", "Values": [path]})
+
+    def list_all() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in client.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
+            out.extend(page.get("Parameters", []))
+        return out
+
+    listed = _call(scan, "DescribeParameters", list_all, service, client)
+    if listed is None:
+        return scan
+    staging = "/" + staging_prefix.strip("/")
+    account: str | None = None
+    for e in sorted(listed, key=lambda x: str(x["Name"])):
+        name = str(e["Name"])
+        if name == staging or name.startswith(staging + "/"):
+            continue
+        arn = e.get("ARN")
+        if not arn:  # older API responses: GetParameter names it (without decrypting)
+            got = _call(
+                scan,
+                f"GetParameter on {name}",
+                partial(client.get_parameter, Name=name, WithDecryption=False),
+                service,
+                client,
+            )
+            arn = ((got or {}).get("Parameter") or {}).get("ARN")
+        if not arn:
+            continue
+        account = account or str(arn).split(":")[4]
+        tags_resp = _call(
+            scan,
+            f"ListTagsForResource on {name}",
+            partial(client.list_tags_for_resource, ResourceType="Parameter", ResourceId=name),
+            service,
+            client,
+        )
+        tags = _tags((tags_resp or {}).get("TagList"))
+        versions, created = _ssm_versions(scan, client, name, service, fingerprint)
+        modified = _utc(e.get("LastModifiedDate"))
+        attributes = {
+            "region": region,
+            "parameter": name,
+            "kms_key": e.get("KeyId"),
+            "tier": e.get("Tier"),
+            "version": e.get("Version"),
+            "last_modified_user": e.get("LastModifiedUser"),
+        }
+        scan.items.append(
+            Discovered(
+                store=SSM_STORE,
+                reference=str(arn),
+                name=f"aws-ssm/{region}/{name.lstrip('/')}",
+                kind=tag_keys.kind_of(tags) or "generic",
+                owner=tag_keys.owner_of(tags),
+                team=tag_keys.team_of(tags),
+                contact=tag_keys.contact_of(tags),
+                tags=tags,
+                attributes={k: v for k, v in attributes.items() if v not in (None, "", "N/A")},
+                created_at=created or modified,
+                # a parameter's age counts from when its latest version was written
+                last_rotated_at=modified,
+                versions=versions,
+            )
+        )
+    # only what this listing covered may go missing (another path or region is left alone)
+    if account is not None:
+        scan.scope = f"arn:aws:ssm:{region}:{account}:parameter" + (
+            "/" if path == "/" else f"{path}/"
+        )
+    elif path != "/":
+        scan.complete = False  # nothing listed: the account (and so the scope) is unknown
+    else:
+        scan.scope = f"arn:aws:ssm:{region}:"
+    return scan
+
+
+def _ssm_versions(
+    scan: Scan, client: Any, name: str, service: str, fingerprint: Fingerprint | None
+) -> tuple[tuple[DiscoveredVersion, ...], datetime | None]:
+    def history() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        paginator = client.get_paginator("get_parameter_history")
+        for page in paginator.paginate(Name=name, WithDecryption=False):
+            out.extend(page.get("Parameters", []))
+        return out
+
+    entries = sorted(
+        _call(scan, f"GetParameterHistory on {name}", history, service, client) or [],
+        key=lambda v: int(v["Version"]),
+    )
+    versions: list[DiscoveredVersion] = []
+    for i, v in enumerate(entries):
+        labels = sorted(str(x) for x in v.get("Labels") or [])
+        stage = "current" if i == len(entries) - 1 else "previous"
+        # the id the aws-ssm store uses: the label of a version keyward wrote, else its number
+        own = next((x for x in labels if x.startswith("keyward-")), None)
+        versions.append(
+            DiscoveredVersion(
+                identifier=own or str(v["Version"]),
+                stage=",".join([stage, *labels]),
+                created_at=_utc(v.get("LastModifiedDate")),
+            )
+        )
+    if fingerprint is not None and entries:
+        latest = int(entries[-1]["Version"])
+        latest_id = versions[-1].identifier
+        got = _call(
+            scan,
+            f"GetParameter on {name}",
+            partial(client.get_parameter, Name=f"{name}:{latest}", WithDecryption=True),
+            service,
+            client,
+        )
+        value = ((got or {}).get("Parameter") or {}).get("Value")
+        if isinstance(value, str):
+            for key, fp in fingerprint_fields(value, fingerprint).items():
+                versions.append(
+                    DiscoveredVersion(
+                        identifier=f"{latest_id}#{key or 'value'}",
+                        stage="current",
+                        fingerprint=fp,
+                    )
+                )
+        del value, got
+    created = _utc(entries[0].get("LastModifiedDate")) if entries else None
+    return tuple(versions), created
