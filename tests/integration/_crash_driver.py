@@ -2,11 +2,12 @@
 ``dependents:inside:10``) kills this process with SIGKILL when the rotation engine reaches it;
 ``KEYWARD_TEST_SIGTERM_AT=<checkpoint>`` sends it SIGTERM there instead.
 
-``KEYWARD_TEST_CRASH_AFTER_CALL=<action>[#n]`` kills it right after the ``n``-th (default: first)
-store call named ``action`` (a trailing ``*``: starting with it) returned: a point *between two provider calls* inside a store
-method, where the engine has no checkpoint (e.g. ``write staging data`` or ``write`` of the
-Vault store, ``PutParameter#2`` or ``LabelParameterVersion`` of the SSM store). The action is
-what the store passes to its provider boundary (``VaultCaller`` for Vault, ``_call`` for SSM).
+``KEYWARD_TEST_CRASH_AFTER_CALL=<action>[#n]`` kills it right after the ``n``-th (default:
+first) store call named ``action`` (a trailing ``*``: starting with it) returned: a point
+*between two provider calls* inside a store method, where the engine has no checkpoint
+(``write staging data`` or ``write`` of the Vault store, ``PutParameter#2`` or
+``LabelParameterVersion`` of the SSM store). The action is what the store passes to its
+provider boundary (``VaultCaller`` for Vault, ``_call`` for SSM).
 
 Only the tests use this; keyward's own ``RotationEngine.checkpoint`` does nothing.
 """
