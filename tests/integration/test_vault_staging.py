@@ -303,3 +303,21 @@ def test_an_earlier_release_secret_written_by_hand_is_refused_with_the_fix(
     legacy_custom(root, name, {"keyward_current_version": "2"})  # following the hint
     store.promote(name, store.put_pending(name, SecretValue(NEW), new_token()))
     assert latest(root, name) == (3, NEW)
+
+
+def test_staging_options_come_from_the_store_table(openbao: Any, root: hvac.Client) -> None:
+    from keyward.core.redaction import Fingerprinter
+    from keyward.providers import Providers, VaultSettings
+    from keyward.rotation.registry import PluginContext, load_store
+
+    mount = f"stage{uuid.uuid4().hex[:6]}"
+    root.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    ctx = PluginContext(
+        Providers(vault=VaultSettings(addr=openbao.addr, token=openbao.token)),
+        Fingerprinter(b"k" * 32),
+    )
+    store = load_store("vault-kv", ctx, {"staging_mount": mount, "staging_path": "pending"})
+    name = seeded(root)
+    store.put_pending(name, SecretValue(NEW), new_token())
+    meta = root.secrets.kv.v2.read_secret_metadata(path=f"pending/secret/{name}", mount_point=mount)
+    assert meta["data"]["current_version"] == 1 and "staging" in repr(store)
