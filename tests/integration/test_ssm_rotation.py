@@ -213,8 +213,7 @@ ENGINE = [
     ("finish:before", "rollback", False), ("finish:after", "rollback", True),
 ]  # fmt: skip
 STORE = [
-    ("PutParameter", "resume", True),  # the staged value
-    ("PutParameter", "rollback", False),
+    ("PutParameter", "rollback", False),  # the staged value
     ("PutParameter#2", "resume", True),  # the promote write
     ("PutParameter#2", "rollback", True),  # ... found current: completed instead
     ("LabelParameterVersion", "rollback", True),

@@ -252,7 +252,7 @@ def test_readers_of_latest_only_see_tested_values_and_always_log_in(
 ENGINE = [
     ("create:inside", "resume", True), ("create:stored", "rollback", False),
     ("set:after", "resume", True), ("test:before", "rollback", False),
-    ("test:after", "resume", True), ("finish:before", "rollback", False),
+    ("finish:before", "rollback", False),
     ("finish:after", "rollback", True), ("finish:after", "resume", True),
 ]  # fmt: skip
 STORE = [
