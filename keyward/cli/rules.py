@@ -58,6 +58,11 @@ def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
                 "keywords": list(r.keywords),
                 "validator": r.validator,
                 "tags": list(r.tags),
+                **(
+                    {"shape": list(r.context.shapes), "key_words": list(r.context.key_words)}
+                    if r.context
+                    else {}
+                ),
             }
             for r in ruleset
         ]

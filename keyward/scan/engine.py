@@ -7,12 +7,15 @@ Two matchers decide which rules *can* match a chunk:
   provider rule's regex (prefilter mode: a superset of what Python's ``re`` matches, no
   start-of-match tracking, one report per rule) confirms which provider rules can match.
   Generic rules skip the confirmation and get their keywords' start offsets from a third,
-  occurrence-reporting pass. Throughput does not fall as provider rules are added.
+  occurrence-reporting pass. Context rules (:mod:`keyward.scan.context`) skip it too: their
+  keywords are rare provider names, whose positions Python finds in the chunks where the
+  keyword pass saw them, so hundreds of them add literals to the keyword database and
+  nothing to the union. Throughput does not fall as provider rules are added.
 * :class:`KeywordMatcher` is the pure-Python fallback: a rule can match when one of its
   keywords occurs in the lower-cased chunk.
 
-Then Python ``re`` finds exact spans and the ``secret`` group (generic rules only at their
-keywords' starts), and the same validation pipeline runs for both matchers (entropy,
+Then Python ``re`` finds exact spans and the ``secret`` group (generic and context rules only
+at their keywords' starts), and the same validation pipeline runs for both matchers (entropy,
 checksum, allowlists, placeholders, generic filters), so both engines produce identical
 findings (a test holds them to it).
 """
@@ -31,7 +34,7 @@ from typing import Any, Literal, Protocol
 
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
-from keyward.scan import filters
+from keyward.scan import context, filters
 from keyward.scan.entropy import shannon
 from keyward.scan.model import Chunk, Finding
 from keyward.scan.rules import Rule, RuleSet
@@ -156,6 +159,8 @@ class HyperscanMatcher:
         self._rules = rules
         self._always: list[int] = [i for i, r in enumerate(rules) if not r.keywords]
         self._generic = frozenset(i for i, r in enumerate(rules) if r.generic)
+        # Rules tried only at their keywords' positions, never in the provider union.
+        self._anchored = self._generic | {i for i, r in enumerate(rules) if r.context}
         keywords = sorted({k for r in rules for k in r.keywords})
         kw_index = {k: n for n, k in enumerate(keywords)}
         self._keyword_rules: list[list[int]] = [[] for _ in keywords]
@@ -202,7 +207,7 @@ class HyperscanMatcher:
     def _provider_union(self) -> Any:
         if self._union is _UNSET:
             hs = self._hs
-            ids = [i for i in range(len(self._rules)) if i not in self._generic]
+            ids = [i for i in range(len(self._rules)) if i not in self._anchored]
             db = None
             if ids:
                 db = self._database(
@@ -299,8 +304,8 @@ class HyperscanMatcher:
             self._keyword_db.scan(
                 data, match_event_handler=self._on_keyword, scratch=self._keyword_scratch
             )
-        out = [i for i in hits if i in self._generic]
-        provider = hits.difference(self._generic)
+        out = [i for i in hits if i in self._anchored]
+        provider = hits.difference(self._anchored)
         if provider:
             union = self._provider_union()
             confirmed: set[int] = set()
@@ -442,6 +447,8 @@ class Engine:
                 lowered.get() if starts is None else text,
                 starts,
             )
+        elif rule.context is not None:  # also only where a keyword starts, as a word
+            found = context.finditer(rule.keywords, rule.context, text, lowered.get())
         else:
             found = rule.pattern.finditer(text)
         for m in found:
@@ -464,6 +471,8 @@ class Engine:
                 if filters.generic_reject(secret, line, path, start - line_start) is not None:
                     continue
             elif filters.is_placeholder(secret):
+                continue
+            elif rule.context is not None and not context.plausible(secret, rule.context):
                 continue
             yield _Match(rule, m.start("secret"), m.end("secret"), secret)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from keyward import __version__
+from keyward.scan.context import Context
 from keyward.scan.model import Severity
 from keyward.scan.rules import Pair, Rule, RuleSet, builtin_rule_files, load_rules
 
@@ -42,6 +43,9 @@ def _encode(rule: Rule) -> dict[str, Any]:
         value = getattr(rule, name)
         if isinstance(value, Pair):
             value = {"rule": value.rule, "lines": value.lines}
+        elif isinstance(value, Context):
+            value = {"shapes": list(value.shapes), "prefix": value.prefix,
+                     "key_words": list(value.key_words)}  # fmt: skip
         elif isinstance(value, tuple):
             value = list(value)
         doc[name] = value
@@ -56,6 +60,12 @@ def _decode(doc: dict[str, Any]) -> Rule:
             value = Severity(value)
         elif name == "pair":
             value = Pair(**value) if value else None
+        elif name == "context":
+            value = (
+                Context(tuple(value["shapes"]), value["prefix"], tuple(value["key_words"]))
+                if value
+                else None
+            )
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value

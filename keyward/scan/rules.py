@@ -16,6 +16,25 @@ Schema of one rule (``[[rules]]`` table)::
     pair = { rule = "aws-secret-access-key", lines = 5 }   # optional: report two as one
     examples = { positive = ['...'], negative = ['...'] }
 
+A **context rule** (the long tail of APIs whose keys have no prefix) gives the value's shape
+instead of a regex; its keywords are the provider's names, matched as words of the key, and
+the assignment grammar is shared by the family (see :mod:`keyward.scan.context`)::
+
+    id = "ipstack-api-key"
+    description = "ipstack API access key (in context)"
+    severity = "medium"
+    keywords = ["ipstack"]                # `_` also matches `-`, `.` and nothing
+    shape = "hex32"                       # or a list; hexN HEXN alnumN lowerN upperN digitsN
+                                          # base64N base64urlN (N or N-M), uuid, '[a-z0-9]{40}',
+                                          # { alphabet = "a-z0-9", length = [30, 40] }
+    prefix = ""                           # optional literal the value starts with
+    key_words = ["secret"]                # optional: the key must contain one of these
+    tags = ["ipstack"]
+    examples = { positive = ['...'], negative = ['...'] }
+
+Context rules default to priority 40 (42 with ``key_words``): above generic rules, below
+provider formats with a prefix.
+
 Regexes are compiled with ``re.ASCII``; they are also fed to hyperscan in prefilter mode, so
 they should stay within what it accepts (no back-references) for the fast path to apply.
 """
@@ -32,14 +51,18 @@ from pathlib import Path
 from typing import Any
 
 from keyward.core.errors import RuleError
+from keyward.scan.context import Context, ShapeError, display_regex, parse_shape
 from keyward.scan.model import Severity
 from keyward.scan.validators import VALIDATORS
 
 RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _KNOWN_KEYS = {
     "id", "description", "severity", "regex", "keywords", "entropy", "validator", "priority",
-    "generic", "enabled", "allowlist", "pair", "examples", "tags", "multiline",
+    "generic", "enabled", "allowlist", "pair", "examples", "tags", "multiline", "shape",
+    "prefix", "key_words",
 }  # fmt: skip
+_CONTEXT_ONLY = ("shape", "prefix", "key_words")
+CONTEXT_PRIORITY = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +89,7 @@ class Rule:
     negative: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     source: str = ""
+    context: Context | None = None  # a context rule: keywords near a value of a shape
     _compiled: list[re.Pattern[str]] = field(default_factory=list, repr=False, compare=False)
     _allow: list[re.Pattern[str]] = field(default_factory=list, repr=False, compare=False)
 
@@ -181,20 +205,33 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
     if not enabled and set(t) <= {"id", "enabled"}:
         # A bare `enabled = false` disables a rule of that id from an earlier file.
         return Rule(rid, "", Severity.INFO, r"(?P<secret>\A\Z)", source=str(path)), False
-    regex = t.get("regex")
-    if not isinstance(regex, str) or not regex:
-        raise bad("regex is missing")
-    try:
-        compiled = re.compile(regex, re.ASCII)
-    except re.error as exc:
-        raise bad(f"invalid regex ({exc})") from None
-    if re.search(r"(?<!\\)\{,\d", regex):
-        # Python reads {,N} as {0,N}; hyperscan (PCRE) reads it as literal text.
-        raise bad("write {0,N} instead of {,N} (other regex engines read {,N} literally)")
-    if "secret" not in compiled.groupindex:
-        raise bad("the regex has no named group 'secret' (write (?P<secret>...))")
-    if compiled.match(""):
-        raise bad("the regex matches the empty string")
+    keywords = _strings(t.get("keywords", []), bad, "keywords")
+    if any(k != k.lower() or not k for k in keywords):
+        raise bad("keywords must be non-empty and lower-case")
+    context: Context | None = None
+    compiled: re.Pattern[str] | None = None
+    if "shape" in t:
+        context, keywords = _parse_context(t, keywords, bad)
+        regex = display_regex(keywords, context)
+    else:
+        present = [k for k in _CONTEXT_ONLY if k in t]
+        if present:
+            raise bad(f"{present[0]} belongs to a context rule, which needs a shape")
+        given = t.get("regex")
+        if not isinstance(given, str) or not given:
+            raise bad("regex is missing (or give a shape for a context rule)")
+        regex = given
+        try:
+            compiled = re.compile(regex, re.ASCII)
+        except re.error as exc:
+            raise bad(f"invalid regex ({exc})") from None
+        if re.search(r"(?<!\\)\{,\d", regex):
+            # Python reads {,N} as {0,N}; hyperscan (PCRE) reads it as literal text.
+            raise bad("write {0,N} instead of {,N} (other regex engines read {,N} literally)")
+        if "secret" not in compiled.groupindex:
+            raise bad("the regex has no named group 'secret' (write (?P<secret>...))")
+        if compiled.match(""):
+            raise bad("the regex matches the empty string")
     sev = t.get("severity", "medium")
     try:
         severity = Severity(sev)
@@ -202,9 +239,6 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
         raise bad(
             f"severity {sev!r} is not one of {', '.join(s.value for s in Severity)}"
         ) from None
-    keywords = _strings(t.get("keywords", []), bad, "keywords")
-    if any(k != k.lower() or not k for k in keywords):
-        raise bad("keywords must be non-empty and lower-case")
     entropy = t.get("entropy", 0.0)
     if not isinstance(entropy, int | float) or not 0 <= entropy <= 8:
         raise bad("entropy must be a number from 0 to 8")
@@ -237,12 +271,17 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
     examples = t.get("examples", {})
     if not isinstance(examples, dict):
         raise bad("examples must be a table with positive and negative lists")
-    priority = t.get("priority", 50)
-    if not isinstance(priority, int):
+    default_priority = 50
+    if context is not None:
+        default_priority = CONTEXT_PRIORITY + (2 if context.key_words else 0)
+    priority = t.get("priority", default_priority)
+    if not isinstance(priority, int) or isinstance(priority, bool):
         raise bad("priority must be an integer")
     generic = t.get("generic", False)
     if not isinstance(generic, bool):
         raise bad("generic must be true or false")
+    if generic and context is not None:
+        raise bad("a context rule (with a shape) cannot be generic")
     description = t.get("description", "")
     if not isinstance(description, str) or not description:
         raise bad("description is missing")
@@ -263,9 +302,46 @@ def _parse_rule(t: Mapping[str, Any], path: Path, index: int) -> tuple[Rule, boo
         negative=_strings(examples.get("negative", []), bad, "examples.negative"),
         tags=_strings(t.get("tags", []), bad, "tags"),
         source=str(path),
+        context=context,
     )
-    rule._compiled.append(compiled)
+    if compiled is not None:
+        rule._compiled.append(compiled)
     return rule, enabled
+
+
+_KEYWORD_SEPARATORS = ("-", ".", "")
+
+
+def _parse_context(
+    t: Mapping[str, Any], keywords: tuple[str, ...], bad: Any
+) -> tuple[Context, tuple[str, ...]]:
+    """The shape, prefix and key words of a context rule, and its keywords with the
+    separator variants of each ``_`` (``open_weather`` also matches ``open-weather``,
+    ``open.weather`` and ``openweather``)."""
+    if "regex" in t:
+        raise bad("a context rule has a shape instead of a regex; give one or the other")
+    raw = t["shape"]
+    specs = raw if isinstance(raw, list) and raw else [raw]
+    try:
+        shapes = tuple(dict.fromkeys(parse_shape(s) for s in specs))
+    except ShapeError as exc:
+        raise bad(str(exc)) from None
+    prefix = t.get("prefix", "")
+    if not isinstance(prefix, str):
+        raise bad("prefix must be a string")
+    words = _strings(t.get("key_words", []), bad, "key_words")
+    if any(w != w.lower() or not w.isalnum() for w in words):
+        raise bad("key_words must be lower-case words (letters and digits)")
+    if not keywords:
+        raise bad("a context rule needs keywords: the provider's names in the key")
+    if any(len(k) < 3 or not re.fullmatch(r"[a-z0-9][a-z0-9_.\-]*", k) for k in keywords):
+        raise bad("context keywords are words of 3 or more letters, digits, '_', '.' or '-'")
+    expanded: list[str] = []
+    for k in keywords:
+        expanded.append(k)
+        if "_" in k:
+            expanded.extend(k.replace("_", sep) for sep in _KEYWORD_SEPARATORS)
+    return Context(shapes, prefix, words), tuple(dict.fromkeys(expanded))
 
 
 def _strings(value: object, bad: Any, name: str) -> tuple[str, ...]:
