@@ -214,6 +214,7 @@ _VALUE_OPEN = r"""(?:(?:[rbufRBUF@]{1,2})?\\?(?P<q>["'`]))?(?:(?i:bearer|token)[
 _VALUE_END = r"""(?(q)\\?(?P=q)|(?![\w\-+/=~]|[.:]\w))"""
 
 
+@lru_cache(maxsize=256)
 def tail_source(shapes: tuple[str, ...], prefix: str) -> str:
     """The grammar after a keyword for one combination of shapes and prefix, as a regex."""
     bodies = "|".join(shape_of(s).body for s in shapes)

@@ -63,3 +63,20 @@ def test_a_user_rule_overrides_a_builtin_of_the_same_id(tmp_path: Path) -> None:
 def test_a_bare_enabled_false_disables_a_builtin_rule(tmp_path: Path) -> None:
     path = write(tmp_path, '[[rules]]\nid = "github-pat-classic"\nenabled = false\n')
     assert "github-pat-classic" not in load_rules([path]).by_id()
+
+
+def test_every_shipped_rule_passes_the_checks_a_user_rule_gets() -> None:
+    """load_rules trusts keyward's own files (their regexes compile when first used), so the
+    checks it skips for them are run here."""
+    from keyward.scan.rules import builtin_rule_files
+
+    for path in builtin_rule_files():
+        for rule, _ in parse_rule_file(path, validate=True):
+            if rule.context is None:
+                assert rule.pattern.groupindex.get("secret"), rule.id
+
+
+def test_a_shipped_rule_compiles_its_regex_only_when_used() -> None:
+    rule = load_rules().by_id()["github-pat-classic"]
+    assert rule._compiled == []
+    assert rule.pattern.search("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")
