@@ -7,7 +7,7 @@ value's **shape**, and this module supplies the grammar that joins them, shared 
 member of the family::
 
     [[rules]]
-    id = "ipstack-api-key"
+    id = "ipstack-access-key"
     description = "ipstack API access key (in context)"
     severity = "medium"
     keywords = ["ipstack"]
@@ -272,6 +272,9 @@ def _names_credential(words: Sequence[str]) -> bool:
                for w in words)  # fmt: skip
 
 
+_IDENTIFIER_TAIL = re.compile(r"[\w.\-]{1,40}(?:[ \t]{1,2}[\w.\-]{1,30}){0,3}", re.ASCII)
+
+
 def _starts_word(text: str, p: int) -> bool:
     if p == 0:
         return True
@@ -290,17 +293,24 @@ def _identifier_start(text: str, p: int) -> int:
 
 
 def finditer(
-    keywords: Sequence[str], ctx: Context, text: str, lowered: str
+    keywords: Sequence[str],
+    ctx: Context,
+    text: str,
+    lowered: str,
+    starts: dict[int, int] | None = None,
 ) -> Iterator[re.Match[str]]:
-    """Non-overlapping matches of a context rule in ``text`` (``lowered``: its ASCII-lowered
-    copy, same offsets), in order. The ``secret`` group spans the value."""
-    starts: dict[int, int] = {}  # keyword start -> longest keyword length there
-    for k in keywords:
-        i = lowered.find(k)
-        while i >= 0:
-            if len(k) > starts.get(i, 0):
-                starts[i] = len(k)
-            i = lowered.find(k, i + 1)
+    """Non-overlapping matches of a context rule in ``text``, in order; the ``secret`` group
+    spans the value. ``starts`` maps each keyword start to the longest keyword there, when the
+    caller knows them (hyperscan finds them in one pass); otherwise they are found in
+    ``lowered``, the ASCII-lowered text (same offsets)."""
+    if starts is None:
+        starts = {}
+        for k in keywords:
+            i = lowered.find(k)
+            while i >= 0:
+                if len(k) > starts.get(i, 0):
+                    starts[i] = len(k)
+                i = lowered.find(k, i + 1)
     if not starts:
         return
     pattern = tail_pattern(ctx.shapes, ctx.prefix)
@@ -310,6 +320,13 @@ def finditer(
         if p < end or not _starts_word(text, p):
             continue
         n = starts[p]
+        after = text[p + n : p + n + 1]
+        if after.isalnum() and not after.isdigit():
+            camel = text[p + n - 1].islower() and after.isupper()
+            if not camel:
+                tail = _IDENTIFIER_TAIL.match(text, p + n)
+                if not _names_credential(key_words(tail[0] if tail else "")):
+                    continue  # the keyword only starts a longer word (SQLAlchemy, limited)
         m = pattern.match(text, p + n)
         if m is None:
             continue
@@ -318,11 +335,6 @@ def finditer(
         subs = [s for s in (m["sub"], m["call"], m["nsub"]) if s]
         for s in subs:
             words.extend(key_words(s))
-        after = text[p + n : p + n + 1]
-        if after.isalnum() and not after.isdigit():
-            camel = text[p + n - 1].islower() and after.isupper()
-            if not camel and not _names_credential(key_words(text[p + n : m.end("rest")])):
-                continue  # the keyword is only the start of a longer word
         if m["nsub"] and not _names_credential(key_words(m["nsub"])):
             continue  # a nested key must name a credential itself
         if m["blank"] is not None and not text[_identifier_start(text, p) : p].startswith("-"):

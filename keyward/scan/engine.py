@@ -61,6 +61,11 @@ class Matcher(Protocol):
         None when this matcher cannot tell cheaply (the caller then finds them itself)."""
         ...
 
+    def context_keyword_spans(self, chunk: Chunk, keywords: Sequence[str]) -> dict[int, int] | None:
+        """Where one of a context rule's ``keywords`` starts in ``chunk.text`` and the length
+        of the longest one starting there, or None when the caller must find them itself."""
+        ...
+
 
 class _Lazy:
     """The lower-cased chunk text, computed at most once and only when needed."""
@@ -123,6 +128,9 @@ class KeywordMatcher:
     def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
         return None
 
+    def context_keyword_spans(self, chunk: Chunk, keywords: Sequence[str]) -> dict[int, int] | None:
+        return None
+
 
 class HyperscanMatcher:
     """Hyperscan decides which rules can match a chunk, in at most two passes over its bytes.
@@ -182,6 +190,13 @@ class HyperscanMatcher:
         self._starts_chunk: Chunk | None = None
         self._starts: dict[str, set[int]] = {}
         self._on_generic_keyword = self._generic_keyword_hit
+        # Every occurrence of the context rules' keywords, scanned only for chunks where a
+        # context rule is a candidate (built lazily).
+        self._context_keywords = sorted({k for r in rules if r.context for k in r.keywords})
+        self._context_kw: Any = _UNSET
+        self._context_chunk: Chunk | None = None
+        self._context_starts: dict[str, list[int]] = {}
+        self._on_context_keyword = self._context_keyword_hit
         # The provider union: (database, scratch, rule index of each pattern id), built lazily.
         self._union: Any = _UNSET
         self._rejected: frozenset[int] = frozenset()
@@ -267,6 +282,43 @@ class HyperscanMatcher:
     def _generic_keyword_hit(self, kw: int, start: int, end: int, flags: int, ctx: Any) -> None:
         keyword = self._generic_keywords[kw]
         self._starts[keyword].add(end - len(keyword))
+
+    def _context_keyword_hit(self, kw: int, start: int, end: int, flags: int, ctx: Any) -> None:
+        keyword = self._context_keywords[kw]
+        self._context_starts.setdefault(keyword, []).append(end - len(keyword))
+
+    def context_keyword_spans(self, chunk: Chunk, keywords: Sequence[str]) -> dict[int, int] | None:
+        """Every context keyword's starts in one hyperscan pass per chunk (caseless ASCII, as
+        the lower-cased search of the ``re`` engine finds them), then this rule's."""
+        if not self._context_keywords:
+            return None
+        if self._context_chunk is not chunk:
+            text = chunk.text
+            data = chunk.data if chunk.data is not None else _utf8(text)
+            if self._context_kw is _UNSET:
+                hs = self._hs
+                literals = [
+                    b"".join(b"\\x%02x" % c for c in k.encode("utf-8"))
+                    for k in self._context_keywords
+                ]
+                db = self._database(literals, hs.HS_FLAG_CASELESS, "c")
+                self._context_kw = (db, hs.Scratch(db))
+            self._context_starts = {}
+            db, scratch = self._context_kw
+            db.scan(data, match_event_handler=self._on_context_keyword, scratch=scratch)
+            if len(data) != len(text):
+                mapped = _to_char_offsets(
+                    data, {k: set(v) for k, v in self._context_starts.items()}
+                )
+                self._context_starts = {k: sorted(v) for k, v in mapped.items()}
+            self._context_chunk = chunk
+        spans: dict[int, int] = {}
+        for k in keywords:
+            n = len(k)
+            for p in self._context_starts.get(k, ()):
+                if n > spans.get(p, 0):
+                    spans[p] = n
+        return spans
 
     def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
         """All starts of the generic keywords in one pass. Hyperscan's caseless literals
@@ -448,7 +500,10 @@ class Engine:
                 starts,
             )
         elif rule.context is not None:  # also only where a keyword starts, as a word
-            found = context.finditer(rule.keywords, rule.context, text, lowered.get())
+            spans = self.matcher.context_keyword_spans(chunk, rule.keywords)
+            found = context.finditer(
+                rule.keywords, rule.context, text, lowered.get() if spans is None else text, spans
+            )
         else:
             found = rule.pattern.finditer(text)
         for m in found:

@@ -20,7 +20,7 @@ A **context rule** (the long tail of APIs whose keys have no prefix) gives the v
 instead of a regex; its keywords are the provider's names, matched as words of the key, and
 the assignment grammar is shared by the family (see :mod:`keyward.scan.context`)::
 
-    id = "ipstack-api-key"
+    id = "ipstack-access-key"
     description = "ipstack API access key (in context)"
     severity = "medium"
     keywords = ["ipstack"]                # `_` also matches `-`, `.` and nothing
