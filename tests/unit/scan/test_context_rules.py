@@ -264,3 +264,15 @@ def test_rules_list_shows_a_context_rules_shape(capsys: pytest.CaptureFixture[st
     doc = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert doc["ipstack-access-key"]["shape"] == ["hex32"]
     assert "shape" not in doc["github-pat-classic"]
+
+
+def test_both_engines_place_a_context_finding_after_non_ascii_text(acme: dict[str, Rule]) -> None:
+    if not hyperscan_available():
+        pytest.skip("hyperscan not installed")
+    text = f"déjà vu ✓ 日本語\nnaïve = 1; ACME_TOKEN={H} # ✓\nbracme_token = '{H}'"
+    found = []
+    for backend in BACKENDS:
+        engine = engine_for(load_rules_for(acme), backend)  # type: ignore[arg-type]
+        chunk = Chunk(text, Location(path="a.env"), data=text.encode())
+        found.append([(f.rule_id, f.location.line, f.location.column) for f in engine.scan(chunk)])
+    assert found[0] == found[1] == [("acme-api-key", 2, text.split("\n")[1].index(H) + 1)]
