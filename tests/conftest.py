@@ -20,6 +20,15 @@ from pathlib import Path
 
 import pytest
 
+# A test run started by git itself (`git rebase -x pytest`, a hook) inherits variables that
+# point every `git` the tests run at the *enclosing* repository: `git init` in a temporary
+# directory would then rewrite this checkout's config. The tests build their own repositories.
+for _var in (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX",
+):  # fmt: skip
+    os.environ.pop(_var, None)
+
 
 def free_port() -> int:
     with socket.socket() as s:
