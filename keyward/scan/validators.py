@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import zlib
 from collections.abc import Callable
 
@@ -208,6 +209,189 @@ def azure_devops_pat(secret: str) -> bool:
     return any(crc ^ seed == embedded for seed in _ADO_PAT_SEEDS)
 
 
+def jwt_base64(secret: str) -> bool:
+    """A JWT that was base64-encoded once more (``ZXlK...`` is base64 of ``eyJ``), as in
+    Kubernetes Secret ``data:`` values and some CI variables: the decoded text is a JWT."""
+    raw = _b64decode(secret.rstrip("="))
+    if raw is None:
+        return False
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return False
+    return jwt(text)
+
+
+_SLACK_CONFIG_PAYLOAD = re.compile(r"[0-9]{1,3}(?:-[0-9]{1,20}){3,6}-[0-9a-f]{32,128}")
+
+
+def slack_config_token(secret: str) -> bool:
+    """Slack app configuration tokens (``xoxe.xoxp-1-``, ``xoxe-1-``): after the version, the
+    body is unpadded base64 of ``<version>-<ids...>-<hex digest>``."""
+    body = secret.rsplit("-", 1)[-1]
+    raw = _b64decode(body)
+    if raw is None:
+        return False
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return _SLACK_CONFIG_PAYLOAD.fullmatch(text) is not None
+
+
+def atlassian_data_center_pat(secret: str) -> bool:
+    """Jira/Confluence/Bitbucket Data Center personal access tokens: base64 of
+    ``<12-digit token id>:<20 random bytes>``."""
+    raw = _b64decode(secret)
+    return raw is not None and len(raw) == 33 and raw[:12].isdigit() and raw[12:13] == b":"
+
+
+def discord_user_id(secret: str) -> bool:
+    """The first part of a Discord bot token is the bot's id (a snowflake: 17-20 decimal
+    digits, no leading zero) in unpadded base64; the second a 6-character timestamp."""
+    parts = secret.split(".")
+    if len(parts) != 3 or len(parts[1]) != 6:
+        return False
+    raw = _b64decode(parts[0])
+    return (
+        raw is not None
+        and raw.isdigit()
+        and 17 <= len(raw) <= 20
+        and raw[:1] != b"0"
+        and int(raw) >> 22 > 0  # a snowflake carries a timestamp in its high bits
+    )
+
+
+def grafana_cloud_token_any(secret: str) -> bool:
+    """Grafana Cloud ``glc_`` tokens. Access-policy tokens are base64 JSON naming the org and
+    key; older Cloud API keys are opaque base64. A JSON-looking body (``eyJ``) must decode."""
+    body = secret.removeprefix("glc_")
+    if body.startswith("eyJ"):
+        return grafana_cloud_token(secret)
+    return len(set(body)) >= 16
+
+
+# Microsoft's "identifiable secrets" carry a Marvin32 checksum, keyed by a per-service seed,
+# in their last four bytes, right after a fixed 4-character service signature
+# (https://github.com/microsoft/security-utilities, MIT: IdentifiableSecrets.cs and
+# IdentifiableMetadata.cs, where the seeds are published).
+_M32 = 0xFFFFFFFF
+
+
+def _rotl32(x: int, n: int) -> int:
+    return ((x << n) | (x >> (32 - n))) & _M32
+
+
+def marvin32(data: bytes, seed: int) -> int:
+    """Marvin32 (as in .NET's string hashing), collapsed to 32 bits (``p0 ^ p1``)."""
+    p0, p1 = seed & _M32, (seed >> 32) & _M32
+
+    def block(p0: int, p1: int) -> tuple[int, int]:
+        p1 ^= p0
+        p0 = _rotl32(p0, 20)
+        p0 = (p0 + p1) & _M32
+        p1 = _rotl32(p1, 9)
+        p1 ^= p0
+        p0 = _rotl32(p0, 27)
+        p0 = (p0 + p1) & _M32
+        p1 = _rotl32(p1, 19)
+        return p0, p1
+
+    full = len(data) - len(data) % 4
+    for i in range(0, full, 4):
+        p0 = (p0 + int.from_bytes(data[i : i + 4], "little")) & _M32
+        p0, p1 = block(p0, p1)
+    tail = data[full:]
+    final = 0x80 << (8 * len(tail)) | int.from_bytes(tail, "little")
+    p0 = (p0 + final) & _M32
+    p0, p1 = block(p0, p1)
+    p0, p1 = block(p0, p1)
+    return p0 ^ p1
+
+
+def _seed(name: str) -> int:
+    """An HIS v1 checksum seed: the 8 ASCII bytes of ``name``, reversed, read as an integer."""
+    return int.from_bytes(name.encode("ascii")[::-1], "little")
+
+
+_MESSAGING = (_seed("Send0000"), _seed("Listen00"), _seed("Manage00"), _seed("System00"))
+_AZURE_SEEDS: dict[str, tuple[int, ...]] = {
+    "+ASb": _MESSAGING,  # Service Bus
+    "+AEh": _MESSAGING,  # Event Hubs
+    "+ARm": _MESSAGING,  # Relay
+    "AzFu": (_seed("Functi00"), _seed("System00"), _seed("Master00")),  # Functions
+    "ACDb": tuple(  # Cosmos DB
+        _seed(n)
+        for n in (
+            "SysAll00", "Resour00", "MastRO00", "SystRO00", "Encryp00", "MastRW00", "SystRW00",
+        )  # fmt: skip
+    ),
+    "AzCa": (_seed("Access00"),),  # Cache for Redis
+    "+ASt": (_seed("Default0"),),  # Storage
+    "+ACR": (_seed("ACRDflt0"),),  # Container Registry
+    "AIoT": (_seed("IoTHub00"), _seed("DpsKey00"), _seed("Device00")),  # IoT Hub, DPS, devices
+    "APIM": (_seed("Tenant00"), _seed("IoTHub00"), _seed("Gatewy00"), _seed("GitKey00")),
+    "+ABa": (_seed("AbAcct00"),),  # Batch
+    "+AMC": (_seed("Classic0"),),  # Machine Learning classic web services
+    "/AM7": (_seed("Classic0"),),  # (the signature later releases use)
+    "AZEG": (_seed("SendRecv"),),  # Event Grid (32-byte legacy identifiable keys)
+    "AzSe": (_seed("Query000"), _seed("PAdmin00")),  # AI Search query and admin keys
+}
+_AZURE_SEARCH_QUERY = (_seed("Query000"),)
+_AZURE_SEARCH_ADMIN = (_seed("PAdmin00"),)
+
+
+def _azure_identifiable(secret: str, seeds: tuple[int, ...] | None = None) -> bool:
+    trimmed = secret.rstrip("=")
+    if len(trimmed) < 40:
+        return False
+    signature = trimmed[-10:-6]
+    if seeds is None:
+        seeds = _AZURE_SEEDS.get(signature)
+        if seeds is None:
+            return False
+    raw = _b64decode(secret)
+    if raw is None or len(raw) < 24:
+        return False
+    checksum = int.from_bytes(raw[-4:], "little")
+    body = raw[:-4]
+    return any(marvin32(body, s) == checksum for s in seeds)
+
+
+def azure_identifiable_key(secret: str) -> bool:
+    """An Azure identifiable key (Storage ``+ASt``, Cosmos DB ``ACDb``, Functions ``AzFu``,
+    API Management ``APIM``, Service Bus ``+ASb``, ...): the Marvin32 checksum under one of
+    its service's published seeds matches the last four bytes."""
+    return _azure_identifiable(secret)
+
+
+def azure_search_query_key(secret: str) -> bool:
+    """Azure AI Search identifiable query key (``AzSe``, query-key seed)."""
+    return _azure_identifiable(secret, _AZURE_SEARCH_QUERY)
+
+
+def azure_search_admin_key(secret: str) -> bool:
+    """Azure AI Search identifiable admin key (``AzSe``, admin-key seed)."""
+    return _azure_identifiable(secret, _AZURE_SEARCH_ADMIN)
+
+
+_CASK_SEED = _seed("Default0")
+
+
+def azure_common_annotated_key(secret: str) -> bool:
+    """Microsoft "common annotated security keys" (84 characters, ``JQQJ99`` at offset 52, a
+    4-letter provider signature at offset 76): the last four characters are the base64 of
+    the first three bytes of Marvin32 (seed ``Default0``) over the decoded first 80."""
+    if len(secret) != 84 or secret[52:57] != "JQQJ9":
+        return False
+    try:
+        raw = base64.b64decode(secret[:80], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    check = marvin32(raw, _CASK_SEED).to_bytes(4, "little")[:3]
+    return base64.b64encode(check).decode("ascii") == secret[80:]
+
+
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 
@@ -280,4 +464,13 @@ VALIDATORS: dict[str, Validator] = {
     "azure-devops-pat": azure_devops_pat,
     "bech32": bech32,
     "pem-private-key": pem_private_key,
+    "jwt-base64": jwt_base64,
+    "slack-config-token": slack_config_token,
+    "atlassian-data-center-pat": atlassian_data_center_pat,
+    "discord-user-id": discord_user_id,
+    "grafana-cloud-token-any": grafana_cloud_token_any,
+    "azure-identifiable-key": azure_identifiable_key,
+    "azure-search-query-key": azure_search_query_key,
+    "azure-search-admin-key": azure_search_admin_key,
+    "azure-common-annotated-key": azure_common_annotated_key,
 }
