@@ -314,18 +314,15 @@ def _seed(name: str) -> int:
     return int.from_bytes(name.encode("ascii")[::-1], "little")
 
 
+_COSMOS_KEY_KINDS = ("SysAll00", "Resour00", "MastRO00", "SystRO00", "Encryp00", "MastRW00")
+_COSMOS_KEY_KINDS += ("SystRW00",)
 _MESSAGING = (_seed("Send0000"), _seed("Listen00"), _seed("Manage00"), _seed("System00"))
 _AZURE_SEEDS: dict[str, tuple[int, ...]] = {
     "+ASb": _MESSAGING,  # Service Bus
     "+AEh": _MESSAGING,  # Event Hubs
     "+ARm": _MESSAGING,  # Relay
     "AzFu": (_seed("Functi00"), _seed("System00"), _seed("Master00")),  # Functions
-    "ACDb": tuple(  # Cosmos DB
-        _seed(n)
-        for n in (
-            "SysAll00", "Resour00", "MastRO00", "SystRO00", "Encryp00", "MastRW00", "SystRW00",
-        )  # fmt: skip
-    ),
+    "ACDb": tuple(_seed(n) for n in _COSMOS_KEY_KINDS),  # Cosmos DB
     "AzCa": (_seed("Access00"),),  # Cache for Redis
     "+ASt": (_seed("Default0"),),  # Storage
     "+ACR": (_seed("ACRDflt0"),),  # Container Registry
