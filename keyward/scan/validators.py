@@ -314,8 +314,7 @@ def _seed(name: str) -> int:
     return int.from_bytes(name.encode("ascii")[::-1], "little")
 
 
-_COSMOS_KEY_KINDS = ("SysAll00", "Resour00", "MastRO00", "SystRO00", "Encryp00", "MastRW00")
-_COSMOS_KEY_KINDS += ("SystRW00",)
+_COSMOS_KEY_KINDS = "SysAll00 Resour00 MastRO00 SystRO00 Encryp00 MastRW00 SystRW00".split()
 _MESSAGING = (_seed("Send0000"), _seed("Listen00"), _seed("Manage00"), _seed("System00"))
 _AZURE_SEEDS: dict[str, tuple[int, ...]] = {
     "+ASb": _MESSAGING,  # Service Bus
