@@ -39,6 +39,23 @@ _PLACEHOLDER_TEMPLATE = re.compile(
 _SEQUENCE = re.compile(r"(?:0123456789|abcdefgh|12345678|abcdef)+\w{0,8}")
 
 
+def _runs(alphabet: str, n: int = 8) -> list[str]:
+    return [alphabet[i : i + n] for i in range(len(alphabet) - n + 1)]
+
+
+# Eight or more consecutive characters of the alphabet or the digits, ascending or descending
+# (`abcdefgh`, `KLMNOPQR`, `98765432`): the body of a documentation token behind a real prefix
+# (`da2-abcdefghijklmnopqrstuvwxyz`, `mlsn.0123456789abcdef...`). A random 40-character token
+# holds such a run with a probability below 10^-11.
+_ALPHABET_RUN = re.compile(
+    "|".join(
+        run
+        for alphabet in ("0123456789", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        for run in _runs(alphabet) + _runs(alphabet[::-1])
+    )
+)
+
+
 def is_placeholder(secret: str) -> bool:
     """True for values that are clearly not real credentials."""
     if not secret:
@@ -51,7 +68,9 @@ def is_placeholder(secret: str) -> bool:
     # one repeated character or a run such as 0000000000 / aaaaaaaaaa
     if len(set(secret)) <= 2 and len(secret) >= 4:
         return True
-    return bool(_SEQUENCE.fullmatch(low))
+    if _SEQUENCE.fullmatch(low):
+        return True
+    return _ALPHABET_RUN.search(secret) is not None
 
 
 def generic_matches(

@@ -246,6 +246,11 @@ def atlassian_data_center_pat(secret: str) -> bool:
     return raw is not None and len(raw) == 33 and raw[:12].isdigit() and raw[12:13] == b":"
 
 
+_DISCORD_LAUNCH_MS = 132 * 86_400_000  # 2015-05-13
+_DISCORD_LATEST_MS = 35 * 365 * 86_400_000  # about 2050
+_DIGIT_RUN = re.compile(rb"01234567|12345678|23456789|98765432|87654321|76543210")
+
+
 def discord_user_id(secret: str) -> bool:
     """The first part of a Discord bot token is the bot's id (a snowflake: 17-20 decimal
     digits, no leading zero) in unpadded base64; the second a 6-character timestamp."""
@@ -258,7 +263,9 @@ def discord_user_id(secret: str) -> bool:
         and raw.isdigit()
         and 17 <= len(raw) <= 20
         and raw[:1] != b"0"
-        and int(raw) >> 22 > 0  # a snowflake carries a timestamp in its high bits
+        and _DIGIT_RUN.search(raw) is None  # 123456789012345678: a documentation id
+        # a snowflake's high bits are milliseconds since 2015-01-01: Discord opened in May 2015
+        and _DISCORD_LAUNCH_MS <= int(raw) >> 22 <= _DISCORD_LATEST_MS
     )
 
 

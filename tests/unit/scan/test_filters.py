@@ -48,6 +48,22 @@ def test_real_looking_values_are_not_placeholders(value: str) -> None:
     assert not filters.is_placeholder(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["da2-abcdefghijklmnopqrstuvwxyz", "mlsn.0123456789abcdef0123456789abcdef", "sgp_ZYXWVUTSRQ",
+     "AKIA98765432QWERTYUI"],
+)  # fmt: skip
+def test_an_alphabet_or_digit_run_behind_a_prefix_is_a_placeholder(value: str) -> None:
+    assert filters.is_placeholder(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["da2-k3vq9xw2mz7rtp4hbnc6yjd5fa", "mlsn.5f0c9e2a7b41d86e3c0f9a1b2d7e4c6f", "abcdefg"]
+)
+def test_short_runs_inside_a_random_token_are_kept(value: str) -> None:
+    assert not filters.is_placeholder(value)
+
+
 def test_a_password_like_literal_is_kept() -> None:
     assert_kept('db_password = "Kq7#vLp2!xWz"')
     assert filters.generic_reject("Kq7#vLp2!xWz", 'db_password = "Kq7#vLp2!xWz"', "a.py") is None
