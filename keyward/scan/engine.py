@@ -46,6 +46,7 @@ Backend = Literal["auto", "hyperscan", "re"]
 
 INLINE_ALLOW = ("keyward: allow", "keyward:allow", "pragma: allowlist secret")
 INLINE_ALLOW_NEXT = "pragma: allowlist nextline secret"
+COMPANION_TAG = "companion"  # see Engine.companion_ids
 _LINE_WINDOW = 240  # context around a generic rule's value handed to filters.generic_reject
 
 
@@ -446,6 +447,13 @@ class Engine:
     ) -> None:
         self.rules = rules.rules
         self.generic_ids = frozenset(r.id for r in self.rules if r.generic)
+        # Rules tagged "companion" (a GitHub OAuth client id, a Vault AppRole role_id) name the
+        # account a secret belongs to but are no secret themselves: when a loaded rule pairs
+        # with them, they are reported only as that rule's companion, never on their own.
+        partners = {r.pair.rule for r in self.rules if r.pair}
+        self.companion_ids = frozenset(
+            r.id for r in self.rules if COMPANION_TAG in r.tags and r.id in partners
+        )
         self._fp = fingerprinter
         if backend == "auto":
             backend = "hyperscan" if hyperscan_available() else "re"
@@ -551,13 +559,19 @@ class Engine:
         )
 
     def _pair(self, findings: list[Finding], matches: list[_Match]) -> list[Finding]:
-        """Merge findings whose rule pairs with another (e.g. AWS key id + secret key).
+        """Merge findings whose rule pairs with another (e.g. AWS key id + secret key), and
+        drop the unpaired findings of companion-only rules.
 
         Each finding of a pairing rule takes the nearest unused finding of its partner rule
         within ``pair.lines`` lines (the first one on a tie); partners are looked up by line
         with a binary search, so a file with thousands of keys stays linear.
         """
+        companions = self.companion_ids
         if not any(m.rule.pair for m in matches):
+            if companions:
+                return [
+                    f for f, m in zip(findings, matches, strict=True) if m.rule.id not in companions
+                ]
             return findings
         by_rule: dict[str, tuple[list[int], list[int]]] = {}  # rule id -> (lines, indexes)
         for j, m in enumerate(matches):  # matches are sorted by offset, so lines ascend
@@ -590,7 +604,9 @@ class Engine:
                         findings[i].severity, findings[best].severity, key=lambda s: s.rank
                     ),
                 )
-        return [f for k, f in enumerate(out) if k not in used]
+        return [
+            f for k, f in enumerate(out) if k not in used and matches[k].rule.id not in companions
+        ]
 
 
 def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:

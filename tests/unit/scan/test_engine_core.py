@@ -212,6 +212,50 @@ def test_thousands_of_paired_keys_each_pair_with_their_neighbour() -> None:
     assert [f.location.line for f in ids] == list(range(1, 6000, 3))
 
 
+COMPANION_RULES = """
+[[rules]]
+id = "kw-test-client-secret"
+description = "Test client secret"
+regex = '''client_secret=(?P<secret>[a-f0-9]{40})'''
+keywords = ["client_secret"]
+pair = { rule = "kw-test-client-id", lines = 3 }
+
+[[rules]]
+id = "kw-test-client-id"
+description = "Test client id"
+severity = "info"
+regex = '''client_id=(?P<secret>Ci[A-Za-z0-9]{14})'''
+keywords = ["client_id"]
+tags = ["companion"]
+"""
+
+
+@pytest.mark.parametrize("backend", ["re", "hyperscan"] if hyperscan_available() else ["re"])
+def test_a_companion_rule_is_reported_only_with_the_secret_it_names(
+    tmp_path: Path, backend: str
+) -> None:
+    path = tmp_path / "companion.toml"
+    path.write_text(COMPANION_RULES, encoding="utf-8")
+    rules = load_rules([path], builtin=False)
+    engine = engine_for(rules, backend)  # type: ignore[arg-type]
+    secret, client_id = "3f9a0c6e1b27d84f5a9e0c3b7d61f2a48e5c9b07", "Ci4Jq8ZpW2xLk7Vn"
+
+    def scan(text: str) -> list[tuple[str, str | None]]:
+        found = engine.scan(Chunk(text, Location(path="app.env")))
+        return [(f.rule_id, f.companion) for f in found]
+
+    both = f"client_id={client_id}\nclient_secret={secret}\n"
+    assert scan(both) == [("kw-test-client-secret", client_id)]
+    assert scan(f"client_id={client_id}\n") == []  # an identifier alone is no finding
+    assert scan(f"client_secret={secret}\n") == [("kw-test-client-secret", None)]
+    far = f"client_id={client_id}\n\n\n\n\nclient_secret={secret}\n"
+    assert scan(far) == [("kw-test-client-secret", None)]
+    # Without a rule that pairs with it, a companion-tagged rule is an ordinary rule.
+    alone = type(rules)(tuple(r for r in rules.rules if r.id == "kw-test-client-id"))
+    found = engine_for(alone, backend).scan(Chunk(f"client_id={client_id}", Location(path="x")))  # type: ignore[arg-type]
+    assert [f.rule_id for f in found] == ["kw-test-client-id"]
+
+
 @needs_hs
 def test_a_rule_hyperscan_rejects_still_matches_through_its_keywords(tmp_path: Path) -> None:
     """The union fails to compile (hyperscan refuses the inline (?a) flag); that rule alone

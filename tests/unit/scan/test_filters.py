@@ -58,7 +58,8 @@ def test_an_alphabet_or_digit_run_behind_a_prefix_is_a_placeholder(value: str) -
 
 
 @pytest.mark.parametrize(
-    "value", ["da2-k3vq9xw2mz7rtp4hbnc6yjd5fa", "mlsn.5f0c9e2a7b41d86e3c0f9a1b2d7e4c6f", "xk2-abcdefg9Qm"]
+    "value",
+    ["da2-k3vq9xw2mz7rtp4hbnc6yjd5fa", "mlsn.5f0c9e2a7b41d86e3c0f9a1b2d7e4c6f", "xk2-abcdefg9Qm"],
 )
 def test_short_runs_inside_a_random_token_are_kept(value: str) -> None:
     assert not filters.is_placeholder(value)
