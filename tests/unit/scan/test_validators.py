@@ -5,16 +5,26 @@ Every token here is a fake generated for these tests, with a correctly computed 
 
 from __future__ import annotations
 
+import base64
 import zlib
 
 import pytest
 
 from keyward.scan.validators import (
     atlassian_crc32,
+    atlassian_data_center_pat,
+    azure_common_annotated_key,
     azure_devops_pat,
+    azure_identifiable_key,
+    azure_search_admin_key,
+    azure_search_query_key,
     bech32,
+    discord_user_id,
     gitlab_token,
+    jwt_base64,
+    marvin32,
     pem_private_key,
+    slack_config_token,
 )
 
 GL_V1 = "glpat-YzoxCm86MzVkcwp1OmdieXhkYVpuXrBGbgA3yJCCKA8sLxA.01.1b0wnyp3y"
@@ -174,3 +184,101 @@ def test_structure_validators_accept_the_structure_and_reject_other_payloads(
     check = getattr(validators, name)
     assert check(good)
     assert not check(bad)
+
+
+# Microsoft identifiable keys, Slack configuration tokens, Discord bot tokens, Data Center PATs
+# and base64-wrapped JWTs, each generated for these tests in the provider's published layout.
+AZFU = "98dwHQEX6fHwzpUIq7EVGcRaPAQH_MkEWKWfe512JhcuAzFutn66Cg=="
+STORAGE = "A4B84fc/EKqK6XcRmawWg5QLRdOOEKVNe9laRD+n7jN04IeqBPGCEgFVJLV5qGAqDROWfykTjjck+AStb6yfuQ=="
+SEARCH_ADMIN = "xRz0hySrTnQKakapzgotRSdM9Ngnx9V2CpBiw1l+V5AzSeB/pkQV"
+SEARCH_QUERY = "C8jueN7RmOErcLvHhNBwS0Yfxy9qb8Qe8Ica1Nd8YNAzSeBZrw61"
+SERVICE_BUS = "pDFYG7Ozz/YolOjxRPgn2df7uFLLyXK4E+ASbCLK4pc="
+CASK = "IIDnK7J1iEtUKAqrDoFwyJ6NCbZvUN0rY7369Rio6TbUrk2J1iFwJQQJ99BAACQRaZ2kXJ3w3BAAACOGPmMC"
+SLACK_ACCESS = (
+    "xoxe.xoxp-1-Mi0yLTc0MzQ5NjA1NzMtODI2NDAxNzY0NjcyNi04MjQ5NTk1MzI4OTc3LTE3MTA1NzEyOTU1NDQt"
+    "YTk2ODI2YWFhZTgyMzc4YjQwYzExNjRhYmQyOThmN2IyMGE3NWZmNDI0NzVjYTRlMWIyYmQxMmE3NmJjZjEwZQ"
+)
+SLACK_REFRESH = (
+    "xoxe-1-My0xLTI0NjUyNzMwNTktNjYyMTAzMzk5ODI4Mi01MDk3NTk1NDY2NTM0LTBhODMxNmI1YTliODVlNTBkN"
+    "zZlODViZGZmZmViM2M0M2ZmMzQ4NzJhYzliYzZmZWFlM2UyMjY1YTVjODY4MDU"
+)
+DISCORD = "NzUyMTYyMjQ5Mzg5MzI1NzE0.Hh2prn.3VwyBlkofTY541ri3yh_ofkUU0UEdta34DzIIJ"
+DC_PAT = "NDY3NjM0ODU4ODcxOk3OxQbM2IAuJCVgbS2HI+xNGH2K"
+JWT_B64 = (
+    "ZXlKaGJHY2lPaUpJVXpJMU5pSXNJblI1Y0NJNklrcFhWQ0o5LmV5SnpkV0lpT2lKa1pUTTVNVEE1TlMwME5EVmlM"
+    "VFJsTXpNdFlUSXpNQzFpTW1JMU9UbGxNR1JsT0RZaUxDSnBZWFFpT2pFM01qSTFNemc0T0Rrc0ltVjRjQ0k2TVRj"
+    "eU1qVTBNalE0T1N3aWFYTnpJam9pYUhSMGNITTZMeTloZFhSb0xubHVlSEJwYXk1cGJ5SjkuS2hES2NEcHhQOEVS"
+    "Uk5NbjBLSFUtWTlHSmZway16Y3pqNFVsNnpaWHVhMA=="
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [("", 0x30ED35C100CD3C7D), ("af", 0x48E73FC77D75DDC1), ("e70f", 0xB5F6E1FC485DBFF8),
+     ("37f495", 0xF0B07C789B8CF7E8), ("8642dc59", 0x7008F2E87E9CF556),
+     ("153fb79826", 0xE6C08C6DA2AFA997), ("0932e6246c47", 0x6F04BF1A5EA24060),
+     ("ab427ea8d10fc7", 0xE11847E4F0678C41)],
+)  # fmt: skip
+def test_marvin32_matches_the_dotnet_reference_vectors(data: str, expected: int) -> None:
+    """The 64-bit results of .NET's Marvin tests (seed 0x004FB61A001BDBCC), folded to 32 bits."""
+    folded = (expected >> 32) ^ (expected & 0xFFFFFFFF)
+    assert marvin32(bytes.fromhex(data), 0x004FB61A001BDBCC) == folded
+
+
+@pytest.mark.parametrize("key", [AZFU, STORAGE, SERVICE_BUS])
+def test_azure_identifiable_key_with_matching_checksum_is_valid(key: str) -> None:
+    assert azure_identifiable_key(key)
+
+
+@pytest.mark.parametrize("key", [AZFU, STORAGE, SERVICE_BUS, SEARCH_ADMIN])
+def test_azure_identifiable_key_with_an_altered_byte_is_invalid(key: str) -> None:
+    i = 5
+    altered = key[:i] + ("B" if key[i] != "B" else "C") + key[i + 1 :]
+    assert not azure_identifiable_key(altered)
+    assert not azure_search_admin_key(altered)
+
+
+def test_azure_search_keys_tell_admin_from_query_by_their_seed() -> None:
+    assert azure_search_admin_key(SEARCH_ADMIN) and not azure_search_query_key(SEARCH_ADMIN)
+    assert azure_search_query_key(SEARCH_QUERY) and not azure_search_admin_key(SEARCH_QUERY)
+
+
+def test_an_unknown_signature_is_not_an_identifiable_key() -> None:
+    assert not azure_identifiable_key(STORAGE[:76] + "ZZZZ" + STORAGE[80:])
+
+
+def test_common_annotated_key_checksum() -> None:
+    assert azure_common_annotated_key(CASK)
+    assert not azure_common_annotated_key(_flip_last(CASK))
+    assert not azure_common_annotated_key(CASK[:10] + "Q" + CASK[11:])
+    assert not azure_common_annotated_key(CASK + "A")
+
+
+def test_slack_config_tokens_decode_to_their_payload() -> None:
+    assert slack_config_token(SLACK_ACCESS)
+    assert slack_config_token(SLACK_REFRESH)
+    random_body = "xoxe-1-" + "Qk8zT2xLm4Vn7Rp1Xs5Wd9Hj3Fg6Bc0Ze2Ya8Ut4Io1Kl7Mn3Bv5Cx9" * 2
+    assert not slack_config_token(random_body)
+
+
+def test_discord_bot_token_carries_a_plausible_snowflake() -> None:
+    assert discord_user_id(DISCORD)
+    first, ts, mac = DISCORD.split(".")
+    assert not discord_user_id(f"{first}.{ts}x.{mac}")  # the timestamp part is 6 characters
+    def token(user_id: str) -> str:
+        return base64.b64encode(user_id.encode()).decode().rstrip("=") + f".{ts}.{mac}"
+
+    assert discord_user_id(token("752162249389325714"))
+    assert not discord_user_id(token("10000000000000000"))  # timestamp bits predate Discord
+    assert not discord_user_id(token("123456789012345678"))  # a documentation run of digits
+    assert not discord_user_id(token("0752162249389325714"))  # leading zero
+
+
+def test_data_center_pat_decodes_to_an_id_and_a_colon() -> None:
+    assert atlassian_data_center_pat(DC_PAT)
+    assert not atlassian_data_center_pat("N36BWLKRN5B3W/Fbt0YBDe0grrhYIvoCmNQoh+pkRuoQ")
+
+
+def test_base64_of_a_jwt_is_recognised_and_base64_of_text_is_not() -> None:
+    assert jwt_base64(JWT_B64)
+    assert not jwt_base64("ZXlKaGJHY2lPaUpJVXpJMU5pSjkuaGVsbG8gd29ybGQ=")
