@@ -448,6 +448,32 @@ def pem_private_key(secret: str) -> bool:
     return raw[0] == 0x30
 
 
+def kubernetes_service_account_token(secret: str) -> bool:
+    """A Kubernetes service-account JWT: the payload is issued by ``kubernetes/serviceaccount``
+    (legacy secret-based tokens) or carries the ``kubernetes.io`` claim (bound tokens)."""
+    if not jwt(secret):
+        return False
+    payload = _b64json(secret.split(".")[1])
+    if not isinstance(payload, dict):
+        return False
+    return payload.get("iss") == "kubernetes/serviceaccount" or isinstance(
+        payload.get("kubernetes.io"), dict
+    )
+
+
+def private_key_base64(secret: str) -> bool:
+    """Base64 of a PEM private key block (kubeconfig ``client-key-data``, CI variables)."""
+    raw = _b64decode(secret.rstrip("="))
+    if raw is None:
+        return False
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    first = text.lstrip().split("\n", 1)[0]
+    return "PRIVATE KEY-----" in first and pem_private_key(text)
+
+
 VALIDATORS: dict[str, Validator] = {
     "github-crc32": github_crc32,
     "npm-crc32": npm_crc32,
@@ -476,4 +502,6 @@ VALIDATORS: dict[str, Validator] = {
     "azure-search-query-key": azure_search_query_key,
     "azure-search-admin-key": azure_search_admin_key,
     "azure-common-annotated-key": azure_common_annotated_key,
+    "kubernetes-service-account-token": kubernetes_service_account_token,
+    "private-key-base64": private_key_base64,
 }

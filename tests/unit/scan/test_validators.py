@@ -22,8 +22,10 @@ from keyward.scan.validators import (
     discord_user_id,
     gitlab_token,
     jwt_base64,
+    kubernetes_service_account_token,
     marvin32,
     pem_private_key,
+    private_key_base64,
     slack_config_token,
 )
 
@@ -265,6 +267,7 @@ def test_discord_bot_token_carries_a_plausible_snowflake() -> None:
     assert discord_user_id(DISCORD)
     first, ts, mac = DISCORD.split(".")
     assert not discord_user_id(f"{first}.{ts}x.{mac}")  # the timestamp part is 6 characters
+
     def token(user_id: str) -> str:
         return base64.b64encode(user_id.encode()).decode().rstrip("=") + f".{ts}.{mac}"
 
@@ -282,3 +285,57 @@ def test_data_center_pat_decodes_to_an_id_and_a_colon() -> None:
 def test_base64_of_a_jwt_is_recognised_and_base64_of_text_is_not() -> None:
     assert jwt_base64(JWT_B64)
     assert not jwt_base64("ZXlKaGJHY2lPaUpJVXpJMU5pSjkuaGVsbG8gd29ybGQ=")
+
+
+K8S = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6InpHVGxrOFVWWjhJVmNmRTFKUTJkY2s5Vk5oYTBjZmRqY2hwc0hkWnZhZ0Qi"
+    "fQ.eyJhdWQiOlsiaHR0cHM6Ly9rdWJlcm5ldGVzLmRlZmF1bHQuc3ZjLmNsdXN0ZXIubG9jYWwiXSwiZXhwIjoxN"
+    "zY3MDI4NTc5LCJpYXQiOjE3MzU0OTI1NzksImlzcyI6Imh0dHBzOi8va3ViZXJuZXRlcy5kZWZhdWx0LnN2Yy5jb"
+    "HVzdGVyLmxvY2FsIiwia3ViZXJuZXRlcy5pbyI6eyJuYW1lc3BhY2UiOiJjaSIsInNlcnZpY2VhY2NvdW50Ijp7I"
+    "m5hbWUiOiJkZXBsb3llciIsInVpZCI6IjkwYjVlNTIyLTNiNzUtNDVlYS1hMjk2LTg2NjkxNDA3NTAxZCJ9fSwib"
+    "mJmIjoxNzM1NDkyNTc5LCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Y2k6ZGVwbG95ZXIifQ.vXo5tyvWmy"
+    "-N2IANijoI-vJ1D6Ag5y3Pk3Rwo51vayWLq5SrnTxZthsnWWv7VrAKUEVTPejSY1cfCgxrHBhgwILP7SAZIgcp98"
+    "xWHLQJ-MmAFdSVh7DgVY-CF63RXGMOd3MPmRGx7p_RcH4dI9KsXw3NObHVBgWO-vVRyROHOd2Tj0OHZtzhn-0X2x"
+    "4hzOU9O35iDJTS0TpW0HuTP6w81lUtTaIHd9YLbQcfYeFwlar56eGJ4l_o2WdM2N1tJtZQrsar7jo-kLiB197HzU"
+    "UyZGAXeFO5Ki4PlsfYJ8Vs7YicwobkpAoiI54GYKymTIR7rn-hg2d1RtnZQYHkQGWczQ"
+)
+PEM_B64 = (
+    "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFcEFJQkFBS0NBUUVBbUlEYWNMTkJRbmhFZU8yK0xJ"
+    "YnIrN3ppcGxxakhoYXorU2g5ZWNYWjIrMURwRVhsCjRoR3pMMlE1K3NrMllMdVVDeXRrd1B1bmsxWDBTblI3eE9Y"
+    "a0NUWFF4L1VYa2NqSTA2VEF3eE9sOUR6WHFJN0MKMVdGRGxaYVJ0NWppUGVkeVdSQ3dKN3NNelJFUGQ2R0luN1Yy"
+    "NGVISHNUTEdsUGhxTkRudWllRldTcEt1ZnQxcwp6UENVOWl3Q3dDNjVjblBwSWxtRERJYmxhdkF5YUc3R3Rhb08z"
+    "T2N6YzBiczNHbk9VYmNScWdyM3lZa2VPNlJIClJnZTJYSVdrVWxsM0cxZGtlT3dmbjNxUXc2djVQZ2R5NFpuR1dy"
+    "a2pQOVVGbTNUZmxuQW90ZzJCaTZBYXNTMHIKRUZSeWJibEl5ZXNJaG05OFQ5TXg1bW5WQkt2ZmJWT0pvZnNHek9D"
+    "OHVOMi9kaXBwdFRGLzQ4UjZMUGhRMW80SQpkTlNrbnM0NjRNTHMzRHNZWTRwajJqWUtmTk9sQjVybDc4enNFcHpC"
+    "ZjZHMmRZWGxJN0ZxUGJjT05oU2loRWpwClROa1M2bFZoV2xSdjJMaGFWcWsxNXNCSVAvOTBmYXlnNWNzZzhLT2Jx"
+    "NGdIM0tsM09jNkhsbWdMTE9Ca3g1bHoKZm1LNjRKVzdzdEJRbEJuSUUrSHJqdzdPWDYxcGVRWXB6SjZVZk9oWm8v"
+    "cS8rZmFGbHpCU1F2ZUZid08rWTZraQpUWnZOTVh5c1pRcFRGaUlUVkVrYUlrNjlaUTZrK2hxNnFxN3lJZDZBcDMy"
+    "T0lqa2s5SVZheWsycWc5SnpMYjh0CmQ2RitVQndXQml4NmJKanVyL3N2bVVrc28yTUpzT0hKc1ZJVzdVNnU3YXda"
+    "MTBBMUZDcTQvOGd3UEJYUjA1TnAKNTI1Q3ZBd3VGczJ0RkxiQlRNL3VoL3YzVS8wZXlkalVzL0VPMzRpSTZsRzJ1"
+    "dkJSTnV1bzIxVytoN2dtRy96Sgo0VTRnQUZwY09sRVpxL1lQQlNmOStBU2p2MEE5bHpUYmlscVB0S21YM3NzSGhZ"
+    "SDF5TUk4RWRLZTBKY3F2VVpFCldseVduSk5UMjFHZERpT0JlcTFucXRSMDFzUnh0SXZnU3l4QStrZzdGYkorZ1l6"
+    "a0xrS0pwTEY2RXhoOHdtZFAKcjZjeHh6dW5udlhveHcwTThIWE8xd3FOVWMycEM1WjYrK2RiK2ZWcmF1YkpPblFW"
+    "UnNwK1Bmb3RiYkgzWXBhcQo2Z2Q2dmNWM2gzMy8yUjdPMmp5YjRYaFJ0QytHd3Z3eG5ER3RNcjVycUNMalduZkE5"
+    "STAvVjBPN1l3a2szQkFGCnpVTSsvbDJvM1hmcUF2bytIS0g3bEFOZTlxUEtPdXpxN2N2SEh3c2xjUTc0T0FlTThZ"
+    "SUdaOEY2NElQR2k3K0IKa3BXNFZ1Y1FSQzVyaGdhZ2c4UVdZaUYxcnJOcnhOSFkycVhqMTFTd2lEODE1Rk5YOWYv"
+    "WEtJeHNndXFMSlR4Nwo4TDdHbHBhUzBpM2dwaEpDTE5sYTV2dk9ZemQ4Wld2SVVPbDBkMGwwWVUxMVlxM2ZsL3lR"
+    "OGJiclZISDV3M3ZiCi0tLS0tRU5EIFJTQSBQUklWQVRFIEtFWS0tLS0tCg=="
+)
+OTHER_JWT = (
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJlY2I0M2ZmMy00N2U0LTQ4ZGMtYTRhNS1hMzcxZTU"
+    "yNmM1MTUiLCJpYXQiOjE3MTAwNTgwNTgsImV4cCI6MTcxMDA2MTY1OCwiaXNzIjoiaHR0cHM6Ly9hdXRoLm93dGJ"
+    "wZy5pbyJ9.h9J_xxMAgmqR0Z-SOkKPk3y3C1iCEe8FGZg5_ZVNBB4"
+)
+
+
+def test_kubernetes_service_account_token_is_a_jwt_issued_by_kubernetes() -> None:
+    assert kubernetes_service_account_token(K8S)
+    assert not kubernetes_service_account_token(OTHER_JWT)
+
+
+def test_base64_private_key_decodes_to_a_pem_private_key() -> None:
+    assert private_key_base64(PEM_B64)
+    certificate = base64.b64encode(
+        b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    )
+    assert not private_key_base64(certificate.decode())
