@@ -140,7 +140,9 @@ class HyperscanMatcher:
        occur, exactly like the keyword prefilter but in a single pass.
     2. If a provider (non-generic) rule is among them, one union database of every provider
        rule's regex, compiled in prefilter mode (a superset of what ``re`` matches, no
-       start-of-match tracking, one report per rule), confirms which of them can match.
+       start-of-match tracking, one report per rule), confirms which of them can match. When the
+       only candidates are provider rules without keywords (candidates in every chunk), a small
+       union of just those rules does it instead.
 
     Generic rules skip the second pass: they are tried only at their keywords' positions
     (``filters.generic_matches``), which is what their keywords already established; their
@@ -200,6 +202,11 @@ class HyperscanMatcher:
         self._on_context_keyword = self._context_keyword_hit
         # The provider union: (database, scratch, rule index of each pattern id), built lazily.
         self._union: Any = _UNSET
+        # Provider rules without keywords (a format distinctive by its structure alone) are
+        # candidates in every chunk; where no keyword named another provider rule, a union of
+        # just them confirms them, so those chunks skip the full provider union.
+        self._keywordless = frozenset(i for i in self._always if i not in self._anchored)
+        self._keywordless_union: Any = _UNSET
         self._rejected: frozenset[int] = frozenset()
         self._hits: set[int] = set()
         # Keep references to the bound callbacks for the lifetime of the matcher.
@@ -217,8 +224,19 @@ class HyperscanMatcher:
         return sorted(self._rejected)
 
     def prepare(self) -> None:
-        """Load or compile the provider union now (e.g. to warm the cache)."""
+        """Load or compile the provider unions now (e.g. to warm the cache)."""
         self._provider_union()
+        self._keywordless_only_union()
+
+    def _keywordless_only_union(self) -> Any:
+        if self._keywordless_union is _UNSET:
+            ids = sorted(self._keywordless)
+            db = None
+            if ids:
+                patterns = [self._rules[i].regex.encode("utf-8") for i in ids]
+                db = self._database(patterns, self._regex_flags, "a")
+            self._keywordless_union = None if db is None else (db, self._hs.Scratch(db), ids)
+        return self._keywordless_union
 
     def _provider_union(self) -> Any:
         if self._union is _UNSET:
@@ -360,7 +378,11 @@ class HyperscanMatcher:
         out = [i for i in hits if i in self._anchored]
         provider = hits.difference(self._anchored)
         if provider:
-            union = self._provider_union()
+            union = None
+            if provider <= self._keywordless:
+                union = self._keywordless_only_union()  # None if hyperscan rejects one of them
+            if union is None:
+                union = self._provider_union()
             confirmed: set[int] = set()
             if union is not None:
                 db, scratch, ids = union

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scanutil import KEY, engine_for, kw_token, make_ruleset
+from scanutil import KEY, engine_for, kw_token, make_ruleset, write_rules
 
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter
@@ -254,6 +254,42 @@ def test_a_companion_rule_is_reported_only_with_the_secret_it_names(
     alone = type(rules)(tuple(r for r in rules.rules if r.id == "kw-test-client-id"))
     found = engine_for(alone, backend).scan(Chunk(f"client_id={client_id}", Location(path="x")))  # type: ignore[arg-type]
     assert [f.rule_id for f in found] == ["kw-test-client-id"]
+
+
+KEYWORDLESS_RULES = """
+[[rules]]
+id = "kw-test-structured"
+description = "Test token recognised by its structure alone"
+regex = '''\\b(?P<secret>QZ[0-9]{4}-[A-Za-z]{6}-[0-9]{4}Q)\\b'''
+"""
+
+
+@needs_hs
+def test_a_keywordless_rule_is_found_with_and_without_other_candidates(tmp_path: Path) -> None:
+    """Chunks where only keyword-less rules are candidates take the small union of those rules;
+    chunks where a keyword names another rule take the full union. Both find the same values,
+    and so does re."""
+    extra = tmp_path / "keywordless.toml"
+    extra.write_text(KEYWORDLESS_RULES, encoding="utf-8")
+    rules = load_rules([write_rules(tmp_path), extra], builtin=False)
+    value, token = "QZ2718-kXpLmQ-3141Q", kw_token(3)
+    texts = {
+        "alone": f"ref = {value}\n",
+        "with a keyword": f"ref = {value}\nt = '{token}'\n",
+        "absent": "ref = QZ2718-kXpLmQ-314\n",
+    }
+    for backend in ("hyperscan", "re"):
+        engine = engine_for(rules, backend, tmp_path / "hs")  # type: ignore[arg-type]
+        found = {
+            name: sorted(f.rule_id for f in engine.scan(Chunk(text, Location(path="a.txt"))))
+            for name, text in texts.items()
+        }
+        assert found == {
+            "alone": ["kw-test-structured"],
+            "with a keyword": ["kw-test-structured", "kw-test-token"],
+            "absent": [],
+        }, backend
+    assert any(f.name.startswith("hs-a-") for f in (tmp_path / "hs").iterdir())
 
 
 @needs_hs
