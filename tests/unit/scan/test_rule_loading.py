@@ -80,3 +80,17 @@ def test_a_shipped_rule_compiles_its_regex_only_when_used() -> None:
     rule = load_rules().by_id()["github-pat-classic"]
     assert rule._compiled == []
     assert rule.pattern.search("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")
+
+
+def test_no_rule_id_is_shipped_in_two_builtin_files() -> None:
+    """Loading merges rule files by id (a later file overrides an earlier one, as a user's file
+    overrides a built-in), so two built-in files defining one id would silently lose a rule."""
+    from collections import defaultdict
+
+    from keyward.scan.rules import builtin_rule_files
+
+    where: dict[str, list[str]] = defaultdict(list)
+    for path in builtin_rule_files():
+        for rule, _enabled in parse_rule_file(path):
+            where[rule.id].append(path.name)
+    assert {rid: files for rid, files in where.items() if len(files) > 1} == {}
