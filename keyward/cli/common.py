@@ -16,7 +16,11 @@ from keyward.core.redaction import Fingerprinter
 
 if TYPE_CHECKING:  # the scan package is imported by the commands that scan, when they run
     from keyward.scan.engine import Backend
+    from keyward.scan.model import Confidence
     from keyward.scan.runner import EngineSpec
+
+CONFIDENCE_LEVELS = ("low", "medium", "high")
+DEFAULT_MIN_CONFIDENCE = "medium"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,6 +93,27 @@ def max_file_size_setting(config: Config, cli_value: str | None = None) -> int:
     return configured if configured is not None else DEFAULT_MAX_FILE_SIZE
 
 
+def min_confidence_setting(config: Config, cli_value: str | None = None) -> Confidence:
+    """``--min-confidence`` beats ``KEYWARD_MIN_CONFIDENCE`` beats ``[scan] min_confidence``
+    in the config file beats ``medium``."""
+    from keyward.scan.model import Confidence
+
+    if cli_value is not None:
+        return Confidence(cli_value)
+    value = config.get("scan", "min_confidence", DEFAULT_MIN_CONFIDENCE)
+    if isinstance(value, str) and value.strip().lower() in CONFIDENCE_LEVELS:
+        return Confidence(value.strip().lower())
+    where = (
+        "KEYWARD_MIN_CONFIDENCE"
+        if os.environ.get("KEYWARD_MIN_CONFIDENCE") is not None
+        else "[scan] min_confidence"
+    )
+    raise ConfigError(
+        f"{where} must be one of {', '.join(CONFIDENCE_LEVELS)} (got {value!r})",
+        hint="Use low to see every finding, high for checksum-proven formats only",
+    )
+
+
 def real_paths(*paths: Path | None) -> frozenset[str]:
     """Files never to scan (a baseline being read or written), by real path."""
     return frozenset(os.path.realpath(p) for p in paths if p is not None)
@@ -156,6 +181,13 @@ engine_option = click.option(
     default="auto",
     show_default=True,
     help="Matching engine; auto uses hyperscan when installed.",
+)
+min_confidence_option = click.option(
+    "--min-confidence",
+    type=click.Choice(CONFIDENCE_LEVELS),
+    default=None,
+    help="Report findings at or above this confidence (default: medium; config: "
+    "[scan] min_confidence). low adds generic matches that look like samples.",
 )
 exclude_option = click.option(
     "--exclude",

@@ -131,6 +131,7 @@ def run_staged_scan(
         excludes_setting,
         light_engine_spec,
         max_file_size_setting,
+        min_confidence_setting,
     )
     from keyward.scan.baseline import apply_baseline
     from keyward.scan.request import ScanRequest
@@ -144,6 +145,7 @@ def run_staged_scan(
         staged_files=None if files is None else tuple(files),
         exclude=excludes_setting(cfg),  # scan.exclude / KEYWARD_EXCLUDE, as for `keyward scan`
         max_file_size=max_file_size_setting(cfg),
+        min_confidence=min_confidence_setting(cfg),  # KEYWARD_MIN_CONFIDENCE, [scan]
     )
     engine = request.engine.build()
     result = run_scan(request, engine=engine)

@@ -33,6 +33,8 @@ from keyward.cli.common import (
     flag_setting,
     format_option,
     max_file_size_setting,
+    min_confidence_option,
+    min_confidence_setting,
     open_output,
     real_paths,
     rules_option,
@@ -63,6 +65,7 @@ Examples:
   keyward scan . --baseline .secrets.baseline      (report only new secrets)
   keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
   keyward scan . --record                          (remember findings in the inventory)
+  keyward scan . --min-confidence low              (also generic matches that look like samples)
 """
     + SOURCE_EXAMPLES
     + LAMBDA_EXAMPLES
@@ -70,7 +73,7 @@ Examples:
 \b
 Settings (command line > KEYWARD_* environment > keyward.toml or
 [tool.keyward] in pyproject.toml): scan.exclude (adds up), scan.rules,
-scan.baseline, scan.max_file_size.
+scan.baseline, scan.max_file_size, scan.min_confidence.
 
 """
     + EPILOG
@@ -90,6 +93,7 @@ scan.baseline, scan.max_file_size.
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core)."
 )
+@min_confidence_option
 @format_option("text", "json", "sarif", "csv")
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
@@ -122,6 +126,7 @@ def scan(
     rule_files: tuple[Path, ...],
     backend: Backend,
     jobs: int | None,
+    min_confidence: str | None,
     fmt: str,
     output: Path | None,
     reveal: bool,
@@ -170,6 +175,7 @@ def scan(
         ),
         paths=paths,
         jobs=jobs,
+        min_confidence=min_confidence_setting(cfg, min_confidence),
         exclude=excludes_setting(cfg, exclude),
         use_ignore_files=not no_ignore,
         max_file_size=max_file_size_setting(cfg, max_file_size),
@@ -240,7 +246,12 @@ def _verify(result: ScanResult, cfg: Config) -> None:
 
     settings = VerifySettings.from_table(cfg.section("verify"))
     verifiers = load_verifiers(settings.context(), names=settings.names)
-    reported = [i for i, f in enumerate(result.findings) if f.suppressed_by is None]
+    threshold = result.min_confidence  # values under the threshold are never sent
+    reported = [
+        i
+        for i, f in enumerate(result.findings)
+        if f.suppressed_by is None and f.confidence.at_least(threshold)
+    ]
     checked = verify_findings(
         [result.findings[i] for i in reported], verifiers, workers=settings.workers
     )
@@ -260,12 +271,13 @@ def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str |
     # staged changes are a slice of the repository: they never resolve anything
     summary = record_scan_result(
         cfg,
-        result.findings,
+        result.confident,
         roots=roots,
         target=target,
         fingerprint_key=request.engine.fingerprint_key,
         full=not request.staged,
         git_repo=repo,
+        min_confidence=request.min_confidence,
     )
     click.echo(
         f"keyward: recorded {summary.recorded} findings for {summary.target} "

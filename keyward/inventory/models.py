@@ -213,6 +213,8 @@ class Finding(Base):
     __tablename__ = "findings"
     __table_args__ = (
         sa.CheckConstraint(_check_in("state", FindingState), name="state"),
+        # the scan's Confidence values (keyward.scan.model)
+        sa.CheckConstraint("confidence IN ('high', 'medium', 'low')", name="confidence"),
         # `findings list --state open --owner X` and the report's open findings per owner:
         # an equality prefix on both, and a covering index for the GROUP BY.
         sa.Index("ix_findings_state_owner", "state", "owner"),
@@ -242,6 +244,11 @@ class Finding(Base):
     target: Mapped[str] = mapped_column(sa.String(1024))
     rule_id: Mapped[str] = mapped_column(sa.String(128))
     severity: Mapped[str] = mapped_column(sa.String(16))
+    # high / medium / low (keyward.scan.model.Confidence); a scan resolves only findings at or
+    # above its --min-confidence
+    confidence: Mapped[str] = mapped_column(
+        sa.String(16), default="medium", server_default="medium"
+    )
     source: Mapped[str] = mapped_column(sa.String(16))  # file, git, env, iac, lambda...
     path: Mapped[str | None] = mapped_column(sa.String(2048))
     line: Mapped[int] = mapped_column(default=0)

@@ -31,6 +31,7 @@ from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.ownership import OwnershipResolver, author_email
 from keyward.inventory.service import Inventory
+from keyward.scan.model import Confidence
 
 if TYPE_CHECKING:
     from keyward.core.config import Config
@@ -158,6 +159,7 @@ def _upsert(dialect: str) -> Any:
             "commit": ex.commit,
             "preview": ex.preview,
             "severity": ex.severity,
+            "confidence": ex.confidence,
             "companion_fingerprint": sa.func.coalesce(
                 ex.companion_fingerprint, c.companion_fingerprint
             ),
@@ -184,6 +186,7 @@ COLUMNS = (
     "target",
     "rule_id",
     "severity",
+    "confidence",
     "source",
     "path",
     "line",
@@ -277,8 +280,12 @@ def record_findings(
     ownership: OwnershipResolver | None = None,
     git_repo: Path | None = None,
     actor: str | None = None,
+    min_confidence: Confidence | None = None,
 ) -> RecordSummary:
-    """Upsert ``findings`` under ``target``; with ``full``, resolve the ones not seen."""
+    """Upsert ``findings`` under ``target``; with ``full``, resolve the ones not seen.
+
+    ``min_confidence``: the scan reported only findings at or above it, so only recorded
+    findings at or above it can be resolved (the scan did not look for the others)."""
     started = time.perf_counter()
     now = m.utcnow()
     by_identity: dict[str, Finding] = {}
@@ -311,12 +318,18 @@ def record_findings(
         _bulk_upsert(conn, rows)
         resolved = 0
         if full:
+            looked_for = [
+                c.value
+                for c in Confidence
+                if min_confidence is None or c.at_least(min_confidence)
+            ]
             result = conn.execute(
                 sa.update(t)
                 .where(
                     t.target == target,
                     t.state == m.FindingState.OPEN,
                     t.last_seen_at < now,
+                    t.confidence.in_(looked_for),
                 )
                 .values(state=m.FindingState.RESOLVED, resolved_at=now)
             )
@@ -353,6 +366,7 @@ def _row(
         "target": target[:1024],
         "rule_id": f.rule_id,
         "severity": f.severity.value,
+        "confidence": f.confidence.value,
         "source": loc.kind.value,
         "path": loc.path,
         "line": loc.line,
@@ -427,6 +441,7 @@ def record_scan_result(
     full: bool = True,
     blame: bool = True,
     git_repo: Path | None = None,
+    min_confidence: Confidence | None = None,
 ) -> RecordSummary:
     """What ``keyward scan --record`` calls: open (and migrate) the inventory and record."""
     from keyward.inventory.db import open_database
@@ -442,6 +457,7 @@ def record_scan_result(
             roots=roots,
             ownership=OwnershipResolver(blame=blame),
             git_repo=git_repo,
+            min_confidence=min_confidence,
         )
     finally:
         db.close()

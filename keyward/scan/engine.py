@@ -35,8 +35,9 @@ from typing import Any, Literal, Protocol
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import context, filters
+from keyward.scan.confidence import assess
 from keyward.scan.entropy import shannon
-from keyward.scan.model import Chunk, Finding
+from keyward.scan.model import Chunk, Confidence, Finding
 from keyward.scan.rules import Rule, RuleSet
 from keyward.scan.validators import VALIDATORS
 
@@ -454,6 +455,7 @@ class _Match:
     start: int  # secret span in chunk text
     end: int
     secret: str = field(repr=False)
+    confidence: Confidence = Confidence.MEDIUM
 
 
 class Engine:
@@ -546,20 +548,23 @@ class Engine:
                 continue
             if any(a.search(secret) for a in rule.allow_patterns):
                 continue
+            # the value's line, at most _LINE_WINDOW characters either side (long lines)
+            start, end = m.span("secret")
+            lo, hi = max(0, start - _LINE_WINDOW), min(len(text), end + _LINE_WINDOW)
+            line_start = max(text.rfind("\n", lo, start) + 1, lo)
+            line_end = text.find("\n", end, hi)
+            line = text[line_start : line_end if line_end >= 0 else hi]
             if rule.generic:
-                # the value's line, at most _LINE_WINDOW characters either side (long lines)
-                start, end = m.span("secret")
-                lo, hi = max(0, start - _LINE_WINDOW), min(len(text), end + _LINE_WINDOW)
-                line_start = max(text.rfind("\n", lo, start) + 1, lo)
-                line_end = text.find("\n", end, hi)
-                line = text[line_start : line_end if line_end >= 0 else hi]
                 if filters.generic_reject(secret, line, path, start - line_start) is not None:
                     continue
             elif filters.is_placeholder(secret):
                 continue
             elif rule.context is not None and not context.plausible(secret, rule.context):
                 continue
-            yield _Match(rule, m.start("secret"), m.end("secret"), secret)
+            confidence = assess(rule, secret, path, line)
+            if confidence is None:  # a known public example value
+                continue
+            yield _Match(rule, start, end, secret, confidence)
 
     def _finding(self, chunk: Chunk, m: _Match, lines: _LineIndex) -> Finding:
         line_idx, column = lines.position(m.start)
@@ -578,6 +583,7 @@ class Engine:
             description=m.rule.description,
             secret=m.secret,
             suppressed_by=suppressed,
+            confidence=m.confidence,
         )
 
     def _pair(self, findings: list[Finding], matches: list[_Match]) -> list[Finding]:
@@ -622,8 +628,12 @@ class Engine:
                 out[i] = findings[i].with_(
                     companion=matches[best].secret,
                     companion_preview=findings[best].preview,
+                    companion_location=findings[best].location,
                     severity=max(
                         findings[i].severity, findings[best].severity, key=lambda s: s.rank
+                    ),
+                    confidence=max(
+                        findings[i].confidence, findings[best].confidence, key=lambda c: c.rank
                     ),
                 )
         return [

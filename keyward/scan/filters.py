@@ -214,7 +214,12 @@ _TEST_WORDS = frozenset(
 _NOT_SECRET_WORDS = frozenset(
     {"next", "continuation", "page", "pagination", "paging", "marker", "cursor", "sync",
      "idempotency", "request", "resume", "cancellation", "last", "used", "created", "updated",
-     "changed", "date", "time", "timestamp", "at", "lexer", "tokenize", "csrf", "xsrf", "nonce"}
+     "changed", "date", "time", "timestamp", "at", "lexer", "tokenize", "csrf", "xsrf", "nonce",
+     # a cache key is a lookup key (usually a hash), not the secret it finds
+     "cache", "cached",
+     # public by design: publishable / public keys and tokens, DNS and site verification
+     # tokens (published in TXT records), Rails' per-form authenticity_token (CSRF)
+     "public", "publishable", "verification", "authenticity"}
 )  # fmt: skip
 _LOCKFILES = frozenset(
     {
@@ -239,6 +244,13 @@ _HASH_WORDS = re.compile(
 )
 _HASH_PREFIX = re.compile(r"(?:sha|md5|blake2?[bs]?)[-_]?(?:1|224|256|384|512)?[:=-]")
 _UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Consecutive groups of a UUID (8-4-4-4-12): a UUID cut short, e.g. ``a06b-c462cffae87a``.
+_UUID_PART = re.compile(
+    r"(?i)(?:[0-9a-f]{8}-)?(?:[0-9a-f]{4}-){1,3}[0-9a-f]{12}|[0-9a-f]{8}(?:-[0-9a-f]{4}){1,3}"
+)
+# A value that names a secret instead of holding one: a header or field name
+# (``X-Amz-Security-Token``), a credential scope (``myaccesskey/20180523/...``).
+_NAMES_SECRET = re.compile(r"token|credential|access_?key|api_?key|secret_?key|auth_?key")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _NUMBER = re.compile(r"[-+]?(?:0x[0-9a-fA-F]+|\d[\d_]*(?:\.\d+)?(?:e[-+]?\d+)?)[a-zA-Z]{0,3}")
 _VERSION_OR_DATE = re.compile(
@@ -473,8 +485,10 @@ def _value_reject(secret: str, key: str, line: str, unquoted: bool) -> str | Non
         )
     ):
         return "path"  # a/b/c of words and numbers (base64 has long random runs between /)
-    if _UUID.fullmatch(secret):
+    if _UUID.fullmatch(secret) or _UUID_PART.fullmatch(secret):
         return "uuid"
+    if _NAMES_SECRET.search(low):
+        return "value-names-a-secret"
     if _NUMBER.fullmatch(secret) or _VERSION_OR_DATE.fullmatch(secret):
         return "number"
     if "@" in secret and re.fullmatch(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+", secret):

@@ -27,6 +27,27 @@ _RANK = {
 }
 
 
+class Confidence(StrEnum):
+    """How sure keyward is that a finding is a real credential (see
+    :mod:`keyward.scan.confidence`): ``high`` a provider format with a checksum or verified
+    structure, ``medium`` a provider format without one (or a strong generic match), ``low``
+    a generic match that looks like a sample (tests, docs, passphrases, encoded text)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _CONFIDENCE_RANK[self]
+
+    def at_least(self, threshold: Confidence) -> bool:
+        return self.rank >= threshold.rank
+
+
+_CONFIDENCE_RANK = {Confidence.HIGH: 2, Confidence.MEDIUM: 1, Confidence.LOW: 0}
+
+
 class SourceKind(StrEnum):
     FILE = "file"
     GIT = "git"
@@ -115,6 +136,9 @@ class Finding:
     secret: str = field(default="", repr=False, compare=False)
     companion: str | None = field(default=None, repr=False, compare=False)
     companion_preview: str | None = None
+    # where the companion of a pair was found (its own line and column), when it was matched
+    companion_location: Location | None = None
+    confidence: Confidence = Confidence.MEDIUM
     verification: Verification | None = None
     suppressed_by: str | None = None  # "inline", "baseline" when suppressed
     introduced: str | None = None  # git: commit that introduced it

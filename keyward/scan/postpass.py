@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from keyward.scan.model import Finding, Location, Severity, SourceKind
+from keyward.scan.model import Confidence, Finding, Location, Severity, SourceKind
 from keyward.scan.sources.base import Work
 
 if TYPE_CHECKING:
@@ -131,7 +131,9 @@ def pair_across_variables(findings: list[Finding], rules: Sequence[Rule]) -> lis
             out[i] = f.with_(
                 companion=other.secret,
                 companion_preview=other.preview,
+                companion_location=other.location,
                 severity=max(f.severity, other.severity, key=lambda s: s.rank),
+                confidence=max(f.confidence, other.confidence, key=lambda c: c.rank),
             )
             break
     return [f for k, f in enumerate(out) if k not in used]
@@ -157,6 +159,7 @@ def kms_findings(functions: Iterable[FunctionRecord]) -> list[Finding]:
                 "AWS managed key",
                 fingerprint=digest,
                 description=KMS_DESCRIPTION,
+                confidence=Confidence.HIGH,  # read from the function's configuration
             )
         )
     return out

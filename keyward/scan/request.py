@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import ConfigError
+from keyward.scan.model import Confidence
 
 if TYPE_CHECKING:
     from keyward.scan.runner import EngineSpec
@@ -39,6 +40,8 @@ class ScanRequest:
     engine: EngineSpec = field(default_factory=_default_engine)
     paths: tuple[Path, ...] = ()
     jobs: int | None = None  # worker processes; None: every core
+    # findings under this confidence are not reported (nor recorded, nor exit 1)
+    min_confidence: Confidence = Confidence.MEDIUM
     # files (exclude and max_file_size apply to history and staged changes too)
     exclude: tuple[str, ...] = ()
     use_ignore_files: bool = True

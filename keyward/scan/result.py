@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keyward.scan.model import Finding
+from keyward.scan.model import Confidence, Finding
 from keyward.scan.sources.base import Skipped
 
 
@@ -19,6 +19,7 @@ class ScanStats:
     findings: int = 0
     suppressed_inline: int = 0
     suppressed_baseline: int = 0
+    below_confidence: int = 0  # unsuppressed findings under the scan's --min-confidence
     seconds: float = 0.0
     engine: str = ""
     rules: int = 0
@@ -36,6 +37,7 @@ class ScanStats:
             "findings": self.findings,
             "suppressed_inline": self.suppressed_inline,
             "suppressed_baseline": self.suppressed_baseline,
+            "below_confidence": self.below_confidence,
             "seconds": round(self.seconds, 3),
             "engine": self.engine,
             "rules": self.rules,
@@ -56,6 +58,8 @@ class ScanResult:
     # the work tree's top level of a history or staged scan (baselines of staged scans
     # name files relative to their own directory, found from here)
     repository: Path | None = None
+    # findings under this confidence are kept (``findings``) but not reported
+    min_confidence: Confidence = Confidence.LOW
 
     def extend(self, other: ScanResult) -> ScanResult:
         """Add another source's result (e.g. git history or environment) to this one."""
@@ -68,6 +72,7 @@ class ScanResult:
         self.stats.rules = self.stats.rules or other.stats.rules
         self.stats.jobs = max(self.stats.jobs, other.stats.jobs)
         self.repository = self.repository or other.repository
+        self.min_confidence = max(self.min_confidence, other.min_confidence, key=lambda c: c.rank)
         self._order()
         return self
 
@@ -85,12 +90,26 @@ class ScanResult:
         self.stats.suppressed_baseline = sum(
             1 for f in self.findings if f.suppressed_by == "baseline"
         )
+        self.stats.below_confidence = sum(
+            1
+            for f in self.findings
+            if f.suppressed_by is None and not f.confidence.at_least(self.min_confidence)
+        )
         self.stats.skipped = len(self.skipped)
 
     @property
     def reported(self) -> list[Finding]:
-        """The unsuppressed findings, in output order."""
-        return [f for f in self.findings if f.suppressed_by is None]
+        """The unsuppressed findings at or above ``min_confidence``, in output order."""
+        threshold = self.min_confidence
+        return [
+            f for f in self.findings if f.suppressed_by is None and f.confidence.at_least(threshold)
+        ]
+
+    @property
+    def confident(self) -> list[Finding]:
+        """Every finding at or above ``min_confidence``, suppressed or not (what a scan
+        records in the inventory)."""
+        return [f for f in self.findings if f.confidence.at_least(self.min_confidence)]
 
     def finish(self, started: float) -> ScanResult:
         """Sort into the stable output order and count; record the time since ``started``."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from keyward import __version__
 from keyward.scan.context import Context
-from keyward.scan.model import Severity
+from keyward.scan.model import Confidence, Severity
 from keyward.scan.rules import Pair, Rule, RuleSet, builtin_rule_files, load_rules
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def _decode(doc: dict[str, Any]) -> Rule:
                 if value
                 else None
             )
+        elif name == "confidence":
+            value = Confidence(value) if value else None
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value

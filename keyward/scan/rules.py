@@ -15,6 +15,13 @@ Schema of one rule (``[[rules]]`` table)::
     allowlist = { regexes = ['...'], paths = ['**/*.lock'] }
     pair = { rule = "aws-secret-access-key", lines = 5 }   # optional: report two as one
     examples = { positive = ['...'], negative = ['...'] }
+    confidence = "high"                   # optional: high | medium | low (else derived)
+
+A finding's confidence starts from its rule (``confidence`` when given; else ``high`` for a
+rule with a checksum or structure validator, ``medium`` otherwise) and is lowered by what the
+finding's context shows (:mod:`keyward.scan.confidence`). Rules tagged ``password`` hold
+values people choose (URL and connection-string passwords): their values are judged like
+generic passwords.
 
 A **context rule** (the long tail of APIs whose keys have no prefix) gives the value's shape
 instead of a regex; its keywords are the provider's names, matched as words of the key, and
@@ -45,6 +52,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
@@ -52,17 +60,25 @@ from typing import Any
 
 from keyward.core.errors import RuleError
 from keyward.scan.context import Context, ShapeError, display_regex, parse_shape
-from keyward.scan.model import Severity
+from keyward.scan.model import Confidence, Severity
 from keyward.scan.validators import VALIDATORS
 
 RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _KNOWN_KEYS = {
     "id", "description", "severity", "regex", "keywords", "entropy", "validator", "priority",
     "generic", "enabled", "allowlist", "pair", "examples", "tags", "multiline", "shape",
-    "prefix", "key_words",
+    "prefix", "key_words", "confidence",
 }  # fmt: skip
 _CONTEXT_ONLY = ("shape", "prefix", "key_words")
 CONTEXT_PRIORITY = 40
+
+
+class RuleFamily(StrEnum):
+    """What kind of evidence a rule's match is (see :mod:`keyward.scan.confidence`)."""
+
+    PROVIDER = "provider"  # a provider's own format (prefix, length, alphabet, structure)
+    CONTEXT = "context"  # a provider's keywords near a value of a declared shape
+    GENERIC = "generic"  # a secret-like key with a value of no known format
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +106,7 @@ class Rule:
     tags: tuple[str, ...] = ()
     source: str = ""
     context: Context | None = None  # a context rule: keywords near a value of a shape
+    confidence: Confidence | None = None  # declared by the rule; None: derived
     _compiled: list[re.Pattern[str]] = field(default_factory=list, repr=False, compare=False)
     _allow: list[re.Pattern[str]] = field(default_factory=list, repr=False, compare=False)
 
@@ -104,6 +121,12 @@ class Rule:
         if self.allow_regexes and not self._allow:
             self._allow.extend(re.compile(r, re.ASCII) for r in self.allow_regexes)
         return self._allow
+
+    @property
+    def family(self) -> RuleFamily:
+        if self.generic:
+            return RuleFamily.GENERIC
+        return RuleFamily.PROVIDER if self.context is None else RuleFamily.CONTEXT
 
     def path_allowed(self, path: str | None) -> bool:
         """True when this rule is switched off for ``path`` by its allowlist."""
@@ -282,6 +305,15 @@ def _parse_rule(
     description = t.get("description", "")
     if not isinstance(description, str) or not description:
         raise bad("description is missing")
+    declared = t.get("confidence")
+    confidence = None
+    if declared is not None:
+        try:
+            confidence = Confidence(declared)
+        except ValueError:
+            raise bad(
+                f"confidence {declared!r} is not one of {', '.join(c.value for c in Confidence)}"
+            ) from None
     rule = Rule(
         id=rid,
         description=description,
@@ -300,6 +332,7 @@ def _parse_rule(
         tags=_strings(t.get("tags", []), bad, "tags"),
         source=str(path),
         context=context,
+        confidence=confidence,
     )
     if compiled is not None:
         rule._compiled.append(compiled)

@@ -309,4 +309,6 @@ def run_scan(
         from keyward.scan.sources.env import ProcessEnvSource
 
         result.extend(runner.run(ProcessEnvSource()))
+    result.min_confidence = request.min_confidence
+    result.recount()
     return result

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import IO, Any, assert_never
 
 from keyward import __version__
-from keyward.scan.model import Finding, Severity, SourceKind
+from keyward.scan.model import Confidence, Finding, Location, Severity, SourceKind
 from keyward.scan.result import ScanResult
 from keyward.scan.rules import Rule
 
@@ -28,13 +28,16 @@ JSON_SCHEMA_VERSION = "1"
 def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
     """The JSON form of a finding. Never contains the raw value unless ``reveal``.
 
-    Always ``rule, severity, path, line, column, preview, fingerprint``; findings from other
-    sources than files add only the context they have (commit, variable, resource, ...).
+    Always ``rule, severity, confidence, path, line, column, preview, fingerprint``; findings
+    from other sources than files add only the context they have (commit, variable, resource,
+    ...); a paired finding adds its companion's preview and ``companion_location`` (its own
+    path, line and column, or variable).
     """
     loc = f.location
     doc: dict[str, Any] = {
         "rule": f.rule_id,
         "severity": f.severity.value,
+        "confidence": f.confidence.value,
         "path": loc.path,
         "line": loc.line,
         "column": loc.column,
@@ -54,11 +57,26 @@ def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
         "still_present": f.still_present,
     }
     doc.update({k: v for k, v in extra.items() if v is not None})
+    if f.companion_location is not None:
+        doc["companion_location"] = _location_dict(f.companion_location)
     if reveal:
         doc["secret"] = f.secret
         if f.companion:
             doc["companion_secret"] = f.companion
     return doc
+
+
+def _location_dict(loc: Location) -> dict[str, Any]:
+    """Where a companion was found: only the fields its source has."""
+    doc: dict[str, Any] = {
+        "path": loc.path,
+        "line": loc.line or None,
+        "column": loc.column or None,
+        "variable": loc.variable,
+        "resource": loc.resource,
+        "commit": loc.commit,
+    }
+    return {k: v for k, v in doc.items() if v is not None}
 
 
 def render(
@@ -96,8 +114,9 @@ def render_json(result: ScanResult, out: IO[str], *, reveal: bool = False) -> No
 
 
 CSV_FIELDS = (
-    "rule", "severity", "path", "line", "column", "preview", "fingerprint", "source",
-    "variable", "resource", "region", "commit", "verification",
+    "rule", "severity", "confidence", "path", "line", "column", "preview", "fingerprint",
+    "source", "variable", "resource", "region", "commit", "verification", "companion_line",
+    "companion_column",
 )  # fmt: skip
 
 
@@ -106,7 +125,11 @@ def render_csv(result: ScanResult, out: IO[str], *, reveal: bool = False) -> Non
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for f in result.reported:
-        writer.writerow(finding_dict(f, reveal=reveal))
+        row = finding_dict(f, reveal=reveal)
+        companion = row.pop("companion_location", {})
+        row["companion_line"] = companion.get("line")
+        row["companion_column"] = companion.get("column")
+        writer.writerow(row)
 
 
 _SARIF_LEVEL = {
@@ -123,6 +146,17 @@ _SECURITY_SEVERITY = {
     Severity.LOW: "3.0",
     Severity.INFO: "1.0",
 }
+
+
+# SARIF result.rank (0-100, higher is more likely a true positive) and the rule's precision
+# (GitHub code scanning's property) by confidence; a low-confidence result is at most a note.
+_SARIF_RANK = {Confidence.HIGH: 90.0, Confidence.MEDIUM: 60.0, Confidence.LOW: 20.0}
+_SARIF_PRECISION = {Confidence.HIGH: "very-high", Confidence.MEDIUM: "high", Confidence.LOW: "low"}
+
+
+def _sarif_level(f: Finding) -> str:
+    level = _SARIF_LEVEL[f.severity]
+    return "note" if f.confidence is Confidence.LOW else level
 
 
 SARIF_SCHEMA = (
@@ -166,40 +200,38 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
                 "properties": {
                     "tags": ["security", "secret"],
                     "security-severity": _SECURITY_SEVERITY[sev],
-                    "precision": "high",
+                    "precision": _SARIF_PRECISION[_rule_confidence(r, rid, findings)],
                 },
             }
         )
     results = []
     for f in findings:
         loc = f.location
-        artifact_location = _artifact_location(
-            loc.path or loc.resource or (f"env:{loc.variable}" if loc.variable else "")
-        )
-        region: dict[str, Any] = {"startLine": max(loc.line, 1)}
-        if loc.column:
-            region["startColumn"] = loc.column
-        if loc.end_line and loc.end_line >= region["startLine"]:
-            region["endLine"] = loc.end_line
         message = f"{f.description or f.rule_id}: {f.preview}"
         if loc.variable:
             message += f" in variable {loc.variable}"
         res: dict[str, Any] = {
             "ruleId": f.rule_id,
             "ruleIndex": index[f.rule_id],
-            "level": _SARIF_LEVEL[f.severity],
+            "level": _sarif_level(f),
+            "rank": _SARIF_RANK[f.confidence],
             "message": {"text": message},
-            "locations": [
-                {
-                    "physicalLocation": {
-                        "artifactLocation": artifact_location,
-                        "region": region,
-                    }
-                }
-            ],
+            "locations": [{"physicalLocation": _physical_location(loc)}],
             "partialFingerprints": {"keyward/v1": f.fingerprint},
         }
-        props: dict[str, Any] = {}
+        if f.companion_location is not None:
+            companion = f.companion_location
+            text = f"paired value {f.companion_preview or ''}".rstrip()
+            if companion.variable:
+                text += f" in variable {companion.variable}"
+            res["relatedLocations"] = [
+                {
+                    "id": 1,
+                    "physicalLocation": _physical_location(companion),
+                    "message": {"text": text},
+                }
+            ]
+        props: dict[str, Any] = {"confidence": f.confidence.value}
         if f.verification:
             props["verification"] = f.verification.value
         if loc.commit:
@@ -208,8 +240,7 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
             props["secret"] = f.secret
             if f.companion:
                 props["companion_secret"] = f.companion
-        if props:
-            res["properties"] = props
+        res["properties"] = props
         results.append(res)
     run: dict[str, Any] = {
         "tool": {
@@ -229,6 +260,31 @@ def sarif_doc(result: ScanResult, rules: Iterable[Rule], *, reveal: bool = False
         base = root.resolve() if root.is_dir() else root.absolute().parent.resolve()
         run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": base.as_uri().rstrip("/") + "/"}}
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+
+
+def _rule_confidence(rule: Rule | None, rid: str, findings: Sequence[Finding]) -> Confidence:
+    """A rule's confidence for its SARIF precision: from the rule data, else its findings'."""
+    if rule is not None:
+        from keyward.scan.confidence import rule_confidence
+
+        return rule_confidence(rule)
+    return max(
+        (f.confidence for f in findings if f.rule_id == rid),
+        key=lambda c: c.rank,
+        default=Confidence.MEDIUM,
+    )
+
+
+def _physical_location(loc: Location) -> dict[str, Any]:
+    artifact_location = _artifact_location(
+        loc.path or loc.resource or (f"env:{loc.variable}" if loc.variable else "")
+    )
+    region: dict[str, Any] = {"startLine": max(loc.line, 1)}
+    if loc.column:
+        region["startColumn"] = loc.column
+    if loc.end_line and loc.end_line >= region["startLine"]:
+        region["endLine"] = loc.end_line
+    return {"artifactLocation": artifact_location, "region": region}
 
 
 def _artifact_location(name: str) -> dict[str, str]:

@@ -60,9 +60,17 @@ def render_text(
             pair = ""
             if f.companion_preview:
                 pair = f" + {f.companion if reveal else f.companion_preview}"
+            if f.companion_location is not None and f.companion_location.line:
+                cl = f.companion_location
+                pair += (
+                    f" (line {cl.line}:{cl.column})"
+                    if cl.path == loc.path
+                    else (f" ({cl.path}:{cl.line})" if cl.path else f" (line {cl.line})")
+                )
             verified = f" [{f.verification.value}]" if f.verification else ""
             console.print(
                 f"  {escape(where):<14} [{_STYLE[f.severity]}]{f.severity.value:<8}[/] "
+                f"{f.confidence.value:<6} "
                 f"{escape(f.rule_id)}  {escape(value + pair)}{escape(verified)}"
             )
     for w in result.warnings:
@@ -79,6 +87,11 @@ def render_text(
         extra.append(f"{st.suppressed_inline} allowed inline")
     if st.suppressed_baseline:
         extra.append(f"{st.suppressed_baseline} in baseline")
+    if st.below_confidence:
+        extra.append(
+            f"{st.below_confidence} below {result.min_confidence.value} confidence "
+            "(--min-confidence low shows them)"
+        )
     if st.skipped:
         extra.append(f"{st.skipped} skipped (--verbose lists them)")
     if extra:

@@ -18,7 +18,7 @@ from scanutil import github_token, kw_token, write_rules
 
 from keyward.cli import main
 
-FINDING_KEYS = ["rule", "severity", "path", "line", "column", "preview", "fingerprint"]
+FINDING_KEYS = ["rule", "severity", "confidence", "path", "line", "column", "preview", "fingerprint"]
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -108,7 +108,7 @@ def test_csv_has_a_header_and_one_row_per_finding(
 ) -> None:
     _, out, _ = run(capsys, *scan_args(tree, "--format", "csv"))
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0])[:7] == FINDING_KEYS
+    assert list(rows[0])[:8] == FINDING_KEYS
     assert [(r["rule"], r["path"], r["line"]) for r in rows] == [
         ("github-pat-classic", "src/app.py", "2"),
         ("kw-test-token", "src/deep/conf.py", "1"),

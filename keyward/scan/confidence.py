@@ -1,0 +1,271 @@
+"""How sure keyward is that a match is a real credential: :class:`Confidence` per finding.
+
+A finding's confidence starts from its rule and is lowered by what the match's context shows:
+
+* **From the rule** (rule data only): the rule's declared ``confidence`` when it has one;
+  else ``high`` for a rule with a validator (a checksum or a decoded structure proves the
+  format: GitHub's CRC-32, a PEM key's DER body), ``medium`` for every other rule.
+* **Known public values** (``keyward/data/known-examples.toml``, each with its source: AWS
+  documentation keys, the AWS SigV4 test suite, jwt.io's demo token, Firebase SDK sample keys,
+  Stripe's documentation keys) are not findings at all, whatever the rule. Formats that are
+  public by design (a Mapbox ``pk.`` token, a Stripe publishable key) are not findings of the
+  generic rules.
+* **Generic rules** (a secret-like name with a value of no known format) and rules tagged
+  ``password`` (URL and connection-string passwords, which people choose) are ``low`` when the
+  value looks like a sample rather than a credential:
+
+  - it was chosen by a person: words, names, keyboard runs, dates and leetspeak make up most
+    of it, by zxcvbn's dictionaries and estimate (``superS3cret``, ``AnotherStrongPass!``);
+  - its base64 decodes to plain text (``TGludXggdmVyc2lvbi...`` is "Linux version ...");
+  - it holds a run of ten or more digits among non-hex letters (an id with a timestamp,
+    ``XqJIt1342112125076``; a random token of letters and digits almost never has one);
+  - it is on an interactive-session line (``>>>``, ``...``, ``In [1]:``, ``$``): an example;
+  - it is in a test, fixture, documentation or example path (see :func:`is_sample_path`) and
+    is guessable: fewer than 10^10 guesses (a random value of ten characters or more needs
+    more).
+
+  A random value under a secret-like name stays ``medium`` in a test file too: tests are where
+  real credentials get pasted.
+
+Provider formats without a validator stay ``medium`` anywhere (their format is the evidence).
+Everything here runs only on a rule's match, never on a whole file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, assert_never
+from urllib.parse import unquote
+
+from keyward.core.errors import RuleError
+from keyward.scan.model import Confidence
+from keyward.scan.rules import Rule, RuleFamily
+
+PASSWORD_TAG = "password"  # a rule whose values people choose (judged like passwords)
+KNOWN_EXAMPLES = "known-examples.toml"
+
+
+# ------------------------------------------------------------------ known public values
+@dataclass(frozen=True, slots=True)
+class KnownValues:
+    """Published example values (by value or SHA-256) and public-by-design prefixes."""
+
+    values: frozenset[str] = frozenset()
+    digests: frozenset[str] = frozenset()
+    public_prefixes: tuple[str, ...] = ()
+
+    def known(self, value: str) -> bool:
+        if value in self.values:
+            return True
+        return bool(self.digests) and hashlib.sha256(value.encode()).hexdigest() in self.digests
+
+    def public(self, value: str) -> bool:
+        return value.startswith(self.public_prefixes)
+
+
+def parse_known_values(doc: Mapping[str, Any], where: str) -> KnownValues:
+    """The entries of a known-examples document; every entry must name its source."""
+    values: set[str] = set()
+    digests: set[str] = set()
+    prefixes: list[str] = []
+    unknown = set(doc) - {"examples", "public"}
+    if unknown:
+        raise RuleError(f"{where}: unknown table(s) {', '.join(sorted(unknown))}")
+    for i, entry in enumerate(doc.get("examples", [])):
+        if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
+            raise RuleError(f"{where}: example {i + 1} needs a source")
+        value, digest = entry.get("value"), entry.get("sha256")
+        if isinstance(value, str) and value and digest is None:
+            values.add(value)
+        elif isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) and value is None:
+            digests.add(digest)
+        else:
+            raise RuleError(f"{where}: example {i + 1} needs a value or a sha256 (not both)")
+    for i, entry in enumerate(doc.get("public", [])):
+        prefix = entry.get("prefix") if isinstance(entry, dict) else None
+        if (
+            not isinstance(prefix, str)
+            or len(prefix) < 3
+            or not isinstance(entry.get("source"), str)
+        ):
+            raise RuleError(f"{where}: public format {i + 1} needs a prefix and a source")
+        prefixes.append(prefix)
+    return KnownValues(frozenset(values), frozenset(digests), tuple(prefixes))
+
+
+@cache
+def known_values() -> KnownValues:
+    """keyward's own list, read once per process, the first time a match needs it."""
+    ref = resources.files("keyward") / "data" / KNOWN_EXAMPLES
+    return parse_known_values(tomllib.loads(ref.read_text(encoding="utf-8")), KNOWN_EXAMPLES)
+
+
+# ------------------------------------------------------------------ where a value is
+_SAMPLE_DIRS = frozenset(
+    {
+        "test", "tests", "testing", "testdata", "test-data", "test_data", "testsuite",
+        "test-suite", "spec", "specs", "__tests__", "__test__", "fixture", "fixtures",
+        "mock", "mocks", "__mocks__", "cassettes", "snapshots", "__snapshots__", "doc",
+        "docs", "documentation", "example", "examples", "sample", "samples", "demo", "demos",
+        "e2e", "tutorial", "tutorials",
+    }
+)  # fmt: skip
+_SAMPLE_DIR = re.compile(
+    r"(?:unit|integration|functional|acceptance|system|e2e)[-_]?tests?|tests?[-_]\w+", re.I
+)
+_SAMPLE_FILE = re.compile(
+    r"""(?ix)
+    ^(?:test_|tests?\.|conftest\.py$)      # test_x.py, test.js, conftest.py
+    | [._-](?:test|tests|spec|e2e)\.\w+$   # x_test.go, x.test.ts, x.spec.js
+    | (?:Tests?|Spec)\.(?:java|kt|scala|groovy|cs|swift|php|m)$
+    | \.(?:md|markdown|rst|adoc|ipynb)$    # documentation and notebooks
+    """
+)
+
+
+def is_sample_path(path: str | None) -> bool:
+    """A path under tests, fixtures, documentation or examples, or a test / doc file."""
+    if not path:
+        return False
+    parts = path.replace("\\", "/").split("/")
+    for part in parts[:-1]:
+        low = part.lower()
+        if low in _SAMPLE_DIRS or _SAMPLE_DIR.fullmatch(low):
+            return True
+    return _SAMPLE_FILE.search(parts[-1]) is not None
+
+
+# ------------------------------------------------------------------ what a value looks like
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_CREDENTIAL_TEXT = re.compile(r"(?i)private_key|password|secret|token|-----BEGIN")
+
+
+def decodes_to_text(value: str) -> bool:
+    """The value is base64 (standard or URL-safe) of plain text: printable, with spaces (a
+    sentence, a log line, a small JSON document), and no credential inside. A random key
+    decodes to bytes that are almost never all printable."""
+    if not _BASE64.fullmatch(value):
+        return False
+    body = value.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return False
+    if len(text) < 12 or " " not in text:
+        return False
+    if not all(c.isprintable() or c in "\t\r\n" for c in text):
+        return False
+    return _CREDENTIAL_TEXT.search(text) is None
+
+
+_DIGIT_RUN = re.compile(r"\d{10,}")
+_NON_HEX_LETTER = re.compile(r"[g-zG-Z]")
+
+
+def has_id_digits(value: str) -> bool:
+    """A run of ten or more digits in a value with letters beyond hex: an id or a timestamp
+    (``XqJIt1342112125076``). In a random 32-character base62 token such a run has a
+    probability near 10^-7; hex values are left alone (digit runs are common in them)."""
+    return _DIGIT_RUN.search(value) is not None and _NON_HEX_LETTER.search(value) is not None
+
+
+_PROMPT = re.compile(r"^[ \t]*(?:>>>|\.\.\.|In \[\d{1,4}\]:|\$|PS>|[A-Za-z]:\\[^>]{0,60}>)[ \t]")
+
+
+def on_prompt_line(line: str) -> bool:
+    """The line is part of an interactive session shown in text (a doctest, a shell)."""
+    return _PROMPT.match(line) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Guessability:
+    """zxcvbn's view of a value: log10 of the guesses it needs, and the share of it made of
+    dictionary words, names, keyboard runs, repeats, sequences and dates (of 4+ chars)."""
+
+    log10_guesses: float
+    patterned: float
+    length: int
+
+    @property
+    def chosen_by_person(self) -> bool:
+        """Mostly words and patterns, or far fewer guesses than a random value of its length
+        (zxcvbn counts 10 per random character; random values of any alphabet score at least
+        0.92 of that in 99% of cases)."""
+        return self.patterned >= 0.5 or self.log10_guesses < 0.88 * self.length
+
+
+_ZXCVBN_MAX = 64  # longer values are judged by their start (zxcvbn is quadratic)
+
+
+def guessability(value: str) -> Guessability:
+    from zxcvbn import zxcvbn  # imported when a generic match needs it (its word lists)
+
+    v = value[:_ZXCVBN_MAX]
+    result = zxcvbn(v)
+    covered = sum(
+        len(m["token"])
+        for m in result["sequence"]
+        if m["pattern"] != "bruteforce" and len(m["token"]) >= 4
+    )
+    return Guessability(float(result["guesses_log10"]), covered / len(v), len(v))
+
+
+# ------------------------------------------------------------------ the assessment
+def rule_confidence(rule: Rule) -> Confidence:
+    """The confidence the rule alone gives: declared, else by its validator."""
+    if rule.confidence is not None:
+        return rule.confidence
+    return Confidence.HIGH if rule.validator else Confidence.MEDIUM
+
+
+def assess(rule: Rule, secret: str, path: str | None, line: str) -> Confidence | None:
+    """The finding's confidence, or None when the value is a known public value (no finding).
+
+    ``line`` is the value's line (or a window of it), ``path`` the file's display path.
+    """
+    known = known_values()
+    if known.known(secret):
+        return None
+    base = rule_confidence(rule)
+    family = rule.family
+    if family is RuleFamily.PROVIDER:
+        if PASSWORD_TAG in rule.tags:
+            return _judged(base, unquote(secret), path, line)
+        return base
+    if family is RuleFamily.GENERIC:
+        if known.public(secret):
+            return None
+        return _judged(base, secret, path, line)
+    assert_never(family)
+
+
+def _judged(base: Confidence, value: str, path: str | None, line: str) -> Confidence:
+    """Generic values and chosen passwords: low when the value looks like a sample."""
+    if base is Confidence.LOW or low_reason(value, path, line) is None:
+        return base
+    return Confidence.LOW
+
+
+def low_reason(value: str, path: str | None, line: str) -> str | None:
+    """Why a generic value looks like a sample (cheapest checks first), or None."""
+    if decodes_to_text(value):
+        return "encoded-text"
+    if has_id_digits(value):
+        return "id-digits"
+    if on_prompt_line(line):
+        return "interactive-example"
+    g = guessability(value)
+    if g.chosen_by_person:
+        return "chosen-by-person"
+    if g.log10_guesses < 10 and is_sample_path(path):
+        return "guessable-in-sample"
+    return None
