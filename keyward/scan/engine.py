@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -557,7 +558,7 @@ class Engine:
             if rule.generic:
                 if filters.generic_reject(secret, line, path, start - line_start) is not None:
                     continue
-            elif filters.is_placeholder(secret):
+            elif filters.is_placeholder(secret) or _part_of_longer_token(text, m, start, end):
                 continue
             elif rule.context is not None and not context.plausible(secret, rule.context):
                 continue
@@ -639,6 +640,43 @@ class Engine:
         return [
             f for k, f in enumerate(out) if k not in used and matches[k].rule.id not in companions
         ]
+
+
+_BASE64_PUNCTUATION = "+/"
+_TOKEN_PUNCTUATION = "-_"
+
+
+def _continues(secret: str, char: str, body: str) -> bool:
+    """Whether ``char`` next to ``secret`` would be more of the same token: a letter or digit
+    next to a letter or digit, or punctuation the token's own body uses (``-``, ``_``, or
+    base64's ``+`` and ``/``)."""
+    if not char.isascii():
+        return False
+    if char.isalnum():
+        return secret.isascii() and (secret[-1].isalnum() or secret[0].isalnum())
+    return char in _TOKEN_PUNCTUATION + _BASE64_PUNCTUATION and char in body
+
+
+def _part_of_longer_token(text: str, m: re.Match[str], start: int, end: int) -> bool:
+    """A provider match that is only part of a longer token: exact lengths and alphabets.
+
+    When the rule's regex ends with the secret (nothing after it was required) and the next
+    character continues the token, the format's fixed length was exceeded: a 41-character
+    value is not a 40-character key reported by its prefix. Likewise a secret the regex starts
+    with, preceded by a letter or digit, sits inside a longer word (``xghp_...``). Rules whose
+    regex consumes a delimiter (``\b``, a quote) never reach this.
+    """
+    secret = text[start:end]
+    body = secret[4:]  # punctuation after a prefix's own separator (glpat-, sk-, xoxb-)
+    if m.end() == end and end < len(text) and _continues(secret[-1], text[end], body):
+        return True
+    return (
+        m.start() == start
+        and start > 0
+        and secret[0].isalnum()
+        and text[start - 1].isascii()
+        and text[start - 1].isalnum()
+    )
 
 
 def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:

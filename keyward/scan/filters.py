@@ -374,10 +374,10 @@ def generic_reject(
         ):
             return "prose"
         if ext in _CODE_EXT:
-            if (_IDENTIFIER.fullmatch(secret) or _IDENT_PATH.fullmatch(secret)) and not (
-                _looks_random(secret)
-            ):
+            if _IDENTIFIER.fullmatch(secret) and not _looks_random(secret):
                 return "code-reference"
+            if _IDENT_PATH.fullmatch(secret) and _plain_path(secret):
+                return "code-reference"  # ObjSense::kMinimize, self.config.value
             if "=" in secret.rstrip("=") or ("." in secret and _MEMBER.search(secret)):
                 return "code-reference"
     if (ctx["scheme"] or "").lower().endswith("cisab"):  # reversed "basic"
@@ -566,6 +566,15 @@ def _switch_ratio(value: str) -> float:
             switches += 1
         prev = k
     return switches / (len(value) - 1)
+
+
+_PATH_PARTS = re.compile(r"\.|::|->")
+
+
+def _plain_path(value: str) -> bool:
+    """A member or namespace path whose every part is a plain identifier (``Enum::kValue``):
+    judged part by part, as the separators alone make the whole look random."""
+    return not any(_looks_random(part) for part in _PATH_PARTS.split(value))
 
 
 def _looks_random(value: str) -> bool:

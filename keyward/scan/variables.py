@@ -1,4 +1,5 @@
-"""Variables that files declare: .env, compose, Kubernetes and IaC templates.
+"""Variables that files declare: .env, compose, Kubernetes (``env:`` lists and ``kind: Secret``
+manifests, whose base64 ``data:`` is decoded) and IaC templates.
 
 Part of matching, not a source: the runner calls :func:`match_with_variables` for every chunk
 of a file (a file on disk, a file's added lines in a commit or in the index). For most files
@@ -61,13 +62,18 @@ def extract(kind: str, text: str) -> tuple[list[KeyValue], set[int]] | None:
 
         return parse_dotenv(text), set()
     if kind in ("compose", "kubernetes"):
-        from keyward.scan.sources.env import yaml_env_variables
+        from keyward.scan.sources.env import kubernetes_secret_variables, yaml_env_variables
         from keyward.scan.sources.yamlnodes import compose_documents
 
         docs = compose_documents(text)
         if docs is None:
             return None
-        return yaml_env_variables(list(docs))
+        variables, refs = yaml_env_variables(list(docs))
+        if kind == "kubernetes":
+            secrets, encoded_lines = kubernetes_secret_variables(list(docs))
+            variables.extend(secrets)
+            refs |= encoded_lines
+        return variables, refs
     from keyward.scan.sources.iac import extract as extract_iac
 
     got = extract_iac(kind, text)
@@ -135,7 +141,9 @@ def merge_variable_findings(
         for f in engine.scan(variable_chunk(kv, vloc)):
             loc = f.location
             column = loc.column
-            if loc.line == kv.line:
+            if kv.decoded:
+                column = kv.column  # the encoded value's start (decoded offsets are not here)
+            elif loc.line == kv.line:
                 column = kv.column + (loc.column - (len(kv.name) + 2))
             f = f.with_(location=loc.at(loc.line, max(column, 1), loc.end_line))
             if f.suppressed_by is None:

@@ -70,8 +70,8 @@ def render_text(
             verified = f" [{f.verification.value}]" if f.verification else ""
             console.print(
                 f"  {escape(where):<14} [{_STYLE[f.severity]}]{f.severity.value:<8}[/] "
-                f"{f.confidence.value:<6} "
                 f"{escape(f.rule_id)}  {escape(value + pair)}{escape(verified)}"
+                f"  [dim]{f.confidence.value} confidence[/dim]"
             )
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")

@@ -45,14 +45,19 @@ class KeyValue:
     resource: str | None = None
     reference: bool = False
     lines: tuple[int, ...] | None = None  # line of each line of a multi-line value
+    # the value was decoded (a Kubernetes Secret's base64 ``data:``): findings in it are
+    # placed at the encoded value, since offsets in the decoded text are not in the file
+    decoded: bool = False
 
 
 def variable_chunk(kv: KeyValue, base: Location) -> Chunk:
     """``NAME=value`` as a chunk whose lines map to the value's lines in the file."""
     text = f"{kv.name}={kv.value}"
     n = text.count("\n") + 1
-    if kv.lines is not None and len(kv.lines) == n:
-        line_map: tuple[int, ...] = kv.lines
+    if kv.decoded:
+        line_map: tuple[int, ...] = (kv.line,) * n
+    elif kv.lines is not None and len(kv.lines) == n:
+        line_map = kv.lines
     else:
         line_map = tuple(kv.line + i for i in range(n))
     loc = replace(base, variable=kv.name, resource=kv.resource or base.resource)
@@ -247,7 +252,66 @@ def yaml_env_variables(docs: list[object]) -> tuple[list[KeyValue], set[int]]:
 
 
 def looks_like_kubernetes(text: str) -> bool:
-    return "env:" in text and "apiVersion" in text and _K8S_API.search(text) is not None
+    """A Kubernetes manifest with ``env:`` lists or a ``kind: Secret`` (cheap text checks)."""
+    if "apiVersion" not in text or _K8S_API.search(text) is None:
+        return False
+    return "env:" in text or _K8S_SECRET.search(text) is not None
+
+
+_K8S_SECRET = re.compile(r"(?m)^[ \t-]*kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#.*)?$")
+MAX_DECODED = 64 * 1024
+
+
+def kubernetes_secret_variables(docs: list[object]) -> tuple[list[KeyValue], set[int]]:
+    """The entries of Kubernetes ``kind: Secret`` documents as variables.
+
+    ``data:`` values are base64 (as the API server stores them): each is decoded and its text
+    becomes the variable's value, placed at the manifest line of its key; a value that does not
+    decode to UTF-8 text is left to the plain-text scan. ``stringData:`` values are taken as
+    they are, at their own position. Returns the variables and the lines of decoded ``data:``
+    values (generic matches on their base64 text are dropped: the decoded value is judged).
+    """
+    import base64
+    import binascii
+
+    from keyward.scan.sources.yamlnodes import MappingNode, ScalarNode, literal_scalar, mapping_get
+
+    out: list[KeyValue] = []
+    encoded_lines: set[int] = set()
+    for doc in docs:
+        kind = mapping_get(doc, "kind")
+        if not isinstance(kind, ScalarNode) or kind.value != "Secret":
+            continue
+        meta = mapping_get(doc, "metadata")
+        name = mapping_get(meta, "name") if isinstance(meta, MappingNode) else None
+        resource = f"Secret/{name.value}" if isinstance(name, ScalarNode) else "Secret"
+        for section, encoded in (("data", True), ("stringData", False)):
+            table = mapping_get(doc, section)
+            if not isinstance(table, MappingNode):
+                continue
+            for key, node in table.value:
+                lit = literal_scalar(node)
+                if not isinstance(key, ScalarNode) or lit is None or not lit[0]:
+                    continue
+                value, line, col, lines = lit
+                if not encoded:
+                    out.append(KeyValue(str(key.value), value, line, col, resource, lines=lines))
+                    continue
+                compact = "".join(value.split())
+                if len(compact) > MAX_DECODED * 4 // 3 + 4:
+                    continue
+                try:
+                    text = base64.b64decode(compact, validate=True).decode("utf-8")
+                except (binascii.Error, ValueError):  # not base64, or not text
+                    continue
+                if not text.strip():
+                    continue
+                key_line = key.start_mark.line + 1
+                encoded_lines.update(lines or (line,))
+                out.append(
+                    KeyValue(str(key.value), text, key_line, col, resource, decoded=True)
+                )
+    return out, encoded_lines
 
 
 _TOP_SERVICES = re.compile(r"(?m)^services:[ \t]*(?:#.*)?$")

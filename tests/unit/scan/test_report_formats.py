@@ -121,6 +121,7 @@ def test_text_groups_findings_by_file(tree: Path, capsys: pytest.CaptureFixture[
     lines = out.splitlines()
     assert lines[0] == "src/app.py"
     assert lines[1].split()[:3] == ["2:10", "high", "github-pat-classic"]
+    assert lines[1].endswith("high confidence")  # a CRC-checked format
     assert lines[2] == "src/deep/conf.py"
     assert [ln.split()[0] for ln in lines[3:5]] == ["1:6", "3:9"]
     assert lines[5].startswith("3 findings in 3 files")
