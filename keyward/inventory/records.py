@@ -87,6 +87,7 @@ class FindingRecord(_AsDict):
     target: str
     rule_id: str
     severity: str
+    confidence: str
     source: str
     path: str | None
     line: int

@@ -120,6 +120,7 @@ FINDING_COLUMNS = (
     m.Finding.target,
     m.Finding.rule_id,
     m.Finding.severity,
+    m.Finding.confidence,
     m.Finding.source,
     m.Finding.path,
     m.Finding.line,
@@ -142,13 +143,14 @@ FINDING_COLUMNS = (
 
 
 def finding_record(row: Sequence[Any]) -> FindingRecord:
-    (fid, target, rule, sev, source, path, line, commit, var, res, region, preview, fp) = row[:13]
-    first, last, resolved, state, reason, secret, owner, code_owner, author = row[13:]
+    (fid, target, rule, sev, confidence, source, path, line, commit, var, res, region) = row[:12]
+    preview, fp, first, last, resolved, state, reason, secret, owner, code_owner, author = row[12:]
     return FindingRecord(
         id=fid,
         target=target,
         rule_id=rule,
         severity=sev,
+        confidence=confidence,
         source=source,
         path=path,
         line=line,

@@ -662,21 +662,17 @@ def _part_of_longer_token(text: str, m: re.Match[str], start: int, end: int) -> 
 
     When the rule's regex ends with the secret (nothing after it was required) and the next
     character continues the token, the format's fixed length was exceeded: a 41-character
-    value is not a 40-character key reported by its prefix. Likewise a secret the regex starts
-    with, preceded by a letter or digit, sits inside a longer word (``xghp_...``). Rules whose
-    regex consumes a delimiter (``\b``, a quote) never reach this.
+    value is not a 40-character key reported by its prefix (rules whose regex consumes a
+    delimiter after the secret, ``\\b`` or a quote, never reach this). Likewise a secret
+    preceded by a letter or digit sits inside a longer word (``xghp_...``), also when the
+    rule's keyword context (``ngrok[\\w .:=]{0,40}?``) would take that character.
     """
     secret = text[start:end]
     body = secret[4:]  # punctuation after a prefix's own separator (glpat-, sk-, xoxb-)
     if m.end() == end and end < len(text) and _continues(secret[-1], text[end], body):
         return True
-    return (
-        m.start() == start
-        and start > 0
-        and secret[0].isalnum()
-        and text[start - 1].isascii()
-        and text[start - 1].isalnum()
-    )
+    before = text[start - 1] if start > 0 else ""
+    return secret[0].isalnum() and before.isascii() and before.isalnum()
 
 
 def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:

@@ -235,3 +235,40 @@ def test_scan_git_history_record_owns_findings_by_codeowners_else_commit_author(
     assert rc == 0, err
     assert "0 resolved" in err
     assert len(cli.json("findings", "list")) == 3
+
+
+def test_low_findings_are_recorded_only_when_asked_and_never_resolved_by_a_default_scan(
+    database: Database, inventory: Inventory
+) -> None:
+    from keyward.scan.model import Confidence
+
+    token = github_token(random.Random(9))
+    files = {"a.py": f"t = '{token}'\n", "b.py": 'db_password = "AnotherStrongPass!"\n'}
+    result = scan(files)
+    assert sorted((f.rule_id, f.confidence) for f in result.findings) == [
+        ("generic-password", Confidence.LOW),
+        ("github-pat-classic", Confidence.HIGH),
+    ]
+    fpr = Fingerprinter(fingerprint_key(Config()))
+
+    def record_at(threshold: Confidence) -> object:
+        result.min_confidence = threshold
+        return record_findings(
+            database, result.confident, TARGET, fingerprinter=fpr, min_confidence=threshold
+        )
+
+    record_at(Confidence.MEDIUM)  # the default: the low finding is not recorded
+    assert states(inventory) == {"a.py:github-pat-classic": "open"}
+    record_at(Confidence.LOW)  # `scan --record --min-confidence low`
+    found = {f.rule_id: f for f in inventory.list_findings(limit=None).findings}
+    assert (found["generic-password"].confidence, found["generic-password"].state) == (
+        "low",
+        "open",
+    )
+    assert found["github-pat-classic"].confidence == "high"
+    summary = record_at(Confidence.MEDIUM)  # a default scan did not look for low findings
+    assert summary.resolved == 0  # type: ignore[attr-defined]
+    assert states(inventory) == {"a.py:github-pat-classic": "open", "b.py:generic-password": "open"}
+    result.findings = [f for f in result.findings if f.rule_id != "generic-password"]
+    record_at(Confidence.LOW)  # a low scan that no longer sees it resolves it
+    assert states(inventory)["b.py:generic-password"] == "resolved"

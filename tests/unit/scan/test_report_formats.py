@@ -18,7 +18,9 @@ from scanutil import github_token, kw_token, write_rules
 
 from keyward.cli import main
 
-FINDING_KEYS = ["rule", "severity", "confidence", "path", "line", "column", "preview", "fingerprint"]
+FINDING_KEYS = [
+    "rule", "severity", "confidence", "path", "line", "column", "preview", "fingerprint"
+]  # fmt: skip
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

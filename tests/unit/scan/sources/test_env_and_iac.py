@@ -329,3 +329,78 @@ def test_the_same_value_found_twice_is_reported_once(engine: Engine) -> None:
     text = f"GITHUB_TOKEN={TOKEN}\n"  # the file pass and the variable pass both see it
     fs = findings(engine, ".env", text)
     assert len(fs) == 1 and fs[0].location.variable == "GITHUB_TOKEN"
+
+
+# ------------------------------------------------------------------ Kubernetes Secrets
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+PEM_LINES = [
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "MIIEpAIBAAKCAQEAV3+bu+4PLKp+U35AkfEAa9XGFpxm2mXTlOFY4QPzq9jTyAeD",
+    "0gca3TPw+VseeOcwodMZOlMmMRBL635mQjNXkLzr9Det/frVUDmJE95uUcFkm3pg",
+    "6UY9IOriPiqyYhR6dx0kNb2+N+kdGoKv5KnQrchxxTJSTNMZnSh7oSv3yzXHtq9M",
+    "sGxzgluwjUEfg7rhBymyYA==",
+    "-----END RSA PRIVATE KEY-----",
+]
+
+
+def test_kubernetes_secret_data_is_decoded_and_found_at_the_key_line(engine: Engine) -> None:
+    strong = "Zr8pQ2vx7LmN4tWq"
+    text = f"""\
+        apiVersion: v1
+        kind: Secret
+        metadata:
+          name: app-creds
+        type: Opaque
+        data:
+          GITHUB_TOKEN: {_b64(TOKEN)}
+          DB_PASSWORD: {_b64(strong)}
+          username: {_b64("admin")}
+          broken: not-base64!
+        stringData:
+          API_TOKEN: "{TOKEN}"
+        """
+    found = findings(engine, "deploy/secret.yaml", text)
+    assert summary(found) == [
+        ("Secret/app-creds", "API_TOKEN", 12, TOKEN),
+        ("Secret/app-creds", "DB_PASSWORD", 8, strong),
+        ("Secret/app-creds", "GITHUB_TOKEN", 7, TOKEN),
+    ]
+    by_var = {f.location.variable: f for f in found}
+    assert by_var["GITHUB_TOKEN"].rule_id == "github-pat-classic"
+    assert by_var["GITHUB_TOKEN"].location.column == 17  # the encoded value's start
+    assert by_var["API_TOKEN"].location.column == 15
+    # the base64 text itself is never reported (its decoded value is judged instead)
+    assert all(f.secret not in (_b64(TOKEN), _b64(strong)) for f in found)
+
+
+def test_kubernetes_secret_with_a_multi_line_decoded_key(engine: Engine) -> None:
+    pem = "\n".join(PEM_LINES) + "\n"
+    text = f"""\
+        apiVersion: v1
+        kind: Secret
+        metadata: {{name: tls}}
+        type: kubernetes.io/tls
+        data:
+          tls.crt: {_b64("-----BEGIN CERTIFICATE-----")}
+          tls.key: >-
+            {_b64(pem)}
+        """
+    (f,) = findings(engine, "k8s/tls.yaml", text)
+    assert (f.rule_id, f.location.variable, f.location.line, f.location.end_line) == (
+        "rsa-private-key",
+        "tls.key",
+        7,
+        7,
+    )
+    assert f.location.resource == "Secret/tls"
+
+
+def test_a_secret_manifest_without_env_is_recognised() -> None:
+    text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\ndata:\n  a: YQ==\n"
+    assert classify("k8s/secret.yml", text) == "kubernetes"
+    assert classify("k8s/config.yml", text.replace("Secret", "ConfigMap")) is None
