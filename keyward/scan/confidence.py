@@ -24,6 +24,9 @@ A finding's confidence starts from its rule and is lowered by what the match's c
     is guessable: fewer than 10^10 guesses (a random value of ten characters or more needs
     more).
 
+  - in a test file, the same value is on a line the test asserts with (``assert url ==
+    "https://deploy:...@host"``): a test vector, and so is every other copy of it there.
+
   A random value under a secret-like name stays ``medium`` in a test file too: tests are where
   real credentials get pasted.
 
@@ -219,7 +222,29 @@ def guessability(value: str) -> Guessability:
     return Guessability(float(result["guesses_log10"]), covered / len(v), len(v))
 
 
+_ASSERTION = re.compile(
+    r"^[ \t]*(?:assert\b|assert_\w+\(|(?:self|t|this)\.assert\w*\(|Assert\.\w+\(|expect\()"
+    r"|\bassert(?:Equals?|That|_equal|_eq)\b|\.to(?:Be|Equal|StrictEqual)\(|\bshould\s*==",
+)
+
+
+def asserts_on(line: str) -> bool:
+    """The line is a test's assertion (``assert``, ``assertEqual``, ``expect(...).toBe``)."""
+    return _ASSERTION.search(line) is not None
+
+
 # ------------------------------------------------------------------ the assessment
+def judged_by_value(rule: Rule) -> bool:
+    """Whether the rule's values are judged by how they look (generic rules, and rules of
+    values people choose): a provider format is its own evidence."""
+    family = rule.family
+    if family is RuleFamily.GENERIC:
+        return True
+    if family is RuleFamily.PROVIDER:
+        return PASSWORD_TAG in rule.tags
+    assert_never(family)
+
+
 def rule_confidence(rule: Rule) -> Confidence:
     """The confidence the rule alone gives: declared, else by its validator."""
     if rule.confidence is not None:

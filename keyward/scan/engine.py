@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import context, filters
-from keyward.scan.confidence import assess
+from keyward.scan.confidence import asserts_on, assess, is_sample_path, judged_by_value
 from keyward.scan.entropy import shannon
 from keyward.scan.model import Chunk, Confidence, Finding
 from keyward.scan.rules import Rule, RuleSet
@@ -514,6 +514,8 @@ class Engine:
             return []
         matches = _resolve_overlaps(matches)
         lines = _LineIndex(text)
+        if is_sample_path(path):
+            _lower_test_vectors(matches, text)
         findings = [self._finding(chunk, m, lines) for m in matches]
         findings = self._pair(findings, matches)
         return findings
@@ -673,6 +675,23 @@ def _part_of_longer_token(text: str, m: re.Match[str], start: int, end: int) -> 
         return True
     before = text[start - 1] if start > 0 else ""
     return secret[0].isalnum() and before.isascii() and before.isalnum()
+
+
+def _lower_test_vectors(matches: list[_Match], text: str) -> None:
+    """In a test file, a value the test asserts against (``assert x == "https://u:p@h"``) is
+    a test vector: every match of that value in the chunk becomes low confidence (generic
+    values and chosen passwords only; a provider format keeps its own evidence)."""
+    asserted: set[str] = set()
+    for m in matches:
+        if judged_by_value(m.rule):
+            start = text.rfind("\n", 0, m.start) + 1
+            end = text.find("\n", m.end)
+            if asserts_on(text[start : end if end >= 0 else len(text)]):
+                asserted.add(m.secret)
+    if asserted:
+        for m in matches:
+            if m.secret in asserted and judged_by_value(m.rule):
+                m.confidence = Confidence.LOW
 
 
 def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:

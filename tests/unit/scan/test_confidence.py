@@ -238,3 +238,24 @@ def test_a_public_by_design_token_under_a_secret_name_is_no_finding(engine: Engi
     mapbox = f"pk.{body.rstrip('=')}.{random_value(3, 22)}"
     assert scan(engine, f'mapboxAccessToken = "{mapbox}"\n', "site/map.js") == []
     assert scan(engine, f'"publicToken": "{random_value(8, 32)}"\n', "site/map.js") == []
+
+
+def test_a_value_a_test_asserts_against_is_a_test_vector_everywhere_in_the_file(
+    engine: Engine,
+) -> None:
+    url = f"https://deploy:{random_value(6, 20)}@git.acme.io/repo"
+    text = f'role = parse("git+{url}")\nassert role["src"] == "{url}"\n'
+    assert scan(engine, text, "tests/units/test_roles.py") == [
+        ("basic-auth-url", Confidence.LOW),
+        ("basic-auth-url", Confidence.LOW),
+    ]
+    # outside tests, or without the assertion, it stays medium
+    assert scan(engine, text, "src/roles.py") == [("basic-auth-url", Confidence.MEDIUM)] * 2
+    assert scan(engine, f'role = parse("git+{url}")\n', "tests/units/test_roles.py") == [
+        ("basic-auth-url", Confidence.MEDIUM)
+    ]
+
+
+def test_a_provider_token_in_an_assertion_keeps_its_confidence(engine: Engine) -> None:
+    text = f'assert load() == "{github_token(8)}"\n'
+    assert scan(engine, text, "tests/test_load.py") == [("github-pat-classic", Confidence.HIGH)]
