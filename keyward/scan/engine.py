@@ -665,16 +665,17 @@ def _part_of_longer_token(text: str, m: re.Match[str], start: int, end: int) -> 
     When the rule's regex ends with the secret (nothing after it was required) and the next
     character continues the token, the format's fixed length was exceeded: a 41-character
     value is not a 40-character key reported by its prefix (rules whose regex consumes a
-    delimiter after the secret, ``\\b`` or a quote, never reach this). Likewise a secret
-    preceded by a letter or digit sits inside a longer word (``xghp_...``), also when the
-    rule's keyword context (``ngrok[\\w .:=]{0,40}?``) would take that character.
+    delimiter after the secret, ``\\b`` or a quote, never reach this). Likewise a secret the
+    regex starts with, preceded by a letter or digit, sits inside a longer word
+    (``xghp_...``); a regex with context before the secret states its own boundary there
+    (``bot123:AA...`` is Telegram's URL form).
     """
     secret = text[start:end]
     body = secret[4:]  # punctuation after a prefix's own separator (glpat-, sk-, xoxb-)
     if m.end() == end and end < len(text) and _continues(secret[-1], text[end], body):
         return True
     before = text[start - 1] if start > 0 else ""
-    return secret[0].isalnum() and before.isascii() and before.isalnum()
+    return m.start() == start and secret[0].isalnum() and before.isascii() and before.isalnum()
 
 
 def _lower_test_vectors(matches: list[_Match], text: str) -> None:
