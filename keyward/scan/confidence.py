@@ -30,7 +30,8 @@ A finding's confidence starts from its rule and is lowered by what the match's c
   A random value under a secret-like name stays ``medium`` in a test file too: tests are where
   real credentials get pasted.
 
-Provider formats without a validator stay ``medium`` anywhere (their format is the evidence).
+Provider formats without a validator and context rules (a provider's keywords near a value of
+its declared shape) stay ``medium`` anywhere: their format is the evidence.
 Everything here runs only on a rule's match, never on a whole file.
 """
 
@@ -242,6 +243,8 @@ def judged_by_value(rule: Rule) -> bool:
         return True
     if family is RuleFamily.PROVIDER:
         return PASSWORD_TAG in rule.tags
+    if family is RuleFamily.CONTEXT:
+        return False  # the value has the rule's declared shape
     assert_never(family)
 
 
@@ -266,6 +269,8 @@ def assess(rule: Rule, secret: str, path: str | None, line: str) -> Confidence |
         if PASSWORD_TAG in rule.tags:
             return _judged(base, unquote(secret), path, line)
         return base
+    if family is RuleFamily.CONTEXT:  # keywords near a value of the provider's shape
+        return None if known.public(secret) else base
     if family is RuleFamily.GENERIC:
         if known.public(secret):
             return None
