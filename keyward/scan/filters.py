@@ -278,7 +278,9 @@ _PATH_START = re.compile(r"(?:/|\./|\.\./|~/|[A-Za-z]:[\\/]|\\\\)[\w.-]")
 _PATH_SEGMENTS = re.compile(r"[\w.-]{1,100}(?:/[\w.@-]{1,100}){1,30}/?")
 _FILE_EXT = re.compile(
     r"(?i)\.(?:json|ya?ml|txt|pem|key|crt|cer|p12|pfx|jks|keystore|py|js|ts|html?|xml|ini|cfg"
-    r"|conf|toml|env|sh|log|csv|db|sqlite|png|jpe?g|gif|svg|md|rst)$"
+    r"|conf|toml|env|sh|log|csv|db|sqlite|png|jpe?g|gif|svg|md|rst"
+    # web assets, whose build names carry a content hash (main.3f2a9c8e1b4d7f60.css)
+    r"|css|scss|mjs|cjs|map|woff2?|ttf|otf|eot|ico|webp|avif|wasm|gz|br)$"
 )
 _URL = re.compile(r"(?i)^[a-z][a-z0-9+.-]{1,20}://")
 _CAMEL_SEGMENT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")

@@ -329,3 +329,27 @@ HARDCODED_IN_THE_WILD = [
 @pytest.mark.parametrize(("line", "path"), HARDCODED_IN_THE_WILD)
 def test_hardcoded_secrets_in_common_idioms_are_reported(line: str, path: str) -> None:
     assert_kept(line, path)
+
+
+@pytest.mark.parametrize(
+    ("line", "value"),
+    [
+        ('asset_token = "main.3f2a9c8e1b4d7f6a0c5e.css"', "main.3f2a9c8e1b4d7f6a0c5e.css"),
+        ('"api_key": "a06b-c462cffae87a"', "a06b-c462cffae87a"),
+        ('header = {"Authorization": "X-Amz-S3Session-Token"}', "X-Amz-S3Session-Token"),
+        ("token_cache_key = 'f395038c92f1828cbb3991d2d6152d326b895606'",
+         "f395038c92f1828cbb3991d2d6152d326b895606"),
+        ('"publicToken": "Zq8Kp3Wn7Lx2Rv5Tm9Yc4Hb6Zq8Kp3Wn"', "Zq8Kp3Wn7Lx2Rv5Tm9Yc4Hb6Zq8Kp3Wn"),
+        ('<input name="authenticity_token" value="Zq8Kp3Wn7Lx2Rv5Tm9Yc4Hb6Zq8Kp3Wn">',
+         "Zq8Kp3Wn7Lx2Rv5Tm9Yc4Hb6Zq8Kp3Wn"),
+        ('"VerificationToken": "QTKknzFg2J4ygwa+XvHAxUl1hyHoY0gVfZdfjIedHZ0="',
+         "QTKknzFg2J4ygwa+XvHAxUl1hyHoY0gVfZdfjIedHZ0="),
+    ],
+)  # fmt: skip
+def test_names_ids_assets_and_public_values_are_not_generic_secrets(line: str, value: str) -> None:
+    assert filters.generic_reject(value, line, "web/app.py") is not None
+
+
+def test_a_member_path_of_plain_identifiers_is_code() -> None:
+    line = "  ObjSense pass_sense = ObjSense::kMinimize;"
+    assert filters.generic_reject("ObjSense::kMinimize", line, "src/solver.cpp") == "code-reference"
