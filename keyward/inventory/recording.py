@@ -319,9 +319,7 @@ def record_findings(
         resolved = 0
         if full:
             looked_for = [
-                c.value
-                for c in Confidence
-                if min_confidence is None or c.at_least(min_confidence)
+                c.value for c in Confidence if min_confidence is None or c.at_least(min_confidence)
             ]
             result = conn.execute(
                 sa.update(t)

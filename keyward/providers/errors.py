@@ -108,4 +108,3 @@ PROVIDER_ERRORS = ErrorFamily(
     conflict=worded(BackendError),
     failed=worded(BackendError),
 )
-

@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import context, filters
-from keyward.scan.confidence import asserts_on, assess, is_sample_path, judged_by_value
+from keyward.scan.confidence import asserts_on, assess, is_sample_path, judge, judged_by_value
 from keyward.scan.entropy import shannon
 from keyward.scan.model import Chunk, Confidence, Finding
 from keyward.scan.rules import Rule, RuleSet
@@ -457,6 +457,7 @@ class _Match:
     end: int
     secret: str = field(repr=False)
     confidence: Confidence = Confidence.MEDIUM
+    line: str = field(default="", repr=False)  # the value's line (judging needs it)
 
 
 class Engine:
@@ -513,6 +514,9 @@ class Engine:
         if not matches:
             return []
         matches = _resolve_overlaps(matches)
+        for m in matches:  # only kept matches pay for judging their values
+            if judged_by_value(m.rule):
+                m.confidence = judge(m.rule, m.confidence, m.secret, path, m.line)
         lines = _LineIndex(text)
         if is_sample_path(path):
             _lower_test_vectors(matches, text)
@@ -564,10 +568,10 @@ class Engine:
                 continue
             elif rule.context is not None and not context.plausible(secret, rule.context):
                 continue
-            confidence = assess(rule, secret, path, line)
+            confidence = assess(rule, secret)
             if confidence is None:  # a known public example value
                 continue
-            yield _Match(rule, start, end, secret, confidence)
+            yield _Match(rule, start, end, secret, confidence, line)
 
     def _finding(self, chunk: Chunk, m: _Match, lines: _LineIndex) -> Finding:
         line_idx, column = lines.position(m.start)

@@ -572,8 +572,7 @@ class MySQLPasswordRotator:
                 else ""
             )
             raise RotatorConflict(
-                f"{self._label()} account '{user}'@'{self.account_host}' does not exist"
-                f"{elsewhere}",
+                f"{self._label()} account '{user}'@'{self.account_host}' does not exist{elsewhere}",
                 hint="Check the username in the secret and the account_host option",
             )
         return Account(user, self.account_host, str(row[0] or NATIVE))
@@ -619,9 +618,7 @@ class MySQLPasswordRotator:
     ) -> None:
         clause, params = self._auth_clause(account, password)
         lock_sql = "" if lock is None else (" ACCOUNT LOCK" if lock else " ACCOUNT UNLOCK")
-        cur.execute(
-            f"ALTER USER %s@%s {clause}{lock_sql}", (account.user, account.host, *params)
-        )
+        cur.execute(f"ALTER USER %s@%s {clause}{lock_sql}", (account.user, account.host, *params))
 
     def _grants(self, cur: Any, user: str) -> list[Grant]:
         cur.execute("SHOW GRANTS FOR %s@%s", (user, self.account_host))
@@ -817,9 +814,7 @@ class MySQLPasswordRotator:
                 )
             self._alter(cur, account, None, lock=True)
         log.info("removed the password of %s account %s", self._label(), acct)
-        return Retirement(
-            RetireOutcome.REVOKED, f"locked {acct} and replaced its password by none"
-        )
+        return Retirement(RetireOutcome.REVOKED, f"locked {acct} and replaced its password by none")
 
     def rollback(self, current: SecretValue, new: SecretValue | None, ctx: RotationContext) -> None:
         user = self._username(current, "current")
@@ -827,9 +822,7 @@ class MySQLPasswordRotator:
         if self.strategy is Strategy.SINGLE:
             # set may or may not have run: put the current password back (idempotent)
             password = self._password(current, "current")
-            with self._admin(
-                f"ALTER USER {acct}", password, native_password_hash(password)
-            ) as cur:
+            with self._admin(f"ALTER USER {acct}", password, native_password_hash(password)) as cur:
                 account = self._account(cur, user, must_exist=False)
                 if account is not None:
                     self._check_plugin(cur, account)

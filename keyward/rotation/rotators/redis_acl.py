@@ -338,8 +338,7 @@ class RedisAclRotator:
     def plan(self, current: SecretValue) -> tuple[str, ...]:
         user = current.get(self.username_field) or "?"
         return (
-            f"ACL SETUSER {user} #<sha256 of the new password> (added; the old one keeps "
-            "working)",
+            f"ACL SETUSER {user} #<sha256 of the new password> (added; the old one keeps working)",
             f"AUTH {user} <new password> on a new connection",
             f"ACL SETUSER {user} !<sha256 of the old password> (after finish)",
             "ACL SAVE after each change if the server has an ACL file (otherwise a warning: "
@@ -468,8 +467,7 @@ class RedisAclRotator:
             removed = self._remove(new, current, "rollback")
         except _Gone as gone:
             raise RotatorConflict(
-                f"Redis ACL user {gone.user} no longer exists, so there is nothing to roll "
-                "back to",
+                f"Redis ACL user {gone.user} no longer exists, so there is nothing to roll back to",
                 hint="Recreate the user with the current password from the store",
             ) from None
         if removed:
