@@ -39,11 +39,12 @@ Examples:
 @rules_option
 @format_option("text", "json")
 def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
-    """List every active rule: id, severity, description, source file.
+    """List every active rule: id, severity, confidence, description, source file.
 
     Rules come from the built-in files, then scan.rules in the config file, KEYWARD_RULES and
     --rules (a later rule with the same id overrides an earlier one).
     """
+    from keyward.scan.confidence import rule_confidence
     from keyward.scan.rules import load_rules
 
     st = get_state()
@@ -54,6 +55,8 @@ def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
                 "id": r.id,
                 "description": r.description,
                 "severity": r.severity.value,
+                "confidence": rule_confidence(r).value,  # before the finding's context
+                "family": r.family.value,
                 "source": r.source,
                 "keywords": list(r.keywords),
                 "validator": r.validator,
@@ -73,10 +76,12 @@ def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
     from rich.table import Table
 
     table = Table(box=None, show_header=True, header_style="bold")
-    for col in ("id", "severity", "description", "source"):
+    for col in ("id", "severity", "confidence", "description", "source"):
         table.add_column(col)
     for r in ruleset:
-        table.add_row(r.id, r.severity.value, r.description, Path(r.source).name)
+        table.add_row(
+            r.id, r.severity.value, rule_confidence(r).value, r.description, Path(r.source).name
+        )
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     console.print(f"{len(ruleset)} rules")
