@@ -171,3 +171,18 @@ def test_the_companion_location_never_carries_the_value(
     for fmt in ("json", "csv", "sarif", "text"):
         _, out, _ = run(capsys, "scan", str(tree), "--format", fmt)
         assert secret not in out and secret[:12] not in out, fmt
+
+
+def test_a_baseline_holds_findings_of_every_confidence(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = tree.parent / "known.baseline"
+    code, _, _ = run(capsys, "baseline", "create", str(tree), "-o", str(baseline))
+    assert code == 0
+    code, out, _ = run(
+        capsys, "scan", str(tree), "--baseline", str(baseline), "--min-confidence", "low",
+        "--format", "json",
+    )  # fmt: skip
+    doc = json.loads(out)
+    assert code == 0 and doc["findings"] == []
+    assert doc["stats"]["suppressed_baseline"] == 2  # the pair and the low password
