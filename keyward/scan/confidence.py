@@ -20,6 +20,9 @@ A finding's confidence starts from its rule and is lowered by what the match's c
   - it holds a run of ten or more digits among non-hex letters (an id with a timestamp,
     ``XqJIt1342112125076``; a random token of letters and digits almost never has one);
   - it is on an interactive-session line (``>>>``, ``...``, ``In [1]:``, ``$``): an example;
+  - it is in a directory of recorded or canned test data (``fixtures/``, ``responses/``,
+    ``cassettes/``, ``testdata/``, ``snapshots/``, ``mocks/``): captured API responses hold
+    idempotency tokens, hashes and ids under secret-like names;
   - it is in a test, fixture, documentation or example path (see :func:`is_sample_path`) and
     is guessable: fewer than 10^10 guesses (a random value of ten characters or more needs
     more).
@@ -135,6 +138,24 @@ _SAMPLE_FILE = re.compile(
     | \.(?:md|markdown|rst|adoc|ipynb)$    # documentation and notebooks
     """
 )
+
+
+# Directories of recorded or canned data (API responses, VCR cassettes, snapshots, mocks): a
+# value there was captured or made up for a test, not configured.
+_FIXTURE_DIRS = frozenset(
+    {
+        "fixture", "fixtures", "response", "responses", "cassettes", "recordings", "testdata",
+        "test-data", "test_data", "snapshots", "__snapshots__", "mock", "mocks", "__mocks__",
+    }
+)  # fmt: skip
+
+
+def is_fixture_path(path: str | None) -> bool:
+    """A path under a directory of recorded or canned test data."""
+    if not path:
+        return False
+    parts = path.replace("\\", "/").lower().split("/")[:-1]
+    return not _FIXTURE_DIRS.isdisjoint(parts)
 
 
 def is_sample_path(path: str | None) -> bool:
@@ -363,6 +384,8 @@ def low_reason(value: str, path: str | None, line: str) -> str | None:
         return "id-digits"
     if on_prompt_line(line):
         return "interactive-example"
+    if is_fixture_path(path):
+        return "fixture-data"
     g = guessability(value)
     if g.chosen_by_person:
         return "chosen-by-person"

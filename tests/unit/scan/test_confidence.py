@@ -259,3 +259,11 @@ def test_a_value_a_test_asserts_against_is_a_test_vector_everywhere_in_the_file(
 def test_a_provider_token_in_an_assertion_keeps_its_confidence(engine: Engine) -> None:
     text = f'assert load() == "{github_token(8)}"\n'
     assert scan(engine, text, "tests/test_load.py") == [("github-pat-classic", Confidence.HIGH)]
+
+
+def test_a_random_generic_value_in_recorded_test_data_is_low(engine: Engine) -> None:
+    value = random_value(12, 32)
+    line = f'"client_secret": "{value}",\n'
+    for path in ("tests/unit/responses/ec2.json", "spec/cassettes/login.yml", "a/fixtures/b.json"):
+        assert scan(engine, line, path) == [("generic-secret", Confidence.LOW)], path
+    assert scan(engine, line, "tests/unit/test_login.py") == [("generic-secret", Confidence.MEDIUM)]
