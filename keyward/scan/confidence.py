@@ -43,7 +43,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import itertools
 import math
 import re
 import tomllib
@@ -236,6 +235,7 @@ class Guessability:
 
 _MAX_JUDGED = 64  # longer values are judged by their start
 _MIN_WORD, _MAX_WORD = 4, 16
+_STRONG = 0.6  # log10 guesses per character at most, for a pattern to count as chosen
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
                        "$": "s"})  # fmt: skip
 _SEQUENCES = ("abcdefghijklmnopqrstuvwxyz", "0123456789", "qwertyuiop", "asdfghjkl", "zxcvbnm",
@@ -258,21 +258,24 @@ def _ranked_words() -> dict[str, int]:
 
 
 def _sequence_runs(low: str) -> list[tuple[int, int]]:
-    """Maximal runs of 4 or more characters that follow each other in the alphabet, the
-    digits or a keyboard row, either way (``abcd``, ``4321``, ``qwer``, ``!@#$``)."""
-    follows: dict[str, set[str]] = {}
-    for seq in _SEQUENCES:
-        for x, y in itertools.pairwise(seq):
-            follows.setdefault(x, set()).add(y)
-            follows.setdefault(y, set()).add(x)
+    """Runs of 4 or more characters that step through the alphabet, the digits or a keyboard
+    row in one direction (``abcd``, ``4321``, ``qwer``, ``!@#$``)."""
     runs: list[tuple[int, int]] = []
-    start = 0
-    for k in range(1, len(low) + 1):
-        if k < len(low) and low[k] in follows.get(low[k - 1], ()):
-            continue
-        if k - start >= 4:
-            runs.append((start, k))
-        start = k
+    for seq in _SEQUENCES:
+        where = {c: k for k, c in enumerate(seq)}
+        start, step = 0, 0
+        for k in range(1, len(low) + 1):
+            d = (
+                where[low[k]] - where[low[k - 1]]
+                if k < len(low) and low[k] in where and low[k - 1] in where
+                else 0
+            )
+            if d in (1, -1) and (step in (0, d) or k - start == 1):
+                step = d
+                continue
+            if k - start >= 4:
+                runs.append((start, k))
+            start, step = k, 0
     return runs
 
 
@@ -315,7 +318,10 @@ def guessability(value: str) -> Guessability:
             best[i + 1], covered[i + 1] = best[i] + 1.0, covered[i]
         for j, cost in edges[i]:
             if best[i] + cost < best[j]:
-                best[j], covered[j] = best[i] + cost, covered[i] + (j - i)
+                # a pattern counts as chosen when it saves much over random characters (a
+                # rare name of 5 letters in a random string barely does)
+                strong = cost <= _STRONG * (j - i)
+                best[j], covered[j] = best[i] + cost, covered[i] + (j - i if strong else 0)
     hex_only = all(c in "0123456789abcdef" for c in low)
     return Guessability(best[n], covered[n] / n if n else 0.0, n, hex_only)
 
