@@ -564,7 +564,11 @@ class Engine:
             if rule.generic:
                 if filters.generic_reject(secret, line, path, start - line_start) is not None:
                     continue
-            elif filters.is_placeholder(secret) or _part_of_longer_token(text, m, start, end):
+            elif (
+                filters.is_placeholder(secret)
+                or _part_of_longer_token(text, m, start, end)
+                or (rule.context is None and _keyword_inside_word(text, m.start(), start, rule))
+            ):
                 continue
             elif rule.context is not None and not context.plausible(secret, rule.context):
                 continue
@@ -697,6 +701,40 @@ def _lower_test_vectors(matches: list[_Match], text: str) -> None:
         for m in matches:
             if m.secret in asserted and judged_by_value(m.rule):
                 m.confidence = Confidence.LOW
+
+
+def _word_keywords(rule: Rule) -> tuple[str, ...]:
+    """The rule's keywords that are words (letters only, 3 or more): provider names."""
+    return tuple(k for k in rule.keywords if len(k) >= 3 and k.isalpha() and k.isascii())
+
+
+def _starts_word(text: str, a: int) -> bool:
+    """``text[a]`` starts a word: no letter before it, or a camel-case change (``myOkta``).
+    The end is not judged: provider names start longer words by design (``postgresql``,
+    ``rediss``, ``amqps``)."""
+    before = text[a - 1] if a > 0 else ""
+    return not before.isalpha() or (before.islower() and text[a].isupper())
+
+
+def _keyword_inside_word(text: str, match_start: int, secret_start: int, rule: Rule) -> bool:
+    """Word boundaries for provider names: when the regex's context before the secret holds
+    the rule's provider-name keywords only inside longer words (``rookTable`` holds ``okta``),
+    the match is not that provider's. Keywords that are part of the secret (``ghp_``), or that
+    do not occur before it, are not judged."""
+    words = _word_keywords(rule)
+    if not words or secret_start <= match_start:
+        return False
+    region = text[match_start:secret_start]
+    low = region.lower()
+    seen = False
+    for k in words:
+        i = low.find(k)
+        while i >= 0:
+            seen = True
+            if _starts_word(text, match_start + i):
+                return False
+            i = low.find(k, i + 1)
+    return seen
 
 
 def _resolve_overlaps(matches: list[_Match]) -> list[_Match]:

@@ -66,3 +66,49 @@ def test_a_longer_token_is_not_reported_by_its_prefix(
     if secret[0].isalnum() and (at == 0 or not example[at - 1].isalnum()):
         inside = example[:at] + "q" + example[at:]
         assert secret not in _findings(rule, inside)
+
+
+def _word_keyword_cases() -> list[tuple[Rule, str, str]]:
+    cases = []
+    for rule in RULES:
+        words = [k for k in rule.keywords if len(k) >= 3 and k.isalpha()]
+        if rule.generic or rule.context is not None or not words:
+            continue
+        for example in rule.positive:
+            found = set(_findings(rule, example))
+            for m in rule.pattern.finditer(example):
+                # the keyword is the regex's own context before the secret (not only the
+                # prefilter of a format that stands alone, like re_... or key-...)
+                context = example[m.start() : m.start("secret")].lower()
+                if m.group("secret") in found and any(k in context for k in words):
+                    cases.append((rule, example, m.group("secret")))
+    return cases
+
+
+WORD_CASES = _word_keyword_cases()
+
+
+def test_keyword_cases_cover_the_rules_named_after_providers() -> None:
+    assert len({r.id for r, _, _ in WORD_CASES}) >= 60
+
+
+@pytest.mark.parametrize(
+    ("rule", "example", "secret"),
+    WORD_CASES,
+    ids=[f"{r.id}-{i}" for i, (r, _, _) in enumerate(WORD_CASES)],
+)
+def test_a_provider_name_inside_a_longer_word_does_not_fire(
+    rule: Rule, example: str, secret: str
+) -> None:
+    """``rookTable`` holds ``okta``: the provider name inside another word is not that
+    provider's context."""
+    at = example.index(secret)
+    head, tail = example[:at], example[at:]
+    for k in (k for k in rule.keywords if len(k) >= 3 and k.isalpha()):
+        low = head.lower()
+        out, i = [], 0
+        while (j := low.find(k, i)) >= 0:
+            out.append(head[i:j] + "ro" + k)  # the keyword, lower-case, inside a longer word
+            i = j + len(k)
+        head = "".join(out) + head[i:]
+    assert secret not in _findings(rule, head + tail)
