@@ -197,11 +197,18 @@ _DIGIT_RUN = re.compile(r"\d{10,}")
 _NON_HEX_LETTER = re.compile(r"[g-zG-Z]")
 
 
+_SEGMENT = re.compile(r"[-_./:+]")
+
+
 def has_id_digits(value: str) -> bool:
-    """A run of ten or more digits in a value with letters beyond hex: an id or a timestamp
-    (``XqJIt1342112125076``). In a random 32-character base62 token such a run has a
-    probability near 10^-7; hex values are left alone (digit runs are common in them)."""
-    return _DIGIT_RUN.search(value) is not None and _NON_HEX_LETTER.search(value) is not None
+    """A run of ten or more digits in a part of the value (between separators) that has
+    letters beyond hex: an id or a timestamp (``XqJIt1342112125076``). In a random
+    32-character base62 token such a run has a probability near 10^-7; hex parts are left
+    alone (digit runs are common in them: ``vault-held-<uuid hex>``)."""
+    return any(
+        _DIGIT_RUN.search(part) is not None and _NON_HEX_LETTER.search(part) is not None
+        for part in _SEGMENT.split(value)
+    )
 
 
 _PROMPT = re.compile(r"^[ \t]*(?:>>>|\.\.\.|In \[\d{1,4}\]:|\$|PS>|[A-Za-z]:\\[^>]{0,60}>)[ \t]")

@@ -267,3 +267,9 @@ def test_a_random_generic_value_in_recorded_test_data_is_low(engine: Engine) -> 
     for path in ("tests/unit/responses/ec2.json", "spec/cassettes/login.yml", "a/fixtures/b.json"):
         assert scan(engine, line, path) == [("generic-secret", Confidence.LOW)], path
     assert scan(engine, line, "tests/unit/test_login.py") == [("generic-secret", Confidence.MEDIUM)]
+
+
+def test_digit_runs_in_hex_parts_are_not_ids() -> None:
+    assert conf.has_id_digits("XqJIt1342112125076")
+    assert not conf.has_id_digits("vault-held-3f9c2a7e1b8d41234567890af1c8e")  # a uuid's hex
+    assert not conf.has_id_digits("3f9c2a7e1b8d41234567890af1c8e3f9c2a7e1")
