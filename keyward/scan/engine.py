@@ -704,7 +704,10 @@ def _lower_test_vectors(matches: list[_Match], text: str) -> None:
 
 
 def _word_keywords(rule: Rule) -> tuple[str, ...]:
-    """The rule's keywords that are words (letters only, 3 or more): provider names."""
+    """The rule's keywords that are words (letters only, 3 or more): provider names. A rule
+    whose regex has a lookbehind states its own word boundaries (``(?<=-Dsonar)``)."""
+    if "(?<" in rule.regex:
+        return ()
     return tuple(k for k in rule.keywords if len(k) >= 3 and k.isalpha() and k.isascii())
 
 
