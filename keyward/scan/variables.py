@@ -136,9 +136,13 @@ def merge_variable_findings(
     base = chunk.location
     text_of: dict[int, str] | None = None  # the file's lines, split only for a finding
     extra: list[Finding] = []
+    decoded_lines: set[int] = set()  # encoded values whose decoded text gave a finding
     for kv in variables:
         vloc = replace(base, kind=kind or base.kind, resource=kv.resource or base.resource)
-        for f in engine.scan(variable_chunk(kv, vloc)):
+        decoded = engine.scan(variable_chunk(kv, vloc))
+        if kv.decoded and decoded:
+            decoded_lines.update(kv.lines or (kv.line,))
+        for f in decoded:
             loc = f.location
             column = loc.column
             if kv.decoded:
@@ -156,6 +160,8 @@ def merge_variable_findings(
     for f in found:
         if f.location.line in reference_lines and f.rule_id in engine.generic_ids:
             continue  # a generic match on a reference value (`password: !Ref DbPassword`)
+        if f.location.line in decoded_lines:
+            continue  # the encoded form of a value reported decoded (a Secret's data:)
         by_key.setdefault((f.location.line, f.fingerprint), len(out))
         out.append(f)
     for e in extra:

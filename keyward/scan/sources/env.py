@@ -308,7 +308,17 @@ def kubernetes_secret_variables(docs: list[object]) -> tuple[list[KeyValue], set
                     continue
                 key_line = key.start_mark.line + 1
                 encoded_lines.update(lines or (line,))
-                out.append(KeyValue(str(key.value), text, key_line, col, resource, decoded=True))
+                out.append(
+                    KeyValue(
+                        str(key.value),
+                        text,
+                        key_line,
+                        col,
+                        resource,
+                        lines=lines or (line,),  # where the encoded value is
+                        decoded=True,
+                    )
+                )
     return out, encoded_lines
 
 
