@@ -186,3 +186,16 @@ def test_a_baseline_holds_findings_of_every_confidence(
     doc = json.loads(out)
     assert code == 0 and doc["findings"] == []
     assert doc["stats"]["suppressed_baseline"] == 2  # the pair and the low password
+
+
+def test_every_confidence_has_its_sarif_rank_precision_and_an_order() -> None:
+    from keyward.scan.model import Confidence
+    from keyward.scan.report import _SARIF_PRECISION, _SARIF_RANK
+
+    assert set(_SARIF_RANK) == set(_SARIF_PRECISION) == set(Confidence)
+    ranks = [_SARIF_RANK[c] for c in (Confidence.LOW, Confidence.MEDIUM, Confidence.HIGH)]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 3
+    assert [c.rank for c in (Confidence.LOW, Confidence.MEDIUM, Confidence.HIGH)] == [0, 1, 2]
+    assert Confidence.HIGH.at_least(Confidence.MEDIUM) and not Confidence.LOW.at_least(
+        Confidence.MEDIUM
+    )
