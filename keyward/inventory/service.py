@@ -376,7 +376,7 @@ class Inventory:
         with self.db.session() as s:
             return tuple(secret_record(x) for x in s.scalars(q))
 
-    def update_secret(self, name: str, **changes: Any) -> SecretRecord:
+    def update_secret(self, name: str, /, **changes: Any) -> SecretRecord:
         """Change columns of a secret (see ``UPDATABLE``); the policy's due time follows."""
         unknown = set(changes) - UPDATABLE
         if unknown:

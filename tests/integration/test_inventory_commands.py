@@ -58,6 +58,14 @@ def test_add_list_show_update_remove_round_trip(cli: Cli) -> None:
     assert [s["name"] for s in cli.json("inventory", "list")] == ["ci/token"]
 
 
+def test_update_rename_moves_the_secret_to_its_new_name(cli: Cli) -> None:
+    _add(cli, "prod/a", "--owner", "alice")
+    rc, _, err = cli("inventory", "update", "prod/a", "--rename", "prod/b")
+    assert rc == 0, err
+    assert [s["name"] for s in cli.json("inventory", "list")] == ["prod/b"]
+    assert cli.json("inventory", "show", "prod/b")["secret"]["owner"] == "alice"
+
+
 def test_overdue_follows_max_age_and_schedule(cli: Cli) -> None:
     old = (datetime.now(UTC) - timedelta(days=100)).date().isoformat()
     recent = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
