@@ -37,9 +37,11 @@ def open_db(database_url: str | None, *, migrate: bool = True) -> Database:
 
 def connect_db(database_url: str | None) -> Database:
     """The inventory database without touching its schema."""
-    from keyward.inventory.db import connect, resolve_url
+    from keyward.inventory.db import connect, resolve_schema, resolve_url
 
-    return connect(resolve_url(get_state().config, database_url))
+    config = get_state().config
+    url = resolve_url(config, database_url)
+    return connect(url, resolve_schema(config, url))
 
 
 DB_EPILOG = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,13 +26,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keyward.core.config import Config, data_dir
 from keyward.core.errors import ConfigError
-from keyward.inventory.errors import DatabaseCorrupt, DatabaseUnavailable
+from keyward.inventory.errors import DatabaseCorrupt, DatabaseRefused, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILENAME = "inventory.db"
 SQLITE_HEADER = b"SQLite format 3\x00"
 CONNECT_TIMEOUT_SECONDS = 5
+SCHEMA_ENV = "KEYWARD_DATABASE_SCHEMA"
+# An unquoted PostgreSQL identifier (at most 63 bytes), so it can be named in SQL and messages.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def default_url() -> str:
@@ -48,6 +52,33 @@ def resolve_url(config: Config | None = None, explicit: str | None = None) -> st
     if config is not None and config.database_url:
         return normalize_url(config.database_url)
     return default_url()
+
+
+def resolve_schema(config: Config | None, url: str) -> str | None:
+    """The PostgreSQL schema keyward keeps its tables in: ``KEYWARD_DATABASE_SCHEMA`` >
+    ``[inventory] schema`` > none (the user's default ``search_path``, usually ``public``)."""
+    env = os.environ.get(SCHEMA_ENV)
+    if env is not None:
+        value: object = env
+        where = SCHEMA_ENV
+    elif config is not None:
+        value = config.file_value("inventory", "schema")
+        where = f"[inventory] schema in {config.path}" if config.path else "[inventory] schema"
+    else:
+        return None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _SCHEMA_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where} must be a schema name of letters, digits and underscores (got {value!r})",
+            hint="Use a name such as keyward",
+        )
+    if make_url(url).get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"{where} is set, but only a PostgreSQL inventory has schemas",
+            hint="Remove the setting, or point KEYWARD_DATABASE_URL at PostgreSQL",
+        )
+    return value
 
 
 def normalize_url(url: str) -> str:
@@ -99,8 +130,24 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url`` (no connection is made yet)."""
+def _search_path_setter(schema: str) -> Any:
+    """A connect hook putting ``schema`` alone on the session's ``search_path``, so every
+    table (and Alembic's version table) is created and found there."""
+
+    def set_search_path(dbapi_conn: Any, _record: Any) -> None:
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True  # a SET inside a transaction rolled back would be undone
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f'SET search_path TO "{schema}"')
+        finally:
+            dbapi_conn.autocommit = autocommit
+
+    return set_search_path
+
+
+def create_db_engine(url: str, schema: str | None = None) -> Engine:
+    """An engine for ``url`` (no connection is made yet); on PostgreSQL, in ``schema``."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(parsed)
@@ -109,11 +156,15 @@ def create_db_engine(url: str) -> Engine:
         engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         parsed,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
         pool_pre_ping=True,
     )
+    if schema is not None:
+        # insert=True: before SQLAlchemy reads the default schema on the first connection
+        sa.event.listen(engine, "connect", _search_path_setter(schema), insert=True)
+    return engine
 
 
 def check_sqlite_file(path: Path) -> None:
@@ -122,6 +173,13 @@ def check_sqlite_file(path: Path) -> None:
         with path.open("rb") as fh:
             header = fh.read(len(SQLITE_HEADER))
     except FileNotFoundError:
+        if not path.parent.is_dir() and path.parent != data_dir():
+            # Only the default location is created; a directory named in a URL that does not
+            # exist is a typo more often than a wish for an empty inventory.
+            raise ConfigError(
+                f"The directory {path.parent} of the inventory database does not exist",
+                hint="Create it, or fix KEYWARD_DATABASE_URL (or [inventory] database_url)",
+            ) from None
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -157,12 +215,23 @@ def corrupt_error(path: Path | None) -> DatabaseCorrupt:
     )
 
 
-def unavailable_error(url: str | URL, exc: BaseException) -> DatabaseUnavailable:
+def unavailable_error(url: str | URL, exc: BaseException) -> DatabaseUnavailable | DatabaseRefused:
     """One sentence naming host and port, without the password or the driver's prose."""
     parsed = make_url(url) if isinstance(url, str) else url
     host = parsed.host or "localhost"
     port = parsed.port or 5432
-    text = str(getattr(exc, "orig", exc) or exc).lower()
+    raw = str(getattr(exc, "orig", exc) or exc)
+    text = raw.lower()
+    fatal = raw.partition("FATAL:")[2].strip().splitlines()
+    if fatal and fatal[0]:
+        # The server answered and refused the login (unknown role, wrong password, no such
+        # database, pg_hba.conf): its own words, which never carry the password.
+        return DatabaseRefused(
+            f"The PostgreSQL server at {host}:{port} refused the inventory login: "
+            f"{fatal[0].rstrip('.')}",
+            hint="Check the user, password and database in KEYWARD_DATABASE_URL "
+            "(or [inventory] database_url)",
+        )
     if "refused" in text:
         reason = "the connection was refused"
     elif "timeout" in text or "timed out" in text:
@@ -181,6 +250,19 @@ def unavailable_error(url: str | URL, exc: BaseException) -> DatabaseUnavailable
     )
 
 
+def refused_error(url: str | URL, exc: sa.exc.DBAPIError) -> DatabaseRefused:
+    """A privilege the database user lacks, in the server's words (first line, no SQL)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    diag = getattr(exc.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(exc.orig).splitlines()[0]
+    return DatabaseRefused(
+        f"PostgreSQL refused the inventory user {parsed.username or '(default)'} on database "
+        f"{parsed.database}: {primary.rstrip('.')}",
+        hint="Have the database owner grant the privilege, or use a user that owns the "
+        "inventory's tables",
+    )
+
+
 def translate_error(url: str | URL, exc: sa.exc.DBAPIError) -> Exception:
     """Map a driver error to a keyward error when it is an expected failure."""
     parsed = make_url(url) if isinstance(url, str) else url
@@ -194,6 +276,8 @@ def translate_error(url: str | URL, exc: sa.exc.DBAPIError) -> Exception:
                 hint="Check that its directory exists and is writable",
             )
         return exc
+    if getattr(exc.orig, "sqlstate", None) == "42501":  # insufficient_privilege
+        return refused_error(parsed, exc)
     if isinstance(exc, sa.exc.OperationalError) and exc.connection_invalidated is False:
         if "connection" in text or "server" in text or "timeout" in text:
             return unavailable_error(parsed, exc)
@@ -206,6 +290,7 @@ class Database:
 
     url: str
     engine: Engine
+    schema: str | None = None  # PostgreSQL: the schema keyward's tables live in
     _sessions: sessionmaker[Session] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -258,9 +343,9 @@ class Database:
         self.engine.dispose()
 
 
-def connect(url: str) -> Database:
+def connect(url: str, schema: str | None = None) -> Database:
     """Open ``url`` without touching its schema (``keyward db`` commands use this)."""
-    db = Database(url, create_db_engine(url))
+    db = Database(url, create_db_engine(url, schema), schema)
     db.ping()
     return db
 
@@ -274,7 +359,8 @@ def open_database(
     """
     from keyward.inventory import migrate as migrations
 
-    db = connect(resolve_url(config, url))
+    resolved = resolve_url(config, url)
+    db = connect(resolved, resolve_schema(config, resolved))
     try:
         migrations.ensure_current(db, upgrade=migrate)
     except BaseException:

@@ -9,6 +9,14 @@ class DatabaseUnavailable(BackendError):
     """The inventory database cannot be reached (exit 3)."""
 
 
+class DatabaseRefused(BackendError):
+    """The database server answered and refused: a login, a privilege (exit 3)."""
+
+
+class ForeignDatabase(InventoryError):
+    """The database (or schema) already holds another application's tables (exit 2)."""
+
+
 class DatabaseCorrupt(BackendError):
     """The SQLite file is not a database or is damaged; nothing is written to it (exit 3)."""
 

@@ -26,7 +26,12 @@ import sqlalchemy as sa
 from keyward import __version__
 from keyward.core.errors import ConfigError, InventoryError
 from keyward.inventory.db import Database, sqlite_path
-from keyward.inventory.errors import DatabaseTooNew, MigrationLocked
+from keyward.inventory.errors import (
+    DatabaseRefused,
+    DatabaseTooNew,
+    ForeignDatabase,
+    MigrationLocked,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -83,6 +88,7 @@ class SchemaStatus:
     head: str
     known: bool  # this keyward has the migration the database is at
     migrated_by: str | None  # keyward version that last migrated it
+    foreign: bool = False  # the alembic_version table is another application's
 
     @property
     def up_to_date(self) -> bool:
@@ -102,17 +108,20 @@ def status(db: Database) -> SchemaStatus:
     script = script_directory()
     known = current is None or _is_known(script, current)
     migrated_by: str | None = None
+    foreign = False
     if current is not None:
-        try:
-            with db.engine.connect() as conn:
+        with db.engine.connect() as conn:
+            if not known:  # a keyward database always has keyward_schema; another's has not
+                foreign = not sa.inspect(conn).has_table("keyward_schema")
+            try:
                 migrated_by = conn.execute(
                     sa.text("SELECT value FROM keyward_schema WHERE key = :k"), {"k": VERSION_KEY}
                 ).scalar()
-        except sa.exc.DBAPIError:
-            migrated_by = None
+            except sa.exc.DBAPIError:
+                migrated_by = None
     head = script.get_current_head()
     assert head is not None
-    return SchemaStatus(current, head, known, migrated_by)
+    return SchemaStatus(current, head, known, migrated_by, foreign)
 
 
 def _is_known(script: ScriptDirectory, revision: str) -> bool:
@@ -124,7 +133,13 @@ def _is_known(script: ScriptDirectory, revision: str) -> bool:
         return False
 
 
-def too_new(st: SchemaStatus) -> DatabaseTooNew:
+def too_new(st: SchemaStatus) -> DatabaseTooNew | ForeignDatabase:
+    if st.foreign:
+        return ForeignDatabase(
+            f"The inventory database's alembic_version table belongs to another application "
+            f"(revision {st.current}, not a keyward migration)",
+            hint=_OWN_SCHEMA_HINT,
+        )
     needed = f"keyward {st.migrated_by} or later" if st.migrated_by else "a newer keyward"
     return DatabaseTooNew(
         f"The inventory database is at schema revision {st.current}, newer than this keyward "
@@ -154,6 +169,79 @@ def ensure_current(db: Database, *, upgrade: bool = True) -> SchemaStatus:
             hint="Run `keyward db upgrade`",
         )
     return upgrade_to(db, "head")
+
+
+_OWN_SCHEMA_HINT = (
+    "Set [inventory] schema (or KEYWARD_DATABASE_SCHEMA) so keyward keeps its tables in a "
+    "PostgreSQL schema of its own, or use another database"
+)
+
+
+def check_can_create(db: Database) -> None:
+    """Before creating the tables in an empty database: on PostgreSQL the schema exists
+    (created when the user may) and the user may create tables in it; and no table keyward
+    would create is already there (someone else's ``secrets``)."""
+    from keyward.inventory.models import Base
+
+    schema: str | None = None
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            schema = _creatable_schema(db, conn)
+    taken = sorted(
+        set(sa.inspect(db.engine).get_table_names(schema=schema)) & set(Base.metadata.tables)
+    )
+    if taken:
+        where = f"schema {schema} of the inventory database" if schema else "the inventory database"
+        hint = (
+            _OWN_SCHEMA_HINT
+            if db.dialect == "postgresql"
+            else "Point KEYWARD_DATABASE_URL at another file"
+        )
+        raise ForeignDatabase(
+            f"{where[0].upper()}{where[1:]} already has a table named {taken[0]} that keyward "
+            "did not create (it was left untouched)",
+            hint=hint,
+        )
+
+
+def _creatable_schema(db: Database, conn: sa.Connection) -> str:
+    user, database = conn.execute(sa.text("SELECT current_user, current_database()")).one()
+    if db.schema is not None:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": db.schema}
+        ).scalar()
+        if not exists:
+            may = conn.execute(
+                sa.text("SELECT has_database_privilege(current_database(), 'CREATE')")
+            ).scalar()
+            if not may:
+                raise DatabaseRefused(
+                    f"The schema {db.schema} does not exist in the PostgreSQL database "
+                    f"{database} and the user {user} may not create it",
+                    hint=f"Have the database owner run CREATE SCHEMA {db.schema} "
+                    f"AUTHORIZATION {user}",
+                )
+            log.info("creating the schema %s for the inventory", db.schema)
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"')
+    schema = db.schema or conn.execute(sa.text("SELECT current_schema()")).scalar()
+    if schema is None:
+        raise DatabaseRefused(
+            f"No schema on the PostgreSQL user {user}'s search_path exists in database "
+            f"{database}, so the inventory has nowhere to create its tables",
+            hint="Set [inventory] schema (or KEYWARD_DATABASE_SCHEMA) to a schema it may "
+            "create tables in",
+        )
+    may_create = sa.text("SELECT has_schema_privilege(:s, 'CREATE')")
+    if not conn.execute(may_create, {"s": schema}).scalar():
+        why = " (PostgreSQL 15 and later grant it only to the database owner)"
+        raise DatabaseRefused(
+            f"The PostgreSQL user {user} may not create the inventory's tables: it lacks the "
+            f"CREATE privilege on schema {schema} of database {database}"
+            + (why if schema == "public" else ""),
+            hint=f"Have the owner run GRANT CREATE ON SCHEMA {schema} TO {user}, or set "
+            "[inventory] schema (or KEYWARD_DATABASE_SCHEMA) to a schema the user owns",
+        )
+    return str(schema)
 
 
 @contextmanager
@@ -226,6 +314,8 @@ def upgrade_to(db: Database, revision: str = "head") -> SchemaStatus:
             raise too_new(st)
         target = st.head if revision == "head" else revision
         if st.current != target:
+            if st.current is None:
+                check_can_create(db)
             log.info("migrating the inventory from %s to %s", st.current, target)
             cfg = alembic_config()
             with db.engine.begin() as conn:

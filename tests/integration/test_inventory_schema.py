@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -221,3 +222,25 @@ def test_database_url_from_the_config_file(tmp_path: Path) -> None:
     result = _keyward("--config", str(config), "db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert target.is_file() and str(target) in result.stdout
+
+
+def test_postgres_login_refused_says_what_the_server_answered(postgres_url: str) -> None:
+    role = f"nobody_{uuid.uuid4().hex[:8]}"
+    host = postgres_url.rsplit("/", 1)[0].split("@", 1)[1]
+    url = f"postgresql://{role}:hunter2secret@{host}/test"
+    result = _keyward("inventory", "list", env={"KEYWARD_DATABASE_URL": url})
+    assert result.returncode == 3
+    assert f'role "{role}" does not exist' in result.stderr
+    assert "did not answer" not in result.stderr and "hunter2secret" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_sqlite_url_in_a_missing_directory_is_refused_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    result = _keyward(
+        "inventory", "list", env={"KEYWARD_DATABASE_URL": f"sqlite:///{missing}/x.db"}
+    )
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "does not exist" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "no").exists()
