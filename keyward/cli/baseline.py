@@ -54,7 +54,7 @@ def _scan(
 
     cfg = get_state().config
     request = ScanRequest(
-        engine=engine_spec(cfg, rule_files),
+        engine=engine_spec(cfg, rule_files, keeps_nothing=True),  # baselines hash with SHA-1
         paths=paths,
         exclude=excludes_setting(cfg, exclude),
         use_ignore_files=not no_ignore,

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE, Config, cache_dir, parse_size
-from keyward.core.errors import ConfigError
+from keyward.core.errors import ConfigError, KeyNotCreated
 from keyward.core.redaction import Fingerprinter
 
 if TYPE_CHECKING:  # the scan package is imported by the commands that scan, when they run
@@ -25,8 +25,12 @@ DEFAULT_MIN_CONFIDENCE = "medium"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fingerprint_key(config: Config) -> bytes:
-    """The installation's fingerprint key: ``KEYWARD_FINGERPRINT_KEY`` (hex) or the key file."""
+def fingerprint_key(config: Config, *, keeps_nothing: bool = False) -> bytes:
+    """The installation's fingerprint key: ``KEYWARD_FINGERPRINT_KEY`` (hex) or the key file.
+
+    ``keeps_nothing``: the command stores no fingerprint (a scan without ``--record``), so when
+    the key file cannot be created (a read-only data directory or HOME) a key for this run
+    does, with one warning that its fingerprints will not match another run's."""
     env = os.environ.get("KEYWARD_FINGERPRINT_KEY")
     if env:
         try:
@@ -38,7 +42,17 @@ def fingerprint_key(config: Config) -> bytes:
         if len(key) < 16:
             raise ConfigError("KEYWARD_FINGERPRINT_KEY is too short", hint="Use 64 hex characters")
         return key
-    return Fingerprinter.from_file(config.fingerprint_key_file())._key
+    try:
+        return Fingerprinter.from_file(config.fingerprint_key_file())._key
+    except KeyNotCreated as exc:
+        if not keeps_nothing:
+            raise
+        click.echo(
+            f"keyward: warning: {exc.message.rstrip('.')}, so this run's fingerprints are not "
+            "comparable with another run's (set KEYWARD_FINGERPRINT_KEY for stable ones)",
+            err=True,
+        )
+        return os.urandom(32)
 
 
 def engine_spec(
@@ -48,16 +62,18 @@ def engine_spec(
     *,
     detect_secrets: bool = False,
     baseline: Path | None = None,
+    keeps_nothing: bool = False,
 ) -> EngineSpec:
     """Rule files from the config file, then ``KEYWARD_RULES``, then the command line (later
     files override rules of the same id). ``detect_secrets`` adds the plugins of ``baseline``'s
-    ``plugins_used`` (all built-in plugins without one)."""
+    ``plugins_used`` (all built-in plugins without one). ``keeps_nothing``: see
+    :func:`fingerprint_key`."""
     from keyward.scan.runner import EngineSpec
 
     files = (*config.rule_files(), *rule_files)
     return EngineSpec(
         rule_files=tuple(files),
-        fingerprint_key=fingerprint_key(config),
+        fingerprint_key=fingerprint_key(config, keeps_nothing=keeps_nothing),
         backend=backend,
         cache_dir=cache_dir() / "hyperscan",
         detect_secrets=detect_secrets,

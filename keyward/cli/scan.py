@@ -171,7 +171,12 @@ def scan(
     max_code_size, check_kms = _lambda_settings(cfg) if aws_lambda else (None, True)
     request = ScanRequest(
         engine=engine_spec(
-            cfg, rule_files, backend, detect_secrets=detect_secrets_plugins, baseline=baseline
+            cfg,
+            rule_files,
+            backend,
+            detect_secrets=detect_secrets_plugins,
+            baseline=baseline,
+            keeps_nothing=not record,
         ),
         paths=paths,
         jobs=jobs,

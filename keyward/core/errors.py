@@ -82,6 +82,10 @@ class ConfigError(KeywardError):
     """The configuration file or a command-line option is invalid."""
 
 
+class KeyNotCreated(ConfigError):
+    """The fingerprint key file does not exist and cannot be created (read-only data dir)."""
+
+
 class SourceError(KeywardError):
     """A scan source cannot be read (missing path, unreadable repository, ...)."""
 

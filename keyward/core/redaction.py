@@ -59,13 +59,23 @@ class Fingerprinter:
 
     @classmethod
     def from_file(cls, path: Path) -> Fingerprinter:
-        """Load the installation key, creating it (mode 0600) on first use."""
-        from keyward.core.errors import ConfigError
+        """Load the installation key, creating it (mode 0600) on first use.
+
+        Raises :class:`KeyNotCreated` when there is no key and none can be made (a read-only
+        data directory): callers that keep nothing may then use a key of their own."""
+        from keyward.core.errors import ConfigError, KeyNotCreated
 
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
-            data = _create_key(path)
+        except (FileNotFoundError, NotADirectoryError):
+            try:
+                data = _create_key(path)
+            except OSError as exc:
+                raise KeyNotCreated(
+                    f"Cannot create the fingerprint key {path}: {exc.strerror}",
+                    hint="Make the data directory writable (or set KEYWARD_DATA_DIR), or set "
+                    "KEYWARD_FINGERPRINT_KEY",
+                ) from None
         except OSError as exc:
             raise ConfigError(
                 f"Cannot read the fingerprint key {path}: {exc.strerror}",

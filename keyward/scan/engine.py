@@ -22,6 +22,7 @@ findings (a test holds them to it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -438,7 +439,8 @@ def _store_cache(hs: Any, path: Path, db: Any) -> None:
         tmp.write_bytes(_CACHE_MAGIC + header.encode() + b"\n" + body)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # missing_ok covers ENOENT only, not ENOTDIR/EROFS
+            tmp.unlink()
         log.debug("cannot cache a hyperscan database at %s: %s", path, exc.strerror)
 
 
