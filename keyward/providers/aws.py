@@ -326,15 +326,16 @@ def _fault(
     return ProviderFault("AWS", failure, action, resource, code, message, hint, detail, endpoint)
 
 
-def _client_error_parts(exc: Any) -> tuple[str, str, int]:
-    """(code, message, HTTP status) of a ClientError, with an XML error body in a JSON API
-    (seen with moto) parsed and an unparsed 401/403 counted as AccessDenied."""
+def _client_error_parts(response: Any) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of an error response (a ClientError's, or the last one a
+    waiter saw), with an XML error body in a JSON API (seen with moto) parsed and an unparsed
+    401/403 counted as AccessDenied."""
     from keyward.core.logging import scrub
 
-    error = exc.response.get("Error", {}) or {}
+    error = response.get("Error", {}) or {}
     code = str(error.get("Code", "Unknown"))
     message = str(error.get("Message", "")).strip()
-    status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) or 0)
+    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) or 0)
     if message.startswith("<"):
         found = re.search(r"<Code>(.*?)</Code>", message)
         if found:
@@ -369,8 +370,17 @@ def aws_fault(exc: BaseException, action: str, resource: str) -> ProviderFault |
         return None
     import botocore.exceptions as bx
 
+    response: Any = None
     if isinstance(exc, bx.ClientError):
-        code, detail, status = _client_error_parts(exc)
+        response = exc.response
+    elif isinstance(exc, bx.WaiterError):
+        # A waiter polls with an ordinary call (function_updated_v2 calls lambda:GetFunction)
+        # and gives up when that call fails: the failure is that call's, e.g. a denial.
+        last = getattr(exc, "last_response", None)
+        if isinstance(last, dict) and last.get("Error"):
+            response = last
+    if response is not None:
+        code, detail, status = _client_error_parts(response)
         failure = _classify(code, status)
         suffix = f" ({code}: {detail})" if detail else f" ({code})"
         message, hint = {

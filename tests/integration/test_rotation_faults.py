@@ -116,6 +116,29 @@ def test_a_denied_action_at_any_step_is_named_and_the_state_completes_once_allow
         assert world.keys() == [(cur["access_key_id"], "Active")]
 
 
+def test_a_denied_poll_inside_the_lambda_waiter_is_reported_as_denied(
+    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
+) -> None:
+    # function_updated_v2 polls lambda:GetFunction; denied, the waiter gives up with the
+    # denial as its last response (it was once reported as "LastUpdateStatus is Successful")
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=1)
+    iam = world.client("iam")
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Action": "lambda:GetFunction", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName="keyward", PolicyName="deny", PolicyDocument=json.dumps(deny))
+    rc, _out, err = cli("rotate", SECRET)
+    assert rc == 3, err
+    assert "AWS denied lambda:GetFunction on Lambda function svc-00 in us-east-1" in err, err
+    assert "AccessDenied" in err, err
+    assert "LastUpdateStatus" not in err and err.count("\n") == 1, err
+    iam.delete_user_policy(UserName="keyward", PolicyName="deny")
+    rc, _out, err = cli("rotations", "rollback", "1")
+    assert rc == 0, err
+    assert world.assert_consistent() == world.old
+
+
 # ------------------------------------------------------------- the network to the store drops
 class Proxy:
     """A TCP forwarder to moto that can be cut (connections reset, new ones refused)."""

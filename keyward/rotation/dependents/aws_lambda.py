@@ -121,9 +121,11 @@ class LambdaEnvironmentDependent:
     def _wait(self, target: DependentTarget) -> None:
         client = self._client_for(target.region)
         try:
+            # the waiter polls lambda:GetFunction: a failure of that call (denied, gone,
+            # unreachable) leaves as that call's error, naming it
             self._call(
                 target,
-                "lambda:GetFunction (waiting for LastUpdateStatus)",
+                "lambda:GetFunction",
                 client.get_waiter("function_updated_v2").wait,
                 FunctionName=target.resource,
                 WaiterConfig={"Delay": self.wait_delay, "MaxAttempts": self.wait_attempts},
@@ -131,10 +133,17 @@ class LambdaEnvironmentDependent:
         except DependentError as err:
             if err.fault is None or err.fault.code != "WaiterError":
                 raise
+            # the waiter itself gave up: the update failed, or never finished in time
             cfg = self._config(target)
+            status = cfg.get("LastUpdateStatus")
+            if status == "Failed":
+                reason = cfg.get("LastUpdateStatusReason") or "no reason given"
+                message = f"LastUpdateStatus is Failed ({reason})"
+            else:
+                waited = self.wait_delay * self.wait_attempts
+                message = f"LastUpdateStatus was still {status} after {waited} s"
             raise DependentError(
-                f"The update of {self._where(target)} did not succeed: LastUpdateStatus is "
-                f"{cfg.get('LastUpdateStatus')} ({cfg.get('LastUpdateStatusReason', 'no reason')})",
+                f"The update of {self._where(target)} did not succeed: {message}",
                 hint="Look at the function in the console, then resume or roll back",
             ) from None
 

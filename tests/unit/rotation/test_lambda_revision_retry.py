@@ -100,3 +100,27 @@ def test_a_function_that_keeps_changing_gives_up_with_a_clear_error(client: Any)
         with pytest.raises(DependentError, match="Lambda function fn in eu-west-1") as err:
             dep.update(snap, NEW)
     assert OLD.value["value"] not in err.value.diagnostics()
+
+
+def test_a_failed_update_names_lambdas_reason_and_never_calls_itself_successful(
+    client: Any,
+) -> None:
+    # moto never reports LastUpdateStatus=Failed; the waiter's failure acceptor needs it
+    dep = LambdaEnvironmentDependent(lambda region: client, FP, wait_delay=0, wait_attempts=1)
+    stub = Stubber(client)
+    fn = {"FunctionName": "fn"}
+    held = config({"API_KEY": OLD.value["value"]}, "r1")
+    stub.add_response("get_function_configuration", held, fn)
+    stub.add_response("get_function_configuration", held, fn)
+    stub.add_response("update_function_configuration", config({}, "r2"), None)
+    failed = {**config({}, "r2"), "LastUpdateStatus": "Failed",
+              "LastUpdateStatusReason": "KMS key is disabled"}  # fmt: skip
+    stub.add_response("get_function", {"Configuration": failed}, fn)  # the waiter's poll
+    stub.add_response("get_function_configuration", failed, fn)
+    with stub:
+        snap = dep.prepare(TARGET, OLD, NEW)
+        with pytest.raises(DependentError) as err:
+            dep.update(snap, NEW)
+    text = err.value.diagnostics()
+    assert "LastUpdateStatus is Failed (KMS key is disabled)" in text
+    assert "Successful" not in text and OLD.value["value"] not in text
