@@ -2,7 +2,7 @@
 
 Sub-commands are loaded lazily so that ``keyward hook`` and ``keyward scan`` import only what
 they need. One error boundary turns a :class:`KeywardError` into one plain sentence on stderr
-and a documented exit code; ``--debug`` shows the traceback instead.
+and a documented exit code; ``--debug`` shows the traceback too (the exit code stays).
 
 Exit codes: 0 clean, 1 findings, 2 usage or configuration error, 3 a backend unavailable or
 refused.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,14 +110,21 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
     ctx.obj = State(config_path=config_path, debug=debug)
 
 
+def _print_traceback() -> None:
+    """The current exception's traceback on stderr, scrubbed like every log line."""
+    from keyward.core.logging import scrub
+
+    click.echo(scrub(traceback.format_exc()).rstrip("\n"), err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point with the single error boundary."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         rc = cli.main(args=argv, prog_name="keyward", standalone_mode=False)
     except KeywardError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback as well, never instead of the documented exit code
+            _print_traceback()
         click.echo(f"keyward: error: {exc.diagnostics()}", err=True)
         sys.exit(int(exc.exit_code))
     except click.exceptions.Abort:
@@ -132,12 +140,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.OK))
     except Exception as exc:
         if debug:
-            raise
+            _print_traceback()
         from keyward.core.logging import scrub
 
+        how = "" if debug else "re-run with --debug for the traceback, and "
         click.echo(
             f"keyward: internal error: {type(exc).__name__}: {scrub(str(exc))[:300]} "
-            "(re-run with --debug for the traceback, and please report it)",
+            f"({how}please report it)",
             err=True,
         )
         sys.exit(int(ExitCode.USAGE))

@@ -400,7 +400,7 @@ def aws_fault(exc: BaseException, action: str, resource: str) -> ProviderFault |
             ),
             Failure.UNAVAILABLE: (
                 f"AWS is unavailable for {action} on {resource}{suffix}",
-                "Retry later, or resume the rotation",
+                "Retry later",
             ),
             Failure.NOT_FOUND: (f"{resource} does not exist ({action}{suffix})", None),
             Failure.CONFLICT: (f"{action} on {resource} was refused{suffix}", None),
@@ -442,7 +442,7 @@ def aws_fault(exc: BaseException, action: str, resource: str) -> ProviderFault |
             name,
             f"Cannot reach AWS{where} for {action} on {resource} ({name})",
             "Check the network, the region and the endpoint (AWS_ENDPOINT_URL or "
-            "endpoint_url in [rotation.aws]), then retry or resume",
+            "endpoint_url in [rotation.aws]), then retry",
             endpoint=endpoint,
         )
     # Anything else (a waiter that gave up, a parameter botocore rejected): the class name

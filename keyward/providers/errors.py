@@ -19,6 +19,11 @@ not found, conflict,   the family's own (``StoreNotFound``    the
 other                  2, ``RotatorConflict`` 2, ...)         class's
 =====================  =====================================  ====
 
+A fault's hint says what to do about the provider ("check the network, then retry"), never
+about a rotation: a provider fails before any rotation exists too (``rotate`` describing the
+secret, ``scan``, ``discover``), and where a rotation does exist the engine says itself whether
+to resume it or roll it back, naming its id.
+
 This module imports no client library.
 """
 

@@ -81,7 +81,7 @@ def vault_fault(
                 name,
                 f"Vault rejected the token during {action} on {path}: it has expired or been "
                 "revoked",
-                "Renew or re-issue the token (VAULT_TOKEN) or use AppRole, then resume",
+                "Renew or re-issue the token (VAULT_TOKEN) or use AppRole, then retry",
             )
         capability = _CAPABILITY.get(action.split()[0], "update")
         return _fault(
@@ -116,7 +116,7 @@ def vault_fault(
                 path,
                 name,
                 f"{path} changed while keyward wrote it (check-and-set mismatch during {action})",
-                "Another writer won; look at the secret's versions, then resume or roll back",
+                "Another writer won; look at the secret's versions before trying again",
             )
     elif isinstance(
         exc, hx.VaultDown | hx.InternalServerError | hx.BadGateway | hx.VaultNotInitialized
@@ -127,7 +127,7 @@ def vault_fault(
             path,
             name,
             f"Vault at {where} is unavailable for {action} on {path} ({name})",
-            "Check that the server is running and unsealed, then retry or resume",
+            "Check that the server is running and unsealed, then retry",
             endpoint=addr,
         )
     if isinstance(exc, requests.exceptions.RequestException):
@@ -137,7 +137,7 @@ def vault_fault(
             path,
             name,
             f"Cannot reach Vault at {where} for {action} on {path} ({name})",
-            "Check VAULT_ADDR and that the server is running, then retry or resume",
+            "Check VAULT_ADDR and that the server is running, then retry",
             endpoint=addr,
         )
     if isinstance(exc, hx.VaultError):

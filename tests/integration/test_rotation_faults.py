@@ -239,6 +239,43 @@ def test_the_network_to_the_store_dropping_mid_rotation_is_rolled_back_once_it_r
     assert ("rotation.rollback", "failed") in actions and ("rotation.rollback", "ok") in actions
 
 
+def test_a_store_down_before_any_rotation_exists_never_suggests_resuming(
+    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
+) -> None:
+    world = build_world(
+        aws, sqlite_url, tmp_path, monkeypatch, functions=1,
+        extra_config="[rotation.aws]\nmax_attempts = 0\nconnect_timeout = 1\n",
+    )  # fmt: skip
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    monkeypatch.setenv(
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER", f"http://127.0.0.1:{port.getsockname()[1]}"
+    )
+    try:
+        rc, _out, err = cli("rotate", SECRET)
+    finally:
+        port.close()
+    assert rc == 3, err
+    assert "Cannot reach AWS" in err and err.count("\n") == 1, err
+    assert "resume" not in err, err  # there is no rotation to resume
+    assert rotation_rows(world) == []
+    assert "No rotations." in cli("rotations", "list")[1]
+
+
+def test_under_debug_a_failed_rotation_still_exits_with_its_documented_code(
+    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
+) -> None:
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=1)
+    world.client("lambda").delete_function(FunctionName="svc-00")
+    rc, _out, err = cli("--debug", "rotate", SECRET)
+    assert rc == 2, err  # DependentNotFound, as without --debug (the traceback is not 1)
+    assert "Traceback (most recent call last)" in err and "RotationFailed" in err
+    assert err.rstrip().splitlines()[-1].startswith("keyward: error: Rotation 1 of 'prod/aws'")
+    assert world.old["secret_access_key"] not in err
+    assert world.current() == world.old
+    assert world.keys() == [(world.old["access_key_id"], "Active")]
+
+
 # --------------------------------------------------------------- an IAM user with two keys
 def test_an_iam_user_with_two_active_keys_is_refused_in_one_sentence(
     aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli

@@ -88,8 +88,9 @@ def test_errors_are_one_sentence_and_debug_shows_the_traceback(tmp_path: Path) -
         "Check the path and try again.\n"
     )
     debug = sub("--debug", "scan", str(tmp_path / "missing"))
-    assert debug.returncode != 0
+    assert debug.returncode == 2  # the same documented code, not the traceback's 1
     assert "Traceback (most recent call last)" in debug.stderr and "SourceError" in debug.stderr
+    assert debug.stderr.endswith(plain.stderr)  # and the sentence after it
 
 
 @pytest.mark.parametrize(
