@@ -306,10 +306,15 @@ def _brief(exc: BaseException) -> str:
 
 
 def _endpoint(url: object) -> str | None:
-    """An endpoint URL as safe to show: no user info, no query (a pre-signed URL's)."""
+    """The endpoint of a request URL, as safe to show: scheme, host and port only (no user
+    info, no query of a pre-signed URL, no request path: botocore reports the full URL of the
+    call that failed, ``/2015-03-31/functions/NAME`` for Lambda)."""
     if not isinstance(url, str) or not url:
         return None
-    return re.sub(r"//[^/@]*@", "//", url.split("?", 1)[0])
+    found = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@?#]*@)?([^/?#]*)", url)
+    if not found:
+        return None
+    return f"{found.group(1)}{found.group(2)}/"
 
 
 def _fault(

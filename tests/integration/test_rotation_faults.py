@@ -276,6 +276,46 @@ def test_under_debug_a_failed_rotation_still_exits_with_its_documented_code(
     assert world.keys() == [(world.old["access_key_id"], "Active")]
 
 
+def test_the_network_dropping_inside_the_lambda_waiter_is_one_sentence(
+    aws: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Cli,
+    store_proxy: Proxy,
+) -> None:
+    # (it once printed botocore's own text with the request URL: the waiter was outside the
+    # provider boundary)
+    from keyward.rotation.dependents.aws_lambda import LambdaEnvironmentDependent
+
+    world = build_world(
+        aws, sqlite_url, tmp_path, monkeypatch, functions=1,
+        extra_config="[rotation.aws]\nmax_attempts = 0\nconnect_timeout = 1\n",
+    )  # fmt: skip
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{store_proxy.port}")
+    wait = LambdaEnvironmentDependent._wait
+    cuts: list[str] = []
+
+    def cut_once(self: Any, target: Any) -> None:
+        if cuts:
+            return wait(self, target)
+        cuts.append(target.resource)
+        store_proxy.cut()  # the update went through; the waiter's poll cannot connect
+        try:
+            return wait(self, target)
+        finally:
+            store_proxy.restore()
+
+    monkeypatch.setattr(LambdaEnvironmentDependent, "_wait", cut_once)
+    rc, _out, err = cli("rotate", SECRET)
+    assert rc == 3, err
+    (line,) = err.splitlines()
+    assert "for lambda:GetFunction on Lambda function svc-00 in us-east-1" in line, line
+    assert "/2015-03-31/functions" not in line and "botocore" not in line, line
+    assert "rolled back" in line
+    assert world.assert_consistent() == world.old
+
+
 # --------------------------------------------------------------- an IAM user with two keys
 def test_an_iam_user_with_two_active_keys_is_refused_in_one_sentence(
     aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli

@@ -188,6 +188,16 @@ def test_an_endpoint_shown_in_a_message_loses_user_info_and_query() -> None:
     assert "pw" not in fault.message and "X-Amz" not in fault.message
 
 
+def test_an_endpoint_shown_in_a_message_loses_the_request_path() -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    url = "http://127.0.0.1:4566/2015-03-31/functions/orders-api?Qualifier=live"
+    fault = aws_fault(ConnectionClosedError(endpoint_url=url), "lambda:GetFunction", "r")
+    assert fault is not None and fault.endpoint == "http://127.0.0.1:4566/"
+    assert fault.message.startswith("Cannot reach AWS at http://127.0.0.1:4566/ for ")
+    assert "2015-03-31" not in fault.message
+
+
 def test_a_parameter_error_quoting_a_value_is_reported_without_it() -> None:
     from botocore.exceptions import ParamValidationError
 
