@@ -33,6 +33,9 @@ class Failure(StrEnum):
     UNAVAILABLE = "unavailable"  # cannot be reached, timed out, or not serving (5xx, sealed)
     THROTTLED = "throttled"  # still rate limited after the client's retries
     NOT_FOUND = "not-found"
+    # the call names something the provider does not have at all (a namespace, a mount, an
+    # auth method, a region, an endpoint): the settings are wrong, a ConfigError (exit 2)
+    MISCONFIGURED = "misconfigured"
     CONFLICT = "conflict"  # a precondition or check-and-set lost, a limit reached
     FAILED = "failed"  # anything else the provider refused
 

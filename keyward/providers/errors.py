@@ -15,6 +15,9 @@ denied                 ``family.denied``                      3
 unreachable            ``family.unavailable`` (a              3
                        ProviderUnavailable)
 throttled              ``family.unavailable``                 3
+misconfigured (no such ``ConfigError``                        2
+namespace, mount,
+region, endpoint)
 not found, conflict,   the family's own (``StoreNotFound``    the
 other                  2, ``RotatorConflict`` 2, ...)         class's
 =====================  =====================================  ====
@@ -35,6 +38,7 @@ from typing import assert_never
 
 from keyward.core.errors import (
     BackendError,
+    ConfigError,
     Failure,
     KeywardError,
     ProviderDenied,
@@ -84,6 +88,8 @@ class ErrorFamily:
                 err = self.denied(fault.message, hint=fault.hint)
             case Failure.UNAVAILABLE | Failure.THROTTLED:
                 err = self.unavailable(fault.message, hint=fault.hint)
+            case Failure.MISCONFIGURED:
+                err = ConfigError(fault.message, hint=fault.hint)
             case Failure.NOT_FOUND:
                 err = self.not_found(fault)
             case Failure.CONFLICT:

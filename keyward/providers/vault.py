@@ -16,6 +16,7 @@ hvac (and requests, which it uses) are imported inside the functions that need t
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -62,6 +63,7 @@ def vault_fault(
     *,
     addr: str | None = None,
     token_valid: bool | None = None,
+    namespace: str | None = None,
 ) -> ProviderFault | None:
     """Classify an hvac / requests exception raised by ``action`` on ``path``; ``None`` when
     ``exc`` is neither. ``token_valid=False`` says the token itself was rejected."""
@@ -94,6 +96,11 @@ def vault_fault(
             detail=_first_error(exc),
         )
     if isinstance(exc, hx.InvalidPath):
+        # A 404 naming a missing namespace or route is a wrong setting, never "no secret here"
+        # (that 404 has an empty error list, also for an empty KV folder).
+        routed = _route_fault(_first_error(exc), name, action, path, where, namespace)
+        if routed is not None:
+            return routed
         return _fault(
             Failure.NOT_FOUND, action, path, name, f"{path} does not exist in Vault ({action})",
             None,
@@ -149,6 +156,45 @@ def vault_fault(
     return None
 
 
+_ROUTE = re.compile(r'no handler for route "([^"]*)"')
+
+
+def _route_fault(
+    reason: str, code: str, action: str, path: str, where: str, namespace: str | None
+) -> ProviderFault | None:
+    """A 404 naming a missing namespace or mount: the settings are wrong (exit 2)."""
+    if "namespace not found" in reason.lower():
+        return _fault(
+            Failure.MISCONFIGURED, action, path, code,
+            f"Vault at {where} has no namespace {namespace or '(unnamed)'} ({action} on {path})",
+            "Check VAULT_NAMESPACE (or namespace in [rotation.vault])",
+        )  # fmt: skip
+    route = _ROUTE.search(reason)
+    if route is None:
+        return None
+    parts = route.group(1).strip("/").split("/")
+    if parts[0] == "auth" and len(parts) > 1:
+        mount = "/".join(parts[:2])
+        if action == "log in with AppRole":
+            return _fault(
+                Failure.MISCONFIGURED, action, path, code,
+                f"Vault at {where} has no AppRole auth method mounted at {mount}",
+                f"Enable it ({'bao' if 'bao' in where else 'vault'} auth enable "
+                f"-path={parts[1]} approle), or set approle_mount in [rotation.vault] to where "
+                "it is mounted",
+            )  # fmt: skip
+        what = f"no auth method mounted at {mount}"
+    else:
+        mount = parts[0]
+        what = f"no secrets engine mounted at {mount}/"
+    return _fault(
+        Failure.MISCONFIGURED, action, path, code,
+        f"Vault at {where} has {what} ({action} on {path})",
+        "Check the mount (keyward discover vault --mount, or mount in the secret's rotation "
+        "settings) against `vault secrets list`",
+    )  # fmt: skip
+
+
 def translate_vault_error(
     exc: BaseException,
     action: str,
@@ -185,6 +231,11 @@ class VaultCaller:
         url = getattr(self.client, "url", None)
         return url if isinstance(url, str) else None
 
+    @property
+    def namespace(self) -> str | None:
+        ns = getattr(getattr(self.client, "adapter", None), "namespace", None)
+        return ns if isinstance(ns, str) and ns else None
+
     def _token_valid(self) -> bool | None:
         """False when Vault says the token itself is invalid; None when it cannot tell."""
         try:
@@ -201,7 +252,7 @@ class VaultCaller:
             try:
                 return fn(*args, **kw)
             except Exception as exc:
-                fault = vault_fault(exc, action, path, addr=self.addr)
+                fault = vault_fault(exc, action, path, addr=self.addr, namespace=self.namespace)
                 if fault is None:
                     raise
                 if fault.failure is Failure.DENIED:
@@ -273,7 +324,7 @@ class VaultClients:
                 role_id=s.role_id, secret_id=s.secret_id, mount_point=s.approle_mount
             )
         except Exception as exc:
-            fault = vault_fault(exc, action, path, addr=s.addr)
+            fault = vault_fault(exc, action, path, addr=s.addr, namespace=s.namespace)
             if fault is None:
                 raise
             if fault.failure in (Failure.DENIED, Failure.FAILED):  # 403, or 400 for a bad id

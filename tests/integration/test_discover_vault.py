@@ -175,3 +175,38 @@ def test_keywards_staging_area_is_not_discovered_as_secrets(
     refs = [d.reference for d in scan.items]
     assert f"secret/{prefix}/db" in refs
     assert not [r for r in refs if r.startswith("secret/keyward-staging/")]
+
+
+def test_a_missing_namespace_or_mount_is_an_error_and_marks_nothing_missing(
+    bao: Any, cli: Cli, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put(bao, f"{prefix}/db", {"password": "x"})
+    assert cli.json("discover", "vault", "--path", prefix)["added"] == 1
+    name = f"vault/secret/{prefix}/db"
+
+    monkeypatch.setenv("VAULT_NAMESPACE", "nope")
+    rc, out, err = cli("discover", "vault", "--path", prefix)
+    assert rc == 2, err
+    assert "namespace" in err and "nope" in err and err.count("\n") == 1, err
+    assert "missing" not in out
+    monkeypatch.delenv("VAULT_NAMESPACE")
+
+    rc, _, err = cli("discover", "vault", "--mount", "typo")
+    assert rc == 2, err
+    assert "typo" in err and "mount" in err and err.count("\n") == 1, err
+
+    assert cli.json("inventory", "show", name)["secret"]["status"] != "missing"
+
+
+def test_approle_not_enabled_at_its_mount_names_the_mount(
+    bao: Any, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    config = tmp_path / "keyward.toml"
+    config.write_text('[rotation.vault]\napprole_mount = "nowhere"\n')
+    monkeypatch.setenv("VAULT_ROLE_ID", "role")
+    monkeypatch.setenv("VAULT_SECRET_ID", "secret-id")
+    rc, _, err = cli("--config", str(config), "discover", "vault")
+    assert rc == 2, err
+    assert "auth/nowhere" in err and "AppRole" in err and err.count("\n") == 1, err
+    assert "approle_mount" in err  # what to do: enable it there, or say where it is
+    assert "internal error" not in err and "secret-id" not in err

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keyward.core.errors import ConfigError, StoreConflict, StoreNotFound
+from keyward.core.errors import ConfigError, KeywardError, StoreConflict, StoreNotFound
 from keyward.providers.vault import VaultCaller
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 
@@ -239,11 +239,25 @@ class VaultKVStore:
         return self._read_meta(self.mount, name, self._path("metadata", name), "read metadata")
 
     def _staging(self, name: str) -> _Meta:
-        return self._read_meta(
-            self.staging_mount,
-            self._staging_name(name),
-            self._spath("metadata", name),
-            "read staging metadata",
+        try:
+            return self._read_meta(
+                self.staging_mount,
+                self._staging_name(name),
+                self._spath("metadata", name),
+                "read staging metadata",
+            )
+        except ConfigError as err:
+            if err.fault is None:
+                raise
+            raise self._no_staging(name, err) from None  # nothing mounted at staging_mount
+
+    def _no_staging(self, name: str, err: KeywardError) -> StoreNotFound:
+        return StoreNotFound(
+            f"The staging area {self.staging_mount}/{self.staging_path} for {name} cannot "
+            f"be written: {err.message}",
+            hint=f"Enable a KV v2 mount at {self.staging_mount} (bao secrets enable "
+            f"-path={self.staging_mount} kv-v2) or set staging_mount in "
+            "[rotation.stores.vault-kv]",
         )
 
     def _post_custom(self, action: str, mount: str, path: str, custom: Mapping[str, str]) -> None:
@@ -264,14 +278,8 @@ class VaultKVStore:
     def _write_staging_custom(self, name: str, custom: Mapping[str, str], action: str) -> None:
         try:
             self._post_custom(action, self.staging_mount, self._staging_name(name), custom)
-        except StoreNotFound as err:
-            raise StoreNotFound(
-                f"The staging area {self.staging_mount}/{self.staging_path} for {name} cannot "
-                f"be written: {err.message}",
-                hint=f"Enable a KV v2 mount at {self.staging_mount} (bao secrets enable "
-                f"-path={self.staging_mount} kv-v2) or set staging_mount in "
-                "[rotation.stores.vault-kv]",
-            ) from None
+        except (StoreNotFound, ConfigError) as err:
+            raise self._no_staging(name, err) from None
 
     def _read_at(self, mount: str, path: str, shown: str, version: int) -> SecretValue:
         resp = self._call(
