@@ -46,9 +46,10 @@ from keyward.cli.scan_options import (
     lambda_and_check_options,
 )
 from keyward.core.config import Config
-from keyward.core.errors import ExitCode
+from keyward.core.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
+    from keyward.providers.settings import Account
     from keyward.scan.engine import Backend
     from keyward.scan.request import ScanRequest
     from keyward.scan.result import ScanResult
@@ -146,6 +147,8 @@ def scan(
     regions: tuple[str, ...],
     all_regions: bool,
     profile: str | None,
+    account_names: tuple[str, ...],
+    all_accounts: bool,
     include_code: bool,
     all_versions: bool,
     verify: bool,
@@ -169,6 +172,11 @@ def scan(
             cfg.get("scan", "detect_secrets_plugins", False), "[scan] detect_secrets_plugins"
         )
     max_code_size, check_kms = _lambda_settings(cfg) if aws_lambda else (None, True)
+    if (account_names or all_accounts) and not aws_lambda:
+        raise ConfigError(
+            "--account and --all-accounts apply to --aws-lambda", hint="Add --aws-lambda"
+        )
+    accounts = _lambda_accounts(cfg, account_names, all_accounts) if aws_lambda else ()
     request = ScanRequest(
         engine=engine_spec(
             cfg,
@@ -195,6 +203,7 @@ def scan(
         regions=regions,
         all_regions=all_regions,
         profile=profile,
+        accounts=accounts,
         include_code=include_code,
         all_versions=all_versions,
         max_code_size=max_code_size,
@@ -214,6 +223,9 @@ def scan(
     if verify:  # only the findings still reported
         _verify(result, cfg)
     _report_skipped(result, verbose)
+    if fmt != "text" or output is not None:  # the text report on stdout shows them itself
+        for w in result.warnings:
+            click.echo(f"keyward: warning: {w}", err=True)
     log.debug("scan stats: %s", result.stats.as_dict())
     out = open_output(output)
     try:
@@ -242,6 +254,14 @@ def _lambda_settings(cfg: Config) -> tuple[int | None, bool]:
     cap = section.get("max_code_size")
     check_kms = flag_setting(section.get("check_kms", True), "[aws_lambda] check_kms")
     return (parse_size(cap) if cap is not None else None), check_kms
+
+
+def _lambda_accounts(cfg: Config, names: tuple[str, ...], every: bool) -> tuple[Account, ...]:
+    """The accounts of a Lambda scan: ``--account`` / ``--all-accounts`` resolved against
+    ``[aws.accounts]``; none given: keyward's own (as configured, with its regions)."""
+    from keyward.providers.settings import aws_accounts, choose_accounts
+
+    return choose_accounts(aws_accounts(cfg), names, every=every)
 
 
 def _verify(result: ScanResult, cfg: Config) -> None:

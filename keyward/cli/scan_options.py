@@ -23,6 +23,8 @@ LAMBDA_EXAMPLES = """\
   keyward scan --aws-lambda --region us-east-1 --region eu-west-1
   keyward scan --aws-lambda --all-regions --profile audit --include-code
   keyward scan --aws-lambda --region eu-west-1 --all-versions   (published versions too)
+  keyward scan --aws-lambda --all-accounts     (every account in [aws.accounts], by role)
+  keyward scan --aws-lambda --account prod --account 222222222222
   keyward scan . --verify                      (checks found credentials with their provider)
   keyward scan . --detect-secrets-plugins --baseline .secrets.baseline
 """
@@ -72,6 +74,20 @@ lambda_and_check_options = add_options(
     ),
     click.option("--all-regions", is_flag=True, help="Lambda: scan every enabled region."),
     click.option("--profile", metavar="P", help="Lambda: AWS profile to use."),
+    click.option(
+        "--account",
+        "account_names",
+        multiple=True,
+        metavar="NAME|ID",
+        help="Lambda: scan this account of [aws.accounts] (its role is assumed; repeatable; "
+        "default: keyward's own account).",
+    ),
+    click.option(
+        "--all-accounts",
+        is_flag=True,
+        help="Lambda: scan every account of [aws.accounts]; one that cannot be reached is a "
+        "warning.",
+    ),
     click.option(
         "--include-code",
         is_flag=True,

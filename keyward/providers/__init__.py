@@ -3,9 +3,10 @@
 Everything else in keyward reaches a provider through here:
 
 * :mod:`~keyward.providers.settings` — where and as whom: :class:`AwsSettings` (profile,
-  region, endpoint, timeout and retry overrides), the :class:`Account` a client is for (the
-  seam for assuming roles in other accounts), :class:`VaultSettings`; read from
-  ``[rotation.aws]``, ``[rotation.vault]`` and the ``AWS_*`` / ``VAULT_*`` environment.
+  region, endpoint, timeout and retry overrides), the :class:`Account` a client is for (keyward's
+  own, or one reached by assuming a role: ``[aws.accounts]``, :func:`aws_accounts`,
+  :func:`choose_accounts`), :class:`VaultSettings`; read from ``[rotation.aws]``,
+  ``[rotation.vault]`` and the ``AWS_*`` / ``VAULT_*`` environment.
 * :mod:`~keyward.providers.aws` — :class:`AwsClients`, the one boto3 client factory, with a
   :class:`ClientPreset` per use (:data:`SCAN`, :data:`ROTATE`, :data:`VERIFY`), and
   :func:`aws_errors`, the boundary that turns botocore exceptions into keyward errors.
@@ -33,7 +34,11 @@ from keyward.providers.settings import (
     AwsCredentials,
     AwsSettings,
     VaultSettings,
+    aws_accounts,
     aws_settings,
+    choose_accounts,
+    find_account,
+    home_account,
     vault_settings,
 )
 from keyward.providers.vault import VaultCaller, VaultClients
@@ -55,8 +60,12 @@ __all__ = [
     "VaultCaller",
     "VaultClients",
     "VaultSettings",
+    "aws_accounts",
     "aws_errors",
     "aws_settings",
+    "choose_accounts",
+    "find_account",
+    "home_account",
     "vault_settings",
 ]
 

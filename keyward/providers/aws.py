@@ -23,6 +23,15 @@ costs nothing (the scan's pre-commit path imports it only when ``--aws-lambda`` 
 ``[rotation.aws]`` (``connect_timeout``, ``read_timeout``, ``max_attempts``, ``retry_mode``)
 overrides the preset's value. Every client sends ``keyward`` in its user agent.
 
+**Accounts.** A client is built for one :class:`~keyward.providers.settings.Account`. keyward's
+own account uses the profile's credentials; another is reached with ``sts:AssumeRole`` (the
+STS client is the home account's, with the same preset and endpoint), once per
+:class:`AwsClients` and account, when its first client is built: a role that cannot be
+assumed fails there, as ``sts:AssumeRole`` on that role, not inside a later call. The role's
+credentials are botocore ``RefreshableCredentials``: assumed again when less than 15 minutes
+are left (10 minutes: before any further call), so a long daemon tick or scan never signs with
+expired credentials.
+
 **Errors.** :func:`aws_errors` is the boundary: any botocore exception raised inside it leaves
 as the keyward error its :class:`~keyward.providers.errors.ErrorFamily` gives, with one
 sentence naming the action and the resource (``AWS denied iam:CreateAccessKey on IAM user
@@ -34,9 +43,10 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from keyward.core.errors import ConfigError, Failure, KeywardError, ProviderFault
@@ -77,9 +87,11 @@ CREDENTIALS_HINT = (
 class AwsClients:
     """Builds and caches boto3 clients for one use (a preset) and one set of settings.
 
-    One boto3 session per account, created on first use; clients are cached per (service,
-    region, account) for this object's lifetime. Creating sessions and clients is serialised
-    by a lock (boto3 sessions are not thread-safe; the clients they make are)."""
+    One boto3 session per account, created on first use (for another account: by assuming
+    its role); clients are cached per (service, region, account) for this object's lifetime.
+    Creating sessions and clients is serialised by a lock (boto3 sessions are not thread-safe;
+    the clients they make are). ``clock`` is botocore's time source for refreshing assumed
+    credentials (tests move it forward)."""
 
     def __init__(
         self,
@@ -88,12 +100,15 @@ class AwsClients:
         *,
         session: Any = None,
         pool_size: int | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings or AwsSettings()
         self.preset = preset
         self._session = session  # a boto3 Session the caller built (home account), or None
         self._pool_size = pool_size
+        self._clock = clock
         self._cache: dict[tuple[str, str | None, Account], Any] = {}
+        self._sessions: dict[Account, Any] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -121,13 +136,18 @@ class AwsClients:
         )
 
     def session(self, account: Account = HOME) -> Any:
-        """The boto3 session for ``account`` (the home account's is built from the profile)."""
-        if account.role_arn is not None:
-            raise ConfigError(
-                f"Account {account.name!r} needs sts:AssumeRole into {account.role_arn}, which "
-                "keyward does not support yet",
-                hint="Run keyward with credentials of that account",
-            )
+        """The boto3 session for ``account``: the home account's is built from the profile,
+        another's by assuming its role (raises the ``sts:AssumeRole`` failure, exit 3)."""
+        if account.role_arn is None:
+            return self._home_session()
+        with self._lock:
+            session = self._sessions.get(account)
+            if session is None:
+                session = self._assume(account)
+                self._sessions[account] = session
+            return session
+
+    def _home_session(self) -> Any:
         with self._lock:
             if self._session is None:
                 import boto3
@@ -142,6 +162,64 @@ class AwsClients:
                         "against ~/.aws/config",
                     ) from None
             return self._session
+
+    def _assume(self, account: Account) -> Any:
+        """A boto3 session whose credentials are ``account``'s role, assumed now and again
+        before they expire."""
+        import boto3
+        import botocore.session
+        from botocore.credentials import (
+            CredentialProvider,
+            CredentialResolver,
+            RefreshableCredentials,
+        )
+
+        assert account.role_arn is not None
+        home = self._home_session()
+        sts = home.client(
+            "sts", region_name=self.settings.region or home.region_name or "us-east-1",
+            **self._client_kwargs(),
+        )  # fmt: skip
+        params: dict[str, Any] = {
+            "RoleArn": account.role_arn,
+            "RoleSessionName": account.session_name,
+        }
+        if account.external_id:
+            params["ExternalId"] = account.external_id
+
+        def fetch() -> dict[str, Any]:
+            try:
+                creds = sts.assume_role(**params)["Credentials"]
+            except Exception as exc:
+                raise _assume_error(exc, account) from None
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": _iso(creds["Expiration"]),  # botocore parses it back
+            }
+
+        first = fetch()
+        extra: dict[str, Any] = {} if self._clock is None else {"time_fetcher": self._clock}
+        credentials = RefreshableCredentials(
+            first["access_key"],
+            first["secret_key"],
+            first["token"],
+            datetime.fromisoformat(first["expiry_time"]),
+            refresh_using=fetch,
+            method="keyward-assume-role",
+            **extra,
+        )
+
+        class Role(CredentialProvider):  # type: ignore[misc]
+            METHOD = "keyward-assume-role"
+
+            def load(self) -> Any:
+                return credentials
+
+        core = botocore.session.Session(profile=self.settings.profile)
+        core.register_component("credential_provider", CredentialResolver([Role()]))
+        return boto3.session.Session(botocore_session=core, region_name=home.region_name)
 
     def _client_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"config": self.botocore_config()}
@@ -296,6 +374,28 @@ _CREDENTIAL_ERRORS = (
     "TokenRetrievalError",
     "SSOError",
 )
+
+
+def _iso(value: Any) -> str:
+    """An STS ``Expiration`` (a datetime from botocore, a string from a stub) as ISO 8601."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _assume_error(exc: BaseException, account: Account) -> BaseException:
+    """What a failed ``sts:AssumeRole`` into ``account`` raises: a keyward error naming the
+    account and the role (exit 3 when denied or unreachable), else ``exc`` itself."""
+    resource = f"role {account.role_arn} of account {account.label}"
+    fault = aws_fault(exc, "sts:AssumeRole", resource)
+    if fault is None:
+        return exc
+    if fault.failure in (Failure.DENIED, Failure.REJECTED):
+        fault = replace(
+            fault,
+            hint="Allow sts:AssumeRole on this role for the identity keyward runs with, and "
+            "let the role's trust policy trust that identity"
+            + (" with this external_id" if account.external_id else ""),
+        )
+    return PROVIDER_ERRORS.error(fault)
 
 
 def _brief(exc: BaseException) -> str:

@@ -21,6 +21,19 @@ Configuration (``keyward.toml``; read by ``keyward rotate``, ``daemon`` and ``di
     timeout = 10
     verify = true                   # or a CA bundle path; VAULT_CACERT, VAULT_SKIP_VERIFY
 
+Other AWS accounts (read by ``scan --aws-lambda``, ``discover aws-*``, ``rotate`` and
+``daemon``), each reached by assuming a role with the credentials above::
+
+    [aws.accounts.prod]                 # the name --account takes (the id works too)
+    role_arn = "arn:aws:iam::111111111111:role/keyward"
+    id = "111111111111"                 # optional: the role ARN's account
+    external_id = "..."                 # optional: the role's sts:ExternalId condition
+    regions = ["eu-west-1", "us-east-1"]  # optional: where to scan and discover
+    session_name = "keyward"            # optional: the role session name (CloudTrail)
+
+    [aws.accounts.main]                 # at most one entry without role_arn: keyward's own
+    id = "123456789012"                 # account, named (and given regions) like the others
+
 Settings say *where* and *as whom*; how patient a client is (timeouts, retries) is the
 :class:`~keyward.providers.aws.ClientPreset` of its use, which a setting here overrides.
 """
@@ -28,7 +41,8 @@ Settings say *where* and *as whom*; how patient a client is (timeouts, retries) 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -43,16 +57,26 @@ RETRY_MODES: tuple[RetryMode, ...] = ("standard", "adaptive", "legacy")
 class Account:
     """An AWS account keyward works in, and how it gets there.
 
-    :data:`HOME` is the account of the credentials keyward runs with. An account with a
-    ``role_arn`` is reached by assuming that role (``sts:AssumeRole``); every client is built
-    for one account (``AwsClients.client(..., account=)``), so adding accounts changes no
-    caller. Assuming roles is not implemented yet: such an account is refused with a
-    :class:`ConfigError` by :meth:`keyward.providers.aws.AwsClients.client`."""
+    :data:`HOME` is the account of the credentials keyward runs with (its ``id`` unknown until
+    asked). An account with a ``role_arn`` is reached by assuming that role
+    (``sts:AssumeRole``, with ``external_id`` when the role's trust policy asks for one);
+    every client is built for one account (``AwsClients.client(..., account=)``), and
+    :class:`~keyward.providers.aws.AwsClients` refreshes the role's credentials before they
+    expire. ``regions`` are where to scan and discover in it (empty: the command's)."""
 
     name: str = "home"
+    id: str | None = None
     role_arn: str | None = None
     external_id: str | None = field(default=None, repr=False)
+    regions: tuple[str, ...] = ()
     session_name: str = "keyward"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``prod (111111111111)``, ``111111111111`` or ``home``."""
+        if self.id and self.id != self.name:
+            return f"{self.name} ({self.id})"
+        return self.name
 
 
 HOME = Account()
@@ -173,3 +197,153 @@ def vault_settings(config: Config, env: Mapping[str, str] | None = None) -> Vaul
         timeout=_number(t, "timeout", "rotation.vault") or 10.0,
         verify=verify,
     )
+
+
+# ---------------------------------------------------------------------- accounts
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_ACCOUNT_KEYS = ("id", "role_arn", "external_id", "regions", "session_name")
+
+
+def _account(name: str, t: Any, where: str) -> Account:
+    if not isinstance(t, Mapping):
+        raise ConfigError(
+            f"[{where}] must be a table",
+            hint='Write it as [aws.accounts.NAME] with role_arn = "arn:aws:iam::ID:role/NAME"',
+        )
+    unknown = sorted(set(t) - set(_ACCOUNT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"[{where}] has an unknown setting {unknown[0]!r}",
+            hint=f"The settings of an account are {', '.join(_ACCOUNT_KEYS)}",
+        )
+    role = t.get("role_arn")
+    role_account: str | None = None
+    if role is not None:
+        found = ROLE_ARN.match(role) if isinstance(role, str) else None
+        if found is None:
+            raise ConfigError(
+                f"role_arn in [{where}] is not an IAM role ARN ({role!r})",
+                hint="Use the ARN of the role keyward assumes: arn:aws:iam::111111111111:role/NAME",
+            )
+        role_account = found.group(1)
+    account_id = t.get("id")
+    if account_id is None:
+        account_id = role_account or (name if ACCOUNT_ID.match(name) else None)
+    if not isinstance(account_id, str | None) or (account_id and not ACCOUNT_ID.match(account_id)):
+        raise ConfigError(
+            f"id in [{where}] must be a 12-digit AWS account id in quotes, not {account_id!r}",
+            hint='Write it as a string: id = "111111111111"',
+        )
+    if role_account is not None and account_id != role_account:
+        raise ConfigError(
+            f"[{where}] says id {account_id} but its role_arn is in account {role_account}",
+            hint="Fix the id or the role ARN: the role must be in the account it names",
+        )
+    external = t.get("external_id")
+    if external is not None and (not isinstance(external, str) or not _EXTERNAL_ID.match(external)):
+        raise ConfigError(
+            f"external_id in [{where}] must be 2 to 1224 letters, digits or +=,.@:/-",
+            hint="Use the external id the role's trust policy names (sts:ExternalId)",
+        )
+    if external is not None and role is None:
+        raise ConfigError(f"external_id in [{where}] needs a role_arn to assume")
+    regions = t.get("regions", [])
+    if isinstance(regions, str):
+        regions = [regions]
+    if not isinstance(regions, list) or not all(isinstance(r, str) and r for r in regions):
+        raise ConfigError(
+            f"regions in [{where}] must be a list of region names",
+            hint='For example regions = ["eu-west-1", "us-east-1"]',
+        )
+    session = t.get("session_name", "keyward")
+    if not isinstance(session, str) or not _SESSION_NAME.match(session):
+        raise ConfigError(
+            f"session_name in [{where}] must be 2 to 64 letters, digits or +=,.@-",
+            hint="It names keyward's role sessions in CloudTrail; the default is keyward",
+        )
+    return Account(
+        name=name,
+        id=account_id,
+        role_arn=role,
+        external_id=external,
+        regions=tuple(dict.fromkeys(regions)),
+        session_name=session,
+    )
+
+
+def aws_accounts(config: Config) -> tuple[Account, ...]:
+    """``[aws.accounts.NAME]`` tables, in the file's order (see the module docstring).
+
+    Every mistake is a :class:`ConfigError` naming the table: an unknown setting, a malformed
+    role ARN or account id, an id that is not the role's account, two entries for one account,
+    more than one entry without a role (keyward's own account)."""
+    table = _table(config, "aws", "accounts")
+    accounts: list[Account] = []
+    for name, entry in table.items():
+        accounts.append(_account(str(name), entry, f"aws.accounts.{name}"))
+    ids: dict[str, str] = {}
+    for a in accounts:
+        if a.id is not None and a.id in ids:
+            raise ConfigError(
+                f"[aws.accounts.{ids[a.id]}] and [aws.accounts.{a.name}] are the same account "
+                f"({a.id})",
+                hint="Keep one entry per account",
+            )
+        if a.id is not None:
+            ids[a.id] = a.name
+    own = [a.name for a in accounts if a.role_arn is None]
+    if len(own) > 1:
+        raise ConfigError(
+            f"[aws.accounts.{own[0]}] and [aws.accounts.{own[1]}] both have no role_arn",
+            hint="Only keyward's own account is reached without a role: give the others theirs",
+        )
+    return tuple(accounts)
+
+
+def home_account(accounts: Sequence[Account]) -> Account:
+    """keyward's own account: the configured entry without a role, else :data:`HOME`."""
+    return next((a for a in accounts if a.role_arn is None), HOME)
+
+
+def find_account(accounts: Sequence[Account], wanted: str) -> Account | None:
+    """The configured account named ``wanted`` or with that id (``home``: keyward's own)."""
+    for a in accounts:
+        if wanted in (a.name, a.id):
+            return a
+    if wanted == HOME.name:
+        return home_account(accounts)
+    return None
+
+
+def choose_accounts(
+    accounts: Sequence[Account], wanted: Sequence[str] = (), *, every: bool = False
+) -> tuple[Account, ...]:
+    """The accounts a command works in: ``--account`` names or ids (repeatable), every
+    configured account with ``--all-accounts``, else keyward's own."""
+    if every and wanted:
+        raise ConfigError("Give either --account or --all-accounts, not both")
+    if every:
+        if not accounts:
+            raise ConfigError(
+                "--all-accounts needs the accounts listed in the config file",
+                hint="Add [aws.accounts.NAME] tables with role_arn (see docs/getting-started.md)",
+            )
+        return tuple(accounts)
+    if not wanted:
+        return (home_account(accounts),)
+    chosen: list[Account] = []
+    for w in wanted:
+        found = find_account(accounts, w.strip())
+        if found is None:
+            known = ", ".join(a.name for a in accounts) or "none"
+            raise ConfigError(
+                f"No AWS account {w!r} in [aws.accounts] (configured: {known})",
+                hint=f"Add [aws.accounts.{w if w.isidentifier() else 'NAME'}] with role_arn = "
+                '"arn:aws:iam::ID:role/NAME", or use a configured name or id',
+            )
+        if found not in chosen:
+            chosen.append(found)
+    return tuple(chosen)

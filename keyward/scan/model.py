@@ -78,6 +78,7 @@ class Location:
     variable: str | None = None  # environment variable name
     resource: str | None = None  # Lambda function ARN, IaC resource / function name
     region: str | None = None
+    account: str | None = None  # the AWS account id of a live resource
 
     def at(self, line: int, column: int, end_line: int | None = None) -> Location:
         return replace(self, line=line, column=column, end_line=end_line or line)

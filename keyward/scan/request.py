@@ -17,6 +17,7 @@ from keyward.core.errors import ConfigError
 from keyward.scan.model import Confidence
 
 if TYPE_CHECKING:
+    from keyward.providers.settings import Account
     from keyward.scan.runner import EngineSpec
     from keyward.scan.sources.aws_lambda import LambdaOptions
     from keyward.scan.sources.files import WalkOptions
@@ -62,6 +63,7 @@ class ScanRequest:
     regions: tuple[str, ...] = ()
     all_regions: bool = False
     profile: str | None = None
+    accounts: tuple[Account, ...] = ()  # resolved from [aws.accounts]; empty: keyward's own
     include_code: bool = False
     all_versions: bool = False
     max_code_size: int | None = None  # None: the Lambda source's default
@@ -70,11 +72,12 @@ class ScanRequest:
     def __post_init__(self) -> None:
         lambda_only = (
             self.regions, self.all_regions, self.profile, self.include_code, self.all_versions,
+            self.accounts,
         )  # fmt: skip
         if not self.aws_lambda and any(lambda_only):
             raise ConfigError(
-                "--region, --all-regions, --profile, --include-code and --all-versions apply "
-                "to --aws-lambda",
+                "--region, --all-regions, --profile, --account, --all-accounts, --include-code "
+                "and --all-versions apply to --aws-lambda",
                 hint="Add --aws-lambda",
             )
         if self.regions and self.all_regions:
@@ -160,6 +163,7 @@ class ScanRequest:
             regions=self.regions,
             all_regions=self.all_regions,
             profile=self.profile,
+            accounts=self.accounts,
             include_code=self.include_code,
             all_versions=self.all_versions,
             max_code_size=(

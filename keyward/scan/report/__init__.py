@@ -52,6 +52,7 @@ def finding_dict(f: Finding, *, reveal: bool = False) -> dict[str, Any]:
         "variable": loc.variable,
         "resource": loc.resource,
         "region": loc.region,
+        "account": loc.account,
         "companion_preview": f.companion_preview,
         "verification": f.verification.value if f.verification else None,
         "still_present": f.still_present,
@@ -109,6 +110,8 @@ def render_json(result: ScanResult, out: IO[str], *, reveal: bool = False) -> No
         "findings": [finding_dict(f, reveal=reveal) for f in result.reported],
         "stats": result.stats.as_dict(),
     }
+    if result.warnings:  # a region or an account that was skipped
+        doc["warnings"] = list(result.warnings)
     json.dump(doc, out, indent=2, ensure_ascii=False)
     out.write("\n")
 
@@ -116,7 +119,7 @@ def render_json(result: ScanResult, out: IO[str], *, reveal: bool = False) -> No
 CSV_FIELDS = (
     "rule", "severity", "confidence", "path", "line", "column", "preview", "fingerprint",
     "source", "variable", "resource", "region", "commit", "verification", "companion_line",
-    "companion_column",
+    "companion_column", "account",
 )  # fmt: skip
 
 

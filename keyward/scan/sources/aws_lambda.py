@@ -16,9 +16,14 @@ so importing this module loads neither boto3 nor botocore.
   (:class:`~keyward.scan.postpass.LambdaFindings`), after matching.
 * ``include_code`` downloads each deployment package (size-capped) through an injectable
   :data:`Downloader` and scans the zip's files in memory.
-* AccessDenied for a region or a function is a warning, not a crash; throttling is retried by
-  botocore's adaptive retry mode (the scan preset). Missing credentials, or no region
-  reachable at all, raise a :class:`~keyward.core.errors.BackendError` (exit 3).
+* ``accounts`` (``--account``, ``--all-accounts``): each account's functions are listed with
+  its assumed role's clients, in its own regions (``regions`` in ``[aws.accounts.NAME]``)
+  unless ``--region`` / ``--all-regions`` say otherwise; every (account, region) pair is one
+  listing in the same pool. Each location names the function's account id.
+* AccessDenied for a region or a function is a warning, not a crash; so is an account whose
+  role cannot be assumed (the others are scanned). Throttling is retried by botocore's
+  adaptive retry mode (the scan preset). Missing credentials, or nothing reachable at all,
+  raise a :class:`~keyward.core.errors.BackendError` (exit 3).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
-from keyward.core.errors import BackendError, ConfigError, Failure, KeywardError
+from keyward.core.errors import BackendError, ConfigError, Failure, KeywardError, ProviderFault
 from keyward.scan.model import Chunk, Location, SourceKind
 from keyward.scan.postpass import LambdaFindings
 from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
@@ -40,6 +45,7 @@ from keyward.scan.sources.files import decode
 
 if TYPE_CHECKING:
     from keyward.providers.aws import AwsClients
+    from keyward.providers.settings import Account
     from keyward.scan.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -53,11 +59,13 @@ DEFAULT_WORKERS = 8
 
 @dataclass(frozen=True, slots=True)
 class LambdaOptions:
-    """What to scan. Empty ``regions`` and no ``all_regions``: the session's default region."""
+    """What to scan. Empty ``regions`` and no ``all_regions``: each account's own regions,
+    else the session's default region. Empty ``accounts``: keyward's own account only."""
 
     regions: tuple[str, ...] = ()
     all_regions: bool = False
     profile: str | None = None
+    accounts: tuple[Account, ...] = ()
     include_code: bool = False
     all_versions: bool = False  # published versions keep the environment they were built with
     max_code_size: int = DEFAULT_MAX_CODE_SIZE
@@ -94,7 +102,8 @@ class FunctionRecord:
     name: str
     region: str
     variables: int
-    kms_key_arn: str | None
+    account: str | None = None  # from the ARN
+    kms_key_arn: str | None = None
     code_size: int | None = None
     package_type: str = "Zip"
     version: str = "$LATEST"
@@ -153,39 +162,53 @@ class LambdaSource:
             )
         return self._aws
 
-    def _client(self, service: str, region: str) -> Any:
+    def _client(self, service: str, region: str, account: Account | None = None) -> Any:
         if self.client_factory is not None:
             return self.client_factory(service, region)
-        return self._clients().client(service, region)
+        if account is None:
+            return self._clients().client(service, region)
+        return self._clients().client(service, region, account=account)
+
+    def _accounts(self) -> tuple[Account, ...]:
+        if self.options.accounts:
+            return self.options.accounts
+        from keyward.providers.settings import HOME
+
+        return (HOME,)
 
     def _check_credentials(self) -> None:
         if self.client_factory is not None:
             return
         self._clients().require_credentials()
 
-    def regions(self) -> list[str]:
-        """The regions to scan, in a stable order."""
+    def regions(self, account: Account | None = None) -> list[str]:
+        """The regions to scan (in ``account``: its own unless the options name some), in a
+        stable order."""
         if self.options.regions:
             return list(dict.fromkeys(self.options.regions))
         if self.options.all_regions:
-            return self._all_regions()
+            return self._all_regions(account)
+        if account is not None and account.regions:
+            return list(account.regions)
         region = self._clients().default_region() if self.client_factory is None else None
         if not region:
             raise ConfigError(
                 "No AWS region is configured for the Lambda scan",
-                hint="Pass --region R (repeatable) or --all-regions, or set AWS_DEFAULT_REGION",
+                hint="Pass --region R (repeatable) or --all-regions, or set AWS_DEFAULT_REGION "
+                "(or regions in [aws.accounts.NAME])",
             )
         return [str(region)]
 
-    def _all_regions(self) -> list[str]:
-        """Enabled regions from EC2 ``DescribeRegions``; else botocore's list for Lambda."""
+    def _all_regions(self, account: Account | None = None) -> list[str]:
+        """Enabled regions (of ``account``) from EC2 ``DescribeRegions``; else botocore's list
+        for Lambda."""
         from keyward.providers.aws import aws_errors
 
         home = "us-east-1"
         if self.client_factory is None:
             home = self._clients().default_region() or home
         try:
-            ec2 = self._client("ec2", home)
+            ec2 = self._client("ec2", home, account)
             with aws_errors("ec2:DescribeRegions", f"region {home}"):
                 resp = ec2.describe_regions(AllRegions=False)
             names = sorted(r["RegionName"] for r in resp.get("Regions", []))
@@ -194,43 +217,72 @@ class LambdaSource:
         except KeywardError as err:
             if err.fault is None or err.fault.failure is Failure.NO_CREDENTIALS:
                 raise
+            where = f" of account {account.label}" if account is not None and account.id else ""
             self.warnings.append(
-                f"cannot list enabled regions ({err.fault.code}); using every region botocore "
-                "knows for Lambda"
+                f"cannot list enabled regions{where} ({err.fault.code}); using every region "
+                "botocore knows for Lambda"
             )
         return self._clients().available_regions("lambda")
 
     # ------------------------------------------------------------------ scanning
+    def _reach(self, account: Account) -> tuple[list[str], dict[str, Any]] | str:
+        """``account``'s regions and a Lambda client for each, or a sentence saying why the
+        account is skipped: its role cannot be assumed. Anything else raises."""
+        try:
+            regions = self.regions(account)
+            return regions, {r: self._client("lambda", r, account) for r in regions}
+        except KeywardError as err:
+            fault = err.fault
+            if fault is None or fault.action != "sts:AssumeRole":
+                raise
+            return f"cannot assume its role {account.role_arn}: {_why(fault)}"
+
     def chunks(self) -> Iterator[Chunk]:
         self._check_credentials()
-        regions = self.regions()
-        clients = {r: self._client("lambda", r) for r in regions}
-        failures: dict[str, str] = {}
-        by_region: dict[str, list[dict[str, Any]]] = {}
-        workers = max(1, min(self.options.workers, len(regions)))
+        accounts = self._accounts()
+        several = len(accounts) > 1 or accounts[0].role_arn is not None
+        jobs: list[tuple[Account, str, Any]] = []  # (account, region, client)
+        for account in accounts:
+            reached = self._reach(account)
+            if isinstance(reached, str):
+                self.warnings.append(f"account {account.label} skipped: {reached}")
+                continue
+            regions, clients = reached
+            jobs.extend((account, r, clients[r]) for r in regions)
+        if not jobs:
+            raise BackendError(
+                f"No account could be scanned for Lambda functions ({self.warnings[-1]})",
+                hint="Check the role_arn of each account in [aws.accounts], sts:AssumeRole for "
+                "keyward's identity and the roles' trust policies",
+            )
+        failures: dict[tuple[Account, str], str] = {}
+        listed: dict[tuple[Account, str], list[dict[str, Any]]] = {}
+        workers = max(1, min(self.options.workers, len(jobs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyward-lambda") as pool:
             futures = {
-                r: pool.submit(_list_functions, clients[r], self.options.all_versions)
-                for r in regions
+                (a, r): pool.submit(_list_functions, c, self.options.all_versions)
+                for a, r, c in jobs
             }
-            for region in regions:
-                outcome = _outcome(futures[region], region)
+            for account, region, _client in jobs:
+                where = f"{region} of account {account.label}" if several else region
+                outcome = _outcome(futures[account, region], where)
                 if isinstance(outcome, str):
-                    failures[region] = outcome
-                    self.warnings.append(f"Lambda in {region} skipped: {outcome}")
+                    failures[account, region] = outcome
+                    self.warnings.append(f"Lambda in {where} skipped: {outcome}")
                 else:
-                    by_region[region] = outcome
-        if failures and not by_region:
-            first = next(iter(failures.items()))
+                    listed[account, region] = outcome
+        if failures and not listed:
+            (account, region), why = next(iter(failures.items()))
+            where = f"{region} of account {account.label}" if several else region
             raise BackendError(
-                f"No region could be scanned for Lambda functions ({first[0]}: {first[1]})",
+                f"No region could be scanned for Lambda functions ({where}: {why})",
                 hint="Check the credentials, the permissions (lambda:ListFunctions) and "
                 "AWS_ENDPOINT_URL",
             )
-        self.regions_scanned = [r for r in regions if r in by_region]
+        self.regions_scanned = list(dict.fromkeys(r for _a, r in listed))
         code_jobs: list[tuple[FunctionRecord, Any]] = []
-        for region in self.regions_scanned:
-            for conf in by_region[region]:
+        for account, region, client in jobs:
+            for conf in listed.get((account, region), ()):
                 record = _record(conf, region)
                 self.functions.append(record)
                 yield from self._env_chunks(conf, record)
@@ -240,7 +292,7 @@ class LambdaSource:
                             Skipped(record.arn, "container image package (code not scanned)")
                         )
                     else:
-                        code_jobs.append((record, clients[region]))
+                        code_jobs.append((record, client))
         if code_jobs:
             yield from self._code_chunks(code_jobs)
 
@@ -262,6 +314,7 @@ class LambdaSource:
                     resource=record.arn,
                     region=record.region,
                     variable=name,
+                    account=record.account,
                 ),
             )
 
@@ -361,6 +414,7 @@ class LambdaSource:
                         resource=record.arn,
                         region=record.region,
                         path=info.filename,
+                        account=record.account,
                     ),
                 )
 
@@ -399,34 +453,42 @@ def _list_functions(client: Any, all_versions: bool = False) -> list[dict[str, A
 _DENIED = frozenset({Failure.DENIED, Failure.REJECTED})
 
 
-def _outcome(fut: Future[list[dict[str, Any]]], region: str) -> list[dict[str, Any]] | str:
+def _outcome(fut: Future[list[dict[str, Any]]], where: str) -> list[dict[str, Any]] | str:
     """The region's functions, or a sentence saying why the region was skipped; no
     credentials raise (exit 3), as everywhere."""
     from keyward.providers.aws import aws_errors
 
     try:
-        with aws_errors("lambda:ListFunctions", f"region {region}"):
+        with aws_errors("lambda:ListFunctions", f"region {where}"):
             return fut.result()
     except KeywardError as err:
         fault = err.fault
         if fault is None or fault.failure is Failure.NO_CREDENTIALS:
             raise
-        if fault.failure in _DENIED:
-            return f"access denied ({fault.code})"
-        if fault.failure is Failure.UNAVAILABLE and fault.endpoint is not None:
-            return f"cannot reach {fault.endpoint}"
-        if fault.failure is Failure.THROTTLED:
-            return f"throttled ({fault.code})"
-        return f"the API failed ({fault.code})"
+        return _why(fault)
+
+
+def _why(fault: ProviderFault) -> str:
+    """A short reason for skipping a region or an account."""
+    if fault.failure in _DENIED:
+        return f"access denied ({fault.code})"
+    if fault.failure is Failure.UNAVAILABLE and fault.endpoint is not None:
+        return f"cannot reach {fault.endpoint}"
+    if fault.failure is Failure.THROTTLED:
+        return f"throttled ({fault.code})"
+    return f"the API failed ({fault.code})"
 
 
 def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
     env = conf.get("Environment") or {}
+    arn = str(conf.get("FunctionArn", ""))
+    parts = arn.split(":")
     return FunctionRecord(
-        arn=str(conf.get("FunctionArn", "")),
+        arn=arn,
         name=str(conf.get("FunctionName", "")),
         region=region,
         variables=len(env.get("Variables") or {}),
+        account=parts[4] if len(parts) > 4 and parts[4].isdigit() else None,
         kms_key_arn=conf.get("KMSKeyArn") or None,
         code_size=conf.get("CodeSize"),
         package_type=str(conf.get("PackageType") or "Zip"),

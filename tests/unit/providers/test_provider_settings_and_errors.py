@@ -23,12 +23,12 @@ from keyward.core.errors import (
     StoreUnavailable,
 )
 from keyward.providers import (
+    HOME,
     PROVIDER_ERRORS,
     ROTATE,
     SCAN,
     STORE_ERRORS,
     VERIFY,
-    Account,
     AwsClients,
     AwsSettings,
     Providers,
@@ -37,6 +37,7 @@ from keyward.providers import (
     vault_settings,
 )
 from keyward.providers.aws import aws_fault, translate_aws_error
+from keyward.providers.settings import aws_accounts, choose_accounts
 from keyward.providers.vault import translate_vault_error
 from keyward.rotation.errors import (
     ROTATOR_ERRORS,
@@ -119,10 +120,66 @@ def test_each_preset_builds_its_own_timeouts_and_retries() -> None:
     assert AwsClients(preset=SCAN).botocore_config().user_agent_extra == "keyward"
 
 
-def test_an_account_to_assume_is_refused_clearly_until_assume_role_exists() -> None:
-    other = Account("audit", role_arn="arn:aws:iam::210987654321:role/keyward")
-    with pytest.raises(ConfigError, match="sts:AssumeRole into arn:aws:iam::210987654321"):
-        AwsClients().client("iam", "us-east-1", account=other)
+ROLE = "arn:aws:iam::111111111111:role/keyward"
+
+
+def test_accounts_are_read_with_the_role_account_as_id_and_home_listed_once() -> None:
+    cfg = Config(
+        {
+            "aws": {
+                "accounts": {
+                    "main": {"id": "123456789012", "regions": ["eu-west-1"]},
+                    "prod": {"role_arn": ROLE, "external_id": "ext-1", "regions": "us-east-1"},
+                    "222222222222": {"role_arn": "arn:aws:iam::222222222222:role/x/keyward"},
+                }
+            }
+        }
+    )
+    main, prod, bare = aws_accounts(cfg)
+    assert (main.id, main.role_arn, main.regions) == ("123456789012", None, ("eu-west-1",))
+    assert (prod.id, prod.external_id, prod.regions) == ("111111111111", "ext-1", ("us-east-1",))
+    assert (bare.name, bare.id, bare.label) == ("222222222222", "222222222222", "222222222222")
+    assert prod.label == "prod (111111111111)" and "ext-1" not in repr(prod)
+    accounts = aws_accounts(cfg)
+    assert choose_accounts(accounts) == (main,)  # keyward's own, with its regions
+    assert choose_accounts(accounts, ["prod", "222222222222", "prod"]) == (prod, bare)
+    assert choose_accounts(accounts, every=True) == accounts
+    assert choose_accounts((), ["home"]) == (HOME,)
+
+
+@pytest.mark.parametrize(
+    ("accounts", "message"),
+    [
+        ({"a": {"role_arn": "arn:aws:iam::1111:role/k"}}, "role_arn in [aws.accounts.a] is not"),
+        ({"a": {"role_arn": ROLE, "id": "222222222222"}}, "says id 222222222222 but its role_arn"),
+        ({"a": {"id": 111111111111}}, "must be a 12-digit AWS account id in quotes"),
+        ({"a": {"role_arn": ROLE, "region": "x"}}, "unknown setting 'region'"),
+        ({"a": {"id": "111111111111", "external_id": "abc"}}, "needs a role_arn"),
+        ({"a": {"role_arn": ROLE, "regions": [1]}}, "must be a list of region names"),
+        ({"a": {"role_arn": ROLE, "session_name": "a b"}}, "session_name in [aws.accounts.a]"),
+        ({"a": {"role_arn": ROLE}, "b": {"role_arn": ROLE}}, "are the same account"),
+        ({"a": {}, "b": {}}, "both have no role_arn"),
+        ({"a": "arn"}, "[aws.accounts.a] must be a table"),
+    ],
+)
+def test_a_mistake_in_an_account_is_one_sentence_naming_its_table(
+    accounts: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        aws_accounts(Config({"aws": {"accounts": accounts}}))
+    assert message in info.value.diagnostics()
+    assert info.value.exit_code is ExitCode.USAGE
+
+
+def test_choosing_an_unknown_account_names_the_configured_ones() -> None:
+    accounts = aws_accounts(Config({"aws": {"accounts": {"prod": {"role_arn": ROLE}}}}))
+    with pytest.raises(ConfigError) as info:
+        choose_accounts(accounts, ["dev"])
+    assert "No AWS account 'dev' in [aws.accounts] (configured: prod)" in str(info.value)
+    with pytest.raises(ConfigError, match="needs the accounts listed in the config file"):
+        choose_accounts((), every=True)
+    with pytest.raises(ConfigError, match="either --account or --all-accounts"):
+        choose_accounts(accounts, ["prod"], every=True)
 
 
 @pytest.mark.parametrize(
