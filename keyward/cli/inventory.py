@@ -16,6 +16,7 @@ from keyward.cli import EPILOG
 from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError
+from keyward.core.textout import plain
 
 if TYPE_CHECKING:
     from keyward.inventory.records import FindingRecord, SecretRecord
@@ -100,9 +101,10 @@ def inventory_for(database_url: str | None) -> Iterator[Inventory]:
 
 
 def _console(file: IO[str] | None = None) -> Any:
-    from rich.console import Console
+    """Tables as wide as the terminal (or COLUMNS), unwrapped in a pipe; user data literal."""
+    from keyward.core.textout import make_console
 
-    return Console(file=file or sys.stdout, soft_wrap=False, width=None if file else 140)
+    return make_console(file or sys.stdout)
 
 
 def _emit_json(doc: Any) -> None:
@@ -128,19 +130,15 @@ def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
         t.add_column(col)
     for s in rows:
         policy = " ".join(p for p in (_days(s.max_age_seconds), s.schedule or "") if p)
-        due = _date(s.rotation_due_at)
+        due = plain(_date(s.rotation_due_at))
         if s.overdue(now):
-            due = f"[red]{due} overdue[/]"
+            due = plain(f"{due} overdue", "red")
         t.add_row(
-            s.name,
-            s.kind,
-            s.store or "",
-            s.owner or "",
-            s.team or "",
+            *map(plain, (s.name, s.kind, s.store, s.owner, s.team)),
             str(s.age_seconds(now) // 86400),
-            policy,
+            plain(policy),
             due,
-            s.status,
+            plain(s.status),
         )
     return t
 
@@ -282,23 +280,34 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
     s = detail.secret
     now = datetime.now(UTC)
     con = _console()
+    # every value here is user data: shown literally (an ARN's ":secret:" stays as it is)
     lines = [
-        f"[bold]{s.name}[/] ({s.kind}) - {s.status}",
-        f"store:        {s.store or '-'} {s.reference or ''}",
-        f"owner:        {s.owner or '-'}   team: {s.team or '-'}   contact: {s.contact or '-'}",
-        f"created:      {_date(s.created_at)}   last rotated: {_date(s.last_rotated_at) or 'never'}"
-        f"   age: {s.age_seconds(now) // 86400} days",
-        f"policy:       max age {_days(s.max_age_seconds) or '-'}   schedule {s.schedule or '-'}"
-        f"   next due {_date(s.rotation_due_at) or '-'}"
-        + ("  [red]OVERDUE[/]" if s.overdue(now) else ""),
+        plain(s.name, "bold") + plain(f" ({s.kind}) - {s.status}"),
+        plain(f"store:        {s.store or '-'} {s.reference or ''}"),
+        plain(
+            f"owner:        {s.owner or '-'}   team: {s.team or '-'}   "
+            f"contact: {s.contact or '-'}"
+        ),
+        plain(
+            f"created:      {_date(s.created_at)}   "
+            f"last rotated: {_date(s.last_rotated_at) or 'never'}"
+            f"   age: {s.age_seconds(now) // 86400} days"
+        ),
+        plain(
+            f"policy:       max age {_days(s.max_age_seconds) or '-'}   "
+            f"schedule {s.schedule or '-'}   next due {_date(s.rotation_due_at) or '-'}"
+        )
+        + (plain("  OVERDUE", "red") if s.overdue(now) else plain("")),
     ]
     if s.tags:
-        lines.append("tags:         " + ", ".join(f"{k}={v}" for k, v in sorted(s.tags.items())))
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(s.tags.items()))
+        lines.append(plain("tags:         " + tags))
     if s.attributes:
-        lines.append("attributes:   " + json.dumps(s.attributes, sort_keys=True, default=str))
-    lines.append(f"open findings: {detail.open_findings}")
+        attributes = json.dumps(s.attributes, sort_keys=True, default=str)
+        lines.append(plain("attributes:   " + attributes))
+    lines.append(plain(f"open findings: {detail.open_findings}"))
     for line in lines:
-        con.print(line, highlight=False)
+        con.print(line)
     if detail.versions:
         t = Table(title="Versions")
         for col in ("id", "identifier", "stage", "fingerprint", "created", "retired"):
@@ -306,8 +315,8 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
         for v in detail.versions:
             t.add_row(
                 str(v.id),
-                v.identifier or "",
-                v.stage or "",
+                plain(v.identifier),
+                plain(v.stage),
                 (v.fingerprint or "")[:12],
                 _date(v.created_at),
                 _date(v.retired_at),
@@ -322,7 +331,9 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
         for col in ("time", "actor", "action", "outcome"):
             t.add_column(col)
         for e in detail.audit:
-            t.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.outcome)
+            t.add_row(
+                e.at.strftime("%Y-%m-%d %H:%M:%S"), *map(plain, (e.actor, e.action, e.outcome))
+            )
         con.print(t)
 
 
@@ -445,7 +456,7 @@ def _dependents_table(rows: Sequence[Any]) -> Any:
     for col in ("id", "secret", "kind", "target", "variable", "region"):
         t.add_column(col)
     for d in rows:
-        t.add_row(str(d.id), d.secret, d.kind, d.target, d.variable or "", d.region or "")
+        t.add_row(str(d.id), *map(plain, (d.secret, d.kind, d.target, d.variable, d.region)))
     return t
 
 
@@ -524,17 +535,13 @@ def _findings_table(rows: Sequence[FindingRecord], title: str | None = None) -> 
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("id", "state", "rule", "where", "preview", "owner", "secret", "last seen"):
+    cols = ("id", "state", "rule", "target", "where", "preview", "owner", "secret", "last seen")
+    for col in cols:
         t.add_column(col)
     for f in rows:
         t.add_row(
             str(f.id),
-            f.state,
-            f.rule_id,
-            f.where(),
-            f.preview,
-            f.owner or "",
-            f.secret or "",
+            *map(plain, (f.state, f.rule_id, f.target, f.where(), f.preview, f.owner, f.secret)),
             _date(f.last_seen_at),
         )
     return t

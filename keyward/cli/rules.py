@@ -72,17 +72,22 @@ def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from keyward.core.textout import make_console, plain
 
     table = Table(box=None, show_header=True, header_style="bold")
     for col in ("id", "severity", "confidence", "description", "source"):
         table.add_column(col)
-    for r in ruleset:
+    for r in ruleset:  # user rule files: ids and descriptions are shown literally
         table.add_row(
-            r.id, r.severity.value, rule_confidence(r).value, r.description, Path(r.source).name
+            plain(r.id),
+            r.severity.value,
+            rule_confidence(r).value,
+            plain(r.description),
+            plain(Path(r.source).name),
         )
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = make_console(sys.stdout)
     console.print(table)
     console.print(f"{len(ruleset)} rules")
 

@@ -17,6 +17,10 @@ ELLIPSIS = "…"
 
 # Public, structural prefixes that are safe to show in full (they identify the provider).
 _PREFIX = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]{1,12}[_\-.](?:[A-Za-z0-9]{1,8}[_\-.])?)")
+# A PEM / armored block (RFC 7468): its label names the key type, which is public.
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]{1,40}-----\s*\Z")
+_NOT_BASE64 = re.compile(r"\\[nr]|[^A-Za-z0-9+/=]")
 
 
 def redact(value: str) -> str:
@@ -25,6 +29,9 @@ def redact(value: str) -> str:
     Long values show a short head and tail (``ghp_…Xy12``), short ones far less, and values
     shorter than 8 characters show nothing at all.
     """
+    pem = _PEM.match(value)
+    if pem is not None:
+        return _redact_pem(value, pem)
     n = len(value)
     if n < 8:
         return ELLIPSIS
@@ -37,6 +44,18 @@ def redact(value: str) -> str:
     if m and len(m.group(0)) <= 12 and n - len(m.group(0)) >= 20:
         head = len(m.group(0))
     return f"{value[:head]}{ELLIPSIS}{value[-4:]}"
+
+
+def _redact_pem(value: str, pem: re.Match[str]) -> str:
+    """A PEM block shows its type and the end of its body: ``RSA PRIVATE KEY…Yg==`` (not
+    ``----…----``, which says nothing)."""
+    end = _PEM_END.search(value)
+    body = value[pem.end() : end.start() if end else len(value)]
+    lines = body.replace("\\n", "\n").splitlines()
+    # headers such as "Proc-Type: 4,ENCRYPTED" are not the body
+    body = _NOT_BASE64.sub("", "".join(ln for ln in lines if ":" not in ln))
+    tail = body[-4:] if len(body) >= 40 else ""
+    return f"{pem.group(1)}{ELLIPSIS}{tail}"
 
 
 class Fingerprinter:

@@ -202,10 +202,13 @@ def render_csv(report: Report) -> str:
 
 
 def render_text(report: Report, file: Any, *, color: bool | None = None) -> None:
-    from rich.console import Console
+    """Tables for people; names, owners and teams are shown literally (never as markup)."""
     from rich.table import Table
+    from rich.text import Text
 
-    con = Console(file=file, force_terminal=color, no_color=color is False, width=110)
+    from keyward.core.textout import make_console, plain
+
+    con = make_console(file, color=color)
     f = report.findings
     con.print(
         f"[bold]{report.secrets}[/] secrets, [bold red]{report.overdue_count}[/] overdue, "
@@ -220,10 +223,7 @@ def render_text(report: Report, file: Any, *, color: bool | None = None) -> None
         for s in report.overdue:
             days = (now - s.rotation_due_at).days if s.rotation_due_at else 0
             t.add_row(
-                s.name,
-                s.kind,
-                s.owner or "",
-                s.team or "",
+                *map(plain, (s.name, s.kind, s.owner, s.team)),
                 str(s.age_seconds(now) // 86400),
                 str(days),
             )
@@ -247,7 +247,7 @@ def render_text(report: Report, file: Any, *, color: bool | None = None) -> None
         if with_findings:
             t.add_column("open findings", justify="right")
         for g in rows[:50]:
-            cells = [g.key, str(g.secrets), str(g.overdue)]
+            cells: list[Text | str] = [plain(g.key), str(g.secrets), str(g.overdue)]
             if with_findings:
                 cells.append(str(g.open_findings))
             t.add_row(*cells)
