@@ -71,11 +71,13 @@ def engine_spec(
     from keyward.scan.runner import EngineSpec
 
     files = (*config.rule_files(), *rule_files)
+    cache = cache_dir()
     return EngineSpec(
         rule_files=tuple(files),
         fingerprint_key=fingerprint_key(config, keeps_nothing=keeps_nothing),
         backend=backend,
-        cache_dir=cache_dir() / "hyperscan",
+        cache_dir=cache / "hyperscan",
+        rule_cache=cache / "rules",
         detect_secrets=detect_secrets,
         detect_secrets_baseline=baseline,
     )

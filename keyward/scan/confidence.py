@@ -264,6 +264,11 @@ def _ranked_words() -> dict[str, int]:
     return ranks
 
 
+def warm_word_ranks() -> None:
+    """Build the word ranks now (a parent does, before it forks workers that share them)."""
+    _ranked_words()
+
+
 def _sequence_runs(low: str) -> list[tuple[int, int]]:
     """Runs of 4 or more characters that step through the alphabet, the digits or a keyboard
     row in one direction (``abcd``, ``4321``, ``qwer``, ``!@#$``)."""

@@ -37,7 +37,14 @@ from typing import Any, Literal, Protocol
 from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import context, filters
-from keyward.scan.confidence import asserts_on, assess, is_sample_path, judge, judged_by_value
+from keyward.scan.confidence import (
+    asserts_on,
+    assess,
+    is_sample_path,
+    judge,
+    judged_by_value,
+    warm_word_ranks,
+)
 from keyward.scan.entropy import shannon
 from keyward.scan.model import Chunk, Confidence, Finding
 from keyward.scan.rules import Rule, RuleSet
@@ -227,16 +234,39 @@ class HyperscanMatcher:
         return sorted(self._rejected)
 
     def prepare(self) -> None:
-        """Load or compile the provider unions now (e.g. to warm the cache)."""
+        """Load or compile every database now (to warm the cache, or once in a parent process
+        before it forks workers, which then share them instead of each building its own)."""
         self._provider_union()
         self._keywordless_only_union()
+        self._generic_keyword_db()
+        self._context_keyword_db()
+
+    def _generic_keyword_db(self) -> Any:
+        if self._generic_kw is _UNSET:
+            hs = self._hs
+            literals = [
+                b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in self._generic_keywords
+            ]
+            db = self._database(literals, hs.HS_FLAG_CASELESS, "g") if literals else None
+            self._generic_kw = None if db is None else (db, hs.Scratch(db))
+        return self._generic_kw
+
+    def _context_keyword_db(self) -> Any:
+        if self._context_kw is _UNSET:
+            hs = self._hs
+            literals = [
+                b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in self._context_keywords
+            ]
+            db = self._database(literals, hs.HS_FLAG_CASELESS, "c") if literals else None
+            self._context_kw = None if db is None else (db, hs.Scratch(db))
+        return self._context_kw
 
     def _keywordless_only_union(self) -> Any:
         if self._keywordless_union is _UNSET:
             ids = sorted(self._keywordless)
             db = None
             if ids:
-                patterns = [self._rules[i].regex.encode("utf-8") for i in ids]
+                patterns = [_prefilter_pattern(self._rules[i].regex) for i in ids]
                 db = self._database(patterns, self._regex_flags, "a")
             self._keywordless_union = None if db is None else (db, self._hs.Scratch(db), ids)
         return self._keywordless_union
@@ -248,7 +278,7 @@ class HyperscanMatcher:
             db = None
             if ids:
                 db = self._database(
-                    [self._rules[i].regex.encode("utf-8") for i in ids], self._regex_flags, "u"
+                    [_prefilter_pattern(self._rules[i].regex) for i in ids], self._regex_flags, "u"
                 )
             if db is None and ids:
                 # Some rule is rejected: find which, one by one, and build the union without it.
@@ -262,13 +292,15 @@ class HyperscanMatcher:
                 ids = accepted
                 if ids:
                     db = self._database(
-                        [self._rules[i].regex.encode("utf-8") for i in ids], self._regex_flags, "u"
+                        [_prefilter_pattern(self._rules[i].regex) for i in ids],
+                        self._regex_flags,
+                        "u",
                     )
             self._union = None if db is None else (db, hs.Scratch(db), ids)
         return self._union
 
     def _single_accepted(self, i: int) -> bool:
-        db = self._database([self._rules[i].regex.encode("utf-8")], self._regex_flags, "r")
+        db = self._database([_prefilter_pattern(self._rules[i].regex)], self._regex_flags, "r")
         return db is not None
 
     def _database(self, patterns: list[bytes], flags: int, kind: str) -> Any:
@@ -314,19 +346,14 @@ class HyperscanMatcher:
         the lower-cased search of the ``re`` engine finds them), then this rule's."""
         if not self._context_keywords:
             return None
+        built = self._context_keyword_db()
+        if built is None:
+            return None
         if self._context_chunk is not chunk:
             text = chunk.text
             data = chunk.data if chunk.data is not None else _utf8(text)
-            if self._context_kw is _UNSET:
-                hs = self._hs
-                literals = [
-                    b"".join(b"\\x%02x" % c for c in k.encode("utf-8"))
-                    for k in self._context_keywords
-                ]
-                db = self._database(literals, hs.HS_FLAG_CASELESS, "c")
-                self._context_kw = (db, hs.Scratch(db))
             self._context_starts = {}
-            db, scratch = self._context_kw
+            db, scratch = built
             db.scan(data, match_event_handler=self._on_context_keyword, scratch=scratch)
             if len(data) != len(text):
                 mapped = _to_char_offsets(
@@ -348,19 +375,14 @@ class HyperscanMatcher:
         starts; for non-ASCII text the byte offsets are converted to character offsets."""
         if not self._generic_keywords or not self._generic_keyword_set.issuperset(keywords):
             return None
+        built = self._generic_keyword_db()
+        if built is None:
+            return None
         if self._starts_chunk is not chunk:
             text = chunk.text
             data = chunk.data if chunk.data is not None else _utf8(text)
-            if self._generic_kw is _UNSET:
-                hs = self._hs
-                literals = [
-                    b"".join(b"\\x%02x" % c for c in k.encode("utf-8"))
-                    for k in self._generic_keywords
-                ]
-                db = self._database(literals, hs.HS_FLAG_CASELESS, "g")
-                self._generic_kw = (db, hs.Scratch(db))
             self._starts = {k: set() for k in self._generic_keywords}
-            db, scratch = self._generic_kw
+            db, scratch = built
             db.scan(data, match_event_handler=self._on_generic_keyword, scratch=scratch)
             if len(data) != len(text):
                 self._starts = _to_char_offsets(data, self._starts)
@@ -398,6 +420,29 @@ class HyperscanMatcher:
 
 
 _UNSET: Any = object()
+_BOUNDED_REPEAT = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
+_LONGEST_BOUND = 64
+
+
+def _prefilter_pattern(regex: str) -> bytes:
+    """A rule's regex for the provider unions: long bounded repeats made open-ended.
+
+    The unions only say which rules *can* match (Python's ``re`` then finds the real spans),
+    so any pattern that matches at least what the regex matches will do. ``x{m,n}`` with a
+    large ``n`` is what makes hyperscan's compile slow (a 200-character block of context, a
+    token of up to 2,400 characters); ``x{m,}`` matches a superset, scans as fast, and cut
+    the union's compile (the cost of a first run) by about a third.
+    """
+
+    def relax(m: re.Match[str]) -> str:
+        low, high = int(m.group(1)), int(m.group(2))
+        if high <= _LONGEST_BOUND:
+            return m.group(0)
+        return "*" if low == 0 else f"{{{low},}}"
+
+    return _BOUNDED_REPEAT.sub(relax, regex).encode("utf-8")
+
+
 _CACHE_MAGIC = b"KEYWARD-HS-2\n"
 
 
@@ -496,6 +541,17 @@ class Engine:
         else:
             self.matcher = KeywordMatcher(self.rules)
         self.backend: str = self.matcher.name
+
+    def prepare(self) -> None:
+        """Build now what the engine otherwise builds when first needed: every hyperscan
+        database, and the word ranks that judge generic values. A parent calls it before
+        forking workers, so they share one copy instead of each building its own (on a first
+        run, each worker compiled the provider union itself)."""
+        prepare = getattr(self.matcher, "prepare", None)
+        if prepare is not None:
+            prepare()
+        if any(judged_by_value(r) for r in self.rules):
+            warm_word_ranks()
 
     def scan(self, chunk: Chunk) -> list[Finding]:
         """All findings in the chunk; inline-allowed ones carry ``suppressed_by="inline"``."""

@@ -237,6 +237,8 @@ class Runner:
 
         global _WORKER_ENGINE
         ctx = multiprocessing.get_context("fork" if self._fork else "spawn")
+        if self._fork:
+            self.engine.prepare()  # built once here, shared by every forked worker
         _WORKER_ENGINE = self.engine if self._fork else None
         window = max(1, policy.in_flight) * self.jobs
         running: dict[Future[Matched], W] = {}

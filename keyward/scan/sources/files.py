@@ -54,6 +54,8 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _BOM_PREFIXES = tuple(bom for bom, _ in _BOMS)
+# Files up to this size are read whole at once; a larger one is sniffed for binary first.
+_READ_WHOLE = 16 * 1024 * 1024
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -348,7 +350,11 @@ def decode(data: bytes) -> tuple[str, bytes | None] | None:
 
 
 def _read_exactly(fd: int, n: int) -> bytes:
-    parts: list[bytes] = []
+    first = os.read(fd, n)
+    if len(first) == n or not first:
+        return first
+    parts: list[bytes] = [first]
+    n -= len(first)
     while n > 0:
         part = os.read(fd, n)
         if not part:
@@ -363,7 +369,7 @@ def read_task(task: FileTask, max_size: int = HARD_MAX_FILE_SIZE) -> Chunk | Ski
 
     Opening is non-blocking (a FIFO swapped in after planning cannot hang us), a file is
     checked again with ``fstat`` after opening, and binary content is detected from its first
-    8 KiB before the rest is read.
+    8 KiB (before the rest is read, for a file larger than 16 MiB).
     """
     flags = _OPEN_FLAGS if task.follow else _OPEN_FLAGS | _NOFOLLOW
     try:
@@ -377,13 +383,16 @@ def read_task(task: FileTask, max_size: int = HARD_MAX_FILE_SIZE) -> Chunk | Ski
         size = st.st_size
         if size > max_size:
             return Skipped(task.display, f"larger than --max-file-size ({size} bytes)")
-        if size <= BINARY_SNIFF * 4:
+        if size <= _READ_WHOLE:
+            # one read into the final buffer: copying a head and a tail together cost more
+            # than the few binary files it spares reading
             data = _read_exactly(fd, size)
         else:
             head = _read_exactly(fd, BINARY_SNIFF)
             if b"\0" in head and not head.startswith(_BOM_PREFIXES):
                 return Skipped(task.display, "binary file")
-            data = head + _read_exactly(fd, size - len(head))
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = _read_exactly(fd, size)
     except OSError as exc:
         return Skipped(task.display, f"cannot read: {exc.strerror}", warning=True)
     finally:
