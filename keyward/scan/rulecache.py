@@ -1,11 +1,12 @@
 """A cache of the parsed rule set, for every scan (the hook, ``scan``, ``baseline``).
 
 Loading rules parses every TOML file (and compiles the regexes of user rule files to validate
-them): about 0.2 s of CPU for ~850 rules, at every start, against ~0.03 s for the JSON. The validated rules are written once as JSON
-(data only, never pickled code) under the cache directory, keyed by keyward's version, the
-``Rule`` schema and each rule file's path, size and modification time, so any change to a rule
-file or to keyward reloads from the TOML. The engine compiles a rule's regex only when the
-rule can match, so a cached load compiles almost nothing.
+them): about 0.2 s of CPU for ~850 rules, at every start, against ~0.03 s for the JSON. The
+validated rules are written once as JSON (data only, never pickled code) under the cache
+directory, keyed by keyward's version, the ``Rule`` schema and each rule file's path, size and
+modification time, so any change to a rule file or to keyward reloads from the TOML. The
+engine compiles a rule's regex only when the rule can match, so a cached load compiles almost
+nothing.
 """
 
 from __future__ import annotations
