@@ -157,8 +157,10 @@ def scan(
     """Scan files and directories for hardcoded secrets.
 
     PATHS default to the current directory. .gitignore files are honoured, binary files and
-    files above --max-file-size are skipped, symlinks are never followed. Findings show a
-    redacted preview; the raw value is never printed unless --reveal is given.
+    files above --max-file-size are skipped, symlinks are never followed. Archives (zip, jar,
+    whl, tar, tar.gz/bz2/xz, gzip) are scanned inside, within bounds; a member is shown as
+    archive!path. Findings show a redacted preview; the raw value is never printed unless
+    --reveal is given.
     """
     from keyward.scan.baseline import apply_baseline
     from keyward.scan.report import OutputFormat, render

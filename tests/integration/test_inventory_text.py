@@ -113,4 +113,3 @@ def test_rules_list_shows_a_user_rule_file_literally(
     rc, out, err = Cli(capsys)("rules", "list", "--rules", str(rules))
     assert rc == 0, err
     assert "ACME [bold]token[/bold] :secret:" in out and "my[rules].toml" in out
-

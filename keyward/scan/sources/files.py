@@ -37,6 +37,7 @@ from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import ConfigError, SourceError
 from keyward.scan.model import Chunk, Location, SourceKind
 from keyward.scan.postpass import KeepAll
+from keyward.scan.sources.archives import ArchiveKind, ArchiveLimits, archive_kind, archive_members
 from keyward.scan.sources.base import PoolPolicy, Skipped, Tally
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class WalkOptions:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     # Real paths of files never to scan (the baseline being written or read).
     skip_files: frozenset[str] = frozenset()
+    # Look inside archives (zip, jar, whl, tar, tar.gz, ...) within ArchiveLimits.
+    archives: bool = True
 
     def __post_init__(self) -> None:
         check_max_file_size(self.max_file_size)
@@ -419,6 +422,7 @@ class FileBatch:
     tasks: tuple[FileTask, ...]
     max_size: int
     size: int  # bytes on disk
+    archives: ArchiveLimits | None = None  # look inside archives within these bounds
 
     @property
     def items(self) -> int:
@@ -426,6 +430,11 @@ class FileBatch:
 
     def chunks(self, tally: Tally) -> Iterator[Chunk]:
         for task in self.tasks:
+            if self.archives is not None:
+                kind = archive_kind(task.display)
+                if kind is not None:
+                    yield from _archive_chunks(task, kind, self.archives, tally)
+                    continue
             got = read_task(task, self.max_size)
             if isinstance(got, Skipped):
                 tally.skipped.append(got)
@@ -433,6 +442,26 @@ class FileBatch:
             tally.files += 1
             tally.bytes += task.size
             yield got
+
+
+def _archive_chunks(
+    task: FileTask, kind: ArchiveKind, limits: ArchiveLimits, tally: Tally
+) -> Iterator[Chunk]:
+    """The text members of an archive as file chunks (``x.whl!pkg/settings.py``)."""
+    for member in archive_members(task.path, task.display, kind, limits, follow=task.follow):
+        if isinstance(member, Skipped):
+            tally.skipped.append(member)
+            continue
+        decoded = decode(member.data)
+        if decoded is None:
+            tally.skipped.append(Skipped(member.display, "binary file"))
+            continue
+        text, utf8 = decoded
+        tally.files += 1
+        tally.bytes += len(member.data)
+        yield Chunk(
+            text=text, location=Location(kind=SourceKind.FILE, path=member.display), data=utf8
+        )
 
 
 @dataclass(slots=True)
@@ -449,16 +478,17 @@ class FileSource:
         walker = FileWalker(self.roots, self.options, self.skipped)
         walker.check_roots()
         max_size = self.options.max_file_size
+        archives = ArchiveLimits(max_member_size=max_size) if self.options.archives else None
         batch: list[FileTask] = []
         size = 0
         for task in walker.tasks():
             batch.append(task)
             size += task.size
             if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
-                yield FileBatch(tuple(batch), max_size, size)
+                yield FileBatch(tuple(batch), max_size, size, archives)
                 batch, size = [], 0
         if batch:
-            yield FileBatch(tuple(batch), max_size, size)
+            yield FileBatch(tuple(batch), max_size, size, archives)
 
     def post_pass(self, rules: Sequence[Rule]) -> KeepAll:
         return KeepAll()
