@@ -48,6 +48,7 @@ from keyward.rotation.protocols import (
     Dependent,
     DependentSnapshot,
     DependentTarget,
+    MemoryNotes,
     RetireOutcome,
     RotationContext,
     Rotator,
@@ -205,12 +206,28 @@ class _Run:
         return str(self.detail["token"])
 
     @property
-    def ctx(self) -> RotationContext:
-        return RotationContext(self.token, self.started_at)
-
-    @property
     def done(self) -> list[str]:
         return list(self.detail.get("done", []))
+
+
+class _JournalNotes:
+    """A rotator's notes (:class:`RotationNotes`), persisted in the rotation's detail at once."""
+
+    def __init__(self, engine: RotationEngine, run: _Run) -> None:
+        self._engine = engine
+        self._run = run
+
+    def get(self, key: str) -> str | None:
+        value = (self._run.detail.get("notes") or {}).get(key)
+        return None if value is None else str(value)
+
+    def record(self, key: str, value: str | None) -> None:
+        notes = {k: str(v) for k, v in (self._run.detail.get("notes") or {}).items()}
+        if value is None:
+            notes.pop(key, None)
+        else:
+            notes[key] = value
+        self._engine._save(self._run, detail={"notes": notes})
 
 
 class RotationEngine:
@@ -409,6 +426,10 @@ class RotationEngine:
             **kw,
         )
 
+    def _ctx(self, run: _Run) -> RotationContext:
+        """The rotation as its rotator sees it, with notes persisted in the rotation."""
+        return RotationContext(run.token, run.started_at, _JournalNotes(self, run))
+
     def _rotator_warnings(self, run: _Run) -> list[str] | None:
         """New warnings of the rotator (an optional ``take_warnings()``), each audited once;
         the full list to persist, or None when there is nothing new."""
@@ -542,7 +563,7 @@ class RotationEngine:
         if d.pending_token == run.token and d.pending:
             pending = d.pending
         else:
-            value = run.rotator.create(cur.value, run.ctx)
+            value = run.rotator.create(cur.value, self._ctx(run))
             self.checkpoint("create:inside")
             pending = store.put_pending(name, value, run.token)
             self.checkpoint("create:stored")
@@ -575,7 +596,9 @@ class RotationEngine:
                 new = run.store.read_version(run.name, pending)
             except StoreNotFound:
                 new = None
-        ctx = RotationContext(token, other.started_at)
+        ctx = RotationContext(
+            token, other.started_at, MemoryNotes(dict(other.detail.get("notes") or {}))
+        )
         run.rotator.rollback(cur.value, new.value if new else None, ctx)
         run.store.discard_pending(run.name, token)
         self.repo.audit(
@@ -835,6 +858,9 @@ class RotationEngine:
         pending = run.detail.get("pending") or (d.pending if d.pending_token == run.token else None)
         if pending and d.current == pending:
             # finish happened but was not recorded: the new value is current, go forward.
+            # The promote itself may have stopped half way (Secrets Manager: AWSCURRENT moved,
+            # AWSPENDING still on it; Vault: the write done, the staging record not): finish it.
+            store.promote(name, str(pending))
             self._save(
                 run,
                 state=RotationState.IN_PROGRESS,
@@ -880,7 +906,7 @@ class RotationEngine:
             restored.append(key)
             self._save(run, detail={"restored": restored})
         self.checkpoint("rollback:inside")
-        run.rotator.rollback(cur.value, new.value if new else None, run.ctx)
+        run.rotator.rollback(cur.value, new.value if new else None, self._ctx(run))
         store.discard_pending(name, run.token)
         self.checkpoint("rollback:discarded")
         self._save(

@@ -43,6 +43,11 @@ each marked call what it returned (``#>``); on resume, skip what is persisted::
                rotator.rollback(cur.value, new.value or None if never stored, ctx)
                store.discard_pending(name, T)        (Vault: current may get a new number)
 
+A rotator may persist small non-secret facts of its own at once through ``ctx.notes``
+(:class:`RotationNotes`): for a crash between two provider calls of one method, e.g. the id
+``CreateAccessKey`` returned, recorded before the new value is stored. The same notes come
+back in the ``ctx`` of a resumed ``create`` or of ``rollback``.
+
 On resume, ``cur`` is ``store.read_version(name, old_version)`` and ``new`` is
 ``store.read_version(name, pending)``: after a crash every value comes back from the store.
 The old value for restoring dependents always comes from the store (the current version before
@@ -208,16 +213,50 @@ class SecretStore(Protocol):
 
 
 # --------------------------------------------------------------------------- Rotator
+@runtime_checkable
+class RotationNotes(Protocol):
+    """A rotator's own journal inside one rotation: small non-secret facts (resource ids,
+    never a secret value) that must survive a crash *between two provider calls* of one
+    method, e.g. the id of the access key ``CreateAccessKey`` just returned, before the new
+    value reaches the store. The engine persists each ``record`` at once, in the rotation."""
+
+    def get(self, key: str) -> str | None:
+        """What was recorded under ``key`` (in this run or before a crash), else ``None``."""
+        ...
+
+    def record(self, key: str, value: str | None) -> None:
+        """Persist ``value`` under ``key`` now (``None`` removes it); returns once durable."""
+        ...
+
+
+@dataclass(slots=True)
+class MemoryNotes:
+    """Notes kept in memory only: for a rotator driven without the engine (tests, ``plan``)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def record(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.values.pop(key, None)
+        else:
+            self.values[key] = value
+
+
 @dataclass(frozen=True, slots=True)
 class RotationContext:
     """Identifies one rotation to a rotator so that ``create`` can recognise its own leftovers.
 
     ``token`` is the rotation's idempotency token; ``started_at`` (UTC) is when the rotation
-    was first persisted: a provider resource created before it is never "ours".
+    was first persisted: a provider resource created before it is never "ours". ``notes`` is
+    the rotator's crash-safe journal for this rotation (see :class:`RotationNotes`).
     """
 
     token: str
     started_at: datetime
+    notes: RotationNotes = field(default_factory=MemoryNotes)
 
 
 class RetireOutcome(StrEnum):

@@ -3,11 +3,12 @@
 ``KEYWARD_TEST_SIGTERM_AT=<checkpoint>`` sends it SIGTERM there instead.
 
 ``KEYWARD_TEST_CRASH_AFTER_CALL=<action>[#n]`` kills it right after the ``n``-th (default:
-first) store call named ``action`` (a trailing ``*``: starting with it) returned: a point
-*between two provider calls* inside a store method, where the engine has no checkpoint
-(``write staging data`` or ``write`` of the Vault store, ``PutParameter#2`` or
-``LabelParameterVersion`` of the SSM store). The action is what the store passes to its
-provider boundary (``VaultCaller`` for Vault, ``_call`` for SSM).
+first) provider call named ``action`` (a trailing ``*``: starting with it) returned: a point
+*between two provider calls* inside a store or rotator method, where the engine has no
+checkpoint (``write staging data`` or ``write`` of the Vault store, ``PutParameter#2`` or
+``LabelParameterVersion`` of the SSM store, ``UpdateSecretVersionStage`` of the Secrets
+Manager store, ``iam:CreateAccessKey`` of the IAM rotator). The action is what the plugin
+passes to its provider boundary (``VaultCaller`` for Vault, ``_call`` for the others).
 
 Only the tests use this; keyward's own ``RotationEngine.checkpoint`` does nothing.
 """
@@ -51,30 +52,39 @@ def _after(action: str) -> None:
         _die()
 
 
-def _patch_store_calls() -> None:
+def _patch_provider_calls() -> None:
     from keyward.providers.vault import VaultCaller
+    from keyward.rotation.rotators.aws_iam import IamAccessKeyRotator
+    from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
     from keyward.rotation.stores.aws_ssm import ParameterStore
 
     vault_call = VaultCaller.__call__
-    ssm_call = ParameterStore._call
 
     def vault(self: VaultCaller, action: str, path: str, fn: Any, /, *a: Any, **kw: Any) -> Any:
         out = vault_call(self, action, path, fn, *a, **kw)
         _after(action)
         return out
 
-    def ssm(self: ParameterStore, action: str, name: str, fn: Any, **kw: Any) -> Any:
-        out = ssm_call(self, action, name, fn, **kw)
+    VaultCaller.__call__ = vault  # type: ignore[method-assign]
+    for cls in (ParameterStore, SecretsManagerStore, IamAccessKeyRotator):
+        _wrap_call(cls)
+
+
+def _wrap_call(cls: Any) -> None:
+    """``cls._call(self, action, resource, fn, **kw)``: die after the named call returned."""
+    original = cls._call
+
+    def call(self: Any, action: str, resource: str, fn: Any, **kw: Any) -> Any:
+        out = original(self, action, resource, fn, **kw)
         _after(action)
         return out
 
-    VaultCaller.__call__ = vault  # type: ignore[method-assign]
-    ParameterStore._call = ssm  # type: ignore[method-assign]
+    cls._call = call
 
 
 engine.RotationEngine.checkpoint = checkpoint  # type: ignore[method-assign]
 if CALL:
-    _patch_store_calls()
+    _patch_provider_calls()
 
 if __name__ == "__main__":
     from keyward.cli import main

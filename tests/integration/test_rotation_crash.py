@@ -31,7 +31,12 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:  # noqa: F811
 
 
 def crash(world: World, point: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**world.env, "KEYWARD_TEST_CRASH_AT": point, "PYTHONPATH": str(ROOT)}
+    """Kill ``keyward ARGS`` with SIGKILL at an engine checkpoint (``set:before``), or right
+    after a provider call returned (``after iam:CreateAccessKey``: no checkpoint there)."""
+    call = point.removeprefix("after ")
+    where = {"KEYWARD_TEST_CRASH_AFTER_CALL": call} if call != point else {
+        "KEYWARD_TEST_CRASH_AT": point}  # fmt: skip
+    env = {**world.env, **where, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, str(DRIVER), *args],
         env=env,
@@ -53,6 +58,9 @@ CASES = [
     ("create:before", "resume", "rotated"),
     ("create:inside", "resume", "rotated"),  # IAM key made, never stored: cleaned, made again
     ("create:inside", "rollback", "old"),  # ... or deleted by the rollback
+    # inside create: the key exists, its id not yet recorded (the one candidate is ours)
+    ("after iam:CreateAccessKey", "resume", "rotated"),
+    ("after iam:CreateAccessKey", "rollback", "old"),
     ("create:stored", "resume", "rotated"),
     ("set:after", "rollback", "old"),
     ("test:before", "resume", "rotated"),
@@ -60,6 +68,9 @@ CASES = [
     ("dependents:inside:10", "rollback", "old"),
     ("finish:before", "rollback", "old"),
     ("finish:after", "rollback", "rotated"),  # promoted but not recorded: completed instead
+    # between Secrets Manager's two calls of promote: AWSCURRENT moved, AWSPENDING still on it
+    ("after UpdateSecretVersionStage", "rollback", "rotated"),
+    ("after UpdateSecretVersionStage", "resume", "rotated"),
     ("finish:after", "resume", "rotated"),
     ("retire:inside", "resume", "rotated"),  # old key deactivated, not recorded
 ]
@@ -102,6 +113,23 @@ def test_sigkill_then_resume_or_rollback_leaves_one_working_credential(
         rc, _out, err = run_cli(capsys, "rotate", SECRET)
         assert rc == 0, err
         world.assert_consistent()
+
+
+def test_a_rollback_after_a_crash_before_create_keeps_a_key_a_person_made_meanwhile(
+    aws: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=1)
+    crash(world, "create:before", "rotate", SECRET)  # CreateAccessKey never called
+    person = world.client("iam").create_access_key(UserName="app")["AccessKey"]["AccessKeyId"]
+    rc, _out, err = run_cli(capsys, "rotations", "rollback", "1")
+    assert rc == 0, err
+    assert rotation_rows(world)[0]["state"] == "rolled_back"
+    assert world.keys() == sorted([(world.old["access_key_id"], "Active"), (person, "Active")])
+    assert world.current() == world.old
 
 
 @pytest.mark.parametrize("point", ["rollback:inside", "rollback:discarded"])

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from keyward.core.errors import ExitCode
-from keyward.core.redaction import Fingerprinter
+from keyward.core.redaction import Fingerprinter, redact
 from keyward.providers import AwsCredentials, AwsSettings, Providers
 from keyward.rotation.errors import CredentialRejected, ProviderDenied, RotatorConflict
 from keyward.rotation.protocols import (
@@ -30,7 +30,11 @@ from keyward.rotation.protocols import (
     new_token,
 )
 from keyward.rotation.registry import PluginContext, load_rotator
-from keyward.rotation.rotators.aws_iam import IamAccessKeyRotator
+from keyward.rotation.rotators.aws_iam import (
+    NOTE_CREATED,
+    NOTE_KEYS_BEFORE,
+    IamAccessKeyRotator,
+)
 from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
 from tests.integration._moto_patches import reject_inactive_keys
 
@@ -181,12 +185,54 @@ def test_an_inactive_second_key_is_deleted_only_when_policy_allows(env: Env) -> 
 
 def test_create_after_an_interrupted_create_replaces_the_unstored_key(env: Env) -> None:
     c = ctx()
-    # an earlier create made a key, then the process died before the store saw its secret
+    # an earlier create recorded the keys it saw, made a key, and the process died inside
+    # CreateAccessKey (before its id was recorded) so the store never saw its secret
+    c.notes.record(NOTE_KEYS_BEFORE, env.current["access_key_id"])
     orphan = env.client("iam").create_access_key(UserName=env.user)["AccessKey"]["AccessKeyId"]
     new = env.rotator().create(env.current, c)
     keys = env.keys()
     assert orphan not in keys
     assert set(keys) == {env.current["access_key_id"], new["access_key_id"]}
+    assert c.notes.get(NOTE_CREATED) == new["access_key_id"]  # recorded the moment it returned
+
+
+def test_create_never_deletes_a_key_a_person_made_after_the_rotation_started(env: Env) -> None:
+    c = ctx()  # this rotation never called CreateAccessKey: nothing of it can exist
+    person = env.client("iam").create_access_key(UserName=env.user)["AccessKey"]["AccessKeyId"]
+    with pytest.raises(RotatorConflict, match="already has two access keys"):
+        env.rotator().create(env.current, c)
+    assert set(env.keys()) == {env.current["access_key_id"], person}
+
+
+def test_rollback_deletes_only_the_recorded_key_never_one_a_person_made(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rot = env.rotator()
+    c = ctx()
+    new = rot.create(env.current, c)  # its id recorded at once; the value never stored
+    iam = env.client("iam")
+    iam.delete_access_key(UserName=env.user, AccessKeyId=new["access_key_id"])  # gone anyway
+    person = iam.create_access_key(UserName=env.user)["AccessKey"]["AccessKeyId"]
+    rot.rollback(env.current, None, c)
+    assert set(env.keys()) == {env.current["access_key_id"], person}
+
+
+def test_rollback_with_an_unknown_new_key_and_several_candidates_names_them_and_deletes_none(
+    env: Env,
+) -> None:
+    c = ctx()
+    c.notes.record(NOTE_KEYS_BEFORE, env.current["access_key_id"])  # died inside the create
+    iam = env.client("iam")
+    old_id = env.current["access_key_id"]
+    iam.delete_access_key(UserName=env.user, AccessKeyId=old_id)  # someone replaced it by hand
+    made = [iam.create_access_key(UserName=env.user)["AccessKey"]["AccessKeyId"] for _ in "ab"]
+    rot = env.rotator(user_name=env.user)
+    with pytest.raises(RotatorConflict) as err:
+        rot.rollback(env.current, None, c)
+    text = err.value.diagnostics()
+    assert "2 never-used keys were created since the rotation started" in text
+    assert all(redact(k) in text for k in made) and not any(k in text for k in made)
+    assert set(env.keys()) == set(made)
 
 
 def test_test_step_rejects_a_key_that_does_not_work(env: Env) -> None:

@@ -306,4 +306,14 @@ def test_sigkill_anywhere_never_shows_readers_an_untested_value(
     meta = hvac.Client(url=world.bao.addr, token=world.bao.token).secrets.kv.v2
     versions = meta.read_secret_metadata(path=world.path, mount_point="secret")["data"]
     assert list(versions["versions"]) == (["1", "2"] if rotated else ["1"]), where
+    # and nothing is left pending in the staging secret (a rollback that found the promote
+    # written finishes it: the staging record, the staged copy destroyed)
+    try:
+        staged = meta.read_secret_metadata(
+            path=f"keyward-staging/secret/{world.path}", mount_point="secret"
+        )["data"]
+    except hvac.exceptions.InvalidPath:
+        staged = {"custom_metadata": {}, "versions": {}}
+    assert "keyward_pending_token" not in (staged["custom_metadata"] or {}), where
+    assert all(v["destroyed"] for v in staged["versions"].values()), where
     check_reads(world, poller, final)

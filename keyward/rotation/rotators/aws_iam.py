@@ -4,17 +4,23 @@ The secret holds two fields (names configurable): ``access_key_id`` and
 ``secret_access_key``. Steps:
 
 * create: ``CreateAccessKey`` for the key's user (an IAM user can have two keys, so the old one
-  keeps working). If the user already has a second key, keyward refuses, unless that key is
-  *Inactive* and ``delete_inactive_key = true`` allows deleting it, or it is a never-used key
-  created after this rotation started (an interrupted earlier ``create`` whose secret was never
-  stored, so it can never be used: it is deleted and created again).
+  keeps working). Before the call the rotation's notes record the user's keys (the intent);
+  the moment it returns they record the new key's id, before anything else happens. If the
+  user already has a second key, keyward refuses, unless that key is *Inactive* and
+  ``delete_inactive_key = true`` allows deleting it, or it is this rotation's own key from an
+  interrupted earlier ``create`` whose secret never reached the store (see rollback).
 * set: nothing (the key is valid as soon as IAM has it).
 * test: ``sts:GetCallerIdentity`` signed with the new key must answer with the same user
   (retried while the new key propagates).
 * deactivate: ``UpdateAccessKey(Status=Inactive)`` on the old key.
 * revoke: ``DeleteAccessKey`` on the old key, only if it is still Inactive and
   ``GetAccessKeyLastUsed`` shows no use after it was deactivated.
-* rollback: ``DeleteAccessKey`` on the new key (never the current one).
+* rollback: ``DeleteAccessKey`` on the new key (never the current one). When the new value never
+  reached the store, the recorded id says which key is ours. If a crash left it unknown (the
+  process died inside ``CreateAccessKey``), a key is deleted only when exactly one candidate
+  exists: not among the keys recorded before the call, created after the rotation started,
+  never used. Otherwise keyward stops and names the candidates; it never deletes a key a
+  person made.
 
 Options: ``user_name`` (else found from the current key), ``delete_inactive_key``,
 ``access_key_id_field``, ``secret_access_key_field``, ``region``, ``test_attempts``,
@@ -52,6 +58,12 @@ def _show(key_id: str) -> str:
 
 
 _PROPAGATING = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AuthFailure"}
+# CreateAccessKey surely made no key when it failed like this (a timeout may have made one)
+_NOT_CREATED = {Failure.NO_CREDENTIALS, Failure.REJECTED, Failure.DENIED, Failure.NOT_FOUND,
+                Failure.CONFLICT}  # fmt: skip
+# The rotation's notes (RotationContext.notes): ids only, never a secret
+NOTE_KEYS_BEFORE = "iam.keys_before"  # the user's key ids just before CreateAccessKey (intent)
+NOTE_CREATED = "iam.created_key"  # the id CreateAccessKey returned ("" when it surely failed)
 # Failures that say nothing about the new key: raised as they are, not as CredentialRejected.
 _NOT_THE_KEY = {Failure.NO_CREDENTIALS, Failure.UNAVAILABLE, Failure.THROTTLED}
 
@@ -157,23 +169,62 @@ class IamAccessKeyRotator:
         except ProviderNotFound:
             pass  # already gone
 
-    def _free_slot(self, user: str, current_id: str, ctx: RotationContext) -> None:
-        """Make room for a new key: delete our own leftovers, or an inactive key by policy."""
+    def _ours(
+        self, user: str, current_id: str, keys: list[dict[str, Any]], ctx: RotationContext
+    ) -> str | None:
+        """The id of this rotation's key among ``keys``, if one exists that the new value never
+        reached the store with, else ``None``. From the notes when they say; when a crash left
+        it unknown, the one candidate (not recorded before the create, created after the
+        rotation started, never used); several candidates stop the rotation, named."""
+        created = ctx.notes.get(NOTE_CREATED)
+        ids = {str(k["AccessKeyId"]) for k in keys}
+        if created is not None:  # known: the key CreateAccessKey returned, or none ("")
+            return created if created and created != current_id and created in ids else None
+        before = ctx.notes.get(NOTE_KEYS_BEFORE)
+        if before is None:
+            return None  # CreateAccessKey was never called in this rotation
+        recorded = set(filter(None, before.split(",")))
+        candidates: list[dict[str, Any]] = []
+        for k in keys:
+            key_id = str(k["AccessKeyId"])
+            made = k.get("CreateDate")
+            if key_id == current_id or key_id in recorded:
+                continue
+            if made is None or made < ctx.started_at:
+                continue
+            info = self._last_used(key_id) or {}
+            if (info.get("AccessKeyLastUsed") or {}).get("LastUsedDate") is None:
+                candidates.append(k)
+        if len(candidates) > 1:
+            named = ", ".join(
+                f"{_show(str(k['AccessKeyId']))} (created {k['CreateDate']:%Y-%m-%d %H:%M:%S} UTC)"
+                for k in candidates
+            )
+            raise RotatorConflict(
+                f"keyward was stopped inside iam:CreateAccessKey for IAM user {user}, and "
+                f"{len(candidates)} never-used keys were created since the rotation started "
+                f"({named}); it cannot tell which one it made, so it deletes none",
+                hint="Delete the one that nobody made by hand (aws iam delete-access-key), "
+                "then run the command again",
+            )
+        return str(candidates[0]["AccessKeyId"]) if candidates else None
+
+    def _free_slot(self, user: str, current_id: str, ctx: RotationContext) -> list[str]:
+        """Make room for a new key: delete our own leftover, or an inactive key by policy.
+        Returns the ids of the user's keys that remain."""
         keys = self._keys(user)
         if current_id not in {k["AccessKeyId"] for k in keys}:
             raise RotatorConflict(
                 f"The current access key {_show(current_id)} does not belong to IAM user {user}",
                 hint="Check user_name and the key recorded in the secret",
             )
+        ours = self._ours(user, current_id, keys, ctx)
+        remaining = [current_id]
         for k in keys:
             key_id = str(k["AccessKeyId"])
             if key_id == current_id:
                 continue
-            created = k.get("CreateDate")
-            info = self._last_used(key_id) or {}
-            used = (info.get("AccessKeyLastUsed") or {}).get("LastUsedDate")
-            ours = created is not None and created >= ctx.started_at
-            if ours and used is None:
+            if key_id == ours:
                 log.info("deleting access key %s left by an interrupted create", _show(key_id))
                 self._delete(user, key_id)
             elif k.get("Status") == "Inactive" and self.delete_inactive_key:
@@ -192,6 +243,7 @@ class IamAccessKeyRotator:
                         "deletes an active key it did not create"
                     ),
                 )
+        return remaining
 
     # --------------------------------------------------------------- protocol
     def plan(self, current: SecretValue) -> tuple[str, ...]:
@@ -209,11 +261,23 @@ class IamAccessKeyRotator:
     def create(self, current: SecretValue, ctx: RotationContext) -> SecretValue:
         current_id = self._key_id(current, "current")
         user = self._user(current_id)
-        self._free_slot(user, current_id, ctx)
-        resp = self._call(
-            "iam:CreateAccessKey", f"IAM user {user}", self._iam.create_access_key, UserName=user
-        )
+        remaining = self._free_slot(user, current_id, ctx)
+        # the intent, persisted before the call: which keys were there, and no result yet
+        ctx.notes.record(NOTE_CREATED, None)
+        ctx.notes.record(NOTE_KEYS_BEFORE, ",".join(sorted(remaining)))
+        try:
+            resp = self._call(
+                "iam:CreateAccessKey",
+                f"IAM user {user}",
+                self._iam.create_access_key,
+                UserName=user,
+            )
+        except KeywardError as err:
+            if err.fault is not None and err.fault.failure in _NOT_CREATED:
+                ctx.notes.record(NOTE_CREATED, "")  # surely no key was made
+            raise
         key = resp["AccessKey"]
+        ctx.notes.record(NOTE_CREATED, str(key["AccessKeyId"]))  # before anything else
         log.info("created access key %s for IAM user %s", _show(key["AccessKeyId"]), user)
         return current.replace(
             **{
@@ -324,14 +388,9 @@ class IamAccessKeyRotator:
                 self._delete(user, new_id)
                 log.info("rolled back: deleted new access key %s", _show(new_id))
             return
-        # the new key never reached the store: remove never-used keys made since the start
-        keys = self._keys(user)
-        for k in keys:
-            key_id = str(k["AccessKeyId"])
-            created = k.get("CreateDate")
-            if key_id == current_id or created is None or created < ctx.started_at:
-                continue
-            info = self._last_used(key_id) or {}
-            if (info.get("AccessKeyLastUsed") or {}).get("LastUsedDate") is None:
-                self._delete(user, key_id)
-                log.info("rolled back: deleted unstored access key %s", _show(key_id))
+        # the new key never reached the store: delete ours, known from the notes (or the one
+        # candidate a crash inside CreateAccessKey left); never a key someone else made
+        ours = self._ours(user, current_id, self._keys(user), ctx)
+        if ours is not None:
+            self._delete(user, ours)
+            log.info("rolled back: deleted unstored access key %s", _show(ours))
