@@ -25,6 +25,7 @@ Examples:
   keyward rotate prod/aws --dry-run         print the plan; change nothing
   keyward rotate prod/aws                   rotate now (store, provider, dependents)
   keyward rotate prod/db --format json
+  keyward rotate prod/db --take-over        cancel AWS's own rotation of it first
   keyward rotations list --in-flight        rotations not finished yet
   keyward rotations show 12
   keyward rotations resume 12               continue after a crash or a fixed failure
@@ -93,13 +94,20 @@ def _outcome(out: Any, fmt: str) -> None:
 @click.command(epilog=ROTATE_EPILOG)
 @click.argument("secret")
 @click.option("--dry-run", is_flag=True, help="Print the plan (calls and dependents); no changes.")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="If AWS Secrets Manager rotates the secret itself, cancel that rotation first "
+    "(CancelRotateSecret; recorded in the audit log). Without it such a secret is refused.",
+)
 @database_option
 @format_option("text", "json")
-def rotate(secret: str, dry_run: bool, database_url: str | None, fmt: str) -> None:
+def rotate(secret: str, dry_run: bool, take_over: bool, database_url: str | None, fmt: str) -> None:
     """Rotate SECRET: create, set, test, update dependents, finish, retire the old one.
 
     Any failure before finish is rolled back. A crash leaves a rotation that
-    `keyward rotations resume` or `rollback` completes.
+    `keyward rotations resume` or `rollback` completes. A secret that AWS Secrets Manager
+    rotates itself (RotationEnabled) is refused unless --take-over.
     """
     with rotation_session(database_url) as s:
         if dry_run:
@@ -111,7 +119,7 @@ def rotate(secret: str, dry_run: bool, database_url: str | None, fmt: str) -> No
             else:
                 click.echo("\n".join(plan.lines()))
             return
-        _outcome(s.engine.rotate(secret), fmt)
+        _outcome(s.engine.rotate(secret, take_over=take_over), fmt)
 
 
 @click.group(epilog=ROTATE_EPILOG)

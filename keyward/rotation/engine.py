@@ -108,6 +108,11 @@ class RotationBusy(RotationInFlight):
     """Another live process is working on this secret's rotation."""
 
 
+class ManagedElsewhere(RotationError):
+    """Another rotation (Secrets Manager's own) already rotates the secret; keyward refuses
+    unless told to take over."""
+
+
 class NotRollbackable(RotationError):
     """The rotation is past finish (or already over): there is nothing to roll back."""
 
@@ -262,8 +267,11 @@ class RotationEngine:
         point (tests/integration/_crash_driver.py replaces it in a subprocess)."""
 
     # ----------------------------------------------------------------- public
-    def rotate(self, secret_name: str) -> Outcome:
-        """Start a rotation of ``secret_name`` and drive it as far as it can go now."""
+    def rotate(self, secret_name: str, *, take_over: bool = False) -> Outcome:
+        """Start a rotation of ``secret_name`` and drive it as far as it can go now.
+
+        A secret that another rotation already rotates (Secrets Manager's own) is refused,
+        unless ``take_over``: then that rotation is turned off first, in the audit log."""
         secret = self.repo.secret(secret_name)
         kind, name, store = self.wiring.store_for(secret)
         rotator = self.wiring.rotator_for(secret)
@@ -274,6 +282,13 @@ class RotationEngine:
                     f"The secret {secret.name!r} no longer exists in {kind} as {name!r}",
                     hint="Fix its reference (keyward inventory update --reference) or remove it",
                 )
+            if described.managed_by and not take_over:
+                raise ManagedElsewhere(
+                    f"The secret {secret.name!r} is already rotated by {described.managed_by}, "
+                    "and two rotations would fight over its pending version",
+                    hint=f"Turn that rotation off, or run keyward rotate {secret.name} "
+                    "--take-over to cancel it and rotate with keyward (recorded in the audit log)",
+                )
         except KeywardError as exc:
             self.repo.audit(
                 secret.id, secret.name, "rotation.start", "failed", {"error": error_text(exc)}
@@ -282,6 +297,8 @@ class RotationEngine:
         lease = self._lease(secret.id)
         self._take_lease(lease, secret.name, secret.id)
         try:
+            if described.managed_by:
+                self._take_over(secret, kind, name, store, described.managed_by)
             rec = self.repo.start(
                 secret.id,
                 secret.name,
@@ -304,6 +321,31 @@ class RotationEngine:
             return self._with_warnings(run, self._drive(run))
         finally:
             self.repo.release_lease(lease, self.holder)
+
+    def _take_over(
+        self, secret: Any, kind: str, name: str, store: SecretStore, managed_by: str
+    ) -> None:
+        """Turn the other rotation off (and drop the pending version it abandoned), audited."""
+        detail: dict[str, Any] = {"managed_by": managed_by}
+        stop = getattr(store, "stop_managed_rotation", None)
+        try:
+            if not callable(stop):
+                raise ManagedElsewhere(
+                    f"The {kind} store cannot turn off {managed_by} for {secret.name!r}",
+                    hint="Turn it off yourself, then rotate",
+                )
+            detail["done"] = str(stop(name))
+            after = store.describe(name)
+            token = after.pending_token
+            if token and self.repo.token_owner(secret.id, token) is None:
+                store.discard_pending(name, token)  # its pending version, now abandoned
+                detail["discarded_pending"] = after.pending
+        except KeywardError as exc:
+            detail["error"] = error_text(exc)
+            self.repo.audit(secret.id, secret.name, "rotation.take-over", "failed", detail)
+            raise
+        self.repo.audit(secret.id, secret.name, "rotation.take-over", "ok", detail)
+        log.warning("%s: took over from %s", secret.name, managed_by)
 
     def resume(self, rotation_id: int) -> Outcome:
         """Continue an unfinished rotation from where it stopped (forward, or its rollback)."""

@@ -78,7 +78,19 @@ def build_plan(repo: Any, wiring: Wiring, secret_name: str) -> RotationPlan:
     dep_calls: list[str] = []
     for t in targets:
         dep_calls.extend(wiring.dependent(t.kind, secret).plan(t))
+    taking_over: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if described.managed_by:
+        taking_over = (
+            (
+                "refused unless --take-over (then first)",
+                (
+                    f"already rotated by {described.managed_by}: turn that rotation off "
+                    "(secretsmanager:CancelRotateSecret), recorded in the audit log",
+                ),
+            ),
+        )
     steps = (
+        *taking_over,
         ("create, set, test, retire (rotator)", tuple(rotator.plan(current.value))),
         ("store pending, then promote at finish", tuple(store_calls)),
         ("update and verify dependents", tuple(dep_calls) or ("(no dependents)",)),

@@ -148,6 +148,10 @@ class SecretDescription:
     pending version became current but before its pending mark was removed (Secrets Manager's
     ``AWSPENDING`` left on the ``AWSCURRENT`` version): ``promote(name, pending)`` finishes it.
     A store never hides such a mark.
+
+    ``managed_by`` names another rotation that already rotates this secret (Secrets Manager's
+    own, with its rotation Lambda): keyward refuses to rotate it too, unless told to take over,
+    which calls the store's optional ``stop_managed_rotation(name) -> str`` first.
     """
 
     name: str
@@ -157,6 +161,7 @@ class SecretDescription:
     previous: str | None = None
     pending: str | None = None
     pending_token: str | None = None
+    managed_by: str | None = None  # "AWS Secrets Manager rotation with the Lambda arn:..."
 
 
 # ------------------------------------------------------------------------ SecretStore

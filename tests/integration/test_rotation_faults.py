@@ -21,7 +21,7 @@ import pytest
 
 from keyward.rotation import engine as engine_mod
 from tests.integration._inventory_db import Cli, sqlite_template  # noqa: F401
-from tests.integration._rotation_world import REGION, SECRET, build_world
+from tests.integration._rotation_world import REGION, SECRET, SM_NAME, _zip, build_world
 from tests.integration.test_rotation_engine import audit, rotation_rows
 
 pytestmark = pytest.mark.integration
@@ -314,6 +314,75 @@ def test_the_network_dropping_inside_the_lambda_waiter_is_one_sentence(
     assert "/2015-03-31/functions" not in line and "botocore" not in line, line
     assert "rolled back" in line
     assert world.assert_consistent() == world.old
+
+
+# ----------------------------------------------- a secret Secrets Manager rotates itself
+def _aws_rotates_it(world: Any) -> str:
+    """Turn on Secrets Manager's own rotation of the world's secret, with a rotation Lambda,
+    as `aws secretsmanager rotate-secret` does; its ARN."""
+    import urllib.request
+
+    def lambda_docker(on: bool) -> None:
+        req = urllib.request.Request(
+            f"{world.aws.endpoint}/moto-api/config",
+            data=json.dumps({"lambda": {"use_docker": on}}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).read()
+
+    lam, sm = world.client("lambda"), world.client("secretsmanager")
+    role = world.client("iam").get_role(RoleName="fn-role")["Role"]["Arn"]
+    # moto invokes the rotation Lambda's testSecret step, which needs Docker unless this
+    # (server-wide) switch selects its Docker-free Lambda backend: on only for these calls
+    lambda_docker(False)
+    try:
+        arn = lam.create_function(
+            FunctionName="sm-rotator", Runtime="python3.12", Role=role,
+            Handler="handler.handler", Code={"ZipFile": _zip()},
+        )["FunctionArn"]  # fmt: skip
+        sm.rotate_secret(
+            SecretId=SM_NAME, RotationLambdaARN=arn,
+            RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False,
+        )  # fmt: skip
+    finally:
+        lambda_docker(True)
+    meta = sm.describe_secret(SecretId=SM_NAME)
+    assert meta["RotationEnabled"] and meta["RotationLambdaARN"] == arn
+    return str(arn)
+
+
+def test_a_secret_aws_rotates_itself_is_refused_naming_its_lambda_until_taken_over(
+    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
+) -> None:
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=1)
+    arn = _aws_rotates_it(world)
+    stages_before = world.stages()
+    rc, _out, err = cli("rotate", SECRET)
+    assert rc == 2, err
+    (line,) = err.splitlines()
+    assert f"already rotated by AWS Secrets Manager's rotation with the Lambda {arn}" in line
+    assert "--take-over" in line
+    assert rotation_rows(world) == [] and world.stages() == stages_before
+    assert world.keys() == [(world.old["access_key_id"], "Active")]
+    rc, out, _err = cli("rotate", SECRET, "--dry-run")
+    assert rc == 0 and "refused unless --take-over" in out and arn in out
+    assert ("rotation.start", "failed") in audit(world)
+
+    rc, out, err = cli("rotate", SECRET, "--take-over")
+    assert rc == 0, err
+    meta = world.client("secretsmanager").describe_secret(SecretId=SM_NAME)
+    assert not meta["RotationEnabled"]  # AWS's rotation was cancelled first
+    cur = world.assert_consistent()  # and AWS's abandoned AWSPENDING is gone too
+    assert cur != world.old
+    inv = world.inventory()
+    try:
+        events = inv.audit_events(SECRET, limit=100)
+    finally:
+        inv.db.close()
+    (taken,) = [e for e in events if e.action == "rotation.take-over"]
+    assert taken.outcome == "ok" and taken.actor == "tester"
+    assert arn in json.dumps(taken.detail) and "CancelRotateSecret" in json.dumps(taken.detail)
 
 
 # --------------------------------------------------------------- an IAM user with two keys

@@ -148,7 +148,29 @@ class SecretsManagerStore:
             pending=pending,
             # the version id is the client request token
             pending_token=pending if unfinished_put else None,
+            managed_by=self._managed_by(meta),
         )
+
+    @staticmethod
+    def _managed_by(meta: Mapping[str, Any]) -> str | None:
+        """Secrets Manager's own rotation of this secret, in words, if it is enabled."""
+        if not meta.get("RotationEnabled"):
+            return None
+        if meta.get("RotationLambdaARN"):
+            return f"AWS Secrets Manager's rotation with the Lambda {meta['RotationLambdaARN']}"
+        owner = meta.get("OwningService")
+        return f"AWS Secrets Manager's managed rotation{f' for {owner}' if owner else ''}"
+
+    def stop_managed_rotation(self, name: str) -> str:
+        """Turn Secrets Manager's own rotation of ``name`` off (``CancelRotateSecret``): keyward
+        takes over. Returns what was done, for the audit log. Idempotent."""
+        _, meta = self._stages(name)
+        managed = self._managed_by(meta)
+        if managed is None:
+            return "nothing to cancel: rotation is not enabled"
+        self._call("CancelRotateSecret", name, self._client.cancel_rotate_secret, SecretId=name)
+        log.info("secret %s: AWS's own rotation cancelled (%s)", name, managed)
+        return f"secretsmanager:CancelRotateSecret ({managed})"
 
     def read_current(self, name: str) -> VersionedSecret:
         return self._get(name, VersionStage=CURRENT)[0]
