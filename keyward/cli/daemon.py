@@ -53,6 +53,7 @@ def daemon(
     import threading
 
     from keyward.cli.common import fingerprint_key
+    from keyward.core.errors import ConfigError
     from keyward.core.logging import configure
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.rotations import RotationRepository
@@ -66,13 +67,27 @@ def daemon(
     st = get_state()
     configure(logging.DEBUG if st.debug else logging.INFO, json_logs=True)
     config = st.config
-    section = config.section("daemon")
     d = DaemonSettings()
+    configured_host = config.file_value("daemon", "host")
+    if configured_host is not None and not (isinstance(configured_host, str) and configured_host):
+        raise ConfigError(f"[daemon] host in {config.path} must be an address such as 127.0.0.1")
     settings = DaemonSettings(
-        interval=float(interval if interval is not None else section.get("interval", d.interval)),
-        host=str(host or section.get("host", d.host)),
-        port=int(port if port is not None else section.get("port", d.port)),
-        batch=int(batch if batch is not None else section.get("batch", d.batch)),
+        interval=(
+            interval
+            if interval is not None
+            else config.number("daemon", "interval", d.interval, minimum=0.2)
+        ),
+        host=host or configured_host or d.host,
+        port=int(
+            port
+            if port is not None
+            else config.number("daemon", "port", d.port, minimum=0, maximum=65535, whole=True)
+        ),
+        batch=int(
+            batch
+            if batch is not None
+            else config.number("daemon", "batch", d.batch, minimum=1, whole=True)
+        ),
     )
     rsettings = RotationSettings.from_config(config)
     fp = Fingerprinter(fingerprint_key(config))

@@ -162,13 +162,14 @@ def scan(
     archive!path. Findings show a redacted preview; the raw value is never printed unless
     --reveal is given.
     """
-    from keyward.scan.baseline import apply_baseline
+    from keyward.scan.baseline import apply_baseline, load_baseline
     from keyward.scan.report import OutputFormat, render
     from keyward.scan.request import ScanRequest
     from keyward.scan.runner import run_scan
 
     cfg = get_state().config
     baseline = baseline_setting(cfg, baseline)
+    held = load_baseline(baseline) if baseline is not None else None  # a bad one fails first
     if detect_secrets_plugins is None:
         detect_secrets_plugins = flag_setting(
             cfg.get("scan", "detect_secrets_plugins", False), "[scan] detect_secrets_plugins"
@@ -220,8 +221,8 @@ def scan(
         stop()
 
     # ---- suppression, verification, output, exit code -----------------------------------
-    if baseline is not None:
-        apply_baseline(result, baseline, engine.rules)
+    if held is not None:
+        apply_baseline(result, held, engine.rules)
     if verify:  # only the findings still reported
         _verify(result, cfg)
     _report_skipped(result, verbose)

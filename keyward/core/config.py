@@ -113,6 +113,8 @@ class Config:
             return None
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{self._where(section, key)} must be a path")
+        if "\0" in value:
+            raise ConfigError(f"{self._where(section, key)} contains a NUL byte ({value!r})")
         return self.base_dir / value
 
     @property
@@ -122,7 +124,11 @@ class Config:
     def rule_files(self) -> list[Path]:
         """Extra rule files: the config file's ``scan.rules``, then ``KEYWARD_RULES``
         (separated by ``os.pathsep``); later files override rules of the same id."""
-        files = [self.base_dir / f for f in self.strings("scan", "rules")]
+        named = self.strings("scan", "rules")
+        for f in named:
+            if "\0" in f:
+                raise ConfigError(f"{self._where('scan', 'rules')} has a NUL byte in {f!r}")
+        files = [self.base_dir / f for f in named]
         env = os.environ.get(f"{ENV_PREFIX}RULES")
         if env:
             files.extend(Path(f) for f in env.split(os.pathsep) if f)
@@ -149,6 +155,49 @@ class Config:
             env = f"{ENV_PREFIX}MAX_FILE_SIZE"
             where = env if os.environ.get(env) is not None else self._where("scan", "max_file_size")
             raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+
+    def number(
+        self,
+        section: str,
+        key: str,
+        default: float,
+        *,
+        minimum: float,
+        maximum: float | None = None,
+        whole: bool = False,
+    ) -> float:
+        """A number from the config file (``[section] key``), checked against its range: a
+        word, a table or an out-of-range value is a ConfigError naming the key."""
+        value = self.file_value(section, key)
+        if value is None:
+            return default
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        ok = (
+            number is not None
+            and number == number  # not NaN
+            and number >= minimum
+            and (maximum is None or number <= maximum)
+            and (not whole or number.is_integer())
+        )
+        if not ok:
+            kind = "a whole number" if whole else "a number"
+            bounds = (
+                f"from {minimum:g} to {maximum:g}"
+                if maximum is not None
+                else f"of at least {minimum:g}"
+            )
+            raise ConfigError(
+                f"{self._where(section, key)} must be {kind} {bounds} (got {value!r})"
+            )
+        assert number is not None
+        return number
 
     @property
     def database_url(self) -> str | None:
@@ -181,14 +230,20 @@ def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    from keyward.core.userfiles import CONFIG_LIMIT, read_user_text
+
+    text = read_user_text(
+        path,
+        "config file",
+        limit=CONFIG_LIMIT,
+        error=ConfigError,
+        missing_hint="Check the path given to --config",
+    )
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"The config file {path} does not exist", hint="Check the path given to --config"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"Cannot read the config file {path}: {exc.strerror}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(
+            f"The config file {path} is nested too deeply to be a keyward config"
+        ) from None

@@ -236,7 +236,7 @@ class AwsClients:
             cached = self._cache.get(key)
             if cached is None:
                 session = self.session(account)
-                cached = session.client(service, region_name=region, **self._client_kwargs())
+                cached = self._build(session, service, region)
                 self._cache[key] = cached
             return cached
 
@@ -252,9 +252,35 @@ class AwsClients:
                 aws_access_key_id=credentials.access_key_id,
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
-                region_name=region or self.settings.region,
             )
-            return session.client(service, **self._client_kwargs())
+            return self._build(session, service, region or self.settings.region)
+
+    def _build(self, session: Any, service: str, region: str | None) -> Any:
+        """``session.client(...)``; a malformed region or endpoint URL is a ConfigError
+        naming the setting (botocore checks both offline, when the client is made)."""
+        import botocore.exceptions
+
+        try:
+            return session.client(service, region_name=region, **self._client_kwargs())
+        except botocore.exceptions.InvalidRegionError:
+            raise ConfigError(
+                f"{region!r} is not an AWS region name",
+                hint="Use a name such as eu-west-1 (--region, AWS_REGION or AWS_DEFAULT_REGION, "
+                "or region in [rotation.aws])",
+            ) from None
+        except ValueError as exc:
+            if "endpoint" not in str(exc).lower():
+                raise
+            url = self.settings.endpoint_url
+            where = (
+                f"endpoint_url {url!r} in [rotation.aws]"
+                if url
+                else "the endpoint URL from AWS_ENDPOINT_URL (or the AWS config file)"
+            )
+            raise ConfigError(
+                f"{where[0].upper()}{where[1:]} is not a URL",
+                hint="Use a URL such as https://host:4566, or unset it to use AWS itself",
+            ) from None
 
     # ---------------------------------------------------------------- questions
     def default_region(self) -> str | None:

@@ -113,7 +113,9 @@ class RotationSettings:
                 t.get("retry_backoff", d.retry_backoff.total_seconds()), "retry_backoff"
             ),
             webhook_url=str(url) if url else None,
-            webhook_timeout=float(t.get("webhook_timeout", d.webhook_timeout)),
+            webhook_timeout=config.number(
+                "rotation", "webhook_timeout", d.webhook_timeout, minimum=0.1
+            ),
         )
 
 

@@ -65,13 +65,16 @@ def file_key(roots: Sequence[Path], base_dir: Path, repository: Path | None = No
     return key
 
 
-def apply_baseline(result: ScanResult, baseline: Path, rules: Sequence[Rule]) -> None:
-    """Mark the result's findings held in the baseline as suppressed, and count again."""
-    loaded = load_baseline(baseline)
+def apply_baseline(result: ScanResult, baseline: Path | Baseline, rules: Sequence[Rule]) -> None:
+    """Mark the result's findings held in the baseline as suppressed, and count again.
+
+    ``baseline`` is a file, or one loaded before the scan (so a bad one fails at once)."""
+    loaded = load_baseline(baseline) if isinstance(baseline, Path) else baseline
+    where = loaded.path.parent if loaded.path is not None else Path(".")
     loaded.apply(
         result.findings,
         (r.id for r in rules),
-        key=file_key(result.roots, baseline.parent, result.repository),
+        key=file_key(result.roots, where, result.repository),
     )
     result.recount()
 
@@ -141,18 +144,22 @@ class Baseline:
 
 
 def load_baseline(path: Path) -> Baseline:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BaselineError(
-            f"The baseline {path} does not exist",
-            hint="Create one with 'keyward baseline create'",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise BaselineError(f"Cannot read the baseline {path}: {reason}") from None
+    from keyward.core.userfiles import BASELINE_LIMIT, read_user_text
+
+    text = read_user_text(
+        path,
+        "baseline",
+        limit=BASELINE_LIMIT,
+        error=BaselineError,
+        missing_hint="Create one with 'keyward baseline create'",
+    )
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise BaselineError(
+            f"The baseline {path} is nested too deeply to be a detect-secrets baseline",
+            hint="Recreate it with 'keyward baseline create'",
+        ) from None
     except json.JSONDecodeError as exc:
         raise BaselineError(
             f"The baseline {path} is not valid JSON (line {exc.lineno}, column {exc.colno}); "

@@ -58,12 +58,14 @@ def rule_id_for(secret_type: str) -> str:
 
 def plugins_used_from_baseline(path: Path) -> list[dict[str, Any]]:
     """The ``plugins_used`` list of a detect-secrets baseline file."""
+    from keyward.core.userfiles import BASELINE_LIMIT, read_user_text
+
+    text = read_user_text(path, "baseline", limit=BASELINE_LIMIT, error=ConfigError)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"The baseline {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"Cannot read plugins from the baseline {path} ({exc})") from None
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigError(f"Cannot read plugins from the baseline {path} ({reason})") from None
     plugins = doc.get("plugins_used") if isinstance(doc, dict) else None
     if plugins is None:
         return []

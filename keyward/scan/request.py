@@ -112,6 +112,10 @@ class ScanRequest:
             from keyward.scan.sources.files import check_max_file_size
 
             check_max_file_size(self.max_file_size)
+        if self.exclude:
+            from keyward.scan.sources.files import check_excludes
+
+            check_excludes(self.exclude)
 
     # ------------------------------------------------------------------ what to scan
     @property

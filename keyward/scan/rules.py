@@ -180,19 +180,15 @@ def parse_rule_file(path: Path, *, validate: bool = True) -> list[tuple[Rule, bo
     """The rules of one file. ``validate=False`` (keyward's own files) skips compiling each
     regex to check it, which the test suite does for them: a regex is then compiled the first
     time its rule can match."""
+    from keyward.core.userfiles import RULE_FILE_LIMIT, read_user_text
+
+    text = read_user_text(path, "rule file", limit=RULE_FILE_LIMIT, error=RuleError)
     try:
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise RuleError(f"The rule file {path} does not exist") from None
-    except IsADirectoryError:
-        raise RuleError(f"The rule file {path} is a directory", hint="Name a .toml file") from None
-    except OSError as exc:
-        raise RuleError(f"Cannot read the rule file {path}: {exc.strerror}") from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"The rule file {path} is not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise RuleError(f"The rule file {path} is not UTF-8 text") from None
+    except RecursionError:
+        raise RuleError(f"The rule file {path} is nested too deeply to hold rules") from None
     tables = doc.get("rules")
     if not isinstance(tables, list) or not tables:
         raise RuleError(

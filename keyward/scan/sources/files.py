@@ -119,11 +119,7 @@ class FileWalker:
     _seen: set[tuple[int, int]] = field(init=False, default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
-        self._exclude = (
-            pathspec.GitIgnoreSpec.from_lines(self.options.exclude)
-            if self.options.exclude
-            else None
-        )
+        self._exclude = exclude_spec(self.options.exclude)
 
     def check_roots(self) -> None:
         """Raise a :class:`SourceError` for a root that does not exist or cannot be read."""
@@ -304,6 +300,40 @@ def _outer_ignores(real_root: Path) -> list[_Ignore]:
             if ig.spec.check_file("/".join(below[:j]) + "/").include:
                 return []
     return out
+
+
+# More exclude globs than this is a generated list better written as a few broader globs:
+# matching costs time per pattern for every path.
+MAX_EXCLUDES = 2_000
+# pathspec's hyperscan backend matches fastest but compiles super-linearly (20 globs ~0.15 s,
+# 1,000 ~10 s); past this many, its plain-regex backend (linear to compile and to match).
+_HYPERSCAN_EXCLUDES = 32
+
+
+def check_excludes(patterns: Sequence[str]) -> None:
+    """A ConfigError naming the first exclude glob pathspec cannot read, or too many."""
+    if len(patterns) > MAX_EXCLUDES:
+        raise ConfigError(
+            f"{len(patterns):,} exclude patterns are more than keyward takes ({MAX_EXCLUDES:,})",
+            hint="Use broader globs such as build/** in --exclude, scan.exclude or KEYWARD_EXCLUDE",
+        )
+    for pattern in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern], backend="simple")
+        except ValueError as exc:  # pathspec's GitIgnorePatternError among others
+            raise ConfigError(
+                f"The exclude pattern {pattern!r} is not a valid gitignore pattern ({exc})",
+                hint="Correct it in --exclude, scan.exclude or KEYWARD_EXCLUDE",
+            ) from None
+
+
+def exclude_spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec | None:
+    """The matcher of ``--exclude`` / ``scan.exclude`` globs (checked by :func:`check_excludes`
+    when the request was built), or None for none."""
+    if not patterns:
+        return None
+    backend = "best" if len(patterns) <= _HYPERSCAN_EXCLUDES else "simple"
+    return pathspec.GitIgnoreSpec.from_lines(patterns, backend=backend)
 
 
 def _read_ignore(path: str) -> pathspec.GitIgnoreSpec | None:

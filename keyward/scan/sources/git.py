@@ -227,12 +227,10 @@ def unquote_path(raw: bytes) -> bytes:
 
 def path_filter(patterns: Sequence[str]) -> Callable[[str], bool] | None:
     """A predicate for paths matching ``--exclude`` / ``scan.exclude`` globs (None: none)."""
-    if not patterns:
-        return None
-    import pathspec
+    from keyward.scan.sources.files import exclude_spec
 
-    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
-    return spec.match_file
+    spec = exclude_spec(patterns)
+    return spec.match_file if spec is not None else None
 
 
 def display_path(raw: bytes) -> str:

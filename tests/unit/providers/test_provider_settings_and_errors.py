@@ -286,3 +286,25 @@ def test_vault_errors_are_mapped_like_hvac_maps_statuses() -> None:
     assert isinstance(throttled, StoreUnavailable) and "throttling" in str(throttled)
     other = translate_vault_error(hx.UnsupportedOperation("nope"), "read", path)
     assert type(other) is StoreError
+
+
+@pytest.mark.parametrize(
+    ("settings", "env", "named"),
+    [
+        (AwsSettings(region="not a region"), {}, "'not a region'"),
+        (AwsSettings(region="us-east-1", endpoint_url="notaurl"), {}, "'notaurl'"),
+        (AwsSettings(region="us-east-1"), {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL"),
+    ],
+    ids=["region", "endpoint-setting", "endpoint-env"],
+)
+def test_a_malformed_region_or_endpoint_is_a_config_error_naming_it(
+    settings: AwsSettings, env: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    clients = AwsClients(settings, SCAN)
+    with pytest.raises(ConfigError) as err:
+        clients.client("lambda")
+    assert named in err.value.diagnostics() and err.value.exit_code == ExitCode.USAGE
