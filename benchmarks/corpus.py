@@ -189,11 +189,11 @@ def assignment(path: Path, key: str, value: str) -> str:
     return f"{key.upper()}={value}"
 
 
-def download() -> list[Path]:
+def download(specs: list[str] = SDISTS) -> list[Path]:
     """Fetch each pinned sdist through PyPI's simple index (no build, no metadata step)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     out = []
-    for spec in SDISTS:
+    for spec in specs:
         name, version = spec.split("==")
         norm = re.sub(r"[-_.]+", "-", name).lower()
         stems = (f"{norm.replace('-', '_')}-{version}", f"{norm}-{version}")

@@ -57,6 +57,7 @@ class Tool:
     ok: tuple[int, ...] = (0, 1)
     env: dict[str, str] = field(default_factory=dict)
     before: Callable[[], None] | None = None  # untimed, before each run (e.g. empty a cache)
+    drain: bool = False  # read its standard output through a pipe (git log), else /dev/null
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -67,7 +68,16 @@ def run_once(tool: Tool, root: Path) -> Sample:
     cmd = tool.argv(root, out)
     env = {**os.environ, "CI": "1", **tool.env}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE if tool.drain else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    if proc.stdout is not None:
+        while proc.stdout.read1(1 << 20):
+            pass
+        proc.stdout.close()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     rc = os.waitstatus_to_exitcode(status)
@@ -84,9 +94,12 @@ def run_once(tool: Tool, root: Path) -> Sample:
     return Sample(wall, cpu, usage.ru_maxrss / 1024, found)
 
 
-def keyward_tool(name: str, cache: Path, *extra: str, cold: bool = False) -> Tool:
+def keyward_tool(
+    name: str, cache: Path, *extra: str, cold: bool = False, history: bool = False
+) -> Tool:
     def argv(root: Path, out: Path) -> list[str]:
-        return [str(BIN / "keyward"), "--config", os.devnull, "scan", str(root), "--no-ignore",
+        what = ["--git", str(root)] if history else [str(root), "--no-ignore"]
+        return [str(BIN / "keyward"), "--config", os.devnull, "scan", *what,
                 "--format", "json", "--output", str(out), "--no-progress", *extra]  # fmt: skip
 
     def count(out: Path) -> int:
@@ -99,22 +112,30 @@ def keyward_tool(name: str, cache: Path, *extra: str, cold: bool = False) -> Too
                 before=empty if cold else None)  # fmt: skip
 
 
-def gitleaks_tool(binary: Path) -> Tool:
+def git_log_tool(name: str, *options: str) -> Tool:
     def argv(root: Path, out: Path) -> list[str]:
-        return [str(binary), "dir", str(root), "--report-format", "json", "--report-path",
+        return ["git", "-C", str(root), "--no-pager", "log", *options]
+
+    return Tool(name, argv, lambda out: 0, ok=(0,), drain=True)
+
+
+def gitleaks_tool(binary: Path, mode: str = "dir") -> Tool:
+    def argv(root: Path, out: Path) -> list[str]:
+        return [str(binary), mode, str(root), "--report-format", "json", "--report-path",
                 str(out), "--no-banner", "--redact", "--exit-code", "0",
                 "--log-level", "error"]  # fmt: skip
 
     def count(out: Path) -> int:
         return len(json.loads(out.read_text() or "[]"))
 
-    return Tool("gitleaks 8.30", argv, count, ok=(0,))
+    return Tool(f"gitleaks 8.30 {mode}", argv, count, ok=(0,))
 
 
-def kingfisher_tool(binary: Path) -> Tool:
+def kingfisher_tool(binary: Path, history: bool = False) -> Tool:
     def argv(root: Path, out: Path) -> list[str]:
         return [str(binary), "--no-update-check", "-q", "scan", str(root), "--no-validate",
-                "--git-history", "none", "--format", "json", "--output", str(out)]  # fmt: skip
+                "--git-history", "full" if history else "none",
+                "--format", "json", "--output", str(out)]  # fmt: skip
 
     def count(out: Path) -> int:
         return len(json.loads(out.read_text() or '{"findings": []}').get("findings", []))
@@ -163,8 +184,8 @@ def report(tools: list[Tool], base: Tool) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("what", choices=["files"])
-    ap.add_argument("--root", type=Path, default=CORPUS / "real")
+    ap.add_argument("what", choices=["files", "history"])
+    ap.add_argument("--root", type=Path, help="tree (files) or repository (history)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cold", action="store_true", help="also keyward from an empty cache")
     ap.add_argument("--no-peers", action="store_true")
@@ -172,17 +193,32 @@ def main() -> None:
     ap.add_argument("--kingfisher", type=Path)
     ap.add_argument("--keyward-arg", action="append", default=[], help="extra keyward argument")
     args = ap.parse_args()
-    root = args.root
-    files, size = tree_size(root)
-    print(f"tree: {root} ({files:,} files, {size / 1e6:.0f} MB); cores: {os.cpu_count()}")
-    warm = keyward_tool("keyward", CACHE / "warm", *args.keyward_arg)
+    history = args.what == "history"
+    if history:
+        from replay import ensure
+
+        root = args.root or ensure()
+        count = subprocess.run(
+            ["git", "-C", str(root), "rev-list", "--count", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        print(f"repository: {root} ({count} commits); cores: {os.cpu_count()}")
+    else:
+        root = args.root or CORPUS / "real"
+        files, size = tree_size(root)
+        print(f"tree: {root} ({files:,} files, {size / 1e6:.0f} MB); cores: {os.cpu_count()}")
+    warm = keyward_tool("keyward", CACHE / "warm", *args.keyward_arg, history=history)
     tools = [warm]
+    if history:
+        tools.append(git_log_tool("git log -p", "-p"))
+        keyward_options = ("-p", "-U0", "--full-index", "-M", "--diff-merges=dense-combined")
+        tools.append(git_log_tool("git log -p -U0 (keyward's options)", *keyward_options))
     if args.cold:
         tools.append(keyward_tool("keyward, empty cache", CACHE / "cold", *args.keyward_arg,
-                                  cold=True))  # fmt: skip
+                                  cold=True, history=history))  # fmt: skip
     if not args.no_peers:
-        tools.append(kingfisher_tool(fetch("kingfisher", args.kingfisher)))
-        tools.append(gitleaks_tool(fetch("gitleaks", args.gitleaks)))
+        tools.append(kingfisher_tool(fetch("kingfisher", args.kingfisher), history))
+        tools.append(gitleaks_tool(fetch("gitleaks", args.gitleaks), "git" if history else "dir"))
     run_once(warm, root)  # warm keyward's caches and the page cache (untimed)
     print(f"load average before: {loadavg()}")
     for n in range(args.rounds):

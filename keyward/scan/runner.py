@@ -293,7 +293,9 @@ def run_scan(
     if request.git:
         from keyward.scan.sources.git import HistorySource
 
-        history = HistorySource(request.repository, request.git_options())
+        history = HistorySource(
+            request.repository, request.git_options(), workers=max(1, runner.jobs)
+        )
         result.extend(runner.run(history))
         result.repository = history.root
     elif request.staged:
