@@ -112,6 +112,41 @@ class World:
         return cur
 
 
+def aws_rotates_it(world: World) -> str:
+    """Turn on Secrets Manager's own rotation of the world's secret, with a rotation Lambda,
+    as `aws secretsmanager rotate-secret` does; its ARN."""
+    import urllib.request
+
+    def lambda_docker(on: bool) -> None:
+        req = urllib.request.Request(
+            f"{world.aws.endpoint}/moto-api/config",
+            data=json.dumps({"lambda": {"use_docker": on}}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).read()
+
+    lam, sm = world.client("lambda"), world.client("secretsmanager")
+    role = world.client("iam").get_role(RoleName="fn-role")["Role"]["Arn"]
+    # moto invokes the rotation Lambda's testSecret step, which needs Docker unless this
+    # (server-wide) switch selects its Docker-free Lambda backend: on only for these calls
+    lambda_docker(False)
+    try:
+        arn = lam.create_function(
+            FunctionName="sm-rotator", Runtime="python3.12", Role=role,
+            Handler="handler.handler", Code={"ZipFile": _zip()},
+        )["FunctionArn"]  # fmt: skip
+        sm.rotate_secret(
+            SecretId=SM_NAME, RotationLambdaARN=arn,
+            RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False,
+        )  # fmt: skip
+    finally:
+        lambda_docker(True)
+    meta = sm.describe_secret(SecretId=SM_NAME)
+    assert meta["RotationEnabled"] and meta["RotationLambdaARN"] == arn
+    return str(arn)
+
+
 def build_world(
     aws: Any,
     db_url: str,

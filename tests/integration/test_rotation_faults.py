@@ -21,7 +21,7 @@ import pytest
 
 from keyward.rotation import engine as engine_mod
 from tests.integration._inventory_db import Cli, sqlite_template  # noqa: F401
-from tests.integration._rotation_world import REGION, SECRET, SM_NAME, _zip, build_world
+from tests.integration._rotation_world import REGION, SECRET, SM_NAME, aws_rotates_it, build_world
 from tests.integration.test_rotation_engine import audit, rotation_rows
 
 pytestmark = pytest.mark.integration
@@ -317,46 +317,11 @@ def test_the_network_dropping_inside_the_lambda_waiter_is_one_sentence(
 
 
 # ----------------------------------------------- a secret Secrets Manager rotates itself
-def _aws_rotates_it(world: Any) -> str:
-    """Turn on Secrets Manager's own rotation of the world's secret, with a rotation Lambda,
-    as `aws secretsmanager rotate-secret` does; its ARN."""
-    import urllib.request
-
-    def lambda_docker(on: bool) -> None:
-        req = urllib.request.Request(
-            f"{world.aws.endpoint}/moto-api/config",
-            data=json.dumps({"lambda": {"use_docker": on}}).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(req, timeout=10).read()
-
-    lam, sm = world.client("lambda"), world.client("secretsmanager")
-    role = world.client("iam").get_role(RoleName="fn-role")["Role"]["Arn"]
-    # moto invokes the rotation Lambda's testSecret step, which needs Docker unless this
-    # (server-wide) switch selects its Docker-free Lambda backend: on only for these calls
-    lambda_docker(False)
-    try:
-        arn = lam.create_function(
-            FunctionName="sm-rotator", Runtime="python3.12", Role=role,
-            Handler="handler.handler", Code={"ZipFile": _zip()},
-        )["FunctionArn"]  # fmt: skip
-        sm.rotate_secret(
-            SecretId=SM_NAME, RotationLambdaARN=arn,
-            RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=False,
-        )  # fmt: skip
-    finally:
-        lambda_docker(True)
-    meta = sm.describe_secret(SecretId=SM_NAME)
-    assert meta["RotationEnabled"] and meta["RotationLambdaARN"] == arn
-    return str(arn)
-
-
 def test_a_secret_aws_rotates_itself_is_refused_naming_its_lambda_until_taken_over(
     aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
 ) -> None:
     world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=1)
-    arn = _aws_rotates_it(world)
+    arn = aws_rotates_it(world)
     stages_before = world.stages()
     rc, _out, err = cli("rotate", SECRET)
     assert rc == 2, err
