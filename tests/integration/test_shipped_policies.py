@@ -1,12 +1,13 @@
 """The shipped policies match the code: nothing missing, nothing the code never uses.
 
 AWS: keyward runs every feature that calls AWS end to end on the moto server — the Lambda
-scan (every region, code packages), each discovery, a rotation of an IAM key in Secrets
-Manager with Lambda dependents (an alias, and retirement of the old key) after taking over
-AWS's own rotation, a rotation that is rolled back, a rotation of a random value in SSM
-Parameter Store with a reference-mode dependent — as an IAM user holding only the actions of
-``deploy/policies/iam-rotation-policy.json`` (moto enforces them), while a botocore event
-hook records every action it performs. The recorded set must equal the policy's.
+scan (every region, code packages; another account through its role), each discovery, a
+rotation of an IAM key in Secrets Manager with Lambda dependents (an alias, and retirement of
+the old key) after taking over AWS's own rotation, a rotation that is rolled back, rotations
+of a random value in SSM Parameter Store with a reference-mode dependent — as an IAM user
+holding only the actions of ``deploy/policies/iam-rotation-policy.json`` (moto enforces
+them), while a botocore event hook records every action it performs. The recorded set must
+equal the policy's.
 
 Vault: discovery and rotations (finished, and rolled back) with a token that holds only
 ``deploy/policies/vault-keyward.hcl`` on the OpenBao dev server.
@@ -31,7 +32,13 @@ from tests.integration._aws_actions import (
     vault_policy_text,
 )
 from tests.integration._inventory_db import Cli, sqlite_template  # noqa: F401
-from tests.integration._rotation_world import REGION, SECRET, aws_rotates_it, build_world
+from tests.integration._rotation_world import (
+    REGION,
+    SECRET,
+    _zip,
+    aws_rotates_it,
+    build_world,
+)
 from tests.integration.test_rotation_engine import rotation_rows
 
 pytestmark = pytest.mark.integration
@@ -43,6 +50,7 @@ NO_PERMISSION = {"sts:GetCallerIdentity"}
 ON_KEYWARDS_BEHALF = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
 
 PARAM = "/app/signing-key"
+OTHER = "111111111111"  # another AWS account
 
 
 @pytest.fixture
@@ -50,6 +58,34 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:  # noqa: F811
     path = tmp_path / "inventory.db"
     shutil.copyfile(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+def _other_account(endpoint: str) -> None:
+    """Account OTHER with a role ``keyward`` that keyward's account may assume (built while
+    moto checks no credentials) and one Lambda function."""
+    import boto3
+
+    base = {"region_name": REGION, "endpoint_url": endpoint}
+    sts = boto3.client("sts", aws_access_key_id="testing", aws_secret_access_key="testing", **base)
+    c = sts.assume_role(RoleArn=f"arn:aws:iam::{OTHER}:role/setup", RoleSessionName="setup")
+    creds = {
+        "aws_access_key_id": c["Credentials"]["AccessKeyId"],
+        "aws_secret_access_key": c["Credentials"]["SecretAccessKey"],
+        "aws_session_token": c["Credentials"]["SessionToken"],
+    }
+    iam = boto3.client("iam", **creds, **base)
+    trust = {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}  # fmt: skip
+    allow = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    doc = lambda st: json.dumps({"Version": "2012-10-17", "Statement": [st]})  # noqa: E731
+    iam.create_role(RoleName="keyward", AssumeRolePolicyDocument=doc(trust))
+    iam.put_role_policy(RoleName="keyward", PolicyName="all", PolicyDocument=doc(allow))
+    fn_trust = {**trust, "Principal": {"Service": "lambda.amazonaws.com"}}
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=doc(fn_trust))["Role"]["Arn"]
+    boto3.client("lambda", **creds, **base).create_function(
+        FunctionName="billing", Runtime="python3.12", Role=role, Handler="handler.handler",
+        Code={"ZipFile": _zip()}, Environment={"Variables": {"STAGE": "prod"}},
+    )  # fmt: skip
 
 
 def _fail_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
@@ -69,9 +105,11 @@ def test_the_iam_policy_allows_every_action_the_code_performs_and_nothing_else(
 ) -> None:
     log = ActionLog().install(monkeypatch)
     cli = Cli(capsys)
+    _other_account(aws.endpoint)  # a second account, reached by sts:AssumeRole
     world = build_world(
         aws, sqlite_url, tmp_path, monkeypatch, functions=2,
-        extra_config='[rotation.secrets."prod/aws".targets."svc-00"]\nalias = "live"\n',
+        extra_config='[rotation.secrets."prod/aws".targets."svc-00"]\nalias = "live"\n'
+        f'[aws.accounts.prod]\nrole_arn = "arn:aws:iam::{OTHER}:role/keyward"\n',
     )  # fmt: skip
     lam, ssm = world.client("lambda"), world.client("ssm")
     version = lam.publish_version(FunctionName="svc-00")["Version"]
@@ -111,6 +149,11 @@ def test_the_iam_policy_allows_every_action_the_code_performs_and_nothing_else(
     run("discover", "aws-iam")
     run("scan", "--engine", "re", "--aws-lambda", "--all-regions", "--include-code",
         "--format", "json", expect=1)  # fmt: skip
+    out = run("scan", "--engine", "re", "--aws-lambda", "--account", "prod", "--region", REGION,
+              "--format", "json", expect=1)  # fmt: skip
+    report = json.loads(out)  # the role in the other account was assumed, its function read
+    assert not report.get("warnings"), report
+    assert {f.get("resource", "").split(":")[4] for f in report["findings"]} == {OTHER}
 
     used = log.actions - NO_PERMISSION
     shipped = policy_actions()
