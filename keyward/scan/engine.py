@@ -620,7 +620,14 @@ class Engine:
             line_end = text.find("\n", end, hi)
             line = text[line_start : line_end if line_end >= 0 else hi]
             if rule.generic:
-                if filters.generic_reject(secret, line, path, start - line_start) is not None:
+                # a value alone on its line (YAML block scalar, XML element) is judged with
+                # the line before it, where its key is
+                g_start = line_start
+                if g_start > 0 and not text[g_start:start].strip():
+                    lo_prev = max(0, g_start - 1 - _LINE_WINDOW)
+                    g_start = text.rfind("\n", lo_prev, g_start - 1) + 1 or lo_prev
+                g_line = text[g_start : line_end if line_end >= 0 else hi]
+                if filters.generic_reject(secret, g_line, path, start - g_start) is not None:
                     continue
             elif (
                 filters.is_placeholder(secret)

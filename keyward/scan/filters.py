@@ -135,9 +135,11 @@ _WINDOW = 160
 _CONTEXT_REVERSED = re.compile(
     r"""(?P<scheme>[ \t]{1,2}(?:reraeb|cisab|nekot|tob))?(?P<vq>["'`]\\?)?(?P<pre>[rbuf@]{0,2})"""
     r"""(?P<op>[ \t]{0,8}=[ \t]{1,4}[\w.\[\]|, ]{0,40}[a-z_][ \t]{0,4}:[ \t]{0,4}"""  # `: T =`
+    r"""|[ \t]{0,8}=[ \t]{1,4}(?:gnirts|etyb\]\[)[ \t]{1,4}"""  # Go `name string =`
+    r"""|[ \t]{0,40}\n\r?[ \t]{0,4}(?:[+-]?[|>][ \t]{0,4}:|>)[ \t]{0,4}"""  # `: |`, `<k>`, newline
     r"""|[ \t]{0,2}=[ \t]{0,2}eulav[ \t]{1,4}["']"""  # XML `key="K" value="`
     r"""|[ \t]{0,2}=[ \t]{0,2}(?:tluafed|kcabllaf)[ \t]{0,4},"""  # `"KEY", default=`
-    r"""|[ \t]{0,8}(?:>=|=:|=\|\||=\?\?|=\?|=|:|>|,)[ \t]{0,8}"""
+    r"""|[ \t]{0,8}(?:>=|=:{1,3}|=\|\||=\?\?|=[?+.]|=|:|>|,)[ \t]{0,8}"""
     r"""|[ \t]{1,4}|)"""
     r"""\]?(?P<kq>["'`]\\?)?(?P<key>[\w.-]{0,80}[a-z_])(?P<sigil>[$@:]{0,2})""",
     re.IGNORECASE | re.ASCII,
@@ -352,7 +354,10 @@ def generic_reject(
     if quote:
         if after[:1] != quote and not (after[:2] == "\\" + quote):
             return "prose"  # the literal goes on past the value: spaces, or a concatenation
-    if op == ">" and (lead != "<" or not after.startswith("</")):
+    if "\n" in ctx["op"]:  # the value alone on the line after `<key>` or `key: |`
+        if (op == ">" and lead != "<") or line[column + len(secret) :].strip():
+            return "prose"
+    elif op == ">" and (lead != "<" or not after.startswith("</")):
         return "comparison"
     if op.startswith(","):  # ("password", "...") or ("PASSWORD", default="...")
         # ("password", "value") pairs: both quoted, and the value not just another name

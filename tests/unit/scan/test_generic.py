@@ -185,6 +185,43 @@ def test_generic_secret_is_found_in_each_language_and_format(
     assert findings[0].location.column == line.index(secret) + 1
 
 
+# Assignments whose operator or layout the one-line forms above do not show: (path, text,
+# rule, secret, line of the secret).
+MORE_FORMS = [
+    ("main.go", 'var apiToken string = "Qw7Zr2Kx9Lm4Np8Vt3Hc6Yb5"\n', "generic-secret",
+     "Qw7Zr2Kx9Lm4Np8Vt3Hc6Yb5", 1),
+    ("client.php", '$authToken .= "Ht4Kq9Wz2Lr7Nx5Vp8Mc3Yb6";\n', "generic-secret",
+     "Ht4Kq9Wz2Lr7Nx5Vp8Mc3Yb6", 1),
+    ("Makefile", 'DEPLOY_TOKEN ::= "Zm8Rq3Kw6Lx2Np9Vt5Hc7Yb4"\n', "generic-secret",
+     "Zm8Rq3Kw6Lx2Np9Vt5Hc7Yb4", 1),
+    ("values.yaml", "registry:\n  auth_token: |\n    Nk5Wq8Zr3Lx7Tp2Vm9Hc4Yb6\n", "generic-secret",
+     "Nk5Wq8Zr3Lx7Tp2Vm9Hc4Yb6", 3),
+    ("settings.xml", "<server>\n  <password>\n    Pz5#kWn8Qr2v\n  </password>\n</server>\n",
+     "generic-password", "Pz5#kWn8Qr2v", 3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "rule", "secret", "line"), MORE_FORMS, ids=[c[0] for c in MORE_FORMS]
+)
+def test_generic_secret_is_found_after_typed_compound_and_multi_line_assignments(
+    engine: Engine, path: str, text: str, rule: str, secret: str, line: int
+) -> None:
+    findings = scan(engine, text, path)
+    assert [(f.rule_id, f.secret, f.location.line) for f in findings] == [(rule, secret, line)]
+
+
+def test_a_value_on_the_next_line_needs_a_block_scalar_or_an_element_and_to_stand_alone(
+    engine: Engine,
+) -> None:
+    text = (
+        "if token >\n    Qw7Zr2Kx9Lm4Np8Vt3Hc6Yb5\n"  # a comparison, not an element
+        "auth_token: |\n  Nk5Wq8Zr3Lx7Tp2Vm9Hc4Yb6 is what the docs show\n"  # prose
+        "auth_token:\n  Nk5Wq8Zr3Lx7Tp2Vm9Hc4Yb6\n"  # a YAML key with no block scalar
+    )
+    assert scan(engine, text, "notes.yaml") == []
+
+
 ORDINARY_CODE = {
     "auth/views.py": """
 from django.conf import settings
