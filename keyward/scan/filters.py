@@ -295,6 +295,9 @@ _FAKE_WORDS = re.compile(
     r"p[a@4][s5$]{2}w[o0]rd|abc123|123456|asdf|secure|supersecret|topsecret|"
     r"(?<![a-z])(?:foo|bar|baz|qux|quux|xyz|xxx|zzz|my[_-]?(?:key|token|pass))"
 )
+# Provider names that begin with a predicate word: NEW_RELIC_API_KEY names New Relic's key,
+# not a new one.
+_NAMES_NOT_VERBS = frozenset({("new", "relic"), ("get", "response")})
 _BOOL_WORDS = frozenset(
     {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "undefined", "required",
      "optional", "string", "str", "bytes", "int", "bool", "hidden", "secret", "password",
@@ -345,7 +348,7 @@ def generic_reject(
     lead = before[key_at - 1] if key_at > 0 else ""
     if ":" in ctx["sigil"] and lead.isalnum():
         return "key-is-namespaced"  # AWS::IAM::AccessKey, urn:ietf:params:oauth:..
-    if words[0] in _META_PREFIXES and len(words) > 1:
+    if words[0] in _META_PREFIXES and len(words) > 1 and tuple(words[:2]) not in _NAMES_NOT_VERBS:
         return "key-is-predicate"
     if is_placeholder(secret):
         return "placeholder"

@@ -204,7 +204,8 @@ def test_basic_auth_headers_are_judged_by_the_password_inside() -> None:
     ["password", "passwd", "pwd", "DB_PASSWORD", "dbPassword", "db-password", "db.password",
      "secret", "client_secret", "stripeSecret", "token", "access_token", "auth_token", "api_key",
      "apikey", "ApiKey", "x-api-key", "private_key", "auth", "credentials", "signing_key",
-     "encryption_key", "PGPASSWORD", "SECRET_KEY", "passphrase"],
+     "encryption_key", "PGPASSWORD", "SECRET_KEY", "passphrase", "NEW_RELIC_API_KEY",
+     "new-relic-token", "GET_RESPONSE_API_KEY"],
 )  # fmt: skip
 def test_secret_like_keys_in_every_case_style_are_recognised(key: str) -> None:
     assert_kept(f'{key} = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"')
@@ -214,7 +215,7 @@ def test_secret_like_keys_in_every_case_style_are_recognised(key: str) -> None:
     "key",
     ["author", "passport", "compass", "bypass_mode", "token_type", "password_hash", "secret_name",
      "auth_method", "keyboard", "monkey", "tokenizer", "is_secret", "has_password",
-     "password_reset_url"],
+     "password_reset_url", "new_token", "newPassword", "get_api_key"],
 )  # fmt: skip
 def test_keys_that_only_mention_a_secret_word_are_not_secret_keys(key: str) -> None:
     assert_dropped(f'{key} = "Kq8Zr3Wn7Lx2Pv5Tm9Yc4Hb6"')
