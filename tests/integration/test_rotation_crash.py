@@ -1,20 +1,27 @@
 """SIGKILL at every persisted boundary of a rotation (a real subprocess), then resume or
 rollback in a fresh process: exactly one credential is current, every dependent holds it,
-nothing in use was deleted, and the audit log tells the story."""
+nothing in use was deleted, and the audit log tells the story. Also between two provider
+calls of one plugin method: the IAM rotator's create, Secrets Manager's promote, and the
+Vault store's staging writes (migrating an earlier release's stages, discarding in a
+rollback; its put and promote writes are killed under readers in test_vault_readers.py)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import hvac
 import pytest
 
 from tests.integration._inventory_db import Cli, pg_migrated_url, sqlite_template  # noqa: F401
-from tests.integration._rotation_world import SECRET, World, build_world
+from tests.integration._rotation_world import SECRET, build_world
 from tests.integration.test_rotation_engine import audit, rotation_rows
 
 pytestmark = pytest.mark.integration
@@ -30,7 +37,11 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:  # noqa: F811
     return f"sqlite:///{path}"
 
 
-def crash(world: World, point: str, *args: str) -> subprocess.CompletedProcess[str]:
+class HasEnv(Protocol):
+    env: dict[str, str]
+
+
+def crash(world: HasEnv, point: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Kill ``keyward ARGS`` with SIGKILL at an engine checkpoint (``set:before``), or right
     after a provider call returned (``after iam:CreateAccessKey``: no checkpoint there)."""
     call = point.removeprefix("after ")
@@ -171,3 +182,100 @@ def test_sigkill_on_postgresql_then_resume_completes_the_rotation(
     assert rc == 0, err
     assert world.assert_consistent() != world.old
     assert rotation_rows(world)[0]["state"] == "finished"
+
+
+# ------------------------------------------------------- Vault: the staging area's own writes
+@dataclass
+class VaultWorld:
+    root: Any  # hvac client with the root token (the test's own checks)
+    path: str
+    env: dict[str, str]
+
+    def versions(self) -> list[str]:
+        meta = self.root.secrets.kv.v2.read_secret_metadata(path=self.path, mount_point="secret")
+        return list(meta["data"]["versions"])
+
+    def custom(self) -> dict[str, str]:
+        meta = self.root.secrets.kv.v2.read_secret_metadata(path=self.path, mount_point="secret")
+        return dict(meta["data"]["custom_metadata"] or {})
+
+    def latest(self) -> str:
+        got = self.root.secrets.kv.v2.read_secret_version(
+            path=self.path, mount_point="secret", raise_on_deleted_version=True
+        )
+        return str(got["data"]["data"]["value"])
+
+    def staging_clean(self) -> bool:
+        """Nothing pending in the staging secret: no intent, no live staged copy."""
+        try:
+            meta = self.root.secrets.kv.v2.read_secret_metadata(
+                path=f"keyward-staging/secret/{self.path}", mount_point="secret"
+            )["data"]
+        except hvac.exceptions.InvalidPath:
+            return True
+        pending = "keyward_pending_token" in (meta["custom_metadata"] or {})
+        return not pending and all(v["destroyed"] for v in meta["versions"].values())
+
+
+OLD_VALUE = "s" * 48
+
+
+@pytest.fixture
+def vault_world(
+    openbao: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> VaultWorld:
+    from keyward.inventory.db import open_database
+    from keyward.inventory.service import Inventory
+
+    root = hvac.Client(url=openbao.addr, token=openbao.token)
+    path = f"app/signing-{uuid.uuid4().hex[:8]}"
+    root.secrets.kv.v2.create_or_update_secret(
+        path=path, secret={"value": OLD_VALUE}, mount_point="secret"
+    )
+    inv = Inventory(open_database(url=sqlite_url), actor="tester")
+    inv.add_secret("app/signing", "random", store="vault", reference=f"secret/data/{path}")
+    inv.db.close()
+    config = tmp_path / "keyward.toml"
+    config.write_text('[rotation]\ngrace_period = "0s"\nlease_ttl = "60s"\n')
+    env = {"KEYWARD_DATABASE_URL": sqlite_url, "KEYWARD_CONFIG": str(config),
+           "KEYWARD_ACTOR": "tester", "VAULT_ADDR": openbao.addr,
+           "VAULT_TOKEN": openbao.token}  # fmt: skip
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return VaultWorld(root, path, dict(os.environ))
+
+
+@pytest.mark.parametrize(("then", "rotated"), [("resume", True), ("rollback", False)])
+def test_sigkill_after_migrating_an_earlier_releases_vault_stages_then_resume_or_rollback(
+    vault_world: VaultWorld, capsys: pytest.CaptureFixture[str], then: str, rotated: bool
+) -> None:
+    w = vault_world
+    # an earlier keyward kept the stages in the secret's own custom_metadata
+    w.root.secrets.kv.v2.update_metadata(
+        path=w.path, mount_point="secret",
+        custom_metadata={"keyward_current_version": "1"},
+    )  # fmt: skip
+    crash(w, "after update metadata", "rotate", "app/signing")  # keys removed, then killed
+    assert w.custom() == {} and w.versions() == ["1"]
+    rc, _out, err = run_cli(capsys, "rotations", then, "1")
+    assert rc == 0, err
+    assert (w.latest() != OLD_VALUE) is rotated
+    assert w.versions() == (["1", "2"] if rotated else ["1"])
+    assert w.staging_clean() and w.custom() == {}
+
+
+@pytest.mark.parametrize("after", ["destroy staging version*", "clear intent in staging metadata"])
+def test_sigkill_inside_a_vault_rollback_between_its_staging_writes_then_resume_completes_it(
+    vault_world: VaultWorld, capsys: pytest.CaptureFixture[str], after: str
+) -> None:
+    w = vault_world
+    crash(w, "test:before", "rotate", "app/signing")  # the new value staged, untested
+    assert not w.staging_clean() and w.versions() == ["1"]
+    crash(w, f"after {after}", "rotations", "rollback", "1")
+    rc, _out, err = run_cli(capsys, "rotations", "resume", "1")
+    assert rc == 0, err
+    assert w.latest() == OLD_VALUE and w.versions() == ["1"]  # the path never gained a version
+    assert w.staging_clean()
+    rc, _out, err = run_cli(capsys, "rotate", "app/signing")  # nothing left blocks the next
+    assert rc == 0, err
+    assert w.versions() == ["1", "2"] and w.staging_clean()
