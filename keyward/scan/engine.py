@@ -116,23 +116,118 @@ def _to_char_offsets(data: bytes, starts: dict[str, set[int]]) -> dict[str, set[
     return {k: {mapping[b] for b in found} for k, found in starts.items()}
 
 
+# Characters that make up keywords, except space, quotes and "=" (which would make whole lines
+# one token): a keyword made only of these lies inside one maximal run of them.
+_TOKEN = re.compile(r"[a-z0-9_.\-+/:$~]+")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-+/:$~")
+_MEMO_TOKEN = 64  # longer tokens (base64 blobs, long paths) are rarely seen twice
+_MEMO_SIZE = 250_000  # distinct tokens remembered per process before starting over
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """An alternation of ``words`` as a trie, longest first: at any position it matches the
+    longest word that starts there (``re`` tries a greedy ``(?:...)?`` before skipping it)."""
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
+
+
 class KeywordMatcher:
+    """The pure-Python prefilter: a rule can match when one of its keywords occurs in the
+    lower-cased chunk (exactly what hyperscan's caseless keyword pass says).
+
+    Searching each of ~1,400 keywords in every chunk cost a hundred times what hyperscan
+    does. Instead, the chunk is cut once (in C) into its distinct *tokens*, the maximal runs
+    of the characters keywords are made of, and a keyword of only those characters occurs
+    exactly when it occurs inside a token. Which keywords each token holds is found once per
+    distinct token with one trie regex (every start position, the longest word there, and the
+    shorter words it begins with) and remembered, so code that repeats its identifiers costs a
+    dictionary lookup per distinct token. The few keywords with other characters (``begin rsa
+    private key``, ``module "``) are searched in the chunk only when each of their runs of
+    token characters occurs somewhere.
+    """
+
     name = "re"
 
     def __init__(self, rules: Sequence[Rule]) -> None:
-        self._by_keyword: dict[str, list[int]] = {}
+        by_keyword: dict[str, list[int]] = {}
         self._always: list[int] = []
         for i, r in enumerate(rules):
             if not r.keywords:
                 self._always.append(i)
             for k in r.keywords:
-                self._by_keyword.setdefault(k, []).append(i)
+                by_keyword.setdefault(k, []).append(i)
+        # Words looked for inside tokens: every token-character keyword, and the runs of
+        # token characters of every other keyword (a necessary condition for it).
+        words: set[str] = set()
+        self._rules_of: dict[str, tuple[int, ...]] = {}
+        self._others: list[tuple[str, frozenset[str], tuple[int, ...]]] = []
+        for k, idx in by_keyword.items():
+            if _TOKEN_CHARS.issuperset(k):
+                words.add(k)
+                self._rules_of[k] = tuple(idx)
+            else:
+                runs = frozenset(_TOKEN.findall(k))
+                words.update(runs)
+                self._others.append((k, runs, tuple(idx)))
+        self._words_at = re.compile(f"(?=({_trie_pattern(words)}))") if words else None
+        # the words that are prefixes of each word (itself included): all words starting
+        # where the trie found the longest one
+        self._prefixes = {w: tuple(v for v in words if w.startswith(v)) for w in words}
+        self._seen: set[str] = set()  # tokens whose words are known (bounded: see below)
+        self._holding: dict[str, tuple[str, ...]] = {}  # those of them that hold a word
+        self._holders: set[str] = set()  # the same tokens, as a set (C intersections)
+
+    def _token_words(self, token: str) -> tuple[str, ...]:
+        assert self._words_at is not None
+        found: set[str] = set()
+        prefixes = self._prefixes
+        for longest in self._words_at.findall(token):
+            found.update(prefixes[longest])
+        return tuple(found)
 
     def candidates(self, chunk: Chunk, lowered: _Lazy) -> Iterable[int]:
         text = lowered.get()
         hits = set(self._always)
-        for k, idx in self._by_keyword.items():
-            if k in text:
+        found: set[str] = set()
+        if self._words_at is not None:
+            tokens = set(_TOKEN.findall(text))
+            seen, holding, holders = self._seen, self._holding, self._holders
+            # set operations run in C: Python loops only over new tokens and word holders
+            for token in tokens & holders:
+                found.update(holding[token])
+            for token in tokens.difference(seen):
+                words = self._token_words(token)
+                if words:
+                    found.update(words)
+                if len(token) <= _MEMO_TOKEN:
+                    if len(seen) >= _MEMO_SIZE:
+                        seen.clear()
+                        holding.clear()
+                        holders.clear()
+                    seen.add(token)
+                    if words:
+                        holding[token] = words
+                        holders.add(token)
+        rules_of = self._rules_of
+        for w in found:
+            idx = rules_of.get(w)
+            if idx is not None:
+                hits.update(idx)
+        for k, runs, idx in self._others:
+            if runs <= found and k in text:
                 hits.update(idx)
         return sorted(hits)
 

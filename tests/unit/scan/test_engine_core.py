@@ -332,3 +332,38 @@ def test_engines_agree_on_keywords_in_non_ascii_text() -> None:
     assert hs_found == re_found
     assert {f[4] for f in re_found} >= {"generic-password", "generic-api-key"}
     assert all(f[1] != 3 or f[4] != "generic-secret" for f in re_found)  # no "\u212aey" hit
+
+
+def _naive_candidates(rules: list[object], lowered: str) -> list[int]:
+    return sorted(
+        i
+        for i, r in enumerate(rules)
+        if not r.keywords or any(k in lowered for k in r.keywords)  # type: ignore[attr-defined]
+    )
+
+
+def test_re_prefilter_names_exactly_the_rules_whose_keywords_occur(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The token-and-trie prefilter of the re engine names the same rules as searching every
+    keyword in the lower-cased text: keywords inside longer words, keywords that are
+    prefixes of each other, keywords with separators (``api-key``, ``://``) or spaces and
+    quotes (``begin rsa private key``, ``module "``), non-ASCII text, and the same chunk seen
+    again after the token memory was cleared."""
+    rules = list(load_rules().rules)
+    keywords = sorted({k for r in rules for k in r.keywords})
+    rnd = random.Random(13)
+    pieces = [*keywords, *NOISE, "x", "-", ".", " ", "=", '"', "'", "\n", "É", "ß"]
+    docs = [
+        "".join(rnd.choice(pieces) + rnd.choice(["", " ", "_", "-", "é"]) for _ in range(60))
+        for _ in range(150)
+    ]
+    docs += [d.upper() for d in docs[:30]]
+    docs += ["-----BEGIN RSA PRIVATE KEY-----", 'module "vpc" {', "AWS_Secret-Access_KEY"]
+    monkeypatch.setattr(engine_mod, "_MEMO_SIZE", 200)  # clear the memory many times over
+    matcher = engine_mod.KeywordMatcher(rules)
+    for _ in range(2):  # the second round is answered from remembered tokens
+        for doc in docs:
+            lowered = engine_mod._Lazy(doc)
+            got = list(matcher.candidates(Chunk(doc, Location(path="d")), lowered))
+            assert got == _naive_candidates(rules, lowered.get()), doc
