@@ -143,6 +143,15 @@ def kingfisher_tool(binary: Path, history: bool = False) -> Tool:
     return Tool("Kingfisher 2.14", argv, count, ok=(0, 200, 205))
 
 
+def compile_keyward() -> None:
+    """Byte-compile keyward as an install does: with PYTHONDONTWRITEBYTECODE set (as in some
+    development shells), a checkout's edited modules would be recompiled in every process."""
+    import keyward
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(keyward.__file__).parent)],
+                   check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -219,6 +228,7 @@ def main() -> None:
     if not args.no_peers:
         tools.append(kingfisher_tool(fetch("kingfisher", args.kingfisher), history))
         tools.append(gitleaks_tool(fetch("gitleaks", args.gitleaks), "git" if history else "dir"))
+    compile_keyward()
     run_once(warm, root)  # warm keyward's caches and the page cache (untimed)
     print(f"load average before: {loadavg()}")
     for n in range(args.rounds):

@@ -37,6 +37,24 @@ def test_hook_imports_no_cloud_vault_database_or_scheduler_library(git_repo: Pat
     assert "keyward" in names and "click" in names  # the parse works
     assert not names & set(FORBIDDEN), sorted(names & set(FORBIDDEN))
     assert "rich" not in names  # plain text output on this path
+    # nor the file walker, its archive readers or pathspec (no exclude globs configured)
+    assert "pathspec" not in names
+
+
+def test_hook_without_excludes_imports_no_file_walker(git_repo: Path) -> None:
+    git = Git(git_repo)
+    git.write("a.py", "x = 1\n")
+    git("add", "a.py")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keyward", "hook", "a.py"],
+        cwd=git.root,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    full = {m.group(1) for m in re.finditer(r"\|\s+(keyward\.\S+)", proc.stderr)}
+    assert "keyward.scan.sources.staged" in full  # it did scan the staged change
+    assert "keyward.scan.sources.files" not in full
 
 
 def test_staged_scan_imports_no_cloud_vault_database_or_scheduler_library(

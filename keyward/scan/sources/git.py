@@ -229,6 +229,8 @@ def unquote_path(raw: bytes) -> bytes:
 
 def path_filter(patterns: Sequence[str]) -> Callable[[str], bool] | None:
     """A predicate for paths matching ``--exclude`` / ``scan.exclude`` globs (None: none)."""
+    if not patterns:
+        return None  # the hook's path: no file walker, archive reader or pathspec import
     from keyward.scan.sources.files import exclude_spec
 
     spec = exclude_spec(patterns)
