@@ -16,6 +16,7 @@ from keyward.core.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from keyward.inventory.discovery import DiscoveryResult, Scan, TagKeys
+    from keyward.providers import Account, AwsClients
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,11 +29,14 @@ Examples:
   keyward discover vault --mount secret --path apps/
   VAULT_ROLE_ID=... VAULT_SECRET_ID=... keyward discover vault --format json
   keyward discover aws-secretsmanager --fingerprint-values   (link leaks to these secrets)
+  keyward discover aws-ssm --all-accounts       (every account in [aws.accounts], by role)
+  keyward discover aws-iam --account prod --account 222222222222
 
 \b
 Running a discovery again updates what it imported (it never duplicates).
-Denied calls are skipped with a warning and the rest is imported in one
-transaction; exit 3 when nothing at all could be read.
+Denied calls, and accounts whose role cannot be assumed, are skipped with a
+warning and the rest is imported in one transaction; exit 3 when nothing at all
+could be read.
 Settings: [inventory.discovery] owner_tags, team_tags, contact_tags (lists).
 
 """
@@ -129,13 +133,74 @@ def _render(results: list[DiscoveryResult], fmt: str) -> None:
         )
 
 
-def _aws_client(service: str, region: str | None) -> Any:
-    """A boto3 client with rotation's settings (``[rotation.aws]`` endpoint, profile and
+def _aws_clients() -> AwsClients:
+    """boto3 clients with rotation's settings (``[rotation.aws]`` endpoint, profile and
     overrides, else the environment), so discovery and rotation talk to the same AWS; with
-    the scan preset's timeouts and retries, since discovery only reads."""
+    the scan preset's timeouts and retries, since discovery only reads. One factory per
+    command: each account's role is assumed once."""
     from keyward.providers import SCAN, Providers
 
-    return Providers.from_config(get_state().config, preset=SCAN).aws.client(service, region)
+    return Providers.from_config(get_state().config, preset=SCAN).aws
+
+
+def _accounts(names: tuple[str, ...], every: bool) -> tuple[Account, ...]:
+    from keyward.providers import aws_accounts, choose_accounts
+
+    return choose_accounts(aws_accounts(get_state().config), names, every=every)
+
+
+def _account_options(fn: F) -> F:
+    options = [
+        click.option(
+            "--account",
+            "account_names",
+            multiple=True,
+            metavar="NAME|ID",
+            help="An account of [aws.accounts] (its role is assumed; repeatable; default: "
+            "keyward's own account).",
+        ),
+        click.option("--all-accounts", is_flag=True, help="Every account of [aws.accounts]."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _per_account(
+    store: str,
+    accounts: tuple[Account, ...],
+    regions: tuple[str, ...] | None,
+    read: Callable[[AwsClients, Account, str | None, str | None, str], Scan],
+) -> list[Scan]:
+    """Run ``read(clients, account, account id, name for new secrets, region)`` for each
+    account and region (``regions`` None: a global service, one call per account). An account
+    whose role cannot be assumed is one warning (a Scan with no items) and the others go on."""
+    from keyward.core.errors import KeywardError
+    from keyward.inventory.discovery import Scan
+    from keyward.providers.errors import skip_reason
+
+    clients = _aws_clients()
+    scans: list[Scan] = []
+    for account in accounts:
+        name = account.name if account.role_arn is not None else None
+        wanted = (
+            (regions or account.regions or tuple(_regions(()))) if regions is not None else ("",)
+        )
+        try:
+            clients.session(account)  # assume its role now: a refusal is about the account
+        except KeywardError as err:
+            if err.fault is None or err.fault.action != "sts:AssumeRole":
+                raise
+            skipped = Scan(store, complete=False, account=account.id)
+            skipped.warn(
+                f"account {account.label} skipped: cannot assume its role {account.role_arn}: "
+                f"{skip_reason(err.fault)}"
+            )
+            scans.append(skipped)
+            continue
+        account_id = clients.account_id(account)
+        scans.extend(read(clients, account, account_id, name, region) for region in wanted)
+    return scans
 
 
 @click.group(epilog=DISCOVER_EPILOG)
@@ -149,11 +214,15 @@ def discover() -> None:
     "--region",
     "regions",
     multiple=True,
-    help="Region (repeatable; default AWS_REGION / AWS_DEFAULT_REGION).",
+    help="Region (repeatable; default: the account's regions, else AWS_REGION / "
+    "AWS_DEFAULT_REGION).",
 )
+@_account_options
 @_common
 def aws_secretsmanager(
     regions: tuple[str, ...],
+    account_names: tuple[str, ...],
+    all_accounts: bool,
     owner_tags: tuple[str, ...],
     team_tags: tuple[str, ...],
     contact_tags: tuple[str, ...],
@@ -163,18 +232,25 @@ def aws_secretsmanager(
 ) -> None:
     """Secrets Manager secrets: tags -> owner/team, last rotated/changed -> age, rotation
     settings -> policy, version ids and stages. Honours AWS_ENDPOINT_URL."""
-    from keyward.inventory.discovery.aws import discover_secretsmanager
+    from keyward.inventory.discovery.aws import SM_STORE, discover_secretsmanager
 
-    chosen = _regions(regions)
+    accounts = _accounts(account_names, all_accounts)
     keys = _tag_keys(owner_tags, team_tags, contact_tags)
     fp = _fingerprinter() if fingerprint_values else None
-    scans = [
-        discover_secretsmanager(
-            _aws_client("secretsmanager", region), region, tag_keys=keys, fingerprint=fp
+
+    def read(
+        clients: AwsClients, account: Account, aid: str | None, name: str | None, region: str
+    ) -> Scan:
+        return discover_secretsmanager(
+            clients.client("secretsmanager", region, account=account),
+            region,
+            tag_keys=keys,
+            fingerprint=fp,
+            account=aid,
+            account_name=name,
         )
-        for region in chosen
-    ]
-    _import(scans, database_url, fmt)
+
+    _import(_per_account(SM_STORE, accounts, regions, read), database_url, fmt)
 
 
 @discover.command("aws-ssm", epilog=DISCOVER_EPILOG)
@@ -182,7 +258,8 @@ def aws_secretsmanager(
     "--region",
     "regions",
     multiple=True,
-    help="Region (repeatable; default AWS_REGION / AWS_DEFAULT_REGION).",
+    help="Region (repeatable; default: the account's regions, else AWS_REGION / "
+    "AWS_DEFAULT_REGION).",
 )
 @click.option(
     "--path",
@@ -190,10 +267,13 @@ def aws_secretsmanager(
     show_default=True,
     help="Only parameters under this path (recursive).",
 )
+@_account_options
 @_common
 def aws_ssm(
     regions: tuple[str, ...],
     path: str,
+    account_names: tuple[str, ...],
+    all_accounts: bool,
     owner_tags: tuple[str, ...],
     team_tags: tuple[str, ...],
     contact_tags: tuple[str, ...],
@@ -204,16 +284,26 @@ def aws_ssm(
     """SSM Parameter Store SecureString parameters: tags -> owner/team, last modified ->
     last rotation, versions and labels. keyward's staging area is skipped. Honours
     AWS_ENDPOINT_URL."""
-    from keyward.inventory.discovery.aws import discover_ssm
+    from keyward.inventory.discovery.aws import SSM_STORE, discover_ssm
 
-    chosen = _regions(regions)
+    accounts = _accounts(account_names, all_accounts)
     keys = _tag_keys(owner_tags, team_tags, contact_tags)
     fp = _fingerprinter() if fingerprint_values else None
-    scans = [
-        discover_ssm(_aws_client("ssm", region), region, path=path, tag_keys=keys, fingerprint=fp)
-        for region in chosen
-    ]
-    _import(scans, database_url, fmt)
+
+    def read(
+        clients: AwsClients, account: Account, aid: str | None, name: str | None, region: str
+    ) -> Scan:
+        return discover_ssm(
+            clients.client("ssm", region, account=account),
+            region,
+            path=path,
+            tag_keys=keys,
+            fingerprint=fp,
+            account=aid,
+            account_name=name,
+        )
+
+    _import(_per_account(SSM_STORE, accounts, regions, read), database_url, fmt)
 
 
 def _regions(regions: tuple[str, ...]) -> list[str]:
@@ -226,8 +316,11 @@ def _regions(regions: tuple[str, ...]) -> list[str]:
 
 
 @discover.command("aws-iam", epilog=DISCOVER_EPILOG)
+@_account_options
 @_common
 def aws_iam(
+    account_names: tuple[str, ...],
+    all_accounts: bool,
     owner_tags: tuple[str, ...],
     team_tags: tuple[str, ...],
     contact_tags: tuple[str, ...],
@@ -239,12 +332,25 @@ def aws_iam(
 
     Key ids are also fingerprinted so that a key id found by `scan --record` links here.
     """
-    from keyward.inventory.discovery.aws import discover_iam
+    from keyward.inventory.discovery.aws import IAM_STORE, discover_iam
 
+    accounts = _accounts(account_names, all_accounts)
     keys = _tag_keys(owner_tags, team_tags, contact_tags)
+    fp = _fingerprinter()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    scan = discover_iam(_aws_client("iam", region), tag_keys=keys, fingerprint=_fingerprinter())
-    _import([scan], database_url, fmt)
+
+    def read(
+        clients: AwsClients, account: Account, aid: str | None, name: str | None, _r: str
+    ) -> Scan:
+        return discover_iam(
+            clients.client("iam", region, account=account),
+            tag_keys=keys,
+            fingerprint=fp,
+            account=aid,
+            account_name=name,
+        )
+
+    _import(_per_account(IAM_STORE, accounts, None, read), database_url, fmt)
 
 
 @discover.command("vault", epilog=DISCOVER_EPILOG)

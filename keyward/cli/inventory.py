@@ -100,6 +100,27 @@ def inventory_for(database_url: str | None) -> Iterator[Inventory]:
         db.close()
 
 
+def account_id(value: str | None) -> str | None:
+    """``--account``: a 12-digit id as given, or the name of an entry of ``[aws.accounts]``
+    (its id). Anything else is one sentence (exit 2)."""
+    if value is None:
+        return None
+    from keyward.cli import get_state
+    from keyward.providers.settings import ACCOUNT_ID, aws_accounts, find_account
+
+    value = value.strip()
+    if ACCOUNT_ID.match(value):
+        return value
+    found = find_account(aws_accounts(get_state().config), value)
+    if found is None or found.id is None:
+        raise ConfigError(
+            f"{value!r} is neither an AWS account id nor an account of [aws.accounts] with an id",
+            hint="Give the 12-digit account id, or add [aws.accounts.NAME] with its role_arn "
+            "(or id)",
+        )
+    return found.id
+
+
 def _console(file: IO[str] | None = None) -> Any:
     """Tables as wide as the terminal (or COLUMNS), unwrapped in a pipe; user data literal."""
     from keyward.core.textout import make_console
@@ -126,7 +147,9 @@ def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
 
     now = datetime.now(UTC)
     t = Table()
-    for col in ("name", "kind", "store", "owner", "team", "age (d)", "policy", "due", "status"):
+    accounts = any(s.account for s in rows)
+    cols = ("name", "kind", "store", "account", "owner", "team", "age (d)", "policy", "due")
+    for col in (*(c for c in cols if accounts or c != "account"), "status"):
         t.add_column(col)
     for s in rows:
         policy = " ".join(p for p in (_days(s.max_age_seconds), s.schedule or "") if p)
@@ -134,7 +157,9 @@ def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
         if s.overdue(now):
             due = plain(f"{due} overdue", "red")
         t.add_row(
-            *map(plain, (s.name, s.kind, s.store, s.owner, s.team)),
+            *map(plain, (s.name, s.kind, s.store)),
+            *((plain(s.account),) if accounts else ()),
+            *map(plain, (s.owner, s.team)),
             str(s.age_seconds(now) // 86400),
             plain(policy),
             due,
@@ -158,6 +183,12 @@ def _secret_options(fn: F) -> F:
         ),
         click.option("--store", help="Where it lives: aws-secretsmanager, vault, aws-iam..."),
         click.option("--reference", help="Its reference in the store (ARN, path, key id)."),
+        click.option(
+            "--account",
+            metavar="ID|NAME",
+            help="The AWS account it lives in (default: the one its reference's ARN names; "
+            "rotation acts there with the role of [aws.accounts]).",
+        ),
         click.option("--owner", help="Who answers for it (person or @org/team)."),
         click.option("--team", help="Owning team."),
         click.option("--contact", help="How to reach the owner (e-mail, channel)."),
@@ -209,6 +240,7 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
             kind,
             store=opts["store"],
             reference=opts["reference"],
+            account=account_id(opts["account"]),
             owner=opts["owner"],
             team=opts["team"],
             contact=opts["contact"],
@@ -231,6 +263,9 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
 @click.option("--team")
 @click.option("--kind")
 @click.option("--store")
+@click.option(
+    "--account", metavar="ID|NAME", help="AWS account (an id, or a name of [aws.accounts])."
+)
 @click.option("--status", type=click.Choice(["active", "inactive", "retired", "missing"]))
 @click.option("--overdue", is_flag=True, help="Only secrets past their rotation policy.")
 @database_option
@@ -240,18 +275,20 @@ def inventory_list(
     team: str | None,
     kind: str | None,
     store: str | None,
+    account: str | None,
     status: str | None,
     overdue: bool,
     database_url: str | None,
     fmt: str,
 ) -> None:
-    """List secrets (filtered by owner, team, kind, store, status or overdue)."""
+    """List secrets (filtered by owner, team, kind, store, account, status or overdue)."""
     with inventory_for(database_url) as inv:
         rows = inv.list_secrets(
             owner=owner,
             team=team,
             kind=kind,
             store=store,
+            account=account_id(account),
             status=status,
             overdue_at=datetime.now(UTC) if overdue else None,
         )
@@ -284,9 +321,9 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
     lines = [
         plain(s.name, "bold") + plain(f" ({s.kind}) - {s.status}"),
         plain(f"store:        {s.store or '-'} {s.reference or ''}"),
+        *([plain(f"account:      {s.account}")] if s.account else []),
         plain(
-            f"owner:        {s.owner or '-'}   team: {s.team or '-'}   "
-            f"contact: {s.contact or '-'}"
+            f"owner:        {s.owner or '-'}   team: {s.team or '-'}   contact: {s.contact or '-'}"
         ),
         plain(
             f"created:      {_date(s.created_at)}   "
@@ -365,6 +402,8 @@ def inventory_update(
     for key in ("kind", "store", "reference", "owner", "team", "contact", "description"):
         if opts[key] is not None:
             changes[key] = opts[key]
+    if opts["account"] is not None:
+        changes["account"] = account_id(opts["account"])
     if rename:
         changes["name"] = rename
     if status:
@@ -453,10 +492,15 @@ def _dependents_table(rows: Sequence[Any]) -> Any:
     from rich.table import Table
 
     t = Table(title="Dependents")
-    for col in ("id", "secret", "kind", "target", "variable", "region"):
-        t.add_column(col)
+    accounts = any(d.account for d in rows)
+    for col in ("id", "secret", "kind", "target", "variable", "region", "account"):
+        if accounts or col != "account":
+            t.add_column(col)
     for d in rows:
-        t.add_row(str(d.id), *map(plain, (d.secret, d.kind, d.target, d.variable, d.region)))
+        extra = (plain(d.account),) if accounts else ()
+        t.add_row(
+            str(d.id), *map(plain, (d.secret, d.kind, d.target, d.variable, d.region)), *extra
+        )
     return t
 
 
@@ -476,6 +520,11 @@ def dependents() -> None:
 @click.option("--target", required=True, help="What depends on it, e.g. a Lambda function ARN.")
 @click.option("--variable", help="Environment variable holding the secret.")
 @click.option("--region", help="Region (taken from the ARN when omitted).")
+@click.option(
+    "--account",
+    metavar="ID|NAME",
+    help="AWS account of the target (taken from the ARN when omitted; default: the secret's).",
+)
 @database_option
 @format_option("text", "json")
 def dependents_add(
@@ -484,6 +533,7 @@ def dependents_add(
     target: str,
     variable: str | None,
     region: str | None,
+    account: str | None,
     database_url: str | None,
     fmt: str,
 ) -> None:
@@ -497,7 +547,9 @@ def dependents_add(
             hint="Use one of the installed kinds, or install the plugin that provides it",
         )
     with inventory_for(database_url) as inv:
-        rec = inv.add_dependent(secret, kind, target, variable=variable, region=region)
+        rec = inv.add_dependent(
+            secret, kind, target, variable=variable, region=region, account=account_id(account)
+        )
     if fmt == "json":
         _emit_json(rec.to_dict())
     else:
@@ -563,6 +615,9 @@ def findings() -> None:
 @click.option("--rule", help="Rule id.")
 @click.option("--target", help="Scan target (e.g. files:/abs/path).")
 @click.option("--secret", help="Only findings linked to this secret.")
+@click.option(
+    "--account", metavar="ID|NAME", help="AWS account of the resource (live Lambda findings)."
+)
 @click.option("--limit", default=500, show_default=True, help="At most this many (0: all).")
 @database_option
 @format_option("text", "json")
@@ -572,6 +627,7 @@ def findings_list(
     rule: str | None,
     target: str | None,
     secret: str | None,
+    account: str | None,
     limit: int,
     database_url: str | None,
     fmt: str,
@@ -584,6 +640,7 @@ def findings_list(
             rule=rule,
             target=target,
             secret=secret,
+            account=account_id(account),
             limit=limit or None,
         )
     if fmt == "json":

@@ -130,6 +130,10 @@ class Secret(Base):
     kind: Mapped[str] = mapped_column(sa.String(64))
     store: Mapped[str | None] = mapped_column(sa.String(64))
     reference: Mapped[str | None] = mapped_column(sa.String(1024))
+    # The AWS account it lives in (12 digits; from its ARN when discovered): rotation acts
+    # there, with the role of [aws.accounts] for that id. NULL: keyward's own account.
+    # Indexed: `inventory list --account`.
+    account: Mapped[str | None] = mapped_column(sa.String(32), index=True)
     # Who answers for it. Indexed: the report groups by owner and team, and `inventory list
     # --owner` filters on it.
     owner: Mapped[str | None] = mapped_column(sa.String(255), index=True)
@@ -201,6 +205,8 @@ class Dependent(Base):
     target: Mapped[str] = mapped_column(sa.String(1024))  # e.g. Lambda function ARN
     variable: Mapped[str | None] = mapped_column(sa.String(255))
     region: Mapped[str | None] = mapped_column(sa.String(64))
+    # The AWS account of the target (from its ARN); NULL: the secret's account.
+    account: Mapped[str | None] = mapped_column(sa.String(32))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -235,6 +241,12 @@ class Finding(Base):
             sqlite_where=sa.text("secret_id IS NOT NULL"),
             postgresql_where=sa.text("secret_id IS NOT NULL"),
         ),
+        sa.Index(
+            "ix_findings_account",
+            "account",
+            sqlite_where=sa.text("account IS NOT NULL"),
+            postgresql_where=sa.text("account IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -258,6 +270,7 @@ class Finding(Base):
     variable: Mapped[str | None] = mapped_column(sa.String(255))
     resource: Mapped[str | None] = mapped_column(sa.String(1024))
     region: Mapped[str | None] = mapped_column(sa.String(64))
+    account: Mapped[str | None] = mapped_column(sa.String(32))  # AWS account of a live resource
     preview: Mapped[str] = mapped_column(sa.String(64))  # redacted, never the value
     # HMAC-SHA256 of the value (and of a paired value, e.g. the secret key next to an access
     # key id). Indexed: a new secret version links to the findings that leaked it.

@@ -36,6 +36,7 @@ class SecretRecord(_AsDict):
     kind: str
     store: str | None
     reference: str | None
+    account: str | None  # AWS account id; None: keyward's own
     owner: str | None
     team: str | None
     contact: str | None
@@ -79,6 +80,7 @@ class DependentRecord(_AsDict):
     variable: str | None
     region: str | None
     created_at: datetime
+    account: str | None = None  # None: the secret's account
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class FindingRecord(_AsDict):
     owner: str | None
     code_owner: str | None
     author: str | None
+    account: str | None = None
 
     def where(self) -> str:
         parts: list[str] = []

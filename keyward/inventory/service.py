@@ -30,6 +30,7 @@ from keyward.inventory.records import (
     SecretRecord,
     VersionRecord,
 )
+from keyward.providers.settings import ACCOUNT_ID, account_in_arn
 
 UNSET: Any = object()
 # Columns `update_secret` accepts.
@@ -38,6 +39,7 @@ UPDATABLE = frozenset(
         "kind",
         "store",
         "reference",
+        "account",
         "owner",
         "team",
         "contact",
@@ -73,6 +75,7 @@ def secret_record(s: m.Secret) -> SecretRecord:
         kind=s.kind,
         store=s.store,
         reference=s.reference,
+        account=s.account,
         owner=s.owner,
         team=s.team,
         contact=s.contact,
@@ -112,6 +115,7 @@ def dependent_record(d: m.Dependent, secret_name: str) -> DependentRecord:
         variable=d.variable,
         region=d.region,
         created_at=d.created_at,
+        account=d.account,
     )
 
 
@@ -139,12 +143,14 @@ FINDING_COLUMNS = (
     m.Finding.owner,
     m.Finding.code_owner,
     m.Finding.author,
+    m.Finding.account,
 )
 
 
 def finding_record(row: Sequence[Any]) -> FindingRecord:
     (fid, target, rule, sev, confidence, source, path, line, commit, var, res, region) = row[:12]
-    preview, fp, first, last, resolved, state, reason, secret, owner, code_owner, author = row[12:]
+    (preview, fp, first, last, resolved, state, reason, secret, owner, code_owner, author,
+     account) = row[12:]  # fmt: skip
     return FindingRecord(
         id=fid,
         target=target,
@@ -169,6 +175,7 @@ def finding_record(row: Sequence[Any]) -> FindingRecord:
         owner=owner,
         code_owner=code_owner,
         author=author,
+        account=account,
     )
 
 
@@ -194,6 +201,17 @@ class FindingPage:
 
 def apply_policy(s: m.Secret) -> None:
     s.rotation_due_at = rotation_due(s.created_at, s.last_rotated_at, s.max_age_seconds, s.schedule)
+
+
+def _check_account(account: str) -> str:
+    """An AWS account id as the inventory keeps it (12 digits), or a ConfigError."""
+    account = account.strip()
+    if not ACCOUNT_ID.match(account):
+        raise ConfigError(
+            f"{account!r} is not an AWS account id",
+            hint="Use the 12-digit id (a name from [aws.accounts] works on the command line)",
+        )
+    return account
 
 
 def _check_name(name: str) -> str:
@@ -283,6 +301,7 @@ class Inventory:
         *,
         store: str | None = None,
         reference: str | None = None,
+        account: str | None = None,
         owner: str | None = None,
         team: str | None = None,
         contact: str | None = None,
@@ -295,8 +314,12 @@ class Inventory:
         fingerprint: str | None = None,
         source: str = "manual",
     ) -> SecretRecord:
-        """Add a secret; ``fingerprint`` (of its current value) records a first version."""
+        """Add a secret; ``fingerprint`` (of its current value) records a first version.
+
+        ``account``: the AWS account it lives in (default: the one its reference's ARN names;
+        none: keyward's own)."""
         name = _check_name(name)
+        account = _check_account(account) if account else account_in_arn(reference)
         with self.db.session() as s:
             if s.scalar(sa.select(m.Secret.id).where(m.Secret.name == name)) is not None:
                 raise AlreadyExists(
@@ -318,6 +341,7 @@ class Inventory:
                 kind=kind,
                 store=store,
                 reference=reference,
+                account=account,
                 owner=owner,
                 team=team,
                 contact=contact,
@@ -356,6 +380,7 @@ class Inventory:
         store: str | None = None,
         status: str | None = None,
         overdue_at: datetime | None = None,
+        account: str | None = None,
         limit: int | None = None,
     ) -> tuple[SecretRecord, ...]:
         q = sa.select(m.Secret).order_by(m.Secret.name)
@@ -364,6 +389,7 @@ class Inventory:
             (m.Secret.team, team),
             (m.Secret.kind, kind),
             (m.Secret.store, store),
+            (m.Secret.account, account),
         ):
             if value is not None:
                 q = q.where(col == value)
@@ -391,6 +417,8 @@ class Inventory:
                     raise AlreadyExists(f"A secret named {changes['name']!r} already exists")
             if changes.get("schedule"):
                 changes["schedule"] = validate_schedule(changes["schedule"])
+            if changes.get("account"):
+                changes["account"] = _check_account(changes["account"])
             if "status" in changes:
                 changes["status"] = m.SecretStatus(changes["status"])
             changed = sorted(k for k, v in changes.items() if getattr(secret, k) != v)
@@ -557,7 +585,11 @@ class Inventory:
         *,
         variable: str | None = None,
         region: str | None = None,
+        account: str | None = None,
     ) -> DependentRecord:
+        """Record that ``target`` holds ``secret``; its region and account default to the
+        ones its ARN names (no account: the secret's)."""
+        account = _check_account(account) if account else account_in_arn(target)
         with self.db.session() as s:
             sec = self._secret(s, secret)
             exists = s.scalar(
@@ -585,6 +617,7 @@ class Inventory:
                 target=target,
                 variable=variable,
                 region=region,
+                account=account,
                 attributes={},
             )
             s.add(dep)
@@ -640,9 +673,12 @@ class Inventory:
         rule: str | None = None,
         target: str | None = None,
         secret: str | None = None,
+        account: str | None = None,
         limit: int | None = 500,
     ) -> FindingPage:
         conds: list[sa.ColumnElement[bool]] = []
+        if account is not None:
+            conds.append(m.Finding.account == account)
         if state is not None:
             conds.append(m.Finding.state == m.FindingState(state))
         if owner is not None:

@@ -109,6 +109,7 @@ class AwsClients:
         self._clock = clock
         self._cache: dict[tuple[str, str | None, Account], Any] = {}
         self._sessions: dict[Account, Any] = {}
+        self._ids: dict[Account, str | None] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -286,6 +287,24 @@ class AwsClients:
     def default_region(self) -> str | None:
         """The settings' region, else the profile's (``AWS_DEFAULT_REGION``, config file)."""
         return self.settings.region or self.session().region_name or None
+
+    def account_id(self, account: Account = HOME) -> str | None:
+        """``account``'s id: configured, else ``sts:GetCallerIdentity`` (no permission needed;
+        asked once). ``None`` when it cannot be learnt: callers then treat the account as
+        unknown rather than failing."""
+        if account.id is not None:
+            return account.id
+        with self._lock:
+            if account in self._ids:
+                return self._ids[account]
+        try:
+            with aws_errors("sts:GetCallerIdentity", f"account {account.label}"):
+                found = self.client("sts", account=account).get_caller_identity().get("Account")
+        except KeywardError:
+            found = None
+        with self._lock:
+            self._ids[account] = str(found) if found else None
+            return self._ids[account]
 
     def available_regions(self, service: str) -> list[str]:
         """Every region botocore knows for ``service`` (offline; enabled or not)."""

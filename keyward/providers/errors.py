@@ -119,3 +119,17 @@ PROVIDER_ERRORS = ErrorFamily(
     conflict=worded(BackendError),
     failed=worded(BackendError),
 )
+
+
+def skip_reason(fault: ProviderFault) -> str:
+    """A few words for a warning that skips something (a region, an account, a function's
+    code): ``access denied (AccessDenied)``, ``cannot reach http://host:443``."""
+    if fault.failure in (Failure.DENIED, Failure.REJECTED, Failure.NO_CREDENTIALS):
+        return f"access denied ({fault.code})"
+    if fault.failure is Failure.UNAVAILABLE and fault.endpoint is not None:
+        return f"cannot reach {fault.endpoint}"
+    if fault.failure is Failure.UNAVAILABLE:
+        return f"unavailable ({fault.code})"
+    if fault.failure is Failure.THROTTLED:
+        return f"throttled ({fault.code})"
+    return f"the API failed ({fault.code})"

@@ -207,6 +207,16 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _ACCOUNT_KEYS = ("id", "role_arn", "external_id", "regions", "session_name")
 
 
+_ARN_ACCOUNT = re.compile(r"^arn:aws(?:-[a-z]+)*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
+
+
+def account_in_arn(text: str | None) -> str | None:
+    """The account id an ARN names (``arn:aws:lambda:eu-west-1:111111111111:function:f``),
+    ``None`` for anything else (a name, a key id, a Vault path)."""
+    found = _ARN_ACCOUNT.match(text) if text else None
+    return found.group(1) if found else None
+
+
 def _account(name: str, t: Any, where: str) -> Account:
     if not isinstance(t, Mapping):
         raise ConfigError(

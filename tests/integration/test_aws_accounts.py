@@ -20,7 +20,7 @@ from tests.integration._accounts_world import (
     build_accounts_world,
     role_arn,
 )
-from tests.integration._inventory_db import Cli
+from tests.integration._inventory_db import Cli, sqlite_template  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,18 @@ def world(aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Accounts
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(
+    capsys: pytest.CaptureFixture[str],
+    sqlite_template: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cli:
+    import shutil
+
+    db = tmp_path / "inventory.db"
+    shutil.copyfile(sqlite_template, db)
+    monkeypatch.setenv("KEYWARD_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("KEYWARD_ACTOR", "tester")
     return Cli(capsys)
 
 
@@ -129,3 +140,74 @@ def test_a_scan_of_only_an_account_that_cannot_be_reached_exits_3(
     rc, _findings, err = _scan(cli, tmp_path, "--account", "nope")
     assert rc == 2 and "No AWS account 'nope' in [aws.accounts]" in err
     assert "configured: main, prod, staging, blocked" in err
+
+
+# ---------------------------------------------------------------- discovery and the inventory
+def test_discovery_of_every_account_records_each_secret_with_its_account(
+    world: AccountsWorld, cli: Cli
+) -> None:
+    # keyward's own IAM user (whose key it runs with) is discovered too: 4 keys
+    for store, added in (("aws-secretsmanager", 3), ("aws-ssm", 3), ("aws-iam", 4)):
+        rc, out, err = cli("discover", store, "--all-accounts", "--format", "json")
+        assert rc == 0, err
+        (warning,) = [line for line in err.splitlines() if "warning" in line]
+        assert (
+            f"account blocked (333333333333) skipped: cannot assume its role {role_arn(BLOCKED)}"
+            in warning
+        )
+        results = json.loads(out)
+        assert {r["store"] for r in results} == {store}
+        assert sum(r["added"] for r in results) == added, out
+    names = {HOME: "main", PROD: "prod", STAGING: "staging"}
+    by_account: dict[str | None, set[str]] = {}
+    for sec in cli.json("inventory", "list"):
+        if "/keyward/" in sec["name"]:  # keyward's own key
+            assert sec["account"] == HOME
+            continue
+        by_account.setdefault(sec["account"], set()).add(sec["name"])
+        assert sec["owner"] == f"team-{names[sec['account']]}", sec
+    assert set(by_account) == {HOME, PROD, STAGING}
+    assert by_account[PROD] == {
+        "aws-sm/prod/us-east-1/app/db",
+        "aws-ssm/prod/us-east-1/app/signing-key",
+        f"aws-iam/prod/app/{world.keys[PROD]}",
+    }
+    assert by_account[HOME] == {  # keyward's own account keeps the names it always had
+        "aws-sm/us-east-1/app/db",
+        "aws-ssm/us-east-1/app/signing-key",
+        f"aws-iam/app/{world.keys[HOME]}",
+    }
+    listed = {s["name"] for s in cli.json("inventory", "list", "--account", "prod")}
+    assert listed == by_account[PROD]
+    listed = {s["name"] for s in cli.json("inventory", "list", "--account", STAGING)}
+    assert listed == by_account[STAGING]
+    rc, _out, err = cli("inventory", "list", "--account", "nowhere")
+    assert rc == 2 and "neither an AWS account id nor an account of [aws.accounts]" in err
+
+    # a secret gone from one account is missing there only: the others are not touched
+    world.client("secretsmanager", PROD).delete_secret(
+        SecretId="app/db", ForceDeleteWithoutRecovery=True
+    )
+    rc, out, err = cli("discover", "aws-secretsmanager", "--account", "prod", "--format", "json")
+    assert rc == 0, err
+    assert json.loads(out)["missing"] == 1
+    status = {s["name"]: s["status"] for s in cli.json("inventory", "list")}
+    assert status["aws-sm/prod/us-east-1/app/db"] == "missing"
+    assert (
+        status["aws-sm/us-east-1/app/db"] == status["aws-sm/staging/us-east-1/app/db"] == "active"
+    )
+
+
+def test_recorded_lambda_findings_carry_their_account(
+    world: AccountsWorld, cli: Cli, tmp_path: Path
+) -> None:
+    rc, _out, err = cli(
+        "scan", "--engine", "re", "--aws-lambda", "--all-accounts", "--record", "-o",
+        str(tmp_path / "report.txt"),
+    )  # fmt: skip
+    assert rc == 1, err
+    found = cli.json("findings", "list", "--account", "staging", "--rule", "github-pat-classic")
+    (finding,) = found
+    assert finding["account"] == STAGING and ":222222222222:function:" in finding["resource"]
+    everyone = cli.json("findings", "list", "--rule", "github-pat-classic")
+    assert {f["account"] for f in everyone} == {HOME, PROD, STAGING}

@@ -71,6 +71,60 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_db_url: str) -> None:
         db.close()
 
 
+def test_the_accounts_migration_takes_each_rows_account_from_its_arn(fresh_db_url: str) -> None:
+    db = connect(fresh_db_url)
+    try:
+        upgrade_to(db, "0002")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        sm = "arn:aws:secretsmanager:us-east-1:111111111111:secret:app/db-AbCdEf"
+        fn = "arn:aws:lambda:eu-west-1:222222222222:function:orders"
+        user = "arn:aws:iam::333333333333:user/app"
+        with db.engine.begin() as conn:
+            for i, (name, store, ref, attrs) in enumerate(
+                [
+                    ("sm", "aws-secretsmanager", sm, "{}"),
+                    ("iam", "aws-iam", "AKIAEXAMPLEKEYID0001", f'{{"user_arn": "{user}"}}'),
+                    ("vault", "vault-kv", "secret/app", "{}"),
+                ],
+                start=1,
+            ):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO secrets (id, name, kind, store, reference, tags, attributes,"
+                        " status, source, created_at, updated_at) VALUES (:i, :n, 'generic', :s,"
+                        " :r, '{}', :a, 'active', 'manual', :t, :t)"
+                    ),
+                    {"i": i, "n": name, "s": store, "r": ref, "a": attrs, "t": now},
+                )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO dependents (secret_id, kind, target, attributes, created_at) "
+                    "VALUES (1, 'aws-lambda', :t, '{}', :now), "
+                    "(1, 'aws-lambda', 'bare', '{}', :now)"
+                ),
+                {"t": fn, "now": now},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO findings (identity, target, rule_id, severity, source, resource,"
+                    ' line, "column", preview, fingerprint, first_seen_at, last_seen_at, state,'
+                    " confidence) VALUES ('x', 'lambda', 'r', 'high', 'lambda', :fn, 0, 0, 'p',"
+                    " 'f', :now, :now, 'open', 'high')"
+                ),
+                {"fn": fn, "now": now},
+            )
+        upgrade_to(db)
+        with db.engine.connect() as conn:
+            secrets = dict(conn.execute(sa.text("SELECT name, account FROM secrets")).all())
+            deps = dict(conn.execute(sa.text("SELECT target, account FROM dependents")).all())
+            found = conn.execute(sa.text("SELECT account FROM findings")).scalar_one()
+        assert secrets == {"sm": "111111111111", "iam": "333333333333", "vault": None}
+        assert deps == {fn: "222222222222", "bare": None}
+        assert found == "222222222222"
+    finally:
+        db.close()
+
+
 def test_first_use_creates_and_migrates_the_database(fresh_db_url: str) -> None:
     db = open_database(url=fresh_db_url)
     try:

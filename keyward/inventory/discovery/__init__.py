@@ -6,6 +6,8 @@ writes the whole run in **one transaction**: either every readable item is impor
 the database fails, nothing is. Items the store refused are skipped with a warning (partial
 results); secrets of this store that are no longer found are marked ``missing`` only when the
 listing was complete (no warning), so a denied listing never marks healthy secrets missing.
+An AWS discovery reads one account (``Scan.account``): only that account's secrets can go
+missing by it.
 
 Values are never stored. With ``fingerprint_values`` a provider reads the current value,
 keeps only its keyed fingerprints (one per field for JSON / KV data) and forgets it.
@@ -81,6 +83,7 @@ class Discovered:
     reference: str
     name: str
     kind: str
+    account: str | None = None  # the AWS account id it lives in
     owner: str | None = None
     team: str | None = None
     contact: str | None = None
@@ -103,6 +106,8 @@ class Scan:
     warnings: list[str] = field(default_factory=list)
     scope: str | None = None  # only secrets whose reference starts with this may go missing
     complete: bool = True
+    # the AWS account listed: only its secrets may go missing (None: those with no account)
+    account: str | None = None
 
     def warn(self, message: str, *, incomplete: bool = True) -> None:
         self.warnings.append(message)
@@ -134,6 +139,7 @@ class DiscoveryResult:
 
 _COMPARED = (
     "kind",
+    "account",
     "owner",
     "team",
     "contact",
@@ -181,6 +187,8 @@ def _upsert(session: Session, d: Discovered, source: str) -> tuple[m.Secret, str
     secret.tags = dict(d.tags)
     secret.attributes = dict(d.attributes)
     secret.status = d.status
+    if d.account is not None:
+        secret.account = d.account
     for key in ("owner", "team", "contact", "created_at", "last_rotated_at", "last_used_at"):
         value = getattr(d, key)
         if value is not None:
@@ -259,6 +267,9 @@ def import_discovered(db: Database, scan: Scan, *, actor: str | None = None) -> 
                 m.Secret.store == scan.store,
                 m.Secret.source == source,
                 m.Secret.status != m.SecretStatus.MISSING,
+                m.Secret.account == scan.account
+                if scan.account is not None
+                else m.Secret.account.is_(None),
             )
             for secret in session.scalars(q):
                 ref = secret.reference or ""

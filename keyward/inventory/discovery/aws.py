@@ -1,9 +1,15 @@
 """Discover AWS Secrets Manager secrets, SSM Parameter Store ``SecureString`` parameters and
 IAM users' access keys (read-only calls).
 
-Clients come from :mod:`keyward.providers` (the CLI builds them), and every call goes through
-its error boundary. Denied calls become warnings; no credentials, an endpoint that cannot be
-reached and throttling past retries raise, as everywhere (exit 3).
+Clients come from :mod:`keyward.providers` (the CLI builds them, for one account: keyward's own
+or one reached by assuming its role), and every call goes through its error boundary. Denied
+calls become warnings; no credentials, an endpoint that cannot be reached and throttling past
+retries raise, as everywhere (exit 3).
+
+Each function reads one account. ``account`` is its id when the caller knows it (else it is
+taken from the first ARN listed); every item carries it, and only that account's secrets can
+be marked missing. ``account_name`` (an account reached by a role) goes into the names of new
+secrets (``aws-sm/prod/eu-west-1/app/db``), so one name in two accounts is two secrets.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from keyward.inventory.discovery import (
     fingerprint_fields,
 )
 from keyward.inventory.models import SecretStatus
+from keyward.providers.settings import account_in_arn
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,11 @@ def _call(scan: Scan, what: str, fn: Callable[[], Any], service: str, client: An
         return None
 
 
+def _named(kind: str, account_name: str | None, region: str | None, rest: str) -> str:
+    parts = [kind, account_name, region, rest]
+    return "/".join(p for p in parts if p)
+
+
 def _tags(tag_list: Sequence[dict[str, Any]] | None) -> dict[str, str]:
     return {str(t.get("Key")): str(t.get("Value", "")) for t in tag_list or [] if t.get("Key")}
 
@@ -95,9 +107,11 @@ def discover_secretsmanager(
     *,
     tag_keys: TagKeys = DEFAULT_TAG_KEYS,
     fingerprint: Fingerprint | None = None,
+    account: str | None = None,
+    account_name: str | None = None,
 ) -> Scan:
     """Every secret in one region: tags, dates, rotation settings, version ids and stages."""
-    scan = Scan(SM_STORE, scope=f"arn:aws:secretsmanager:{region}:")
+    scan = Scan(SM_STORE, scope=f"arn:aws:secretsmanager:{region}:", account=account)
     service = f"Secrets Manager ({region})"
     entries: list[dict[str, Any]] = []
 
@@ -113,6 +127,7 @@ def discover_secretsmanager(
     entries = listed
     for e in entries:
         arn, name = str(e["ARN"]), str(e["Name"])
+        scan.account = scan.account or account_in_arn(arn)
         if e.get("DeletedDate"):
             continue
         tags = _tags(e.get("Tags"))
@@ -130,7 +145,8 @@ def discover_secretsmanager(
             Discovered(
                 store=SM_STORE,
                 reference=arn,
-                name=f"aws-sm/{region}/{name}",
+                name=_named("aws-sm", account_name, region, name),
+                account=account_in_arn(arn) or scan.account,
                 kind=tag_keys.kind_of(tags) or "generic",
                 owner=tag_keys.owner_of(tags),
                 team=tag_keys.team_of(tags),
@@ -213,9 +229,11 @@ def discover_iam(
     *,
     tag_keys: TagKeys = DEFAULT_TAG_KEYS,
     fingerprint: Fingerprint | None = None,
+    account: str | None = None,
+    account_name: str | None = None,
 ) -> Scan:
     """Every IAM user's access keys: key id, created, last used, status; owner from user tags."""
-    scan = Scan(IAM_STORE)
+    scan = Scan(IAM_STORE, account=account)
     service = "IAM"
 
     def list_users() -> list[dict[str, Any]]:
@@ -229,6 +247,7 @@ def discover_iam(
         return scan
     for user in users:
         uname = str(user["UserName"])
+        scan.account = scan.account or account_in_arn(user.get("Arn"))
         tags_resp = _call(
             scan,
             f"ListUserTags on {uname}",
@@ -262,7 +281,8 @@ def discover_iam(
                 Discovered(
                     store=IAM_STORE,
                     reference=key_id,
-                    name=f"aws-iam/{uname}/{key_id}",
+                    name=_named("aws-iam", account_name, None, f"{uname}/{key_id}"),
+                    account=account_in_arn(user.get("Arn")) or scan.account,
                     kind=IAM_KIND,
                     owner=tag_keys.owner_of(tags),
                     team=tag_keys.team_of(tags),
@@ -304,13 +324,15 @@ def discover_ssm(
     tag_keys: TagKeys = DEFAULT_TAG_KEYS,
     fingerprint: Fingerprint | None = None,
     staging_prefix: str = SSM_STAGING_PREFIX,
+    account: str | None = None,
+    account_name: str | None = None,
 ) -> Scan:
     """``SecureString`` parameters under ``path`` in one region: tags -> owner/team, last
     modified -> last rotation, versions and labels. Plain ``String`` parameters hold no
     secrets and are skipped, and so is keyward's staging area (``staging_prefix``)."""
     path = "/" + path.strip("/")
     service = f"SSM Parameter Store ({region})"
-    scan = Scan(SSM_STORE)
+    scan = Scan(SSM_STORE, account=account)
     filters: list[dict[str, Any]] = [{"Key": "Type", "Values": ["SecureString"]}]
     if path != "/":
         filters.append({"Key": "Path", "Option": "Recursive", "Values": [path]})
@@ -325,7 +347,6 @@ def discover_ssm(
     if listed is None:
         return scan
     staging = "/" + staging_prefix.strip("/")
-    account: str | None = None
     for e in sorted(listed, key=lambda x: str(x["Name"])):
         name = str(e["Name"])
         if name == staging or name.startswith(staging + "/"):
@@ -342,7 +363,7 @@ def discover_ssm(
             arn = ((got or {}).get("Parameter") or {}).get("ARN")
         if not arn:
             continue
-        account = account or str(arn).split(":")[4]
+        scan.account = scan.account or account_in_arn(str(arn))
         tags_resp = _call(
             scan,
             f"ListTagsForResource on {name}",
@@ -365,7 +386,8 @@ def discover_ssm(
             Discovered(
                 store=SSM_STORE,
                 reference=str(arn),
-                name=f"aws-ssm/{region}/{name.lstrip('/')}",
+                name=_named("aws-ssm", account_name, region, name.lstrip("/")),
+                account=account_in_arn(str(arn)) or scan.account,
                 kind=tag_keys.kind_of(tags) or "generic",
                 owner=tag_keys.owner_of(tags),
                 team=tag_keys.team_of(tags),
@@ -379,8 +401,8 @@ def discover_ssm(
             )
         )
     # only what this listing covered may go missing (another path or region is left alone)
-    if account is not None:
-        scan.scope = f"arn:aws:ssm:{region}:{account}:parameter" + (
+    if scan.account is not None:
+        scan.scope = f"arn:aws:ssm:{region}:{scan.account}:parameter" + (
             "/" if path == "/" else f"{path}/"
         )
     elif path != "/":

@@ -469,14 +469,9 @@ def _outcome(fut: Future[list[dict[str, Any]]], where: str) -> list[dict[str, An
 
 
 def _why(fault: ProviderFault) -> str:
-    """A short reason for skipping a region or an account."""
-    if fault.failure in _DENIED:
-        return f"access denied ({fault.code})"
-    if fault.failure is Failure.UNAVAILABLE and fault.endpoint is not None:
-        return f"cannot reach {fault.endpoint}"
-    if fault.failure is Failure.THROTTLED:
-        return f"throttled ({fault.code})"
-    return f"the API failed ({fault.code})"
+    from keyward.providers.errors import skip_reason
+
+    return skip_reason(fault)
 
 
 def _record(conf: Mapping[str, Any], region: str) -> FunctionRecord:
