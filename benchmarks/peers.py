@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
+EMPTY_CONFIG = HERE / "empty-config.toml"  # no settings: defaults only
 CORPUS = HERE / ".corpus"
 PEERS = HERE / ".cache" / "peers"
 BIN = Path(sys.executable).parent
@@ -98,8 +99,8 @@ def relative(path: str, root: Path) -> str:
 
 def keyward(root: Path, min_confidence: str = "medium") -> Run:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
-    # --config os.devnull: the repository's own keyward.toml must not shape the benchmark
-    cmd = [str(BIN / "keyward"), "--config", os.devnull, "scan", str(root), "--no-ignore",
+    # an empty config file: the repository's own keyward.toml must not shape the benchmark
+    cmd = [str(BIN / "keyward"), "--config", str(EMPTY_CONFIG), "scan", str(root), "--no-ignore",
            "--format", "json", "--output", str(out), "--no-progress",
            "--min-confidence", min_confidence]  # fmt: skip
     seconds, proc = timed(cmd)

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).parent
+EMPTY_CONFIG = HERE / "empty-config.toml"  # no settings: defaults only
 CORPUS = HERE / ".corpus"
 BIN = Path(sys.executable).parent
 
@@ -50,8 +51,8 @@ def keyward(
     target: Path, engine: str = "auto", out: Path | None = None
 ) -> tuple[float, int, list[dict]]:
     out = out or Path(tempfile.mkstemp(suffix=".json")[1])
-    # --config os.devnull: the repository's own keyward.toml must not shape the benchmark
-    cmd = [str(BIN / "keyward"), "--config", os.devnull, "scan", str(target), "--no-ignore",
+    # an empty config file: the repository's own keyward.toml must not shape the benchmark
+    cmd = [str(BIN / "keyward"), "--config", str(EMPTY_CONFIG), "scan", str(target), "--no-ignore",
            "--engine", engine,
            "--format", "json", "--output", str(out), "--no-progress"]  # fmt: skip
     wall, rss, _ = run(cmd, env={**os.environ, "CI": "1"})

