@@ -23,6 +23,7 @@ an error is translated, so the pre-commit path stays light.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 from keyward.core.config import Config
@@ -96,6 +97,13 @@ class Providers:
     ) -> Providers:
         """Settings from ``[rotation.aws]``, ``[rotation.vault]`` and the environment."""
         return cls(aws_settings(config, env), vault_settings(config, env), preset=preset)
+
+    def for_account(self, account: Account) -> Providers:
+        """The same clients, with AWS ones for ``account`` unless a call names another
+        (what a secret of that account is rotated with)."""
+        view = copy.copy(self)
+        view.aws = self.aws.for_account(account)
+        return view
 
     def __repr__(self) -> str:
         return f"Providers(aws={self.aws!r}, vault={self.vault!r})"

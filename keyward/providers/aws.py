@@ -40,6 +40,7 @@ app (AccessDenied: ...)``) and the provider's error code in ``err.fault``.
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 import threading
@@ -57,6 +58,7 @@ from keyward.providers.settings import (
     AwsCredentials,
     AwsSettings,
     RetryMode,
+    home_account,
 )
 
 
@@ -104,16 +106,48 @@ class AwsClients:
     ) -> None:
         self.settings = settings or AwsSettings()
         self.preset = preset
-        self._session = session  # a boto3 Session the caller built (home account), or None
+        self.account: Account = HOME  # the account a client is for unless told otherwise
         self._pool_size = pool_size
         self._clock = clock
+        # shared by every view of this factory (for_account): clients, sessions (None: the
+        # home account's, maybe a boto3 Session the caller built), account ids, the lock
         self._cache: dict[tuple[str, str | None, Account], Any] = {}
-        self._sessions: dict[Account, Any] = {}
+        self._sessions: dict[Account | None, Any] = {} if session is None else {None: session}
         self._ids: dict[Account, str | None] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"AwsClients({self.settings!r}, preset={self.preset.name!r})"
+        where = "" if self.account is HOME else f", account={self.account.label!r}"
+        return f"AwsClients({self.settings!r}, preset={self.preset.name!r}{where})"
+
+    def for_account(self, account: Account) -> AwsClients:
+        """A view of this factory whose clients are for ``account`` unless a call names
+        another; it shares the clients, sessions and assumed roles already built."""
+        view = copy.copy(self)
+        view.account = account
+        return view
+
+    def resolve(self, account_id: str | None) -> Account:
+        """The :class:`Account` a resource of AWS account ``account_id`` is reached through:
+        the ``[aws.accounts]`` entry with that id, keyward's own account when it is that id
+        (``sts:GetCallerIdentity``), this view's account for ``None``. Any other id is a
+        :class:`ConfigError`: keyward never acts in an account it was not told how to reach,
+        nor with the wrong account's credentials."""
+        if account_id is None:
+            return self.account
+        for known in self.settings.accounts:
+            if known.id == account_id:
+                return known
+        home = home_account(self.settings.accounts)
+        own = self.account_id(home)
+        if own == account_id:
+            return home
+        raise ConfigError(
+            f"AWS account {account_id} is not in [aws.accounts], and keyward's own account is "
+            f"{own or 'unknown (sts:GetCallerIdentity failed)'}",
+            hint=f'Add [aws.accounts.NAME] with role_arn = "arn:aws:iam::{account_id}:role/..." '
+            "for the role keyward assumes there",
+        )
 
     # ------------------------------------------------------------------ building
     def botocore_config(self) -> Any:
@@ -150,19 +184,19 @@ class AwsClients:
 
     def _home_session(self) -> Any:
         with self._lock:
-            if self._session is None:
+            if None not in self._sessions:
                 import boto3
                 import botocore.exceptions
 
                 try:
-                    self._session = boto3.session.Session(profile_name=self.settings.profile)
+                    self._sessions[None] = boto3.session.Session(profile_name=self.settings.profile)
                 except botocore.exceptions.ProfileNotFound:
                     raise ConfigError(
                         f"The AWS profile {self.settings.profile!r} does not exist",
                         hint="Check --profile, AWS_PROFILE or profile in [rotation.aws] "
                         "against ~/.aws/config",
                     ) from None
-            return self._session
+            return self._sessions[None]
 
     def _assume(self, account: Account) -> Any:
         """A boto3 session whose credentials are ``account``'s role, assumed now and again
@@ -228,9 +262,12 @@ class AwsClients:
             kwargs["endpoint_url"] = self.settings.endpoint_url
         return kwargs
 
-    def client(self, service: str, region: str | None = None, *, account: Account = HOME) -> Any:
+    def client(
+        self, service: str, region: str | None = None, *, account: Account | None = None
+    ) -> Any:
         """A boto3 client for ``service`` in ``region`` (default: the settings' or the
-        profile's region), cached."""
+        profile's region) and ``account`` (default: this view's), cached."""
+        account = self.account if account is None else account
         region = region or self.settings.region
         key = (service, region, account)
         with self._lock:

@@ -102,6 +102,7 @@ class AwsSettings:
     read_timeout: float | None = None
     max_attempts: int | None = None  # retries after the first attempt (botocore's meaning)
     retry_mode: RetryMode | None = None
+    accounts: tuple[Account, ...] = ()  # [aws.accounts]: other accounts, by role
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,8 @@ def _retries(t: Mapping[str, Any], where: str) -> int | None:
 
 
 def aws_settings(config: Config, env: Mapping[str, str] | None = None) -> AwsSettings:
-    """``[rotation.aws]``, then ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` for the region."""
+    """``[rotation.aws]``, then ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` for the region; the
+    accounts of ``[aws.accounts]``."""
     env = os.environ if env is None else env
     where = "rotation.aws"
     t = _table(config, "rotation", "aws")
@@ -169,6 +171,7 @@ def aws_settings(config: Config, env: Mapping[str, str] | None = None) -> AwsSet
         read_timeout=_number(t, "read_timeout", where),
         max_attempts=_retries(t, where),
         retry_mode=cast(RetryMode | None, mode),
+        accounts=aws_accounts(config),
     )
 
 

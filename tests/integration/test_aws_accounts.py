@@ -85,6 +85,28 @@ def test_clients_of_an_account_act_in_it_and_its_credentials_are_renewed_before_
     assert clients.session(prod).get_credentials().get_frozen_credentials().access_key != first
 
 
+def test_a_resource_of_an_account_is_reached_only_through_that_accounts_entry(aws: Any) -> None:
+    from keyward.core.config import Config
+    from keyward.core.errors import ConfigError
+    from keyward.providers import Providers
+
+    cfg = Config({"aws": {"accounts": {"prod": {"role_arn": role_arn(PROD)}}}})
+    providers = Providers.from_config(cfg)
+    prod = providers.aws.resolve(PROD)
+    assert prod.name == "prod" and providers.aws.resolve(HOME).role_arn is None
+    with pytest.raises(ConfigError) as info:
+        providers.aws.resolve(BLOCKED)
+    assert (
+        f"AWS account {BLOCKED} is not in [aws.accounts], and keyward's own account is {HOME}"
+        in (info.value.diagnostics())
+    )
+    in_prod = providers.for_account(prod)  # a view: clients default to prod's role
+    in_prod.aws.client("iam").create_user(UserName="made-in-prod")
+    assert in_prod.aws.client("sts").get_caller_identity()["Account"] == PROD
+    assert providers.aws.client("iam").list_users()["Users"] == []  # the original: home
+    assert in_prod.aws.resolve(None) is prod
+
+
 def test_a_role_that_cannot_be_assumed_is_denied_naming_the_role_and_the_account(
     world: AccountsWorld,
 ) -> None:
