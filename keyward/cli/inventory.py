@@ -34,6 +34,7 @@ Examples:
   keyward inventory show prod/db
   keyward inventory update prod/db --schedule "0 3 * * 1" --rotated-now
   keyward inventory report --format csv -o report.csv
+  keyward inventory report --format html -o inventory.html
   keyward inventory remove prod/db --yes
 
 """
@@ -457,9 +458,12 @@ def inventory_remove(name: str, yes: bool, database_url: str | None) -> None:
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it here."
 )
 @database_option
-@format_option("text", "json", "csv")
+@format_option("text", "json", "csv", "html")
 def inventory_report(limit: int, output: Path | None, database_url: str | None, fmt: str) -> None:
-    """Overdue secrets, an age histogram, and counts by owner and team."""
+    """Overdue secrets, an age histogram, counts by owner and team, posture breaches.
+
+    --format html writes one self-contained page with charts (no script, nothing loaded).
+    """
     from keyward.inventory.report import build_report, render_csv, render_json, render_text
 
     db = open_db(database_url)
@@ -480,6 +484,10 @@ def inventory_report(limit: int, output: Path | None, database_url: str | None, 
             fh.write(render_json(report) + "\n")
         elif fmt == "csv":
             fh.write(render_csv(report))
+        elif fmt == "html":
+            from keyward.inventory.report_html import render_html
+
+            fh.write(render_html(report))
         else:
             render_text(report, fh, color=False if output else None)
     finally:

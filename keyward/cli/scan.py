@@ -63,6 +63,7 @@ Examples:
   keyward scan src/ tests/ --exclude '*.min.js'
   keyward scan . --format json -o findings.json
   keyward scan . --format sarif -o keyward.sarif   (GitHub code scanning)
+  keyward scan . --format html -o report.html      (one self-contained page)
   keyward scan . --baseline .secrets.baseline      (report only new secrets)
   keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
   keyward scan . --record                          (remember findings in the inventory)
@@ -95,7 +96,7 @@ scan.baseline, scan.max_file_size, scan.min_confidence.
     "-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core)."
 )
 @min_confidence_option
-@format_option("text", "json", "sarif", "csv")
+@format_option("text", "json", "sarif", "csv", "html")
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here."
 )
@@ -167,6 +168,12 @@ def scan(
     from keyward.scan.request import ScanRequest
     from keyward.scan.runner import run_scan
 
+    if reveal and fmt == "html":
+        raise ConfigError(
+            "--reveal cannot be used with --format html: an HTML report shows redacted previews "
+            "only",
+            hint="Use --reveal with --format text or json, never for a file others will open",
+        )
     cfg = get_state().config
     baseline = baseline_setting(cfg, baseline)
     held = load_baseline(baseline) if baseline is not None else None  # a bad one fails first

@@ -1,7 +1,14 @@
-"""``keyward inventory report``: what is overdue, how old things are, who owns what.
+"""``keyward inventory report``: what is overdue, how old things are, who owns what, and
+which posture breaches the secrets have.
 
 Every figure is one aggregate query (GROUP BY over indexed columns, age buckets as a CASE over
 precomputed thresholds), so the report stays fast at 100,000 secrets and 1,000,000 findings.
+
+Posture: :func:`breach_counts` is the one place the report asks how many secrets have each
+:class:`Breach`; every renderer (text, JSON, CSV, HTML) shows what it returns. Today it computes
+the breaches the secrets' own columns tell (long-lived, no owner, no rotation policy) and
+answers ``None`` ("not computed yet") for the others, which need fingerprints across secrets,
+findings and dependents (the posture work fills them in there).
 """
 
 from __future__ import annotations
@@ -11,9 +18,11 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
@@ -30,6 +39,56 @@ AGE_BUCKETS: tuple[tuple[str, int], ...] = (
     ("> 2 years", 730),
 )
 NO_OWNER = "(none)"
+# A secret with no rotation policy is long-lived once it is older than this.
+LONG_LIVED_DAYS = 365
+
+
+class Breach(StrEnum):
+    """What a security team looks for in each secret (the posture of the inventory)."""
+
+    LEAKED = "leaked"  # a current version was found in code, history, env or config
+    REUSED = "reused"  # the same value serves two secrets or unrelated functions
+    DUPLICATED = "duplicated"  # the same value in two stores or two paths
+    LONG_LIVED = "long-lived"  # older than its policy, or than a year without one
+    NO_OWNER = "no-owner"
+    NO_POLICY = "no-policy"  # neither a maximum age nor a schedule
+    UNUSED = "unused"  # not used for a long time, where the store says
+    CROSS_ENVIRONMENT = "cross-environment"  # one value in functions of different environments
+
+
+@dataclass(frozen=True, slots=True)
+class BreachCount:
+    breach: Breach
+    secrets: int | None  # None: not computed (yet) by this inventory
+
+
+def breach_counts(session: Session, now: datetime) -> tuple[BreachCount, ...]:
+    """How many secrets have each breach, one entry per :class:`Breach` in its order.
+
+    Computed from the secrets' columns: **long-lived** (past its policy's due date, or older
+    than :data:`LONG_LIVED_DAYS` without a policy), **no owner**, **no policy** (no due date:
+    neither a maximum age nor a schedule). The others are ``None`` until posture is computed.
+    """
+    s = m.Secret
+    base = sa.func.coalesce(s.last_rotated_at, s.created_at)
+    long_lived = sa.or_(
+        s.rotation_due_at < now,
+        sa.and_(s.rotation_due_at.is_(None), base <= now - timedelta(days=LONG_LIVED_DAYS)),
+    )
+    no_owner = sa.or_(s.owner.is_(None), s.owner == "")
+
+    def count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    row = session.execute(
+        sa.select(count(long_lived), count(no_owner), count(s.rotation_due_at.is_(None)))
+    ).one()
+    known = {
+        Breach.LONG_LIVED: int(row[0]),
+        Breach.NO_OWNER: int(row[1]),
+        Breach.NO_POLICY: int(row[2]),
+    }
+    return tuple(BreachCount(b, known.get(b)) for b in Breach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +110,7 @@ class Report:
     by_owner: tuple[GroupRow, ...]
     by_team: tuple[GroupRow, ...]
     findings: dict[str, int]
+    breaches: tuple[BreachCount, ...] = ()  # from breach_counts(); None: not computed yet
 
     def to_dict(self) -> dict[str, Any]:
         now = self.generated_at
@@ -75,6 +135,7 @@ class Report:
             "by_owner": [_group(g) for g in self.by_owner],
             "by_team": [_group(g) for g in self.by_team],
             "findings": dict(self.findings),
+            "breaches": {b.breach.value: b.secrets for b in self.breaches},
         }
 
 
@@ -142,6 +203,7 @@ def build_report(db: Database, now: datetime | None = None, limit: int = 50) -> 
             states[value] = states.get(value, 0) + int(n)
             if value == m.FindingState.OPEN.value:
                 open_by_owner[owner] = int(n)
+        breaches = breach_counts(session, now)
     histogram = tuple((label, counts[i]) for i, (label, _) in enumerate(AGE_BUCKETS))
     by_owner = sorted(
         (
@@ -169,6 +231,7 @@ def build_report(db: Database, now: datetime | None = None, limit: int = 50) -> 
         by_owner=tuple(by_owner),
         by_team=tuple(by_team),
         findings={st.value: states.get(st.value, 0) for st in m.FindingState},
+        breaches=breaches,
     )
 
 
@@ -194,6 +257,8 @@ def render_csv(report: Report) -> str:
         w.writerow(["owner", g.key, g.secrets, g.overdue, g.open_findings, "", "", ""])
     for g in report.by_team:
         w.writerow(["team", g.key, g.secrets, g.overdue, "", "", "", ""])
+    for b in report.breaches:  # an empty count: not computed yet
+        w.writerow(["breach", b.breach.value, "" if b.secrets is None else b.secrets, *[""] * 5])
     now = report.generated_at
     for s in report.overdue:
         days = (now - s.rotation_due_at).days if s.rotation_due_at else ""
@@ -228,6 +293,12 @@ def render_text(report: Report, file: Any, *, color: bool | None = None) -> None
                 str(days),
             )
         con.print(t)
+    computed = [b for b in report.breaches if b.secrets is not None]
+    if computed:
+        line = "breaches: " + ", ".join(f"{b.secrets} {b.breach.value}" for b in computed)
+        if len(computed) < len(report.breaches):
+            line += " (the others are not computed yet)"
+        con.print(line)
     hist = Table(title="Age since last rotation")
     hist.add_column("age")
     hist.add_column("secrets", justify="right")

@@ -1,4 +1,5 @@
-"""Render a scan result: text (people), JSON, SARIF 2.1.0 (code scanning), CSV."""
+"""Render a scan result: text (people), JSON, SARIF 2.1.0 (code scanning), CSV, HTML (one
+self-contained page)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class OutputFormat(StrEnum):
     JSON = "json"
     SARIF = "sarif"
     CSV = "csv"
+    HTML = "html"
 
 
 JSON_SCHEMA_VERSION = "1"
@@ -89,7 +91,7 @@ def render(
     reveal: bool = False,
     color: bool | None = None,
 ) -> None:
-    """Write ``result`` to ``out``; only the text format uses ``color``."""
+    """Write ``result`` to ``out``; only the text format uses ``color``. HTML never reveals."""
     if fmt is OutputFormat.TEXT:
         from keyward.scan.report.text import render_text
 
@@ -100,6 +102,12 @@ def render(
         render_sarif(result, out, rules, reveal=reveal)
     elif fmt is OutputFormat.CSV:
         render_csv(result, out, reveal=reveal)
+    elif fmt is OutputFormat.HTML:
+        from keyward.scan.report.html import render_html
+
+        if reveal:  # the CLI refuses --reveal first; a report file never holds a raw value
+            raise ValueError("the HTML report carries redacted previews only")
+        render_html(result, out)
     else:
         assert_never(fmt)
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import sys
+from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
 
@@ -170,3 +171,36 @@ def test_sarif_of_a_single_file_resolves_against_its_directory(
     (result,) = run_["results"]
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "app.py"
     assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"].endswith("/project/src/")
+
+
+class LoadedResources(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("link", "img", "iframe", "object", "embed", "audio", "video", "source"):
+            self.found.append(tag)
+        self.found.extend(f"{tag} {k}" for k, _ in attrs if k in ("src", "href", "srcset"))
+
+    def handle_data(self, data: str) -> None:
+        if "url(" in data or "@import" in data:
+            self.found.append(data[:40])
+
+
+def test_html_is_one_page_that_loads_nothing_and_escapes_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = 'x<img src=x onerror=alert(1)>&"y.py'
+    (tmp_path / name).write_text(f"T = '{github_token(4)}'\n")
+    code, out, _ = run(capsys, "scan", str(tmp_path), "-f", "html")
+    assert code == 1 and out.startswith("<!doctype html>")
+    assert github_token(4) not in out and "<img" not in out
+    assert "x&lt;img src=x onerror=alert(1)&gt;&amp;&quot;y.py" in out
+    csp = out.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
+    assert csp.startswith("default-src 'none'") and "unsafe-inline" not in csp
+    loads = LoadedResources()
+    loads.feed(out)
+    assert loads.found == []  # nothing to load: no src/href, no link/img/iframe/object
+    code, _, err = run(capsys, "scan", str(tmp_path), "-f", "html", "--reveal")
+    assert code == 2 and "--reveal cannot be used with --format html" in err
