@@ -26,18 +26,13 @@ through the one runner and engine path like every other file.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import os
 import stat
-import tarfile
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cache
 from typing import IO
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
@@ -90,18 +85,28 @@ _DECOMPRESSORS = {
     ArchiveKind.BZIP2: "bz2",
     ArchiveKind.XZ: "xz",
 }
-# What a damaged or unsupported archive raises while it is read.
-_BROKEN = (
-    zipfile.BadZipFile,
-    tarfile.TarError,
-    OSError,
-    EOFError,
-    zlib.error,
-    lzma.LZMAError,
-    RuntimeError,  # zipfile: an encrypted member
-    NotImplementedError,  # zipfile: a compression method Python lacks
-    ValueError,
-)
+
+
+@cache
+def _broken() -> tuple[type[BaseException], ...]:
+    """What a damaged or unsupported archive raises while it is read. The readers are imported
+    only when an archive is met: a scan without archives never loads them."""
+    import lzma
+    import tarfile
+    import zipfile
+    import zlib
+
+    return (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        OSError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        RuntimeError,  # zipfile: an encrypted member
+        NotImplementedError,  # zipfile: a compression method Python lacks
+        ValueError,
+    )
 
 
 def archive_kind(name: str) -> ArchiveKind | None:
@@ -216,10 +221,16 @@ def _decompress(kind: ArchiveKind, raw: IO[bytes], budget: _Budget) -> _Counted:
     method = _DECOMPRESSORS[kind]
     stream: io.BufferedIOBase
     if method == "gz":
+        import gzip
+
         stream = gzip.GzipFile(fileobj=compressed, mode="rb")
     elif method == "bz2":
+        import bz2
+
         stream = bz2.BZ2File(compressed, mode="rb")
     else:
+        import lzma
+
         stream = lzma.LZMAFile(compressed, mode="rb")
     return _Counted(stream, counting, budget)
 
@@ -285,7 +296,7 @@ def _members(
             yield Skipped(display, stop.reason)
         if depth > 1 and _spent(budget):
             raise  # the budget is shared: the outer archives stop too
-    except _BROKEN as exc:
+    except _broken() as exc:
         yield Skipped(display, f"cannot read the archive: {_brief(exc)}")
 
 
@@ -321,6 +332,8 @@ def _zip_members(
     entries = _zip_entries(fh)
     if entries is not None and budget.members + entries > limits.max_members:
         raise _Stop(f"holds {entries} members, more than {limits.max_members}; not opened")
+    import zipfile
+
     with zipfile.ZipFile(fh) as archive:
         for info in archive.infolist():
             if info.is_dir():
@@ -349,7 +362,7 @@ def _zip_members(
             try:
                 with archive.open(info) as member:
                     data = member.read(limits.max_member_size + 1)
-            except _BROKEN as exc:
+            except _broken() as exc:
                 yield Skipped(shown, f"cannot read: {_brief(exc)}")
                 continue
             yield from _member(info.filename, data, display, budget, depth)
@@ -383,6 +396,8 @@ def _tar_members(
         stream = fh
     else:
         stream = io.BufferedReader(_decompress(kind, fh, budget), _READ)
+    import tarfile
+
     # stream mode: one pass, no seeking, members read in order
     with tarfile.open(fileobj=stream, mode="r|") as archive:
         for info in archive:

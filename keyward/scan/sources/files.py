@@ -480,6 +480,8 @@ def _archive_chunks(
     """The text members of an archive as file chunks (``x.whl!pkg/settings.py``)."""
     for member in archive_members(task.path, task.display, kind, limits, follow=task.follow):
         if isinstance(member, Skipped):
+            if task.follow and member.what == task.display:  # named on the command line
+                member = Skipped(member.what, member.reason, warning=True)
             tally.skipped.append(member)
             continue
         decoded = decode(member.data)

@@ -228,7 +228,9 @@ def test_damaged_archives_are_skipped_with_a_reason(tmp_path: Path) -> None:
         assert any("cannot read" in r for r in reasons.values()), (name, reasons)
     assert skipped(members(tmp_path / "enc.zip")) == {"enc.zip!a.py": "encrypted"}
     result = scan_files([tmp_path], spec_for(tmp_path), WalkOptions())  # and the scan goes on
-    assert len(result.skipped) >= 4
+    assert len(result.skipped) >= 4 and not any(s.warning for s in result.skipped)
+    named = scan_files([tmp_path / "junk.zip"], spec_for(tmp_path), WalkOptions())
+    assert [s.warning for s in named.skipped] == [True]  # named on the command line: a warning
 
 
 def test_archives_are_opened_only_by_name_and_never_followed_through_a_fifo(tmp_path: Path) -> None:
