@@ -68,6 +68,9 @@ Examples:
   keyward scan . --max-file-size 50M --no-ignore   (also ignored and big files)
   keyward scan . --record                          (remember findings in the inventory)
   keyward scan . --min-confidence low              (also generic matches that look like samples)
+  keyward scan --targets repos.txt --record        (many paths, repositories and Lambda
+                                                    accounts; each recorded under its own name)
+  keyward scan --targets repos.txt --record --shard 0/4     (the first of four shares)
 """
     + SOURCE_EXAMPLES
     + LAMBDA_EXAMPLES
@@ -117,6 +120,24 @@ scan.baseline, scan.max_file_size, scan.min_confidence.
     metavar="NAME",
     help="Name the scanned target for --record (default: the absolute paths scanned).",
 )
+@click.option(
+    "--targets",
+    "targets_file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Scan the targets listed in FILE, one a line: a path, a git repository path or URL "
+    "(cloned read-only), aws-lambda:ACCOUNT/REGION; each recorded under its own name.",
+)
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="With --targets: scan only shard K of N (K from 0): every N-th target from the K-th.",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --targets: one of N shards, K taken from JOB_COMPLETION_INDEX (an Indexed Job).",
+)
 @history_staged_env_options
 @lambda_and_check_options
 def scan(
@@ -138,6 +159,9 @@ def scan(
     exit_zero: bool,
     record: bool,
     record_target: str | None,
+    targets_file: Path | None,
+    shard: str | None,
+    shards: int | None,
     git_history: bool,
     all_branches: bool,
     since: str | None,
@@ -175,6 +199,22 @@ def scan(
             hint="Use --reveal with --format text or json, never for a file others will open",
         )
     cfg = get_state().config
+    if targets_file is not None:
+        _scan_targets(
+            targets_file, shard, shards, paths=paths, baseline=baseline,
+            record_target=record_target, git_history=git_history, staged=staged,
+            environment=environment, aws_lambda=aws_lambda, regions=regions,
+            all_regions=all_regions, since=since, commit_range=commit_range,
+            rule_files=rule_files, backend=backend,
+            detect_secrets_plugins=detect_secrets_plugins, jobs=jobs,
+            min_confidence=min_confidence, exclude=exclude, no_ignore=no_ignore,
+            max_file_size=max_file_size, all_branches=all_branches, profile=profile,
+            include_code=include_code, all_versions=all_versions, record=record, verify=verify,
+            fmt=fmt, output=output, reveal=reveal, color=color, exit_zero=exit_zero,
+        )  # fmt: skip
+        return
+    if shard is not None or shards is not None:
+        raise ConfigError("--shard and --shards apply to --targets", hint="Add --targets FILE")
     baseline = baseline_setting(cfg, baseline)
     held = load_baseline(baseline) if baseline is not None else None  # a bad one fails first
     if detect_secrets_plugins is None:
@@ -254,6 +294,118 @@ def scan(
         _record(result, cfg, request, record_target)
     if result.reported and not exit_zero:
         sys.exit(int(ExitCode.FINDINGS))
+
+
+def _scan_targets(
+    targets_file: Path,
+    shard: str | None,
+    shards: int | None,
+    *,
+    paths: tuple[Path, ...],
+    baseline: Path | None,
+    record_target: str | None,
+    git_history: bool,
+    staged: bool,
+    environment: bool,
+    aws_lambda: bool,
+    regions: tuple[str, ...],
+    all_regions: bool,
+    since: str | None,
+    commit_range: str | None,
+    rule_files: tuple[Path, ...],
+    backend: Backend,
+    detect_secrets_plugins: bool | None,
+    jobs: int | None,
+    min_confidence: str | None,
+    exclude: tuple[str, ...],
+    no_ignore: bool,
+    max_file_size: str | None,
+    all_branches: bool,
+    profile: str | None,
+    include_code: bool,
+    all_versions: bool,
+    record: bool,
+    verify: bool,
+    fmt: str,
+    output: Path | None,
+    reveal: bool,
+    color: bool | None,
+    exit_zero: bool,
+) -> None:
+    """``--targets FILE``: this shard's targets, each scanned and recorded on its own."""
+    from keyward.cli.scan_targets import (
+        TargetOptions,
+        refuse_with_targets,
+        scan_targets,
+        shard_setting,
+    )
+    from keyward.scan.report import OutputFormat, render
+    from keyward.scan.request import ScanRequest
+
+    cfg = get_state().config
+    refuse_with_targets(
+        **{
+            "PATHS": paths, "--baseline": baseline_setting(cfg, baseline),
+            "--target": record_target, "--git": git_history, "--staged": staged,
+            "--env": environment, "--aws-lambda": aws_lambda, "--region": regions,
+            "--all-regions": all_regions, "--since": since, "--range": commit_range,
+        }
+    )  # fmt: skip
+    share = shard_setting(shard, shards)
+    if detect_secrets_plugins is None:
+        detect_secrets_plugins = flag_setting(
+            cfg.get("scan", "detect_secrets_plugins", False), "[scan] detect_secrets_plugins"
+        )
+    base = ScanRequest(
+        engine=engine_spec(cfg, rule_files, backend, detect_secrets=detect_secrets_plugins),
+        jobs=jobs,
+        min_confidence=min_confidence_setting(cfg, min_confidence),
+        exclude=excludes_setting(cfg, exclude),
+        use_ignore_files=not no_ignore,
+        max_file_size=max_file_size_setting(cfg, max_file_size),
+    )
+    max_code_size, check_kms = _lambda_settings(cfg)
+    clone_dir = os.environ.get("KEYWARD_CLONE_DIR")
+    opts = TargetOptions(
+        all_branches=all_branches,
+        profile=profile,
+        include_code=include_code,
+        all_versions=all_versions,
+        max_code_size=max_code_size,
+        check_kms=check_kms,
+        record=record,
+        clone_dir=Path(clone_dir) if clone_dir else None,
+    )
+    engine = base.engine.build()
+
+    def report(result: ScanResult) -> None:
+        out = open_output(output)
+        try:
+            render(
+                result,
+                OutputFormat(fmt),
+                out,
+                rules=engine.rules,
+                reveal=reveal,
+                color=False if output is not None else color,
+            )
+        finally:
+            if out is not sys.stdout:
+                out.close()
+
+    rc = scan_targets(
+        targets_file,
+        share,
+        base,
+        opts,
+        cfg=cfg,
+        engine=engine,
+        verify=(lambda result: _verify(result, cfg)) if verify else None,
+        render=report,
+        exit_zero=exit_zero,
+    )
+    if rc:
+        sys.exit(rc)
 
 
 def _lambda_settings(cfg: Config) -> tuple[int | None, bool]:

@@ -1,0 +1,285 @@
+"""``keyward scan --targets FILE [--shard K/N | --shards N]``: many targets, one process's share.
+
+Each target of this shard (:mod:`keyward.scan.targets`) is scanned on its own, one after the
+other (each scan uses every core), and with ``--record`` recorded under the target's own name
+as soon as it is done: a full scan of that target resolves only that target's findings, so
+shards never resolve each other's, and a target that failed (a clone refused, a path gone) is
+not recorded at all: its findings stay as they were. The others go on.
+
+The report holds every target's findings, each path prefixed by its target's path or URL.
+Exit code: 3 (or 2) when a target could not be scanned, else 1 when there are findings
+(unless ``--exit-zero``), else 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from keyward.core.errors import ExitCode, KeywardError
+
+if TYPE_CHECKING:
+    from keyward.core.config import Config
+    from keyward.inventory.db import Database
+    from keyward.providers.settings import Account
+    from keyward.scan.engine import Engine
+    from keyward.scan.model import Finding
+    from keyward.scan.request import ScanRequest
+    from keyward.scan.result import ScanResult
+    from keyward.scan.targets import Shard, Target
+
+
+@dataclass(frozen=True, slots=True)
+class TargetOptions:
+    """What ``keyward scan`` options say about the targets of a file."""
+
+    all_branches: bool = False  # git targets: every branch and tag, not just the default branch
+    profile: str | None = None  # aws-lambda targets
+    include_code: bool = False
+    all_versions: bool = False
+    max_code_size: int | None = None
+    check_kms: bool = True
+    record: bool = False
+    clone_dir: Path | None = None  # where remote repositories are cloned (default: TMPDIR)
+
+
+def target_request(
+    base: ScanRequest,
+    target: Target,
+    opts: TargetOptions,
+    where: Path | None = None,
+    account: Account | None = None,
+) -> ScanRequest:
+    """The scan request of one target: ``base`` (engine, files options) for its source.
+
+    ``where`` is the local repository of a remote git target (its clone); ``account`` the
+    AWS account of an ``aws-lambda:`` target, resolved by :class:`LambdaAccounts`."""
+    from keyward.scan.targets import TargetKind
+
+    match target.kind:
+        case TargetKind.FILES:
+            return dataclasses.replace(base, paths=(Path(target.where),))
+        case TargetKind.GIT:
+            repo = where if where is not None else Path(target.where)
+            return dataclasses.replace(
+                base, paths=(repo,), git=True, all_branches=opts.all_branches
+            )
+        case TargetKind.AWS_LAMBDA:
+            assert target.region is not None
+            return dataclasses.replace(
+                base,
+                aws_lambda=True,
+                regions=(target.region,),
+                accounts=(account,) if account is not None else (),
+                profile=opts.profile,
+                include_code=opts.include_code,
+                all_versions=opts.all_versions,
+                max_code_size=opts.max_code_size,
+                check_kms=opts.check_kms,
+            )
+
+
+class LambdaAccounts:
+    """The AWS account of each ``aws-lambda:ACCOUNT/REGION`` target.
+
+    An account named (by id or name) in ``[aws.accounts]`` is reached as configured (its role
+    assumed); any other id must be the account of keyward's own credentials, asked once with
+    ``sts:GetCallerIdentity``; anything else is refused with one sentence (exit 2)."""
+
+    def __init__(self, cfg: Config, profile: str | None) -> None:
+        self.cfg = cfg
+        self.profile = profile
+        self._configured: tuple[Account, ...] | None = None
+        self._own: str | None = None
+
+    def resolve(self, target: Target) -> Account:
+        from keyward.core.errors import ConfigError
+        from keyward.providers.settings import ACCOUNT_ID, aws_accounts, find_account, home_account
+
+        assert target.account is not None
+        if self._configured is None:
+            self._configured = aws_accounts(self.cfg)
+        found = find_account(self._configured, target.account)
+        if found is not None:
+            return found
+        if not ACCOUNT_ID.match(target.account):
+            known = ", ".join(a.name for a in self._configured) or "none"
+            raise ConfigError(
+                f"No AWS account {target.account!r} in [aws.accounts] (configured: {known})",
+                hint="Name a configured account, or give its 12-digit id",
+            )
+        own = self._own_account(target.region)
+        if own != target.account:
+            raise ConfigError(
+                f"The AWS account {target.account} is not in [aws.accounts] and keyward's "
+                f"credentials are in account {own}",
+                hint=f'Add [aws.accounts.NAME] with id = "{target.account}" and the role_arn '
+                "keyward assumes there",
+            )
+        return home_account(self._configured)
+
+    def _own_account(self, region: str | None) -> str:
+        if self._own is None:
+            from keyward.providers.aws import SCAN, AwsClients
+            from keyward.providers.settings import AwsSettings
+
+            clients = AwsClients(AwsSettings(profile=self.profile), SCAN)
+            clients.require_credentials()
+            self._own = clients.caller_account(region)
+        return self._own
+
+
+def relocated(finding: Finding, target: Target) -> Finding:
+    """The finding with its path under the target's (for a report of many targets)."""
+    from keyward.scan.targets import TargetKind, safe_url
+
+    loc = finding.location
+    if target.kind is TargetKind.AWS_LAMBDA or not loc.path:
+        return finding
+    root = safe_url(target.where).rstrip("/")
+    return finding.with_(location=dataclasses.replace(loc, path=f"{root}/{loc.path}"))
+
+
+def scan_targets(
+    targets_file: Path,
+    shard: Shard,
+    base: ScanRequest,
+    opts: TargetOptions,
+    *,
+    cfg: Config,
+    engine: Engine,
+    verify: Callable[[ScanResult], None] | None,
+    render: Callable[[ScanResult], None],
+    exit_zero: bool,
+) -> int:
+    """Scan (and record) this shard's targets; return the exit code."""
+    from keyward.scan.result import ScanResult
+    from keyward.scan.targets import TargetKind, clone, read_targets
+
+    everything = read_targets(targets_file)  # a bad file is one usage error, nothing scanned
+    mine = shard.select(everything)
+    click.echo(
+        f"keyward: shard {shard}: {len(mine)} of {len(everything)} targets", err=True
+    )
+    db = _open_inventory(cfg) if opts.record else None  # unreachable: exit 3 before scanning
+    accounts = LambdaAccounts(cfg, opts.profile)
+    combined = ScanResult(min_confidence=base.min_confidence)
+    failed: list[int] = []
+    try:
+        for target in mine:
+            started = time.perf_counter()
+            cloned = 0.0
+            try:
+                with ExitStack() as stack:
+                    where = None
+                    if target.remote:
+                        where = stack.enter_context(
+                            clone(target, all_branches=opts.all_branches, parent=opts.clone_dir)
+                        )
+                        cloned = time.perf_counter() - started
+                    account = None
+                    if target.kind is TargetKind.AWS_LAMBDA:
+                        account = accounts.resolve(target)
+                    request = target_request(base, target, opts, where, account)
+                    result = _scan_one(request, engine)
+                    summary = ""
+                    if db is not None:
+                        summary = _record(db, result, request, target, base)
+            except KeywardError as err:
+                failed.append(int(err.exit_code))
+                click.echo(f"keyward: {target.name} not scanned: {err.diagnostics()}", err=True)
+                continue
+            found = len(result.reported)
+            took = f"{time.perf_counter() - started:.1f} s" + (
+                f", clone {cloned:.1f} s" if target.remote else ""
+            )
+            click.echo(
+                f"keyward: {target.name}: {found} finding{'' if found == 1 else 's'}{summary} "
+                f"in {took}",
+                err=True,
+            )
+            result.findings = [relocated(f, target) for f in result.findings]
+            combined.extend(result)
+        combined.recount()
+        if verify is not None:
+            verify(combined)
+        render(combined)
+    finally:
+        if db is not None:
+            db.close()
+    if failed:
+        click.echo(f"keyward: {len(failed)} of {len(mine)} targets not scanned", err=True)
+        return max(failed)
+    if combined.reported and not exit_zero:
+        return int(ExitCode.FINDINGS)
+    return int(ExitCode.OK)
+
+
+def _scan_one(request: ScanRequest, engine: Engine) -> ScanResult:
+    from keyward.scan.runner import run_scan
+
+    return run_scan(request, engine=engine)
+
+
+def _open_inventory(cfg: Config) -> Database:
+    from keyward.inventory.db import open_database
+
+    return open_database(cfg)
+
+
+def _record(
+    db: Database, result: ScanResult, request: ScanRequest, target: Target, base: ScanRequest
+) -> str:
+    """Record one target's findings under its name; a short summary for its line."""
+    from keyward.core.redaction import Fingerprinter
+    from keyward.inventory.ownership import OwnershipResolver
+    from keyward.inventory.recording import record_findings
+
+    summary = record_findings(
+        db,
+        result.confident,
+        target.name,
+        full=True,
+        fingerprinter=Fingerprinter(base.engine.fingerprint_key),
+        roots=list(result.roots or []),
+        ownership=OwnershipResolver(blame=True),
+        git_repo=request.repository if request.git else None,
+        min_confidence=base.min_confidence,
+    )
+    return f" (recorded {summary.recorded}: {summary.new} new, {summary.resolved} resolved)"
+
+
+def refuse_with_targets(**given: object) -> None:
+    """Options that name what to scan, or apply to one target only, make no sense with
+    ``--targets``: one sentence naming them."""
+    from keyward.core.errors import ConfigError
+
+    clash = [name for name, value in given.items() if value]
+    if clash:
+        raise ConfigError(
+            f"{', '.join(clash)} cannot be combined with --targets",
+            hint="The targets file says what to scan; each target is recorded under its own "
+            "name",
+        )
+
+
+def shard_setting(shard: str | None, shards: int | None) -> Shard:
+    """``--shard K/N``, or ``--shards N`` with K from ``JOB_COMPLETION_INDEX``; else 0/1."""
+    from keyward.core.errors import ConfigError
+    from keyward.scan.targets import Shard
+
+    if shard is not None and shards is not None:
+        raise ConfigError("Give either --shard K/N or --shards N, not both")
+    if shard is not None:
+        return Shard.parse(shard)
+    if shards is not None:
+        return Shard.from_environment(shards)
+    return Shard()
+
