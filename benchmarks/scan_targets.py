@@ -98,21 +98,26 @@ def run(urls: list[str], shards: int, jobs: int, workdir: Path) -> dict[str, flo
     url = f"{ADMIN.rsplit('/', 1)[0]}/{name}"
     targets = workdir / "targets.txt"
     targets.write_text("\n".join(urls) + "\n")
-    env = {**os.environ, "KEYWARD_DATABASE_URL": url, "KEYWARD_FINGERPRINT_KEY": "ab" * 32,
-           "KEYWARD_DATA_DIR": str(workdir / "data"), "KEYWARD_CLONE_DIR": str(workdir)}  # fmt: skip
+    env = {
+        **os.environ,
+        "KEYWARD_DATABASE_URL": url,
+        "KEYWARD_FINGERPRINT_KEY": "ab" * 32,
+        "KEYWARD_DATA_DIR": str(workdir / "data"),
+        "KEYWARD_CLONE_DIR": str(workdir),
+    }
     # migrate first (once per installation), so the runs time scanning only
     subprocess.run([sys.executable, "-m", "keyward", "db", "upgrade"], env=env, check=True,
                    capture_output=True)  # fmt: skip
     peaks = [(0, 0)] * shards
     try:
         started = time.perf_counter()
+        command = [sys.executable, "-m", "keyward", "scan", "--targets", str(targets), "--record",
+                   "--jobs", str(jobs), "--exit-zero", "--no-progress", "--format", "json",
+                   "--output", os.devnull]  # fmt: skip
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "keyward", "scan", "--targets", str(targets), "--record",
-                 "--shard", f"{k}/{shards}", "--jobs", str(jobs), "--exit-zero", "--no-progress",
-                 "--format", "json", "--output", os.devnull],
-                env=env, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+                [*command, "--shard", f"{k}/{shards}"], env=env, stderr=subprocess.PIPE, text=True
+            )
             for k in range(shards)
         ]
         done = threading.Event()
@@ -179,8 +184,8 @@ def main() -> None:
         jobs = args.jobs or max(1, 2 // shards)
         r = run(urls, shards, jobs, workdir)
         print(f"| {shards} | {jobs} | {r['wall']:.1f} | {r['targets'] / r['wall']:.2f} "
-              f"| {r['target_median']:.1f} | {r['clone_median']:.1f} | {r['tree_peak_mib']:.0f} MiB "
-              f"| {r['largest_mib']:.0f} MiB |")  # fmt: skip
+              f"| {r['target_median']:.1f} | {r['clone_median']:.1f} "
+              f"| {r['tree_peak_mib']:.0f} MiB | {r['largest_mib']:.0f} MiB |")  # fmt: skip
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
