@@ -216,7 +216,7 @@ def lambda_with_token(endpoint: str, value: str) -> str:
     return arn
 
 
-def test_lambda_targets_scan_the_credentials_account_and_refuse_another_one(
+def test_without_accounts_configured_only_the_credentials_own_account_is_scanned(
     tmp_path: Path, aws: Any, new_database: Any
 ) -> None:
     arn = lambda_with_token(aws.endpoint, token(9))
@@ -228,8 +228,8 @@ def test_lambda_targets_scan_the_credentials_account_and_refuse_another_one(
 
     assert rc == 2, err
     assert (
-        "aws-lambda:210987654321/us-east-1 not scanned: The AWS credentials are in account "
-        "123456789012, not 210987654321"
+        "aws-lambda:210987654321/us-east-1 not scanned: The AWS account 210987654321 is not in "
+        "[aws.accounts] and keyward's credentials are in account 123456789012"
     ) in err
     # the token, and the environment's missing customer managed key
     assert {r[0] for r in findings(db)} == {"aws-lambda:123456789012/us-east-1"}
@@ -238,3 +238,45 @@ def test_lambda_targets_scan_the_credentials_account_and_refuse_another_one(
             "SELECT resource FROM findings WHERE rule_id = 'github-pat-classic'"
         ).fetchall()
     assert resource == [(arn,)]
+
+
+def test_lambda_targets_reach_configured_accounts_through_their_roles(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integration._accounts_world import BLOCKED, HOME, PROD, STAGING
+    from tests.integration._accounts_world import build_accounts_world as accounts_world
+    from tests.integration._inventory_db import Cli
+
+    world = accounts_world(aws, tmp_path, monkeypatch)  # moto checks credentials from now on
+    monkeypatch.setenv("KEYWARD_DATABASE_URL", f"sqlite:///{tmp_path / 'inventory.db'}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "targets.txt").write_text(
+        f"aws-lambda:{HOME}/us-east-1\n"
+        "aws-lambda:prod/us-east-1      # by name\n"
+        f"aws-lambda:{STAGING}/us-east-1  # by id (its role wants an external id)\n"
+        "aws-lambda:blocked/us-east-1   # keyward may not assume its role\n"
+        "aws-lambda:444444444444/us-east-1\n"
+    )
+    rc, out, err = Cli(capsys)(
+        "scan", "--targets", "targets.txt", "--record", "--engine", "re", "-f", "json"
+    )
+
+    assert rc == 3, err  # a backend refused (the blocked role), whatever else failed
+    assert "aws-lambda:blocked/us-east-1 not scanned: No account could be scanned" in err
+    assert "aws-lambda:444444444444/us-east-1 not scanned: The AWS account 444444444444" in err
+    tokens = [f for f in json.loads(out)["findings"] if f["rule"] == "github-pat-classic"]
+    assert sorted(f["account"] for f in tokens) == sorted([HOME, PROD, STAGING])
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "inventory.db") as conn:
+        recorded = conn.execute(
+            "SELECT target, resource FROM findings WHERE rule_id = 'github-pat-classic'"
+        ).fetchall()
+    assert sorted(recorded) == sorted(
+        (f"aws-lambda:{name}/us-east-1", f"arn:aws:lambda:us-east-1:{acct}:function:orders-{n}")
+        for name, acct, n in ((HOME, HOME, "main"), ("prod", PROD, "prod"),
+                              (STAGING, STAGING, "staging"))
+    )  # fmt: skip
+    assert BLOCKED not in json.dumps(recorded)
+    for value in world.tokens.values():
+        assert value not in out + err
