@@ -28,6 +28,7 @@ from keyward.core.errors import ExitCode, KeywardError
 if TYPE_CHECKING:
     from keyward.core.config import Config
     from keyward.inventory.db import Database
+    from keyward.providers.aws import AwsClients
     from keyward.providers.settings import Account
     from keyward.scan.engine import Engine
     from keyward.scan.model import Finding
@@ -89,51 +90,43 @@ def target_request(
 class LambdaAccounts:
     """The AWS account of each ``aws-lambda:ACCOUNT/REGION`` target.
 
-    An account named (by id or name) in ``[aws.accounts]`` is reached as configured (its role
-    assumed); any other id must be the account of keyward's own credentials, asked once with
-    ``sts:GetCallerIdentity``; anything else is refused with one sentence (exit 2)."""
+    A name of ``[aws.accounts]``, or an id: the configured account with that id (its role
+    assumed), else keyward's own account when its credentials are in it
+    (``sts:GetCallerIdentity``, asked once), else one sentence (exit 2): keyward never scans
+    an account it was not told how to reach."""
 
     def __init__(self, cfg: Config, profile: str | None) -> None:
         self.cfg = cfg
         self.profile = profile
-        self._configured: tuple[Account, ...] | None = None
-        self._own: str | None = None
+        self._clients: AwsClients | None = None
 
     def resolve(self, target: Target) -> Account:
         from keyward.core.errors import ConfigError
-        from keyward.providers.settings import ACCOUNT_ID, aws_accounts, find_account, home_account
+        from keyward.providers.settings import ACCOUNT_ID, find_account
 
         assert target.account is not None
-        if self._configured is None:
-            self._configured = aws_accounts(self.cfg)
-        found = find_account(self._configured, target.account)
-        if found is not None:
-            return found
+        clients = self._aws()
         if not ACCOUNT_ID.match(target.account):
-            known = ", ".join(a.name for a in self._configured) or "none"
-            raise ConfigError(
-                f"No AWS account {target.account!r} in [aws.accounts] (configured: {known})",
-                hint="Name a configured account, or give its 12-digit id",
-            )
-        own = self._own_account(target.region)
-        if own != target.account:
-            raise ConfigError(
-                f"The AWS account {target.account} is not in [aws.accounts] and keyward's "
-                f"credentials are in account {own}",
-                hint=f'Add [aws.accounts.NAME] with id = "{target.account}" and the role_arn '
-                "keyward assumes there",
-            )
-        return home_account(self._configured)
+            found = find_account(clients.settings.accounts, target.account)
+            if found is None:
+                known = ", ".join(a.name for a in clients.settings.accounts) or "none"
+                raise ConfigError(
+                    f"No AWS account {target.account!r} in [aws.accounts] (configured: {known})",
+                    hint="Name a configured account, or give its 12-digit id",
+                )
+            return found
+        if not any(a.id == target.account for a in clients.settings.accounts):
+            clients.require_credentials()  # none at all: exit 3, as for any Lambda scan
+        return clients.resolve(target.account)
 
-    def _own_account(self, region: str | None) -> str:
-        if self._own is None:
+    def _aws(self) -> AwsClients:
+        if self._clients is None:
             from keyward.providers.aws import SCAN, AwsClients
-            from keyward.providers.settings import AwsSettings
+            from keyward.providers.settings import AwsSettings, aws_accounts
 
-            clients = AwsClients(AwsSettings(profile=self.profile), SCAN)
-            clients.require_credentials()
-            self._own = clients.caller_account(region)
-        return self._own
+            settings = AwsSettings(profile=self.profile, accounts=aws_accounts(self.cfg))
+            self._clients = AwsClients(settings, SCAN)
+        return self._clients
 
 
 def relocated(finding: Finding, target: Target) -> Finding:

@@ -347,12 +347,6 @@ class AwsClients:
         """Every region botocore knows for ``service`` (offline; enabled or not)."""
         return sorted(self.session().get_available_regions(service))
 
-    def caller_account(self, region: str | None = None) -> str:
-        """The account id of the credentials keyward runs with (``sts:GetCallerIdentity``)."""
-        sts = self.client("sts", region or self.default_region() or "us-east-1")
-        with aws_errors("sts:GetCallerIdentity", "keyward's own credentials"):
-            return str(sts.get_caller_identity().get("Account", ""))
-
     def require_credentials(self, family: ErrorFamily = PROVIDER_ERRORS) -> None:
         """Raise the "no credentials" error now, before any call, if the chain finds none."""
         import botocore.exceptions

@@ -228,8 +228,8 @@ def test_without_accounts_configured_only_the_credentials_own_account_is_scanned
 
     assert rc == 2, err
     assert (
-        "aws-lambda:210987654321/us-east-1 not scanned: The AWS account 210987654321 is not in "
-        "[aws.accounts] and keyward's credentials are in account 123456789012"
+        "aws-lambda:210987654321/us-east-1 not scanned: AWS account 210987654321 is not in "
+        "[aws.accounts], and keyward's own account is 123456789012"
     ) in err
     # the token, and the environment's missing customer managed key
     assert {r[0] for r in findings(db)} == {"aws-lambda:123456789012/us-east-1"}
@@ -263,7 +263,7 @@ def test_lambda_targets_reach_configured_accounts_through_their_roles(
 
     assert rc == 3, err  # a backend refused (the blocked role), whatever else failed
     assert "aws-lambda:blocked/us-east-1 not scanned: No account could be scanned" in err
-    assert "aws-lambda:444444444444/us-east-1 not scanned: The AWS account 444444444444" in err
+    assert "aws-lambda:444444444444/us-east-1 not scanned: AWS account 444444444444 is not" in err
     tokens = [f for f in json.loads(out)["findings"] if f["rule"] == "github-pat-classic"]
     assert sorted(f["account"] for f in tokens) == sorted([HOME, PROD, STAGING])
     import sqlite3
