@@ -209,22 +209,100 @@ class Config:
         return Path(value) if value else data_dir() / "fingerprint.key"
 
 
+# Every table and key keyward reads from the config file, so a misspelt one is an error naming
+# it (with the nearest known name) instead of a setting silently ignored. ``True``: a value;
+# a dict: a table of these; ``None``: a table of plugin or per-name settings, not checked below.
+# A new setting is added here along with the code that reads it.
+Schema = Mapping[str, "Schema | bool | None"]
+_AWS = {
+    "region": True, "endpoint_url": True, "profile": True, "connect_timeout": True,
+    "read_timeout": True, "max_attempts": True, "retry_mode": True,
+}  # fmt: skip
+_VAULT = {
+    "addr": True, "namespace": True, "role_id": True, "approle_mount": True, "timeout": True,
+    "verify": True,
+    "token": True, "secret_id": True,  # refused with their own message: secrets belong in env
+}  # fmt: skip
+SETTINGS: Schema = {
+    "core": {"fingerprint_key_file": True},
+    "scan": {
+        "exclude": True, "rules": True, "baseline": True, "max_file_size": True,
+        "min_confidence": True, "detect_secrets_plugins": True,
+    },
+    "aws_lambda": {"max_code_size": True, "check_kms": True},
+    # verifiers (third parties' too) read their own keys: <provider>_url, aws_region, ...
+    "verify": None,
+    "inventory": {
+        "database_url": True, "schema": True,
+        "discovery": {"owner_tags": True, "team_tags": True, "contact_tags": True},
+    },
+    "daemon": {"interval": True, "host": True, "port": True, "batch": True},
+    "rotation": {
+        "grace_period": True, "deactivate_after": True, "lease_ttl": True,
+        "kept_in_use_retry": True, "retry_backoff": True, "webhook_url": True,
+        "webhook_timeout": True,
+        "aws": _AWS, "vault": _VAULT,
+        "stores": None, "rotators": None, "dependents": None, "secrets": None,
+    },
+    "aws": {"accounts": None},
+}  # fmt: skip
+
+
+def check_settings(
+    table: Mapping[str, Any], path: Path | None, schema: Schema = SETTINGS, prefix: str = ""
+) -> None:
+    """Raise a ConfigError for the first table or key of ``table`` that ``schema`` does not
+    know (``prefix``: where ``table`` sits, e.g. ``tool.keyward.``)."""
+    import difflib
+
+    for key, value in table.items():
+        if key not in schema:
+            nearest = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            is_table = isinstance(value, Mapping)
+            here = prefix.rstrip(".")
+            if is_table:
+                what = f"Unknown table [{prefix}{key}]"
+                guess = f" (did you mean [{prefix}{nearest[0]}]?)" if nearest else ""
+            else:
+                what = f"Unknown setting {key} in [{here}]" if here else f"Unknown setting {key}"
+                guess = f" (did you mean {nearest[0]}?)" if nearest else ""
+            raise ConfigError(
+                f"{what} in {path or 'the config file'}{guess}",
+                hint="Correct or remove it; the documentation lists every setting",
+            )
+        sub = schema[key]
+        if isinstance(sub, Mapping) and isinstance(value, Mapping):
+            check_settings(value, path, sub, f"{prefix}{key}.")
+
+
 def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config:
     """Load ``--config FILE``, else ``keyward.toml`` or ``pyproject.toml`` [tool.keyward]."""
     env_path = os.environ.get("KEYWARD_CONFIG")
     if explicit is None and env_path:
         explicit = Path(env_path)
     if explicit is not None:
-        return Config(_read_toml(explicit), explicit)
+        table = _read_toml(explicit)
+        if explicit.name == "pyproject.toml":  # --config pyproject.toml: its [tool.keyward]
+            tool = table.get("tool", {})
+            table = tool.get("keyward", {}) if isinstance(tool, dict) else {}
+            if not isinstance(table, dict):
+                raise ConfigError(f"[tool.keyward] in {explicit} must be a table")
+            check_settings(table, explicit, prefix="tool.keyward.")
+            return Config(table, explicit)
+        check_settings(table, explicit)
+        return Config(table, explicit)
     here = cwd or Path.cwd()
     candidate = here / "keyward.toml"
     if candidate.is_file():
-        return Config(_read_toml(candidate), candidate)
+        table = _read_toml(candidate)
+        check_settings(table, candidate)
+        return Config(table, candidate)
     pyproject = here / "pyproject.toml"
     if pyproject.is_file():
         doc = _read_toml(pyproject)
         tool = doc.get("tool", {}).get("keyward")
         if isinstance(tool, dict):
+            check_settings(tool, pyproject, prefix="tool.keyward.")
             return Config(tool, pyproject)
     return Config()
 

@@ -113,3 +113,47 @@ def test_a_bad_size_names_the_setting_it_came_from(
     with pytest.raises(ConfigError) as err:
         load_config(cwd=tmp_path).max_file_size()
     assert err.value.diagnostics().startswith("KEYWARD_MAX_FILE_SIZE: 'lots' is not a size")
+
+
+@pytest.mark.parametrize(
+    ("content", "named", "suggested"),
+    [
+        ('[scan]\nexlcude = ["x"]\n', "exlcude", "exclude"),
+        ('[scna]\nexclude = ["x"]\n', "[scna]", "[scan]"),
+        ('[rotation.vault]\nadress = "http://v"\n', "adress", "addr"),
+        ('[inventory.discovery]\nowner_tag = ["o"]\n', "owner_tag", "owner_tags"),
+    ],
+    ids=["key", "table", "nested-key", "deeper-key"],
+)
+def test_a_misspelt_setting_is_an_error_naming_it_and_the_nearest_one(
+    tmp_path: Path, content: str, named: str, suggested: str
+) -> None:
+    path = tmp_path / "keyward.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = err.value.diagnostics()
+    assert named in text and f"did you mean {suggested}" in text and str(path) in text
+
+
+def test_settings_of_plugins_and_named_tables_are_not_checked(tmp_path: Path) -> None:
+    path = tmp_path / "keyward.toml"
+    path.write_text(
+        '[rotation.stores.vault-kv]\nanything = 1\n[rotation.secrets."prod/db".rotator]\nx = 2\n'
+        '[aws.accounts.prod]\nrole_arn = "arn:aws:iam::111111111111:role/k"\n'
+        '[verify]\ngithub_url = "https://ghe/api/v3"\nacme_url = "https://acme"\ntimeout = 3\n'
+    )
+    assert load_config(path).section("verify")["acme_url"] == "https://acme"
+
+
+def test_a_misspelt_setting_in_pyproject_names_the_tool_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.keyward.scan]\nbaselin = "b"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(cwd=tmp_path)
+    assert "[tool.keyward.scan]" in err.value.diagnostics()
+
+
+def test_config_option_naming_a_pyproject_reads_its_tool_keyward_table(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\n[tool.keyward.scan]\nexclude = ["a/"]\n')
+    assert load_config(path).excludes() == ["a/"]
