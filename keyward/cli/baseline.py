@@ -16,6 +16,7 @@ from keyward.cli.common import (
     real_paths,
     rules_option,
 )
+from keyward.core.text import plural
 
 if TYPE_CHECKING:
     from keyward.scan.baseline import LocationKey
@@ -116,7 +117,10 @@ def create(
     doc = build_baseline(result.findings, key=key)
     write_baseline(output, doc)
     n = sum(len(v) for v in doc["results"].values())
-    click.echo(f"wrote {n} entries for {len(doc['results'])} files to {output}")
+    click.echo(
+        f"wrote {plural(n, 'entry', 'entries')} for {plural(len(doc['results']), 'file')} "
+        f"to {output}"
+    )
 
 
 @baseline.command(

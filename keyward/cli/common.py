@@ -151,6 +151,18 @@ def flag_setting(value: object, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false")
 
 
+def confirm(question: str, action: str) -> None:
+    """Ask ``question`` at a terminal (declining aborts, exit 130); without a terminal there
+    is no one to answer, so refuse at once (exit 2): ``action`` needs --yes."""
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"{action} needs confirmation and standard input is not a terminal, so nothing "
+            "was changed",
+            hint="Pass --yes to confirm",
+        )
+    click.confirm(question, abort=True)
+
+
 def open_output(output: Path | None) -> IO[str]:
     """The report stream: ``--output FILE`` (UTF-8) or standard output."""
     if output is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from keyward.cli import EPILOG, get_state
-from keyward.cli.common import format_option
+from keyward.cli.common import confirm, format_option
 
 if TYPE_CHECKING:
     from keyward.inventory.db import Database
@@ -135,10 +135,10 @@ def downgrade(database_url: str | None, revision: str, yes: bool) -> None:
     database = connect_db(database_url)
     try:
         if not yes:
-            click.confirm(
+            confirm(
                 f"Downgrade the inventory at {database.display_url} to {revision}? "
                 "Data in dropped tables is lost",
-                abort=True,
+                f"Downgrading the inventory to {revision}",
             )
         st = downgrade_to(database, revision)
     finally:

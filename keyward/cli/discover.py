@@ -13,6 +13,7 @@ from keyward.cli import EPILOG, get_state
 from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError, ExitCode
+from keyward.core.text import plural
 
 if TYPE_CHECKING:
     from keyward.inventory.discovery import DiscoveryResult, Scan, TagKeys
@@ -53,8 +54,20 @@ def _common(fn: F) -> F:
             metavar="KEY",
             help="Tag / custom_metadata key naming the owner (repeatable; default: owner).",
         ),
-        click.option("--team-tag", "team_tags", multiple=True, metavar="KEY"),
-        click.option("--contact-tag", "contact_tags", multiple=True, metavar="KEY"),
+        click.option(
+            "--team-tag",
+            "team_tags",
+            multiple=True,
+            metavar="KEY",
+            help="Tag / custom_metadata key naming the team (repeatable; default: team).",
+        ),
+        click.option(
+            "--contact-tag",
+            "contact_tags",
+            multiple=True,
+            metavar="KEY",
+            help="Tag / custom_metadata key naming a contact (repeatable; default: contact).",
+        ),
         click.option(
             "--fingerprint-values",
             is_flag=True,
@@ -129,7 +142,8 @@ def _render(results: list[DiscoveryResult], fmt: str) -> None:
     for r in results:
         click.echo(
             f"{r.store}: {r.added} added, {r.updated} updated, {r.unchanged} unchanged, "
-            f"{r.missing} missing" + (f", {len(r.warnings)} warnings" if r.warnings else "")
+            f"{r.missing} missing"
+            + (f", {plural(len(r.warnings), 'warning')}" if r.warnings else "")
         )
 
 

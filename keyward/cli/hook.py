@@ -107,14 +107,14 @@ def scan_staged(
     all_staged: bool = False,
 ) -> None:
     """Scan the staged lines of FILES (all staged changes when none are given)."""
-    findings, _ = run_staged_scan(
+    findings, result = run_staged_scan(
         Path("."),
         None if all_staged or not files else list(files),
         baseline=baseline,
         rule_files=rule_files,
     )
     if findings:
-        write_blocked(findings, sys.stderr)
+        write_blocked(findings, sys.stderr, staged=_staged_paths(result.repository))
         sys.exit(int(ExitCode.FINDINGS))
 
 
@@ -163,11 +163,38 @@ def _default_baseline(root: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def write_blocked(findings: Sequence[Finding], out: IO[str]) -> None:
-    """The message that explains a blocked commit (no raw values, ever)."""
+def _staged_paths(root: Path | None) -> frozenset[str] | None:
+    """Paths with staged changes (relative to the repository top), None when git cannot say."""
+    from keyward.core.errors import KeywardError
+    from keyward.scan.sources.git import open_repo
+
+    try:
+        out = open_repo(root or Path(".")).run("diff", "--cached", "--name-only", "-z")
+    except KeywardError:
+        return None
+    return frozenset(p.decode("utf-8", "backslashreplace") for p in out.split(b"\0") if p)
+
+
+def write_blocked(
+    findings: Sequence[Finding], out: IO[str], *, staged: frozenset[str] | None = None
+) -> None:
+    """The message that explains a blocked commit (no raw values, ever).
+
+    ``staged``: the paths with staged changes. Files named by pre-commit but not staged
+    (``pre-commit run --all-files``) were scanned whole, and no commit is being made."""
     n = len(findings)
     noun = "secret" if n == 1 else "secrets"
-    lines = [f"keyward: commit blocked: {n} {noun} in the staged changes", ""]
+    in_staged = n if staged is None else sum(1 for f in findings if f.location.path in staged)
+    if in_staged == n:
+        head = f"keyward: commit blocked: {n} {noun} in the staged changes"
+    elif in_staged == 0:
+        head = (
+            f"keyward: {n} {noun} in the files checked (they are not staged, so each was "
+            "scanned whole)"
+        )
+    else:
+        head = f"keyward: commit blocked: {n} {noun} in the staged changes and the files checked"
+    lines = [head, ""]
     for f in findings:
         loc = f.location
         where = f"{loc.path}:{loc.line}" if loc.line else f"{loc.path} (binary)"

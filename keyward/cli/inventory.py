@@ -13,9 +13,10 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from keyward.cli import EPILOG
-from keyward.cli.common import format_option
+from keyward.cli.common import confirm, format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError
+from keyward.core.text import plural
 from keyward.core.textout import plain
 
 if TYPE_CHECKING:
@@ -260,14 +261,18 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
 
 
 @inventory.command("list", epilog=INVENTORY_EPILOG)
-@click.option("--owner")
-@click.option("--team")
-@click.option("--kind")
-@click.option("--store")
+@click.option("--owner", help="Only secrets this person or team answers for.")
+@click.option("--team", help="Only secrets of this team.")
+@click.option("--kind", help="Only secrets of this kind (random, postgres-password, ...).")
+@click.option("--store", help="Only secrets in this store (aws-secretsmanager, vault-kv, ...).")
 @click.option(
     "--account", metavar="ID|NAME", help="AWS account (an id, or a name of [aws.accounts])."
 )
-@click.option("--status", type=click.Choice(["active", "inactive", "retired", "missing"]))
+@click.option(
+    "--status",
+    type=click.Choice(["active", "inactive", "retired", "missing"]),
+    help="Only secrets in this state (missing: no longer found in its store).",
+)
 @click.option("--overdue", is_flag=True, help="Only secrets past their rotation policy.")
 @database_option
 @format_option("text", "json")
@@ -378,7 +383,11 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
 @inventory.command("update", epilog=INVENTORY_EPILOG)
 @click.argument("name")
 @click.option("--rename", help="New name.")
-@click.option("--status", type=click.Choice(["active", "inactive", "retired", "missing"]))
+@click.option(
+    "--status",
+    type=click.Choice(["active", "inactive", "retired", "missing"]),
+    help="Set its state (retired: no longer in use).",
+)
 @click.option("--rotated-now", is_flag=True, help="Record a rotation that happened now.")
 @click.option("--clear-max-age", is_flag=True, help="Remove the maximum-age policy.")
 @click.option("--clear-schedule", is_flag=True, help="Remove the schedule policy.")
@@ -447,7 +456,7 @@ def inventory_remove(name: str, yes: bool, database_url: str | None) -> None:
     with inventory_for(database_url) as inv:
         inv.get_secret(name)
         if not yes:
-            click.confirm(f"Remove {name} from the inventory?", abort=True)
+            confirm(f"Remove {name} from the inventory?", f"Removing {name}")
         inv.remove_secret(name)
     click.echo(f"removed {name}")
 
@@ -618,6 +627,7 @@ def findings() -> None:
     type=click.Choice(["open", "ignored", "resolved", "all"]),
     default="open",
     show_default=True,
+    help="Findings in this state (resolved: gone from a later scan).",
 )
 @click.option("--owner", help="Effective owner (linked secret's owner, else CODEOWNERS/blame).")
 @click.option("--rule", help="Rule id.")
@@ -659,7 +669,8 @@ def findings_list(
         _console().print(_findings_table(page.findings))
     if page.total > len(page.findings):
         click.echo(
-            f"showing {len(page.findings)} of {page.total} findings; use --limit 0 for all",
+            f"showing {len(page.findings)} of {plural(page.total, 'finding')}; "
+            "use --limit 0 for all",
             err=True,
         )
 

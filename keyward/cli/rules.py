@@ -11,6 +11,7 @@ import click
 from keyward.cli import EPILOG, get_state
 from keyward.cli.common import format_option, rules_option
 from keyward.core.errors import ExitCode
+from keyward.core.text import plural
 
 
 @click.group(epilog=EPILOG)
@@ -89,7 +90,7 @@ def list_rules(rule_files: tuple[Path, ...], fmt: str) -> None:
         )
     console = make_console(sys.stdout)
     console.print(table)
-    console.print(f"{len(ruleset)} rules")
+    console.print(plural(len(ruleset), "rule"))
 
 
 @rules.command(
@@ -122,6 +123,9 @@ def check_rules(files: tuple[Path, ...]) -> None:
             click.echo(f"{path}: {p}", err=True)
         failures += len(problems)
         n_ex = sum(len(r.positive) + len(r.negative) for r, _ in parsed)
-        click.echo(f"{path}: {len(ids)} rules, {n_ex} examples, {len(problems)} problems")
+        click.echo(
+            f"{path}: {plural(len(ids), 'rule')}, {plural(n_ex, 'example')}, "
+            f"{plural(len(problems), 'problem')}"
+        )
     if failures:
         sys.exit(int(ExitCode.USAGE))

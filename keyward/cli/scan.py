@@ -47,6 +47,7 @@ from keyward.cli.scan_options import (
 )
 from keyward.core.config import Config
 from keyward.core.errors import ConfigError, ExitCode
+from keyward.core.text import plural
 
 if TYPE_CHECKING:
     from keyward.providers.settings import Account
@@ -286,6 +287,7 @@ def scan(
             rules=engine.rules,
             reveal=reveal,
             color=False if output is not None else color,
+            verbose=verbose,
         )
     finally:
         if out is not sys.stdout:
@@ -466,8 +468,11 @@ def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str |
         git_repo=repo,
         min_confidence=request.min_confidence,
     )
+    # the report counted suppressed findings apart ("1 allowed inline"): so does this line
+    reported = summary.recorded - summary.ignored
+    also = f" and {summary.ignored} suppressed as ignored" if summary.ignored else ""
     click.echo(
-        f"keyward: recorded {summary.recorded} findings for {summary.target} "
+        f"keyward: recorded {plural(reported, 'finding')}{also} for {summary.target} "
         f"({summary.new} new, {summary.resolved} resolved, {summary.linked} linked to secrets)",
         err=True,
     )

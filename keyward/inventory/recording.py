@@ -49,11 +49,13 @@ class RecordSummary:
     resolved: int
     linked: int
     seconds: float
+    ignored: int = 0  # of ``recorded``: suppressed in the scan (inline allow, baseline)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "recorded": self.recorded,
+            "ignored": self.ignored,
             "new": self.new,
             "resolved": self.resolved,
             "linked": self.linked,
@@ -334,8 +336,9 @@ def record_findings(
             )
             resolved = int(getattr(result, "rowcount", 0) or 0)
         new = len(new_ones)
+        ignored = sum(1 for f in by_identity.values() if f.suppressed_by)
         summary = RecordSummary(
-            target, len(rows), new, resolved, linked, time.perf_counter() - started
+            target, len(rows), new, resolved, linked, time.perf_counter() - started, ignored
         )
         inv.append_audit(
             session,
@@ -344,7 +347,9 @@ def record_findings(
             target,
             detail={k: v for k, v in summary.to_dict().items() if k != "target"},
         )
-    return RecordSummary(target, len(rows), new, resolved, linked, time.perf_counter() - started)
+    return RecordSummary(
+        target, len(rows), new, resolved, linked, time.perf_counter() - started, ignored
+    )
 
 
 def _row(

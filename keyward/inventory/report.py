@@ -276,7 +276,8 @@ def render_text(report: Report, file: Any, *, color: bool | None = None) -> None
     con = make_console(file, color=color)
     f = report.findings
     con.print(
-        f"[bold]{report.secrets}[/] secrets, [bold red]{report.overdue_count}[/] overdue, "
+        f"[bold]{report.secrets}[/] {'secret' if report.secrets == 1 else 'secrets'}, "
+        f"[bold red]{report.overdue_count}[/] overdue, "
         f"{report.no_policy} without a rotation policy; findings: {f.get('open', 0)} open, "
         f"{f.get('ignored', 0)} ignored, {f.get('resolved', 0)} resolved"
     )

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, assert_never
 
 from keyward.core.errors import ExitCode, KeywardError, RotationError, StoreNotFound
 from keyward.core.redaction import Fingerprinter
@@ -233,6 +233,21 @@ class _JournalNotes:
         else:
             notes[key] = value
         self._engine._save(self._run, detail={"notes": notes})
+
+
+def _retired(outcome: RetireOutcome) -> str:
+    """What became of the old credential, in words."""
+    match outcome:
+        case RetireOutcome.REVOKED:
+            return "the old credential is revoked"
+        case RetireOutcome.ALREADY_GONE:
+            return "the old credential was already gone"
+        case RetireOutcome.KEPT_IN_USE:
+            return "the old credential is kept: it was used after it was deactivated"
+        case RetireOutcome.NOT_APPLICABLE:
+            return "there was no old credential to retire"
+        case _ as unreachable:
+            assert_never(unreachable)
 
 
 class RotationEngine:
@@ -826,8 +841,7 @@ class RotationEngine:
             run.id,
             name,
             RotationState.FINISHED,
-            f"Rotated {name!r}: the new value "
-            f"is current and the old credential is {result.outcome.value}",
+            f"Rotated {name!r}: the new value is current and {_retired(result.outcome)}",
         )
 
     # --------------------------------------------------------------- rollback

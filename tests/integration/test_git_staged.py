@@ -187,3 +187,19 @@ def test_config_excludes_apply_to_the_hook_and_staged_scans(git: Git) -> None:
         text=True,
     )
     assert staged.returncode == 0, staged.stdout + staged.stderr
+
+
+def test_hook_on_files_with_nothing_staged_does_not_claim_a_blocked_commit(git: Git) -> None:
+    # `pre-commit run --all-files` with nothing staged: the named files are scanned whole
+    git.write("README", "x\n")
+    git.commit("base")
+    git.write("conf.py", f'TOKEN = "{NEW}"\n')
+    git("add", "conf.py")
+    hook = [sys.executable, "-m", "keyward", "hook"]
+    staged = subprocess.run([*hook, "conf.py"], cwd=git.root, capture_output=True, text=True)
+    assert staged.returncode == 1 and "commit blocked" in staged.stderr  # staged: blocked
+    git.commit("the token")
+    whole = subprocess.run([*hook, "conf.py"], cwd=git.root, capture_output=True, text=True)
+    assert whole.returncode == 1, whole.stderr
+    assert "commit blocked" not in whole.stderr and "staged changes" not in whole.stderr
+    assert "not staged" in whole.stderr and "conf.py:1" in whole.stderr

@@ -272,3 +272,15 @@ def test_low_findings_are_recorded_only_when_asked_and_never_resolved_by_a_defau
     result.findings = [f for f in result.findings if f.rule_id != "generic-password"]
     record_at(Confidence.LOW)  # a low scan that no longer sees it resolves it
     assert states(inventory)["b.py:generic-password"] == "resolved"
+
+
+def test_the_recorded_line_counts_as_the_report_does(cli: Cli, tmp_path: Path) -> None:
+    rng = random.Random(9)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_text(f"x = '{github_token(rng)}'  # keyward: allow\n")
+    (tree / "b.py").write_text(f"y = '{github_token(rng)}'\n")
+    rc, out, err = cli("scan", str(tree), "--engine", "re", "--record")
+    assert rc == 1, err
+    assert "1 finding in 2 files (1 allowed inline)" in out
+    assert "recorded 1 finding and 1 suppressed as ignored" in err, err

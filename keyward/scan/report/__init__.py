@@ -90,12 +90,14 @@ def render(
     rules: Sequence[Rule] = (),
     reveal: bool = False,
     color: bool | None = None,
+    verbose: bool = False,
 ) -> None:
-    """Write ``result`` to ``out``; only the text format uses ``color``. HTML never reveals."""
+    """Write ``result`` to ``out``; only the text format uses ``color`` and ``verbose``. HTML
+    never reveals."""
     if fmt is OutputFormat.TEXT:
         from keyward.scan.report.text import render_text
 
-        render_text(result, out, reveal=reveal, color=color)
+        render_text(result, out, reveal=reveal, color=color, verbose=verbose)
     elif fmt is OutputFormat.JSON:
         render_json(result, out, reveal=reveal)
     elif fmt is OutputFormat.SARIF:

@@ -15,6 +15,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from keyward.core.text import plural
 from keyward.core.textout import make_console, plain
 from keyward.scan.model import Finding, Location, Severity, SourceKind
 from keyward.scan.result import ScanResult
@@ -144,7 +145,9 @@ def render_text(
     *,
     reveal: bool = False,
     color: bool | None = None,
+    verbose: bool = False,
 ) -> None:
+    """``verbose``: the skipped files were listed on stderr, so the summary does not offer to."""
     from rich.cells import cell_len
 
     console = make_console(out, color=color, soft_wrap=True)
@@ -161,11 +164,8 @@ def render_text(
     for w in result.warnings:
         console.print(plain("warning: ", "yellow") + plain(w))
     st = result.stats
-    summary = (
-        f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
-        f" in {st.files} file{'s' if st.files != 1 else ''}"
-        if st.files or not st.chunks
-        else f"{len(findings)} finding{'s' if len(findings) != 1 else ''} in {st.chunks} items"
+    summary = f"{plural(len(findings), 'finding')} in " + (
+        plural(st.files, "file") if st.files or not st.chunks else plural(st.chunks, "item")
     )
     extra = []
     if st.suppressed_inline:
@@ -178,7 +178,7 @@ def render_text(
             "(--min-confidence low shows them)"
         )
     if st.skipped:
-        extra.append(f"{st.skipped} skipped (--verbose lists them)")
+        extra.append(f"{st.skipped} skipped" + ("" if verbose else " (--verbose lists them)"))
     if extra:
         summary += f" ({', '.join(extra)})"
     summary += f", {st.bytes / 1e6:.1f} MB in {st.seconds:.2f}s"

@@ -339,3 +339,21 @@ def test_a_50mb_single_line_file_is_scanned_to_the_end(tmp_path: Path) -> None:
 def test_a_missing_path_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "scan", str(tmp_path / "nope"))
     assert (code, out) == (2, "") and "does not exist" in err
+
+
+def test_every_option_and_argument_free_option_of_every_command_has_help_text() -> None:
+    ctx = click.Context(cli)
+    missing = []
+    for path in walk(cli, ctx, []):
+        group: click.Command = cli
+        for name in path:
+            assert isinstance(group, click.Group)
+            found = group.get_command(ctx, name)
+            assert found is not None
+            group = found
+        missing.extend(
+            f"keyward {' '.join(path)} {param.opts[0]}"
+            for param in group.params
+            if isinstance(param, click.Option) and not param.hidden and not param.help
+        )
+    assert missing == []

@@ -113,3 +113,29 @@ def test_an_endpoint_url_that_is_not_one_names_the_variable(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "notaurl")
     code, _, err = run(capsys, "scan", "--aws-lambda", "--region", "us-east-1")
     assert code == 2 and "AWS_ENDPOINT_URL" in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("db", "downgrade", "base"), ("inventory", "remove", "prod/db")],
+    ids=["db-downgrade", "inventory-remove"],
+)
+def test_a_confirmation_without_a_terminal_asks_for_yes_and_changes_nothing(
+    command: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KEYWARD_DATABASE_URL": f"sqlite:///{tmp_path / 'inv.db'}"}
+    keyward = [sys.executable, "-m", "keyward"]
+    added = subprocess.run([*keyward, "inventory", "add", "prod/db"], env=env, text=True,
+                           capture_output=True, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    result = subprocess.run([*keyward, *command], env=env, text=True, capture_output=True,
+                            stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--yes" in result.stderr and result.stderr.startswith("keyward: error: ")
+    listed = subprocess.run([*keyward, "inventory", "list"], env=env, text=True,
+                            capture_output=True, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    assert "prod/db" in listed.stdout, listed.stderr

@@ -322,6 +322,7 @@ def test_a_rotator_with_nothing_to_retire_finishes_without_the_grace_period(env:
     env.rot.retire = RetireOutcome.NOT_APPLICABLE
     out = env.engine(grace=timedelta(days=7)).rotate("app/key")
     assert out.state is RotationState.FINISHED
+    assert out.message.endswith("there was no old credential to retire")  # not "is not-applicable"
     assert env.rot.calls[-2:] == ["deactivate", "revoke"]
     env.engine(grace=timedelta(days=7)).rotate("app/key")  # nothing in flight blocks the next
     assert env.state() == "finished"
