@@ -270,6 +270,8 @@ def _parse_rule(
             re.compile(ar, re.ASCII)
         except re.error as exc:
             raise bad(f"invalid allowlist regex {ar!r} ({exc})") from None
+        if validate:
+            _check_backtracking(ar, bad, f"allowlist regex {ar!r}")
     allow_paths = _strings(allow.get("paths", []), bad, "allowlist.paths")
     pair = None
     if "pair" in t:
@@ -347,7 +349,20 @@ def _validated(regex: str, bad: Any) -> re.Pattern[str]:
         raise bad("the regex has no named group 'secret' (write (?P<secret>...))")
     if compiled.match(""):
         raise bad("the regex matches the empty string")
+    _check_backtracking(regex, bad, "regex")
     return compiled
+
+
+def _check_backtracking(regex: str, bad: Any, what: str) -> None:
+    """Refuse a user regex that can take exponential time (Python's re cannot be stopped)."""
+    from keyward.scan.regexsafety import backtracking_risk
+
+    why = backtracking_risk(regex)
+    if why is not None:
+        raise bad(
+            f"its {what} can take exponential time on text it does not match ({why}); "
+            "rewrite that part so each character can be matched only one way, e.g. a+ for (a+)+"
+        )
 
 
 _KEYWORD_SEPARATORS = ("-", ".", "")

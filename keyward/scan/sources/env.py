@@ -108,6 +108,17 @@ def is_dotenv(name: str) -> bool:
     return name == ".env" or name.startswith(".env.") or name.endswith(".env")
 
 
+def _strip_comment(rest: str) -> str:
+    """``rest`` up to a ``#`` that follows a space or tab (a comment), in one pass: the regex
+    ``[ \t]+#`` took quadratic time on a long run of spaces with no ``#`` after them."""
+    hash_at = rest.find("#")
+    while hash_at > 0:
+        if rest[hash_at - 1] in " \t":
+            return rest[:hash_at]
+        hash_at = rest.find("#", hash_at + 1)
+    return rest
+
+
 def parse_dotenv(text: str) -> list[KeyValue]:
     """Variables of a dotenv file: ``[export] NAME=value``, quoted or not, ``#`` comments.
 
@@ -151,7 +162,7 @@ def parse_dotenv(text: str) -> list[KeyValue]:
             out.append(KeyValue(name, value, first_line, start + 2, lines=tuple(numbers)))
             i = j + 1
             continue
-        value = re.split(r"[ \t]+#", rest, maxsplit=1)[0].strip()
+        value = _strip_comment(rest).strip()
         if value:
             out.append(KeyValue(name, value, first_line, start + 1))
         i += 1

@@ -131,7 +131,8 @@ def _cloudformation(doc: object, out: Extracted) -> None:
 _TF_LAMBDA = re.compile(r'resource\s+"aws_lambda_function"\s+"([^"]+)"\s*\{')
 _TF_ENV = re.compile(r"\benvironment\s*\{")
 _TF_VARS = re.compile(r"\bvariables\s*=\s*")
-_TF_KEY = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_\-]*))\s*[=:]\s*')
+# a quoted key never spans lines (an unclosed quote must not make each line rescan the rest)
+_TF_KEY = re.compile(r'\s*(?:"((?:[^"\\\n]|\\.)*)"|([A-Za-z_][A-Za-z0-9_\-]*))\s*[=:]\s*')
 
 
 class _Text:
@@ -151,27 +152,34 @@ class _Text:
 
 
 def _skip_string(text: str, i: int) -> int:
-    """Index just after the HCL string starting at ``text[i] == '"'`` (nested ``${}`` too)."""
+    """Index just after the HCL string starting at ``text[i] == '"'`` (nested ``${}`` and
+    strings inside them too, kept on a stack: no recursion however deep the nesting)."""
     n = len(text)
     i += 1
-    depth = 0
+    # one entry per open string: how many ${ } are open inside it
+    stack = [0]
     while i < n:
         c = text[i]
         if c == "\\":
             i += 2
             continue
-        if depth == 0 and c == '"':
-            return i + 1
+        depth = stack[-1]
+        if c == '"':
+            if depth == 0:
+                stack.pop()
+                if not stack:
+                    return i + 1
+            else:
+                stack.append(0)  # a string inside an interpolation
+            i += 1
+            continue
         if c in "$%" and text.startswith("{", i + 1):
-            depth += 1
+            stack[-1] += 1
             i += 2
             continue
-        if depth and c == '"':
-            i = _skip_string(text, i)
-            continue
         if depth and c == "}":
-            depth -= 1
-        elif c == "\n" and depth == 0:
+            stack[-1] -= 1
+        elif c == "\n" and depth == 0 and len(stack) == 1:
             return i
         i += 1
     return n
@@ -219,13 +227,18 @@ def extract_terraform(text: str) -> Extracted:
     """Literal ``environment { variables = { ... } }`` entries of ``aws_lambda_function``s."""
     out = Extracted([], set())
     pos = _Text(text)
-    for m in _TF_LAMBDA.finditer(text):
+    # Each search starts after the previous block: blocks do not nest, and an unclosed one
+    # (which runs to the end of the file) must not make every later match rescan the rest.
+    m = _TF_LAMBDA.search(text)
+    while m is not None:
         name = f"aws_lambda_function.{m.group(1)}"
         block_start = m.end() - 1
         block_end = _block_end(text, block_start)
-        for env in _TF_ENV.finditer(text, block_start + 1, block_end):
+        env = _TF_ENV.search(text, block_start + 1, block_end)
+        while env is not None:
             env_end = _block_end(text, env.end() - 1)
             var = _TF_VARS.search(text, env.end(), env_end)
+            env = _TF_ENV.search(text, max(env_end, env.end()), block_end)
             if var is None:
                 continue
             start = var.end()
@@ -240,6 +253,7 @@ def extract_terraform(text: str) -> Extracted:
                     end = _block_end(text, brace)
                     _tf_map(text, brace, end, name, pos, out)
                     brace = text.find("{", end, expr_end)
+        m = _TF_LAMBDA.search(text, max(block_end, m.end()))
     return out
 
 

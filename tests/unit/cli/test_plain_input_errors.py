@@ -53,7 +53,23 @@ CASES: dict[str, tuple[bytes | str, tuple[str, ...], str]] = {
         "daemon.interval",
     ),
     "exclude-bang": ('[scan]\nexclude = ["!"]\n', ("scan", "."), "'!'"),
+    # (a+)+ against 'a'*30+'!' ran for minutes: refused before it is ever run
+    "rules-check-backtracking": ("", ("rules", "check", "evil.toml"), "Rule evil-nested"),
+    "scan-re-backtracking": (
+        "",
+        ("scan", ".", "--engine", "re", "--rules", "evil.toml"),
+        "exponential time",
+    ),
+    "allowlist-backtracking": ("", ("rules", "check", "evil-allow.toml"), "allowlist regex"),
 }
+EVIL = """[[rules]]
+id = "evil-nested"
+description = "x"
+regex = '(?P<secret>(a+)+$)'
+keywords = ["a"]
+[rules.examples]
+positive = ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"]
+"""
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -64,6 +80,8 @@ def test_malformed_input_is_one_sentence_and_exit_2(
     config = project / "keyward.toml"
     config.write_bytes(content.encode() if isinstance(content, str) else content)
     (project / "nested.json").write_text("[" * 100_000)
+    (project / "evil.toml").write_text(EVIL)
+    (project / "evil-allow.toml").write_text(RULE + "[rules.allowlist]\nregexes = ['(x|xx)+y']\n")
     (project / "nested.toml").write_text(RULE + "allowlist = " + NESTED_TOML.split("= ", 1)[1])
     code, _, err = run(capsys, *command)
     assert code == 2, err
