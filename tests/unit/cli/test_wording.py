@@ -68,3 +68,19 @@ def test_verbose_summary_does_not_offer_verbose(
     _, out, err = run(capsys, "scan", ".", "--no-progress", "--verbose")
     assert "skipped blob.bin" in err
     assert "1 skipped" in out and "--verbose lists them" not in out
+
+
+def test_this_repository_scans_itself_clean_as_the_readme_says() -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    assert "scans itself with `keyward scan .`" in (root / "README.md").read_text()
+    env = {**os.environ, "KEYWARD_FINGERPRINT_KEY": "ab" * 32}
+    result = subprocess.run(
+        [sys.executable, "-m", "keyward", "scan", ".", "--no-progress"],
+        cwd=root, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("0 findings in ")
