@@ -50,19 +50,11 @@ def daemon(
     Work is claimed from the inventory with leases (and FOR UPDATE SKIP LOCKED on
     PostgreSQL). On SIGTERM the current rotation parks at its next step and the daemon exits 0.
     """
-    import threading
-
-    from keyward.cli.common import fingerprint_key
+    from keyward.cli.compose import compose_rotation
     from keyward.core.errors import ConfigError
     from keyward.core.logging import configure
-    from keyward.core.redaction import Fingerprinter
-    from keyward.inventory.rotations import RotationRepository
-    from keyward.providers import Providers
-    from keyward.rotation.engine import RotationEngine, default_holder
-    from keyward.rotation.registry import PluginContext
-    from keyward.rotation.runtime import RotationSettings, Wiring
+    from keyward.rotation.engine import default_holder
     from keyward.rotation.scheduler import DaemonSettings, Metrics, Worker, run_daemon
-    from keyward.rotation.webhook import notifier_for
 
     st = get_state()
     configure(logging.DEBUG if st.debug else logging.INFO, json_logs=True)
@@ -89,30 +81,21 @@ def daemon(
             else config.number("daemon", "batch", d.batch, minimum=1, whole=True)
         ),
     )
-    rsettings = RotationSettings.from_config(config)
-    fp = Fingerprinter(fingerprint_key(config))
-    db = open_db(database_url)
     holder = default_holder()
-    repo = RotationRepository(db, actor=f"keyward-daemon@{holder}")
-    notifier = notifier_for(rsettings.webhook_url, rsettings.webhook_timeout)
-
-    def make_engine(stop: threading.Event) -> RotationEngine:
-        # fresh clients per tick: no stale connections or expired tokens held across ticks
-        wiring = Wiring(config, PluginContext(Providers.from_config(config), fp))
-        return RotationEngine(
-            repo, wiring, fp, rsettings, holder=holder, notifier=notifier, stop=stop
-        )
-
+    parts = compose_rotation(
+        config, lambda: open_db(database_url), actor=f"keyward-daemon@{holder}", holder=holder
+    )
+    # fresh clients per tick: no stale connections or expired tokens held across ticks
     worker = Worker(
-        repo,
-        make_engine,
+        parts.inventory,
+        lambda stop: parts.engine(stop=stop),
         holder,
-        lease_ttl=rsettings.lease_ttl,
+        lease_ttl=parts.settings.lease_ttl,
         batch=settings.batch,
         metrics=Metrics(),
     )
     try:
         code = run_daemon(worker, settings, once=once)
     finally:
-        db.close()
+        parts.close()
     click.get_current_context().exit(code)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,9 +14,9 @@ from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 
 if TYPE_CHECKING:
-    from keyward.inventory.rotations import RotationRecord, RotationRepository
-    from keyward.rotation.engine import RotationEngine
-    from keyward.rotation.runtime import Wiring
+    from keyward.cli.compose import RotationParts
+    from keyward.inventory.rotations import RotationRecord
+    from keyward.rotation.engine import Outcome
 
 ROTATE_EPILOG = (
     """\b
@@ -36,45 +35,19 @@ Examples:
 )
 
 
-@dataclass
-class Session:
-    repo: RotationRepository
-    wiring: Wiring
-    engine: RotationEngine
-
-
 @contextmanager
-def rotation_session(database_url: str | None) -> Iterator[Session]:
+def rotation_session(database_url: str | None) -> Iterator[RotationParts]:
     """Inventory, plugins and engine for one command (closed afterwards)."""
-    from keyward.cli.common import fingerprint_key
-    from keyward.core.redaction import Fingerprinter
-    from keyward.inventory.rotations import RotationRepository
-    from keyward.providers import Providers
-    from keyward.rotation.engine import RotationEngine
-    from keyward.rotation.registry import PluginContext
-    from keyward.rotation.runtime import RotationSettings, Wiring
-    from keyward.rotation.webhook import notifier_for
+    from keyward.cli.compose import compose_rotation
 
-    config = get_state().config
-    settings = RotationSettings.from_config(config)
-    fp = Fingerprinter(fingerprint_key(config))
-    db = open_db(database_url)
+    parts = compose_rotation(get_state().config, lambda: open_db(database_url))
     try:
-        repo = RotationRepository(db)
-        wiring = Wiring(config, PluginContext(Providers.from_config(config), fp))
-        engine = RotationEngine(
-            repo,
-            wiring,
-            fp,
-            settings,
-            notifier=notifier_for(settings.webhook_url, settings.webhook_timeout),
-        )
-        yield Session(repo, wiring, engine)
+        yield parts
     finally:
-        db.close()
+        parts.close()
 
 
-def _outcome(out: Any, fmt: str) -> None:
+def _outcome(out: Outcome, fmt: str) -> None:
     if fmt == "json":
         doc = {
             "rotation_id": out.rotation_id,
@@ -109,17 +82,18 @@ def rotate(secret: str, dry_run: bool, take_over: bool, database_url: str | None
     `keyward rotations resume` or `rollback` completes. A secret that AWS Secrets Manager
     rotates itself (RotationEnabled) is refused unless --take-over.
     """
-    with rotation_session(database_url) as s:
+    with rotation_session(database_url) as parts:
+        wiring = parts.wiring()
         if dry_run:
             from keyward.rotation.plan import build_plan
 
-            plan = build_plan(s.repo, s.wiring, secret)
+            plan = build_plan(parts.inventory, wiring, secret)
             if fmt == "json":
                 click.echo(json.dumps(plan.to_dict(), indent=2))
             else:
                 click.echo("\n".join(plan.lines()))
             return
-        _outcome(s.engine.rotate(secret, take_over=take_over), fmt)
+        _outcome(parts.engine(wiring).rotate(secret, take_over=take_over), fmt)
 
 
 @click.group(epilog=ROTATE_EPILOG)
@@ -207,8 +181,8 @@ def show_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
 @format_option("text", "json")
 def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
     """Continue an unfinished rotation from its last persisted step."""
-    with rotation_session(database_url) as s:
-        _outcome(s.engine.resume(rotation_id), fmt)
+    with rotation_session(database_url) as parts:
+        _outcome(parts.engine().resume(rotation_id), fmt)
 
 
 @rotations.command("rollback", epilog=ROTATE_EPILOG)
@@ -218,5 +192,5 @@ def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> Non
 @format_option("text", "json")
 def rollback_rotation(rotation_id: int, reason: str, database_url: str | None, fmt: str) -> None:
     """Undo an unfinished rotation: dependents restored, new credential revoked."""
-    with rotation_session(database_url) as s:
-        _outcome(s.engine.rollback(rotation_id, reason), fmt)
+    with rotation_session(database_url) as parts:
+        _outcome(parts.engine().rollback(rotation_id, reason), fmt)

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from keyward.core.errors import BackendError, ExitCode, InventoryError
+from keyward.rotation.ports import RotationInFlight
+
+__all__ = [
+    "AlreadyExists",
+    "DatabaseCorrupt",
+    "DatabaseTooNew",
+    "DatabaseUnavailable",
+    "MigrationLocked",
+    "NotFound",
+    "RotationInFlight",
+]
 
 
 class DatabaseUnavailable(BackendError):
@@ -37,7 +48,3 @@ class NotFound(InventoryError):
 
 class AlreadyExists(InventoryError):
     """A secret or dependent with that identity is already in the inventory (exit 2)."""
-
-
-class RotationInFlight(InventoryError):
-    """The secret already has an unfinished rotation (enforced by a unique index)."""

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from keyward.rotation.ports import in_flight_sql
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -29,11 +31,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-# Rotation states after which a secret is free to rotate again. The partial unique index
-# ``uq_rotations_in_flight`` allows at most one rotation per secret whose state is not one of
-# these; the rotation engine may use any other state names for the steps in between.
-TERMINAL_ROTATION_STATES: tuple[str, ...] = ("finished", "rolled_back", "failed")
 
 
 def utcnow() -> datetime:
@@ -314,7 +311,9 @@ class AuditEvent(Base):
 
 
 class Rotation(Base):
-    """One run of the rotation state machine for one secret (written by keyward.rotation)."""
+    """One run of the rotation state machine for one secret (written through
+    :class:`keyward.inventory.rotations.RotationRepository`). ``state`` and ``step`` hold
+    :class:`keyward.rotation.ports.RotationState` and ``Step`` values."""
 
     __tablename__ = "rotations"
     __table_args__ = (
@@ -325,8 +324,8 @@ class Rotation(Base):
             "uq_rotations_in_flight",
             "secret_id",
             unique=True,
-            sqlite_where=sa.text("state NOT IN ('finished', 'rolled_back', 'failed')"),
-            postgresql_where=sa.text("state NOT IN ('finished', 'rolled_back', 'failed')"),
+            sqlite_where=sa.text(in_flight_sql()),
+            postgresql_where=sa.text(in_flight_sql()),
         ),
         # The scheduler and `rotations list` look for unfinished rotations by state.
         sa.Index("ix_rotations_state_updated_at", "state", "updated_at"),

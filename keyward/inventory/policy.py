@@ -10,29 +10,21 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from keyward.core.durations import duration_seconds, format_duration
 from keyward.core.errors import ConfigError
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$", re.IGNORECASE)
+__all__ = ["format_duration", "next_fire", "parse_duration", "rotation_due", "validate_schedule"]
 
 
 def parse_duration(text: str) -> int:
     """``90d`` / ``12h`` / ``2w`` / ``1y`` / a number of days -> seconds."""
-    m = _DURATION.match(text)
-    if not m or int(m.group(1)) <= 0:
+    seconds = duration_seconds(text, bare_unit="d")
+    if not seconds:
         raise ConfigError(
             f"{text!r} is not a duration",
             hint="Use a positive number with a unit: 90d, 12h, 2w, 1y",
         )
-    unit = (m.group(2) or "d").lower()
-    return int(m.group(1)) * _UNITS[unit]
-
-
-def format_duration(seconds: int) -> str:
-    for unit in ("y", "w", "d", "h", "m"):
-        if seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
+    return seconds
 
 
 def validate_schedule(expr: str) -> str:

@@ -1,8 +1,16 @@
-"""Queries of the rotation engine and the scheduler: rotations, their steps, leases.
+"""The rotation engine's and the scheduler's persistence: rotations, their steps, leases.
 
-Every method is one transaction. A rotation's progress lives in ``rotations.detail`` (a JSON
-document of store version ids, the idempotency token, dependent snapshots: fingerprints and
-identifiers, never a value) and its history in ``rotation_steps`` and ``audit_events``.
+:class:`RotationRepository` implements the protocols rotation declares in
+:mod:`keyward.rotation.ports` (journal, leases, rotatable secrets, due work); the composition
+root (``keyward.cli.compose``) hands it to the engine and the scheduler. It also answers the
+``keyward rotations`` commands (:class:`RotationRecord`).
+
+Every method is one transaction. A rotation's progress lives in ``rotations.detail`` (the
+JSON form of :class:`~keyward.rotation.ports.RotationDetail`: store version ids, the
+idempotency token, dependent snapshots: fingerprints and identifiers, never a value) and its
+history in ``rotation_steps`` and ``audit_events``; :meth:`RotationRepository.record` writes
+the detail, the marks of one kind of progress each and their audit events together, under the
+writer's lease.
 
 Leases are rows ``(name, holder, expires_at)``. Taking one is a single conditional
 ``UPDATE ... WHERE name = ? AND (expires_at < now OR holder = me)`` (or an ``INSERT`` that the
@@ -16,18 +24,47 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
-from keyward.inventory.errors import NotFound, RotationInFlight
+from keyward.inventory.errors import NotFound
 from keyward.inventory.policy import rotation_due
-from keyward.inventory.service import Inventory, secret_record
+from keyward.inventory.records import SecretRecord
+from keyward.inventory.service import Inventory, record_version, secret_record
+from keyward.rotation.ports import (
+    TERMINAL_STATES,
+    AtStep,
+    AuditEntry,
+    ErrorCleared,
+    ErrorNoted,
+    HeldLease,
+    JournalEntry,
+    LeaseClaim,
+    Progress,
+    RotatableSecret,
+    RotationDetail,
+    RotationInFlight,
+    RotationState,
+    SchedulerInventory,
+    SecretRotated,
+    StateChanged,
+    Step,
+    StepBegun,
+    StepEnded,
+    StepOutcome,
+    UnreadableDetail,
+    VersionRole,
+    VersionSeen,
+    VersionStage,
+    VersionStaged,
+    rotation_lease,
+)
 
-IN_FLIGHT_EXCLUDED = m.TERMINAL_ROTATION_STATES
+IN_FLIGHT_EXCLUDED = tuple(s.value for s in TERMINAL_STATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +91,8 @@ class StepRecord:
 
 @dataclass(frozen=True, slots=True)
 class RotationRecord:
+    """A rotation as ``keyward rotations list/show`` present it."""
+
     id: int
     secret_id: int
     secret: str
@@ -92,13 +131,6 @@ class RotationRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseRecord:
-    name: str
-    holder: str
-    expires_at: datetime
-
-
 def _set_rotated(sec: m.Secret, when: datetime) -> None:
     sec.last_rotated_at = when
     sec.rotation_due_at = rotation_due(sec.created_at, when, sec.max_age_seconds, sec.schedule)
@@ -127,8 +159,40 @@ def _record(r: m.Rotation, secret: str, with_steps: bool = False) -> RotationRec
     )
 
 
+def _entry(r: m.Rotation, secret: str) -> JournalEntry:
+    return JournalEntry(
+        id=r.id,
+        secret_id=r.secret_id,
+        secret=secret,
+        state=r.state,
+        started_at=r.started_at,
+        detail=RotationDetail.from_json(r.detail or {}),
+    )
+
+
+def rotatable_secret(s: SecretRecord) -> RotatableSecret:
+    """A secret's rotation settings: its per-secret options live in ``attributes["rotation"]``."""
+    options = s.attributes.get("rotation")
+    return RotatableSecret(
+        id=s.id,
+        name=s.name,
+        kind=s.kind,
+        store=s.store,
+        reference=s.reference,
+        options=dict(options) if isinstance(options, dict) else {},
+    )
+
+
+def _next_attempt(detail: dict[str, Any] | None) -> datetime | None:
+    try:
+        return RotationDetail.from_json(detail or {}).next_attempt_at
+    except UnreadableDetail:
+        return None  # resumed at once: the engine then says what is wrong with it
+
+
 class RotationRepository:
-    """The rotation engine's view of the inventory; one transaction per call."""
+    """The rotation engine's and the scheduler's view of the inventory; one transaction per
+    call. Implements :class:`keyward.rotation.ports.SchedulerInventory`."""
 
     def __init__(self, db: Database, actor: str | None = None) -> None:
         self.db = db
@@ -136,15 +200,15 @@ class RotationRepository:
         self.actor = self.inventory.actor
 
     # ---------------------------------------------------------------- secrets
-    def secret(self, name: str) -> Any:
-        return self.inventory.get_secret(name)
+    def rotatable(self, name: str) -> RotatableSecret:
+        return rotatable_secret(self.inventory.get_secret(name))
 
-    def secret_by_id(self, secret_id: int) -> Any:
+    def rotatable_by_id(self, secret_id: int) -> RotatableSecret:
         with self.db.session() as s:
             row = s.get(m.Secret, secret_id)
             if row is None:
                 raise NotFound(f"No secret with id {secret_id} in the inventory")
-            return secret_record(row)
+            return rotatable_secret(secret_record(row))
 
     def dependents(self, secret_id: int) -> tuple[DependentBinding, ...]:
         with self.db.session() as s:
@@ -176,21 +240,21 @@ class RotationRepository:
                 detail={"changed": sorted(attrs)},
             )
 
-    # -------------------------------------------------------------- rotations
+    # ---------------------------------------------------------------- journal
     def start(
-        self, secret_id: int, secret_name: str, detail: dict[str, Any], *, state: str, step: str
-    ) -> RotationRecord:
+        self, secret: RotatableSecret, detail: RotationDetail, audit: AuditEntry
+    ) -> JournalEntry:
         """Insert a rotation; the partial unique index refuses a second one in flight."""
         with self.db.session() as s:
             now = m.utcnow()
             rot = m.Rotation(
-                secret_id=secret_id,
-                state=state,
-                step=step,
+                secret_id=secret.id,
+                state=RotationState.IN_PROGRESS.value,
+                step=Step.CREATE.value,
                 actor=self.actor,
                 started_at=now,
                 updated_at=now,
-                detail=dict(detail),
+                detail=detail.to_json(),
             )
             s.add(rot)
             try:
@@ -198,20 +262,12 @@ class RotationRepository:
             except sa.exc.IntegrityError:
                 s.rollback()
                 raise RotationInFlight(
-                    f"The secret {secret_name!r} already has a rotation in progress, and the "
+                    f"The secret {secret.name!r} already has a rotation in progress, and the "
                     "database allows only one at a time",
                     hint="See `keyward rotations list`, then resume or roll it back",
                 ) from None
-            Inventory.append_audit(
-                s,
-                self.actor,
-                "rotation.start",
-                secret_name,
-                secret_id=secret_id,
-                rotation_id=rot.id,
-                detail={"token": detail.get("token")},
-            )
-            return _record(rot, secret_name)
+            self._audit(s, secret.id, secret.name, audit, rot.id)
+            return _entry(rot, secret.name)
 
     def _rotation(self, s: Session, rotation_id: int) -> tuple[m.Rotation, str]:
         row = s.execute(
@@ -225,6 +281,160 @@ class RotationRepository:
             )
         return row[0], row[1]
 
+    def entry(self, rotation_id: int) -> JournalEntry:
+        with self.db.session() as s:
+            rot, name = self._rotation(s, rotation_id)
+            return _entry(rot, name)
+
+    def entry_by_token(self, secret_id: int, token: str) -> JournalEntry | None:
+        """The rotation of this secret whose idempotency token is ``token``, if any."""
+        with self.db.session() as s:
+            rows = s.execute(
+                sa.select(m.Rotation, m.Secret.name)
+                .join(m.Secret, m.Secret.id == m.Rotation.secret_id)
+                .where(m.Rotation.secret_id == secret_id)
+            )
+            for rot, name in rows:
+                if (rot.detail or {}).get("token") == token:
+                    return _entry(rot, name)
+            return None
+
+    def record(self, rotation_id: int, progress: Progress, lease: LeaseClaim) -> bool:
+        """Renew ``lease``, then persist ``progress`` in the same transaction.
+
+        :class:`~keyward.rotation.ports.SecretRotated` sets the secret's last rotation and
+        next due time in that transaction too (a crash cannot leave a finished rotation with
+        its secret still due)."""
+        now = m.utcnow()
+        with self.db.session() as s:
+            expires = now + lease.ttl
+            if not self._acquire(s, lease.name, lease.holder, now, expires, lease.secret_id):
+                return False
+            rot, name = self._rotation(s, rotation_id)
+            rot.detail = progress.detail.to_json()
+            rot.updated_at = now
+            for mark in progress.marks:
+                match mark:
+                    case StepBegun(step=step):
+                        rot.step = step.value
+                        if self._open_step(s, rot, step) is None:
+                            s.add(
+                                m.RotationStep(
+                                    rotation_id=rot.id,
+                                    step=step.value,
+                                    state=StepOutcome.STARTED.value,
+                                    started_at=now,
+                                    detail={},
+                                )
+                            )
+                    case StepEnded(step=step, outcome=outcome, detail=detail):
+                        row = self._open_step(s, rot, step)
+                        if row is None:
+                            row = m.RotationStep(
+                                rotation_id=rot.id, step=step.value, started_at=now, detail={}
+                            )
+                            s.add(row)
+                        row.state = outcome.value
+                        row.finished_at = now
+                        row.detail = {**(row.detail or {}), **detail}
+                    case AtStep(step=step):
+                        rot.step = step.value
+                    case StateChanged(state=state):
+                        rot.state = state.value
+                        if state.terminal:
+                            rot.finished_at = now
+                    case ErrorNoted(text=text):
+                        rot.error = text[:4000]
+                    case ErrorCleared():
+                        rot.error = None
+                    case VersionSeen(role=role, fingerprint=fp, identifier=identifier):
+                        secret = self._secret_row(s, rot)
+                        if role is VersionRole.OLD and rot.old_version_id is None:
+                            stage = VersionStage.CURRENT
+                            rot.old_version_id = self._version(s, secret, fp, identifier, stage).id
+                        elif role is VersionRole.NEW and rot.new_version_id is None:
+                            stage = VersionStage.PENDING
+                            rot.new_version_id = self._version(s, secret, fp, identifier, stage).id
+                    case VersionStaged(role=role, stage=stage):
+                        vid = rot.old_version_id if role is VersionRole.OLD else rot.new_version_id
+                        v = s.get(m.SecretVersion, vid) if vid is not None else None
+                        if v is not None:
+                            v.stage = stage.value
+                            retired = (VersionStage.RETIRED, VersionStage.DISCARDED)
+                            if stage in retired and v.retired_at is None:
+                                v.retired_at = now
+                    case SecretRotated(at=at):
+                        _set_rotated(self._secret_row(s, rot), at)
+                    case _:
+                        assert_never(mark)
+            for entry in progress.audit:
+                self._audit(s, rot.secret_id, name, entry, rot.id)
+            s.flush()
+            return True
+
+    @staticmethod
+    def _open_step(s: Session, rot: m.Rotation, step: Step) -> m.RotationStep | None:
+        return s.scalar(
+            sa.select(m.RotationStep)
+            .where(
+                m.RotationStep.rotation_id == rot.id,
+                m.RotationStep.step == step.value,
+                m.RotationStep.finished_at.is_(None),
+            )
+            .order_by(m.RotationStep.id.desc())
+            .limit(1)
+        )
+
+    @staticmethod
+    def _secret_row(s: Session, rot: m.Rotation) -> m.Secret:
+        secret = s.get(m.Secret, rot.secret_id)
+        assert secret is not None  # rotations are deleted with their secret
+        return secret
+
+    @staticmethod
+    def _version(
+        s: Session, secret: m.Secret, fingerprint: str, identifier: str, stage: VersionStage
+    ) -> m.SecretVersion:
+        found = s.scalar(
+            sa.select(m.SecretVersion).where(
+                m.SecretVersion.secret_id == secret.id,
+                m.SecretVersion.identifier == identifier,
+            )
+        )
+        if found is not None:
+            if found.fingerprint is None:
+                found.fingerprint = fingerprint
+            return found
+        return record_version(
+            s, secret, fingerprint=fingerprint, identifier=identifier, stage=stage.value
+        )
+
+    def _audit(
+        self,
+        s: Session,
+        secret_id: int,
+        subject: str,
+        entry: AuditEntry,
+        rotation_id: int | None,
+    ) -> None:
+        Inventory.append_audit(
+            s,
+            self.actor,
+            entry.action,
+            subject,
+            entry.outcome,
+            secret_id=secret_id,
+            rotation_id=rotation_id,
+            detail=dict(entry.detail),
+        )
+
+    def audit(
+        self, secret: RotatableSecret, entry: AuditEntry, rotation_id: int | None = None
+    ) -> None:
+        with self.db.session() as s:
+            self._audit(s, secret.id, secret.name, entry, rotation_id)
+
+    # ------------------------------------------------------- operators' view
     def get(self, rotation_id: int, *, steps: bool = False) -> RotationRecord:
         with self.db.session() as s:
             rot, name = self._rotation(s, rotation_id)
@@ -265,164 +475,6 @@ class RotationRepository:
             if limit:
                 q = q.limit(limit)
             return tuple(_record(r, n) for r, n in s.execute(q))
-
-    def token_owner(self, secret_id: int, token: str) -> RotationRecord | None:
-        """The rotation of this secret whose idempotency token is ``token``, if any."""
-        with self.db.session() as s:
-            rows = s.execute(
-                sa.select(m.Rotation, m.Secret.name)
-                .join(m.Secret, m.Secret.id == m.Rotation.secret_id)
-                .where(m.Rotation.secret_id == secret_id)
-            )
-            for rot, name in rows:
-                if (rot.detail or {}).get("token") == token:
-                    return _record(rot, name)
-            return None
-
-    def update(
-        self,
-        rotation_id: int,
-        *,
-        state: str | None = None,
-        step: str | None = None,
-        detail: dict[str, Any] | None = None,
-        error: str | None = None,
-        clear_error: bool = False,
-        finished: bool = False,
-        audit: tuple[str, str, dict[str, Any]] | None = None,
-        step_row: tuple[str, str, dict[str, Any]] | None = None,
-        old_version: tuple[str | None, str | None] | None = None,
-        new_version: tuple[str | None, str | None] | None = None,
-        version_stages: dict[str, str] | None = None,
-        rotated_at: datetime | None = None,
-    ) -> RotationRecord:
-        """Persist progress in one transaction.
-
-        ``rotated_at`` sets the secret's last rotation and next due time in the same
-        transaction (a crash cannot leave a finished rotation with its secret still due).
-
-        ``detail`` keys are merged into the document; ``audit`` is (action, outcome, detail);
-        ``step_row`` (step, state, detail) closes the open row of that step or adds one;
-        ``old_version``/``new_version`` (fingerprint, identifier) record secret versions once;
-        ``version_stages`` maps "old"/"new" to a stage ("previous", "retired", ...).
-        """
-        with self.db.session() as s:
-            rot, name = self._rotation(s, rotation_id)
-            now = m.utcnow()
-            if state is not None:
-                rot.state = state
-            if step is not None:
-                rot.step = step
-            if detail:
-                rot.detail = {**(rot.detail or {}), **detail}
-            if error is not None:
-                rot.error = error[:4000]
-            elif clear_error:
-                rot.error = None
-            if finished:
-                rot.finished_at = now
-            rot.updated_at = now
-            secret = s.get(m.Secret, rot.secret_id)
-            assert secret is not None
-            if rotated_at is not None:
-                _set_rotated(secret, rotated_at)
-            if old_version is not None and rot.old_version_id is None:
-                rot.old_version_id = self._version(s, secret, *old_version, "current").id
-            if new_version is not None and rot.new_version_id is None:
-                rot.new_version_id = self._version(s, secret, *new_version, "pending").id
-            for which, stage in (version_stages or {}).items():
-                vid = rot.old_version_id if which == "old" else rot.new_version_id
-                v = s.get(m.SecretVersion, vid) if vid is not None else None
-                if v is not None:
-                    v.stage = stage
-                    if stage in ("retired", "discarded") and v.retired_at is None:
-                        v.retired_at = now
-            if step_row is not None:
-                sname, sstate, sdetail = step_row
-                open_row = s.scalar(
-                    sa.select(m.RotationStep)
-                    .where(
-                        m.RotationStep.rotation_id == rot.id,
-                        m.RotationStep.step == sname,
-                        m.RotationStep.finished_at.is_(None),
-                    )
-                    .order_by(m.RotationStep.id.desc())
-                    .limit(1)
-                )
-                if sstate == "started":
-                    if open_row is None:
-                        s.add(
-                            m.RotationStep(
-                                rotation_id=rot.id,
-                                step=sname,
-                                state="started",
-                                started_at=now,
-                                detail=dict(sdetail),
-                            )
-                        )
-                else:
-                    if open_row is None:
-                        open_row = m.RotationStep(
-                            rotation_id=rot.id, step=sname, started_at=now, detail={}
-                        )
-                        s.add(open_row)
-                    open_row.state = sstate
-                    open_row.finished_at = now
-                    open_row.detail = {**(open_row.detail or {}), **sdetail}
-            if audit is not None:
-                action, outcome, adetail = audit
-                Inventory.append_audit(
-                    s,
-                    self.actor,
-                    action,
-                    name,
-                    outcome,
-                    secret_id=rot.secret_id,
-                    rotation_id=rot.id,
-                    detail=adetail,
-                )
-            s.flush()
-            return _record(rot, name)
-
-    @staticmethod
-    def _version(
-        s: Session, secret: m.Secret, fingerprint: str | None, identifier: str | None, stage: str
-    ) -> m.SecretVersion:
-        if identifier is not None:
-            found = s.scalar(
-                sa.select(m.SecretVersion).where(
-                    m.SecretVersion.secret_id == secret.id,
-                    m.SecretVersion.identifier == identifier,
-                )
-            )
-            if found is not None:
-                if found.fingerprint is None:
-                    found.fingerprint = fingerprint
-                return found
-        return Inventory._add_version(
-            s, secret, fingerprint=fingerprint, identifier=identifier, stage=stage
-        )
-
-    def audit(
-        self,
-        secret_id: int | None,
-        subject: str,
-        action: str,
-        outcome: str,
-        detail: dict[str, Any],
-        rotation_id: int | None = None,
-    ) -> None:
-        with self.db.session() as s:
-            Inventory.append_audit(
-                s,
-                self.actor,
-                action,
-                subject,
-                outcome,
-                secret_id=secret_id,
-                rotation_id=rotation_id,
-                detail=detail,
-            )
 
     # ----------------------------------------------------------------- leases
     def acquire_lease(
@@ -478,10 +530,10 @@ class RotationRepository:
                 .execution_options(synchronize_session=False)
             )
 
-    def lease(self, name: str) -> LeaseRecord | None:
+    def lease(self, name: str) -> HeldLease | None:
         with self.db.session() as s:
             row = s.get(m.Lease, name)
-            return LeaseRecord(row.name, row.holder, row.expires_at) if row else None
+            return HeldLease(row.name, row.holder, row.expires_at) if row else None
 
     def take_over_lease(self, name: str, holder: str, previous: str, ttl: timedelta) -> bool:
         """Replace ``previous``'s lease (known dead) by ours; False if it changed meanwhile."""
@@ -502,7 +554,6 @@ class RotationRepository:
         ttl: timedelta,
         *,
         limit: int = 10,
-        lease_prefix: str = "rotate:",
         failed_backoff: timedelta = timedelta(hours=1),
         kinds: Iterable[str] | None = None,
         stores: Iterable[str] | None = None,
@@ -516,7 +567,7 @@ class RotationRepository:
             sa.select(m.Rotation.id)
             .where(
                 m.Rotation.secret_id == m.Secret.id,
-                m.Rotation.state == "rolled_back",
+                m.Rotation.state == RotationState.ROLLED_BACK.value,
                 m.Rotation.finished_at > now - failed_backoff,
             )
             .exists()
@@ -544,17 +595,14 @@ class RotationRepository:
             .limit(limit)
             .with_for_update(skip_locked=True, of=m.Secret)
         )
-        claimed: list[str] = []
         with self.db.session() as s:
-            for sec in list(s.scalars(q)):
-                lease = f"{lease_prefix}{sec.id}"
-                if self._acquire(s, lease, holder, now, now + ttl, sec.id):
-                    claimed.append(sec.name)
-        return tuple(claimed)
+            return tuple(
+                sec.name
+                for sec in list(s.scalars(q))
+                if self._acquire(s, rotation_lease(sec.id), holder, now, now + ttl, sec.id)
+            )
 
-    def claim_in_flight(
-        self, holder: str, ttl: timedelta, *, limit: int = 10, lease_prefix: str = "rotate:"
-    ) -> tuple[int, ...]:
+    def claim_in_flight(self, holder: str, ttl: timedelta, *, limit: int = 10) -> tuple[int, ...]:
         """Unfinished rotations nobody holds a live lease on, leased to ``holder``."""
         now = m.utcnow()
         q = (
@@ -567,10 +615,14 @@ class RotationRepository:
         claimed: list[int] = []
         with self.db.session() as s:
             for rot in list(s.scalars(q)):
-                wait = (rot.detail or {}).get("next_attempt_at")
-                if wait and datetime.fromisoformat(str(wait)) > now:
+                wait = _next_attempt(rot.detail)
+                if wait and wait > now:
                     continue  # e.g. waiting out the grace period before revoking
-                lease = f"{lease_prefix}{rot.secret_id}"
+                lease = rotation_lease(rot.secret_id)
                 if self._acquire(s, lease, holder, now, now + ttl, rot.secret_id):
                     claimed.append(rot.id)
         return tuple(claimed)
+
+
+if TYPE_CHECKING:  # mypy checks that the repository implements rotation's ports
+    _implements: type[SchedulerInventory] = RotationRepository

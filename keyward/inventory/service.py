@@ -361,7 +361,7 @@ class Inventory:
             s.add(secret)
             s.flush()
             if fingerprint:
-                self._add_version(s, secret, fingerprint=fingerprint, stage="current")
+                record_version(s, secret, fingerprint=fingerprint, stage="current")
             self.append_audit(
                 s, self.actor, "secret.add", name, secret_id=secret.id, detail={"kind": kind}
             )
@@ -426,7 +426,7 @@ class Inventory:
                 setattr(secret, key, value)
             apply_policy(secret)
             if "owner" in changed:
-                self._propagate_owner(s, secret.id, secret.owner)
+                propagate_owner(s, secret.id, secret.owner)
             if changed:
                 self.append_audit(
                     s,
@@ -456,14 +456,6 @@ class Inventory:
             s.delete(secret)
             self.append_audit(s, self.actor, "secret.remove", name, secret_id=sid)
 
-    @staticmethod
-    def _propagate_owner(session: Session, secret_id: int, owner: str | None) -> None:
-        session.execute(
-            sa.update(m.Finding)
-            .where(m.Finding.secret_id == secret_id)
-            .values(owner=sa.func.coalesce(sa.literal(owner, sa.String), m.Finding.code_owner))
-        )
-
     # --------------------------------------------------------------- versions
     def add_version(
         self,
@@ -478,7 +470,7 @@ class Inventory:
         """Record a version (by keyed fingerprint) and link the findings that leaked it."""
         with self.db.session() as s:
             secret = self._secret(s, name)
-            v = self._add_version(
+            v = record_version(
                 s,
                 secret,
                 fingerprint=fingerprint,
@@ -496,32 +488,6 @@ class Inventory:
                 detail={"stage": stage, "identifier": identifier},
             )
             return version_record(v)
-
-    @staticmethod
-    def _add_version(
-        session: Session,
-        secret: m.Secret,
-        *,
-        fingerprint: str | None = None,
-        identifier: str | None = None,
-        identifier_fingerprint: str | None = None,
-        stage: str | None = None,
-        created_at: datetime | None = None,
-    ) -> m.SecretVersion:
-        v = m.SecretVersion(
-            secret_id=secret.id,
-            fingerprint=fingerprint,
-            identifier=identifier,
-            identifier_fingerprint=identifier_fingerprint,
-            stage=stage,
-            created_at=created_at or m.utcnow(),
-        )
-        session.add(v)
-        session.flush()
-        link_findings_to_secret(
-            session, secret, [fp for fp in (fingerprint, identifier_fingerprint) if fp]
-        )
-        return v
 
     def versions(self, name: str) -> tuple[VersionRecord, ...]:
         with self.db.session() as s:
@@ -795,6 +761,42 @@ class Inventory:
                 s, self.actor, "rotation.start", sec.name, secret_id=sec.id, rotation_id=rot.id
             )
             return rot.id
+
+
+def record_version(
+    session: Session,
+    secret: m.Secret,
+    *,
+    fingerprint: str | None = None,
+    identifier: str | None = None,
+    identifier_fingerprint: str | None = None,
+    stage: str | None = None,
+    created_at: datetime | None = None,
+) -> m.SecretVersion:
+    """Add a version row in ``session``'s transaction and link the findings that leaked it."""
+    v = m.SecretVersion(
+        secret_id=secret.id,
+        fingerprint=fingerprint,
+        identifier=identifier,
+        identifier_fingerprint=identifier_fingerprint,
+        stage=stage,
+        created_at=created_at or m.utcnow(),
+    )
+    session.add(v)
+    session.flush()
+    link_findings_to_secret(
+        session, secret, [fp for fp in (fingerprint, identifier_fingerprint) if fp]
+    )
+    return v
+
+
+def propagate_owner(session: Session, secret_id: int, owner: str | None) -> None:
+    """The findings of a secret take its owner (else their code owner) as their owner."""
+    session.execute(
+        sa.update(m.Finding)
+        .where(m.Finding.secret_id == secret_id)
+        .values(owner=sa.func.coalesce(sa.literal(owner, sa.String), m.Finding.code_owner))
+    )
 
 
 def link_findings_to_secret(session: Session, secret: m.Secret, fingerprints: list[str]) -> int:

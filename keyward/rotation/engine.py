@@ -3,24 +3,17 @@
 It drives a :class:`~keyward.rotation.protocols.SecretStore`, a
 :class:`~keyward.rotation.protocols.Rotator` and :class:`~keyward.rotation.protocols.Dependent`
 plugins in the sequence documented in :mod:`keyward.rotation.protocols`, and persists its
-progress in the inventory after every call that changed the outside world, so a process killed
-at any point leaves a rotation that ``resume`` (forward) or ``rollback`` completes.
+progress through the :class:`~keyward.rotation.ports.RotationJournal` after every call that
+changed the outside world, so a process killed at any point leaves a rotation that ``resume``
+(forward) or ``rollback`` completes. States and steps are
+:class:`~keyward.rotation.ports.RotationState` and :class:`~keyward.rotation.ports.Step`.
 
-States (``rotations.state``)::
-
-    in_progress --(any failure before finish)--> rolling_back --> rolled_back
-        |                                             (a failed rollback stays rolling_back)
-        +--(finish: pending promoted)--> retiring --(old credential revoked)--> finished
-
-``in_progress``, ``rolling_back`` and ``retiring`` are "in flight": the database's partial
-unique index allows one per secret. ``finished`` and ``rolled_back`` are terminal.
-
-What is persisted (``rotations.detail``; no raw value ever): the idempotency ``token`` (first,
-before anything happens), the store's ``old_version`` and ``pending`` version ids, keyed
-fingerprints of both values, the dependent snapshots (each persisted *before* its update),
-which targets were verified / restored, ``finished_at``, ``deactivated_at`` and the retirement
-outcome. Every step adds a ``rotation_steps`` row and an audit event (step, actor, outcome,
-error text).
+What is persisted (:class:`~keyward.rotation.ports.RotationDetail`; no raw value ever): the
+idempotency ``token`` (first, before anything happens), the store's ``old_version`` and
+``pending`` version ids, keyed fingerprints of both values, the dependent snapshots (each
+persisted *before* its update), which targets were verified / restored, ``finished_at``,
+``deactivated_at`` and the retirement outcome. Every step adds a ``rotation_steps`` row and an
+audit event (step, actor, outcome, error text), written in the same transaction as the detail.
 
 Fault injection: :meth:`RotationEngine.checkpoint` is called at every persisted boundary with a
 name such as ``set:before`` or ``dependents:inside:3``. In keyward it does nothing; the test
@@ -37,13 +30,40 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, assert_never
+from typing import assert_never
 
 from keyward.core.errors import ExitCode, KeywardError, RotationError, StoreNotFound
 from keyward.core.redaction import Fingerprinter
-from keyward.inventory.errors import RotationInFlight
 from keyward.rotation.errors import DependentNotFound
+from keyward.rotation.ports import (
+    FORWARD_STEPS,
+    AtStep,
+    AuditEntry,
+    ErrorCleared,
+    ErrorNoted,
+    JournalEntry,
+    JsonValue,
+    LeaseClaim,
+    Mark,
+    PreparedDependent,
+    Progress,
+    RotatableSecret,
+    RotationDetail,
+    RotationInFlight,
+    RotationInventory,
+    RotationState,
+    SecretRotated,
+    StateChanged,
+    Step,
+    StepBegun,
+    StepEnded,
+    StepOutcome,
+    VersionRole,
+    VersionSeen,
+    VersionStage,
+    VersionStaged,
+    rotation_lease,
+)
 from keyward.rotation.protocols import (
     Dependent,
     DependentSnapshot,
@@ -56,34 +76,9 @@ from keyward.rotation.protocols import (
     VersionedSecret,
     new_token,
 )
-from keyward.rotation.runtime import RotationSettings, Wiring, targets_for
+from keyward.rotation.wiring import RotationSettings, Wiring, targets_for
 
 log = logging.getLogger(__name__)
-
-
-class RotationState(StrEnum):
-    IN_PROGRESS = "in_progress"
-    ROLLING_BACK = "rolling_back"
-    RETIRING = "retiring"
-    FINISHED = "finished"
-    ROLLED_BACK = "rolled_back"
-    FAILED = "failed"  # reserved by the schema's terminal states; not produced by the engine
-
-
-TERMINAL = frozenset({RotationState.FINISHED, RotationState.ROLLED_BACK, RotationState.FAILED})
-
-
-class Step(StrEnum):
-    CREATE = "create"
-    SET = "set"
-    TEST = "test"
-    DEPENDENTS = "dependents"
-    FINISH = "finish"
-    RETIRE = "retire"
-    ROLLBACK = "rollback"
-
-
-FORWARD: tuple[Step, ...] = (Step.CREATE, Step.SET, Step.TEST, Step.DEPENDENTS, Step.FINISH)
 
 
 class RotationFailed(RotationError):
@@ -167,12 +162,12 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
-def _state_of(rec: Any) -> RotationState:
+def _state_of(entry: JournalEntry) -> RotationState:
     try:
-        return RotationState(rec.state)
+        return RotationState(entry.state)
     except ValueError:
         raise RotationError(
-            f"Rotation {rec.id} of {rec.secret!r} is in state {rec.state!r}, which this "
+            f"Rotation {entry.id} of {entry.secret!r} is in state {entry.state!r}, which this "
             "keyward does not know",
             hint="It was written by another tool or a newer keyward; upgrade keyward",
         ) from None
@@ -182,10 +177,20 @@ def _key(target: DependentTarget) -> str:
     return f"{target.kind}|{target.region or ''}|{target.resource}"
 
 
+def _noted(value: str | None, what: str, run: _Run) -> str:
+    """A version id the detail must hold by now."""
+    if value is None:
+        raise RotationError(
+            f"Rotation {run.id} of {run.secret.name!r} has no {what} in its detail",
+            hint=f"Roll it back: keyward rotations rollback {run.id}",
+        )
+    return value
+
+
 class Notifier:
     """Receives rotation events (the webhook); the default does nothing."""
 
-    def notify(self, event: Mapping[str, Any]) -> None:
+    def notify(self, event: Mapping[str, JsonValue]) -> None:
         return None
 
 
@@ -194,9 +199,9 @@ class _Run:
     """One rotation being driven (internal, mutable)."""
 
     id: int
-    secret: Any  # SecretRecord
+    secret: RotatableSecret
     state: RotationState
-    detail: dict[str, Any]
+    detail: RotationDetail
     started_at: datetime
     store_kind: str
     name: str
@@ -208,11 +213,7 @@ class _Run:
 
     @property
     def token(self) -> str:
-        return str(self.detail["token"])
-
-    @property
-    def done(self) -> list[str]:
-        return list(self.detail.get("done", []))
+        return self.detail.token
 
 
 class _JournalNotes:
@@ -223,16 +224,15 @@ class _JournalNotes:
         self._run = run
 
     def get(self, key: str) -> str | None:
-        value = (self._run.detail.get("notes") or {}).get(key)
-        return None if value is None else str(value)
+        return self._run.detail.rotator_notes.get(key)
 
     def record(self, key: str, value: str | None) -> None:
-        notes = {k: str(v) for k, v in (self._run.detail.get("notes") or {}).items()}
+        notes = dict(self._run.detail.rotator_notes)
         if value is None:
             notes.pop(key, None)
         else:
             notes[key] = value
-        self._engine._save(self._run, detail={"notes": notes})
+        self._engine._write(self._run, detail=replace(self._run.detail, rotator_notes=notes))
 
 
 def _retired(outcome: RetireOutcome) -> str:
@@ -255,7 +255,7 @@ class RotationEngine:
 
     def __init__(
         self,
-        repo: Any,  # keyward.inventory.rotations.RotationRepository
+        inventory: RotationInventory,
         wiring: Wiring,
         fingerprinter: Fingerprinter,
         settings: RotationSettings | None = None,
@@ -265,7 +265,7 @@ class RotationEngine:
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.repo = repo
+        self.inventory = inventory
         self.wiring = wiring
         self.fp = fingerprinter
         self.settings = settings or RotationSettings()
@@ -287,7 +287,7 @@ class RotationEngine:
 
         A secret that another rotation already rotates (Secrets Manager's own) is refused,
         unless ``take_over``: then that rotation is turned off first, in the audit log."""
-        secret = self.repo.secret(secret_name)
+        secret = self.inventory.rotatable(secret_name)
         kind, name, store = self.wiring.store_for(secret)
         rotator = self.wiring.rotator_for(secret)
         try:
@@ -305,29 +305,26 @@ class RotationEngine:
                     "--take-over to cancel it and rotate with keyward (recorded in the audit log)",
                 )
         except KeywardError as exc:
-            self.repo.audit(
-                secret.id, secret.name, "rotation.start", "failed", {"error": error_text(exc)}
+            self.inventory.audit(
+                secret, AuditEntry("rotation.start", "failed", {"error": error_text(exc)})
             )
             raise
-        lease = self._lease(secret.id)
+        lease = rotation_lease(secret.id)
         self._take_lease(lease, secret.name, secret.id)
         try:
             if described.managed_by:
                 self._take_over(secret, kind, name, store, described.managed_by)
-            rec = self.repo.start(
-                secret.id,
-                secret.name,
-                {"token": new_token(), "store": kind, "store_name": name, "done": []},
-                state=RotationState.IN_PROGRESS.value,
-                step=Step.CREATE.value,
+            detail = RotationDetail(token=new_token(), store=kind, store_name=name)
+            entry = self.inventory.start(
+                secret, detail, AuditEntry("rotation.start", "ok", {"token": detail.token})
             )
-            log.info("rotation %s of %s started", rec.id, secret.name)
+            log.info("rotation %s of %s started", entry.id, secret.name)
             run = _Run(
-                rec.id,
+                entry.id,
                 secret,
                 RotationState.IN_PROGRESS,
-                rec.detail,
-                rec.started_at,
+                entry.detail,
+                entry.started_at,
                 kind,
                 name,
                 store,
@@ -335,13 +332,13 @@ class RotationEngine:
             )
             return self._with_warnings(run, self._drive(run))
         finally:
-            self.repo.release_lease(lease, self.holder)
+            self.inventory.release_lease(lease, self.holder)
 
     def _take_over(
-        self, secret: Any, kind: str, name: str, store: SecretStore, managed_by: str
+        self, secret: RotatableSecret, kind: str, name: str, store: SecretStore, managed_by: str
     ) -> None:
         """Turn the other rotation off (and drop the pending version it abandoned), audited."""
-        detail: dict[str, Any] = {"managed_by": managed_by}
+        detail: dict[str, JsonValue] = {"managed_by": managed_by}
         stop = getattr(store, "stop_managed_rotation", None)
         try:
             if not callable(stop):
@@ -352,14 +349,14 @@ class RotationEngine:
             detail["done"] = str(stop(name))
             after = store.describe(name)
             token = after.pending_token
-            if token and self.repo.token_owner(secret.id, token) is None:
+            if token and self.inventory.entry_by_token(secret.id, token) is None:
                 store.discard_pending(name, token)  # its pending version, now abandoned
                 detail["discarded_pending"] = after.pending
         except KeywardError as exc:
             detail["error"] = error_text(exc)
-            self.repo.audit(secret.id, secret.name, "rotation.take-over", "failed", detail)
+            self.inventory.audit(secret, AuditEntry("rotation.take-over", "failed", detail))
             raise
-        self.repo.audit(secret.id, secret.name, "rotation.take-over", "ok", detail)
+        self.inventory.audit(secret, AuditEntry("rotation.take-over", "ok", detail))
         log.warning("%s: took over from %s", secret.name, managed_by)
 
     def resume(self, rotation_id: int) -> Outcome:
@@ -369,37 +366,40 @@ class RotationEngine:
     def rollback(self, rotation_id: int, reason: str = "rolled back by request") -> Outcome:
         """Roll back an unfinished rotation that has not reached finish."""
 
-        def go(run: _Run) -> Outcome:
-            if run.state is RotationState.RETIRING:
-                raise NotRollbackable(
-                    f"Rotation {run.id} of {run.secret.name!r} already finished: the new value "
-                    "is current and only retiring the old credential remains",
-                    hint=f"Resume it (keyward rotations resume {run.id}) or rotate again",
-                )
-            if run.state is RotationState.IN_PROGRESS:
-                self._save(
-                    run,
-                    state=RotationState.ROLLING_BACK,
-                    error=reason,
-                    detail={"reason": reason},
-                    audit=("rotation.rollback", "requested", {"reason": reason}),
-                )
+        def requested(run: _Run) -> Outcome:
+            match run.state:
+                case RotationState.RETIRING:
+                    raise NotRollbackable(
+                        f"Rotation {run.id} of {run.secret.name!r} already finished: the new "
+                        "value is current and only retiring the old credential remains",
+                        hint=f"Resume it (keyward rotations resume {run.id}) or rotate again",
+                    )
+                case RotationState.IN_PROGRESS:
+                    self._write(
+                        run,
+                        StateChanged(RotationState.ROLLING_BACK),
+                        ErrorNoted(reason),
+                        detail=replace(run.detail, reason=reason),
+                        audit=AuditEntry("rotation.rollback", "requested", {"reason": reason}),
+                    )
+                case RotationState.ROLLING_BACK:
+                    pass
+                case RotationState.FINISHED | RotationState.ROLLED_BACK | RotationState.FAILED:
+                    return self._already_over(run)
+                case _:
+                    assert_never(run.state)
             return self._rollback_and_report(run, reason, cause=None)
 
-        return self._with_run(rotation_id, go)
+        return self._with_run(rotation_id, requested)
 
     # -------------------------------------------------------------- plumbing
-    @staticmethod
-    def _lease(secret_id: int) -> str:
-        return f"rotate:{secret_id}"
-
     def _take_lease(self, lease: str, secret: str, secret_id: int) -> None:
         ttl = self.settings.lease_ttl
-        if self.repo.acquire_lease(lease, self.holder, ttl, secret_id=secret_id):
+        if self.inventory.acquire_lease(lease, self.holder, ttl, secret_id=secret_id):
             return
-        held = self.repo.lease(lease)
+        held = self.inventory.lease(lease)
         if held is not None and _holder_is_dead(held.holder):
-            if self.repo.take_over_lease(lease, self.holder, held.holder, ttl):
+            if self.inventory.take_over_lease(lease, self.holder, held.holder, ttl):
                 log.warning(
                     "took over the rotation lease of %s from %s (gone)", secret, held.holder
                 )
@@ -411,127 +411,119 @@ class RotationEngine:
         )
 
     def _with_run(self, rotation_id: int, fn: Callable[[_Run], Outcome]) -> Outcome:
-        rec = self.repo.get(rotation_id)
-        state = _state_of(rec)
-        if state in TERMINAL:
+        entry = self.inventory.entry(rotation_id)
+        state = _state_of(entry)
+        if state.terminal:
             return Outcome(
-                rec.id,
-                rec.secret,
+                entry.id,
+                entry.secret,
                 state,
-                f"Rotation {rec.id} of {rec.secret!r} is already {state.value.replace('_', ' ')}",
+                f"Rotation {entry.id} of {entry.secret!r} is already "
+                f"{state.value.replace('_', ' ')}",
             )
-        lease = self._lease(rec.secret_id)
-        self._take_lease(lease, rec.secret, rec.secret_id)
+        lease = rotation_lease(entry.secret_id)
+        self._take_lease(lease, entry.secret, entry.secret_id)
         try:
-            rec = self.repo.get(rotation_id)  # fresh, under the lease
-            state = _state_of(rec)
-            if state in TERMINAL:
-                return Outcome(rec.id, rec.secret, state, f"Rotation {rec.id} is already over")
-            secret = self.repo.secret_by_id(rec.secret_id)
+            entry = self.inventory.entry(rotation_id)  # fresh, under the lease
+            state = _state_of(entry)
+            if state.terminal:
+                over = f"Rotation {entry.id} is already over"
+                return Outcome(entry.id, entry.secret, state, over)
+            secret = self.inventory.rotatable_by_id(entry.secret_id)
             kind, name, store = self.wiring.store_for(secret)
-            name = str(rec.detail.get("store_name") or name)
             run = _Run(
-                rec.id,
+                entry.id,
                 secret,
                 state,
-                dict(rec.detail),
-                rec.started_at,
+                entry.detail,
+                entry.started_at,
                 kind,
-                name,
+                entry.detail.store_name or name,
                 store,
                 self.wiring.rotator_for(secret),
             )
-            self.repo.audit(
-                secret.id, secret.name, "rotation.resume", "ok", {"state": state.value}, rec.id
+            self.inventory.audit(
+                secret, AuditEntry("rotation.resume", "ok", {"state": state.value}), entry.id
             )
             return self._with_warnings(run, fn(run))
         finally:
-            self.repo.release_lease(lease, self.holder)
+            self.inventory.release_lease(lease, self.holder)
 
-    def _save(
+    def _write(
         self,
         run: _Run,
-        *,
-        state: RotationState | None = None,
-        step: Step | None = None,
-        detail: dict[str, Any] | None = None,
-        **kw: Any,
+        *marks: Mark,
+        detail: RotationDetail | None = None,
+        audit: AuditEntry | None = None,
     ) -> None:
-        """Persist progress (and renew our lease: losing it means someone took over)."""
-        warned = self._rotator_warnings(run)
+        """One durable write: the detail, ``marks`` and the audit events (the rotator's new
+        warnings first), renewing our lease in the same transaction (losing it means someone
+        took over)."""
+        detail = detail or run.detail
+        entries: list[AuditEntry] = []
+        warned = self._new_warnings(run, detail)
         if warned:
-            detail = {**(detail or {}), "warnings": warned}
-        if not self.repo.acquire_lease(
-            self._lease(run.secret.id),
-            self.holder,
-            self.settings.lease_ttl,
-            secret_id=run.secret.id,
-        ):
+            detail = replace(detail, warnings=(*detail.warnings, *warned))
+            entries.extend(
+                AuditEntry("rotation.warning", "warning", {"warning": text}) for text in warned
+            )
+        if audit is not None:
+            entries.append(audit)
+        lease = LeaseClaim(
+            rotation_lease(run.secret.id), self.holder, self.settings.lease_ttl, run.secret.id
+        )
+        if not self.inventory.record(run.id, Progress(detail, marks, tuple(entries)), lease):
             raise LeaseLost(
                 f"Rotation {run.id} of {run.secret.name!r} was taken over by another worker",
                 hint="Nothing to do: it carries on there",
             )
-        if detail:
-            run.detail.update(detail)
-        if state is not None:
-            run.state = state
-        self.repo.update(
-            run.id,
-            state=state.value if state else None,
-            step=step.value if step else None,
-            detail=detail,
-            **kw,
-        )
+        run.detail = detail
+        for mark in marks:
+            if isinstance(mark, StateChanged):
+                run.state = mark.state
+
+    def _new_warnings(self, run: _Run, detail: RotationDetail) -> list[str]:
+        """New warnings of the rotator (an optional ``take_warnings()``), each once."""
+        take = getattr(run.rotator, "take_warnings", None)
+        fresh = [str(w) for w in take()] if callable(take) else []
+        added = [w for w in dict.fromkeys(fresh) if w not in detail.warnings]
+        for text in added:
+            log.warning("rotation %s of %s: %s", run.id, run.secret.name, text)
+        return added
+
+    @staticmethod
+    def _with_warnings(run: _Run, out: Outcome) -> Outcome:
+        return replace(out, warnings=run.detail.warnings) if run.detail.warnings else out
+
+    @staticmethod
+    def _already_over(run: _Run) -> Outcome:
+        return Outcome(run.id, run.secret.name, run.state, f"Rotation {run.id} is already over")
 
     def _ctx(self, run: _Run) -> RotationContext:
         """The rotation as its rotator sees it, with notes persisted in the rotation."""
         return RotationContext(run.token, run.started_at, _JournalNotes(self, run))
 
-    def _rotator_warnings(self, run: _Run) -> list[str] | None:
-        """New warnings of the rotator (an optional ``take_warnings()``), each audited once;
-        the full list to persist, or None when there is nothing new."""
-        take = getattr(run.rotator, "take_warnings", None)
-        fresh = [str(w) for w in take()] if callable(take) else []
-        known: list[str] = list(run.detail.get("warnings", []))
-        added = [w for w in dict.fromkeys(fresh) if w not in known]
-        for text in added:
-            log.warning("rotation %s of %s: %s", run.id, run.secret.name, text)
-            self.repo.audit(
-                run.secret.id,
-                run.secret.name,
-                "rotation.warning",
-                "warning",
-                {"warning": text},
-                run.id,
-            )
-        return [*known, *added] if added else None
-
-    @staticmethod
-    def _with_warnings(run: _Run, out: Outcome) -> Outcome:
-        warnings = tuple(str(w) for w in run.detail.get("warnings", []))
-        return replace(out, warnings=warnings) if warnings else out
-
     def _begin(self, run: _Run, step: Step) -> None:
-        self._save(run, step=step, step_row=(step.value, "started", {}))
+        self._write(run, StepBegun(step))
 
-    def _done(self, run: _Run, step: Step, detail: dict[str, Any] | None = None) -> None:
-        done = [*run.done, step.value] if step.value not in run.done else run.done
-        self._save(
+    def _done(self, run: _Run, step: Step) -> None:
+        done = run.detail.done if step in run.detail.done else (*run.detail.done, step)
+        self._write(
             run,
-            detail={**(detail or {}), "done": done},
-            step_row=(step.value, "ok", {}),
-            audit=(f"rotation.{step.value}", "ok", {"step": step.value}),
+            StepEnded(step, StepOutcome.OK),
+            detail=replace(run.detail, done=done),
+            audit=AuditEntry(f"rotation.{step.value}", "ok", {"step": step.value}),
         )
 
     def _event(self, run: _Run, event: str, error: str | None = None) -> None:
-        doc = {
+        doc: dict[str, JsonValue] = {
             "event": event,
             "rotation_id": run.id,
             "secret": run.secret.name,
             "store": run.store_kind,
             "kind": run.secret.kind,
             "state": run.state.value,
-            "actor": self.repo.actor,
+            "actor": self.inventory.actor,
             "at": self.now().isoformat(),
             "error": error,
         }
@@ -540,16 +532,16 @@ class RotationEngine:
         except Exception as exc:  # a webhook never breaks a rotation
             log.warning("rotation %s: notifying %s failed: %s", run.id, event, error_text(exc))
 
-    def _backoff(self) -> str:
+    def _backoff(self) -> datetime:
         """When the scheduler may try a failed rollback or retirement again (the CLI's
         ``resume``/``rollback`` do not wait)."""
-        return (self.now() + self.settings.retry_backoff).isoformat()
+        return self.now() + self.settings.retry_backoff
 
     def _stopping(self, run: _Run, where: str) -> Outcome | None:
         if not self.stop.is_set():
             return None
-        self.repo.audit(
-            run.secret.id, run.secret.name, "rotation.park", "ok", {"before": where}, run.id
+        self.inventory.audit(
+            run.secret, AuditEntry("rotation.park", "ok", {"before": where}), run.id
         )
         log.warning("rotation %s of %s parked before %s", run.id, run.secret.name, where)
         return Outcome(
@@ -562,34 +554,51 @@ class RotationEngine:
 
     # ---------------------------------------------------------------- driving
     def _drive(self, run: _Run) -> Outcome:
-        if run.state is RotationState.ROLLING_BACK:
-            return self._rollback_and_report(run, str(run.detail.get("reason", "")), cause=None)
-        if run.state is RotationState.RETIRING:
-            return self._retire(run)
+        match run.state:
+            case RotationState.IN_PROGRESS:
+                return self._forward(run)
+            case RotationState.ROLLING_BACK:
+                return self._rollback_and_report(run, run.detail.reason or "", cause=None)
+            case RotationState.RETIRING:
+                return self._retire(run)
+            case RotationState.FINISHED | RotationState.ROLLED_BACK | RotationState.FAILED:
+                return self._already_over(run)
+            case _:
+                assert_never(run.state)
+
+    def _forward(self, run: _Run) -> Outcome:
         step = Step.CREATE
         try:
-            for step in FORWARD:
-                if step.value in run.done:
+            for step in FORWARD_STEPS:
+                if step in run.detail.done:
                     continue
                 parked = self._stopping(run, step.value)
                 if parked:
                     return parked
                 self._begin(run, step)
                 self.checkpoint(f"{step.value}:before")
-                if step is Step.CREATE:
-                    self._create(run)
-                else:
-                    self._load(run)
-                    if step is Step.SET:
-                        run.rotator.set(run.cur.value, run.new.value)  # type: ignore[union-attr]
-                    elif step is Step.TEST:
-                        run.rotator.test(run.new.value)  # type: ignore[union-attr]
-                    elif step is Step.DEPENDENTS:
+                match step:
+                    case Step.CREATE:
+                        self._create(run)
+                    case Step.SET:
+                        cur, new = self._load(run)
+                        run.rotator.set(cur.value, new.value)
+                    case Step.TEST:
+                        _, new = self._load(run)
+                        run.rotator.test(new.value)
+                    case Step.DEPENDENTS:
+                        self._load(run)
                         parked = self._dependents(run)
                         if parked:
                             return parked
-                    else:
-                        run.store.promote(run.name, str(run.detail["pending"]))
+                    case Step.FINISH:
+                        self._load(run)
+                        pending = _noted(run.detail.pending, "pending version", run)
+                        run.store.promote(run.name, pending)
+                    case Step.RETIRE | Step.ROLLBACK:  # not forward steps
+                        raise AssertionError(step)
+                    case _:
+                        assert_never(step)
                 self.checkpoint(f"{step.value}:after")
                 if step is Step.FINISH:
                     self._finished(run)
@@ -607,15 +616,15 @@ class RotationEngine:
         if d.pending_token and d.pending_token != run.token:
             self._clear_foreign_pending(run, d.pending_token, d.pending)
             d = store.describe(name)
-        old_version = run.detail.get("old_version")
+        old_version = run.detail.old_version
         cur = store.read_version(name, old_version) if old_version else store.read_current(name)
         run.cur = cur
         if not old_version:
             fp = cur.value.fingerprint(self.fp)
-            self._save(
+            self._write(
                 run,
-                detail={"old_version": cur.version, "old_fingerprint": fp},
-                old_version=(fp, cur.version),
+                VersionSeen(VersionRole.OLD, fp, cur.version),
+                detail=replace(run.detail, old_version=cur.version, old_fingerprint=fp),
             )
         if d.pending_token == run.token and d.pending:
             pending = d.pending
@@ -624,22 +633,26 @@ class RotationEngine:
             self.checkpoint("create:inside")
             pending = store.put_pending(name, value, run.token)
             self.checkpoint("create:stored")
-        if run.detail.get("pending") != pending:
-            self._save(run, detail={"pending": pending})
+        if run.detail.pending != pending:
+            self._write(run, detail=replace(run.detail, pending=pending))
         new = store.read_version(name, pending)
         run.new = new
         fp = new.value.fingerprint(self.fp)
-        if run.detail.get("new_fingerprint") not in (None, fp):
+        if run.detail.new_fingerprint not in (None, fp):
             raise RotationError(
                 f"The pending version {pending} of {run.secret.name!r} does not hold the value "
                 "this rotation created",
                 hint="Roll the rotation back: keyward rotations rollback",
             )
-        self._save(run, detail={"new_fingerprint": fp}, new_version=(fp, pending))
+        self._write(
+            run,
+            VersionSeen(VersionRole.NEW, fp, pending),
+            detail=replace(run.detail, new_fingerprint=fp),
+        )
 
     def _clear_foreign_pending(self, run: _Run, token: str, pending: str | None) -> None:
         """A pending version of another (abandoned) rotation of ours: roll it back first."""
-        other = self.repo.token_owner(run.secret.id, token)
+        other = self.inventory.entry_by_token(run.secret.id, token)
         if other is None:
             raise RotationError(
                 f"{run.store_kind} holds a pending version of {run.secret.name!r} that keyward "
@@ -654,26 +667,24 @@ class RotationEngine:
             except StoreNotFound:
                 new = None
         ctx = RotationContext(
-            token, other.started_at, MemoryNotes(dict(other.detail.get("notes") or {}))
+            token, other.started_at, MemoryNotes(dict(other.detail.rotator_notes))
         )
         run.rotator.rollback(cur.value, new.value if new else None, ctx)
         run.store.discard_pending(run.name, token)
-        self.repo.audit(
-            run.secret.id,
-            run.secret.name,
-            "rotation.cleanup",
-            "ok",
-            {"leftover_of": other.id},
-            run.id,
+        self.inventory.audit(
+            run.secret, AuditEntry("rotation.cleanup", "ok", {"leftover_of": other.id}), run.id
         )
 
-    def _load(self, run: _Run) -> None:
+    def _load(self, run: _Run) -> tuple[VersionedSecret, VersionedSecret]:
         """After a crash every value comes back from the store, checked by fingerprint."""
         if run.cur is None:
-            run.cur = run.store.read_version(run.name, str(run.detail["old_version"]))
+            old_version = _noted(run.detail.old_version, "old version", run)
+            run.cur = run.store.read_version(run.name, old_version)
         if run.new is None:
-            new = run.store.read_version(run.name, str(run.detail["pending"]))
-            expected = run.detail.get("new_fingerprint")
+            new = run.store.read_version(
+                run.name, _noted(run.detail.pending, "pending version", run)
+            )
+            expected = run.detail.new_fingerprint
             if expected and new.value.fingerprint(self.fp) != expected:
                 raise RotationError(
                     f"Version {new.version} of {run.secret.name!r} no longer holds the value "
@@ -681,11 +692,13 @@ class RotationEngine:
                     hint="Roll the rotation back: keyward rotations rollback",
                 )
             run.new = new
+        return run.cur, run.new
 
-    def _targets(self, run: _Run) -> list[DependentTarget]:
-        assert run.cur is not None and run.new is not None
-        fields = sorted({*run.cur.value.fields, *run.new.value.fields})
-        rows = self.repo.dependents(run.secret.id)
+    def _targets(
+        self, run: _Run, cur: VersionedSecret, new: VersionedSecret
+    ) -> list[DependentTarget]:
+        fields = sorted({*cur.value.fields, *new.value.fields})
+        rows = self.inventory.dependents(run.secret.id)
         overrides = self.wiring.target_overrides(run.secret)
         return list(targets_for(rows, fields, run.secret.name, overrides))
 
@@ -695,12 +708,10 @@ class RotationEngine:
         return run.deps[kind]
 
     def _dependents(self, run: _Run) -> Outcome | None:
-        assert run.cur is not None and run.new is not None
-        snaps: dict[str, dict[str, Any]] = {
-            e["key"]: e["snapshot"] for e in run.detail.get("snapshots", [])
-        }
-        verified: list[str] = list(run.detail.get("verified", []))
-        for i, target in enumerate(self._targets(run), 1):
+        cur, new = self._load(run)
+        snaps: dict[str, DependentSnapshot] = {p.key: p.snapshot for p in run.detail.snapshots}
+        verified: list[str] = list(run.detail.verified)
+        for i, target in enumerate(self._targets(run, cur, new), 1):
             key = _key(target)
             if key in verified:
                 continue
@@ -708,33 +719,31 @@ class RotationEngine:
             if parked:
                 return parked
             dep = self._dependent(run, target.kind)
-            if key in snaps:
-                snap = DependentSnapshot.from_dict(snaps[key])
-            else:
-                snap = dep.prepare(target, run.cur, run.new)
-                doc = snap.to_dict()
-                snaps[key] = doc
-                entries = [*run.detail.get("snapshots", []), {"key": key, "snapshot": doc}]
-                self._save(run, detail={"snapshots": entries})
-            dep.update(snap, run.new)
+            snap = snaps.get(key)
+            if snap is None:
+                snap = snaps[key] = dep.prepare(target, cur, new)
+                prepared = (*run.detail.snapshots, PreparedDependent(key, snap))
+                self._write(run, detail=replace(run.detail, snapshots=prepared))
+            dep.update(snap, new)
             self.checkpoint(f"dependents:inside:{i}")
-            dep.verify(snap, run.new)
+            dep.verify(snap, new)
             verified.append(key)
-            self._save(run, detail={"verified": list(verified)})
+            self._write(run, detail=replace(run.detail, verified=tuple(verified)))
         return None
 
     def _finished(self, run: _Run) -> None:
         now = self.now()
-        self._save(
+        self._write(
             run,
-            state=RotationState.RETIRING,
-            step=Step.RETIRE,
-            detail={"done": [*run.done, Step.FINISH.value], "finished_at": now.isoformat()},
-            step_row=(Step.FINISH.value, "ok", {}),
-            audit=("rotation.finish", "ok", {"step": Step.FINISH.value}),
-            version_stages={"old": "previous", "new": "current"},
-            clear_error=True,
-            rotated_at=now,
+            StateChanged(RotationState.RETIRING),
+            AtStep(Step.RETIRE),
+            StepEnded(Step.FINISH, StepOutcome.OK),
+            VersionStaged(VersionRole.OLD, VersionStage.PREVIOUS),
+            VersionStaged(VersionRole.NEW, VersionStage.CURRENT),
+            ErrorCleared(),
+            SecretRotated(now),
+            detail=replace(run.detail, done=(*run.detail.done, Step.FINISH), finished_at=now),
+            audit=AuditEntry("rotation.finish", "ok", {"step": Step.FINISH.value}),
         )
         log.info("rotation %s of %s: new version is current", run.id, run.secret.name)
         self._event(run, "rotation.finished")
@@ -742,16 +751,16 @@ class RotationEngine:
     # ------------------------------------------------------------ retirement
     def _retire(self, run: _Run) -> Outcome:
         now = self.now()
-        finished_at = datetime.fromisoformat(str(run.detail.get("finished_at", now.isoformat())))
+        finished_at = run.detail.finished_at or now
         name = run.secret.name
-        deactivated = run.detail.get("deactivated_at")
+        deactivated = run.detail.deactivated_at
         # A rotator with nothing to retire (a random value) finishes at once: waiting out the
         # grace period would only keep the secret "in flight" and block its next rotation.
         waits = getattr(run.rotator, "retires", True)
         if deactivated is None:
             due = finished_at + self.settings.deactivate_after
             if waits and now < due:
-                self._save(run, detail={"next_attempt_at": due.isoformat()})
+                self._write(run, detail=replace(run.detail, next_attempt_at=due))
                 return Outcome(
                     run.id,
                     name,
@@ -760,26 +769,28 @@ class RotationEngine:
                     f"is deactivated after {due:%Y-%m-%d %H:%M} UTC",
                 )
         try:
-            old = run.store.read_version(run.name, str(run.detail["old_version"]))
-            new = run.store.read_version(run.name, str(run.detail["pending"]))
+            old_version = _noted(run.detail.old_version, "old version", run)
+            old = run.store.read_version(run.name, old_version)
+            new = run.store.read_version(
+                run.name, _noted(run.detail.pending, "pending version", run)
+            )
             if deactivated is None:
                 self._begin(run, Step.RETIRE)
                 self.checkpoint("retire:before")
                 run.rotator.deactivate(old.value, new.value)
                 self.checkpoint("retire:inside")
-                deactivated = now.isoformat()
-                self._save(
+                deactivated = now
+                self._write(
                     run,
-                    detail={"deactivated_at": deactivated},
-                    audit=("rotation.deactivate", "ok", {"step": Step.RETIRE.value}),
+                    detail=replace(run.detail, deactivated_at=deactivated),
+                    audit=AuditEntry("rotation.deactivate", "ok", {"step": Step.RETIRE.value}),
                 )
-            deactivated_at = datetime.fromisoformat(str(deactivated))
-            due = deactivated_at + self.settings.grace_period
-            retry = run.detail.get("retry_after")
+            due = deactivated + self.settings.grace_period
+            retry = run.detail.retry_after
             if retry:
-                due = max(due, datetime.fromisoformat(str(retry)))
+                due = max(due, retry)
             if waits and now < due:
-                self._save(run, detail={"next_attempt_at": due.isoformat()})
+                self._write(run, detail=replace(run.detail, next_attempt_at=due))
                 return Outcome(
                     run.id,
                     name,
@@ -787,17 +798,17 @@ class RotationEngine:
                     f"Rotated {name!r}; the old credential "
                     f"is inactive and is revoked after {due:%Y-%m-%d %H:%M} UTC",
                 )
-            result = run.rotator.revoke(old.value, new.value, deactivated_at)
+            result = run.rotator.revoke(old.value, new.value, deactivated)
         except (LeaseLost, RotationBusy):
             raise
         except Exception as exc:
             text = error_text(exc)
-            self._save(
+            self._write(
                 run,
-                detail={"next_attempt_at": self._backoff()},
-                error=f"retire: {text}",
-                step_row=(Step.RETIRE.value, "failed", {"error": text}),
-                audit=("rotation.retire", "failed", {"error": text}),
+                ErrorNoted(f"retire: {text}"),
+                StepEnded(Step.RETIRE, StepOutcome.FAILED, {"error": text}),
+                detail=replace(run.detail, next_attempt_at=self._backoff()),
+                audit=AuditEntry("rotation.retire", "failed", {"error": text}),
             )
             raise RotationFailed(
                 f"Rotation {run.id} of {name!r} finished (the new value is current), but "
@@ -807,14 +818,15 @@ class RotationEngine:
             ) from None
         if result.outcome is RetireOutcome.KEPT_IN_USE:
             retry_at = now + self.settings.kept_in_use_retry
-            self._save(
+            self._write(
                 run,
-                detail={
-                    "retry_after": retry_at.isoformat(),
-                    "next_attempt_at": retry_at.isoformat(),
-                    "retire_detail": result.detail,
-                },
-                audit=("rotation.retire", "kept-in-use", {"detail": result.detail}),
+                detail=replace(
+                    run.detail,
+                    retry_after=retry_at,
+                    next_attempt_at=retry_at,
+                    retire_detail=result.detail,
+                ),
+                audit=AuditEntry("rotation.retire", "kept-in-use", {"detail": result.detail}),
             )
             return Outcome(
                 run.id,
@@ -824,16 +836,15 @@ class RotationEngine:
                 f"kept because it is still in use ({result.detail}); retried after "
                 f"{retry_at:%Y-%m-%d %H:%M} UTC",
             )
-        self._save(
+        self._write(
             run,
-            state=RotationState.FINISHED,
-            finished=True,
-            detail={"retired": result.outcome.value, "retire_detail": result.detail},
-            step_row=(Step.RETIRE.value, "ok", {"outcome": result.outcome.value}),
-            audit=("rotation.retire", "ok", {"outcome": result.outcome.value}),
-            version_stages={"old": "retired"},
-            clear_error=True,
-            rotated_at=finished_at,  # again, as finish wrote it (idempotent)
+            StateChanged(RotationState.FINISHED),
+            StepEnded(Step.RETIRE, StepOutcome.OK, {"outcome": result.outcome.value}),
+            VersionStaged(VersionRole.OLD, VersionStage.RETIRED),
+            ErrorCleared(),
+            SecretRotated(finished_at),  # again, as finish wrote it (idempotent)
+            detail=replace(run.detail, retired=result.outcome, retire_detail=result.detail),
+            audit=AuditEntry("rotation.retire", "ok", {"outcome": result.outcome.value}),
         )
         self.checkpoint("retire:after")
         self._event(run, "rotation.retired")
@@ -849,13 +860,15 @@ class RotationEngine:
         text = error_text(exc)
         log.info("rotation %s of %s failed at %s: %s", run.id, run.secret.name, step, text)
         reason = f"{step.value}: {text}"
-        self._save(
+        self._write(
             run,
-            state=RotationState.ROLLING_BACK,
-            error=reason,
-            detail={"reason": reason, "failed_step": step.value},
-            step_row=(step.value, "failed", {"error": text}),
-            audit=(f"rotation.{step.value}", "failed", {"step": step.value, "error": text}),
+            StateChanged(RotationState.ROLLING_BACK),
+            ErrorNoted(reason),
+            StepEnded(step, StepOutcome.FAILED, {"error": text}),
+            detail=replace(run.detail, reason=reason, failed_step=step),
+            audit=AuditEntry(
+                f"rotation.{step.value}", "failed", {"step": step.value, "error": text}
+            ),
         )
         return self._rollback_and_report(run, reason, cause=exc)
 
@@ -867,12 +880,12 @@ class RotationEngine:
             raise
         except Exception as exc:
             text = error_text(exc)
-            self._save(
+            self._write(
                 run,
-                detail={"next_attempt_at": self._backoff()},
-                error=f"{reason}; rollback: {text}" if reason else f"rollback: {text}",
-                step_row=(Step.ROLLBACK.value, "failed", {"error": text}),
-                audit=("rotation.rollback", "failed", {"error": text}),
+                ErrorNoted(f"{reason}; rollback: {text}" if reason else f"rollback: {text}"),
+                StepEnded(Step.ROLLBACK, StepOutcome.FAILED, {"error": text}),
+                detail=replace(run.detail, next_attempt_at=self._backoff()),
+                audit=AuditEntry("rotation.rollback", "failed", {"error": text}),
             )
             self._event(run, "rotation.failed", f"{reason}; rollback: {text}")
             what = f"failed ({reason}) and its" if cause is not None else "was not rolled back:"
@@ -909,50 +922,49 @@ class RotationEngine:
     def _rollback(self, run: _Run) -> bool:
         """Undo everything before finish. True if it turned out promoted (nothing undone)."""
         store, name = run.store, run.name
-        self._save(run, step=Step.ROLLBACK, step_row=(Step.ROLLBACK.value, "started", {}))
+        self._write(run, StepBegun(Step.ROLLBACK))
         d = store.describe(name)
-        pending = run.detail.get("pending") or (d.pending if d.pending_token == run.token else None)
+        pending = run.detail.pending or (d.pending if d.pending_token == run.token else None)
         if pending and d.current == pending:
             # finish happened but was not recorded: the new value is current, go forward.
             # The promote itself may have stopped half way (Secrets Manager: AWSCURRENT moved,
             # AWSPENDING still on it; Vault: the write done, the staging record not): finish it.
             store.promote(name, str(pending))
-            self._save(
+            self._write(
                 run,
-                state=RotationState.IN_PROGRESS,
-                detail={"pending": pending},
-                step_row=(Step.ROLLBACK.value, "skipped", {"why": "already promoted"}),
-                audit=("rotation.rollback", "skipped", {"why": "new version already current"}),
+                StateChanged(RotationState.IN_PROGRESS),
+                StepEnded(Step.ROLLBACK, StepOutcome.SKIPPED, {"why": "already promoted"}),
+                detail=replace(run.detail, pending=pending),
+                audit=AuditEntry(
+                    "rotation.rollback", "skipped", {"why": "new version already current"}
+                ),
             )
             self._load(run)
             self._finished(run)
             return True
-        old_version = run.detail.get("old_version")
-        cur = (
-            store.read_version(name, str(old_version)) if old_version else store.read_current(name)
-        )
+        old_version = run.detail.old_version
+        cur = store.read_version(name, old_version) if old_version else store.read_current(name)
         new: VersionedSecret | None = None
         if pending:
             try:
-                new = store.read_version(name, str(pending))
+                new = store.read_version(name, pending)
             except StoreNotFound:
                 new = None
-        restored: list[str] = list(run.detail.get("restored", []))
-        vanished: list[str] = list(run.detail.get("vanished", []))
-        for entry in reversed(run.detail.get("snapshots", [])):
-            key = entry["key"]
+        restored: list[str] = list(run.detail.restored)
+        vanished: list[str] = list(run.detail.vanished)
+        for prepared in reversed(run.detail.snapshots):
+            key, snap = prepared.key, prepared.snapshot
             if key in restored or key in vanished:
                 continue
-            snap = DependentSnapshot.from_dict(entry["snapshot"])
             dep = self._dependent(run, snap.target.kind)
             try:
                 dep.rollback(snap, cur)
             except DependentNotFound as exc:
                 vanished.append(key)
-                self._save(
+                self._write(
                     run,
-                    detail={"vanished": vanished},
-                    audit=(
+                    detail=replace(run.detail, vanished=tuple(vanished)),
+                    audit=AuditEntry(
                         "rotation.rollback",
                         "skipped",
                         {"dependent": snap.target.resource, "error": error_text(exc)},
@@ -960,22 +972,19 @@ class RotationEngine:
                 )
                 continue
             restored.append(key)
-            self._save(run, detail={"restored": restored})
+            self._write(run, detail=replace(run.detail, restored=tuple(restored)))
         self.checkpoint("rollback:inside")
         run.rotator.rollback(cur.value, new.value if new else None, self._ctx(run))
         store.discard_pending(name, run.token)
         self.checkpoint("rollback:discarded")
-        self._save(
+        self._write(
             run,
-            state=RotationState.ROLLED_BACK,
-            finished=True,
-            step_row=(Step.ROLLBACK.value, "ok", {"restored": len(restored)}),
-            audit=(
-                "rotation.rollback",
-                "ok",
-                {"restored": len(restored), "vanished": len(vanished)},
+            StateChanged(RotationState.ROLLED_BACK),
+            StepEnded(Step.ROLLBACK, StepOutcome.OK, {"restored": len(restored)}),
+            VersionStaged(VersionRole.NEW, VersionStage.DISCARDED),
+            audit=AuditEntry(
+                "rotation.rollback", "ok", {"restored": len(restored), "vanished": len(vanished)}
             ),
-            version_stages={"new": "discarded"},
         )
         log.info("rotation %s of %s rolled back", run.id, run.secret.name)
         return False

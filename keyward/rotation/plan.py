@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyward.core.errors import StoreNotFound
+from keyward.rotation.ports import RotatableSecrets
 from keyward.rotation.protocols import DependentTarget
-from keyward.rotation.runtime import Wiring, targets_for
+from keyward.rotation.wiring import Wiring, targets_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,8 @@ class RotationPlan:
         return out
 
 
-def build_plan(repo: Any, wiring: Wiring, secret_name: str) -> RotationPlan:
-    secret = repo.secret(secret_name)
+def build_plan(secrets: RotatableSecrets, wiring: Wiring, secret_name: str) -> RotationPlan:
+    secret = secrets.rotatable(secret_name)
     kind, name, store = wiring.store_for(secret)
     rotator = wiring.rotator_for(secret)
     described = store.describe(name)
@@ -69,7 +70,7 @@ def build_plan(repo: Any, wiring: Wiring, secret_name: str) -> RotationPlan:
         )
     current = store.read_current(name)
     targets = targets_for(
-        repo.dependents(secret.id),
+        secrets.dependents(secret.id),
         sorted(current.value.fields),
         secret.name,
         wiring.target_overrides(secret),

@@ -26,7 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from keyward.rotation.ports import SchedulerInventory, rotation_lease
+
+if TYPE_CHECKING:
+    from keyward.rotation.engine import Outcome, RotationEngine
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +85,8 @@ class Worker:
 
     def __init__(
         self,
-        repo: Any,  # keyward.inventory.rotations.RotationRepository
-        make_engine: Callable[[threading.Event], Any],
+        repo: SchedulerInventory,
+        make_engine: Callable[[threading.Event], RotationEngine],
         holder: str,
         *,
         lease_ttl: timedelta,
@@ -125,7 +130,7 @@ class Worker:
         if self.stop.is_set():
             return outcomes
         from keyward.rotation.registry import PluginGroup, available
-        from keyward.rotation.runtime import STORE_ALIASES
+        from keyward.rotation.wiring import STORE_ALIASES
 
         stores = set(available(PluginGroup.STORES))
         due = self.repo.claim_due_secrets(
@@ -146,14 +151,14 @@ class Worker:
 
     def _release_rotations(self, ids: tuple[int, ...]) -> None:
         for rid in ids:
-            rec = self.repo.get(rid)
-            self.repo.release_lease(f"rotate:{rec.secret_id}", self.holder)
+            entry = self.repo.entry(rid)
+            self.repo.release_lease(rotation_lease(entry.secret_id), self.holder)
 
     def _release_secrets(self, names: tuple[str, ...]) -> None:
         for name in names:
-            self.repo.release_lease(f"rotate:{self.repo.secret(name).id}", self.holder)
+            self.repo.release_lease(rotation_lease(self.repo.rotatable(name).id), self.holder)
 
-    def _do(self, call: Callable[[], Any], what: str) -> str:
+    def _do(self, call: Callable[[], Outcome], what: str) -> str:
         from keyward.rotation.engine import error_text
 
         started = time.monotonic()

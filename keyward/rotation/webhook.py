@@ -18,10 +18,10 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
 
 from keyward.core.errors import ConfigError
 from keyward.rotation.engine import Notifier
+from keyward.rotation.ports import JsonValue
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class WebhookNotifier(Notifier):
     def __repr__(self) -> str:
         return "WebhookNotifier(url=<configured>)"
 
-    def notify(self, event: Mapping[str, Any]) -> None:
+    def notify(self, event: Mapping[str, JsonValue]) -> None:
         body = json.dumps(dict(event), sort_keys=True).encode()
         req = urllib.request.Request(
             self.url,

@@ -29,8 +29,8 @@ from keyward.inventory.service import Inventory
 from keyward.providers import Providers
 from keyward.rotation.engine import RotationEngine
 from keyward.rotation.registry import PluginContext
-from keyward.rotation.runtime import RotationSettings, Wiring
 from keyward.rotation.scheduler import Metrics, Worker
+from keyward.rotation.wiring import RotationSettings, Wiring
 from tests.conftest import free_port
 from tests.integration._inventory_db import *  # noqa: F403
 from tests.integration._inventory_db import _empty_postgres

@@ -142,7 +142,7 @@ def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
     from keyward.inventory.rotations import RotationRepository
     from keyward.providers import Providers, VaultSettings
     from keyward.rotation.registry import PluginContext
-    from keyward.rotation.runtime import Wiring
+    from keyward.rotation.wiring import Wiring
 
     mount = f"kv{prefix}"
     bao.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
@@ -151,7 +151,7 @@ def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
     )
     assert cli.json("discover", "vault", "--mount", mount, "--path", prefix)["added"] == 1
     repo = RotationRepository(open_database(url=db_url), actor="t")
-    secret = repo.secret(f"vault/{mount}/{prefix}/db")
+    secret = repo.rotatable(f"vault/{mount}/{prefix}/db")
     repo.db.close()
     clients = Providers(vault=VaultSettings(addr=openbao.addr, token=openbao.token))
     wiring = Wiring(Config({}), PluginContext(clients, Fingerprinter(b"k" * 32)))

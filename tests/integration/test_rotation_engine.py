@@ -119,12 +119,13 @@ def test_a_dependent_failing_half_way_rolls_everything_back(world: World, cli: C
 
 def test_a_second_rotation_in_flight_is_refused_by_the_database(world: World, cli: Cli) -> None:
     from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.ports import AuditEntry, RotationDetail
 
     inv = world.inventory()
     try:
         repo = RotationRepository(inv.db, actor="other")
-        secret = repo.secret(SECRET)
-        repo.start(secret.id, SECRET, {"token": "t"}, state="in_progress", step="create")
+        detail = RotationDetail(token="t", store="aws-secretsmanager", store_name=SECRET)
+        repo.start(repo.rotatable(SECRET), detail, AuditEntry("rotation.start"))
     finally:
         inv.db.close()
     rc, _out, err = cli("rotate", SECRET)

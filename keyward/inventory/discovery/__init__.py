@@ -25,7 +25,12 @@ from sqlalchemy.orm import Session
 
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
-from keyward.inventory.service import Inventory, apply_policy, link_findings_to_secret
+from keyward.inventory.service import (
+    Inventory,
+    apply_policy,
+    link_findings_to_secret,
+    propagate_owner,
+)
 
 DEFAULT_OWNER_TAGS = ("owner", "keyward:owner")
 DEFAULT_TEAM_TAGS = ("team", "keyward:team")
@@ -203,7 +208,7 @@ def _upsert(session: Session, d: Discovered, source: str) -> tuple[m.Secret, str
     if outcome != "added" and after != before:
         outcome = "updated"
         if after["owner"] != before["owner"]:
-            Inventory._propagate_owner(session, secret.id, secret.owner)
+            propagate_owner(session, secret.id, secret.owner)
     _sync_versions(session, secret, d.versions)
     return secret, outcome
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.redaction import Fingerprinter
 from keyward.providers.aws import aws_errors
@@ -42,6 +42,9 @@ from keyward.rotation.protocols import (
     VariableBefore,
     VersionedSecret,
 )
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -78,7 +81,9 @@ class LambdaEnvironmentDependent:
         self.conflict_retries = conflict_retries
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> LambdaEnvironmentDependent:
+    def from_config(
+        cls, context: PluginContext, options: Mapping[str, Any]
+    ) -> LambdaEnvironmentDependent:
         aws = context.clients.aws
         return cls(
             lambda region: aws.client("lambda", region),

@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.errors import Failure, KeywardError, ProviderNotFound
 from keyward.core.redaction import redact
@@ -46,6 +46,9 @@ from keyward.rotation.protocols import (
     RotationContext,
     SecretValue,
 )
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -95,7 +98,7 @@ class IamAccessKeyRotator:
         self._sleep = sleep
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> IamAccessKeyRotator:
+    def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> IamAccessKeyRotator:
         region = options.get("region")
         aws = context.clients.aws
         return cls(

@@ -69,6 +69,8 @@ from keyward.rotation.protocols import (
 if TYPE_CHECKING:
     from pymysql.connections import Connection
 
+    from keyward.rotation.registry import PluginContext
+
 log = logging.getLogger(__name__)
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -426,7 +428,9 @@ class MySQLPasswordRotator:
         self._server: Server | None = None
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> MySQLPasswordRotator:
+    def from_config(
+        cls, context: PluginContext, options: Mapping[str, Any]
+    ) -> MySQLPasswordRotator:
         _driver()  # a missing driver is a usage error before any rotation starts
         url = options.get("admin_url") or os.environ.get("KEYWARD_MYSQL_ADMIN_URL")
         if not url:

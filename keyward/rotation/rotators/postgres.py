@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyward.core.errors import ConfigError
 from keyward.rotation.errors import (
@@ -53,6 +53,9 @@ from keyward.rotation.protocols import (
     RotationContext,
     SecretValue,
 )
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,9 @@ class PostgresPasswordRotator:
         self._connect = connect or open_connection
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> PostgresPasswordRotator:
+    def from_config(
+        cls, context: PluginContext, options: Mapping[str, Any]
+    ) -> PostgresPasswordRotator:
         admin_url = options.get("admin_url") or os.environ.get("KEYWARD_POSTGRES_ADMIN_URL")
         if not admin_url:
             raise ConfigError(

@@ -17,7 +17,7 @@ import secrets
 import string
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyward.core.errors import ConfigError
 from keyward.rotation.errors import CredentialRejected
@@ -27,6 +27,9 @@ from keyward.rotation.protocols import (
     RotationContext,
     SecretValue,
 )
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 ALPHABETS: dict[str, str] = {
     "alnum": string.ascii_letters + string.digits,
@@ -69,7 +72,7 @@ class RandomRotator:
         self.field = field
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> RandomRotator:
+    def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> RandomRotator:
         if "characters" in options:
             alphabet = str(options["characters"])
         else:

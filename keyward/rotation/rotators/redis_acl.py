@@ -57,6 +57,8 @@ from keyward.rotation.protocols import (
 if TYPE_CHECKING:
     from redis import Redis
 
+    from keyward.rotation.registry import PluginContext
+
 log = logging.getLogger(__name__)
 
 KIND = "redis-acl"
@@ -187,7 +189,7 @@ class RedisAclRotator:
         self._warnings: list[str] = []
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> RedisAclRotator:
+    def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> RedisAclRotator:
         _driver()  # a missing driver is a usage error before any rotation starts
         url = options.get("admin_url") or os.environ.get("KEYWARD_REDIS_ADMIN_URL")
         if not url:

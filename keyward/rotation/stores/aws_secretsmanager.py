@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.errors import StoreConflict, StoreError, StoreNotFound
 from keyward.providers.aws import aws_errors
 from keyward.providers.errors import STORE_ERRORS
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class SecretsManagerStore:
         self.region = region
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> SecretsManagerStore:
+    def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> SecretsManagerStore:
         region = options.get("region")
         return cls(context.clients.aws.client("secretsmanager", region), region=region)
 

@@ -40,13 +40,16 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.errors import ConfigError, StoreConflict, StoreError, StoreNotFound
 from keyward.providers.aws import aws_errors
 from keyward.providers.errors import STORE_ERRORS
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 from keyward.rotation.stores.aws_secretsmanager import decode, encode
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,7 @@ class ParameterStore:
         self.previous_label = previous_label
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> ParameterStore:
+    def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> ParameterStore:
         aws = context.clients.aws
         region = options.get("region")
         return cls(

@@ -43,11 +43,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyward.core.errors import ConfigError, KeywardError, StoreConflict, StoreNotFound
 from keyward.providers.vault import VaultCaller
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +182,7 @@ class VaultKVStore:
         self._call = VaultCaller(client, relogin=reauth)
 
     @classmethod
-    def from_config(cls, context: Any, options: Mapping[str, Any]) -> VaultKVStore:
+    def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> VaultKVStore:
         vault = context.clients.vault
         staging_mount = options.get("staging_mount")
         return cls(

@@ -23,9 +23,16 @@ from keyward.rotation.engine import (
     RotationBusy,
     RotationEngine,
     RotationFailed,
-    RotationState,
 )
 from keyward.rotation.errors import CredentialRejected, DependentNotFound
+from keyward.rotation.ports import (
+    AuditEntry,
+    LeaseClaim,
+    Progress,
+    RotationDetail,
+    RotationState,
+    StateChanged,
+)
 from keyward.rotation.protocols import (
     DependentSnapshot,
     DependentTarget,
@@ -38,7 +45,7 @@ from keyward.rotation.protocols import (
     VariableBefore,
     VersionedSecret,
 )
-from keyward.rotation.runtime import RotationSettings, Wiring
+from keyward.rotation.wiring import RotationSettings, Wiring
 
 FP = Fingerprinter(b"engine-unit-test-key-0123456789")
 OLD = "old-value-0123456789abcdef"
@@ -247,7 +254,7 @@ def test_a_rotation_runs_every_step_in_order_and_finishes(env: Env) -> None:
     assert steps == [("create", "ok"), ("set", "ok"), ("test", "ok"), ("dependents", "ok"),
                      ("finish", "ok"), ("retire", "ok")]  # fmt: skip
     assert ("rotation.retire", "ok") in env.actions()
-    assert env.repo.secret("app/key").last_rotated_at is not None
+    assert env.repo.inventory.get_secret("app/key").last_rotated_at is not None
 
 
 @pytest.mark.parametrize(
@@ -363,8 +370,8 @@ def test_a_stop_request_parks_the_rotation_and_resume_finishes_it(env: Env) -> N
 
 
 def test_the_database_refuses_a_second_rotation_in_flight(env: Env) -> None:
-    secret = env.repo.secret("app/key")
-    env.repo.start(secret.id, "app/key", {"token": "t"}, state="in_progress", step="create")
+    detail = RotationDetail(token="t", store="fake-store", store_name="k")
+    env.repo.start(env.repo.rotatable("app/key"), detail, AuditEntry("rotation.start"))
     with pytest.raises(RotationInFlight, match="already has a rotation in progress"):
         env.engine().rotate("app/key")
     assert env.rot.calls == []
@@ -415,20 +422,20 @@ def test_a_death_right_after_finish_is_persisted_leaves_the_secret_rotated_and_n
 ) -> None:
     long_ago = env.now - timedelta(days=3)
     env.repo.inventory.update_secret("app/key", max_age_seconds=86400, created_at=long_ago)
-    assert env.repo.secret("app/key").overdue(env.now)
-    update = env.repo.update
+    assert env.repo.inventory.get_secret("app/key").overdue(env.now)
+    record = env.repo.record
 
-    def update_then_die(rotation_id: int, **kw: Any) -> Any:
-        out = update(rotation_id, **kw)
-        if kw.get("state") == "retiring":  # the finish commit, then SIGKILL
+    def record_then_die(rotation_id: int, progress: Progress, lease: LeaseClaim) -> bool:
+        out = record(rotation_id, progress, lease)
+        if StateChanged(RotationState.RETIRING) in progress.marks:  # the finish commit, SIGKILL
             raise Killed
         return out
 
-    monkeypatch.setattr(env.repo, "update", update_then_die)
+    monkeypatch.setattr(env.repo, "record", record_then_die)
     with pytest.raises(Killed):
         env.engine(grace=timedelta(days=7)).rotate("app/key")
     assert env.state() == "retiring"
-    secret = env.repo.secret("app/key")
+    secret = env.repo.inventory.get_secret("app/key")
     assert secret.last_rotated_at is not None
     assert not secret.overdue(env.now)  # the daemon will not start a second rotation
 

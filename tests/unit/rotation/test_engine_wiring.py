@@ -12,7 +12,7 @@ import pytest
 from keyward.core.config import Config, load_config
 from keyward.core.errors import ConfigError
 from keyward.rotation.protocols import DependentMode, EnvBinding
-from keyward.rotation.runtime import (
+from keyward.rotation.wiring import (
     RotationSettings,
     guess_field,
     plugin_options,
@@ -101,7 +101,7 @@ def test_settings_and_per_secret_options_come_from_the_config_file(tmp_path: Pat
     assert s.grace_period == timedelta(days=2) and s.lease_ttl == timedelta(seconds=30)
     assert plugin_options(config, "rotators", "random", "app/key", {})["length"] == 80
     assert plugin_options(config, "rotators", "random", "other", {})["length"] == 64
-    per_secret = {"rotation": {"rotator": {"length": 96}}}
+    per_secret = {"rotator": {"length": 96}}  # the secret's attributes["rotation"]
     assert plugin_options(config, "rotators", "random", "app/key", per_secret)["length"] == 96
     with pytest.raises(ConfigError, match="not a duration"):
         RotationSettings.from_config(Config({"rotation": {"grace_period": "soon"}}))

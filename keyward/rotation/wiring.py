@@ -1,8 +1,9 @@
 """Wiring: which store, rotator and dependents rotate an inventoried secret, with what options.
 
-A secret in the inventory names its rotator (``kind``), its store (``store``) and where it is
-in that store (``reference``, else its name). Options come from the config file and can be
-overridden per secret in its ``attributes["rotation"]``::
+A secret in the inventory (a :class:`~keyward.rotation.ports.RotatableSecret`) names its
+rotator (``kind``), its store (``store``) and where it is in that store (``reference``, else its
+name). Options come from the config file and can be overridden per secret (its ``options``:
+``attributes["rotation"]`` in the inventory)::
 
     [rotation]
     grace_period = "7d"         # deactivate the old credential at once, revoke it after this
@@ -42,10 +43,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyward.core.config import Config
+from keyward.core.durations import duration_seconds
 from keyward.core.errors import ConfigError
+from keyward.rotation.ports import DependentRow, JsonObject, RotatableSecret
 from keyward.rotation.protocols import (
     Dependent,
     DependentMode,
@@ -54,6 +57,9 @@ from keyward.rotation.protocols import (
     Rotator,
     SecretStore,
 )
+
+if TYPE_CHECKING:
+    from keyward.rotation.registry import PluginContext
 
 STORE_ALIASES = {
     "vault": "vault-kv",
@@ -65,21 +71,16 @@ STORE_ALIASES = {
 
 
 def _duration(value: Any, what: str) -> timedelta:
-    from keyward.inventory.policy import _DURATION, _UNITS
-
+    """A ``[rotation]`` duration: seconds as a number, or text with a unit (bare: seconds)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=float(value))
-    text = str(value).strip()
-    if text in ("0", "0s"):
-        return timedelta(0)
-    match = _DURATION.match(text)
-    if not match:
+    seconds = duration_seconds(str(value).strip(), bare_unit="s")
+    if seconds is None:
         raise ConfigError(
             f"[rotation] {what} {value!r} is not a duration",
             hint="Use a number of seconds or a number with a unit: 30s, 10m, 12h, 7d",
         )
-    unit = (match.group(2) or "s").lower()
-    return timedelta(seconds=int(match.group(1)) * _UNITS[unit])
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +130,17 @@ def _table(config: Config, *path: str) -> dict[str, Any]:
 
 
 def plugin_options(
-    config: Config, role: str, kind: str, secret: str, attributes: Mapping[str, Any]
+    config: Config, role: str, kind: str, secret: str, per_secret: JsonObject
 ) -> dict[str, Any]:
-    """Options for the plugin ``kind`` in ``role`` ("stores", "rotators", "dependents")."""
+    """Options for the plugin ``kind`` in ``role`` ("stores", "rotators", "dependents"):
+    the config file's ``[rotation.<role>.<kind>]``, then ``[rotation.secrets."<secret>"]``,
+    then the secret's own options (``per_secret``)."""
     short = {"stores": "store", "rotators": "rotator", "dependents": "dependent"}[role]
     opts = _table(config, "rotation", role, kind)
     opts.update(_table(config, "rotation", "secrets", secret, short))
-    per_secret = attributes.get("rotation", {})
-    if isinstance(per_secret, Mapping) and isinstance(per_secret.get(short), Mapping):
-        opts.update(per_secret[short])
+    own = per_secret.get(short)
+    if isinstance(own, Mapping):
+        opts.update(own)
     return opts
 
 
@@ -181,7 +184,7 @@ def guess_field(variable: str, fields: Sequence[str]) -> str | None:
 
 
 def targets_for(
-    rows: Sequence[Any],
+    rows: Sequence[DependentRow],
     fields: Sequence[str],
     secret: str,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -190,14 +193,14 @@ def targets_for(
 
     ``overrides`` maps a target (function name or ARN) to attributes from the config file
     (``[rotation.secrets."NAME".targets."TARGET"]``: ``mode``, ``alias``, ``fields``)."""
-    grouped: dict[tuple[str, str, str | None], list[Any]] = {}
+    grouped: dict[tuple[str, str, str | None], list[DependentRow]] = {}
     for row in rows:
         grouped.setdefault((row.kind, row.target, row.region), []).append(row)
     targets: list[DependentTarget] = []
     for (kind, target, region), items in grouped.items():
         attrs: dict[str, Any] = {}
         for r in items:
-            attrs.update(r.attributes or {})
+            attrs.update(r.attributes)
         attrs.update((overrides or {}).get(target, {}))
         field_of = dict(attrs.get("fields") or {})
         reference = attrs.get("mode") == DependentMode.REFERENCE.value or all(
@@ -210,7 +213,7 @@ def targets_for(
                     continue
                 fld = (
                     field_of.get(r.variable)
-                    or (r.attributes or {}).get("field")
+                    or r.attributes.get("field")
                     or guess_field(r.variable, fields)
                 )
                 if fld is None:
@@ -235,17 +238,19 @@ def targets_for(
 
 
 class Wiring:
-    """Builds :class:`SecretWiring` from the config, the inventory and provider clients."""
+    """Builds the store, rotator and dependents of a secret from the config and the provider
+    clients of ``context``."""
 
-    def __init__(self, config: Config, context: Any) -> None:
+    def __init__(self, config: Config, context: PluginContext) -> None:
         self.config = config
-        self.context = context  # a keyward.rotation.registry.PluginContext
+        self.context = context
 
-    def store_for(self, secret: Any) -> tuple[str, str, SecretStore]:
+    def store_for(self, secret: RotatableSecret) -> tuple[str, str, SecretStore]:
+        """The store's kind, the name it knows the secret by, and the store."""
         from keyward.rotation.registry import load_store
 
         kind = store_kind(secret.store, secret.name)
-        opts = plugin_options(self.config, "stores", kind, secret.name, secret.attributes)
+        opts = plugin_options(self.config, "stores", kind, secret.name, secret.options)
         if kind == "aws-secretsmanager" and "region" not in opts:
             ref = secret.reference or ""
             if ref.startswith("arn:") and len(ref.split(":")) > 3:
@@ -253,19 +258,19 @@ class Wiring:
         name = store_name(kind, secret.reference, secret.name, opts)
         return kind, name, load_store(kind, self.context, opts)
 
-    def rotator_for(self, secret: Any) -> Rotator:
+    def rotator_for(self, secret: RotatableSecret) -> Rotator:
         from keyward.rotation.registry import load_rotator
 
-        opts = plugin_options(self.config, "rotators", secret.kind, secret.name, secret.attributes)
+        opts = plugin_options(self.config, "rotators", secret.kind, secret.name, secret.options)
         return load_rotator(secret.kind, self.context, opts)
 
-    def target_overrides(self, secret: Any) -> dict[str, dict[str, Any]]:
+    def target_overrides(self, secret: RotatableSecret) -> dict[str, dict[str, Any]]:
         """Per-target attributes from ``[rotation.secrets."NAME".targets."TARGET"]``."""
         table = _table(self.config, "rotation", "secrets", secret.name, "targets")
         return {str(k): dict(v) for k, v in table.items() if isinstance(v, Mapping)}
 
-    def dependent(self, kind: str, secret: Any) -> Dependent:
+    def dependent(self, kind: str, secret: RotatableSecret) -> Dependent:
         from keyward.rotation.registry import load_dependent
 
-        opts = plugin_options(self.config, "dependents", kind, secret.name, secret.attributes)
+        opts = plugin_options(self.config, "dependents", kind, secret.name, secret.options)
         return load_dependent(kind, self.context, opts)

@@ -1,0 +1,93 @@
+"""The composition root of rotation: the inventory's repository wired into rotation's ports.
+
+``keyward rotate``, ``keyward rotations`` and ``keyward daemon`` all build their rotation
+engine here, the one place that knows both :mod:`keyward.inventory` (which implements
+:mod:`keyward.rotation.ports`) and :mod:`keyward.rotation` (which declares them). Everything
+heavy (SQLAlchemy, the plugins, the provider clients) is imported when a command needs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keyward.core.config import Config
+    from keyward.core.redaction import Fingerprinter
+    from keyward.inventory.db import Database
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.engine import Notifier, RotationEngine
+    from keyward.rotation.wiring import RotationSettings, Wiring
+
+
+@dataclass(frozen=True, slots=True)
+class RotationParts:
+    """The pieces of rotation for one command or one daemon: the inventory (the engine's
+    journal, leases and secrets), the settings, and factories for plugins and engines."""
+
+    inventory: RotationRepository
+    settings: RotationSettings
+    config: Config
+    fingerprinter: Fingerprinter
+    notifier: Notifier
+    holder: str | None = None
+
+    def wiring(self) -> Wiring:
+        """Stores, rotators and dependents with fresh provider clients (the daemon takes new
+        ones every tick: no stale connections or expired tokens held across ticks)."""
+        from keyward.providers import Providers
+        from keyward.rotation.registry import PluginContext
+        from keyward.rotation.wiring import Wiring
+
+        clients = Providers.from_config(self.config)
+        return Wiring(self.config, PluginContext(clients, self.fingerprinter))
+
+    def close(self) -> None:
+        self.inventory.db.close()
+
+    def engine(
+        self, wiring: Wiring | None = None, *, stop: threading.Event | None = None
+    ) -> RotationEngine:
+        from keyward.rotation.engine import RotationEngine
+
+        return RotationEngine(
+            self.inventory,
+            wiring or self.wiring(),
+            self.fingerprinter,
+            self.settings,
+            holder=self.holder,
+            notifier=self.notifier,
+            stop=stop,
+        )
+
+
+def compose_rotation(
+    config: Config,
+    open_db: Callable[[], Database],
+    *,
+    actor: str | None = None,
+    holder: str | None = None,
+) -> RotationParts:
+    """Rotation over the inventory ``open_db`` opens (after the settings were read: a bad
+    ``[rotation]`` table is reported before any database is touched). Audit events name
+    ``actor`` (default: the user), leases ``holder`` (default: one per engine). The caller
+    closes the parts."""
+    from keyward.cli.common import fingerprint_key
+    from keyward.core.redaction import Fingerprinter
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.webhook import notifier_for
+    from keyward.rotation.wiring import RotationSettings
+
+    settings = RotationSettings.from_config(config)
+    fingerprinter = Fingerprinter(fingerprint_key(config))
+    notifier = notifier_for(settings.webhook_url, settings.webhook_timeout)
+    return RotationParts(
+        inventory=RotationRepository(open_db(), actor=actor),
+        settings=settings,
+        config=config,
+        fingerprinter=fingerprinter,
+        notifier=notifier,
+        holder=holder,
+    )
