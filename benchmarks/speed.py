@@ -97,11 +97,23 @@ def run_once(tool: Tool, root: Path) -> Sample:
 
 
 def keyward_tool(
-    name: str, cache: Path, *extra: str, cold: bool = False, history: bool = False
+    name: str,
+    cache: Path,
+    *extra: str,
+    cold: bool = False,
+    history: bool = False,
+    tree: Path | None = None,
 ) -> Tool:
+    """keyward as installed, or the ``keyward`` package of another source ``tree`` (e.g. an
+    earlier commit's, from ``git archive``) run by the same interpreter."""
+    program = [str(BIN / "keyward")]
+    if tree is not None:
+        program = [sys.executable, "-c", "import sys; from keyward.cli import main; "
+                   "sys.argv = ['keyward', *sys.argv[1:]]; main()"]  # fmt: skip
+
     def argv(root: Path, out: Path) -> list[str]:
         what = ["--git", str(root)] if history else [str(root), "--no-ignore"]
-        return [str(BIN / "keyward"), "--config", str(EMPTY_CONFIG), "scan", *what,
+        return [*program, "--config", str(EMPTY_CONFIG), "scan", *what,
                 "--format", "json", "--output", str(out), "--no-progress", *extra]  # fmt: skip
 
     def count(out: Path) -> int:
@@ -110,8 +122,10 @@ def keyward_tool(
     def empty() -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
-    return Tool(name, argv, count, env={"KEYWARD_CACHE_DIR": str(cache)},
-                before=empty if cold else None)  # fmt: skip
+    env = {"KEYWARD_CACHE_DIR": str(cache)}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return Tool(name, argv, count, env=env, before=empty if cold else None)
 
 
 def git_log_tool(name: str, *options: str) -> Tool:
@@ -145,13 +159,14 @@ def kingfisher_tool(binary: Path, history: bool = False) -> Tool:
     return Tool("Kingfisher 2.14", argv, count, ok=(0, 200, 205))
 
 
-def compile_keyward() -> None:
+def compile_keyward(*trees: Path) -> None:
     """Byte-compile keyward as an install does: with PYTHONDONTWRITEBYTECODE set (as in some
     development shells), a checkout's edited modules would be recompiled in every process."""
     import keyward
 
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(keyward.__file__).parent)],
-                   check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
+    for d in (Path(keyward.__file__).parent, *(t / "keyward" for t in trees)):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(d)],
+                       check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
 
 
 def loadavg() -> str:
@@ -203,6 +218,8 @@ def main() -> None:
     ap.add_argument("--gitleaks", type=Path)
     ap.add_argument("--kingfisher", type=Path)
     ap.add_argument("--keyward-arg", action="append", default=[], help="extra keyward argument")
+    ap.add_argument("--before", type=Path, help="also keyward from this source tree "
+                    "(e.g. git archive OLD keyward | tar -x -C DIR)")  # fmt: skip
     args = ap.parse_args()
     history = args.what == "history"
     if history:
@@ -220,6 +237,10 @@ def main() -> None:
         print(f"tree: {root} ({files:,} files, {size / 1e6:.0f} MB); cores: {os.cpu_count()}")
     warm = keyward_tool("keyward", CACHE / "warm", *args.keyward_arg, history=history)
     tools = [warm]
+    if args.before is not None:
+        before = keyward_tool(f"keyward before ({args.before})", CACHE / "before",
+                              *args.keyward_arg, history=history, tree=args.before)  # fmt: skip
+        tools.append(before)
     if history:
         tools.append(git_log_tool("git log -p", "-p"))
         keyward_options = ("-p", "-U0", "--full-index", "-M", "--diff-merges=dense-combined")
@@ -230,8 +251,10 @@ def main() -> None:
     if not args.no_peers:
         tools.append(kingfisher_tool(fetch("kingfisher", args.kingfisher), history))
         tools.append(gitleaks_tool(fetch("gitleaks", args.gitleaks), "git" if history else "dir"))
-    compile_keyward()
-    run_once(warm, root)  # warm keyward's caches and the page cache (untimed)
+    compile_keyward(*([args.before] if args.before else []))
+    for t in tools:
+        if t.name.startswith("keyward") and t.before is None:
+            run_once(t, root)  # warm its caches and the page cache (untimed)
     print(f"load average before: {loadavg()}")
     for n in range(args.rounds):
         for t in tools:

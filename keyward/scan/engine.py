@@ -312,6 +312,15 @@ class HyperscanMatcher:
         # just them confirms them, so those chunks skip the full provider union.
         self._keywordless = frozenset(i for i in self._always if i not in self._anchored)
         self._keywordless_union: Any = _UNSET
+        # Provider rules with keywords but no literal of 3 characters (``\\b[a-z2-7]{52}\\b``)
+        # would make hyperscan check the whole union at every position: each gets a database
+        # of its own, scanned only in chunks where its keywords occur.
+        self._isolated = frozenset(
+            i
+            for i, r in enumerate(rules)
+            if i not in self._anchored and r.keywords and _longest_literal(r.regex) < _MIN_FACTOR
+        )
+        self._isolated_dbs: dict[int, Any] = {}
         self._rejected: frozenset[int] = frozenset()
         self._hits: set[int] = set()
         # Keep references to the bound callbacks for the lifetime of the matcher.
@@ -326,13 +335,22 @@ class HyperscanMatcher:
     @property
     def unaccelerated(self) -> list[int]:
         """Provider rules hyperscan rejected (known once the union was first needed)."""
-        return sorted(self._rejected)
+        return sorted(self._rejected | {i for i, db in self._isolated_dbs.items() if db is None})
+
+    def _isolated_db(self, i: int) -> Any:
+        """The database of one isolated rule: (database, scratch), or None when rejected."""
+        if i not in self._isolated_dbs:
+            db = self._database([_prefilter_pattern(self._rules[i].regex)], self._regex_flags, "i")
+            self._isolated_dbs[i] = None if db is None else (db, self._hs.Scratch(db))
+        return self._isolated_dbs[i]
 
     def prepare(self) -> None:
         """Load or compile every database now (to warm the cache, or once in a parent process
         before it forks workers, which then share them instead of each building its own)."""
         self._provider_union()
         self._keywordless_only_union()
+        for i in self._isolated:
+            self._isolated_db(i)
         self._generic_keyword_db()
         self._context_keyword_db()
 
@@ -369,7 +387,11 @@ class HyperscanMatcher:
     def _provider_union(self) -> Any:
         if self._union is _UNSET:
             hs = self._hs
-            ids = [i for i in range(len(self._rules)) if i not in self._anchored]
+            ids = [
+                i
+                for i in range(len(self._rules))
+                if i not in self._anchored and i not in self._isolated
+            ]
             db = None
             if ids:
                 db = self._database(
@@ -498,23 +520,82 @@ class HyperscanMatcher:
         out = [i for i in hits if i in self._anchored]
         provider = hits.difference(self._anchored)
         if provider:
-            union = None
-            if provider <= self._keywordless:
-                union = self._keywordless_only_union()  # None if hyperscan rejects one of them
-            if union is None:
-                union = self._provider_union()
+            isolated = provider & self._isolated
+            rest = provider - isolated if isolated else provider
             confirmed: set[int] = set()
-            if union is not None:
-                db, scratch, ids = union
-                self._hits = confirmed
-                db.scan(data, match_event_handler=self._on_rule, scratch=scratch)
-                confirmed = {ids[p] for p in confirmed}
+            if rest:
+                union = None
+                if rest <= self._keywordless:
+                    union = self._keywordless_only_union()  # None: hyperscan rejects one
+                if union is None:
+                    union = self._provider_union()
+                if union is not None:
+                    db, scratch, ids = union
+                    self._hits = confirmed
+                    db.scan(data, match_event_handler=self._on_rule, scratch=scratch)
+                    confirmed = {ids[p] for p in confirmed}
+            for i in isolated:
+                single = self._isolated_db(i)
+                if single is None:  # rejected by hyperscan: re decides
+                    confirmed.add(i)
+                    continue
+                found: set[int] = set()
+                self._hits = found
+                single[0].scan(data, match_event_handler=self._on_rule, scratch=single[1])
+                if found:
+                    confirmed.add(i)
             out.extend(i for i in provider if i in confirmed or i in self._rejected)
         out.sort()
         return out
 
 
 _UNSET: Any = object()
+_CLASS_ESCAPES = frozenset("bBdDsSwWAZ")
+_MIN_FACTOR = 3  # a regex whose longest literal is shorter gets its own database
+
+
+def _longest_literal(regex: str) -> int:
+    """The longest run of literal characters in ``regex`` (a rough reading, good enough to
+    choose a database: character classes, group syntax and quantified characters break runs).
+
+    Hyperscan finds a union's patterns by their literal factors; a pattern with none (a class
+    repeat such as ``\\b[a-z2-7]{52}\\b``) is checked at every position and made the whole
+    provider union scan at half its speed.
+    """
+    best = run = 0
+    i, n = 0, len(regex)
+    while i < n:
+        c = regex[i]
+        literal = False
+        if c == "\\" and i + 1 < n:
+            literal = regex[i + 1] not in _CLASS_ESCAPES and not regex[i + 1].isdigit()
+            i += 2
+        elif c == "[":  # a class: skip to its end
+            i += 2 if regex[i + 1 : i + 2] in ("]", "^") else 1
+            while i < n and regex[i] != "]":
+                i += 2 if regex[i] == "\\" else 1
+            i += 1
+        elif c == "(":
+            i += 1
+            if regex[i : i + 1] == "?":  # group syntax up to its body
+                while i < n and regex[i] not in ":>)=!":
+                    i += 1
+                if regex[i : i + 1] == "<" or (i + 1 < n and regex[i] == "<"):
+                    i += 1
+                i += 1
+        elif c == "{":
+            i = regex.find("}", i) + 1 or n
+        else:
+            literal = c not in ".^$|)?*+"
+            i += 1
+        if literal and regex[i : i + 1] not in ("?", "*", "{"):
+            run += 1
+            best = max(best, run)
+        else:
+            run = 0
+    return best
+
+
 _BOUNDED_REPEAT = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
 _LONGEST_BOUND = 64
 

@@ -367,3 +367,29 @@ def test_re_prefilter_names_exactly_the_rules_whose_keywords_occur(
             lowered = engine_mod._Lazy(doc)
             got = list(matcher.candidates(Chunk(doc, Location(path="d")), lowered))
             assert got == _naive_candidates(rules, lowered.get()), doc
+
+
+@pytest.mark.parametrize(
+    ("regex", "longest"),
+    [
+        (r"\b(?P<secret>[a-z2-7]{52})\b", 0),  # a class repeat: no literal at all
+        (r"\b(?P<secret>[0-9]/[0-9]{16}(?:/[0-9]{16})?:[A-Za-z0-9]{32})\b", 1),
+        (r"\b(?P<secret>ghp_[A-Za-z0-9]{36})\b", 4),
+        (r"(?i:plaid[\w.-]{0,20}?secret)", 6),
+        (r"\b(?:https?|ftps?)://", 4),  # "http": the "s" after it is optional
+    ],
+)
+def test_longest_literal_reads_what_hyperscan_can_anchor_on(regex: str, longest: int) -> None:
+    assert engine_mod._longest_literal(regex) == longest
+
+
+@needs_hs
+def test_rules_without_a_literal_get_their_own_database_and_still_match(tmp_path: Path) -> None:
+    rules = load_rules()
+    engine = Engine(rules, Fingerprinter(KEY), backend="hyperscan", cache_dir=tmp_path)
+    matcher = engine.matcher
+    assert isinstance(matcher, engine_mod.HyperscanMatcher)
+    isolated = {rules.rules[i].id for i in matcher._isolated}
+    assert "azure-devops-pat-legacy" in isolated and "github-pat-classic" not in isolated
+    union = matcher._provider_union()
+    assert union is not None and not isolated & {rules.rules[i].id for i in union[2]}
