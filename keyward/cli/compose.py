@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.db import Database
     from keyward.inventory.rotations import RotationRepository
-    from keyward.rotation.engine import Notifier, RotationEngine
+    from keyward.rotation.driver import Notifier
+    from keyward.rotation.engine import RotationEngine
     from keyward.rotation.wiring import RotationSettings, Wiring
 
 

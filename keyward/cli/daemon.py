@@ -53,7 +53,7 @@ def daemon(
     from keyward.cli.compose import compose_rotation
     from keyward.core.errors import ConfigError
     from keyward.core.logging import configure
-    from keyward.rotation.engine import default_holder
+    from keyward.rotation.driver import default_holder
     from keyward.rotation.scheduler import DaemonSettings, Metrics, Worker, run_daemon
 
     st = get_state()

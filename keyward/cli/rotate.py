@@ -16,7 +16,7 @@ from keyward.cli.db import database_option, open_db
 if TYPE_CHECKING:
     from keyward.cli.compose import RotationParts
     from keyward.inventory.rotations import RotationRecord
-    from keyward.rotation.engine import Outcome
+    from keyward.rotation.driver import Outcome
 
 ROTATE_EPILOG = (
     """\b

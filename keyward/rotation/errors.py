@@ -16,6 +16,7 @@ from keyward.core.errors import (
     RotationError,
 )
 from keyward.providers.errors import ErrorFamily, worded
+from keyward.rotation.ports import RotationInFlight
 
 __all__ = [
     "DEPENDENT_ERRORS",
@@ -24,11 +25,52 @@ __all__ = [
     "DependentDrift",
     "DependentError",
     "DependentNotFound",
+    "LeaseLost",
+    "ManagedElsewhere",
+    "NotRollbackable",
     "ProviderDenied",
     "ProviderNotFound",
     "ProviderUnavailable",
+    "RollbackIncomplete",
+    "RotationBusy",
+    "RotationFailed",
     "RotatorConflict",
 ]
+
+
+# ------------------------------------------------------------ the state machine's own
+class RotationFailed(RotationError):
+    """A rotation failed before finish and was rolled back; exit code of the cause."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: ExitCode) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+class RollbackIncomplete(RotationFailed):
+    """A rotation failed and its rollback could not finish yet (it stays rolling_back)."""
+
+
+class LeaseLost(RotationError):
+    """Another worker took this rotation over (our lease expired); we stop at once."""
+
+    exit_code = ExitCode.BACKEND
+
+
+class RotationBusy(RotationInFlight):
+    """Another live process is working on this secret's rotation."""
+
+
+class ManagedElsewhere(RotationError):
+    """Another rotation (Secrets Manager's own) already rotates the secret; keyward refuses
+    unless told to take over."""
+
+
+class NotRollbackable(RotationError):
+    """The rotation is past finish (or already over): there is nothing to roll back."""
+
+
+# ------------------------------------------------------------- plugins' errors
 
 
 class RotatorConflict(RotationError):

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from keyward.rotation.ports import SchedulerInventory, rotation_lease
 
 if TYPE_CHECKING:
-    from keyward.rotation.engine import Outcome, RotationEngine
+    from keyward.rotation.driver import Outcome
+    from keyward.rotation.engine import RotationEngine
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Worker:
                 self._release_rotations(resumable[i:])
                 return outcomes
             outcomes.append(
-                self._do(functools.partial(engine.resume, rotation_id), f"#{rotation_id}")
+                self._run_one(functools.partial(engine.resume, rotation_id), f"#{rotation_id}")
             )
         if self.stop.is_set():
             return outcomes
@@ -146,7 +147,7 @@ class Worker:
             if self.stop.is_set():
                 self._release_secrets(due[i:])
                 return outcomes
-            outcomes.append(self._do(functools.partial(engine.rotate, name), name))
+            outcomes.append(self._run_one(functools.partial(engine.rotate, name), name))
         return outcomes
 
     def _release_rotations(self, ids: tuple[int, ...]) -> None:
@@ -158,8 +159,8 @@ class Worker:
         for name in names:
             self.repo.release_lease(rotation_lease(self.repo.rotatable(name).id), self.holder)
 
-    def _do(self, call: Callable[[], Outcome], what: str) -> str:
-        from keyward.rotation.engine import error_text
+    def _run_one(self, call: Callable[[], Outcome], what: str) -> str:
+        from keyward.rotation.driver import error_text
 
         started = time.monotonic()
         self.metrics.busy.set(1)
@@ -185,7 +186,7 @@ def tick(worker: Worker) -> None:
     try:
         worker.run_once()
     except Exception as exc:
-        from keyward.rotation.engine import error_text
+        from keyward.rotation.driver import error_text
 
         worker.metrics.tick_errors.inc()
         log.error("tick failed: %s", error_text(exc))

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Mapping
 
 from keyward.core.errors import ConfigError
-from keyward.rotation.engine import Notifier
+from keyward.rotation.driver import Notifier
 from keyward.rotation.ports import JsonValue
 
 log = logging.getLogger(__name__)

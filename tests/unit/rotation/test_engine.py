@@ -17,14 +17,15 @@ from keyward.core.redaction import Fingerprinter
 from keyward.inventory.db import open_database
 from keyward.inventory.errors import RotationInFlight
 from keyward.inventory.rotations import RotationRepository
-from keyward.rotation.engine import (
+from keyward.rotation.engine import RotationEngine
+from keyward.rotation.errors import (
+    CredentialRejected,
+    DependentNotFound,
     NotRollbackable,
     RollbackIncomplete,
     RotationBusy,
-    RotationEngine,
     RotationFailed,
 )
-from keyward.rotation.errors import CredentialRejected, DependentNotFound
 from keyward.rotation.ports import (
     AuditEntry,
     LeaseClaim,
