@@ -3,7 +3,8 @@
 keyward runs migrations in code (``keyward db upgrade``), handing this script an open
 connection in ``config.attributes["connection"]``. Run by the ``alembic`` command instead
 (``alembic.ini`` at the top of the checkout), it connects to ``sqlalchemy.url`` or, when that
-is unset, to the database keyward would use (``KEYWARD_DATABASE_URL`` or the default file).
+is unset, to the database keyward would use (``KEYWARD_DATABASE_URL`` or the default file,
+in ``KEYWARD_DATABASE_SCHEMA`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ def run_online() -> None:
     if connection is not None:
         _configure(connection)
         return
-    from keyward.inventory.db import create_db_engine, resolve_url
+    from keyward.inventory.db import create_db_engine, normalize_url, resolve_schema, resolve_url
 
-    url = config.get_main_option("sqlalchemy.url") or resolve_url()
-    engine = create_db_engine(url)
+    url = normalize_url(config.get_main_option("sqlalchemy.url") or resolve_url())
+    engine = create_db_engine(url, resolve_schema(None, url))  # KEYWARD_DATABASE_SCHEMA
     try:
         with engine.begin() as conn:
             _configure(conn)
