@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -23,6 +24,8 @@ COUNTS: dict[str, float] = {
     "statements": 0, "commits": 0, "write_commits": 0, "rollbacks": 0,
     "sql_seconds": 0.0, "commit_seconds": 0.0, "vault_requests": 0,
 }  # fmt: skip
+CALLS: dict[str, int] = {}  # Vault requests by method and path
+STATEMENTS: dict[str, int] = {}  # SQL statements by their first words
 _lock = threading.Lock()
 _local = threading.local()
 
@@ -42,6 +45,9 @@ def install() -> None:
         if not statement.lstrip()[:6].upper().startswith(("SELECT", "SHOW")):
             conn.info["keyward_probe_wrote"] = True
         _add("statements")
+        words = " ".join(statement.split()[:4])
+        with _lock:
+            STATEMENTS[words] = STATEMENTS.get(words, 0) + 1
 
     @sa.event.listens_for(sa.engine.Engine, "after_cursor_execute")
     def after(*args: Any) -> None:
@@ -78,6 +84,10 @@ def install() -> None:
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         if vault and str(request.url).startswith(vault):
             _add("vault_requests")
+            # which calls: the path with the secret's own name folded (bench/s00042 -> bench/*)
+            path = re.sub(r"s\d{5}", "*", str(request.url)[len(vault):].split("?")[0])
+            with _lock:
+                CALLS[f"{request.method} {path}"] = CALLS.get(f"{request.method} {path}", 0) + 1
         return original_send(self, request, *args, **kwargs)
 
     requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
@@ -85,7 +95,8 @@ def install() -> None:
 
 def dump(path: str) -> None:
     with _lock:
-        data = json.dumps({**COUNTS, "pid": os.getpid(), "at": time.time()})
+        data = json.dumps({**COUNTS, "pid": os.getpid(), "at": time.time(),
+                           "calls": CALLS, "statements_by_kind": STATEMENTS})  # fmt: skip
     tmp = f"{path}.tmp"
     with open(tmp, "w") as fh:
         fh.write(data)

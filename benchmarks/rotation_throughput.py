@@ -142,6 +142,8 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0, help="the daemons' --interval")
     ap.add_argument("--lease-ttl", default="30s")
     ap.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="Vault calls and SQL statements by kind, per rotation")  # fmt: skip
     args = ap.parse_args()
 
     import psycopg
@@ -224,7 +226,8 @@ def main() -> None:
         assert versions == {2: args.secrets}, f"Vault versions: {versions}"
 
         probes = [json.loads((work / f"probe-{k}.json").read_text()) for k in range(args.daemons)]
-        total = {key: sum(p[key] for p in probes) for key in probes[0] if key not in ("pid", "at")}
+        skip = ("pid", "at", "calls", "statements_by_kind")
+        total = {key: sum(p[key] for p in probes) for key in probes[0] if key not in skip}
         n = args.secrets
         print(
             f"\n{n} due secrets, {args.daemons} daemon(s) (--batch {args.batch}, --interval "
@@ -249,6 +252,15 @@ def main() -> None:
         ]  # fmt: skip
         for label, value in rows:
             print(f"| {label} | {value} |")
+        if args.verbose:
+            for what in ("calls", "statements_by_kind"):
+                merged: dict[str, int] = {}
+                for p in probes:
+                    for k, v in p[what].items():
+                        merged[k] = merged.get(k, 0) + v
+                print(f"\n{what} per rotation:")
+                for k, v in sorted(merged.items(), key=lambda kv: -kv[1]):
+                    print(f"  {v / n:6.2f}  {k}")
     finally:
         for d in daemons:
             if d.poll() is None:
