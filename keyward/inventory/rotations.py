@@ -36,6 +36,7 @@ from keyward.inventory.policy import rotation_due
 from keyward.inventory.records import SecretRecord
 from keyward.inventory.service import Inventory, record_version, secret_record
 from keyward.rotation.ports import (
+    LEASE_PREFIX,
     TERMINAL_STATES,
     AtStep,
     AuditEntry,
@@ -65,6 +66,112 @@ from keyward.rotation.ports import (
 )
 
 IN_FLIGHT_EXCLUDED = tuple(s.value for s in TERMINAL_STATES)
+
+
+def _table(model: type[m.Base]) -> sa.Table:
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+_ROTATIONS = _table(m.Rotation)
+_STEPS = _table(m.RotationStep)
+_AUDIT = _table(m.AuditEvent)
+_LEASES = _table(m.Lease)
+
+
+def _take_leases(
+    s: Session,
+    wanted: Iterable[tuple[str, int | None]],
+    holder: str,
+    now: datetime,
+    expires: datetime,
+) -> set[str]:
+    """Take or renew the leases ``wanted`` (name, secret id) for ``holder``: those nobody
+    holds, those that expired and ours. One ``INSERT ... ON CONFLICT (name) DO UPDATE ...
+    WHERE expires_at < now OR holder = me RETURNING name``, atomic on SQLite and PostgreSQL
+    alike (a concurrent taker waits for the row and then sees it held). Returns the names
+    taken."""
+    rows = [
+        {"name": n, "secret_id": sid, "holder": holder, "acquired_at": now, "expires_at": expires}
+        for n, sid in dict(wanted).items()
+    ]
+    if not rows:
+        return set()
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(_LEASES)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(_LEASES)
+    c, ex = _LEASES.c, stmt.excluded
+    stmt = (
+        stmt.values(rows)
+        .on_conflict_do_update(
+            index_elements=[c.name],
+            set_={
+                "holder": ex.holder,
+                "acquired_at": ex.acquired_at,
+                "expires_at": ex.expires_at,
+                "secret_id": sa.func.coalesce(c.secret_id, ex.secret_id),
+            },
+            where=sa.or_(c.expires_at < now, c.holder == holder),
+        )
+        .returning(c.name)
+    )
+    return {str(name) for (name,) in s.execute(stmt)}
+
+
+def _unleased(secret_id: Any, now: datetime) -> Any:
+    """SQL: nobody holds a live rotation lease on the secret ``secret_id`` (a column)."""
+    c = _LEASES.c
+    return ~sa.exists().where(
+        c.secret_id == secret_id,
+        c.name.startswith(LEASE_PREFIX, autoescape=True),
+        c.expires_at >= now,
+    )
+
+
+def _step(s: Session, rotation_id: int, mark: StepBegun | StepEnded, now: datetime) -> None:
+    """Open a step row (unless one is open: a resumed step keeps its row), or close the open
+    one (adding a closed row when none is open): one statement, two at most."""
+    c = _STEPS.c
+    open_row = (
+        sa.select(sa.func.max(c.id))
+        .where(c.rotation_id == rotation_id, c.step == mark.step.value, c.finished_at.is_(None))
+        .scalar_subquery()
+    )
+    if isinstance(mark, StepBegun):
+        s.execute(
+            sa.insert(_STEPS).from_select(
+                ["rotation_id", "step", "state", "started_at", "detail"],
+                sa.select(
+                    sa.literal(rotation_id),
+                    sa.literal(mark.step.value),
+                    sa.literal(StepOutcome.STARTED.value),
+                    sa.literal(now, m.UTCDateTime()),
+                    sa.literal({}, _STEPS.c.detail.type),
+                ).where(open_row.is_(None)),
+            )
+        )
+        return
+    closed: dict[str, Any] = {"state": mark.outcome.value, "finished_at": now}
+    if mark.detail:
+        closed["detail"] = dict(mark.detail)  # an open row's own detail is always empty
+    done = s.execute(sa.update(_STEPS).where(c.id == open_row).values(closed))
+    if int(getattr(done, "rowcount", 0) or 0) == 0:
+        s.execute(
+            sa.insert(_STEPS).values(
+                rotation_id=rotation_id,
+                step=mark.step.value,
+                state=mark.outcome.value,
+                started_at=now,
+                finished_at=now,
+                detail=dict(mark.detail),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +305,7 @@ class RotationRepository:
         self.db = db
         self.inventory = Inventory(db, actor)
         self.actor = self.inventory.actor
+        self._names: dict[int, str] = {}  # rotation id -> its secret's name (audit subjects)
 
     # ---------------------------------------------------------------- secrets
     def rotatable(self, name: str) -> RotatableSecret:
@@ -304,85 +412,141 @@ class RotationRepository:
 
         :class:`~keyward.rotation.ports.SecretRotated` sets the secret's last rotation and
         next due time in that transaction too (a crash cannot leave a finished rotation with
-        its secret still due)."""
+        its secret still due).
+
+        Few statements: the lease renewal, one ``UPDATE rotations ... RETURNING``, one
+        statement per step row opened or closed, the audit events in one ``INSERT``; the
+        secret's row is read only for a version seen or a rotation finished."""
         now = m.utcnow()
         with self.db.session() as s:
             expires = now + lease.ttl
             if not self._acquire(s, lease.name, lease.holder, now, expires, lease.secret_id):
                 return False
-            rot, name = self._rotation(s, rotation_id)
-            rot.detail = progress.detail.to_json()
-            rot.updated_at = now
+            values: dict[str, Any] = {"detail": progress.detail.to_json(), "updated_at": now}
+            steps: list[StepBegun | StepEnded] = []
+            versions: list[VersionSeen | VersionStaged] = []
+            rotated: datetime | None = None
             for mark in progress.marks:
                 match mark:
                     case StepBegun(step=step):
-                        rot.step = step.value
-                        if self._open_step(s, rot, step) is None:
-                            s.add(
-                                m.RotationStep(
-                                    rotation_id=rot.id,
-                                    step=step.value,
-                                    state=StepOutcome.STARTED.value,
-                                    started_at=now,
-                                    detail={},
-                                )
-                            )
-                    case StepEnded(step=step, outcome=outcome, detail=detail):
-                        row = self._open_step(s, rot, step)
-                        if row is None:
-                            row = m.RotationStep(
-                                rotation_id=rot.id, step=step.value, started_at=now, detail={}
-                            )
-                            s.add(row)
-                        row.state = outcome.value
-                        row.finished_at = now
-                        row.detail = {**(row.detail or {}), **detail}
+                        values["step"] = step.value
+                        steps.append(mark)
+                    case StepEnded():
+                        steps.append(mark)
                     case AtStep(step=step):
-                        rot.step = step.value
+                        values["step"] = step.value
                     case StateChanged(state=state):
-                        rot.state = state.value
+                        values["state"] = state.value
                         if state.terminal:
-                            rot.finished_at = now
+                            values["finished_at"] = now
                     case ErrorNoted(text=text):
-                        rot.error = text[:4000]
+                        values["error"] = text[:4000]
                     case ErrorCleared():
-                        rot.error = None
-                    case VersionSeen(role=role, fingerprint=fp, identifier=identifier):
-                        secret = self._secret_row(s, rot)
-                        if role is VersionRole.OLD and rot.old_version_id is None:
-                            stage = VersionStage.CURRENT
-                            rot.old_version_id = self._version(s, secret, fp, identifier, stage).id
-                        elif role is VersionRole.NEW and rot.new_version_id is None:
-                            stage = VersionStage.PENDING
-                            rot.new_version_id = self._version(s, secret, fp, identifier, stage).id
-                    case VersionStaged(role=role, stage=stage):
-                        vid = rot.old_version_id if role is VersionRole.OLD else rot.new_version_id
-                        v = s.get(m.SecretVersion, vid) if vid is not None else None
-                        if v is not None:
-                            v.stage = stage.value
-                            retired = (VersionStage.RETIRED, VersionStage.DISCARDED)
-                            if stage in retired and v.retired_at is None:
-                                v.retired_at = now
+                        values["error"] = None
+                    case VersionSeen() | VersionStaged():
+                        versions.append(mark)
                     case SecretRotated(at=at):
-                        _set_rotated(self._secret_row(s, rot), at)
+                        rotated = at
                     case _:
                         assert_never(mark)
-            for entry in progress.audit:
-                self._audit(s, rot.secret_id, name, entry, rot.id)
-            s.flush()
+            r = _ROTATIONS.c
+            row = s.execute(
+                sa.update(_ROTATIONS)
+                .where(r.id == rotation_id)
+                .values(values)
+                .returning(r.secret_id, r.old_version_id, r.new_version_id)
+            ).first()
+            if row is None:
+                raise NotFound(
+                    f"No rotation with id {rotation_id}", hint="See `keyward rotations list`"
+                )
+            secret_id, old_id, new_id = int(row[0]), row[1], row[2]
+            for step_mark in steps:
+                _step(s, rotation_id, step_mark, now)
+            if versions or rotated is not None:
+                self._versions(s, rotation_id, secret_id, old_id, new_id, versions, rotated, now)
+            if progress.audit:
+                name = self._secret_name(s, rotation_id, secret_id)
+                self._audits(s, secret_id, name, progress.audit, rotation_id, now)
             return True
 
-    @staticmethod
-    def _open_step(s: Session, rot: m.Rotation, step: Step) -> m.RotationStep | None:
-        return s.scalar(
-            sa.select(m.RotationStep)
-            .where(
-                m.RotationStep.rotation_id == rot.id,
-                m.RotationStep.step == step.value,
-                m.RotationStep.finished_at.is_(None),
-            )
-            .order_by(m.RotationStep.id.desc())
-            .limit(1)
+    def _versions(
+        self,
+        s: Session,
+        rotation_id: int,
+        secret_id: int,
+        old_id: int | None,
+        new_id: int | None,
+        marks: list[VersionSeen | VersionStaged],
+        rotated: datetime | None,
+        now: datetime,
+    ) -> None:
+        secret = s.get(m.Secret, secret_id)
+        assert secret is not None  # rotations are deleted with their secret
+        ids = {VersionRole.OLD: old_id, VersionRole.NEW: new_id}
+        links: dict[str, int] = {}
+        for mark in marks:
+            match mark:
+                case VersionSeen(role=role, fingerprint=fp, identifier=identifier):
+                    if ids[role] is None:
+                        stage = (
+                            VersionStage.CURRENT if role is VersionRole.OLD
+                            else VersionStage.PENDING
+                        )  # fmt: skip
+                        version_id = self._version(s, secret, fp, identifier, stage).id
+                        ids[role] = version_id
+                        links[f"{role.value}_version_id"] = version_id
+                case VersionStaged(role=role, stage=stage):
+                    vid = ids[role]
+                    v = s.get(m.SecretVersion, vid) if vid is not None else None
+                    if v is not None:
+                        v.stage = stage.value
+                        retired = (VersionStage.RETIRED, VersionStage.DISCARDED)
+                        if stage in retired and v.retired_at is None:
+                            v.retired_at = now
+                case _:
+                    assert_never(mark)
+        if links:
+            s.execute(sa.update(_ROTATIONS).where(_ROTATIONS.c.id == rotation_id).values(links))
+        if rotated is not None:
+            _set_rotated(secret, rotated)
+        self._names[rotation_id] = secret.name
+
+    def _secret_name(self, s: Session, rotation_id: int, secret_id: int) -> str:
+        """The name a rotation's audit events give its secret, read once per rotation."""
+        name = self._names.get(rotation_id)
+        if name is None:
+            name = str(s.scalar(sa.select(m.Secret.name).where(m.Secret.id == secret_id)))
+            if len(self._names) >= 4096:  # a long-running daemon: forget old rotations
+                self._names.clear()
+            self._names[rotation_id] = name
+        return name
+
+    def _audits(
+        self,
+        s: Session,
+        secret_id: int,
+        subject: str,
+        entries: Iterable[AuditEntry],
+        rotation_id: int | None,
+        now: datetime,
+    ) -> None:
+        """The audit events in one ``INSERT`` (several rows: the driver's executemany)."""
+        s.execute(
+            sa.insert(_AUDIT),
+            [
+                {
+                    "at": now,
+                    "actor": self.actor,
+                    "action": e.action,
+                    "subject": subject,
+                    "outcome": e.outcome,
+                    "secret_id": secret_id,
+                    "rotation_id": rotation_id,
+                    "detail": dict(e.detail),
+                }
+                for e in entries
+            ],
         )
 
     @staticmethod
@@ -494,33 +658,7 @@ class RotationRepository:
         expires: datetime,
         secret_id: int | None,
     ) -> bool:
-        result = s.execute(
-            sa.update(m.Lease)
-            .where(
-                m.Lease.name == name,
-                sa.or_(m.Lease.expires_at < now, m.Lease.holder == holder),
-            )
-            .values(holder=holder, acquired_at=now, expires_at=expires)
-            .execution_options(synchronize_session=False)
-        )
-        if int(getattr(result, "rowcount", 0) or 0) == 1:
-            return True
-        if s.get(m.Lease, name) is not None:
-            return False
-        try:
-            with s.begin_nested():
-                s.add(
-                    m.Lease(
-                        name=name,
-                        secret_id=secret_id,
-                        holder=holder,
-                        acquired_at=now,
-                        expires_at=expires,
-                    )
-                )
-        except sa.exc.IntegrityError:
-            return False
-        return True
+        return name in _take_leases(s, [(name, secret_id)], holder, now, expires)
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.db.session() as s:
@@ -581,13 +719,14 @@ class RotationRepository:
             .exists()
         )
         q = (
-            sa.select(m.Secret)
+            sa.select(m.Secret.id, m.Secret.name)
             .where(
                 m.Secret.rotation_due_at < now,
                 m.Secret.store.is_not(None),
                 m.Secret.status == m.SecretStatus.ACTIVE,
                 ~in_flight,
                 ~recently_failed,
+                _unleased(m.Secret.id, now),  # a leased one would only fail its lease
                 sa.true() if kinds is None else m.Secret.kind.in_(list(kinds)),
                 sa.true() if stores is None else m.Secret.store.in_(list(stores)),
             )
@@ -596,32 +735,40 @@ class RotationRepository:
             .with_for_update(skip_locked=True, of=m.Secret)
         )
         with self.db.session() as s:
-            return tuple(
-                sec.name
-                for sec in list(s.scalars(q))
-                if self._acquire(s, rotation_lease(sec.id), holder, now, now + ttl, sec.id)
+            found = [(int(sid), str(name)) for sid, name in s.execute(q)]
+            taken = _take_leases(
+                s, [(rotation_lease(sid), sid) for sid, _ in found], holder, now, now + ttl
             )
+            return tuple(name for sid, name in found if rotation_lease(sid) in taken)
 
     def claim_in_flight(self, holder: str, ttl: timedelta, *, limit: int = 10) -> tuple[int, ...]:
-        """Unfinished rotations nobody holds a live lease on, leased to ``holder``."""
+        """Unfinished rotations nobody holds a live lease on and whose ``next_attempt_at``
+        has passed (both in the query: rotations waiting out a grace period never fill the
+        batch), leased to ``holder``."""
         now = m.utcnow()
+        waits = _ROTATIONS.c.detail["next_attempt_at"].as_string()
         q = (
-            sa.select(m.Rotation)
-            .where(m.Rotation.state.not_in(IN_FLIGHT_EXCLUDED))
+            sa.select(m.Rotation.id, m.Rotation.secret_id, m.Rotation.detail)
+            .where(
+                m.Rotation.state.not_in(IN_FLIGHT_EXCLUDED),
+                sa.or_(waits.is_(None), waits <= now.isoformat()),
+                _unleased(m.Rotation.secret_id, now),
+            )
             .order_by(m.Rotation.updated_at)
             .limit(limit)
             .with_for_update(skip_locked=True, of=m.Rotation)
         )
-        claimed: list[int] = []
         with self.db.session() as s:
-            for rot in list(s.scalars(q)):
-                wait = _next_attempt(rot.detail)
+            found = []
+            for rid, sid, detail in s.execute(q):
+                wait = _next_attempt(detail)
                 if wait and wait > now:
-                    continue  # e.g. waiting out the grace period before revoking
-                lease = rotation_lease(rot.secret_id)
-                if self._acquire(s, lease, holder, now, now + ttl, rot.secret_id):
-                    claimed.append(rot.id)
-        return tuple(claimed)
+                    continue  # (a time the query's text comparison let through)
+                found.append((int(rid), int(sid)))
+            taken = _take_leases(
+                s, [(rotation_lease(sid), sid) for _, sid in found], holder, now, now + ttl
+            )
+            return tuple(rid for rid, sid in found if rotation_lease(sid) in taken)
 
 
 if TYPE_CHECKING:  # mypy checks that the repository implements rotation's ports
