@@ -25,6 +25,7 @@ Examples:
   keyward rotate prod/aws                   rotate now (store, provider, dependents)
   keyward rotate prod/db --format json
   keyward rotate prod/db --take-over        cancel AWS's own rotation of it first
+  keyward rotate prod/aws --reason "leaked in #42"   also while the last one is retiring
   keyward rotations list --in-flight        rotations not finished yet
   keyward rotations show 12
   keyward rotations resume 12               continue after a crash or a fixed failure
@@ -73,14 +74,29 @@ def _outcome(out: Outcome, fmt: str) -> None:
     help="If AWS Secrets Manager rotates the secret itself, cancel that rotation first "
     "(CancelRotateSecret; recorded in the audit log). Without it such a secret is refused.",
 )
+@click.option(
+    "--reason",
+    metavar="TEXT",
+    help="Why rotate now (e.g. 'the new key leaked'); recorded in the audit log, also for "
+    "the early retirement of a previous rotation still retiring.",
+)
 @database_option
 @format_option("text", "json")
-def rotate(secret: str, dry_run: bool, take_over: bool, database_url: str | None, fmt: str) -> None:
+def rotate(
+    secret: str,
+    dry_run: bool,
+    take_over: bool,
+    reason: str | None,
+    database_url: str | None,
+    fmt: str,
+) -> None:
     """Rotate SECRET: create, set, test, update dependents, finish, retire the old one.
 
     Any failure before finish is rolled back. A crash leaves a rotation that
-    `keyward rotations resume` or `rollback` completes. A secret that AWS Secrets Manager
-    rotates itself (RotationEnabled) is refused unless --take-over.
+    `keyward rotations resume` or `rollback` completes. If the previous rotation is still
+    retiring (its grace period), its old credential is revoked first, unless it was used
+    since it was deactivated (then this is refused, naming that use). A secret that AWS
+    Secrets Manager rotates itself (RotationEnabled) is refused unless --take-over.
     """
     with rotation_session(database_url) as parts:
         wiring = parts.wiring()
@@ -93,7 +109,8 @@ def rotate(secret: str, dry_run: bool, take_over: bool, database_url: str | None
             else:
                 click.echo("\n".join(plan.lines()))
             return
-        _outcome(parts.engine(wiring).rotate(secret, take_over=take_over), fmt)
+        engine = parts.engine(wiring)
+        _outcome(engine.rotate(secret, take_over=take_over, reason=reason), fmt)
 
 
 @click.group(epilog=ROTATE_EPILOG)

@@ -394,6 +394,19 @@ class RotationRepository:
             rot, name = self._rotation(s, rotation_id)
             return _entry(rot, name)
 
+    def entry_in_flight(self, secret_id: int) -> JournalEntry | None:
+        """The secret's rotation in flight (the partial unique index allows one), if any."""
+        with self.db.session() as s:
+            row = s.execute(
+                sa.select(m.Rotation, m.Secret.name)
+                .join(m.Secret, m.Secret.id == m.Rotation.secret_id)
+                .where(
+                    m.Rotation.secret_id == secret_id,
+                    m.Rotation.state.not_in(IN_FLIGHT_EXCLUDED),
+                )
+            ).first()
+            return _entry(row[0], row[1]) if row else None
+
     def entry_by_token(self, secret_id: int, token: str) -> JournalEntry | None:
         """The rotation of this secret whose idempotency token is ``token``, if any."""
         with self.db.session() as s:

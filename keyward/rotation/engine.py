@@ -105,8 +105,16 @@ class RotationEngine(Driver):
     ``[rotation]`` settings (see :class:`~keyward.rotation.driver.Driver`)."""
 
     # ----------------------------------------------------------------- public
-    def rotate(self, secret_name: str, *, take_over: bool = False) -> Outcome:
+    def rotate(
+        self, secret_name: str, *, take_over: bool = False, reason: str | None = None
+    ) -> Outcome:
         """Start a rotation of ``secret_name`` and drive it as far as it can go now.
+
+        If the secret's previous rotation is still retiring its old credential (the grace
+        period), that retirement is finished early first (:func:`retire.retire_early`): the
+        old credential is revoked if it was not used since it was deactivated, otherwise the
+        new rotation is refused (:class:`StillRetiring`), naming the last use. ``reason`` (why
+        rotate now: "the key leaked in finding 42") goes into the audit log of both.
 
         A secret that another rotation already rotates (Secrets Manager's own) is refused,
         unless ``take_over``: then that rotation is turned off first, in the audit log."""
@@ -135,11 +143,15 @@ class RotationEngine(Driver):
         lease = rotation_lease(secret.id)
         self._take_lease(lease, secret.name, secret.id)
         try:
+            early = self._retire_previous_early(secret, kind, name, store, reason)
             if described.managed_by:
                 self._take_over(secret, kind, name, store, described.managed_by)
             detail = RotationDetail(token=new_token(), store=kind, store_name=name)
+            started: dict[str, JsonValue] = {"token": detail.token}
+            if reason:
+                started["reason"] = reason
             entry = self.inventory.start(
-                secret, detail, AuditEntry("rotation.start", "ok", {"token": detail.token})
+                secret, detail, AuditEntry("rotation.start", "ok", started)
             )
             log.info("rotation %s of %s started", entry.id, secret.name)
             run = Run(
@@ -153,9 +165,37 @@ class RotationEngine(Driver):
                 store,
                 rotator,
             )
-            return self._with_warnings(run, self._drive(run))
+            out = self._with_warnings(run, self._drive(run))
+            return replace(out, message=f"{early} {out.message}") if early else out
         finally:
             self.inventory.release_lease(lease, self.holder)
+
+    def _retire_previous_early(
+        self,
+        secret: RotatableSecret,
+        kind: str,
+        name: str,
+        store: SecretStore,
+        reason: str | None,
+    ) -> str | None:
+        """Finish the retirement of the secret's previous rotation now, if one is retiring
+        (under the secret's lease); what became of it, in words, for the outcome."""
+        previous = self.inventory.entry_in_flight(secret.id)
+        if previous is None or _state_of(previous) is not RotationState.RETIRING:
+            return None  # nothing in flight, or in progress: start() refuses that one
+        run = Run(
+            previous.id,
+            secret,
+            RotationState.RETIRING,
+            previous.detail,
+            previous.started_at,
+            kind,
+            previous.detail.store_name or name,
+            store,
+            self.wiring.rotator_for(secret),
+        )
+        out = retiring.retire_early(self, run, reason or "rotated again while retiring")
+        return f"Finished retiring rotation {previous.id} early: {out.message}."
 
     def _take_over(
         self, secret: RotatableSecret, kind: str, name: str, store: SecretStore, managed_by: str
@@ -199,7 +239,9 @@ class RotationEngine(Driver):
                     raise NotRollbackable(
                         f"Rotation {run.id} of {run.secret.name!r} already finished: the new "
                         "value is current and only retiring the old credential remains",
-                        hint=f"Resume it (keyward rotations resume {run.id}) or rotate again",
+                        hint=f"Rotate again if the new value must be replaced (keyward rotate "
+                        f"{run.secret.name}: it finishes this retirement first), or resume it "
+                        f"(keyward rotations resume {run.id})",
                     )
                 case RotationState.FINISHED | RotationState.ROLLED_BACK | RotationState.FAILED:
                     return run.outcome(f"Rotation {run.id} is already over")

@@ -35,6 +35,7 @@ __all__ = [
     "RotationBusy",
     "RotationFailed",
     "RotatorConflict",
+    "StillRetiring",
 ]
 
 
@@ -49,6 +50,11 @@ class RotationFailed(RotationError):
 
 class RollbackIncomplete(RotationFailed):
     """A rotation failed and its rollback could not finish yet (it stays rolling_back)."""
+
+
+class StillRetiring(RotationError):
+    """A new rotation was asked for while the previous one retires an old credential that is
+    still in use: keyward will not revoke it early (exit 2)."""
 
 
 class LeaseLost(RotationError):

@@ -504,6 +504,10 @@ class RotationJournal(Protocol):
         """The rotation of this secret whose idempotency token is ``token``, if any."""
         ...
 
+    def entry_in_flight(self, secret_id: int) -> JournalEntry | None:
+        """The secret's rotation in flight (there is at most one), if any."""
+        ...
+
     def record(self, rotation_id: int, progress: Progress, lease: LeaseClaim) -> bool:
         """Renew ``lease`` and write ``progress`` in one transaction. False, and nothing
         written, when another holder has the lease now."""

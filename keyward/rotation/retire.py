@@ -6,20 +6,29 @@ retire (``retires = False``: a random value) does both at once. A revoke the pro
 because the old credential is still in use (``KEPT_IN_USE``) keeps it and is tried again after
 ``kept_in_use_retry``. Until it is revoked the rotation stays ``retiring`` (and in flight);
 every wait is written as ``next_attempt_at`` for the scheduler.
+
+:func:`retire_early` finishes a retirement before its time, for a new rotation of the same
+secret (an emergency: the new credential leaked during the grace period). It revokes the old
+credential if it was not used since it was deactivated (deactivating it first, when
+``deactivate_after`` has not come yet: then it must not have been used since the rotation
+finished); otherwise it refuses, naming the last use, and the rotation keeps retiring.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import assert_never
 
 from keyward.rotation.driver import Driver, Outcome, Run, error_text, exit_code_of
-from keyward.rotation.errors import LeaseLost, RotationBusy, RotationFailed
+from keyward.rotation.errors import LeaseLost, RotationBusy, RotationFailed, StillRetiring
 from keyward.rotation.ports import (
     AuditEntry,
     ErrorCleared,
     ErrorNoted,
+    JsonValue,
     RotationState,
     SecretRotated,
     StateChanged,
@@ -31,6 +40,8 @@ from keyward.rotation.ports import (
     VersionStaged,
 )
 from keyward.rotation.protocols import Retirement, RetireOutcome, VersionedSecret
+
+log = logging.getLogger(__name__)
 
 
 def retire(driver: Driver, run: Run) -> Outcome:
@@ -61,6 +72,43 @@ def retire(driver: Driver, run: Run) -> Outcome:
     if result.outcome is RetireOutcome.KEPT_IN_USE:
         return _kept(driver, run, result, now)
     return _retired(driver, run, result, finished_at)
+
+
+def retire_early(driver: Driver, run: Run, reason: str) -> Outcome:
+    """Revoke the old credential of ``run`` (retiring) now, so the secret can be rotated
+    again; :class:`StillRetiring`, and nothing revoked, when it was used since."""
+    now = driver.now()
+    finished_at = run.detail.finished_at or now
+    why: dict[str, JsonValue] = {"early": True, "reason": reason}
+    try:
+        old = run.store.read_version(run.name, run.noted(run.detail.old_version, "old version"))
+        new = run.store.read_version(run.name, run.noted(run.detail.pending, "pending version"))
+        # a credential used after the new one replaced it is still needed by someone
+        since = run.detail.deactivated_at or finished_at
+        if run.detail.deactivated_at is None:
+            _deactivate(driver, run, old, new, now)
+        result = run.rotator.revoke(old.value, new.value, since)
+        driver.checkpoint("retire-early:revoked")
+    except (LeaseLost, RotationBusy):
+        raise
+    except Exception as exc:
+        failed = _failed(driver, run, exc)
+        raise RotationFailed(
+            f"{failed.message}, so {run.secret.name!r} was not rotated again",
+            hint="Fix the cause, then rotate again",
+            exit_code=failed.exit_code,
+        ) from None
+    if result.outcome is RetireOutcome.KEPT_IN_USE:
+        _kept(driver, run, result, now, why)
+        raise StillRetiring(
+            f"Rotation {run.id} of {run.secret.name!r} is still retiring its old credential, "
+            f"and keyward will not revoke it early: {result.detail}",
+            hint="Find what still uses it and stop that, then rotate again; until then the "
+            "old credential stays inactive",
+        )
+    done = _retired(driver, run, result, finished_at, why)
+    log.info("rotation %s of %s retired early (%s)", run.id, run.secret.name, reason)
+    return done
 
 
 def _wait(driver: Driver, run: Run, due: datetime, what: str) -> Outcome:
@@ -102,14 +150,22 @@ def _failed(driver: Driver, run: Run, exc: Exception) -> RotationFailed:
     )
 
 
-def _kept(driver: Driver, run: Run, result: Retirement, now: datetime) -> Outcome:
+def _kept(
+    driver: Driver,
+    run: Run,
+    result: Retirement,
+    now: datetime,
+    why: Mapping[str, JsonValue] | None = None,
+) -> Outcome:
     retry_at = now + driver.settings.kept_in_use_retry
     driver.write(
         run,
         detail=replace(
             run.detail, retry_after=retry_at, next_attempt_at=retry_at, retire_detail=result.detail
         ),
-        audit=AuditEntry("rotation.retire", "kept-in-use", {"detail": result.detail}),
+        audit=AuditEntry(
+            "rotation.retire", "kept-in-use", {"detail": result.detail, **(why or {})}
+        ),
     )
     return run.outcome(
         f"Rotated {run.secret.name!r}; the old credential was "
@@ -118,7 +174,13 @@ def _kept(driver: Driver, run: Run, result: Retirement, now: datetime) -> Outcom
     )
 
 
-def _retired(driver: Driver, run: Run, result: Retirement, finished_at: datetime) -> Outcome:
+def _retired(
+    driver: Driver,
+    run: Run,
+    result: Retirement,
+    finished_at: datetime,
+    why: Mapping[str, JsonValue] | None = None,
+) -> Outcome:
     driver.write(
         run,
         StateChanged(RotationState.FINISHED),
@@ -127,7 +189,7 @@ def _retired(driver: Driver, run: Run, result: Retirement, finished_at: datetime
         ErrorCleared(),
         SecretRotated(finished_at),  # again, as finish wrote it (idempotent)
         detail=replace(run.detail, retired=result.outcome, retire_detail=result.detail),
-        audit=AuditEntry("rotation.retire", "ok", {"outcome": result.outcome.value}),
+        audit=AuditEntry("rotation.retire", "ok", {"outcome": result.outcome.value, **(why or {})}),
     )
     driver.checkpoint("retire:after")
     driver.event(run, "rotation.retired")

@@ -156,6 +156,7 @@ def build_world(
     functions: int = 20,
     extra_config: str = "",
     auth: bool = True,
+    grace_period: str = "0s",
 ) -> World:
     from tests.integration._moto_patches import fix_get_request_signatures, reject_inactive_keys
 
@@ -217,7 +218,7 @@ def build_world(
     inv.db.close()
     config = tmp_path / "keyward.toml"
     config.write_text(
-        '[rotation]\ngrace_period = "0s"\nlease_ttl = "60s"\n'
+        f'[rotation]\ngrace_period = "{grace_period}"\nlease_ttl = "60s"\n'
         "[rotation.rotators.aws-iam-access-key]\ntest_delay = 0\ntest_attempts = 2\n"
         "[rotation.dependents.aws-lambda]\nwait_delay = 1\n" + extra_config
     )

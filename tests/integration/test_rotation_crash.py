@@ -279,3 +279,61 @@ def test_sigkill_inside_a_vault_rollback_between_its_staging_writes_then_resume_
     rc, _out, err = run_cli(capsys, "rotate", "app/signing")  # nothing left blocks the next
     assert rc == 0, err
     assert w.versions() == ["1", "2"] and w.staging_clean()
+
+
+# -------------------------------------- rotating again while the previous one is retiring
+# (point, extra config, what the operator runs afterwards, the rotations' states at the end)
+EARLY = [
+    ("retire-early:revoked", "", ("rotate", SECRET), ["finished", "retiring"]),
+    ("retire:after", "", ("rotate", SECRET), ["finished", "retiring"]),
+    # the old credential not deactivated yet: deactivated, then revoked, in the new run
+    ("retire:inside", 'deactivate_after = "1h"\n', ("rotate", SECRET), ["finished", "retiring"]),
+    # the new rotation itself crashes after the early retirement: rolled back, the first
+    # rotation's new key stays current (its old one is gone for good)
+    ("create:inside", "", ("rotations", "rollback", "2"), ["finished", "rolled_back"]),
+]
+
+
+@pytest.mark.parametrize(("point", "extra", "then", "states"), EARLY,
+                         ids=[f"{p}-{t[0]}" for p, _e, t, _s in EARLY])  # fmt: skip
+def test_sigkill_while_rotating_again_during_retirement_then_resume_leaves_one_credential(
+    aws: Any,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    point: str,
+    extra: str,
+    then: tuple[str, ...],
+    states: list[str],
+) -> None:
+    world = build_world(aws, sqlite_url, tmp_path, monkeypatch, functions=2, grace_period="7d")
+    if extra:  # [rotation] is the config file's first table
+        world.config.write_text(
+            world.config.read_text().replace("[rotation]\n", f"[rotation]\n{extra}", 1)
+        )
+    rc, _out, err = run_cli(capsys, "rotate", SECRET)
+    assert rc == 0, err
+    first = world.current()
+    assert [r["state"] for r in rotation_rows(world)] == ["retiring"]
+    crash(world, point, "rotate", SECRET, "--reason", "leaked")
+    rc, _out, err = run_cli(capsys, *then)
+    assert rc == 0, err
+    assert [r["state"] for r in rotation_rows(world)] == states
+    if extra:  # the second rotation deactivates its old key (the first's new one) in 1 h
+        cur = world.current()
+        assert world.works(cur) and world.works(first)
+    else:
+        cur = world.assert_consistent()
+    ids = {k for k, _ in world.keys()}
+    assert world.old["access_key_id"] not in ids  # the first rotation's old key: revoked
+    if states[-1] == "retiring":
+        assert cur not in (first, world.old)
+        status = "Active" if extra else "Inactive"
+        assert world.keys() == sorted(
+            [(first["access_key_id"], status), (cur["access_key_id"], "Active")]
+        )
+    else:
+        assert cur == first and world.keys() == [(first["access_key_id"], "Active")]
+    retired = [(a, o) for a, o in audit(world) if a == "rotation.retire"]
+    assert ("rotation.retire", "ok") in retired
