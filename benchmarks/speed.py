@@ -108,7 +108,8 @@ def keyward_tool(
     earlier commit's, from ``git archive``) run by the same interpreter."""
     program = [str(BIN / "keyward")]
     if tree is not None:
-        program = [sys.executable, "-c", "import sys; from keyward.cli import main; "
+        # -P: not the working directory first on sys.path (it may hold another keyward)
+        program = [sys.executable, "-P", "-c", "import sys; from keyward.cli import main; "
                    "sys.argv = ['keyward', *sys.argv[1:]]; main()"]  # fmt: skip
 
     def argv(root: Path, out: Path) -> list[str]:
