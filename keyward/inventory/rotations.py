@@ -34,7 +34,7 @@ from keyward.inventory.db import Database
 from keyward.inventory.errors import NotFound
 from keyward.inventory.policy import rotation_due
 from keyward.inventory.records import SecretRecord
-from keyward.inventory.service import Inventory, record_version, secret_record
+from keyward.inventory.service import Inventory, link_findings_to_secret, secret_record
 from keyward.rotation.ports import (
     LEASE_PREFIX,
     TERMINAL_STATES,
@@ -78,6 +78,7 @@ _ROTATIONS = _table(m.Rotation)
 _STEPS = _table(m.RotationStep)
 _AUDIT = _table(m.AuditEvent)
 _LEASES = _table(m.Lease)
+_VERSIONS = _table(m.SecretVersion)
 
 
 def _take_leases(
@@ -134,28 +135,67 @@ def _unleased(secret_id: Any, now: datetime) -> Any:
     )
 
 
-def _step(s: Session, rotation_id: int, mark: StepBegun | StepEnded, now: datetime) -> None:
+def _pair_steps(
+    marks: list[StepBegun | StepEnded],
+) -> list[tuple[StepBegun | StepEnded, bool]]:
+    """The step marks of one write, a step begun and ended in it folded into its end (flagged
+    ``True``: its row is most likely not open yet)."""
+    out: list[tuple[StepBegun | StepEnded, bool]] = []
+    for mark in marks:
+        if isinstance(mark, StepEnded):
+            begun = next(
+                (i for i, (m_, _) in enumerate(out)
+                 if isinstance(m_, StepBegun) and m_.step is mark.step),
+                None,
+            )  # fmt: skip
+            if begun is not None:
+                del out[begun]
+                out.append((mark, True))
+                continue
+        out.append((mark, False))
+    return out
+
+
+def _step(
+    s: Session,
+    rotation_id: int,
+    mark: StepBegun | StepEnded,
+    now: datetime,
+    *,
+    begun_here: bool = False,
+) -> None:
     """Open a step row (unless one is open: a resumed step keeps its row), or close the open
-    one (adding a closed row when none is open): one statement, two at most."""
+    one (adding a closed row when none is open). One statement; two when a step begun and
+    ended in the same write finds a row left open by an earlier attempt."""
     c = _STEPS.c
     open_row = (
         sa.select(sa.func.max(c.id))
         .where(c.rotation_id == rotation_id, c.step == mark.step.value, c.finished_at.is_(None))
         .scalar_subquery()
     )
-    if isinstance(mark, StepBegun):
-        s.execute(
+
+    def insert_unless_open(state: str, finished: datetime | None, detail: Any) -> int:
+        # RETURNING: SQLAlchemy reports no row count for INSERT ... SELECT on PostgreSQL
+        inserted = s.execute(
             sa.insert(_STEPS).from_select(
-                ["rotation_id", "step", "state", "started_at", "detail"],
+                ["rotation_id", "step", "state", "started_at", "finished_at", "detail"],
                 sa.select(
                     sa.literal(rotation_id),
                     sa.literal(mark.step.value),
-                    sa.literal(StepOutcome.STARTED.value),
+                    sa.literal(state),
                     sa.literal(now, m.UTCDateTime()),
-                    sa.literal({}, _STEPS.c.detail.type),
+                    sa.literal(finished, m.UTCDateTime()),
+                    sa.literal(detail, _STEPS.c.detail.type),
                 ).where(open_row.is_(None)),
             )
-        )
+            .returning(c.id)
+        ).all()
+        return len(inserted)
+
+    if isinstance(mark, StepBegun):
+        insert_unless_open(StepOutcome.STARTED.value, None, {})
+        return
+    if begun_here and insert_unless_open(mark.outcome.value, now, dict(mark.detail)):
         return
     closed: dict[str, Any] = {"state": mark.outcome.value, "finished_at": now}
     if mark.detail:
@@ -474,8 +514,8 @@ class RotationRepository:
                     f"No rotation with id {rotation_id}", hint="See `keyward rotations list`"
                 )
             secret_id, old_id, new_id = int(row[0]), row[1], row[2]
-            for step_mark in steps:
-                _step(s, rotation_id, step_mark, now)
+            for step_mark, begun_here in _pair_steps(steps):
+                _step(s, rotation_id, step_mark, now, begun_here=begun_here)
             if versions or rotated is not None:
                 self._versions(s, rotation_id, secret_id, old_id, new_id, versions, rotated, now)
             if progress.audit:
@@ -494,36 +534,81 @@ class RotationRepository:
         rotated: datetime | None,
         now: datetime,
     ) -> None:
-        secret = s.get(m.Secret, secret_id)
-        assert secret is not None  # rotations are deleted with their secret
+        """The versions a rotation saw (recorded once each, linked to the findings that
+        leaked them) and their stages; the secret's rotation time. A statement per kind of
+        change, not per version."""
         ids = {VersionRole.OLD: old_id, VersionRole.NEW: new_id}
-        links: dict[str, int] = {}
+        seen = {
+            mark.role: mark
+            for mark in marks
+            if isinstance(mark, VersionSeen) and ids[mark.role] is None
+        }
+        secret = s.get(m.Secret, secret_id) if seen or rotated is not None else None
+        if seen:
+            assert secret is not None  # rotations are deleted with their secret
+            links = self._record_seen(s, secret, seen, now)
+            ids.update(links)
+            s.execute(
+                sa.update(_ROTATIONS)
+                .where(_ROTATIONS.c.id == rotation_id)
+                .values({f"{role.value}_version_id": vid for role, vid in links.items()})
+            )
+        c = _VERSIONS.c
         for mark in marks:
-            match mark:
-                case VersionSeen(role=role, fingerprint=fp, identifier=identifier):
-                    if ids[role] is None:
-                        stage = (
-                            VersionStage.CURRENT if role is VersionRole.OLD
-                            else VersionStage.PENDING
-                        )  # fmt: skip
-                        version_id = self._version(s, secret, fp, identifier, stage).id
-                        ids[role] = version_id
-                        links[f"{role.value}_version_id"] = version_id
-                case VersionStaged(role=role, stage=stage):
-                    vid = ids[role]
-                    v = s.get(m.SecretVersion, vid) if vid is not None else None
-                    if v is not None:
-                        v.stage = stage.value
-                        retired = (VersionStage.RETIRED, VersionStage.DISCARDED)
-                        if stage in retired and v.retired_at is None:
-                            v.retired_at = now
-                case _:
-                    assert_never(mark)
-        if links:
-            s.execute(sa.update(_ROTATIONS).where(_ROTATIONS.c.id == rotation_id).values(links))
+            if isinstance(mark, VersionStaged) and ids[mark.role] is not None:
+                values: dict[str, Any] = {"stage": mark.stage.value}
+                if mark.stage in (VersionStage.RETIRED, VersionStage.DISCARDED):
+                    values["retired_at"] = sa.func.coalesce(c.retired_at, now)
+                s.execute(sa.update(_VERSIONS).where(c.id == ids[mark.role]).values(values))
         if rotated is not None:
+            assert secret is not None
             _set_rotated(secret, rotated)
-        self._names[rotation_id] = secret.name
+        if secret is not None:
+            self._names[rotation_id] = secret.name
+
+    @staticmethod
+    def _record_seen(
+        s: Session, secret: m.Secret, seen: dict[VersionRole, VersionSeen], now: datetime
+    ) -> dict[VersionRole, int]:
+        """Version rows for ``seen`` (found by identifier, else inserted together), the
+        findings that leaked any of them linked to the secret."""
+        c = _VERSIONS.c
+        by_identifier = {mark.identifier: role for role, mark in seen.items()}
+        found: dict[VersionRole, int] = {}
+        for vid, identifier, fingerprint in s.execute(
+            sa.select(c.id, c.identifier, c.fingerprint).where(
+                c.secret_id == secret.id, c.identifier.in_(list(by_identifier))
+            )
+        ):
+            role = by_identifier[identifier]
+            found[role] = int(vid)
+            if fingerprint is None:
+                s.execute(
+                    sa.update(_VERSIONS)
+                    .where(c.id == vid)
+                    .values(fingerprint=seen[role].fingerprint)
+                )
+        missing = [role for role in seen if role not in found]
+        if missing:
+            rows = [
+                {
+                    "secret_id": secret.id,
+                    "fingerprint": seen[role].fingerprint,
+                    "identifier": seen[role].identifier,
+                    "stage": (
+                        VersionStage.CURRENT if role is VersionRole.OLD else VersionStage.PENDING
+                    ).value,
+                    "created_at": now,
+                }
+                for role in missing
+            ]
+            inserted = s.execute(
+                sa.insert(_VERSIONS).values(rows).returning(c.id, c.identifier)
+            ).all()
+            for vid, identifier in inserted:
+                found[by_identifier[identifier]] = int(vid)
+        link_findings_to_secret(s, secret, sorted({mark.fingerprint for mark in seen.values()}))
+        return found
 
     def _secret_name(self, s: Session, rotation_id: int, secret_id: int) -> str:
         """The name a rotation's audit events give its secret, read once per rotation."""
@@ -560,30 +645,6 @@ class RotationRepository:
                 }
                 for e in entries
             ],
-        )
-
-    @staticmethod
-    def _secret_row(s: Session, rot: m.Rotation) -> m.Secret:
-        secret = s.get(m.Secret, rot.secret_id)
-        assert secret is not None  # rotations are deleted with their secret
-        return secret
-
-    @staticmethod
-    def _version(
-        s: Session, secret: m.Secret, fingerprint: str, identifier: str, stage: VersionStage
-    ) -> m.SecretVersion:
-        found = s.scalar(
-            sa.select(m.SecretVersion).where(
-                m.SecretVersion.secret_id == secret.id,
-                m.SecretVersion.identifier == identifier,
-            )
-        )
-        if found is not None:
-            if found.fingerprint is None:
-                found.fingerprint = fingerprint
-            return found
-        return record_version(
-            s, secret, fingerprint=fingerprint, identifier=identifier, stage=stage.value
         )
 
     def _audit(

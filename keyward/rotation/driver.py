@@ -52,6 +52,7 @@ from keyward.rotation.protocols import (
     DependentTarget,
     RotationContext,
     Rotator,
+    SecretDescription,
     SecretStore,
     VersionedSecret,
 )
@@ -121,6 +122,12 @@ class Run:
     cur: VersionedSecret | None = None
     new: VersionedSecret | None = None
     deps: dict[str, Dependent] = field(default_factory=dict)
+    # progress that needs no durable write of its own (a step begun, a step with no effect
+    # done): it goes with the next durable write (Driver.note)
+    noted_marks: list[Mark] = field(default_factory=list)
+    noted_audit: list[AuditEntry] = field(default_factory=list)
+    # what rotate() learnt from the store under the lease, used by create (read once)
+    described: SecretDescription | None = None
 
     @property
     def token(self) -> str:
@@ -171,6 +178,28 @@ class Driver:
         point (tests/integration/_crash_driver.py replaces it in a subprocess)."""
 
     # ------------------------------------------------------------- durable writes
+    def note(
+        self,
+        run: Run,
+        *marks: Mark,
+        detail: RotationDetail | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Progress that needs no durable write of its own, written with the next one.
+
+        What crash safety needs is one durable write before each outside call whose effect
+        must be recovered and one after it; a step begun, or a step without effect done (a
+        test, no dependent to update), would only cost a commit: if the process dies before
+        the next write, the step runs again."""
+        run.noted_marks.extend(marks)
+        if audit is not None:
+            run.noted_audit.append(audit)
+        if detail is not None:
+            run.detail = detail
+        for mark in marks:
+            if isinstance(mark, StateChanged):
+                run.state = mark.state
+
     def write(
         self,
         run: Run,
@@ -178,11 +207,12 @@ class Driver:
         detail: RotationDetail | None = None,
         audit: AuditEntry | None = None,
     ) -> None:
-        """One durable write: the detail, ``marks`` and the audit events (the rotator's new
-        warnings first), renewing our lease in the same transaction (losing it means someone
-        took over)."""
+        """One durable write: what was noted since the last one, then the detail, ``marks``
+        and the audit events (the rotator's new warnings first), renewing our lease in the
+        same transaction (losing it means someone took over)."""
         detail = detail or run.detail
-        entries: list[AuditEntry] = []
+        marks = (*run.noted_marks, *marks)
+        entries: list[AuditEntry] = list(run.noted_audit)
         warned = self._new_warnings(run, detail)
         if warned:
             detail = replace(detail, warnings=(*detail.warnings, *warned))
@@ -200,6 +230,8 @@ class Driver:
                 hint="Nothing to do: it carries on there",
             )
         run.detail = detail
+        run.noted_marks.clear()
+        run.noted_audit.clear()
         for mark in marks:
             if isinstance(mark, StateChanged):
                 run.state = mark.state
@@ -218,7 +250,9 @@ class Driver:
         return RotationContext(run.token, run.started_at, _JournalNotes(self, run))
 
     def begin(self, run: Run, step: Step) -> None:
-        self.write(run, StepBegun(step))
+        """``step`` begins: its row opens with the next durable write (before the step's
+        first outside call with an effect, or with the write after it)."""
+        self.note(run, StepBegun(step))
 
     def record_finished(self, run: Run) -> None:
         """The new version is current: the rotation is retiring, the secret rotated now."""
@@ -266,9 +300,11 @@ class Driver:
         """A parked outcome when a stop was requested (SIGTERM), else None."""
         if not self.stop.is_set():
             return None
-        self.inventory.audit(
-            run.secret, AuditEntry("rotation.park", "ok", {"before": where}), run.id
-        )
+        park = AuditEntry("rotation.park", "ok", {"before": where})
+        if run.noted_marks or run.noted_audit:
+            self.write(run, audit=park)  # what was noted, with the park
+        else:
+            self.inventory.audit(run.secret, park, run.id)
         log.warning("rotation %s of %s parked before %s", run.id, run.secret.name, where)
         return run.outcome(
             f"Rotation {run.id} of {run.secret.name!r} parked before {where}; it resumes later",

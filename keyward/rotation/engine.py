@@ -59,6 +59,7 @@ from keyward.rotation.protocols import (
     DependentTarget,
     MemoryNotes,
     RotationContext,
+    SecretDescription,
     SecretStore,
     VersionedSecret,
     new_token,
@@ -84,6 +85,11 @@ def _holder_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+# forward steps whose outside calls change something that must be recovered after a crash:
+# each is followed by a durable write of its own (the others' progress goes with the next one)
+_EFFECTS = frozenset({Step.CREATE, Step.SET})
 
 
 def _state_of(entry: JournalEntry) -> RotationState:
@@ -121,31 +127,39 @@ class RotationEngine(Driver):
         secret = self.inventory.rotatable(secret_name)
         kind, name, store = self.wiring.store_for(secret)
         rotator = self.wiring.rotator_for(secret)
-        try:
-            described = store.describe(name)
-            if not described.exists:
-                raise StoreNotFound(
-                    f"The secret {secret.name!r} no longer exists in {kind} as {name!r}",
-                    hint="Fix its reference (keyward inventory update --reference) or remove it",
-                )
-            if described.managed_by and not take_over:
-                raise ManagedElsewhere(
-                    f"The secret {secret.name!r} is already rotated by {described.managed_by}, "
-                    "and two rotations would fight over its pending version",
-                    hint=f"Turn that rotation off, or run keyward rotate {secret.name} "
-                    "--take-over to cancel it and rotate with keyward (recorded in the audit log)",
-                )
-        except KeywardError as exc:
-            self.inventory.audit(
-                secret, AuditEntry("rotation.start", "failed", {"error": error_text(exc)})
-            )
-            raise
         lease = rotation_lease(secret.id)
         self._take_lease(lease, secret.name, secret.id)
         try:
+            described: SecretDescription | None
+            try:  # under the lease: described once, for the checks and for create
+                described = store.describe(name)
+                if not described.exists:
+                    raise StoreNotFound(
+                        f"The secret {secret.name!r} no longer exists in {kind} as {name!r}",
+                        hint="Fix its reference (keyward inventory update --reference) or "
+                        "remove it",
+                    )
+                if described.managed_by and not take_over:
+                    raise ManagedElsewhere(
+                        f"The secret {secret.name!r} is already rotated by "
+                        f"{described.managed_by}, and two rotations would fight over its "
+                        "pending version",
+                        hint=f"Turn that rotation off, or run keyward rotate {secret.name} "
+                        "--take-over to cancel it and rotate with keyward (recorded in the "
+                        "audit log)",
+                    )
+            except KeywardError as exc:
+                self.inventory.audit(
+                    secret, AuditEntry("rotation.start", "failed", {"error": error_text(exc)})
+                )
+                raise
+            managed_by = described.managed_by
             early = self._retire_previous_early(secret, kind, name, store, reason)
-            if described.managed_by:
-                self._take_over(secret, kind, name, store, described.managed_by)
+            if early:
+                described = None  # the retirement went on meanwhile: create describes again
+            if managed_by:
+                self._take_over(secret, kind, name, store, managed_by)
+                described = None  # it changed: create describes it again
             detail = RotationDetail(token=new_token(), store=kind, store_name=name)
             started: dict[str, JsonValue] = {"token": detail.token}
             if reason:
@@ -164,6 +178,7 @@ class RotationEngine(Driver):
                 name,
                 store,
                 rotator,
+                described=described,
             )
             out = self._with_warnings(run, self._drive(run))
             return replace(out, message=f"{early} {out.message}") if early else out
@@ -362,16 +377,18 @@ class RotationEngine(Driver):
                 if step is Step.FINISH:
                     self.record_finished(run)
                 else:
-                    self._done(run, step)
+                    self._done(run, step, durable=step in _EFFECTS)
         except (LeaseLost, RotationBusy):
             raise
         except Exception as exc:
             return rolling_back.fail(self, run, step, exc)
         return retiring.retire(self, run)
 
-    def _done(self, run: Run, step: Step) -> None:
+    def _done(self, run: Run, step: Step, *, durable: bool) -> None:
+        """``step`` is done: written at once after a step whose effect must be recovered
+        (create, set), else noted for the next write (see :meth:`Driver.note`)."""
         done = run.detail.done if step in run.detail.done else (*run.detail.done, step)
-        self.write(
+        (self.write if durable else self.note)(
             run,
             StepEnded(step, StepOutcome.OK),
             detail=replace(run.detail, done=done),
@@ -379,8 +396,12 @@ class RotationEngine(Driver):
         )
 
     def _create(self, run: Run) -> None:
+        """Stage the new value. The token was written when the rotation started, so a
+        retried ``put_pending`` finds its own value; the old and new versions are written
+        after it, with the step (one durable write)."""
         store, name = run.store, run.name
-        d = store.describe(name)
+        d = run.described or store.describe(name)  # described once: when rotate() began
+        run.described = None
         if d.pending_token and d.pending_token != run.token:
             self._clear_foreign_pending(run, d.pending_token, d.pending)
             d = store.describe(name)
@@ -389,21 +410,21 @@ class RotationEngine(Driver):
         run.cur = cur
         if not old_version:
             fp = cur.value.fingerprint(self.fp)
-            self.write(
+            self.note(
                 run,
                 VersionSeen(VersionRole.OLD, fp, cur.version),
                 detail=replace(run.detail, old_version=cur.version, old_fingerprint=fp),
             )
-        if d.pending_token == run.token and d.pending:
+        if d.pending_token == run.token and d.pending:  # staged before a crash: read back
             pending = d.pending
+            new = store.read_version(name, pending)
         else:
             value = run.rotator.create(cur.value, self.context(run))
             self.checkpoint("create:inside")
             pending = store.put_pending(name, value, run.token)
             self.checkpoint("create:stored")
-        if run.detail.pending != pending:
-            self.write(run, detail=replace(run.detail, pending=pending))
-        new = store.read_version(name, pending)
+            # the store holds exactly this value as ``pending`` (the store contract)
+            new = VersionedSecret(name, pending, value)
         run.new = new
         fp = new.value.fingerprint(self.fp)
         if run.detail.new_fingerprint not in (None, fp):
@@ -412,10 +433,10 @@ class RotationEngine(Driver):
                 "this rotation created",
                 hint="Roll the rotation back: keyward rotations rollback",
             )
-        self.write(
+        self.note(
             run,
             VersionSeen(VersionRole.NEW, fp, pending),
-            detail=replace(run.detail, new_fingerprint=fp),
+            detail=replace(run.detail, pending=pending, new_fingerprint=fp),
         )
 
     def _clear_foreign_pending(self, run: Run, token: str, pending: str | None) -> None:

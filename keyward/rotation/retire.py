@@ -56,8 +56,7 @@ def retire(driver: Driver, run: Run) -> Outcome:
         if waits and now < due:
             return _wait(driver, run, due, "is deactivated after")
     try:
-        old = run.store.read_version(run.name, run.noted(run.detail.old_version, "old version"))
-        new = run.store.read_version(run.name, run.noted(run.detail.pending, "pending version"))
+        old, new = driver.load(run)  # what the forward steps read, else from the store
         deactivated = run.detail.deactivated_at or _deactivate(driver, run, old, new, now)
         due = deactivated + driver.settings.grace_period
         if run.detail.retry_after:

@@ -100,6 +100,15 @@ def test_one_durable_write_keeps_step_rows_and_audit_events_as_before(
     got = repo.get(entry.id, steps=True)
     assert [(s.step, s.state) for s in got.steps] == [("create", "ok"), ("set", "started")]
     assert got.step == "set"
+    # a step begun and ended in one write closes the row an earlier attempt left open
+    pair = (StepBegun(Step.SET), StepEnded(Step.SET, StepOutcome.OK))
+    fresh = (StepBegun(Step.TEST), StepEnded(Step.TEST, StepOutcome.OK))
+    assert repo.record(entry.id, Progress(detail, (*pair, *fresh)), claim)
+    got = repo.get(entry.id, steps=True)
+    assert [(s.step, s.state) for s in got.steps] == [
+        ("create", "ok"), ("set", "ok"), ("test", "ok")
+    ]  # fmt: skip
+    assert all(s.finished_at is not None for s in got.steps)
     with database.engine.connect() as c:
         actions = c.execute(
             sa.text("SELECT action, subject FROM audit_events WHERE rotation_id = :r ORDER BY id"),
