@@ -346,6 +346,8 @@ class RotationRepository:
         self.inventory = Inventory(db, actor)
         self.actor = self.inventory.actor
         self._names: dict[int, str] = {}  # rotation id -> its secret's name (audit subjects)
+        # leases this repository took or renewed: name -> (holder, expires_at)
+        self._held: dict[str, tuple[str, datetime]] = {}
 
     # ---------------------------------------------------------------- secrets
     def rotatable(self, name: str) -> RotatableSecret:
@@ -720,11 +722,20 @@ class RotationRepository:
     ) -> bool:
         """Take or renew the lease ``name``; False when another holder's lease is live."""
         now = m.utcnow()
+        if self._ours(name, holder, now, now + ttl):
+            return True
         with self.db.session() as s:
             return self._acquire(s, name, holder, now, now + ttl, secret_id)
 
-    @staticmethod
+    def _ours(self, name: str, holder: str, now: datetime, expires: datetime) -> bool:
+        """A lease this repository took or renewed for ``holder`` that has more than half
+        its time to run: ours without asking, since nobody may take a lease before it
+        expires (a renewal then only costs a statement)."""
+        held = self._held.get(name)
+        return held is not None and held[0] == holder and held[1] - now > (expires - now) / 2
+
     def _acquire(
+        self,
         s: Session,
         name: str,
         holder: str,
@@ -732,9 +743,28 @@ class RotationRepository:
         expires: datetime,
         secret_id: int | None,
     ) -> bool:
-        return name in _take_leases(s, [(name, secret_id)], holder, now, expires)
+        """Take or renew ``name`` in ``s``'s transaction (no statement when :meth:`_ours`)."""
+        if self._ours(name, holder, now, expires):
+            return True
+        return name in self._take(s, [(name, secret_id)], holder, now, expires)
+
+    def _take(
+        self,
+        s: Session,
+        wanted: Iterable[tuple[str, int | None]],
+        holder: str,
+        now: datetime,
+        expires: datetime,
+    ) -> set[str]:
+        taken = _take_leases(s, wanted, holder, now, expires)
+        if len(self._held) > 10_000:  # leases lost without a release: forget them
+            self._held = {k: v for k, v in self._held.items() if v[1] > now}
+        for name in taken:
+            self._held[name] = (holder, expires)
+        return taken
 
     def release_lease(self, name: str, holder: str) -> None:
+        self._held.pop(name, None)
         with self.db.session() as s:
             s.execute(
                 sa.delete(m.Lease)
@@ -757,7 +787,10 @@ class RotationRepository:
                 .values(holder=holder, acquired_at=now, expires_at=now + ttl)
                 .execution_options(synchronize_session=False)
             )
-            return int(getattr(result, "rowcount", 0) or 0) == 1
+            taken = int(getattr(result, "rowcount", 0) or 0) == 1
+        if taken:
+            self._held[name] = (holder, now + ttl)
+        return taken
 
     # ------------------------------------------------------------ scheduling
     def claim_due_secrets(
@@ -810,7 +843,7 @@ class RotationRepository:
         )
         with self.db.session() as s:
             found = [(int(sid), str(name)) for sid, name in s.execute(q)]
-            taken = _take_leases(
+            taken = self._take(
                 s, [(rotation_lease(sid), sid) for sid, _ in found], holder, now, now + ttl
             )
             return tuple(name for sid, name in found if rotation_lease(sid) in taken)
@@ -839,7 +872,7 @@ class RotationRepository:
                 if wait and wait > now:
                     continue  # (a time the query's text comparison let through)
                 found.append((int(rid), int(sid)))
-            taken = _take_leases(
+            taken = self._take(
                 s, [(rotation_lease(sid), sid) for _, sid in found], holder, now, now + ttl
             )
             return tuple(rid for rid, sid in found if rotation_lease(sid) in taken)

@@ -87,9 +87,11 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
-# forward steps whose outside calls change something that must be recovered after a crash:
-# each is followed by a durable write of its own (the others' progress goes with the next one)
-_EFFECTS = frozenset({Step.CREATE, Step.SET})
+# forward steps followed by a durable write of their own: create and set change something
+# that must be recovered after a crash; test's success is written before finish makes the
+# new value current (the audit log shows every current value tested first). Dependents write
+# around each update themselves; finish writes the rotation finished.
+_DURABLE = frozenset({Step.CREATE, Step.SET, Step.TEST})
 
 
 def _state_of(entry: JournalEntry) -> RotationState:
@@ -377,7 +379,7 @@ class RotationEngine(Driver):
                 if step is Step.FINISH:
                     self.record_finished(run)
                 else:
-                    self._done(run, step, durable=step in _EFFECTS)
+                    self._done(run, step, durable=step in _DURABLE)
         except (LeaseLost, RotationBusy):
             raise
         except Exception as exc:
@@ -385,8 +387,8 @@ class RotationEngine(Driver):
         return retiring.retire(self, run)
 
     def _done(self, run: Run, step: Step, *, durable: bool) -> None:
-        """``step`` is done: written at once after a step whose effect must be recovered
-        (create, set), else noted for the next write (see :meth:`Driver.note`)."""
+        """``step`` is done: written at once after create, set and test (see ``_DURABLE``),
+        else noted for the next write (see :meth:`Driver.note`)."""
         done = run.detail.done if step in run.detail.done else (*run.detail.done, step)
         (self.write if durable else self.note)(
             run,

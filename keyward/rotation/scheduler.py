@@ -106,30 +106,42 @@ class Worker:
         self._lock = threading.Lock()
 
     def run_once(self) -> list[str]:
-        """One tick: resume what is unfinished, then start what is due. Returns outcomes."""
+        """One tick: resume what is unfinished, then start what is due, a batch at a time;
+        a full batch is followed by another claim at once (the tick goes on while work is
+        due), so a replica never idles until the next tick with work waiting. Returns
+        outcomes."""
         if not self._lock.acquire(blocking=False):
             return []  # the previous tick still runs
         try:
-            return self._run()
+            outcomes: list[str] = []
+            while True:
+                full = self._run(outcomes)
+                self._progress()  # a long tick is alive: /healthz stays healthy
+                if not full or self.stop.is_set():
+                    return outcomes
         finally:
             self._lock.release()
-            self.last_tick = datetime.now(UTC)
+            self._progress()
             self.metrics.ticks.inc()
-            self.metrics.last_tick.set(time.time())
 
-    def _run(self) -> list[str]:
-        outcomes: list[str] = []
-        engine = self.make_engine(self.stop)
+    def _progress(self) -> None:
+        self.last_tick = datetime.now(UTC)
+        self.metrics.last_tick.set(time.time())
+
+    def _run(self, outcomes: list[str]) -> bool:
+        """One batch: claim and drive it; True when a claim filled the batch (there may be
+        more)."""
+        engine = self.make_engine(self.stop)  # fresh clients per batch (tokens, connections)
         resumable = self.repo.claim_in_flight(self.holder, self.lease_ttl, limit=self.batch)
         for i, rotation_id in enumerate(resumable):
             if self.stop.is_set():
                 self._release_rotations(resumable[i:])
-                return outcomes
+                return False
             outcomes.append(
                 self._run_one(functools.partial(engine.resume, rotation_id), f"#{rotation_id}")
             )
         if self.stop.is_set():
-            return outcomes
+            return False
         from keyward.rotation.registry import PluginGroup, available
         from keyward.rotation.wiring import STORE_ALIASES
 
@@ -146,9 +158,9 @@ class Worker:
         for i, name in enumerate(due):
             if self.stop.is_set():
                 self._release_secrets(due[i:])
-                return outcomes
+                return False
             outcomes.append(self._run_one(functools.partial(engine.rotate, name), name))
-        return outcomes
+        return len(resumable) >= self.batch or len(due) >= self.batch
 
     def _release_rotations(self, ids: tuple[int, ...]) -> None:
         for rid in ids:

@@ -173,7 +173,7 @@ def test_a_due_secret_in_no_store_plugin_is_not_claimed_by_a_tick(
     config = tmp_path / "keyward.toml"
     config.write_text('[rotation]\nlease_ttl = "60s"\n')
     w = worker(sqlite_url, config, "w1")
-    assert w._run() == []
+    assert w.run_once() == []
     assert rotations(sqlite_url) == []
     # no lease was left behind either: another holder can take the secret's lease at once
     assert w.repo.acquire_lease(f"rotate:{key.id}", "w2", timedelta(seconds=60))
@@ -295,3 +295,14 @@ def test_a_daemon_killed_mid_rotation_is_resumed_by_another_once_its_lease_expir
     repo.db.close()
     assert ("rotation.set", "replica-2") not in events  # set (persisted) is not repeated...
     assert ("rotation.test", "replica-2") in events  # ...the next step is
+
+
+def test_a_tick_claims_again_while_its_batches_come_back_full(
+    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = due_secrets(sqlite_url, 7, tmp_path, monkeypatch)
+    w = worker(sqlite_url, config, "w1")  # batches of 3
+    assert w.run_once() == ["finished"] * 7  # 3 + 3 + 1, in one tick
+    assert w.metrics.registry.get_sample_value("keyward_ticks_total") == 1
+    assert [r[1] for r in rotations(sqlite_url)] == ["finished"] * 7
+    assert w.run_once() == []  # nothing due: one claim, and the tick ends
