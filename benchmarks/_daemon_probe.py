@@ -22,7 +22,7 @@ from typing import Any
 
 COUNTS: dict[str, float] = {
     "statements": 0, "commits": 0, "write_commits": 0, "rollbacks": 0,
-    "sql_seconds": 0.0, "commit_seconds": 0.0, "vault_requests": 0,
+    "sql_seconds": 0.0, "commit_seconds": 0.0, "vault_requests": 0, "cpu_seconds": 0.0,
 }  # fmt: skip
 CALLS: dict[str, int] = {}  # Vault requests by method and path
 STATEMENTS: dict[str, int] = {}  # SQL statements by their first words
@@ -95,6 +95,7 @@ def install() -> None:
 
 def dump(path: str) -> None:
     with _lock:
+        COUNTS["cpu_seconds"] = time.process_time()  # this process, every thread
         data = json.dumps({**COUNTS, "pid": os.getpid(), "at": time.time(),
                            "calls": CALLS, "statements_by_kind": STATEMENTS})  # fmt: skip
     tmp = f"{path}.tmp"

@@ -114,6 +114,27 @@ def xact_commits(db_url: str) -> int:
     return int(row[0])
 
 
+def cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def backends(db_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database (same machine)."""
+    name = db_url.rsplit("/", 1)[1]
+    rows = query(ADMIN, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}'")
+    return [int(r[0]) for r in rows]
+
+
 def vault_versions(addr: str, count: int) -> dict[int, int]:
     """How many secrets have each current KV version."""
     import hvac
@@ -142,6 +163,9 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0, help="the daemons' --interval")
     ap.add_argument("--lease-ttl", default="30s")
     ap.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
+    ap.add_argument("--tree", type=Path, default=None,
+                    help="run the daemons from this checkout of keyward (e.g. a git worktree "
+                    "of an earlier commit, for a before/after comparison)")  # fmt: skip
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="Vault calls and SQL statements by kind, per rotation")  # fmt: skip
     args = ap.parse_args()
@@ -160,6 +184,9 @@ def main() -> None:
            "KEYWARD_FINGERPRINT_KEY": "cd" * 32, "KEYWARD_DATA_DIR": str(work / "data"),
            "VAULT_ADDR": addr, "VAULT_TOKEN": TOKEN}  # fmt: skip
     os.environ.update({k: env[k] for k in ("KEYWARD_FINGERPRINT_KEY", "KEYWARD_DATA_DIR")})
+    daemon_env = dict(env)
+    if args.tree is not None:
+        daemon_env["PYTHONPATH"] = str(args.tree.resolve())
     daemons: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run([sys.executable, "-m", "keyward", "db", "upgrade"], env=env, check=True,
@@ -169,6 +196,7 @@ def main() -> None:
         print(f"seeded {args.secrets} secrets in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         load_start = os.getloadavg()
         commits_before = xact_commits(db_url)
+        bao_cpu = cpu_of([bao.pid])
         started = time.perf_counter()
         for k in range(args.daemons):
             out = work / f"probe-{k}.json"
@@ -176,7 +204,7 @@ def main() -> None:
             daemons.append(subprocess.Popen(
                 [sys.executable, str(HERE / "_daemon_probe.py"), str(out), "daemon",
                  "--interval", str(args.interval), "--batch", str(args.batch), "--port", "0"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                env=daemon_env, stdout=log, stderr=subprocess.STDOUT,
             ))  # fmt: skip
         killed: int | None = None
         done = 0
@@ -205,6 +233,8 @@ def main() -> None:
                                     "min(started_at)) FROM rotations")[0]  # fmt: skip
         wall = time.perf_counter() - started
         load_end = os.getloadavg()
+        bao_cpu = cpu_of([bao.pid]) - bao_cpu
+        pg_cpu = cpu_of(backends(db_url))  # the live daemons' connections (since they opened)
         for k, d in enumerate(daemons):
             if k != killed:
                 d.send_signal(signal.SIGTERM)
@@ -229,8 +259,9 @@ def main() -> None:
         skip = ("pid", "at", "calls", "statements_by_kind")
         total = {key: sum(p[key] for p in probes) for key in probes[0] if key not in skip}
         n = args.secrets
+        tree = f" from {args.tree}" if args.tree else ""
         print(
-            f"\n{n} due secrets, {args.daemons} daemon(s) (--batch {args.batch}, --interval "
+            f"\n{n} due secrets, {args.daemons} daemon(s){tree} (--batch {args.batch}, --interval "
             f"{args.interval}){', one SIGKILLed at 30%' if args.kill_one else ''}; load average "
             f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at the end\n"
         )
@@ -247,6 +278,9 @@ def main() -> None:
             ("Vault requests per rotation", f"{total['vault_requests'] / n:.1f}"),
             ("daemon time in SQL per rotation (statements + commits)",
              f"{1000 * (total['sql_seconds'] + total['commit_seconds']) / n:.1f} ms"),
+            ("CPU per rotation: daemons / PostgreSQL backends / OpenBao",
+             f"{1000 * total['cpu_seconds'] / n:.0f} / {1000 * pg_cpu / n:.0f} / "
+             f"{1000 * bao_cpu / n:.0f} ms"),
             ("exactly once; Vault versions; leases left",
              f"yes; all {n} at version 2; {leases}"),
         ]  # fmt: skip
