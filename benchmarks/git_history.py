@@ -31,7 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from keyward.scan.runner import EngineSpec, Runner  # noqa: E402
+from keyward.scan.engine_spec import EngineSpec  # noqa: E402
+from keyward.scan.runner import Runner  # noqa: E402
 from keyward.scan.sources.git import HistorySource  # noqa: E402
 from keyward.scan.validators import base62  # noqa: E402
 

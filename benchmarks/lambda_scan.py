@@ -22,14 +22,10 @@ from moto.server import ThreadedMotoServer
 
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
+from keyward.scan.postpass import KMS_RULE_ID
 from keyward.scan.rules import load_rules
 from keyward.scan.runner import Runner
-from keyward.scan.sources.aws_lambda import (
-    KMS_RULE_ID,
-    LambdaOptions,
-    LambdaSource,
-    download_package,
-)
+from keyward.scan.sources.aws_lambda import LambdaOptions, LambdaSource, download_package
 
 REGIONS = ("us-east-1", "eu-west-1")
 TOKEN = "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"  # keyward: allow (a fake planted token)

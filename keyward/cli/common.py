@@ -12,12 +12,12 @@ import click
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE, Config, cache_dir, parse_size
 from keyward.core.errors import ConfigError, KeyNotCreated
-from keyward.core.redaction import Fingerprinter
+from keyward.core.redaction import load_key
 
 if TYPE_CHECKING:  # the scan package is imported by the commands that scan, when they run
     from keyward.scan.engine import Backend
+    from keyward.scan.engine_spec import EngineSpec
     from keyward.scan.model import Confidence
-    from keyward.scan.runner import EngineSpec
 
 CONFIDENCE_LEVELS = ("low", "medium", "high")
 DEFAULT_MIN_CONFIDENCE = "medium"
@@ -43,7 +43,7 @@ def fingerprint_key(config: Config, *, keeps_nothing: bool = False) -> bytes:
             raise ConfigError("KEYWARD_FINGERPRINT_KEY is too short", hint="Use 64 hex characters")
         return key
     try:
-        return Fingerprinter.from_file(config.fingerprint_key_file())._key
+        return load_key(config.fingerprint_key_file())
     except KeyNotCreated as exc:
         if not keeps_nothing:
             raise
@@ -68,7 +68,7 @@ def engine_spec(
     files override rules of the same id). ``detect_secrets`` adds the plugins of ``baseline``'s
     ``plugins_used`` (all built-in plugins without one). ``keeps_nothing``: see
     :func:`fingerprint_key`."""
-    from keyward.scan.runner import EngineSpec
+    from keyward.scan.engine_spec import EngineSpec
 
     files = (*config.rule_files(), *rule_files)
     cache = cache_dir()
@@ -87,7 +87,7 @@ def light_engine_spec(config: Config, rule_files: Sequence[Path] = ()) -> Engine
     """An engine for one short process (the pre-commit hook): rules from the JSON rule cache,
     and a per-process fingerprint key instead of the installation key (the hook never prints
     or stores fingerprints; baselines match on the secret's SHA-1), so no key file is read."""
-    from keyward.scan.runner import EngineSpec
+    from keyward.scan.engine_spec import EngineSpec
 
     cache = cache_dir()
     return EngineSpec(

@@ -14,6 +14,7 @@ from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError, ExitCode
 from keyward.core.text import plural
+from keyward.providers.aws import AwsService
 
 if TYPE_CHECKING:
     from keyward.inventory.discovery import DiscoveryResult, Scan, TagKeys
@@ -256,7 +257,7 @@ def aws_secretsmanager(
         clients: AwsClients, account: Account, aid: str | None, name: str | None, region: str
     ) -> Scan:
         return discover_secretsmanager(
-            clients.client("secretsmanager", region, account=account),
+            clients.client(AwsService.SECRETS_MANAGER, region, account=account),
             region,
             tag_keys=keys,
             fingerprint=fp,
@@ -308,7 +309,7 @@ def aws_ssm(
         clients: AwsClients, account: Account, aid: str | None, name: str | None, region: str
     ) -> Scan:
         return discover_ssm(
-            clients.client("ssm", region, account=account),
+            clients.client(AwsService.SSM, region, account=account),
             region,
             path=path,
             tag_keys=keys,
@@ -357,7 +358,7 @@ def aws_iam(
         clients: AwsClients, account: Account, aid: str | None, name: str | None, _r: str
     ) -> Scan:
         return discover_iam(
-            clients.client("iam", region, account=account),
+            clients.client(AwsService.IAM, region, account=account),
             tag_keys=keys,
             fingerprint=fp,
             account=aid,

@@ -78,38 +78,43 @@ class Fingerprinter:
 
     @classmethod
     def from_file(cls, path: Path) -> Fingerprinter:
-        """Load the installation key, creating it (mode 0600) on first use.
+        """A fingerprinter with the installation key of :func:`load_key`."""
+        return cls(load_key(path))
 
-        Raises :class:`KeyNotCreated` when there is no key and none can be made (a read-only
-        data directory): callers that keep nothing may then use a key of their own."""
-        from keyward.core.errors import ConfigError, KeyNotCreated
 
+def load_key(path: Path) -> bytes:
+    """Load the installation key, creating it (mode 0600) on first use.
+
+    Raises :class:`KeyNotCreated` when there is no key and none can be made (a read-only
+    data directory): callers that keep nothing may then use a key of their own."""
+    from keyward.core.errors import ConfigError, KeyNotCreated
+
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         try:
-            data = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            try:
-                data = _create_key(path)
-            except OSError as exc:
-                raise KeyNotCreated(
-                    f"Cannot create the fingerprint key {path}: {exc.strerror}",
-                    hint="Make the data directory writable (or set KEYWARD_DATA_DIR), or set "
-                    "KEYWARD_FINGERPRINT_KEY",
-                ) from None
+            data = _create_key(path)
         except OSError as exc:
-            raise ConfigError(
-                f"Cannot read the fingerprint key {path}: {exc.strerror}",
-                hint="Check its permissions or set KEYWARD_FINGERPRINT_KEY_FILE",
+            raise KeyNotCreated(
+                f"Cannot create the fingerprint key {path}: {exc.strerror}",
+                hint="Make the data directory writable (or set KEYWARD_DATA_DIR), or set "
+                "KEYWARD_FINGERPRINT_KEY",
             ) from None
-        key = data.strip()
-        try:
-            raw = bytes.fromhex(key.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            raise ConfigError(
-                f"The fingerprint key {path} is not valid hex",
-                hint="Restore it from backup or delete it to start a new key "
-                "(existing fingerprints will no longer match)",
-            ) from None
-        return cls(raw)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the fingerprint key {path}: {exc.strerror}",
+            hint="Check its permissions or set KEYWARD_FINGERPRINT_KEY_FILE",
+        ) from None
+    key = data.strip()
+    try:
+        raw = bytes.fromhex(key.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(
+            f"The fingerprint key {path} is not valid hex",
+            hint="Restore it from backup or delete it to start a new key "
+            "(existing fingerprints will no longer match)",
+        ) from None
+    return raw
 
 
 def _create_key(path: Path) -> bytes:

@@ -304,6 +304,10 @@ class Database:
     def display_url(self) -> str:
         return display_url(self.url)
 
+    @property
+    def sqlite_file(self) -> Path | None:
+        return sqlite_path(self.url)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back on any error."""

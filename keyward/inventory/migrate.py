@@ -7,6 +7,10 @@ top of the checkout points at the same directory for developers running ``alembi
 Two ``keyward db upgrade`` at once are serialised: on PostgreSQL by a session advisory lock,
 on SQLite by an exclusive ``flock`` of a ``<database>.lock`` file next to the database. The
 second process waits, then finds the schema current and does nothing.
+
+This module works on any :class:`OpenDatabase` (``keyward.inventory.db.Database`` is one);
+``keyward.inventory.db.open_database`` calls :func:`ensure_current`, so this module imports
+nothing from ``db`` (no import cycle).
 """
 
 from __future__ import annotations
@@ -19,13 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
 from keyward import __version__
 from keyward.core.errors import ConfigError, InventoryError
-from keyward.inventory.db import Database, sqlite_path
 from keyward.inventory.errors import (
     DatabaseRefused,
     DatabaseTooNew,
@@ -38,6 +41,23 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 log = logging.getLogger(__name__)
+
+
+class OpenDatabase(Protocol):
+    """An open inventory database, as migrations need it."""
+
+    url: str
+    engine: sa.Engine
+    schema: str | None
+
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite file (None for PostgreSQL or an in-memory database)."""
+        ...
+
 
 LOCK_TIMEOUT_SECONDS = 300
 # pg_advisory_lock takes a bigint; derive a stable one from a name.
@@ -95,7 +115,7 @@ class SchemaStatus:
         return self.current == self.head
 
 
-def current_revision(db: Database) -> str | None:
+def current_revision(db: OpenDatabase) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with db.engine.connect() as conn:
@@ -103,7 +123,7 @@ def current_revision(db: Database) -> str | None:
     return heads[0] if heads else None
 
 
-def status(db: Database) -> SchemaStatus:
+def status(db: OpenDatabase) -> SchemaStatus:
     current = current_revision(db)
     script = script_directory()
     known = current is None or _is_known(script, current)
@@ -148,7 +168,7 @@ def too_new(st: SchemaStatus) -> DatabaseTooNew | ForeignDatabase:
     )
 
 
-def ensure_current(db: Database, *, upgrade: bool = True) -> SchemaStatus:
+def ensure_current(db: OpenDatabase, *, upgrade: bool = True) -> SchemaStatus:
     """Refuse a newer schema; migrate an older one (or say how, when ``upgrade`` is off)."""
     try:
         with db.engine.connect() as conn:
@@ -177,7 +197,7 @@ _OWN_SCHEMA_HINT = (
 )
 
 
-def check_can_create(db: Database) -> None:
+def check_can_create(db: OpenDatabase) -> None:
     """Before creating the tables in an empty database: on PostgreSQL the schema exists
     (created when the user may) and the user may create tables in it; and no table keyward
     would create is already there (someone else's ``secrets``)."""
@@ -204,7 +224,7 @@ def check_can_create(db: Database) -> None:
         )
 
 
-def _creatable_schema(db: Database, conn: sa.Connection) -> str:
+def _creatable_schema(db: OpenDatabase, conn: sa.Connection) -> str:
     user, database = conn.execute(sa.text("SELECT current_user, current_database()")).one()
     if db.schema is not None:
         exists = conn.execute(
@@ -245,7 +265,7 @@ def _creatable_schema(db: Database, conn: sa.Connection) -> str:
 
 
 @contextmanager
-def migration_lock(db: Database, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+def migration_lock(db: OpenDatabase, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
     """Hold the database's migration lock (advisory lock or lock file) for the block."""
     if db.dialect == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -261,7 +281,7 @@ def migration_lock(db: Database, timeout: float = LOCK_TIMEOUT_SECONDS) -> Itera
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
         return
-    path = sqlite_path(db.url)
+    path = db.sqlite_file
     if path is None:  # in-memory: one process only
         yield
         return
@@ -304,7 +324,7 @@ def _locked(timeout: float) -> MigrationLocked:
     )
 
 
-def upgrade_to(db: Database, revision: str = "head") -> SchemaStatus:
+def upgrade_to(db: OpenDatabase, revision: str = "head") -> SchemaStatus:
     """Upgrade under the migration lock; a no-op when already there."""
     from alembic import command
 
@@ -325,7 +345,7 @@ def upgrade_to(db: Database, revision: str = "head") -> SchemaStatus:
         return status(db)
 
 
-def downgrade_to(db: Database, revision: str) -> SchemaStatus:
+def downgrade_to(db: OpenDatabase, revision: str) -> SchemaStatus:
     from alembic import command
 
     with migration_lock(db):

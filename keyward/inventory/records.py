@@ -1,11 +1,47 @@
-"""Frozen records the inventory hands out (ORM rows never leave ``keyward.inventory``)."""
+"""Frozen records the inventory hands out (ORM rows never leave ``keyward.inventory``).
+
+:func:`record_of` is the one mapper from a row to a record: each field is read from the
+row's attribute of the same name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar, cast
+
+R = TypeVar("R")
+
+
+_FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
+
+
+def _fields_of(cls: type[Any]) -> tuple[tuple[str, bool], ...]:
+    """(name, is a JSON document) of each field of the dataclass ``cls`` (remembered)."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        found: tuple[Field[Any], ...] = fields(cls)
+        known = _FIELDS[cls] = tuple((f.name, str(f.type).startswith("dict[")) for f in found)
+    return known
+
+
+def record_of(cls: type[R], row: object, **given: Any) -> R:
+    """The record ``cls`` (a frozen dataclass) of an ORM row, or of a result row whose
+    columns are labelled with the field names. ``given`` fields are not read from the row;
+    enums become their values, JSON documents a copy (an empty one for NULL)."""
+    values: dict[str, Any] = {}
+    for name, document in _fields_of(cast(type[Any], cls)):
+        if name in given:
+            values[name] = given[name]
+            continue
+        value = getattr(row, name)
+        if isinstance(value, Enum):
+            value = value.value
+        elif document:
+            value = dict(value or {})
+        values[name] = value
+    return cls(**values)
 
 
 def _plain(value: Any) -> Any:
@@ -81,6 +117,9 @@ class DependentRecord(_AsDict):
     region: str | None
     created_at: datetime
     account: str | None = None  # None: the secret's account
+    # what rotation reads: ``field`` (the secret field the variable holds), ``mode``
+    # ("reference"), ``alias``
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

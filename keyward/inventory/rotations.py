@@ -22,7 +22,7 @@ PostgreSQL alike. On PostgreSQL the scheduler additionally claims due secrets wi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, assert_never
 
@@ -33,8 +33,13 @@ from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import NotFound
 from keyward.inventory.policy import rotation_due
-from keyward.inventory.records import SecretRecord
-from keyward.inventory.service import Inventory, link_findings_to_secret, secret_record
+from keyward.inventory.records import DependentRecord, SecretRecord, record_of
+from keyward.inventory.service import (
+    Inventory,
+    dependent_record,
+    link_findings_to_secret,
+    secret_record,
+)
 from keyward.rotation.ports import (
     LEASE_PREFIX,
     TERMINAL_STATES,
@@ -215,18 +220,6 @@ def _step(
 
 
 @dataclass(frozen=True, slots=True)
-class DependentBinding:
-    """A dependents row with its attributes (field, mode, alias), for the rotation engine."""
-
-    id: int
-    kind: str
-    target: str
-    variable: str | None
-    region: str | None
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class StepRecord:
     id: int
     step: str
@@ -284,26 +277,8 @@ def _set_rotated(sec: m.Secret, when: datetime) -> None:
 
 
 def _record(r: m.Rotation, secret: str, with_steps: bool = False) -> RotationRecord:
-    steps: tuple[StepRecord, ...] = ()
-    if with_steps:
-        steps = tuple(
-            StepRecord(s.id, s.step, s.state, s.started_at, s.finished_at, dict(s.detail or {}))
-            for s in r.steps
-        )
-    return RotationRecord(
-        id=r.id,
-        secret_id=r.secret_id,
-        secret=secret,
-        state=r.state,
-        step=r.step,
-        actor=r.actor,
-        started_at=r.started_at,
-        updated_at=r.updated_at,
-        finished_at=r.finished_at,
-        error=r.error,
-        detail=dict(r.detail or {}),
-        steps=steps,
-    )
+    steps = tuple(record_of(StepRecord, s) for s in r.steps) if with_steps else ()
+    return record_of(RotationRecord, r, secret=secret, steps=steps)
 
 
 def _entry(r: m.Rotation, secret: str) -> JournalEntry:
@@ -360,19 +335,15 @@ class RotationRepository:
                 raise NotFound(f"No secret with id {secret_id} in the inventory")
             return rotatable_secret(secret_record(row))
 
-    def dependents(self, secret_id: int) -> tuple[DependentBinding, ...]:
+    def dependents(self, secret_id: int) -> tuple[DependentRecord, ...]:
         with self.db.session() as s:
-            rows = s.scalars(
-                sa.select(m.Dependent)
+            rows = s.execute(
+                sa.select(m.Dependent, m.Secret.name)
+                .join(m.Secret, m.Secret.id == m.Dependent.secret_id)
                 .where(m.Dependent.secret_id == secret_id)
                 .order_by(m.Dependent.id)
             )
-            return tuple(
-                DependentBinding(
-                    d.id, d.kind, d.target, d.variable, d.region, dict(d.attributes or {})
-                )
-                for d in rows
-            )
+            return tuple(dependent_record(d, name) for d, name in rows)
 
     def set_dependent_attributes(self, dependent_id: int, **attrs: Any) -> None:
         """Set rotation attributes of a dependent: ``field``, ``mode``, ``alias``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from keyward.core.errors import ConfigError
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
-from keyward.inventory.errors import AlreadyExists, NotFound, RotationInFlight
+from keyward.inventory.errors import AlreadyExists, NotFound
 from keyward.inventory.policy import rotation_due, validate_schedule
 from keyward.inventory.records import (
     AuditRecord,
@@ -29,6 +29,7 @@ from keyward.inventory.records import (
     SecretDetail,
     SecretRecord,
     VersionRecord,
+    record_of,
 )
 from keyward.providers.settings import ACCOUNT_ID, account_in_arn
 
@@ -69,56 +70,18 @@ def default_actor() -> str:
 
 
 def secret_record(s: m.Secret) -> SecretRecord:
-    return SecretRecord(
-        id=s.id,
-        name=s.name,
-        kind=s.kind,
-        store=s.store,
-        reference=s.reference,
-        account=s.account,
-        owner=s.owner,
-        team=s.team,
-        contact=s.contact,
-        tags=dict(s.tags or {}),
-        attributes=dict(s.attributes or {}),
-        description=s.description,
-        status=s.status.value,
-        source=s.source,
-        created_at=s.created_at,
-        last_rotated_at=s.last_rotated_at,
-        last_used_at=s.last_used_at,
-        max_age_seconds=s.max_age_seconds,
-        schedule=s.schedule,
-        rotation_due_at=s.rotation_due_at,
-        updated_at=s.updated_at,
-    )
+    return record_of(SecretRecord, s)
 
 
 def version_record(v: m.SecretVersion) -> VersionRecord:
-    return VersionRecord(
-        id=v.id,
-        secret_id=v.secret_id,
-        fingerprint=v.fingerprint,
-        identifier=v.identifier,
-        stage=v.stage,
-        created_at=v.created_at,
-        retired_at=v.retired_at,
-    )
+    return record_of(VersionRecord, v)
 
 
 def dependent_record(d: m.Dependent, secret_name: str) -> DependentRecord:
-    return DependentRecord(
-        id=d.id,
-        secret=secret_name,
-        kind=d.kind,
-        target=d.target,
-        variable=d.variable,
-        region=d.region,
-        created_at=d.created_at,
-        account=d.account,
-    )
+    return record_of(DependentRecord, d, secret=secret_name)
 
 
+# the columns of a FindingRecord, labelled with its field names
 FINDING_COLUMNS = (
     m.Finding.id,
     m.Finding.target,
@@ -139,7 +102,7 @@ FINDING_COLUMNS = (
     m.Finding.resolved_at,
     m.Finding.state,
     m.Finding.state_reason,
-    m.Secret.name,
+    m.Secret.name.label("secret"),
     m.Finding.owner,
     m.Finding.code_owner,
     m.Finding.author,
@@ -147,50 +110,12 @@ FINDING_COLUMNS = (
 )
 
 
-def finding_record(row: Sequence[Any]) -> FindingRecord:
-    (fid, target, rule, sev, confidence, source, path, line, commit, var, res, region) = row[:12]
-    (preview, fp, first, last, resolved, state, reason, secret, owner, code_owner, author,
-     account) = row[12:]  # fmt: skip
-    return FindingRecord(
-        id=fid,
-        target=target,
-        rule_id=rule,
-        severity=sev,
-        confidence=confidence,
-        source=source,
-        path=path,
-        line=line,
-        commit=commit,
-        variable=var,
-        resource=res,
-        region=region,
-        preview=preview,
-        fingerprint=fp,
-        first_seen_at=first,
-        last_seen_at=last,
-        resolved_at=resolved,
-        state=m.FindingState(state).value,
-        state_reason=reason,
-        secret=secret,
-        owner=owner,
-        code_owner=code_owner,
-        author=author,
-        account=account,
-    )
+def finding_record(row: object) -> FindingRecord:
+    return record_of(FindingRecord, row)
 
 
 def audit_record(e: m.AuditEvent) -> AuditRecord:
-    return AuditRecord(
-        id=e.id,
-        at=e.at,
-        actor=e.actor,
-        action=e.action,
-        subject=e.subject,
-        outcome=e.outcome,
-        secret_id=e.secret_id,
-        rotation_id=e.rotation_id,
-        detail=dict(e.detail or {}),
-    )
+    return record_of(AuditRecord, e)
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,28 +664,6 @@ class Inventory:
                 .where(m.Finding.id == f.id)
             ).one()
             return finding_record(row)
-
-    # -------------------------------------------------------------- rotations
-    def start_rotation(
-        self, secret: str, *, state: str = "pending", actor: str | None = None
-    ) -> int:
-        """Insert a rotation row; the database refuses a second one in flight for a secret."""
-        with self.db.session() as s:
-            sec = self._secret(s, secret)
-            rot = m.Rotation(secret_id=sec.id, state=state, actor=actor or self.actor, detail={})
-            s.add(rot)
-            try:
-                s.flush()
-            except sa.exc.IntegrityError:
-                s.rollback()
-                raise RotationInFlight(
-                    f"The secret {secret!r} already has a rotation in progress",
-                    hint="Resume or roll it back (`keyward rotations list`)",
-                ) from None
-            self.append_audit(
-                s, self.actor, "rotation.start", sec.name, secret_id=sec.id, rotation_id=rot.id
-            )
-            return rot.id
 
 
 def record_version(

@@ -27,7 +27,15 @@ import copy
 from collections.abc import Mapping
 
 from keyward.core.config import Config
-from keyward.providers.aws import ROTATE, SCAN, VERIFY, AwsClients, ClientPreset, aws_errors
+from keyward.providers.aws import (
+    ROTATE,
+    SCAN,
+    VERIFY,
+    AwsClients,
+    AwsService,
+    ClientPreset,
+    aws_errors,
+)
 from keyward.providers.errors import PROVIDER_ERRORS, STORE_ERRORS, ErrorFamily
 from keyward.providers.settings import (
     HOME,
@@ -54,6 +62,7 @@ __all__ = [
     "Account",
     "AwsClients",
     "AwsCredentials",
+    "AwsService",
     "AwsSettings",
     "ClientPreset",
     "ErrorFamily",

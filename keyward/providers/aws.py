@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from keyward.core.errors import ConfigError, Failure, KeywardError, ProviderFault
@@ -60,6 +61,18 @@ from keyward.providers.settings import (
     RetryMode,
     home_account,
 )
+
+
+class AwsService(StrEnum):
+    """The AWS services keyward calls, by boto3's names: consumers ask :class:`AwsClients`
+    for one of these (``aws.client(AwsService.IAM, region)``), never by a name of their own."""
+
+    EC2 = "ec2"
+    IAM = "iam"
+    LAMBDA = "lambda"
+    SECRETS_MANAGER = "secretsmanager"
+    SSM = "ssm"
+    STS = "sts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +124,7 @@ class AwsClients:
         self._clock = clock
         # shared by every view of this factory (for_account): clients, sessions (None: the
         # home account's, maybe a boto3 Session the caller built), account ids, the lock
-        self._cache: dict[tuple[str, str | None, Account], Any] = {}
+        self._cache: dict[tuple[AwsService, str | None, Account], Any] = {}
         self._sessions: dict[Account | None, Any] = {} if session is None else {None: session}
         self._ids: dict[Account, str | None] = {}
         self._lock = threading.RLock()
@@ -212,9 +225,10 @@ class AwsClients:
         assert account.role_arn is not None
         home = self._home_session()
         sts = home.client(
-            "sts", region_name=self.settings.region or home.region_name or "us-east-1",
+            AwsService.STS.value,
+            region_name=self.settings.region or home.region_name or "us-east-1",
             **self._client_kwargs(),
-        )  # fmt: skip
+        )
         params: dict[str, Any] = {
             "RoleArn": account.role_arn,
             "RoleSessionName": account.session_name,
@@ -263,10 +277,11 @@ class AwsClients:
         return kwargs
 
     def client(
-        self, service: str, region: str | None = None, *, account: Account | None = None
+        self, service: AwsService, region: str | None = None, *, account: Account | None = None
     ) -> Any:
         """A boto3 client for ``service`` in ``region`` (default: the settings' or the
         profile's region) and ``account`` (default: this view's), cached."""
+        service = AwsService(service)  # also a plain name (tests, plugins outside keyward)
         account = self.account if account is None else account
         region = region or self.settings.region
         key = (service, region, account)
@@ -279,7 +294,7 @@ class AwsClients:
             return cached
 
     def with_credentials(
-        self, service: str, credentials: AwsCredentials, region: str | None = None
+        self, service: AwsService, credentials: AwsCredentials, region: str | None = None
     ) -> Any:
         """A fresh, uncached client that signs with ``credentials`` only (never the profile's
         credentials): to prove a new key works, or to verify a found one."""
@@ -291,15 +306,15 @@ class AwsClients:
                 aws_secret_access_key=credentials.secret_access_key,
                 aws_session_token=credentials.session_token,
             )
-            return self._build(session, service, region or self.settings.region)
+            return self._build(session, AwsService(service), region or self.settings.region)
 
-    def _build(self, session: Any, service: str, region: str | None) -> Any:
+    def _build(self, session: Any, service: AwsService, region: str | None) -> Any:
         """``session.client(...)``; a malformed region or endpoint URL is a ConfigError
         naming the setting (botocore checks both offline, when the client is made)."""
         import botocore.exceptions
 
         try:
-            return session.client(service, region_name=region, **self._client_kwargs())
+            return session.client(service.value, region_name=region, **self._client_kwargs())
         except botocore.exceptions.InvalidRegionError:
             raise ConfigError(
                 f"{region!r} is not an AWS region name",
@@ -336,16 +351,20 @@ class AwsClients:
                 return self._ids[account]
         try:
             with aws_errors("sts:GetCallerIdentity", f"account {account.label}"):
-                found = self.client("sts", account=account).get_caller_identity().get("Account")
+                found = (
+                    self.client(AwsService.STS, account=account)
+                    .get_caller_identity()
+                    .get("Account")
+                )
         except KeywardError:
             found = None
         with self._lock:
             self._ids[account] = str(found) if found else None
             return self._ids[account]
 
-    def available_regions(self, service: str) -> list[str]:
+    def available_regions(self, service: AwsService) -> list[str]:
         """Every region botocore knows for ``service`` (offline; enabled or not)."""
-        return sorted(self.session().get_available_regions(service))
+        return sorted(self.session().get_available_regions(AwsService(service).value))
 
     def require_credentials(self, family: ErrorFamily = PROVIDER_ERRORS) -> None:
         """Raise the "no credentials" error now, before any call, if the chain finds none."""

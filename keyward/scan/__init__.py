@@ -5,6 +5,7 @@
   hunks, environment variables, Lambda configurations) that turns into chunks where it is
   matched;
 * :mod:`keyward.scan.runner`: the one place that drives the engine, with the one process pool;
+  :mod:`keyward.scan.engine_spec` says how each process builds its engine;
 * :mod:`keyward.scan.engine` (and :mod:`keyward.scan.variables` for files that declare
   variables) matches chunks; :mod:`keyward.scan.postpass` is the stage after matching;
 * :mod:`keyward.scan.result`, :mod:`keyward.scan.baseline`, :mod:`keyward.scan.report`.

@@ -24,7 +24,9 @@ from keyward.scan.sources.base import Work
 
 if TYPE_CHECKING:
     from keyward.scan.rules import Rule
-    from keyward.scan.sources.aws_lambda import FunctionRecord
+
+KMS_RULE_ID = "aws-lambda-env-not-cmk-encrypted"
+KMS_DESCRIPTION = "Lambda environment variables not encrypted with a customer managed KMS key"
 
 
 @dataclass(slots=True)
@@ -80,6 +82,21 @@ class FirstIntroduction:
         ]
         present = self.present(findings)
         return [f.with_(still_present=i in present) for i, f in enumerate(findings)]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    """What the scan learned about one function, besides its chunks."""
+
+    arn: str
+    name: str
+    region: str
+    variables: int
+    account: str | None = None  # from the ARN
+    kms_key_arn: str | None = None
+    code_size: int | None = None
+    package_type: str = "Zip"
+    version: str = "$LATEST"
 
 
 @dataclass(slots=True)
@@ -143,8 +160,6 @@ def kms_findings(functions: Iterable[FunctionRecord]) -> list[Finding]:
     """One low-severity finding per function with variables but no customer managed key.
 
     Only ``$LATEST`` counts: a published version cannot be changed, the next one can."""
-    from keyward.scan.sources.aws_lambda import KMS_DESCRIPTION, KMS_RULE_ID
-
     out: list[Finding] = []
     for fn in functions:
         if fn.variables == 0 or fn.kms_key_arn or fn.version != "$LATEST":

@@ -18,14 +18,14 @@ from keyward.scan.model import Confidence
 
 if TYPE_CHECKING:
     from keyward.providers.settings import Account
-    from keyward.scan.runner import EngineSpec
+    from keyward.scan.engine_spec import EngineSpec
     from keyward.scan.sources.aws_lambda import LambdaOptions
     from keyward.scan.sources.files import WalkOptions
     from keyward.scan.sources.git import GitOptions
 
 
 def _default_engine() -> EngineSpec:
-    from keyward.scan.runner import EngineSpec
+    from keyward.scan.engine_spec import EngineSpec
 
     return EngineSpec()
 

@@ -21,15 +21,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from keyward.core.redaction import Fingerprinter
-from keyward.scan.engine import Backend, Engine
+from keyward.scan.engine import Engine
+from keyward.scan.engine_spec import EngineSpec
 from keyward.scan.model import Chunk, Finding, SourceKind
 from keyward.scan.result import ScanResult
-from keyward.scan.rules import RuleSet, load_rules
 from keyward.scan.sources.base import PoolPolicy, Source, Tally, Work
 from keyward.scan.variables import match_with_variables
 
@@ -45,47 +43,6 @@ W = TypeVar("W", bound=Work)
 # Chunks of a file (on disk, in a commit, in the index) are matched with the variables the
 # file declares; other chunks (a variable, a Lambda package member) as they are.
 _FILE_KINDS = frozenset({SourceKind.FILE, SourceKind.GIT, SourceKind.STAGED})
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSpec:
-    """Everything needed to build an :class:`Engine`, here or in a worker process (picklable).
-
-    ``rule_cache``: load the validated rules from this JSON cache directory when it is fresh
-    (the pre-commit path). ``detect_secrets``: also run detect-secrets plugins, those of
-    ``detect_secrets_baseline``'s ``plugins_used`` when given.
-    """
-
-    rule_files: tuple[Path, ...] = ()
-    builtin_rules: bool = True
-    fingerprint_key: bytes = field(default=b"", repr=False)
-    backend: Backend = "auto"
-    cache_dir: Path | None = None
-    rule_cache: Path | None = None
-    detect_secrets: bool = False
-    detect_secrets_baseline: Path | None = None
-
-    def rules(self) -> RuleSet:
-        if self.rule_cache is not None and self.builtin_rules:
-            from keyward.scan.rulecache import load_rules_cached
-
-            return load_rules_cached(self.rule_files, self.rule_cache)
-        return load_rules(self.rule_files, builtin=self.builtin_rules)
-
-    def build(self, rules: RuleSet | None = None) -> Engine:
-        engine = Engine(
-            rules or self.rules(),
-            Fingerprinter(self.fingerprint_key),
-            backend=self.backend,
-            cache_dir=self.cache_dir,
-        )
-        if not self.detect_secrets:
-            return engine
-        from keyward.scan.plugins_ds import with_detect_secrets
-
-        return with_detect_secrets(
-            engine, Fingerprinter(self.fingerprint_key), baseline=self.detect_secrets_baseline
-        )
 
 
 def default_jobs() -> int:

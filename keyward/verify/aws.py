@@ -53,12 +53,12 @@ class AwsVerifier:
         # need their session token, which is never next to them.
         if not secret or not key_id.startswith("AKIA"):
             return Verification.UNKNOWN
-        from keyward.providers.aws import aws_errors
+        from keyward.providers.aws import AwsService, aws_errors
         from keyward.providers.settings import AwsCredentials
 
         self.limiter.acquire()
         try:
-            client = self._aws.with_credentials("sts", AwsCredentials(key_id, secret))
+            client = self._aws.with_credentials(AwsService.STS, AwsCredentials(key_id, secret))
             with aws_errors("sts:GetCallerIdentity", "a found access key"):
                 resp = client.get_caller_identity()
         except KeywardError as err:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keyward.scan.engine import Engine
-from keyward.scan.runner import EngineSpec
+from keyward.scan.engine_spec import EngineSpec
 from keyward.scan.validators import base62
 
 TEST_KEY = bytes(range(32))

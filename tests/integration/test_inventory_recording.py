@@ -19,9 +19,9 @@ from keyward.core.redaction import Fingerprinter
 from keyward.inventory.db import Database
 from keyward.inventory.recording import record_findings
 from keyward.inventory.service import Inventory
+from keyward.scan.engine_spec import EngineSpec
 from keyward.scan.model import Chunk, Location
 from keyward.scan.result import ScanResult
-from keyward.scan.runner import EngineSpec
 from keyward.scan.validators import base62
 
 pytestmark = pytest.mark.integration

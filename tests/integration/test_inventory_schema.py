@@ -153,11 +153,17 @@ def test_timestamps_come_back_utc_aware(inventory: Inventory) -> None:
 
 
 def test_at_most_one_rotation_in_flight_per_secret(inventory: Inventory) -> None:
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.ports import AuditEntry, RotationDetail
+
     inventory.add_secret("db-password", "postgres-password")
-    first = inventory.start_rotation("db-password")
+    repo = RotationRepository(inventory.db)
+    secret = repo.rotatable("db-password")
+    detail = RotationDetail(token="t", store="vault-kv", store_name="db-password")
+    first = repo.start(secret, detail, AuditEntry("rotation.start")).id
     with pytest.raises(RotationInFlight):
-        inventory.start_rotation("db-password", state="running")
-    # Enforced by the database itself, not only by start_rotation.
+        repo.start(secret, detail, AuditEntry("rotation.start"))
+    # Enforced by the database itself, not only by RotationRepository.start.
     with inventory.db.session() as s:
         sid = s.scalar(sa.select(m.Secret.id).where(m.Secret.name == "db-password"))
     with pytest.raises(sa.exc.IntegrityError), inventory.db.session() as s:
@@ -166,7 +172,7 @@ def test_at_most_one_rotation_in_flight_per_secret(inventory: Inventory) -> None
         rot = s.get(m.Rotation, first)
         assert rot is not None
         rot.state = "rolled_back"
-    second = inventory.start_rotation("db-password")
+    second = repo.start(secret, detail, AuditEntry("rotation.start")).id
     assert second != first
 
 

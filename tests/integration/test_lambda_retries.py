@@ -14,9 +14,10 @@ import pytest
 
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
+from keyward.scan.postpass import KMS_RULE_ID
 from keyward.scan.rules import load_rules
 from keyward.scan.runner import Runner
-from keyward.scan.sources.aws_lambda import KMS_RULE_ID, LambdaOptions, LambdaSource
+from keyward.scan.sources.aws_lambda import LambdaOptions, LambdaSource
 
 pytestmark = pytest.mark.integration
 

@@ -28,12 +28,12 @@ from _moto_patches import fix_get_request_signatures
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.model import Severity, SourceKind
+from keyward.scan.postpass import KMS_RULE_ID
 from keyward.scan.report import OutputFormat, to_string
 from keyward.scan.result import ScanResult
 from keyward.scan.rules import load_rules
 from keyward.scan.runner import Runner
 from keyward.scan.sources.aws_lambda import (
-    KMS_RULE_ID,
     CodePackage,
     LambdaOptions,
     LambdaSource,

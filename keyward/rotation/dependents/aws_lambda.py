@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.redaction import Fingerprinter
-from keyward.providers.aws import aws_errors
+from keyward.providers.aws import AwsService, aws_errors
 from keyward.rotation.errors import DEPENDENT_ERRORS, DependentDrift, DependentError
 from keyward.rotation.protocols import (
     DependentMode,
@@ -86,7 +86,7 @@ class LambdaEnvironmentDependent:
     ) -> LambdaEnvironmentDependent:
         aws = context.clients.aws
         return cls(
-            lambda region: aws.client("lambda", region),
+            lambda region: aws.client(AwsService.LAMBDA, region),
             context.fingerprinter,
             wait_delay=int(options.get("wait_delay", 2)),
             wait_attempts=int(options.get("wait_attempts", 150)),

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.errors import Failure, KeywardError, ProviderNotFound
 from keyward.core.redaction import redact
-from keyward.providers.aws import aws_errors
+from keyward.providers.aws import AwsService, aws_errors
 from keyward.providers.settings import AwsCredentials
 from keyward.rotation.errors import ROTATOR_ERRORS, CredentialRejected, RotatorConflict
 from keyward.rotation.protocols import (
@@ -102,8 +102,8 @@ class IamAccessKeyRotator:
         region = options.get("region")
         aws = context.clients.aws
         return cls(
-            aws.client("iam", region),
-            lambda creds: aws.with_credentials("sts", creds, region),
+            aws.client(AwsService.IAM, region),
+            lambda creds: aws.with_credentials(AwsService.STS, creds, region),
             user_name=options.get("user_name"),
             delete_inactive_key=bool(options.get("delete_inactive_key", False)),
             id_field=str(options.get("access_key_id_field", "access_key_id")),

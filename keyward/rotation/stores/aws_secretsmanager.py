@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.errors import StoreConflict, StoreError, StoreNotFound
-from keyward.providers.aws import aws_errors
+from keyward.providers.aws import AwsService, aws_errors
 from keyward.providers.errors import STORE_ERRORS
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 
@@ -84,7 +84,7 @@ class SecretsManagerStore:
     @classmethod
     def from_config(cls, context: PluginContext, options: Mapping[str, Any]) -> SecretsManagerStore:
         region = options.get("region")
-        return cls(context.clients.aws.client("secretsmanager", region), region=region)
+        return cls(context.clients.aws.client(AwsService.SECRETS_MANAGER, region), region=region)
 
     def __repr__(self) -> str:
         return f"SecretsManagerStore(region={self.region!r})"

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyward.core.errors import ConfigError, StoreConflict, StoreError, StoreNotFound
-from keyward.providers.aws import aws_errors
+from keyward.providers.aws import AwsService, aws_errors
 from keyward.providers.errors import STORE_ERRORS
 from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
 from keyward.rotation.stores.aws_secretsmanager import decode, encode
@@ -168,7 +168,7 @@ class ParameterStore:
         aws = context.clients.aws
         region = options.get("region")
         return cls(
-            lambda r: aws.client("ssm", r or region),
+            lambda r: aws.client(AwsService.SSM, r or region),
             region=str(region) if region else None,
             kms_key_id=str(options["kms_key_id"]) if options.get("kms_key_id") else None,
             staging_prefix=str(options.get("staging_prefix", DEFAULT_STAGING_PREFIX)),

@@ -11,7 +11,8 @@ so importing this module loads neither boto3 nor botocore.
 * Each environment variable becomes its own chunk (``NAME=value``), whose location names the
   function ARN, the region and the variable.
 * Functions with environment variables but no customer managed KMS key (``KMSKeyArn``) get a
-  separate low-severity finding, :data:`KMS_RULE_ID`, and an access key id and its secret key
+  separate low-severity finding, :data:`~keyward.scan.postpass.KMS_RULE_ID`, and an access key
+  id and its secret key
   in two variables become one paired finding: both in the post-pass
   (:class:`~keyward.scan.postpass.LambdaFindings`), after matching.
 * ``include_code`` downloads each deployment package (size-capped) through an injectable
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import BackendError, ConfigError, Failure, KeywardError, ProviderFault
 from keyward.scan.model import Chunk, Location, SourceKind
-from keyward.scan.postpass import LambdaFindings
+from keyward.scan.postpass import FunctionRecord, LambdaFindings
 from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
 from keyward.scan.sources.files import decode
 
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KMS_RULE_ID = "aws-lambda-env-not-cmk-encrypted"
-KMS_DESCRIPTION = "Lambda environment variables not encrypted with a customer managed KMS key"
 DEFAULT_MAX_CODE_SIZE = 64 * 1024 * 1024  # zipped; Lambda's own limit for a direct upload is 50 MB
 MAX_UNZIPPED_SIZE = 256 * 1024 * 1024  # Lambda's unzipped limit is 250 MB; guards against bombs
 DEFAULT_WORKERS = 8
@@ -92,21 +91,6 @@ ClientFactory = Callable[[str, str], Any]
 
 class CodeTooLarge(Exception):
     """The deployment package is larger than the configured cap."""
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionRecord:
-    """What the scan learned about one function, besides its chunks."""
-
-    arn: str
-    name: str
-    region: str
-    variables: int
-    account: str | None = None  # from the ARN
-    kms_key_arn: str | None = None
-    code_size: int | None = None
-    package_type: str = "Zip"
-    version: str = "$LATEST"
 
 
 def download_package(package: CodePackage, cap: int) -> bytes:
@@ -165,9 +149,11 @@ class LambdaSource:
     def _client(self, service: str, region: str, account: Account | None = None) -> Any:
         if self.client_factory is not None:
             return self.client_factory(service, region)
+        from keyward.providers.aws import AwsService
+
         if account is None:
-            return self._clients().client(service, region)
-        return self._clients().client(service, region, account=account)
+            return self._clients().client(AwsService(service), region)
+        return self._clients().client(AwsService(service), region, account=account)
 
     def _accounts(self) -> tuple[Account, ...]:
         if self.options.accounts:
@@ -222,7 +208,9 @@ class LambdaSource:
                 f"cannot list enabled regions{where} ({err.fault.code}); using every region "
                 "botocore knows for Lambda"
             )
-        return self._clients().available_regions("lambda")
+        from keyward.providers.aws import AwsService
+
+        return self._clients().available_regions(AwsService.LAMBDA)
 
     # ------------------------------------------------------------------ scanning
     def _reach(self, account: Account) -> tuple[list[str], dict[str, Any]] | str:

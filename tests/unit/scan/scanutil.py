@@ -11,9 +11,10 @@ from pathlib import Path
 
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Backend, Engine
+from keyward.scan.engine_spec import EngineSpec
 from keyward.scan.result import ScanResult
 from keyward.scan.rules import RuleSet, load_rules
-from keyward.scan.runner import EngineSpec, Runner
+from keyward.scan.runner import Runner
 from keyward.scan.sources.base import PoolPolicy
 from keyward.scan.sources.files import FILES_POOL, FileSource, WalkOptions
 from keyward.scan.validators import base62

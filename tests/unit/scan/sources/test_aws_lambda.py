@@ -15,15 +15,13 @@ from keyward.core.errors import BackendError, ConfigError
 from keyward.core.redaction import Fingerprinter
 from keyward.scan.engine import Engine
 from keyward.scan.model import Severity, SourceKind
-from keyward.scan.postpass import kms_findings
+from keyward.scan.postpass import KMS_RULE_ID, FunctionRecord, kms_findings
 from keyward.scan.result import ScanResult
 from keyward.scan.rules import load_rules
 from keyward.scan.runner import Runner
 from keyward.scan.sources.aws_lambda import (
-    KMS_RULE_ID,
     CodePackage,
     CodeTooLarge,
-    FunctionRecord,
     LambdaOptions,
     LambdaSource,
     download_package,

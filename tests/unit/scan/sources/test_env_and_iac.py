@@ -12,8 +12,8 @@ import zlib
 import pytest
 
 from keyward.scan.engine import Engine
+from keyward.scan.engine_spec import EngineSpec
 from keyward.scan.model import Chunk, Location, SourceKind
-from keyward.scan.runner import EngineSpec
 from keyward.scan.sources.env import ProcessEnvSource, parse_dotenv
 from keyward.scan.sources.iac import extract, extract_terraform, iac_kind
 from keyward.scan.sources.yamlnodes import is_reference_text
