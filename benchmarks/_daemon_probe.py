@@ -117,10 +117,26 @@ def main() -> None:
     atexit.register(dump, out)
     from keyward.cli import main as keyward
 
+    profile = None
+    if os.environ.get("KEYWARD_PROBE_PROFILE"):  # cProfile of the ticks, at exit
+        import cProfile
+
+        from keyward.rotation import scheduler
+
+        profile = cProfile.Profile()
+        tick = scheduler.tick
+
+        def profiled(worker: Any) -> None:
+            assert profile is not None
+            profile.runcall(tick, worker)
+
+        scheduler.tick = profiled  # type: ignore[assignment]
     try:
         keyward(args)
     finally:
         dump(out)
+        if profile is not None:
+            profile.dump_stats(f"{out}.prof")
 
 
 if __name__ == "__main__":

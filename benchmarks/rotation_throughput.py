@@ -161,6 +161,8 @@ def main() -> None:
     ap.add_argument("--kill-one", action="store_true", help="SIGKILL one daemon at 30%% done")
     ap.add_argument("--batch", type=int, default=10, help="the daemons' --batch")
     ap.add_argument("--interval", type=float, default=1.0, help="the daemons' --interval")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="the daemons' --workers (default: theirs)")  # fmt: skip
     ap.add_argument("--lease-ttl", default="30s")
     ap.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
     ap.add_argument("--tree", type=Path, default=None,
@@ -203,7 +205,8 @@ def main() -> None:
             log = (work / f"daemon-{k}.log").open("wb")
             daemons.append(subprocess.Popen(
                 [sys.executable, str(HERE / "_daemon_probe.py"), str(out), "daemon",
-                 "--interval", str(args.interval), "--batch", str(args.batch), "--port", "0"],
+                 "--interval", str(args.interval), "--batch", str(args.batch), "--port", "0",
+                 *(["--workers", str(args.workers)] if args.workers else [])],
                 env=daemon_env, stdout=log, stderr=subprocess.STDOUT,
             ))  # fmt: skip
         killed: int | None = None
@@ -260,10 +263,12 @@ def main() -> None:
         total = {key: sum(p[key] for p in probes) for key in probes[0] if key not in skip}
         n = args.secrets
         tree = f" from {args.tree}" if args.tree else ""
+        workers = f", --workers {args.workers}" if args.workers else ""
+        killed_note = ", one SIGKILLed at 30%" if args.kill_one else ""
         print(
             f"\n{n} due secrets, {args.daemons} daemon(s){tree} (--batch {args.batch}, --interval "
-            f"{args.interval}){', one SIGKILLed at 30%' if args.kill_one else ''}; load average "
-            f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at the end\n"
+            f"{args.interval}{workers}){killed_note}; load average {load_start[0]:.1f} at start, "
+            f"{load_end[0]:.1f} at the end\n"
         )
         print("| measure | value |\n| --- | ---: |")
         rows = [

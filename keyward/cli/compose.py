@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from keyward.inventory.rotations import RotationRepository
     from keyward.rotation.driver import Notifier
     from keyward.rotation.engine import RotationEngine
+    from keyward.rotation.registry import PluginLoader
     from keyward.rotation.wiring import RotationSettings, Wiring
+
+
+def _loader() -> PluginLoader:
+    from keyward.rotation.registry import PluginLoader
+
+    return PluginLoader()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +41,18 @@ class RotationParts:
     fingerprinter: Fingerprinter
     notifier: Notifier
     holder: str | None = None
+    # plugins found and checked once for these parts (the daemon builds wirings all along)
+    loader: PluginLoader = field(default_factory=_loader)
 
     def wiring(self) -> Wiring:
         """Stores, rotators and dependents with fresh provider clients (the daemon takes new
-        ones every tick: no stale connections or expired tokens held across ticks)."""
+        ones every batch: no stale connections or expired tokens held across batches)."""
         from keyward.providers import Providers
         from keyward.rotation.registry import PluginContext
         from keyward.rotation.wiring import Wiring
 
         clients = Providers.from_config(self.config)
-        return Wiring(self.config, PluginContext(clients, self.fingerprinter))
+        return Wiring(self.config, PluginContext(clients, self.fingerprinter), self.loader)
 
     def close(self) -> None:
         self.inventory.db.close()

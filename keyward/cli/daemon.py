@@ -34,7 +34,16 @@ Examples:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=None, help="Port (default 9464; 0: any)."
 )
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Rotations per tick.")
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=None, help="Rotations claimed at a time."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Rotations driven at once (default: [daemon] workers, else 4 on PostgreSQL and 1 on "
+    "SQLite).",
+)
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
 @database_option
 def daemon(
@@ -42,6 +51,7 @@ def daemon(
     host: str | None,
     port: int | None,
     batch: int | None,
+    workers: int | None,
     once: bool,
     database_url: str | None,
 ) -> None:
@@ -86,12 +96,20 @@ def daemon(
         config, lambda: open_db(database_url), actor=f"keyward-daemon@{holder}", holder=holder
     )
     # fresh clients per tick: no stale connections or expired tokens held across ticks
+    # several rotations at once where the database takes concurrent writers well
+    default_workers = 4 if parts.inventory.db.dialect == "postgresql" else 1
+    if workers is None:
+        workers = int(
+            config.number("daemon", "workers", default_workers, minimum=1, maximum=64, whole=True)
+        )
     worker = Worker(
         parts.inventory,
         lambda stop: parts.engine(stop=stop),
         holder,
         lease_ttl=parts.settings.lease_ttl,
-        batch=settings.batch,
+        # a few claims' worth per worker: threads do not wait for a batch's last rotation long
+        batch=max(settings.batch, 5 * workers) if workers > 1 else settings.batch,
+        workers=workers,
         metrics=Metrics(),
     )
     try:

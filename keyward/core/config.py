@@ -236,7 +236,7 @@ SETTINGS: Schema = {
         "database_url": True, "schema": True,
         "discovery": {"owner_tags": True, "team_tags": True, "contact_tags": True},
     },
-    "daemon": {"interval": True, "host": True, "port": True, "batch": True},
+    "daemon": {"interval": True, "host": True, "port": True, "batch": True, "workers": True},
     "rotation": {
         "grace_period": True, "deactivate_after": True, "lease_ttl": True,
         "kept_in_use_retry": True, "retry_backoff": True, "webhook_url": True,

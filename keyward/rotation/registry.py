@@ -94,6 +94,38 @@ def check_plugin(obj: object, group: PluginGroup, name: str) -> None:
         )
 
 
+class PluginLoader:
+    """Loads plugins, discovering each group's entry points once and checking each plugin
+    class against its protocol once (both cost milliseconds: the daemon builds a store and
+    a rotator for every rotation). One per :class:`~keyward.rotation.wiring.Wiring`, so a
+    newly installed plugin is seen by the next one."""
+
+    def __init__(self) -> None:
+        self._found: dict[PluginGroup, dict[str, EntryPoint]] = {}
+        self._checked: set[tuple[PluginGroup, str, type[Any]]] = set()
+
+    def entry_points(self, group: PluginGroup) -> dict[str, EntryPoint]:
+        if group not in self._found:
+            self._found[group] = _entry_points(group)
+        return self._found[group]
+
+    def load(
+        self,
+        group: PluginGroup,
+        name: str,
+        context: PluginContext,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        plugin = _build(self.entry_points(group), group, name, context, options)
+        key = (group, name, type(plugin))
+        if key not in self._checked:
+            check_plugin(plugin, group, name)
+            self._checked.add(key)
+        elif getattr(plugin, "kind", None) != name:  # the cheap part of the check, always
+            check_plugin(plugin, group, name)
+        return plugin
+
+
 def load(
     group: PluginGroup,
     name: str,
@@ -101,7 +133,16 @@ def load(
     options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Import the plugin ``name`` of ``group``, build it from ``options`` and check it."""
-    eps = _entry_points(group)
+    return PluginLoader().load(group, name, context, options)
+
+
+def _build(
+    eps: Mapping[str, EntryPoint],
+    group: PluginGroup,
+    name: str,
+    context: PluginContext,
+    options: Mapping[str, Any] | None,
+) -> Any:
     ep = eps.get(name)
     if ep is None:
         known = ", ".join(sorted(eps)) or "none"
@@ -124,24 +165,34 @@ def load(
             "options) factory",
             hint="A plugin entry point must name a class with a from_config classmethod",
         )
-    plugin = build(context, dict(options or {}))
-    check_plugin(plugin, group, name)
-    return plugin
+    return build(context, dict(options or {}))
 
 
 def load_store(
-    name: str, context: PluginContext, options: Mapping[str, Any] | None = None
+    name: str,
+    context: PluginContext,
+    options: Mapping[str, Any] | None = None,
+    loader: PluginLoader | None = None,
 ) -> SecretStore:
-    return cast(SecretStore, load(PluginGroup.STORES, name, context, options))
+    plugin = (loader or PluginLoader()).load(PluginGroup.STORES, name, context, options)
+    return cast(SecretStore, plugin)
 
 
 def load_rotator(
-    name: str, context: PluginContext, options: Mapping[str, Any] | None = None
+    name: str,
+    context: PluginContext,
+    options: Mapping[str, Any] | None = None,
+    loader: PluginLoader | None = None,
 ) -> Rotator:
-    return cast(Rotator, load(PluginGroup.ROTATORS, name, context, options))
+    plugin = (loader or PluginLoader()).load(PluginGroup.ROTATORS, name, context, options)
+    return cast(Rotator, plugin)
 
 
 def load_dependent(
-    name: str, context: PluginContext, options: Mapping[str, Any] | None = None
+    name: str,
+    context: PluginContext,
+    options: Mapping[str, Any] | None = None,
+    loader: PluginLoader | None = None,
 ) -> Dependent:
-    return cast(Dependent, load(PluginGroup.DEPENDENTS, name, context, options))
+    plugin = (loader or PluginLoader()).load(PluginGroup.DEPENDENTS, name, context, options)
+    return cast(Dependent, plugin)

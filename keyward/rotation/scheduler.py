@@ -42,7 +42,8 @@ class DaemonSettings:
     interval: float = 60.0  # seconds between ticks
     host: str = "127.0.0.1"
     port: int = 9464  # 0: pick a free port
-    batch: int = 10  # at most this many rotations claimed per tick
+    batch: int = 10  # at most this many rotations claimed at a time
+    workers: int = 1  # rotations driven at once (threads)
 
 
 class Metrics:
@@ -73,7 +74,7 @@ class Metrics:
             buckets=(1, 5, 15, 60, 300, 900, 3600),
             registry=self.registry,
         )
-        self.busy = Gauge("keyward_busy", "1 while a rotation runs.", registry=self.registry)
+        self.busy = Gauge("keyward_busy", "Rotations running now.", registry=self.registry)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -81,8 +82,23 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One claimed piece of work: an unfinished rotation to resume or a secret to rotate."""
+
+    what: str
+    resume: int | None = None
+    rotate: str | None = None
+
+
 class Worker:
-    """Claims due work from the inventory and drives it through a RotationEngine."""
+    """Claims due work from the inventory and drives it through RotationEngines.
+
+    ``workers`` rotations of a batch run at once, each thread with its own engine (its own
+    provider clients); they share the inventory (one connection each from its pool). A
+    rotation spends most of its time waiting for the database's commits and the providers'
+    answers, so a few at once multiply what one daemon does; the leases keep them apart as
+    they keep replicas apart."""
 
     def __init__(
         self,
@@ -92,6 +108,7 @@ class Worker:
         *,
         lease_ttl: timedelta,
         batch: int = 10,
+        workers: int = 1,
         metrics: Metrics | None = None,
         stop: threading.Event | None = None,
     ) -> None:
@@ -100,10 +117,12 @@ class Worker:
         self.holder = holder
         self.lease_ttl = lease_ttl
         self.batch = batch
+        self.workers = max(1, workers)
         self.metrics = metrics or Metrics()
         self.stop = stop or threading.Event()
         self.last_tick: datetime | None = None
         self._lock = threading.Lock()
+        self._plugin_names: tuple[list[str], set[str]] | None = None
 
     def run_once(self) -> list[str]:
         """One tick: resume what is unfinished, then start what is due, a batch at a time;
@@ -114,6 +133,7 @@ class Worker:
             return []  # the previous tick still runs
         try:
             outcomes: list[str] = []
+            self._plugin_names = None
             while True:
                 full = self._run(outcomes)
                 self._progress()  # a long tick is alive: /healthz stays healthy
@@ -129,53 +149,72 @@ class Worker:
         self.metrics.last_tick.set(time.time())
 
     def _run(self, outcomes: list[str]) -> bool:
-        """One batch: claim and drive it; True when a claim filled the batch (there may be
-        more)."""
-        engine = self.make_engine(self.stop)  # fresh clients per batch (tokens, connections)
+        """One batch: claim it and drive it, ``workers`` rotations at a time; True when a
+        claim filled the batch (there may be more)."""
         resumable = self.repo.claim_in_flight(self.holder, self.lease_ttl, limit=self.batch)
-        for i, rotation_id in enumerate(resumable):
-            if self.stop.is_set():
-                self._release_rotations(resumable[i:])
-                return False
-            outcomes.append(
-                self._run_one(functools.partial(engine.resume, rotation_id), f"#{rotation_id}")
+        due: tuple[str, ...] = ()
+        if not self.stop.is_set():
+            kinds, stores = self._plugins()
+            due = self.repo.claim_due_secrets(
+                self.holder, self.lease_ttl, limit=self.batch, kinds=kinds, stores=stores
             )
+        # unfinished ones first, then the due ones, each in the order claimed
+        jobs: list[_Job] = [_Job(f"#{rid}", resume=rid) for rid in resumable]
+        jobs += [_Job(name, rotate=name) for name in due]
+        engines = threading.local()  # one engine (fresh provider clients) per thread and batch
+
+        def run(job: _Job) -> str | None:
+            if self.stop.is_set():  # not started: its lease goes back at once
+                self._release(job)
+                return None
+            engine = getattr(engines, "engine", None)
+            if engine is None:
+                engine = engines.engine = self.make_engine(self.stop)
+            if job.resume is not None:
+                return self._run_one(functools.partial(engine.resume, job.resume), job.what)
+            assert job.rotate is not None
+            return self._run_one(functools.partial(engine.rotate, job.rotate), job.what)
+
+        if self.workers == 1 or len(jobs) <= 1:
+            done = [run(job) for job in jobs]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(
+                max_workers=min(self.workers, len(jobs)), thread_name_prefix="keyward-rotate"
+            ) as pool:
+                done = list(pool.map(run, jobs))
+        outcomes.extend(o for o in done if o is not None)
         if self.stop.is_set():
             return False
-        from keyward.rotation.registry import PluginGroup, available
-        from keyward.rotation.wiring import STORE_ALIASES
-
-        stores = set(available(PluginGroup.STORES))
-        due = self.repo.claim_due_secrets(
-            self.holder,
-            self.lease_ttl,
-            limit=self.batch,
-            kinds=available(PluginGroup.ROTATORS),  # a kind nobody can rotate is not claimed
-            # nor a secret in no store plugin (e.g. a discovered IAM key, store "aws-iam"),
-            # which would fail at every lease expiry
-            stores=stores | {a for a, kind in STORE_ALIASES.items() if kind in stores},
-        )
-        for i, name in enumerate(due):
-            if self.stop.is_set():
-                self._release_secrets(due[i:])
-                return False
-            outcomes.append(self._run_one(functools.partial(engine.rotate, name), name))
         return len(resumable) >= self.batch or len(due) >= self.batch
 
-    def _release_rotations(self, ids: tuple[int, ...]) -> None:
-        for rid in ids:
-            entry = self.repo.entry(rid)
-            self.repo.release_lease(rotation_lease(entry.secret_id), self.holder)
+    def _plugins(self) -> tuple[list[str], set[str]]:
+        """What can be rotated: a kind nobody can rotate is not claimed, nor a secret in no
+        store plugin (e.g. a discovered IAM key, store "aws-iam"), which would fail at every
+        lease expiry. Found once per tick."""
+        if self._plugin_names is None:
+            from keyward.rotation.registry import PluginGroup, available
+            from keyward.rotation.wiring import STORE_ALIASES
 
-    def _release_secrets(self, names: tuple[str, ...]) -> None:
-        for name in names:
-            self.repo.release_lease(rotation_lease(self.repo.rotatable(name).id), self.holder)
+            stores = set(available(PluginGroup.STORES))
+            aliases = {a for a, kind in STORE_ALIASES.items() if kind in stores}
+            self._plugin_names = (available(PluginGroup.ROTATORS), stores | aliases)
+        return self._plugin_names
+
+    def _release(self, job: _Job) -> None:
+        if job.resume is not None:
+            secret_id = self.repo.entry(job.resume).secret_id
+        else:
+            assert job.rotate is not None
+            secret_id = self.repo.rotatable(job.rotate).id
+        self.repo.release_lease(rotation_lease(secret_id), self.holder)
 
     def _run_one(self, call: Callable[[], Outcome], what: str) -> str:
         from keyward.rotation.driver import error_text
 
         started = time.monotonic()
-        self.metrics.busy.set(1)
+        self.metrics.busy.inc()
         try:
             out = call()
         except Exception as exc:
@@ -183,7 +222,7 @@ class Worker:
             log.error("rotation of %s: %s", what, error_text(exc))
             return "failed"
         finally:
-            self.metrics.busy.set(0)
+            self.metrics.busy.dec()
             self.metrics.duration.observe(time.monotonic() - started)
         outcome = "parked" if out.parked else out.state.value
         self.metrics.rotations.labels(outcome).inc()

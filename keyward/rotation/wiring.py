@@ -59,7 +59,7 @@ from keyward.rotation.protocols import (
 )
 
 if TYPE_CHECKING:
-    from keyward.rotation.registry import PluginContext
+    from keyward.rotation.registry import PluginContext, PluginLoader
 
 STORE_ALIASES = {
     "vault": "vault-kv",
@@ -241,9 +241,15 @@ class Wiring:
     """Builds the store, rotator and dependents of a secret from the config and the provider
     clients of ``context``."""
 
-    def __init__(self, config: Config, context: PluginContext) -> None:
+    def __init__(
+        self, config: Config, context: PluginContext, loader: PluginLoader | None = None
+    ) -> None:
+        from keyward.rotation.registry import PluginLoader
+
         self.config = config
         self.context = context
+        # entry points found and plugin classes checked once (shared by a daemon's wirings)
+        self.loader = loader or PluginLoader()
 
     def store_for(self, secret: RotatableSecret) -> tuple[str, str, SecretStore]:
         """The store's kind, the name it knows the secret by, and the store."""
@@ -256,13 +262,13 @@ class Wiring:
             if ref.startswith("arn:") and len(ref.split(":")) > 3:
                 opts["region"] = ref.split(":")[3]
         name = store_name(kind, secret.reference, secret.name, opts)
-        return kind, name, load_store(kind, self.context, opts)
+        return kind, name, load_store(kind, self.context, opts, self.loader)
 
     def rotator_for(self, secret: RotatableSecret) -> Rotator:
         from keyward.rotation.registry import load_rotator
 
         opts = plugin_options(self.config, "rotators", secret.kind, secret.name, secret.options)
-        return load_rotator(secret.kind, self.context, opts)
+        return load_rotator(secret.kind, self.context, opts, self.loader)
 
     def target_overrides(self, secret: RotatableSecret) -> dict[str, dict[str, Any]]:
         """Per-target attributes from ``[rotation.secrets."NAME".targets."TARGET"]``."""
@@ -273,4 +279,4 @@ class Wiring:
         from keyward.rotation.registry import load_dependent
 
         opts = plugin_options(self.config, "dependents", kind, secret.name, secret.options)
-        return load_dependent(kind, self.context, opts)
+        return load_dependent(kind, self.context, opts, self.loader)
