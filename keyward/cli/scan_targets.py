@@ -158,9 +158,7 @@ def scan_targets(
 
     everything = read_targets(targets_file)  # a bad file is one usage error, nothing scanned
     mine = shard.select(everything)
-    click.echo(
-        f"keyward: shard {shard}: {len(mine)} of {len(everything)} targets", err=True
-    )
+    click.echo(f"keyward: shard {shard}: {len(mine)} of {len(everything)} targets", err=True)
     db = _open_inventory(cfg) if opts.record else None  # unreachable: exit 3 before scanning
     accounts = LambdaAccounts(cfg, opts.profile)
     combined = ScanResult(min_confidence=base.min_confidence)
@@ -258,8 +256,7 @@ def refuse_with_targets(**given: object) -> None:
     if clash:
         raise ConfigError(
             f"{', '.join(clash)} cannot be combined with --targets",
-            hint="The targets file says what to scan; each target is recorded under its own "
-            "name",
+            hint="The targets file says what to scan; each target is recorded under its own name",
         )
 
 
@@ -275,4 +272,3 @@ def shard_setting(shard: str | None, shards: int | None) -> Shard:
     if shards is not None:
         return Shard.from_environment(shards)
     return Shard()
-

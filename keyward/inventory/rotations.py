@@ -182,7 +182,8 @@ def _step(
     def insert_unless_open(state: str, finished: datetime | None, detail: Any) -> int:
         # RETURNING: SQLAlchemy reports no row count for INSERT ... SELECT on PostgreSQL
         inserted = s.execute(
-            sa.insert(_STEPS).from_select(
+            sa.insert(_STEPS)
+            .from_select(
                 ["rotation_id", "step", "state", "started_at", "finished_at", "detail"],
                 sa.select(
                     sa.literal(rotation_id),
@@ -302,6 +303,7 @@ def rotatable_secret(s: SecretRecord) -> RotatableSecret:
         store=s.store,
         reference=s.reference,
         options=dict(options) if isinstance(options, dict) else {},
+        account=s.account,
     )
 
 

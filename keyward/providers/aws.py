@@ -143,9 +143,9 @@ class AwsClients:
     def resolve(self, account_id: str | None) -> Account:
         """The :class:`Account` a resource of AWS account ``account_id`` is reached through:
         the ``[aws.accounts]`` entry with that id, keyward's own account when it is that id
-        (``sts:GetCallerIdentity``), this view's account for ``None``. Any other id is a
-        :class:`ConfigError`: keyward never acts in an account it was not told how to reach,
-        nor with the wrong account's credentials."""
+        (``sts:GetCallerIdentity``; when that cannot tell, keyward's own too), this view's
+        account for ``None``. Any other id is a :class:`ConfigError`: keyward never acts in an
+        account it was not told how to reach, nor with the wrong account's credentials."""
         if account_id is None:
             return self.account
         for known in self.settings.accounts:
@@ -153,11 +153,13 @@ class AwsClients:
                 return known
         home = home_account(self.settings.accounts)
         own = self.account_id(home)
-        if own == account_id:
+        if own is None or own == account_id:
+            # unknown: keyward's own credentials cannot even say whose they are, so every
+            # call will fail on its own with the real reason; nothing is done elsewhere
             return home
         raise ConfigError(
             f"AWS account {account_id} is not in [aws.accounts], and keyward's own account is "
-            f"{own or 'unknown (sts:GetCallerIdentity failed)'}",
+            f"{own}",
             hint=f'Add [aws.accounts.NAME] with role_arn = "arn:aws:iam::{account_id}:role/..." '
             "for the role keyward assumes there",
         )

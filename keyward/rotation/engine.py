@@ -471,7 +471,7 @@ class RotationEngine(Driver):
         fields = sorted({*cur.value.fields, *new.value.fields})
         rows = self.inventory.dependents(run.secret.id)
         overrides = self.wiring.target_overrides(run.secret)
-        return list(targets_for(rows, fields, run.secret.name, overrides))
+        return list(targets_for(rows, fields, run.secret.name, overrides, run.secret.account))
 
     def _dependents(self, run: Run) -> Outcome | None:
         cur, new = self.load(run)

@@ -25,6 +25,7 @@ class RotationPlan:
     rotator: str
     steps: tuple[tuple[str, tuple[str, ...]], ...]  # (step, provider calls)
     dependents: tuple[DependentTarget, ...]
+    account: str | None = None  # the AWS account it acts in, as messages name it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -32,12 +33,14 @@ class RotationPlan:
             "store": self.store,
             "store_name": self.store_name,
             "rotator": self.rotator,
+            "account": self.account,
             "steps": [{"step": s, "calls": list(c)} for s, c in self.steps],
             "dependents": [
                 {
                     "kind": t.kind,
                     "resource": t.resource,
                     "region": t.region,
+                    "account": t.account,
                     "mode": t.mode.value,
                     "variables": [b.variable for b in t.bindings],
                     "alias": t.alias,
@@ -47,9 +50,10 @@ class RotationPlan:
         }
 
     def lines(self) -> list[str]:
+        where = f" in AWS account {self.account}" if self.account else ""
         out = [
             f"Plan for rotating {self.secret!r} ({self.rotator} in {self.store} "
-            f"as {self.store_name!r}); nothing has been changed:"
+            f"as {self.store_name!r}{where}); nothing has been changed:"
         ]
         for step, calls in self.steps:
             out.append(f"  {step}:")
@@ -74,6 +78,7 @@ def build_plan(secrets: RotatableSecrets, wiring: Wiring, secret_name: str) -> R
         sorted(current.value.fields),
         secret.name,
         wiring.target_overrides(secret),
+        secret.account,
     )
     store_calls = store.plan(name)
     dep_calls: list[str] = []
@@ -96,4 +101,6 @@ def build_plan(secrets: RotatableSecrets, wiring: Wiring, secret_name: str) -> R
         ("store pending, then promote at finish", tuple(store_calls)),
         ("update and verify dependents", tuple(dep_calls) or ("(no dependents)",)),
     )
-    return RotationPlan(secret.name, kind, name, rotator.kind, steps, targets)
+    return RotationPlan(
+        secret.name, kind, name, rotator.kind, steps, targets, wiring.account_label(secret)
+    )

@@ -147,7 +147,8 @@ class RotatableSecret:
     ``kind`` names its rotator (``keyward.rotators``), ``store`` its secret store
     (``keyward.stores``) and ``reference`` where it lives there (else its ``name``).
     ``options`` are its own ``[rotation]`` overrides (``{"store": {...}, "rotator": {...},
-    "dependent": {...}}``), merged over the config file's tables.
+    "dependent": {...}}``), merged over the config file's tables. ``account`` is the AWS
+    account it lives in (``None``: keyward's own): its store, rotator and dependents act there.
     """
 
     id: int
@@ -156,6 +157,7 @@ class RotatableSecret:
     store: str | None
     reference: str | None
     options: JsonObject = field(default_factory=dict)
+    account: str | None = None
 
 
 class DependentRow(Protocol):
@@ -173,6 +175,11 @@ class DependentRow(Protocol):
 
     @property
     def region(self) -> str | None: ...
+
+    @property
+    def account(self) -> str | None:
+        """The target's AWS account (``None``: the secret's)."""
+        ...
 
     @property
     def attributes(self) -> JsonObject: ...

@@ -353,6 +353,7 @@ class DependentTarget:
     region: str | None = None
     mode: DependentMode = DependentMode.VALUE
     alias: str | None = None  # publish a version and move this alias to it
+    account: str | None = None  # its AWS account, when not the secret's
 
 
 class HeldState(StrEnum):
@@ -392,6 +393,7 @@ class DependentSnapshot:
                 "kind": t.kind,
                 "resource": t.resource,
                 "region": t.region,
+                "account": t.account,
                 "mode": t.mode.value,
                 "alias": t.alias,
                 "bindings": [[b.variable, b.field] for b in t.bindings],
@@ -418,6 +420,7 @@ class DependentSnapshot:
             kind=t["kind"],
             resource=t["resource"],
             region=t.get("region"),
+            account=t.get("account"),
             mode=DependentMode(t.get("mode", "value")),
             alias=t.get("alias"),
             bindings=tuple(EnvBinding(b[0], b[1]) for b in t.get("bindings", [])),

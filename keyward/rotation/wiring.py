@@ -188,16 +188,18 @@ def targets_for(
     fields: Sequence[str],
     secret: str,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    secret_account: str | None = None,
 ) -> tuple[DependentTarget, ...]:
     """Group dependents rows into targets, binding each variable to a secret field.
 
     ``overrides`` maps a target (function name or ARN) to attributes from the config file
-    (``[rotation.secrets."NAME".targets."TARGET"]``: ``mode``, ``alias``, ``fields``)."""
-    grouped: dict[tuple[str, str, str | None], list[DependentRow]] = {}
+    (``[rotation.secrets."NAME".targets."TARGET"]``: ``mode``, ``alias``, ``fields``). A
+    target in another AWS account than the secret's (``secret_account``) names it."""
+    grouped: dict[tuple[str, str, str | None, str | None], list[DependentRow]] = {}
     for row in rows:
-        grouped.setdefault((row.kind, row.target, row.region), []).append(row)
+        grouped.setdefault((row.kind, row.target, row.region, row.account), []).append(row)
     targets: list[DependentTarget] = []
-    for (kind, target, region), items in grouped.items():
+    for (kind, target, region, account), items in grouped.items():
         attrs: dict[str, Any] = {}
         for r in items:
             attrs.update(r.attributes)
@@ -232,6 +234,7 @@ def targets_for(
                 region=region,
                 mode=DependentMode.REFERENCE if reference else DependentMode.VALUE,
                 alias=attrs.get("alias"),
+                account=account if account != secret_account else None,
             )
         )
     return tuple(targets)
@@ -239,7 +242,12 @@ def targets_for(
 
 class Wiring:
     """Builds the store, rotator and dependents of a secret from the config and the provider
-    clients of ``context``."""
+    clients of ``context``.
+
+    A secret with an AWS ``account`` gets plugins whose AWS clients act in that account: the
+    ``[aws.accounts]`` entry with its id (its role assumed), or keyward's own account when it
+    is that one; any other account is refused before a call is made
+    (:meth:`keyward.providers.aws.AwsClients.resolve`)."""
 
     def __init__(
         self, config: Config, context: PluginContext, loader: PluginLoader | None = None
@@ -250,6 +258,25 @@ class Wiring:
         self.context = context
         # entry points found and plugin classes checked once (shared by a daemon's wirings)
         self.loader = loader or PluginLoader()
+        self._contexts: dict[str | None, PluginContext] = {None: context}
+
+    def context_for(self, secret: RotatableSecret) -> PluginContext:
+        """The plugin context whose AWS clients act in ``secret``'s account."""
+        found = self._contexts.get(secret.account)
+        if found is None:
+            from dataclasses import replace
+
+            clients = self.context.clients
+            account = clients.aws.resolve(secret.account)
+            found = replace(self.context, clients=clients.for_account(account))
+            self._contexts[secret.account] = found
+        return found
+
+    def account_label(self, secret: RotatableSecret) -> str | None:
+        """How messages name the secret's AWS account (``None``: keyward's own, unnamed)."""
+        if secret.account is None:
+            return None
+        return self.context_for(secret).clients.aws.account.label
 
     def store_for(self, secret: RotatableSecret) -> tuple[str, str, SecretStore]:
         """The store's kind, the name it knows the secret by, and the store."""
@@ -262,13 +289,13 @@ class Wiring:
             if ref.startswith("arn:") and len(ref.split(":")) > 3:
                 opts["region"] = ref.split(":")[3]
         name = store_name(kind, secret.reference, secret.name, opts)
-        return kind, name, load_store(kind, self.context, opts, self.loader)
+        return kind, name, load_store(kind, self.context_for(secret), opts, self.loader)
 
     def rotator_for(self, secret: RotatableSecret) -> Rotator:
         from keyward.rotation.registry import load_rotator
 
         opts = plugin_options(self.config, "rotators", secret.kind, secret.name, secret.options)
-        return load_rotator(secret.kind, self.context, opts, self.loader)
+        return load_rotator(secret.kind, self.context_for(secret), opts, self.loader)
 
     def target_overrides(self, secret: RotatableSecret) -> dict[str, dict[str, Any]]:
         """Per-target attributes from ``[rotation.secrets."NAME".targets."TARGET"]``."""
@@ -279,4 +306,4 @@ class Wiring:
         from keyward.rotation.registry import load_dependent
 
         opts = plugin_options(self.config, "dependents", kind, secret.name, secret.options)
-        return load_dependent(kind, self.context, opts, self.loader)
+        return load_dependent(kind, self.context_for(secret), opts, self.loader)

@@ -77,6 +77,7 @@ class AccountsWorld:
     home_key: dict[str, str]
     tokens: dict[str, str] = field(default_factory=dict)  # account -> token in its function
     keys: dict[str, str] = field(default_factory=dict)  # account -> IAM key id of user "app"
+    secrets: dict[str, str] = field(default_factory=dict)  # account -> ARN of secret app/db
 
     def creds(self, account: str) -> dict[str, str]:
         """Credentials acting in ``account``: keyward's own key, or its role there."""
@@ -147,9 +148,9 @@ def _populate(world: AccountsWorld, account: str) -> None:
         Code={"ZipFile": _zip()},
         Environment={"Variables": {"GITHUB_TOKEN": token, "STAGE": "prod"}},
     )
-    _admin(ep, "secretsmanager", account).create_secret(
+    world.secrets[account] = _admin(ep, "secretsmanager", account).create_secret(
         Name="app/db", SecretString=json.dumps({"password": f"pw-{account}"}), Tags=owner
-    )
+    )["ARN"]
     _admin(ep, "ssm", account).put_parameter(
         Name="/app/signing-key", Value=f"key-{account}", Type="SecureString", Tags=owner
     )

@@ -17,6 +17,7 @@ from tests.integration._accounts_world import (
     PROD,
     STAGING,
     AccountsWorld,
+    _zip,
     build_accounts_world,
     role_arn,
 )
@@ -233,3 +234,176 @@ def test_recorded_lambda_findings_carry_their_account(
     assert finding["account"] == STAGING and ":222222222222:function:" in finding["resource"]
     everyone = cli.json("findings", "list", "--rule", "github-pat-classic")
     assert {f["account"] for f in everyone} == {HOME, PROD, STAGING}
+
+
+# ---------------------------------------------------------------- rotation in another account
+ROTATION_CONFIG = """
+[rotation]
+grace_period = "0s"
+lease_ttl = "60s"
+[rotation.rotators.aws-iam-access-key]
+test_delay = 0
+test_attempts = 2
+[rotation.dependents.aws-lambda]
+wait_delay = 1
+"""
+
+
+def _function_with(world: AccountsWorld, account: str, key: dict[str, str]) -> str:
+    """A Lambda function ``svc-fn`` of ``account`` holding ``key``; its ARN."""
+    iam, lam = world.client("iam", account), world.client("lambda", account)
+    return str(
+        lam.create_function(
+            FunctionName="svc-fn", Runtime="python3.12", Handler="handler.handler",
+            Role=iam.get_role(RoleName="fn-role")["Role"]["Arn"], Code={"ZipFile": _zip()},
+            Environment={"Variables": {"AWS_ACCESS_KEY_ID": key["access_key_id"],
+                                       "AWS_SECRET_ACCESS_KEY": key["secret_access_key"]}},
+        )["FunctionArn"]
+    )  # fmt: skip
+
+
+def _iam_secret_in(
+    world: AccountsWorld, account: str, cli: Cli, *, also_in: str | None = None
+) -> dict[str, str]:
+    """User ``svc`` of ``account`` with a key kept in that account's Secrets Manager and held
+    by a Lambda function there (and in account ``also_in``), inventoried as ``svc/key`` with
+    its dependents; the key."""
+    iam, sm = world.client("iam", account), world.client("secretsmanager", account)
+    iam.create_user(UserName="svc")
+    k = iam.create_access_key(UserName="svc")["AccessKey"]
+    key = {"access_key_id": k["AccessKeyId"], "secret_access_key": k["SecretAccessKey"]}
+    arn = sm.create_secret(Name="svc/key", SecretString=json.dumps(key))["ARN"]
+    functions = [_function_with(world, a, key) for a in (account, also_in) if a]
+    world.config.write_text(world.config.read_text() + ROTATION_CONFIG)
+    rc, _out, err = cli("inventory", "add", "svc/key", "--kind", "aws-iam-access-key",
+                        "--store", "aws-secretsmanager", "--reference", arn)  # fmt: skip
+    assert rc == 0, err
+    for fn in functions:  # each dependent's account comes from its ARN
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            rc, _out, err = cli("dependents", "add", "svc/key", "--target", fn, "--variable", var)
+            assert rc == 0, err
+    return key
+
+
+def _held(world: AccountsWorld, account: str) -> dict[str, str]:
+    lam = world.client("lambda", account)
+    env = lam.get_function_configuration(FunctionName="svc-fn")["Environment"]["Variables"]
+    return {"access_key_id": env["AWS_ACCESS_KEY_ID"],
+            "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
+
+
+def _state(
+    world: AccountsWorld, account: str
+) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, str]]:
+    """(the secret's current value, the user's keys and their status, the function's key)."""
+    sm, iam = world.client("secretsmanager", account), world.client("iam", account)
+    got = sm.get_secret_value(SecretId="svc/key", VersionStage="AWSCURRENT")
+    listed = iam.list_access_keys(UserName="svc")["AccessKeyMetadata"]
+    keys = [(m["AccessKeyId"], m["Status"]) for m in listed]
+    return json.loads(got["SecretString"]), keys, _held(world, account)
+
+
+def test_an_iam_key_of_a_second_account_is_rotated_there_with_its_lambda_dependent(
+    world: AccountsWorld, cli: Cli
+) -> None:
+    import boto3
+
+    old = _iam_secret_in(world, PROD, cli, also_in=STAGING)  # staging's function uses it too
+    (listed,) = cli.json("inventory", "list", "--account", "prod")
+    assert listed["name"] == "svc/key" and listed["account"] == PROD
+    rc, plan, err = cli("rotate", "svc/key", "--dry-run")
+    assert rc == 0, err
+    assert "account prod (111111111111)" in plan
+    rc, out, err = cli("rotate", "svc/key")
+    assert rc == 0, err
+    cur, keys, held = _state(world, PROD)
+    assert cur["access_key_id"] != old["access_key_id"]
+    assert keys == [(cur["access_key_id"], "Active")]  # the old key retired, in prod
+    assert held == cur
+    assert _held(world, STAGING) == cur  # the dependent in another account, with its role
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=world.endpoint,
+                       aws_access_key_id=cur["access_key_id"],
+                       aws_secret_access_key=cur["secret_access_key"])  # fmt: skip
+    assert sts.get_caller_identity()["Account"] == PROD  # the new key is prod's and works
+    home_users = [u["UserName"] for u in world.client("iam", HOME).list_users()["Users"]]
+    assert "svc" not in home_users  # nothing was made in keyward's own account
+    assert old["secret_access_key"] not in out + err and cur["secret_access_key"] not in out + err
+
+
+def test_a_rotation_in_a_second_account_killed_mid_way_rolls_back_there(
+    world: AccountsWorld, cli: Cli, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    old = _iam_secret_in(world, PROD, cli)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("_crash_driver.py")), "rotate", "svc/key"],
+        env={**os.environ, "KEYWARD_TEST_CRASH_AT": "dependents:inside:1", "PYTHONPATH": str(root)},
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, (proc.stdout, proc.stderr)
+    _cur, keys, held = _state(world, PROD)
+    assert len(keys) == 2 and held["access_key_id"] != old["access_key_id"]  # half way
+    rc, _out, err = cli("rotations", "rollback", "1")
+    assert rc == 0, err
+    cur, keys, held = _state(world, PROD)
+    assert cur == old and held == old
+    assert keys == [(old["access_key_id"], "Active")]  # the new key deleted, in prod
+
+
+def test_the_daemon_rotates_due_secrets_of_every_account_and_one_it_cannot_reach_fails_alone(
+    world: AccountsWorld, cli: Cli
+) -> None:
+    import logging
+
+    from keyward.cli.compose import compose_rotation
+    from keyward.core.config import load_config
+    from keyward.inventory.db import open_database
+    from keyward.rotation.scheduler import Metrics, Worker
+
+    world.config.write_text(world.config.read_text() + ROTATION_CONFIG)
+    long_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    for account in (HOME, PROD, BLOCKED, STAGING):  # the blocked one in the middle
+        rc, _out, err = cli(
+            "inventory", "add", f"db-{account}", "--kind", "random", "--store",
+            "aws-secretsmanager", "--reference", world.secrets[account], "--max-age", "1d",
+            "--created", long_ago,
+        )  # fmt: skip
+        assert rc == 0, err
+    import os
+
+    class Errors(logging.Handler):
+        seen: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                self.seen.append(record.getMessage())
+
+    errors = Errors()
+    logging.getLogger("keyward.rotation.scheduler").addHandler(errors)
+
+    parts = compose_rotation(  # as keyward daemon composes it
+        load_config(world.config),
+        lambda: open_database(url=os.environ["KEYWARD_DATABASE_URL"]),
+        holder="daemon-1",
+    )
+    try:
+        w = Worker(parts.inventory, lambda stop: parts.engine(stop=stop), "daemon-1",
+                   lease_ttl=parts.settings.lease_ttl, batch=10, metrics=Metrics())  # fmt: skip
+        outcomes = w.run_once()
+    finally:
+        parts.close()
+        logging.getLogger("keyward.rotation.scheduler").removeHandler(errors)
+    assert sorted(outcomes) == ["failed", "finished", "finished", "finished"]
+    (error,) = errors.seen
+    assert f"rotation of db-{BLOCKED}: AWS denied sts:AssumeRole on role {role_arn(BLOCKED)}" in (
+        error
+    )
+    for account in (HOME, PROD, STAGING):  # each rotated in its own account
+        sm = world.client("secretsmanager", account)
+        got = sm.get_secret_value(SecretId="app/db", VersionStage="AWSCURRENT")
+        assert json.loads(got["SecretString"]) != {"password": f"pw-{account}"}

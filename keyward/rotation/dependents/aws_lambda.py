@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from keyward.core.errors import ConfigError
 from keyward.core.redaction import Fingerprinter
 from keyward.providers.aws import AwsService, aws_errors
 from keyward.rotation.errors import DEPENDENT_ERRORS, DependentDrift, DependentError
@@ -73,8 +74,10 @@ class LambdaEnvironmentDependent:
         wait_delay: int = 2,
         wait_attempts: int = 150,
         conflict_retries: int = 5,
+        client_in: Callable[[str | None, str], Any] | None = None,
     ) -> None:
         self._client_for = client_for
+        self._client_in = client_in  # (region, account id): a target in another account
         self._fp = fingerprinter
         self.wait_delay = wait_delay
         self.wait_attempts = wait_attempts
@@ -90,16 +93,33 @@ class LambdaEnvironmentDependent:
             context.fingerprinter,
             wait_delay=int(options.get("wait_delay", 2)),
             wait_attempts=int(options.get("wait_attempts", 150)),
+            client_in=lambda region, account: aws.client(
+                AwsService.LAMBDA, region, account=aws.resolve(account)
+            ),
         )
 
     def __repr__(self) -> str:
         return "LambdaEnvironmentDependent()"
 
     # ---------------------------------------------------------------- helpers
+    def _client(self, target: DependentTarget) -> Any:
+        """The Lambda client for the target's region, in its own account when it names one
+        (else the secret's)."""
+        if target.account is None:
+            return self._client_for(target.region)
+        if self._client_in is None:
+            raise ConfigError(
+                f"{self._where(target)} is in AWS account {target.account}, and this "
+                "dependent was built without clients for other accounts",
+                hint="Build it with client_in, or from_config",
+            )
+        return self._client_in(target.region, target.account)
+
     @staticmethod
     def _where(target: DependentTarget) -> str:
         region = f" in {target.region}" if target.region else ""
-        return f"Lambda function {target.resource}{region}"
+        account = f" of account {target.account}" if target.account else ""
+        return f"Lambda function {target.resource}{region}{account}"
 
     def _call(self, target: DependentTarget, action: str, fn: Callable[..., R], **kw: Any) -> R:
         """``fn(**kw)`` behind the provider boundary: a deleted function is
@@ -109,7 +129,7 @@ class LambdaEnvironmentDependent:
             return fn(**kw)
 
     def _config(self, target: DependentTarget, qualifier: str | None = None) -> dict[str, Any]:
-        client = self._client_for(target.region)
+        client = self._client(target)
         kw: dict[str, Any] = {"FunctionName": target.resource}
         if qualifier:
             kw["Qualifier"] = qualifier
@@ -124,7 +144,7 @@ class LambdaEnvironmentDependent:
         return dict((config.get("Environment") or {}).get("Variables") or {})
 
     def _wait(self, target: DependentTarget) -> None:
-        client = self._client_for(target.region)
+        client = self._client(target)
         try:
             # the waiter polls lambda:GetFunction: a failure of that call (denied, gone,
             # unreachable) leaves as that call's error, naming it
@@ -169,7 +189,7 @@ class LambdaEnvironmentDependent:
 
     def _apply(self, target: DependentTarget, desired: Mapping[str, str], remove: set[str]) -> bool:
         """Read-modify-write of the environment; True if an update was made."""
-        client = self._client_for(target.region)
+        client = self._client(target)
         for attempt in range(self.conflict_retries):
             cfg = self._config(target)
             env = self._env(cfg)
@@ -207,7 +227,7 @@ class LambdaEnvironmentDependent:
         )
 
     def _alias_version(self, target: DependentTarget) -> str:
-        client = self._client_for(target.region)
+        client = self._client(target)
         resp = self._call(
             target,
             "lambda:GetAlias",
@@ -218,7 +238,7 @@ class LambdaEnvironmentDependent:
         return str(resp["FunctionVersion"])
 
     def _move_alias(self, target: DependentTarget, version: str) -> None:
-        client = self._client_for(target.region)
+        client = self._client(target)
         self._call(
             target,
             "lambda:UpdateAlias",
@@ -310,7 +330,7 @@ class LambdaEnvironmentDependent:
         env = self._env(self._config(target, current))
         if all(_same(env.get(k), v) for k, v in desired.items()):
             return
-        client = self._client_for(target.region)
+        client = self._client(target)
         resp = self._call(
             target, "lambda:PublishVersion", client.publish_version, FunctionName=target.resource
         )

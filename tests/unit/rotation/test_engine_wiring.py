@@ -29,6 +29,7 @@ class Row:
     kind: str = "aws-lambda"
     region: str | None = "us-east-1"
     attributes: dict[str, Any] = field(default_factory=dict)
+    account: str | None = None
 
 
 IAM_FIELDS = ["access_key_id", "secret_access_key"]
@@ -60,6 +61,17 @@ def test_rows_of_one_function_become_one_target_with_both_bindings() -> None:
         EnvBinding("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
     )
     assert g.mode is DependentMode.REFERENCE and g.bindings == ()
+
+
+def test_a_target_in_another_account_than_the_secrets_names_it() -> None:
+    rows = [
+        Row("fn", "AWS_ACCESS_KEY_ID", account="111111111111"),  # the secret's own account
+        Row("fn", "AWS_ACCESS_KEY_ID", account="222222222222"),  # same name, other account
+        Row("g", "AWS_SECRET_ACCESS_KEY"),  # no account: the secret's
+    ]
+    own, other, g = targets_for(rows, IAM_FIELDS, "prod/aws", None, "111111111111")
+    assert (own.account, other.account, g.account) == (None, "222222222222", None)
+    assert other.bindings == (EnvBinding("AWS_ACCESS_KEY_ID", "access_key_id"),)
 
 
 def test_config_overrides_give_alias_mode_and_explicit_fields() -> None:

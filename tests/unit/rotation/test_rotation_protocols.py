@@ -76,6 +76,7 @@ def test_dependent_snapshot_round_trips_through_json() -> None:
             region="eu-west-1",
             mode=DependentMode.VALUE,
             alias="live",
+            account="222222222222",  # a target in another account than the secret's
         ),
         old_version="v1",
         new_version="v2",
@@ -89,6 +90,8 @@ def test_dependent_snapshot_round_trips_through_json() -> None:
     doc = json.loads(json.dumps(snap.to_dict()))
     assert DependentSnapshot.from_dict(doc) == snap
     assert RAW not in json.dumps(doc)
+    del doc["target"]["account"]  # a snapshot persisted before accounts: the secret's account
+    assert DependentSnapshot.from_dict(doc).target.account is None
 
 
 def test_importing_the_rotation_modules_loads_no_cloud_or_database_library() -> None:
