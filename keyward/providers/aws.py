@@ -143,19 +143,18 @@ class AwsClients:
     def resolve(self, account_id: str | None) -> Account:
         """The :class:`Account` a resource of AWS account ``account_id`` is reached through:
         the ``[aws.accounts]`` entry with that id, keyward's own account when it is that id
-        (``sts:GetCallerIdentity``; when that cannot tell, keyward's own too), this view's
-        account for ``None``. Any other id is a :class:`ConfigError`: keyward never acts in an
-        account it was not told how to reach, nor with the wrong account's credentials."""
+        (``sts:GetCallerIdentity``: when that fails, its failure is raised, exit 3), this
+        view's account for ``None``. Any other id is a :class:`ConfigError`: keyward never
+        acts in an account it was not told how to reach, nor with the wrong account's
+        credentials."""
         if account_id is None:
             return self.account
         for known in self.settings.accounts:
             if known.id == account_id:
                 return known
         home = home_account(self.settings.accounts)
-        own = self.account_id(home)
-        if own is None or own == account_id:
-            # unknown: keyward's own credentials cannot even say whose they are, so every
-            # call will fail on its own with the real reason; nothing is done elsewhere
+        own = self.account_id(home, strict=True)
+        if own == account_id:
             return home
         raise ConfigError(
             f"AWS account {account_id} is not in [aws.accounts], and keyward's own account is "
@@ -342,14 +341,14 @@ class AwsClients:
         """The settings' region, else the profile's (``AWS_DEFAULT_REGION``, config file)."""
         return self.settings.region or self.session().region_name or None
 
-    def account_id(self, account: Account = HOME) -> str | None:
+    def account_id(self, account: Account = HOME, *, strict: bool = False) -> str | None:
         """``account``'s id: configured, else ``sts:GetCallerIdentity`` (no permission needed;
-        asked once). ``None`` when it cannot be learnt: callers then treat the account as
-        unknown rather than failing."""
+        answered once). When that fails: ``None`` (the caller treats the account as unknown),
+        or with ``strict`` the failure itself (no credentials, rejected, unreachable: exit 3)."""
         if account.id is not None:
             return account.id
         with self._lock:
-            if account in self._ids:
+            if self._ids.get(account) is not None:
                 return self._ids[account]
         try:
             with aws_errors("sts:GetCallerIdentity", f"account {account.label}"):
@@ -359,6 +358,8 @@ class AwsClients:
                     .get("Account")
                 )
         except KeywardError:
+            if strict:
+                raise
             found = None
         with self._lock:
             self._ids[account] = str(found) if found else None
