@@ -128,6 +128,18 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
+def hwm(pid: int) -> int:
+    """A process's peak resident set so far (VmHWM), in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def backends(db_url: str) -> list[int]:
     """The PostgreSQL server processes serving the benchmark's database (same machine)."""
     name = db_url.rsplit("/", 1)[1]
@@ -238,6 +250,7 @@ def main() -> None:
         load_end = os.getloadavg()
         bao_cpu = cpu_of([bao.pid]) - bao_cpu
         pg_cpu = cpu_of(backends(db_url))  # the live daemons' connections (since they opened)
+        peak_rss = max(hwm(d.pid) for k, d in enumerate(daemons) if k != killed)
         for k, d in enumerate(daemons):
             if k != killed:
                 d.send_signal(signal.SIGTERM)
@@ -286,6 +299,7 @@ def main() -> None:
             ("CPU per rotation: daemons / PostgreSQL backends / OpenBao",
              f"{1000 * total['cpu_seconds'] / n:.0f} / {1000 * pg_cpu / n:.0f} / "
              f"{1000 * bao_cpu / n:.0f} ms"),
+            ("peak RSS of a daemon", f"{peak_rss / 1024:.0f} MiB"),
             ("exactly once; Vault versions; leases left",
              f"yes; all {n} at version 2; {leases}"),
         ]  # fmt: skip
