@@ -65,7 +65,7 @@ ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"keyward-migrations").digest(
 VERSION_KEY = "keyward_version"
 # The newest migration this keyward ships (a test checks it equals Alembic's head). Opening an
 # up-to-date database compares against it without importing Alembic (~100 ms per command).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 def migrations_dir() -> Path:

@@ -72,7 +72,8 @@ class StrEnumType(sa.types.TypeDecorator[Any]):
     cache_ok = True
 
     def __init__(self, enum: type[StrEnum], length: int = 16) -> None:
-        super().__init__(length)
+        super().__init__()
+        self.impl = sa.String(length)  # the class-level impl would ignore the length
         self.enum = enum
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
@@ -101,7 +102,42 @@ class SecretStatus(StrEnum):
 class FindingState(StrEnum):
     OPEN = "open"
     IGNORED = "ignored"
-    RESOLVED = "resolved"
+    RESOLVED = "resolved"  # a later full scan of its target no longer found it
+    # the leaked version was revoked by a rotation (remediated_rotation_id, remediated_at);
+    # finding the old value again later reopens nothing
+    REMEDIATED = "remediated"
+
+
+class OnLeak(StrEnum):
+    """What a leak of a secret's current version sets off (``on_leak``)."""
+
+    ROTATE = "rotate"  # due at once, ahead of age-based work; the leaked value revoked at once
+    ALERT = "alert"  # webhook and audit event only
+    IGNORE = "ignore"
+
+
+class DependentOrigin(StrEnum):
+    MANUAL = "manual"  # `dependents add`: kept by discovery, never marked missing by it
+    DISCOVERED = "discovered"  # found by `discover aws-lambda` / `scan --aws-lambda --record`
+
+
+class DependentStatus(StrEnum):
+    ACTIVE = "active"
+    # discovery no longer finds the function or the variable: never rotated into, kept
+    MISSING = "missing"
+
+
+class Breach(StrEnum):
+    """What a security team looks for in each secret (the posture of the inventory)."""
+
+    LEAKED = "leaked"  # a current version was found in code, history, env or config
+    REUSED = "reused"  # the same value serves two secrets or unrelated functions
+    DUPLICATED = "duplicated"  # the same value in two stores or two paths
+    LONG_LIVED = "long-lived"  # older than its policy, or than a year without one
+    NO_OWNER = "no-owner"
+    NO_POLICY = "no-policy"  # neither a maximum age nor a schedule
+    UNUSED = "unused"  # not used for a long time, where the store says
+    CROSS_ENVIRONMENT = "cross-environment"  # one value in functions of different environments
 
 
 class Base(DeclarativeBase):
@@ -155,6 +191,9 @@ class Secret(Base):
     # `rotation_due_at < now`, a range scan instead of date arithmetic over every row.
     rotation_due_at: Mapped[datetime | None] = mapped_column(index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Per-secret leak policy; NULL: the configured default (rotate when the secret has a
+    # rotator, else alert). No CHECK constraint (see migration 0004); the type refuses others.
+    on_leak: Mapped[OnLeak | None] = mapped_column(StrEnumType(OnLeak))
 
     versions: Mapped[list[SecretVersion]] = relationship(
         back_populates="secret", cascade="all, delete-orphan", passive_deletes=True
@@ -168,7 +207,15 @@ class SecretVersion(Base):
     """One value a secret has had, remembered by keyed fingerprint only."""
 
     __tablename__ = "secret_versions"
-    __table_args__ = (sa.UniqueConstraint("secret_id", "identifier"),)
+    __table_args__ = (
+        sa.UniqueConstraint("secret_id", "identifier"),
+        sa.Index(
+            "ix_secret_versions_leaked_at",
+            "leaked_at",
+            sqlite_where=sa.text("leaked_at IS NOT NULL"),
+            postgresql_where=sa.text("leaked_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     secret_id: Mapped[int] = mapped_column(
@@ -185,14 +232,47 @@ class SecretVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     retired_at: Mapped[datetime | None]
 
+    # When a finding first matched this version's value (a leak). A leak of the *current*
+    # version makes the secret leaked (its on_leak policy applies); of an older one, history.
+    # Indexed (partial): the daemon looks for leaked current versions every tick.
+    leaked_at: Mapped[datetime | None]
+
     secret: Mapped[Secret] = relationship(back_populates="versions")
+    fields: Mapped[list[SecretField]] = relationship(
+        back_populates="version", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SecretField(Base):
+    """The keyed fingerprint of one field of a version (``access_key_id``,
+    ``secret_access_key``, ``password``; ``value`` for a plain string), so a value found in
+    a function's environment or a scan links back to the secret and field it came from."""
+
+    __tablename__ = "secret_fields"
+    __table_args__ = (sa.UniqueConstraint("version_id", "field"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("secret_versions.id", ondelete="CASCADE"))
+    # Denormalised from the version: fingerprint lookups answer (secret, field) in one index.
+    secret_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(sa.String(255))
+    # Indexed: dependents discovery, finding links and posture look values up by it.
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
+
+    version: Mapped[SecretVersion] = relationship(back_populates="fields")
 
 
 class Dependent(Base):
     """Something that holds a secret and must be updated when it rotates."""
 
     __tablename__ = "dependents"
-    __table_args__ = (sa.UniqueConstraint("secret_id", "kind", "target", "variable"),)
+    __table_args__ = (
+        sa.UniqueConstraint("secret_id", "kind", "target", "variable"),
+        sa.CheckConstraint(_check_in("origin", DependentOrigin), name="origin"),
+        sa.CheckConstraint(_check_in("status", DependentStatus), name="status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     secret_id: Mapped[int] = mapped_column(
@@ -204,8 +284,17 @@ class Dependent(Base):
     region: Mapped[str | None] = mapped_column(sa.String(64))
     # The AWS account of the target (from its ARN); NULL: the secret's account.
     account: Mapped[str | None] = mapped_column(sa.String(32))
+    # field, mode ("reference"; default value), alias: how the target depends on the secret
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    origin: Mapped[DependentOrigin] = mapped_column(
+        StrEnumType(DependentOrigin), default=DependentOrigin.MANUAL, server_default="manual"
+    )
+    status: Mapped[DependentStatus] = mapped_column(
+        StrEnumType(DependentStatus), default=DependentStatus.ACTIVE, server_default="active"
+    )
+    # when discovery last saw the target hold it (NULL: never, e.g. added by hand)
+    last_seen_at: Mapped[datetime | None]
 
     secret: Mapped[Secret] = relationship(back_populates="dependents")
 
@@ -286,6 +375,30 @@ class Finding(Base):
     # Effective owner: the linked secret's owner, else the code owner. Kept in step by the
     # service whenever either changes, so the owner filter needs no join.
     owner: Mapped[str | None] = mapped_column(sa.String(255))
+    # The version of the linked secret whose value (or a field of it) this finding is.
+    version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("secret_versions.id", ondelete="SET NULL")
+    )
+    # Remediated: the rotation that revoked the leaked version, and when (a plain id, like
+    # the audit log's: history outlives the rotation row).
+    remediated_at: Mapped[datetime | None]
+    remediated_rotation_id: Mapped[int | None]
+
+
+class SecretBreach(Base):
+    """One posture breach a secret has now (computed by ``keyward.inventory.posture``)."""
+
+    __tablename__ = "secret_breaches"
+    __table_args__ = (sa.CheckConstraint(_check_in("breach", Breach), name="breach"),)
+
+    secret_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Part of the key; `inventory list --breach NAME` and the report group on it.
+    breach: Mapped[Breach] = mapped_column(StrEnumType(Breach, 32), primary_key=True, index=True)
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    # what makes it a breach (the other secrets, functions, environments...), never a value
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class AuditEvent(Base):

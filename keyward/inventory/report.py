@@ -18,7 +18,6 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
+from keyward.inventory.models import Breach
 from keyward.inventory.records import SecretRecord
 from keyward.inventory.service import secret_record
 
@@ -41,19 +41,6 @@ AGE_BUCKETS: tuple[tuple[str, int], ...] = (
 NO_OWNER = "(none)"
 # A secret with no rotation policy is long-lived once it is older than this.
 LONG_LIVED_DAYS = 365
-
-
-class Breach(StrEnum):
-    """What a security team looks for in each secret (the posture of the inventory)."""
-
-    LEAKED = "leaked"  # a current version was found in code, history, env or config
-    REUSED = "reused"  # the same value serves two secrets or unrelated functions
-    DUPLICATED = "duplicated"  # the same value in two stores or two paths
-    LONG_LIVED = "long-lived"  # older than its policy, or than a year without one
-    NO_OWNER = "no-owner"
-    NO_POLICY = "no-policy"  # neither a maximum age nor a schedule
-    UNUSED = "unused"  # not used for a long time, where the store says
-    CROSS_ENVIRONMENT = "cross-environment"  # one value in functions of different environments
 
 
 @dataclass(frozen=True, slots=True)

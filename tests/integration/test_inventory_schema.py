@@ -117,9 +117,12 @@ def test_the_accounts_migration_takes_each_rows_account_from_its_arn(fresh_db_ur
         with db.engine.connect() as conn:
             secrets = dict(conn.execute(sa.text("SELECT name, account FROM secrets")).all())
             deps = dict(conn.execute(sa.text("SELECT target, account FROM dependents")).all())
+            # 0004: rows typed before discovery existed are manual and active
+            origins = set(conn.execute(sa.text("SELECT origin, status FROM dependents")).all())
             found = conn.execute(sa.text("SELECT account FROM findings")).scalar_one()
         assert secrets == {"sm": "111111111111", "iam": "333333333333", "vault": None}
         assert deps == {fn: "222222222222", "bare": None}
+        assert origins == {("manual", "active")}
         assert found == "222222222222"
     finally:
         db.close()
