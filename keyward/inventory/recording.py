@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from keyward.core.redaction import Fingerprinter
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
+from keyward.inventory.fields import fields_by_fingerprint
 from keyward.inventory.ownership import OwnershipResolver, author_email
 from keyward.inventory.service import Inventory
 from keyward.scan.model import Confidence
@@ -113,7 +114,8 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str, tuple[int, Any]]:
-    """fingerprint -> (secret id, secret owner) for versions or identifiers we know."""
+    """fingerprint -> (secret id, secret owner) for versions, identifiers or fields of
+    versions we know."""
     found: dict[str, tuple[int, Any]] = {}
     v, s = m.SecretVersion, m.Secret
     cols = sa.select(v.fingerprint, v.identifier_fingerprint, v.secret_id, s.owner).join(
@@ -134,6 +136,10 @@ def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str
             for key in (fp, ifp):
                 if key in fingerprints:
                     found.setdefault(key, (sid, owner))
+    # a field of a version (the new secret key a rotation made, a discovered password)
+    rest = fingerprints - set(found)
+    for fp, matches in fields_by_fingerprint(session, rest).items():
+        found[fp] = (matches[0].secret_id, matches[0].owner)
     return found
 
 

@@ -105,6 +105,8 @@ class VersionRecord(_AsDict):
     stage: str | None
     created_at: datetime
     retired_at: datetime | None
+    # field -> keyed fingerprint (``secret_fields``): what dependents and findings match
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +120,11 @@ class DependentRecord(_AsDict):
     created_at: datetime
     account: str | None = None  # None: the secret's account
     # what rotation reads: ``field`` (the secret field the variable holds), ``mode``
-    # ("reference"), ``alias``
+    # ("reference"), ``alias``; discovery adds the function's ``environment`` tag
     attributes: dict[str, Any] = field(default_factory=dict)
+    origin: str = "manual"  # manual (`dependents add`) | discovered
+    status: str = "active"  # active | missing (discovery no longer sees it: never rotated)
+    last_seen_at: datetime | None = None  # when discovery last saw it
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import NotFound
+from keyward.inventory.fields import record_fields
 from keyward.inventory.policy import rotation_due
 from keyward.inventory.records import DependentRecord, SecretRecord, record_of
 from keyward.inventory.service import (
@@ -338,11 +339,16 @@ class RotationRepository:
             return rotatable_secret(secret_record(row))
 
     def dependents(self, secret_id: int) -> tuple[DependentRecord, ...]:
+        """The secret's active dependents: one discovery marked ``missing`` (its function or
+        variable is gone) is never rotated into."""
         with self.db.session() as s:
             rows = s.execute(
                 sa.select(m.Dependent, m.Secret.name)
                 .join(m.Secret, m.Secret.id == m.Dependent.secret_id)
-                .where(m.Dependent.secret_id == secret_id)
+                .where(
+                    m.Dependent.secret_id == secret_id,
+                    m.Dependent.status == m.DependentStatus.ACTIVE,
+                )
                 .order_by(m.Dependent.id)
             )
             return tuple(dependent_record(d, name) for d, name in rows)
@@ -545,8 +551,9 @@ class RotationRepository:
     def _record_seen(
         s: Session, secret: m.Secret, seen: dict[VersionRole, VersionSeen], now: datetime
     ) -> dict[VersionRole, int]:
-        """Version rows for ``seen`` (found by identifier, else inserted together), the
-        findings that leaked any of them linked to the secret."""
+        """Version rows for ``seen`` (found by identifier, else inserted together) with the
+        fingerprints of their fields, the findings that leaked any of them linked to the
+        secret."""
         c = _VERSIONS.c
         by_identifier = {mark.identifier: role for role, mark in seen.items()}
         found: dict[VersionRole, int] = {}
@@ -582,7 +589,10 @@ class RotationRepository:
             ).all()
             for vid, identifier in inserted:
                 found[by_identifier[identifier]] = int(vid)
-        link_findings_to_secret(s, secret, sorted({mark.fingerprint for mark in seen.values()}))
+        fingerprints = {mark.fingerprint for mark in seen.values()}
+        for role, mark in seen.items():
+            fingerprints.update(record_fields(s, secret.id, found[role], mark.fields))
+        link_findings_to_secret(s, secret, sorted(fingerprints))
         return found
 
     def _secret_name(self, s: Session, rotation_id: int, secret_id: int) -> str:

@@ -21,6 +21,7 @@ from keyward.core.errors import ConfigError
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import AlreadyExists, NotFound
+from keyward.inventory.fields import version_fields
 from keyward.inventory.policy import rotation_due, validate_schedule
 from keyward.inventory.records import (
     AuditRecord,
@@ -73,8 +74,12 @@ def secret_record(s: m.Secret) -> SecretRecord:
     return record_of(SecretRecord, s)
 
 
-def version_record(v: m.SecretVersion) -> VersionRecord:
-    return record_of(VersionRecord, v)
+def version_record(v: m.SecretVersion, fields: dict[str, str] | None = None) -> VersionRecord:
+    """The record of a version; ``fields`` its field fingerprints (read from the row's
+    ``fields`` when not given)."""
+    if fields is None:
+        fields = {f.field: f.fingerprint for f in v.fields}
+    return record_of(VersionRecord, v, fields=dict(sorted(fields.items())))
 
 
 def dependent_record(d: m.Dependent, secret_name: str) -> DependentRecord:
@@ -422,16 +427,21 @@ class Inventory:
                 .where(m.SecretVersion.secret_id == secret.id)
                 .order_by(m.SecretVersion.id)
             )
-            return tuple(version_record(v) for v in s.scalars(q))
+            rows = list(s.scalars(q))
+            fields = version_fields(s, (v.id for v in rows))
+            return tuple(version_record(v, fields.get(v.id, {})) for v in rows)
 
     def show(self, name: str, findings_limit: int = 20, audit_limit: int = 20) -> SecretDetail:
         with self.db.session() as s:
             secret = self._secret(s, name)
-            versions = s.scalars(
-                sa.select(m.SecretVersion)
-                .where(m.SecretVersion.secret_id == secret.id)
-                .order_by(m.SecretVersion.id)
+            versions = list(
+                s.scalars(
+                    sa.select(m.SecretVersion)
+                    .where(m.SecretVersion.secret_id == secret.id)
+                    .order_by(m.SecretVersion.id)
+                )
             )
+            fields = version_fields(s, (v.id for v in versions))
             deps = s.scalars(
                 sa.select(m.Dependent)
                 .where(m.Dependent.secret_id == secret.id)
@@ -460,7 +470,7 @@ class Inventory:
             )
             return SecretDetail(
                 secret=secret_record(secret),
-                versions=tuple(version_record(v) for v in versions),
+                versions=tuple(version_record(v, fields.get(v.id, {})) for v in versions),
                 dependents=tuple(dependent_record(d, secret.name) for d in deps),
                 open_findings=int(open_count or 0),
                 findings=tuple(finding_record(r) for r in rows),

@@ -414,7 +414,9 @@ class RotationEngine(Driver):
             fp = cur.value.fingerprint(self.fp)
             self.note(
                 run,
-                VersionSeen(VersionRole.OLD, fp, cur.version),
+                VersionSeen(
+                    VersionRole.OLD, fp, cur.version, cur.value.field_fingerprints(self.fp)
+                ),
                 detail=replace(run.detail, old_version=cur.version, old_fingerprint=fp),
             )
         if d.pending_token == run.token and d.pending:  # staged before a crash: read back
@@ -437,7 +439,7 @@ class RotationEngine(Driver):
             )
         self.note(
             run,
-            VersionSeen(VersionRole.NEW, fp, pending),
+            VersionSeen(VersionRole.NEW, fp, pending, new.value.field_fingerprints(self.fp)),
             detail=replace(run.detail, pending=pending, new_fingerprint=fp),
         )
 

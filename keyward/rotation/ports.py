@@ -403,11 +403,14 @@ class ErrorCleared:
 @dataclass(frozen=True, slots=True)
 class VersionSeen:
     """The secret's version ``identifier`` (keyed ``fingerprint``) is the rotation's ``role``
-    version: recorded once, linked to the findings that leaked it."""
+    version: recorded once, linked to the findings that leaked it. ``fields`` are the keyed
+    fingerprints of each of its fields (field -> fingerprint), so a later leak of one field
+    (the new secret key of a key pair) links back to this secret and version."""
 
     role: VersionRole
     fingerprint: str
     identifier: str
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,7 +558,8 @@ class RotatableSecrets(Protocol):
     def rotatable_by_id(self, secret_id: int) -> RotatableSecret: ...
 
     def dependents(self, secret_id: int) -> Sequence[DependentRow]:
-        """The secret's dependents, in the order they were added."""
+        """The secret's active dependents (not those discovery marked missing), in the order
+        they were added."""
         ...
 
 

@@ -75,8 +75,9 @@ def test_fingerprint_values_link_the_current_value_without_storing_it(aws: Moto,
                         Type="SecureString")  # fmt: skip
     cli.json("discover", "aws-ssm", "--fingerprint-values")
     shown = cli.json("inventory", "show", "aws-ssm/us-east-1/app/key")
-    fps = [v for v in shown["versions"] if v["identifier"].startswith("1#")]
-    assert {v["identifier"] for v in fps} == {"1#value", "1#password"}
+    (current,) = shown["versions"]  # the fingerprints are the current version's fields
+    assert current["identifier"] == "1" and current["fingerprint"]
+    assert set(current["fields"]) == {"password"}
     assert "Sup3r-Secret-Value-77" not in str(shown)
 
 

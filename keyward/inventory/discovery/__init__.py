@@ -10,12 +10,13 @@ An AWS discovery reads one account (``Scan.account``): only that account's secre
 missing by it.
 
 Values are never stored. With ``fingerprint_values`` a provider reads the current value,
-keeps only its keyed fingerprints (one per field for JSON / KV data) and forgets it.
+keeps only its keyed fingerprints (of the whole value, on the current version, and one per
+field in ``secret_fields``: :func:`value_fingerprints`) and forgets it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
+from keyward.inventory.fields import PLAIN_FIELD, record_fields
 from keyward.inventory.service import (
     Inventory,
     apply_policy,
@@ -80,6 +82,8 @@ class DiscoveredVersion:
     retired_at: datetime | None = None
     fingerprint: str | None = None
     identifier_fingerprint: str | None = None
+    # field -> keyed fingerprint (``secret_fields``; see :func:`value_fingerprints`)
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,7 @@ def _sync_versions(
         )
     }
     new_fps: list[str] = []
+    with_fields: list[tuple[m.SecretVersion, Mapping[str, str]]] = []
     for dv in versions:
         row = existing.get(dv.identifier)
         if row is None:
@@ -240,8 +245,12 @@ def _sync_versions(
         if dv.identifier_fingerprint and row.identifier_fingerprint != dv.identifier_fingerprint:
             row.identifier_fingerprint = dv.identifier_fingerprint
             new_fps.append(dv.identifier_fingerprint)
+        if dv.fields:
+            with_fields.append((row, dv.fields))
     session.flush()
-    link_findings_to_secret(session, secret, new_fps)
+    for row, fields in with_fields:
+        new_fps.extend(record_fields(session, secret.id, row.id, fields))
+    link_findings_to_secret(session, secret, sorted(set(new_fps)))
 
 
 def import_discovered(db: Database, scan: Scan, *, actor: str | None = None) -> DiscoveryResult:
@@ -304,21 +313,31 @@ def import_discovered(db: Database, scan: Scan, *, actor: str | None = None) -> 
     )
 
 
-def fingerprint_fields(value: Any, fingerprint: Any) -> dict[str, str]:
-    """Keyed fingerprints of a value: of the whole string, and of each string field of a
-    JSON object / KV map (``{"": whole, "password": ...}``). The value is not kept."""
+def value_fingerprints(
+    value: str | Mapping[str, Any], fingerprint: Callable[[str], str]
+) -> tuple[str | None, dict[str, str]]:
+    """Keyed fingerprints of a value read from a store: of the whole value, and of each of
+    its fields (``secret_fields``). A JSON object / KV map has a field per non-empty string
+    item, and its whole fingerprint is the one rotation records (sorted, compact JSON, when
+    every item is a string); any other string is the one field ``value``. The value is not
+    kept."""
     import json
 
-    out: dict[str, str] = {}
-    data = value
+    data: Any = value
     if isinstance(value, str):
-        out[""] = fingerprint(value)
         try:
             data = json.loads(value)
         except ValueError:
             data = None
-    if isinstance(data, dict):
-        for key, item in data.items():
-            if isinstance(item, str) and item:
-                out[str(key)] = fingerprint(item)
-    return out
+        if not isinstance(data, dict):
+            plain = fingerprint(value)
+            return plain, {PLAIN_FIELD: plain}
+    fields = {str(k): fingerprint(v) for k, v in data.items() if isinstance(v, str) and v}
+    whole: str | None
+    if data and all(isinstance(v, str) for v in data.values()):
+        whole = fingerprint(json.dumps(dict(data), sort_keys=True, separators=(",", ":")))
+    elif isinstance(value, str):
+        whole = fingerprint(value)
+    else:
+        whole = None
+    return whole, fields

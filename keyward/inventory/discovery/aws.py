@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -28,7 +29,7 @@ from keyward.inventory.discovery import (
     DiscoveredVersion,
     Scan,
     TagKeys,
-    fingerprint_fields,
+    value_fingerprints,
 )
 from keyward.inventory.models import SecretStatus
 from keyward.providers.settings import account_in_arn
@@ -212,14 +213,11 @@ def _sm_versions(
         )
         value = (got or {}).get("SecretString")
         if isinstance(value, str):
-            for key, fp in fingerprint_fields(value, fingerprint).items():
-                versions.append(
-                    DiscoveredVersion(
-                        identifier=f"{current_id}#{key}" if key else f"{current_id}#value",
-                        stage="AWSCURRENT",
-                        fingerprint=fp,
-                    )
-                )
+            whole, fields = value_fingerprints(value, fingerprint)
+            versions = [
+                replace(v, fingerprint=whole, fields=fields) if v.identifier == current_id else v
+                for v in versions
+            ]
         del value
     return tuple(versions)
 
@@ -309,6 +307,8 @@ def discover_iam(
                             stage="current",
                             created_at=created,
                             identifier_fingerprint=fingerprint(key_id) if fingerprint else None,
+                            # the key id is the access_key_id field of the key pair's value
+                            fields={"access_key_id": fingerprint(key_id)} if fingerprint else {},
                         ),
                     ),
                 )
@@ -441,7 +441,6 @@ def _ssm_versions(
         )
     if fingerprint is not None and entries:
         latest = int(entries[-1]["Version"])
-        latest_id = versions[-1].identifier
         got = _call(
             scan,
             f"GetParameter on {name}",
@@ -451,14 +450,8 @@ def _ssm_versions(
         )
         value = ((got or {}).get("Parameter") or {}).get("Value")
         if isinstance(value, str):
-            for key, fp in fingerprint_fields(value, fingerprint).items():
-                versions.append(
-                    DiscoveredVersion(
-                        identifier=f"{latest_id}#{key or 'value'}",
-                        stage="current",
-                        fingerprint=fp,
-                    )
-                )
+            whole, fields = value_fingerprints(value, fingerprint)
+            versions[-1] = replace(versions[-1], fingerprint=whole, fields=fields)
         del value, got
     created = _utc(entries[0].get("LastModifiedDate")) if entries else None
     return tuple(versions), created

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from keyward.inventory.discovery import (
     DiscoveredVersion,
     Scan,
     TagKeys,
-    fingerprint_fields,
+    value_fingerprints,
 )
 
 if TYPE_CHECKING:
@@ -150,12 +151,14 @@ def discover_vault(
                 ),
             )
             payload = ((read or {}).get("data") or {}).get("data") or {}
-            for key, fp in fingerprint_fields(payload, fingerprint).items():
-                versions.append(
-                    DiscoveredVersion(
-                        identifier=f"{current}#{key}", stage="current", fingerprint=fp
-                    )
-                )
+            if isinstance(payload, dict) and payload:
+                whole, fields = value_fingerprints(payload, fingerprint)
+                versions = [
+                    replace(v, fingerprint=whole, fields=fields)
+                    if v.identifier == str(current)
+                    else v
+                    for v in versions
+                ]
             del payload, read
         current_created = next(
             (v.created_at for v in versions if v.identifier == str(current)), None
