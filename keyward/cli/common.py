@@ -12,7 +12,7 @@ import click
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE, Config, cache_dir, parse_size
 from keyward.core.errors import ConfigError, KeyNotCreated
-from keyward.core.redaction import load_key
+from keyward.core.redaction import MIN_KEY_BYTES, load_key
 
 if TYPE_CHECKING:  # the scan package is imported by the commands that scan, when they run
     from keyward.scan.engine import Backend
@@ -39,7 +39,7 @@ def fingerprint_key(config: Config, *, keeps_nothing: bool = False) -> bytes:
             raise ConfigError(
                 "KEYWARD_FINGERPRINT_KEY is not hex", hint="Use 64 hex characters"
             ) from None
-        if len(key) < 16:
+        if len(key) < MIN_KEY_BYTES:
             raise ConfigError("KEYWARD_FINGERPRINT_KEY is too short", hint="Use 64 hex characters")
         return key
     try:

@@ -82,6 +82,10 @@ class Fingerprinter:
         return cls(load_key(path))
 
 
+# A shorter HMAC key would make fingerprints of short passwords cheap to guess offline.
+MIN_KEY_BYTES = 16
+
+
 def load_key(path: Path) -> bytes:
     """Load the installation key, creating it (mode 0600) on first use.
 
@@ -114,6 +118,13 @@ def load_key(path: Path) -> bytes:
             hint="Restore it from backup or delete it to start a new key "
             "(existing fingerprints will no longer match)",
         ) from None
+    if len(raw) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"The fingerprint key {path} is too short ({len(raw)} bytes; at least "
+            f"{MIN_KEY_BYTES} are needed)",
+            hint="Restore it from backup or delete it to start a new key "
+            "(existing fingerprints will no longer match)",
+        )
     return raw
 
 

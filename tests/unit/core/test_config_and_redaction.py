@@ -8,7 +8,7 @@ import pytest
 
 from keyward.core.config import Config, load_config, parse_size
 from keyward.core.errors import ConfigError, KeywardError
-from keyward.core.redaction import Fingerprinter, redact
+from keyward.core.redaction import MIN_KEY_BYTES, Fingerprinter, load_key, redact
 
 
 @pytest.mark.parametrize(
@@ -157,3 +157,17 @@ def test_config_option_naming_a_pyproject_reads_its_tool_keyward_table(tmp_path:
     path = tmp_path / "pyproject.toml"
     path.write_text('[project]\nname = "x"\n[tool.keyward.scan]\nexclude = ["a/"]\n')
     assert load_config(path).excludes() == ["a/"]
+
+
+def test_a_key_file_is_created_private_read_back_and_refused_when_too_short(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data" / "fingerprint.key"
+    key = load_key(path)
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert load_key(path) == key  # the same key on the next run
+    short = tmp_path / "short.key"
+    short.write_text("ab" * (MIN_KEY_BYTES - 1) + "\n")
+    with pytest.raises(ConfigError, match="too short") as caught:
+        load_key(short)
+    assert "ab" * 4 not in caught.value.diagnostics()  # the key is never shown
