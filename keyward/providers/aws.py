@@ -93,9 +93,11 @@ ROTATE = ClientPreset("rotate", connect_timeout=5, read_timeout=30, retry_mode="
 VERIFY = ClientPreset("verify", connect_timeout=10, read_timeout=10, retry_mode="standard",
                       max_attempts=2)  # fmt: skip
 
+# Said by every command that reaches AWS: AWS_PROFILE works for all of them; `scan` takes
+# --profile, discovery and rotation read profile from [rotation.aws].
 CREDENTIALS_HINT = (
-    "Set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or profile in "
-    "[rotation.aws], or --profile for keyward scan)"
+    "Set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --profile for "
+    "keyward scan, profile under [rotation.aws] for discovery and rotation)"
 )
 
 
