@@ -167,19 +167,30 @@ def parse_targets(text: str, *, source: str = "targets", cwd: Path | None = None
     return list(targets.values())
 
 
+# ~200,000 targets of 80 characters; a bigger file is a mistake (or /dev/zero)
+TARGETS_LIMIT = 16 * 1024 * 1024
+
+
 def read_targets(path: Path) -> list[Target]:
     """The targets of ``path`` (``-``: standard input); relative paths are relative to the
     current directory."""
     import sys
 
+    from keyward.core.userfiles import read_user_text
+
+    if str(path) != "-":
+        text = read_user_text(path, "targets file", limit=TARGETS_LIMIT, error=TargetsError,
+                              missing_hint="Check --targets")  # fmt: skip
+        return parse_targets(text, source=str(path))
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TargetsError(f"The targets file {path} does not exist",
-                           hint="Check --targets") from None  # fmt: skip
+        text = sys.stdin.read(TARGETS_LIMIT + 1)
     except (OSError, UnicodeDecodeError) as exc:
-        raise TargetsError(f"Cannot read the targets file {path} ({type(exc).__name__})") from None
-    return parse_targets(text, source=str(path))
+        raise TargetsError(f"Cannot read the targets from standard input ({type(exc).__name__})",
+                           hint="Pipe UTF-8 text, one target a line") from None  # fmt: skip
+    if len(text) > TARGETS_LIMIT:
+        raise TargetsError("The targets on standard input are larger than 16 MiB",
+                           hint="Split them into several --targets files") from None  # fmt: skip
+    return parse_targets(text, source="standard input")
 
 
 # ------------------------------------------------------------------------------ shards

@@ -99,6 +99,18 @@ def test_a_file_of_comments_only_or_missing_is_a_usage_error(tmp_path: Path) -> 
         read_targets(tmp_path / "absent.txt")
 
 
+def test_a_targets_file_that_is_a_device_or_too_large_is_refused_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(TargetsError, match="not a regular file"):
+        read_targets(Path("/dev/zero"))  # would never end if read whole
+    monkeypatch.setattr("keyward.scan.targets.TARGETS_LIMIT", 64)
+    big = tmp_path / "big.txt"
+    big.write_text("src\n" * 40)
+    with pytest.raises(TargetsError, match="larger than"):
+        read_targets(big)
+
+
 def names(n: int) -> list[Target]:
     return [Target(TargetKind.FILES, f"files:/t{i}", f"/t{i}") for i in range(n)]
 
