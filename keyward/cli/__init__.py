@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "discover": "keyward.cli.discover:discover",
     "rotate": "keyward.cli.rotate:rotate",
     "rotations": "keyward.cli.rotate:rotations",
+    "adopt": "keyward.cli.adopt:adopt",
     "daemon": "keyward.cli.daemon:daemon",
 }
 

@@ -217,6 +217,38 @@ class SecretStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedSecret:
+    """A secret a store has just created (``keyward adopt``): where it is and its first version.
+
+    ``ref`` is what a consumer names it by (Secrets Manager: the ARN; Vault: ``mount/path``)."""
+
+    name: str
+    ref: str
+    version: str
+
+
+@runtime_checkable
+class CreatableStore(Protocol):
+    """Optional part of a :class:`SecretStore`: create a secret that does not exist yet, with
+    a first (current) version and tags. ``keyward adopt`` needs it; rotation does not."""
+
+    kind: str
+
+    def create(
+        self, name: str, value: SecretValue, *, tags: Mapping[str, str], token: str
+    ) -> CreatedSecret:
+        """Create ``name`` holding ``value`` as its current version, tagged with ``tags``
+        (owner, team...: never a value). Raises ``StoreConflict`` when ``name`` exists;
+        a retry with the same ``token`` after a timeout does not create a second secret."""
+        ...
+
+    def reference_variable(self) -> str:
+        """The environment variable a Lambda function reads the secret's ``ref`` from when it
+        loads the secret itself (``KEYWARD_SECRET_ARN``, ``KEYWARD_SECRET_PATH``)."""
+        ...
+
+
 # --------------------------------------------------------------------------- Rotator
 @runtime_checkable
 class RotationNotes(Protocol):

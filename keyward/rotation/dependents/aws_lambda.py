@@ -248,6 +248,58 @@ class LambdaEnvironmentDependent:
             FunctionVersion=version,
         )
 
+    # ------------------------------------------------------------- adoption
+    def environment(self, target: DependentTarget) -> dict[str, str]:
+        """The function's environment variables now (raw values: keep them in memory only).
+        ``DependentNotFound`` when the function no longer exists."""
+        return self._env(self._config(target))
+
+    def switch_to_reference(
+        self, target: DependentTarget, held: VersionedSecret, reference: Mapping[str, str]
+    ) -> bool:
+        """Replace the bound variables of ``target`` (value mode) by ``reference`` (e.g.
+        ``KEYWARD_SECRET_ARN``) and ``KEYWARD_SECRET_VERSION`` = ``held.version``, so the
+        function loads the secret itself; every other variable is kept. Read-modify-write,
+        waiting for ``LastUpdateStatus``, then read back. Refuses (``DependentDrift``, before
+        any change) a bound variable that holds neither ``held``'s field nor nothing, and a
+        reference variable that already names something else. True if an update was made;
+        calling it again after it succeeded changes nothing."""
+        desired = {**reference, VERSION_VARIABLE: held.version}
+        env = self.environment(target)
+        for name, value in reference.items():
+            if name in env and not _same(env[name], value):
+                raise DependentDrift(
+                    f"{self._where(target)} already has {name} naming another secret",
+                    hint="keyward switches a function to one secret it loads itself; "
+                    "remove that variable first or keep this one by value (no --reference)",
+                )
+        remove: set[str] = set()
+        for b in target.bindings:
+            if b.variable not in env:
+                continue
+            if not _same(env[b.variable], held.value.get(b.field or "value")):
+                raise DependentDrift(
+                    f"Variable {b.variable} of {self._where(target)} no longer holds the "
+                    f"value of {held.name} (field {b.field or 'value'!r})",
+                    hint="It changed since it was read; nothing of this function was changed",
+                )
+            remove.add(b.variable)
+        changed = self._apply(target, desired, remove)
+        after = self.environment(target)
+        wrong = sorted(k for k, v in desired.items() if not _same(after.get(k), v))
+        left = sorted(remove & set(after))
+        if wrong or left:
+            raise DependentError(
+                f"{self._where(target)} does not hold the reference after the update "
+                f"({', '.join(wrong + left)})",
+                hint="Something else changed the function; run the adoption's --reference again",
+            )
+        log.info(
+            "%s: %s -> reference (%s)", self._where(target),
+            ", ".join(sorted(remove)) or "nothing", ", ".join(sorted(desired)),
+        )  # fmt: skip
+        return changed
+
     # --------------------------------------------------------------- protocol
     def plan(self, target: DependentTarget) -> tuple[str, ...]:
         where = self._where(target)

@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from keyward.core.errors import StoreConflict, StoreError, StoreNotFound
 from keyward.providers.aws import AwsService, aws_errors
 from keyward.providers.errors import STORE_ERRORS
-from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
+from keyward.rotation.protocols import (
+    CreatedSecret,
+    SecretDescription,
+    SecretValue,
+    VersionedSecret,
+)
 
 if TYPE_CHECKING:
     from keyward.rotation.registry import PluginContext
@@ -290,6 +295,38 @@ class SecretsManagerStore:
         if PENDING in labels:
             self._remove_pending_label(name, token)
             log.info("secret %s: pending version %s discarded", name, token)
+
+    def create(
+        self, name: str, value: SecretValue, *, tags: Mapping[str, str], token: str
+    ) -> CreatedSecret:
+        """``CreateSecret`` with the value as its ``AWSCURRENT`` version (the version id is
+        ``token``): a plain string for a single ``value`` field, else a JSON object. A retry
+        with the same token finds the secret it made (same value) instead of failing."""
+        try:
+            resp = self._call(
+                "CreateSecret",
+                name,
+                self._client.create_secret,
+                Name=name,
+                ClientRequestToken=token,
+                SecretString=encode(value, None, plain=True),
+                Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+                Description="Adopted by keyward from a hardcoded value",
+            )
+        except StoreConflict:
+            stages, meta = self._stages(name)
+            if token not in stages or not self.read_version(name, token).value.same_as(value):
+                raise StoreConflict(
+                    f"AWS Secrets Manager already has a secret named {name!r}",
+                    hint="Choose another --name, or adopt into that secret's inventory entry "
+                    "with keyward discover",
+                ) from None
+            return CreatedSecret(name, str(meta.get("ARN", "")), token)
+        log.info("secret %s: created (version %s)", name, resp["VersionId"])
+        return CreatedSecret(name, str(resp["ARN"]), str(resp["VersionId"]))
+
+    def reference_variable(self) -> str:
+        return "KEYWARD_SECRET_ARN"
 
     def list_secrets(self, prefix: str = "") -> Iterator[str]:
         kwargs: dict[str, Any] = {}

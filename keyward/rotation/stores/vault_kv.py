@@ -47,7 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from keyward.core.errors import ConfigError, KeywardError, StoreConflict, StoreNotFound
 from keyward.providers.vault import VaultCaller
-from keyward.rotation.protocols import SecretDescription, SecretValue, VersionedSecret
+from keyward.rotation.protocols import (
+    CreatedSecret,
+    SecretDescription,
+    SecretValue,
+    VersionedSecret,
+)
 
 if TYPE_CHECKING:
     from keyward.rotation.registry import PluginContext
@@ -605,6 +610,31 @@ class VaultKVStore:
         # current is the latest version again: the stages are no longer needed
         self._write_custom(name, self._without(meta.custom, LEGACY_KEYS))
         log.info("secret %s: pending version %s discarded", self._path("data", name), pending)
+
+    def create(
+        self, name: str, value: SecretValue, *, tags: Mapping[str, str], token: str
+    ) -> CreatedSecret:
+        """Write version 1 of ``name`` with check-and-set 0 (refused when the path has a
+        version), then its ``custom_metadata`` (the tags). A retry after the write finds its
+        own version 1 (same value) instead of failing."""
+        shown = self._path("data", name)
+        try:
+            version = self._write(name, value, cas=0)
+        except StoreConflict:
+            meta = self._meta(name)
+            if meta.latest != 1 or not self._read(name, 1).value.same_as(value):
+                raise StoreConflict(
+                    f"Vault already has a secret at {shown}",
+                    hint="Choose another --name",
+                ) from None
+            version = 1
+        if tags:
+            self._write_custom(name, tags)
+        log.info("secret %s: created (version %s)", shown, version)
+        return CreatedSecret(name, f"{self.mount}/{name.strip('/')}", str(version))
+
+    def reference_variable(self) -> str:
+        return "KEYWARD_SECRET_PATH"
 
     def list_secrets(self, prefix: str = "") -> Iterator[str]:
         stack = [prefix.strip("/")]
