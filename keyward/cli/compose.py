@@ -9,7 +9,7 @@ heavy (SQLAlchemy, the plugins, the provider clients) is imported when a command
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from keyward.core.config import Config
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.db import Database
+    from keyward.inventory.leaks import Leak, LeakPolicy
     from keyward.inventory.rotations import RotationRepository
     from keyward.rotation.driver import Notifier
     from keyward.rotation.engine import RotationEngine
@@ -101,3 +102,37 @@ def compose_rotation(
         notifier=notifier,
         holder=holder,
     )
+
+
+def leak_policy(config: Config) -> LeakPolicy:
+    """How ``scan --record`` and the rotation commands decide a secret's ``on_leak`` when it
+    has none: ``[rotation] on_leak``, else whether a rotator and a store plugin are
+    installed for it."""
+    from keyward.inventory import models as m
+    from keyward.inventory.leaks import LeakPolicy
+    from keyward.rotation.wiring import on_leak_setting, rotatable_plugins
+
+    default = on_leak_setting(config)
+    rotators, stores = rotatable_plugins()
+    return LeakPolicy(m.OnLeak(default) if default else None, rotators, stores)
+
+
+def report_leaks(config: Config, leaks: Sequence[Leak], actor: str) -> None:
+    """Tell the person who ran the scan (one sentence each, on stderr) and the webhook
+    (``leak.detected``; never a value) about secrets found leaked."""
+    if not leaks:
+        return
+    import click
+
+    from keyward.inventory.leaks import leak_event
+    from keyward.rotation.webhook import notifier_for
+    from keyward.rotation.wiring import RotationSettings
+
+    for leak in leaks:
+        click.echo(f"keyward: {leak.sentence()}", err=True)
+    settings = RotationSettings.from_config(config)
+    notifier = notifier_for(settings.webhook_url, settings.webhook_timeout)
+    for leak in leaks:
+        if leak.on_leak.value == "ignore":
+            continue
+        notifier.notify(leak_event(leak, actor))

@@ -20,7 +20,7 @@ from keyward.core.text import plural
 from keyward.core.textout import plain
 
 if TYPE_CHECKING:
-    from keyward.inventory.records import FindingRecord, SecretRecord
+    from keyward.inventory.records import FindingRecord, SecretDetail, SecretRecord
     from keyward.inventory.service import Inventory
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -203,6 +203,13 @@ def _secret_options(fn: F) -> F:
             "--schedule", metavar="CRON", help='Rotate on a cron schedule (UTC): "0 3 * * 1".'
         ),
         click.option(
+            "--on-leak",
+            type=click.Choice(["rotate", "alert", "ignore", "default"]),
+            help="What a leak of its current value sets off: rotate it at once (the leaked "
+            "credential revoked without a grace period), alert (webhook and audit only), "
+            "ignore; default: [rotation] on_leak, else rotate when keyward can rotate it.",
+        ),
+        click.option(
             "--value-stdin",
             is_flag=True,
             help="Read the current value from stdin to record its keyed fingerprint "
@@ -253,6 +260,7 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
             max_age_seconds=parse_duration(opts["max_age"]) if opts["max_age"] else None,
             schedule=opts["schedule"],
             fingerprint=fp,
+            on_leak=None if opts["on_leak"] in (None, "default") else opts["on_leak"],
         )
     if fmt == "json":
         _emit_json(rec.to_dict())
@@ -315,8 +323,9 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
     """Show one secret: policy, versions, dependents, findings and recent history."""
     with inventory_for(database_url) as inv:
         detail = inv.show(name)
+    leak = _leak_state(detail)
     if fmt == "json":
-        _emit_json(detail.to_dict())
+        _emit_json({**detail.to_dict(), "leak": leak})
         return
     from rich.table import Table
 
@@ -348,12 +357,19 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
     if s.attributes:
         attributes = json.dumps(s.attributes, sort_keys=True, default=str)
         lines.append(plain("attributes:   " + attributes))
+    own = "" if s.on_leak else " (default)"
+    lines.append(plain(f"on leak:      {leak['on_leak']}{own}"))
+    if leak["leaked_at"]:
+        lines.append(
+            plain(f"LEAKED since {leak['leaked_at'][:16].replace('T', ' ')} UTC", "red")
+            + plain(f": its current version is in findings {_ids(leak['findings'])}")
+        )
     lines.append(plain(f"open findings: {detail.open_findings}"))
     for line in lines:
         con.print(line)
     if detail.versions:
         t = Table(title="Versions")
-        for col in ("id", "identifier", "stage", "fingerprint", "created", "retired"):
+        for col in ("id", "identifier", "stage", "fingerprint", "created", "retired", "leaked"):
             t.add_column(col)
         for v in detail.versions:
             t.add_row(
@@ -363,6 +379,7 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
                 (v.fingerprint or "")[:12],
                 _date(v.created_at),
                 _date(v.retired_at),
+                _date(v.leaked_at),
             )
         con.print(t)
     if detail.dependents:
@@ -378,6 +395,33 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
                 e.at.strftime("%Y-%m-%d %H:%M:%S"), *map(plain, (e.actor, e.action, e.outcome))
             )
         con.print(t)
+
+
+def _ids(ids: Sequence[int]) -> str:
+    shown = ", ".join(f"#{i}" for i in ids[:10])
+    return shown + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+
+
+def _leak_state(detail: SecretDetail) -> dict[str, Any]:
+    """Its leak policy (its own, else the default) and whether its current version leaked."""
+    from keyward.cli import get_state
+    from keyward.cli.compose import leak_policy
+    from keyward.inventory import models as m
+    from keyward.inventory.fields import is_current_stage
+
+    s = detail.secret
+    own = m.OnLeak(s.on_leak) if s.on_leak else None
+    policy = leak_policy(get_state().config).effective(own, s.kind, s.store)
+    leaked = [v for v in detail.versions if v.leaked_at and is_current_stage(v.stage)]
+    ids = {v.id for v in leaked}
+    return {
+        "on_leak": policy.value,
+        "own": s.on_leak,
+        "leaked_at": min(v.leaked_at for v in leaked if v.leaked_at).isoformat()
+        if leaked
+        else None,
+        "findings": sorted(f.id for f in detail.findings if f.version_id in ids),
+    }
 
 
 @inventory.command("update", epilog=INVENTORY_EPILOG)
@@ -414,6 +458,8 @@ def inventory_update(
             changes[key] = opts[key]
     if opts["account"] is not None:
         changes["account"] = account_id(opts["account"])
+    if opts["on_leak"] is not None:
+        changes["on_leak"] = None if opts["on_leak"] == "default" else opts["on_leak"]
     if rename:
         changes["name"] = rename
     if status:
@@ -608,9 +654,12 @@ def _findings_table(rows: Sequence[FindingRecord], title: str | None = None) -> 
     for col in cols:
         t.add_column(col)
     for f in rows:
+        state = f.state
+        if f.state == "remediated" and f.remediated_rotation_id is not None:
+            state = f"remediated (rotation {f.remediated_rotation_id})"
         t.add_row(
             str(f.id),
-            *map(plain, (f.state, f.rule_id, f.target, f.where(), f.preview, f.owner, f.secret)),
+            *map(plain, (state, f.rule_id, f.target, f.where(), f.preview, f.owner, f.secret)),
             _date(f.last_seen_at),
         )
     return t
@@ -624,10 +673,11 @@ def findings() -> None:
 @findings.command("list", epilog=FINDINGS_EPILOG)
 @click.option(
     "--state",
-    type=click.Choice(["open", "ignored", "resolved", "all"]),
+    type=click.Choice(["open", "ignored", "resolved", "remediated", "all"]),
     default="open",
     show_default=True,
-    help="Findings in this state (resolved: gone from a later scan).",
+    help="Findings in this state (resolved: gone from a later scan; remediated: the leaked "
+    "value was revoked by a rotation).",
 )
 @click.option("--owner", help="Effective owner (linked secret's owner, else CODEOWNERS/blame).")
 @click.option("--rule", help="Rule id.")

@@ -450,7 +450,9 @@ def _verify(result: ScanResult, cfg: Config) -> None:
 
 def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str | None) -> None:
     """--record: the inventory (and SQLAlchemy) is imported only here."""
+    from keyward.cli.compose import leak_policy, report_leaks
     from keyward.inventory.recording import default_target, record_scan_result
+    from keyward.inventory.service import default_actor
 
     roots = list(result.roots or [])
     repo = request.repository if request.names_repository else None
@@ -467,6 +469,7 @@ def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str |
         full=not request.staged,
         git_repo=repo,
         min_confidence=request.min_confidence,
+        leak_policy=leak_policy(cfg),
     )
     # the report counted suppressed findings apart ("1 allowed inline"): so does this line
     reported = summary.recorded - summary.ignored
@@ -476,6 +479,7 @@ def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str |
         f"({summary.new} new, {summary.resolved} resolved, {summary.linked} linked to secrets)",
         err=True,
     )
+    report_leaks(cfg, summary.leaks, default_actor())
 
 
 def _report_skipped(result: ScanResult, verbose: bool) -> None:

@@ -182,7 +182,7 @@ def scan_targets(
                     result = _scan_one(request, engine)
                     summary = ""
                     if db is not None:
-                        summary = _record(db, result, request, target, base)
+                        summary = _record(db, result, request, target, base, cfg)
             except KeywardError as err:
                 failed.append(int(err.exit_code))
                 click.echo(f"keyward: {target.name} not scanned: {err.diagnostics()}", err=True)
@@ -226,12 +226,20 @@ def _open_inventory(cfg: Config) -> Database:
 
 
 def _record(
-    db: Database, result: ScanResult, request: ScanRequest, target: Target, base: ScanRequest
+    db: Database,
+    result: ScanResult,
+    request: ScanRequest,
+    target: Target,
+    base: ScanRequest,
+    cfg: Config,
 ) -> str:
-    """Record one target's findings under its name; a short summary for its line."""
+    """Record one target's findings under its name; a short summary for its line (and a
+    sentence for each secret found leaked)."""
+    from keyward.cli.compose import leak_policy, report_leaks
     from keyward.core.redaction import Fingerprinter
     from keyward.inventory.ownership import OwnershipResolver
     from keyward.inventory.recording import record_findings
+    from keyward.inventory.service import default_actor
 
     summary = record_findings(
         db,
@@ -243,7 +251,9 @@ def _record(
         ownership=OwnershipResolver(blame=True),
         git_repo=request.repository if request.git else None,
         min_confidence=base.min_confidence,
+        leak_policy=leak_policy(cfg),
     )
+    report_leaks(cfg, summary.leaks, default_actor())
     return f" (recorded {summary.recorded}: {summary.new} new, {summary.resolved} resolved)"
 
 

@@ -240,7 +240,7 @@ SETTINGS: Schema = {
     "rotation": {
         "grace_period": True, "deactivate_after": True, "lease_ttl": True,
         "kept_in_use_retry": True, "retry_backoff": True, "webhook_url": True,
-        "webhook_timeout": True,
+        "webhook_timeout": True, "on_leak": True,
         "aws": _AWS, "vault": _VAULT,
         "stores": None, "rotators": None, "dependents": None, "secrets": None,
     },

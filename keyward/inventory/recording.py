@@ -19,17 +19,18 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
 from keyward.core.redaction import Fingerprinter
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
-from keyward.inventory.fields import fields_by_fingerprint
+from keyward.inventory.fields import fields_by_fingerprint, is_current_stage
+from keyward.inventory.leaks import Leak, LeakPolicy, mark_leaks
 from keyward.inventory.ownership import OwnershipResolver, author_email
 from keyward.inventory.service import Inventory
 from keyward.scan.model import Confidence
@@ -51,6 +52,8 @@ class RecordSummary:
     linked: int
     seconds: float
     ignored: int = 0  # of ``recorded``: suppressed in the scan (inline allow, baseline)
+    # secrets whose current version this recording found for the first time
+    leaks: tuple[Leak, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class RecordSummary:
             "new": self.new,
             "resolved": self.resolved,
             "linked": self.linked,
+            "leaked": [leak.secret for leak in self.leaks],
             "seconds": round(self.seconds, 3),
         }
 
@@ -113,14 +117,38 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str, tuple[int, Any]]:
-    """fingerprint -> (secret id, secret owner) for versions, identifiers or fields of
-    versions we know."""
-    found: dict[str, tuple[int, Any]] = {}
+class _Link(NamedTuple):
+    """What a finding's fingerprint matched: a secret, its owner, and the version."""
+
+    secret_id: int
+    owner: str | None
+    version_id: int | None
+    current: bool
+
+
+def _better(old: _Link | None, new: _Link) -> bool:
+    """Several versions may hold a value (the same value kept by two secrets, or rows an
+    older keyward wrote): the current one wins, then the newest."""
+    if old is None:
+        return True
+    if new.current != old.current:
+        return new.current
+    return (new.version_id or 0) > (old.version_id or 0)
+
+
+def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str, _Link]:
+    """fingerprint -> the secret version (or a field of one: ``secret_fields``) or access key
+    id it is, with the secret's owner; a current version first."""
+    found: dict[str, _Link] = {}
     v, s = m.SecretVersion, m.Secret
-    cols = sa.select(v.fingerprint, v.identifier_fingerprint, v.secret_id, s.owner).join(
-        s, s.id == v.secret_id
-    )
+
+    def add(key: str, link: _Link) -> None:
+        if key in fingerprints and _better(found.get(key), link):
+            found[key] = link
+
+    cols = sa.select(
+        v.fingerprint, v.identifier_fingerprint, v.secret_id, s.owner, v.id, v.stage
+    ).join(s, s.id == v.secret_id)
     versions = int(session.scalar(sa.select(sa.func.count()).select_from(v)) or 0)
     if versions <= max(len(fingerprints), 10_000):  # cheaper to read them all once
         queries = [
@@ -131,16 +159,36 @@ def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str
             cols.where(sa.or_(v.fingerprint.in_(chunk), v.identifier_fingerprint.in_(chunk)))
             for chunk in _chunks(sorted(fingerprints), IN_CHUNK)
         ]
-    for q in queries:
-        for fp, ifp, sid, owner in session.execute(q):
+    for vq in queries:
+        for fp, ifp, sid, owner, vid, stage in session.execute(vq):
+            link = _Link(sid, owner, vid, is_current_stage(stage))
             for key in (fp, ifp):
-                if key in fingerprints:
-                    found.setdefault(key, (sid, owner))
+                if key is not None:
+                    add(key, link)
     # a field of a version (the new secret key a rotation made, a discovered password)
-    rest = fingerprints - set(found)
-    for fp, matches in fields_by_fingerprint(session, rest).items():
-        found[fp] = (matches[0].secret_id, matches[0].owner)
+    for ffp, matches in fields_by_fingerprint(session, fingerprints).items():
+        for fm in matches:
+            add(ffp, _Link(fm.secret_id, fm.owner, fm.version_id, fm.current))
     return found
+
+
+def _remediated(
+    session: sa.orm.Session, version_ids: set[int]
+) -> dict[int, tuple[int | None, datetime | None]]:
+    """version id -> (rotation, time) that remediated its findings, for versions already
+    revoked: a new finding of a revoked value is remediated from the start."""
+    out: dict[int, tuple[int | None, datetime | None]] = {}
+    f = m.Finding
+    for chunk in _chunks(sorted(version_ids), IN_CHUNK):
+        q = (
+            sa.select(f.version_id, f.remediated_rotation_id, f.remediated_at)
+            .where(f.version_id.in_(list(chunk)), f.state == m.FindingState.REMEDIATED)
+            .order_by(f.id)
+        )
+        for vid, rid, at in session.execute(q):
+            if vid is not None:
+                out.setdefault(int(vid), (rid, at))
+    return out
 
 
 def _upsert(dialect: str) -> Any:
@@ -158,6 +206,7 @@ def _upsert(dialect: str) -> Any:
     c = table.c
     resolved = m.FindingState.RESOLVED.value
     ignored = m.FindingState.IGNORED.value
+    remediated = m.FindingState.REMEDIATED.value
     return stmt.on_conflict_do_update(
         index_elements=[c.identity],
         set_={
@@ -178,13 +227,23 @@ def _upsert(dialect: str) -> Any:
                 (c.secret_id.is_not(None), c.owner),
                 else_=sa.func.coalesce(ex.owner, c.owner),
             ),
-            # resolved and seen again -> reopened; suppressed now -> ignored; else unchanged
+            # remediated stays remediated (its value was revoked: finding it again reopens
+            # nothing); resolved and seen again -> reopened; suppressed now -> ignored; else
+            # unchanged
             "state": sa.case(
+                (c.state == remediated, c.state),
                 (sa.or_(c.state == resolved, ex.state == ignored), ex.state),
                 else_=c.state,
             ),
-            "state_reason": sa.case((c.state == ignored, c.state_reason), else_=ex.state_reason),
+            "state_reason": sa.case(
+                (sa.or_(c.state == ignored, c.state == remediated), c.state_reason),
+                else_=ex.state_reason,
+            ),
             "resolved_at": sa.case((c.state == resolved, None), else_=c.resolved_at),
+            "version_id": sa.case(
+                (c.state == remediated, c.version_id),
+                else_=sa.func.coalesce(ex.version_id, c.version_id),
+            ),
         },
     )
 
@@ -216,6 +275,9 @@ COLUMNS = (
     "secret_id",
     "code_owner",
     "owner",
+    "version_id",
+    "remediated_at",
+    "remediated_rotation_id",
 )
 
 
@@ -290,11 +352,14 @@ def record_findings(
     git_repo: Path | None = None,
     actor: str | None = None,
     min_confidence: Confidence | None = None,
+    leak_policy: LeakPolicy | None = None,
 ) -> RecordSummary:
     """Upsert ``findings`` under ``target``; with ``full``, resolve the ones not seen.
 
     ``min_confidence``: the scan reported only findings at or above it, so only recorded
-    findings at or above it can be resolved (the scan did not look for the others)."""
+    findings at or above it can be resolved (the scan did not look for the others).
+    A finding of a secret's current version makes it leaked (:mod:`keyward.inventory.leaks`,
+    decided with ``leak_policy``); the summary's ``leaks`` are the new ones."""
     started = time.perf_counter()
     now = m.utcnow()
     by_identity: dict[str, Finding] = {}
@@ -317,8 +382,11 @@ def record_findings(
     with db.session() as session:
         wanted = {f.fingerprint for f in by_identity.values()} | set(companions.values())
         known = _known_versions(session, wanted)
+        revoked = _remediated(
+            session, {k.version_id for k in known.values() if k.version_id and not k.current}
+        )
         rows = [
-            _row(ident, f, target, now, companions.get(ident), owners.get(ident), known)
+            _row(ident, f, target, now, companions.get(ident), owners.get(ident), known, revoked)
             for ident, f in by_identity.items()
         ]
         linked = sum(1 for r in rows if r["secret_id"] is not None)
@@ -341,10 +409,25 @@ def record_findings(
                 .values(state=m.FindingState.RESOLVED, resolved_at=now)
             )
             resolved = int(getattr(result, "rowcount", 0) or 0)
+        leaks = mark_leaks(
+            session,
+            target[:1024],
+            {r["version_id"] for r in rows if r["version_id"] is not None},
+            now,
+            leak_policy or LeakPolicy(),
+            inv.actor,
+        )
         new = len(new_ones)
         ignored = sum(1 for f in by_identity.values() if f.suppressed_by)
         summary = RecordSummary(
-            target, len(rows), new, resolved, linked, time.perf_counter() - started, ignored
+            target,
+            len(rows),
+            new,
+            resolved,
+            linked,
+            time.perf_counter() - started,
+            ignored,
+            tuple(leaks),
         )
         inv.append_audit(
             session,
@@ -353,9 +436,7 @@ def record_findings(
             target,
             detail={k: v for k, v in summary.to_dict().items() if k != "target"},
         )
-    return RecordSummary(
-        target, len(rows), new, resolved, linked, time.perf_counter() - started, ignored
-    )
+    return replace(summary, seconds=time.perf_counter() - started)
 
 
 def _row(
@@ -365,11 +446,17 @@ def _row(
     now: datetime,
     companion_fp: str | None,
     owner_author: tuple[str | None, str | None] | None,
-    known: dict[str, tuple[int, Any]],
+    known: dict[str, _Link],
+    revoked: dict[int, tuple[int | None, datetime | None]],
 ) -> dict[str, Any]:
     loc = f.location
     link = known.get(f.fingerprint) or (known.get(companion_fp) if companion_fp else None)
     code_owner, author = owner_author or (None, None)
+    state = m.FindingState.IGNORED.value if f.suppressed_by else m.FindingState.OPEN.value
+    reason = f"suppressed ({f.suppressed_by})" if f.suppressed_by else None
+    remedy = revoked.get(link.version_id) if link and link.version_id else None
+    if remedy is not None:  # a value already revoked: nothing to do about it
+        state, reason = m.FindingState.REMEDIATED.value, f"revoked by rotation {remedy[0]}"
     author = author or author_email(loc.author)
     return {
         "identity": ident,
@@ -393,11 +480,14 @@ def _row(
         "first_seen_at": now,
         "last_seen_at": now,
         "resolved_at": None,
-        "state": m.FindingState.IGNORED.value if f.suppressed_by else m.FindingState.OPEN.value,
-        "state_reason": f"suppressed ({f.suppressed_by})" if f.suppressed_by else None,
-        "secret_id": link[0] if link else None,
+        "state": state,
+        "state_reason": reason,
+        "secret_id": link.secret_id if link else None,
         "code_owner": code_owner,
-        "owner": (link[1] if link and link[1] else None) or code_owner,
+        "owner": (link.owner if link and link.owner else None) or code_owner,
+        "version_id": link.version_id if link else None,
+        "remediated_at": remedy[1] if remedy else None,
+        "remediated_rotation_id": remedy[0] if remedy else None,
     }
 
 
@@ -453,6 +543,7 @@ def record_scan_result(
     blame: bool = True,
     git_repo: Path | None = None,
     min_confidence: Confidence | None = None,
+    leak_policy: LeakPolicy | None = None,
 ) -> RecordSummary:
     """What ``keyward scan --record`` calls: open (and migrate) the inventory and record."""
     from keyward.inventory.db import open_database
@@ -469,6 +560,7 @@ def record_scan_result(
             ownership=OwnershipResolver(blame=blame),
             git_repo=git_repo,
             min_confidence=min_confidence,
+            leak_policy=leak_policy,
         )
     finally:
         db.close()

@@ -88,6 +88,8 @@ class SecretRecord(_AsDict):
     schedule: str | None
     rotation_due_at: datetime | None
     updated_at: datetime
+    # its own leak policy (rotate, alert, ignore); None: the configured default
+    on_leak: str | None = None
 
     def age_seconds(self, now: datetime) -> int:
         return max(0, int((now - (self.last_rotated_at or self.created_at)).total_seconds()))
@@ -107,6 +109,7 @@ class VersionRecord(_AsDict):
     retired_at: datetime | None
     # field -> keyed fingerprint (``secret_fields``): what dependents and findings match
     fields: dict[str, str] = field(default_factory=dict)
+    leaked_at: datetime | None = None  # when a finding first matched it
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,9 @@ class FindingRecord(_AsDict):
     code_owner: str | None
     author: str | None
     account: str | None = None
+    version_id: int | None = None  # the secret version its value is
+    remediated_at: datetime | None = None  # its value revoked by rotation ...
+    remediated_rotation_id: int | None = None
 
     def where(self) -> str:
         parts: list[str] = []

@@ -55,6 +55,7 @@ UPDATABLE = frozenset(
         "max_age_seconds",
         "schedule",
         "name",
+        "on_leak",
     }
 )
 
@@ -112,6 +113,9 @@ FINDING_COLUMNS = (
     m.Finding.code_owner,
     m.Finding.author,
     m.Finding.account,
+    m.Finding.version_id,
+    m.Finding.remediated_at,
+    m.Finding.remediated_rotation_id,
 )
 
 
@@ -243,6 +247,7 @@ class Inventory:
         schedule: str | None = None,
         fingerprint: str | None = None,
         source: str = "manual",
+        on_leak: str | None = None,
     ) -> SecretRecord:
         """Add a secret; ``fingerprint`` (of its current value) records a first version.
 
@@ -282,6 +287,7 @@ class Inventory:
                 max_age_seconds=max_age_seconds,
                 schedule=validate_schedule(schedule) if schedule else None,
                 source=source,
+                on_leak=m.OnLeak(on_leak) if on_leak else None,
             )
             if created_at is not None:
                 secret.created_at = created_at
@@ -351,6 +357,8 @@ class Inventory:
                 changes["account"] = _check_account(changes["account"])
             if "status" in changes:
                 changes["status"] = m.SecretStatus(changes["status"])
+            if "on_leak" in changes:
+                changes["on_leak"] = m.OnLeak(changes["on_leak"]) if changes["on_leak"] else None
             changed = sorted(k for k, v in changes.items() if getattr(secret, k) != v)
             for key, value in changes.items():
                 setattr(secret, key, value)

@@ -194,12 +194,10 @@ class Worker:
         store plugin (e.g. a discovered IAM key, store "aws-iam"), which would fail at every
         lease expiry. Found once per tick."""
         if self._plugin_names is None:
-            from keyward.rotation.registry import PluginGroup, available
-            from keyward.rotation.wiring import STORE_ALIASES
+            from keyward.rotation.wiring import rotatable_plugins
 
-            stores = set(available(PluginGroup.STORES))
-            aliases = {a for a, kind in STORE_ALIASES.items() if kind in stores}
-            self._plugin_names = (available(PluginGroup.ROTATORS), stores | aliases)
+            rotators, stores = rotatable_plugins()
+            self._plugin_names = (sorted(rotators), set(stores))
         return self._plugin_names
 
     def _release(self, job: _Job) -> None:

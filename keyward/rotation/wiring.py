@@ -92,6 +92,9 @@ class RotationSettings:
     retry_backoff: timedelta = timedelta(minutes=5)
     webhook_url: str | None = None
     webhook_timeout: float = 5.0
+    # what a leak of a secret's current version sets off when the secret says nothing:
+    # "rotate", "alert" or "ignore"; None: rotate when keyward can rotate it, else alert
+    on_leak: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> RotationSettings:
@@ -117,7 +120,35 @@ class RotationSettings:
             webhook_timeout=config.number(
                 "rotation", "webhook_timeout", d.webhook_timeout, minimum=0.1
             ),
+            on_leak=on_leak_setting(config),
         )
+
+
+ON_LEAK_CHOICES = ("rotate", "alert", "ignore")
+
+
+def on_leak_setting(config: Config) -> str | None:
+    """``[rotation] on_leak`` (or ``KEYWARD_ON_LEAK``): rotate, alert or ignore."""
+    value = config.get("rotation", "on_leak")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in ON_LEAK_CHOICES:
+        raise ConfigError(
+            f"[rotation] on_leak {value!r} is not one of {', '.join(ON_LEAK_CHOICES)}",
+            hint="Use rotate (rotate a leaked secret at once), alert (webhook and audit only) "
+            "or ignore",
+        )
+    return value.strip().lower()
+
+
+def rotatable_plugins() -> tuple[frozenset[str], frozenset[str]]:
+    """What keyward can rotate here: the rotator kinds and the store names (with their
+    aliases) installed as plugins (nothing is imported)."""
+    from keyward.rotation.registry import PluginGroup, available
+
+    stores = set(available(PluginGroup.STORES))
+    aliases = {a for a, kind in STORE_ALIASES.items() if kind in stores}
+    return frozenset(available(PluginGroup.ROTATORS)), frozenset(stores | aliases)
 
 
 def _table(config: Config, *path: str) -> dict[str, Any]:

@@ -117,3 +117,17 @@ def test_settings_and_per_secret_options_come_from_the_config_file(tmp_path: Pat
     assert plugin_options(config, "rotators", "random", "app/key", per_secret)["length"] == 96
     with pytest.raises(ConfigError, match="not a duration"):
         RotationSettings.from_config(Config({"rotation": {"grace_period": "soon"}}))
+
+
+def test_on_leak_is_read_from_the_config_file_or_environment_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "keyward.toml"
+    path.write_text('[rotation]\non_leak = "Alert"\n')
+    assert RotationSettings.from_config(load_config(path)).on_leak == "alert"
+    assert RotationSettings.from_config(Config()).on_leak is None
+    monkeypatch.setenv("KEYWARD_ON_LEAK", "ignore")
+    assert RotationSettings.from_config(load_config(path)).on_leak == "ignore"
+    monkeypatch.setenv("KEYWARD_ON_LEAK", "sometimes")
+    with pytest.raises(ConfigError, match=r"on_leak 'sometimes' is not one of rotate, alert"):
+        RotationSettings.from_config(Config())
