@@ -1,7 +1,10 @@
 """The ``keyward`` command line: thin commands that parse, call a service and render.
 
-Sub-commands are loaded lazily so that ``keyward hook`` and ``keyward scan`` import only what
-they need. One error boundary turns a :class:`KeywardError` into one plain sentence on stderr
+:func:`main` is the console entry point. The pre-commit hook's plain case (``keyward hook
+FILES...``, as pre-commit runs it on every commit) is parsed from the arguments without
+importing click (:mod:`keyward.cli.hookrun`); everything else goes to the click application,
+:mod:`keyward.cli.app`, whose names (``cli``, ``get_state``...) are also reachable from here.
+Both share one error boundary: a :class:`KeywardError` becomes one plain sentence on stderr
 and a documented exit code; ``--debug`` shows the traceback too (the exit code stays).
 
 Exit codes: 0 clean, 1 findings, 2 usage or configuration error, 3 a backend unavailable or
@@ -10,162 +13,90 @@ refused.
 
 from __future__ import annotations
 
-import importlib
-import logging
 import sys
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import click
-
-from keyward import __version__
-from keyward.core.config import Config, load_config
-from keyward.core.errors import ExitCode, KeywardError
-
-# command name -> "module:attribute"; modules are imported only when the command runs.
-COMMANDS: dict[str, str] = {
-    "scan": "keyward.cli.scan:scan",
-    "rules": "keyward.cli.rules:rules",
-    "baseline": "keyward.cli.baseline:baseline",
-    "hook": "keyward.cli.hook:hook",
-    "db": "keyward.cli.db:db",
-    "inventory": "keyward.cli.inventory:inventory",
-    "dependents": "keyward.cli.inventory:dependents",
-    "findings": "keyward.cli.inventory:findings",
-    "discover": "keyward.cli.discover:discover",
-    "rotate": "keyward.cli.rotate:rotate",
-    "rotations": "keyward.cli.rotate:rotations",
-    "adopt": "keyward.cli.adopt:adopt",
-    "daemon": "keyward.cli.daemon:daemon",
-}
-
-EPILOG = """\b
-Exit codes: 0 no findings, 1 findings, 2 usage or configuration error,
-3 a backend (cloud API, Vault, database) unavailable or refused.
-"""
-
-
-@dataclass
-class State:
-    """Per-invocation state handed to commands (no globals)."""
-
-    config_path: Path | None = None
-    debug: bool = False
-    verbose: bool = False
-    _config: Config | None = field(default=None, repr=False)
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-        return self._config
-
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(COMMANDS) | set(self.commands))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # not built yet in this version
-                return None
-            raise
-        cmd = getattr(module, attr)
-        assert isinstance(cmd, click.Command)
-        return cmd
-
-
-@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="keyward")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default: ./keyward.toml or [tool.keyward] in ./pyproject.toml).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
-    """Find hardcoded secrets, keep an inventory of them, and rotate them.
-
-    \b
-    Examples:
-      keyward scan .                      scan the current directory
-      keyward scan --format sarif -o keyward.sarif src/
-      keyward baseline create             record today's findings as known
-      keyward rules list                  show every active rule
-    """
-    from keyward.core.logging import configure
-
-    configure(logging.DEBUG if debug else logging.WARNING)
-    ctx.obj = State(config_path=config_path, debug=debug)
-
-
-def _print_traceback() -> None:
-    """The current exception's traceback on stderr, scrubbed like every log line."""
-    from keyward.core.logging import scrub
-
-    click.echo(scrub(traceback.format_exc()).rstrip("\n"), err=True)
+# names of the click application, imported (with click) only when asked for
+_APP_NAMES = frozenset(
+    {"COMMANDS", "EPILOG", "LazyGroup", "State", "cli", "echo_err", "exit_with", "get_state",
+     "state"}
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point with the single error boundary."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Console entry point: the hook's plain case here, the rest through click."""
+    from keyward.cli.hookrun import hook_args, run_hook
+
+    args = hook_args(sys.argv[1:] if argv is None else argv)
+    if args is not None:
+        run_hook(args)
+    from keyward.cli.app import main as app_main
+
+    app_main(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _APP_NAMES:
+        from keyward.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ------------------------------------------------------------------ the error boundary
+_ANSI: Any = None
+
+
+def write_err(message: str) -> None:
+    """``message`` and a newline on stderr, as ``click.echo(message, err=True)`` writes it
+    (ANSI styles removed when stderr is not a terminal)."""
+    global _ANSI
+    out = sys.stderr
     try:
-        rc = cli.main(args=argv, prog_name="keyward", standalone_mode=False)
-    except KeywardError as exc:
+        tty = out.isatty()
+    except Exception:
+        tty = False
+    if not tty and "\033" in message:
+        if _ANSI is None:
+            import re
+
+            _ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")  # click's strip_ansi
+        message = _ANSI.sub("", message)
+    out.write(message + "\n")
+    out.flush()
+
+
+def print_traceback() -> None:
+    """The current exception's traceback on stderr, scrubbed like every log line."""
+    from keyward.core.logging import scrub
+
+    write_err(scrub(traceback.format_exc()).rstrip("\n"))
+
+
+def fail(exc: BaseException, *, debug: bool) -> NoReturn:
+    """Exit as the error boundary does for an exception a command raised: a
+    :class:`KeywardError` with its diagnostics and exit code, anything else as an internal
+    error (exit 2); ``debug`` prints the traceback as well."""
+    from keyward.core.errors import ExitCode, KeywardError
+
+    if isinstance(exc, KeywardError):
         if debug:  # the traceback as well, never instead of the documented exit code
-            _print_traceback()
-        click.echo(f"keyward: error: {exc.diagnostics()}", err=True)
+            print_traceback()
+        write_err(f"keyward: error: {exc.diagnostics()}")
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Abort:
-        click.echo("keyward: aborted", err=True)
+    if isinstance(exc, KeyboardInterrupt):
+        write_err("keyward: interrupted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(int(ExitCode.USAGE))
-    except KeyboardInterrupt:
-        click.echo("keyward: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         sys.exit(int(ExitCode.OK))
-    except Exception as exc:
-        if debug:
-            _print_traceback()
-        from keyward.core.logging import scrub
+    if debug:
+        print_traceback()
+    from keyward.core.logging import scrub
 
-        how = "" if debug else "re-run with --debug for the traceback, and "
-        click.echo(
-            f"keyward: internal error: {type(exc).__name__}: {scrub(str(exc))[:300]} "
-            f"({how}please report it)",
-            err=True,
-        )
-        sys.exit(int(ExitCode.USAGE))
-    sys.exit(int(rc) if isinstance(rc, int) else 0)
-
-
-def state(ctx: click.Context) -> State:
-    obj = ctx.find_object(State)
-    return obj if obj is not None else State()
-
-
-def get_state() -> State:
-    return state(click.get_current_context())
-
-
-def echo_err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def exit_with(code: ExitCode | int) -> Any:
-    click.get_current_context().exit(int(code))
+    how = "" if debug else "re-run with --debug for the traceback, and "
+    write_err(
+        f"keyward: internal error: {type(exc).__name__}: {scrub(str(exc))[:300]} "
+        f"({how}please report it)"
+    )
+    sys.exit(int(ExitCode.USAGE))

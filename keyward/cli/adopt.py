@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from keyward.cli import EPILOG, get_state
+from keyward.cli.app import EPILOG, get_state
 from keyward.cli.common import format_option, rules_option
 from keyward.cli.db import database_option
 

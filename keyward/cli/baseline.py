@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from keyward.cli import EPILOG, get_state
+from keyward.cli.app import EPILOG, get_state
 from keyward.cli.common import (
     engine_spec,
     excludes_setting,

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from keyward.cli import EPILOG, get_state
+from keyward.cli.app import EPILOG, get_state
 from keyward.cli.db import database_option, open_db
 
 DAEMON_EPILOG = (

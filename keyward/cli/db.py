@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from keyward.cli import EPILOG, get_state
+from keyward.cli.app import EPILOG, get_state
 from keyward.cli.common import confirm, format_option
 
 if TYPE_CHECKING:

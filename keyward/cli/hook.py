@@ -1,30 +1,28 @@
 """``keyward hook``: the pre-commit entry point, and ``keyward hook install``.
 
-This path is imported on every commit, so it stays light: no process pool, no rich, no cloud
-or database libraries. It runs the same request and runner as ``keyward scan --staged``: only
-the lines added in the index (of the files pre-commit names), inline allows and the baseline;
-when it blocks a commit it says where, which rule, and the three ways out.
+The scan and the blocked-commit message live in :mod:`keyward.cli.hookrun`, which also runs
+the plain ``keyward hook FILE...`` of pre-commit without click; these click commands answer
+everything else (``--help``, ``install``, usage errors). The scan runs the same request and
+runner as ``keyward scan --staged``: only the lines added in the index (of the files
+pre-commit names), inline allows and the baseline; when it blocks a commit it says where,
+which rule, and the three ways out. No process pool, no rich, no cloud or database library.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
 
 import click
 
-from keyward.cli import get_state
+from keyward.cli.app import get_state
+from keyward.cli.hookrun import DEFAULT_BASELINE, run_staged_scan, scan_and_report, write_blocked
 from keyward.core.errors import ConfigError, ExitCode
 
-if TYPE_CHECKING:
-    from keyward.scan.model import Finding
-    from keyward.scan.result import ScanResult
+__all__ = ["DEFAULT_BASELINE", "HOOK_MARKER", "hook", "run_staged_scan", "write_blocked"]
 
 HOOK_MARKER = "installed by `keyward hook install`"
-DEFAULT_BASELINE = ".secrets.baseline"
 
 
 class _HookGroup(click.Group):
@@ -107,111 +105,14 @@ def scan_staged(
     all_staged: bool = False,
 ) -> None:
     """Scan the staged lines of FILES (all staged changes when none are given)."""
-    findings, result = run_staged_scan(
-        Path("."),
+    code = scan_and_report(
+        get_state().config,
         None if all_staged or not files else list(files),
         baseline=baseline,
         rule_files=rule_files,
     )
-    if findings:
-        write_blocked(findings, sys.stderr, staged=_staged_paths(result.repository))
+    if code:
         sys.exit(int(ExitCode.FINDINGS))
-
-
-def run_staged_scan(
-    repo_path: Path,
-    files: Sequence[str] | None,
-    *,
-    baseline: Path | None = None,
-    rule_files: Sequence[Path] = (),
-) -> tuple[list[Finding], ScanResult]:
-    """Scan staged changes the way ``keyward scan --staged`` does (one request, one runner);
-    return the unsuppressed findings (in report order) and the result."""
-    from keyward.cli.common import (
-        excludes_setting,
-        light_engine_spec,
-        max_file_size_setting,
-        min_confidence_setting,
-    )
-    from keyward.scan.baseline import apply_baseline
-    from keyward.scan.request import ScanRequest
-    from keyward.scan.runner import run_scan
-
-    cfg = get_state().config
-    request = ScanRequest(
-        engine=light_engine_spec(cfg, rule_files),
-        paths=(repo_path,),
-        staged=True,
-        staged_files=None if files is None else tuple(files),
-        exclude=excludes_setting(cfg),  # scan.exclude / KEYWARD_EXCLUDE, as for `keyward scan`
-        max_file_size=max_file_size_setting(cfg),
-        min_confidence=min_confidence_setting(cfg),  # KEYWARD_MIN_CONFIDENCE, [scan]
-    )
-    engine = request.engine.build()
-    result = run_scan(request, engine=engine)
-    # --baseline > KEYWARD_BASELINE > scan.baseline in the config > .secrets.baseline at the root
-    base_path = (
-        baseline or cfg.path_setting("scan", "baseline") or _default_baseline(result.repository)
-    )
-    if base_path is not None:
-        apply_baseline(result, base_path, engine.rules)
-    return result.reported, result
-
-
-def _default_baseline(root: Path | None) -> Path | None:
-    candidate = (root or Path(".")) / DEFAULT_BASELINE
-    return candidate if candidate.is_file() else None
-
-
-def _staged_paths(root: Path | None) -> frozenset[str] | None:
-    """Paths with staged changes (relative to the repository top), None when git cannot say."""
-    from keyward.core.errors import KeywardError
-    from keyward.scan.sources.git import open_repo
-
-    try:
-        out = open_repo(root or Path(".")).run("diff", "--cached", "--name-only", "-z")
-    except KeywardError:
-        return None
-    return frozenset(p.decode("utf-8", "backslashreplace") for p in out.split(b"\0") if p)
-
-
-def write_blocked(
-    findings: Sequence[Finding], out: IO[str], *, staged: frozenset[str] | None = None
-) -> None:
-    """The message that explains a blocked commit (no raw values, ever).
-
-    ``staged``: the paths with staged changes. Files named by pre-commit but not staged
-    (``pre-commit run --all-files``) were scanned whole, and no commit is being made."""
-    n = len(findings)
-    noun = "secret" if n == 1 else "secrets"
-    in_staged = n if staged is None else sum(1 for f in findings if f.location.path in staged)
-    if in_staged == n:
-        head = f"keyward: commit blocked: {n} {noun} in the staged changes"
-    elif in_staged == 0:
-        head = (
-            f"keyward: {n} {noun} in the files checked (they are not staged, so each was "
-            "scanned whole)"
-        )
-    else:
-        head = f"keyward: commit blocked: {n} {noun} in the staged changes and the files checked"
-    lines = [head, ""]
-    for f in findings:
-        loc = f.location
-        where = f"{loc.path}:{loc.line}" if loc.line else f"{loc.path} (binary)"
-        lines.append(f"  {where}  {f.rule_id} ({f.severity.value})  {f.preview}")
-        if f.description:
-            lines.append(f"      {f.description}")
-    lines += [
-        "",
-        "To continue, do one of:",
-        "  1. Remove it from the file and stage the change (rotate it if it was ever shared).",
-        "  2. If it is not a secret, add a `keyward: allow` comment on that line.",
-        "  3. Accept it as known: `keyward baseline update` (or `keyward baseline create`)",
-        f"     records it in {DEFAULT_BASELINE}; stage that file too.",
-        "",
-    ]
-    out.write("\n".join(lines))
-    out.flush()
 
 
 # ------------------------------------------------------------------------ install

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from keyward.cli import EPILOG
+from keyward.cli.app import EPILOG
 from keyward.cli.common import confirm, format_option
 from keyward.cli.db import database_option, open_db
 from keyward.core.errors import ConfigError
@@ -107,7 +107,7 @@ def account_id(value: str | None) -> str | None:
     (its id). Anything else is one sentence (exit 2)."""
     if value is None:
         return None
-    from keyward.cli import get_state
+    from keyward.cli.app import get_state
     from keyward.providers.settings import ACCOUNT_ID, aws_accounts, find_account
 
     value = value.strip()
@@ -222,7 +222,7 @@ def _secret_options(fn: F) -> F:
 
 
 def _fingerprint_stdin() -> str:
-    from keyward.cli import get_state
+    from keyward.cli.app import get_state
     from keyward.cli.common import fingerprint_key
     from keyward.core.redaction import Fingerprinter
 

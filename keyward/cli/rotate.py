@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from keyward.cli import EPILOG, get_state
+from keyward.cli.app import EPILOG, get_state
 from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from keyward.cli import EPILOG, get_state
+from keyward.cli.app import EPILOG, get_state
 from keyward.cli.common import format_option, rules_option
 from keyward.core.errors import ExitCode
 from keyward.core.text import plural

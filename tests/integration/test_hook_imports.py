@@ -34,9 +34,13 @@ def test_hook_imports_no_cloud_vault_database_or_scheduler_library(git_repo: Pat
     )
     assert proc.returncode == 1, proc.stderr[-2000:]  # it really scanned and blocked
     names = imported_modules(proc.stderr)
-    assert "keyward" in names and "click" in names  # the parse works
+    assert "keyward" in names
     assert not names & set(FORBIDDEN), sorted(names & set(FORBIDDEN))
     assert "rich" not in names  # plain text output on this path
+    # pre-commit's plain `keyward hook FILE...` is read without click or the click application
+    assert "click" not in names
+    full = {m.group(1) for m in re.finditer(r"\|\s+(keyward\.\S+)", proc.stderr)}
+    assert "keyward.cli.app" not in full and "keyward.cli.hook" not in full
     # nor the file walker, its archive readers or pathspec (no exclude globs configured)
     assert "pathspec" not in names
 
