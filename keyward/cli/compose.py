@@ -58,6 +58,21 @@ class RotationParts:
     def close(self) -> None:
         self.inventory.db.close()
 
+    def refresh_posture(self) -> dict[str, int]:
+        """Recompute the inventory's posture after rotations (``[inventory] unused_days``);
+        how many secrets have each breach now."""
+        from keyward.inventory.posture import refresh_for
+
+        summary = refresh_for(self.inventory.db, self.config)
+        return {b.value: n for b, n in summary.counts.items()}
+
+    def posture_counts(self) -> dict[str, int]:
+        """How many secrets have each breach in the stored posture (one GROUP BY)."""
+        from keyward.inventory.posture import stored_counts
+
+        with self.inventory.db.session() as session:
+            return {b.value: n for b, n in stored_counts(session).items()}
+
     def engine(
         self, wiring: Wiring | None = None, *, stop: threading.Event | None = None
     ) -> RotationEngine:

@@ -119,10 +119,12 @@ def _fingerprinter() -> Callable[[str], str]:
 
 def _import(scans: list[Scan], database_url: str | None, fmt: str) -> None:
     from keyward.inventory.discovery import import_discovered
+    from keyward.inventory.posture import refresh_for
 
     db = open_db(database_url)
     try:
         results = [import_discovered(db, scan) for scan in scans]
+        refresh_for(db, get_state().config)  # the posture follows what was found
     finally:
         db.close()
     _render(results, fmt)

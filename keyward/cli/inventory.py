@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# the posture breaches (keyward.inventory.models.Breach), for help texts without the database
+BREACH_NAMES = (
+    "leaked, reused, duplicated, long-lived, no-owner, no-policy, unused, cross-environment"
+)
+
 INVENTORY_EPILOG = (
     """\b
 Examples:
@@ -32,7 +37,9 @@ Examples:
       --max-age 90d --store vault --reference secret/data/prod/db
   keyward inventory list --owner alice --format json
   keyward inventory list --overdue
+  keyward inventory list --breach leaked,reused
   keyward inventory show prod/db
+  keyward inventory posture                 recompute every secret's breaches now
   keyward inventory update prod/db --schedule "0 3 * * 1" --rotated-now
   keyward inventory report --format csv -o report.csv
   keyward inventory report --format html -o inventory.html
@@ -144,7 +151,9 @@ def _date(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else ""
 
 
-def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
+def _secrets_table(
+    rows: Sequence[SecretRecord], breaches: dict[int, list[str]] | None = None
+) -> Any:
     from rich.table import Table
 
     now = datetime.now(UTC)
@@ -153,6 +162,8 @@ def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
     cols = ("name", "kind", "store", "account", "owner", "team", "age (d)", "policy", "due")
     for col in (*(c for c in cols if accounts or c != "account"), "status"):
         t.add_column(col)
+    if breaches is not None:
+        t.add_column("breaches")
     for s in rows:
         policy = " ".join(p for p in (_days(s.max_age_seconds), s.schedule or "") if p)
         due = plain(_date(s.rotation_due_at))
@@ -166,6 +177,7 @@ def _secrets_table(rows: Sequence[SecretRecord]) -> Any:
             plain(policy),
             due,
             plain(s.status),
+            *((plain(", ".join(breaches.get(s.id, []))),) if breaches is not None else ()),
         )
     return t
 
@@ -282,6 +294,13 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
     help="Only secrets in this state (missing: no longer found in its store).",
 )
 @click.option("--overdue", is_flag=True, help="Only secrets past their rotation policy.")
+@click.option(
+    "--breach",
+    "breach_names",
+    multiple=True,
+    metavar="NAME[,NAME]",
+    help=f"Only secrets with any of these posture breaches (repeatable): {BREACH_NAMES}.",
+)
 @database_option
 @format_option("text", "json")
 def inventory_list(
@@ -292,10 +311,15 @@ def inventory_list(
     account: str | None,
     status: str | None,
     overdue: bool,
+    breach_names: tuple[str, ...],
     database_url: str | None,
     fmt: str,
 ) -> None:
-    """List secrets (filtered by owner, team, kind, store, account, status or overdue)."""
+    """List secrets (filtered by owner, team, kind, store, account, status, overdue or
+    posture breach)."""
+    from keyward.inventory.posture import parse_breaches
+
+    breaches = parse_breaches(breach_names)  # a wrong name: exit 2 before any database
     with inventory_for(database_url) as inv:
         rows = inv.list_secrets(
             owner=owner,
@@ -305,14 +329,20 @@ def inventory_list(
             account=account_id(account),
             status=status,
             overdue_at=datetime.now(UTC) if overdue else None,
+            breaches=breaches,
         )
+        found = inv.breaches_of([r.id for r in rows]) if breaches else None
     if fmt == "json":
-        _emit_json([r.to_dict() for r in rows])
+        docs = [r.to_dict() for r in rows]
+        if found is not None:
+            for doc in docs:
+                doc["breaches"] = found.get(doc["id"], [])
+        _emit_json(docs)
         return
     if not rows:
         click.echo("no secrets in the inventory match")
         return
-    _console().print(_secrets_table(rows))
+    _console().print(_secrets_table(rows, found))
 
 
 @inventory.command("show", epilog=INVENTORY_EPILOG)
@@ -382,6 +412,15 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
                 _date(v.leaked_at),
             )
         con.print(t)
+    if detail.breaches:
+        t = Table(title="Posture breaches")
+        for col in ("breach", "since", "why"):
+            t.add_column(col)
+        for b in detail.breaches:
+            t.add_row(plain(b.breach), _date(b.since), plain(breach_why(b.breach, b.detail)))
+        con.print(t)
+    else:
+        con.print(plain("posture:      no breach"))
     if detail.dependents:
         con.print(_dependents_table(detail.dependents))
     if detail.findings:
@@ -512,9 +551,17 @@ def inventory_remove(name: str, yes: bool, database_url: str | None) -> None:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it here."
 )
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Recompute the posture breaches first (as `inventory posture` does); otherwise they "
+    "are as of the last discovery, scan --record, rotation or daemon tick.",
+)
 @database_option
 @format_option("text", "json", "csv", "html")
-def inventory_report(limit: int, output: Path | None, database_url: str | None, fmt: str) -> None:
+def inventory_report(
+    limit: int, output: Path | None, refresh: bool, database_url: str | None, fmt: str
+) -> None:
     """Overdue secrets, an age histogram, counts by owner and team, posture breaches.
 
     --format html writes one self-contained page with charts (no script, nothing loaded).
@@ -523,6 +570,8 @@ def inventory_report(limit: int, output: Path | None, database_url: str | None, 
 
     db = open_db(database_url)
     try:
+        if refresh:
+            _refresh_posture(db)
         report = build_report(db, limit=limit)
     finally:
         db.close()
@@ -548,6 +597,81 @@ def inventory_report(limit: int, output: Path | None, database_url: str | None, 
     finally:
         if output is not None:
             fh.close()
+
+
+def _refresh_posture(db: Any) -> Any:
+    from keyward.cli import get_state
+    from keyward.inventory.posture import refresh_for
+
+    return refresh_for(db, get_state().config)
+
+
+@inventory.command("posture", epilog=INVENTORY_EPILOG)
+@database_option
+@format_option("text", "json")
+def inventory_posture(database_url: str | None, fmt: str) -> None:
+    """Recompute every secret's posture breaches now and store them.
+
+    Breaches: leaked, reused, duplicated, long-lived, no-owner, no-policy, unused
+    ([inventory] unused_days, default 90), cross-environment. Discovery, scan --record,
+    rotations and the daemon also recompute them; see `inventory list --breach` and
+    `inventory show`.
+    """
+    db = open_db(database_url)
+    try:
+        summary = _refresh_posture(db)
+    finally:
+        db.close()
+    if fmt == "json":
+        _emit_json(summary.to_dict())
+        return
+    counts = ", ".join(f"{n} {b.value}" for b, n in summary.counts.items())
+    click.echo(
+        f"posture: {counts} ({summary.added} new, {summary.removed} gone, "
+        f"{summary.updated} changed)"
+    )
+
+
+def breach_why(breach: str, detail: dict[str, Any]) -> str:
+    """One line saying why a secret has a breach, from its stored detail (never a value)."""
+
+    def names(key: str) -> str:
+        return ", ".join(str(x) for x in detail.get(key) or [])
+
+    def groups(key: str) -> str:
+        doc = detail.get(key) or {}
+        return "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sorted(doc.items()))
+
+    parts: list[str] = []
+    if breach == "leaked":
+        if detail.get("open_findings"):
+            parts.append(f"{plural(int(detail['open_findings']), 'open finding')}")
+        if detail.get("versions"):
+            parts.append(f"leaked version {names('versions')}")
+    elif breach == "duplicated":
+        parts.append(f"same value as {names('secrets')}")
+        if detail.get("fields"):
+            parts.append(f"fields {names('fields')}")
+    elif breach == "reused":
+        if detail.get("secrets"):
+            parts.append(f"shared with {names('secrets')} (owners {names('owners')})")
+        if detail.get("applications"):
+            parts.append(f"applications {groups('applications')}")
+        if detail.get("function_owners"):
+            parts.append(f"function owners {groups('function_owners')}")
+    elif breach == "long-lived":
+        if detail.get("due"):
+            parts.append(f"due {str(detail['due'])[:10]}")
+        else:
+            rotated = detail.get("last_rotated") or detail.get("created") or ""
+            parts.append(f"no policy, not rotated since {str(rotated)[:10]}")
+    elif breach == "unused":
+        parts.append(f"last used {str(detail.get('last_used', ''))[:10]}")
+    elif breach == "cross-environment":
+        parts.append(groups("environments"))
+    elif breach == "no-owner" and detail.get("team"):
+        parts.append(f"team {detail['team']}")
+    return "; ".join(p for p in parts if p)
 
 
 # ---------------------------------------------------------------- dependents

@@ -48,6 +48,17 @@ def rotation_session(database_url: str | None) -> Iterator[RotationParts]:
         parts.close()
 
 
+def _after_rotation(parts: RotationParts) -> None:
+    """The posture follows a rotation (a leaked, long-lived or shared value may be gone).
+    The rotation's outcome stands if this fails: a warning says so."""
+    from keyward.core.errors import KeywardError
+
+    try:
+        parts.refresh_posture()
+    except KeywardError as exc:
+        click.echo(f"keyward: warning: the posture was not recomputed: {exc}", err=True)
+
+
 def _outcome(out: Outcome, fmt: str) -> None:
     if fmt == "json":
         doc = {
@@ -110,7 +121,9 @@ def rotate(
                 click.echo("\n".join(plan.lines()))
             return
         engine = parts.engine(wiring)
-        _outcome(engine.rotate(secret, take_over=take_over, reason=reason), fmt)
+        out = engine.rotate(secret, take_over=take_over, reason=reason)
+        _after_rotation(parts)
+        _outcome(out, fmt)
 
 
 @click.group(epilog=ROTATE_EPILOG)
@@ -199,7 +212,9 @@ def show_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
 def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> None:
     """Continue an unfinished rotation from its last persisted step."""
     with rotation_session(database_url) as parts:
-        _outcome(parts.engine().resume(rotation_id), fmt)
+        out = parts.engine().resume(rotation_id)
+        _after_rotation(parts)
+        _outcome(out, fmt)
 
 
 @rotations.command("rollback", epilog=ROTATE_EPILOG)

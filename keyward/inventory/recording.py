@@ -547,10 +547,11 @@ def record_scan_result(
 ) -> RecordSummary:
     """What ``keyward scan --record`` calls: open (and migrate) the inventory and record."""
     from keyward.inventory.db import open_database
+    from keyward.inventory.posture import refresh_for
 
     db = open_database(config, database_url)
     try:
-        return record_findings(
+        summary = record_findings(
             db,
             findings,
             target or default_target(roots),
@@ -562,5 +563,7 @@ def record_scan_result(
             min_confidence=min_confidence,
             leak_policy=leak_policy,
         )
+        refresh_for(db, config)  # leaked secrets are posture
+        return summary
     finally:
         db.close()

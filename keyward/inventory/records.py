@@ -187,6 +187,16 @@ class AuditRecord(_AsDict):
 
 
 @dataclass(frozen=True, slots=True)
+class BreachRecord(_AsDict):
+    """One posture breach a secret has (``keyward.inventory.posture``): since when, and why
+    (other secrets, functions, environments, dates; never a value)."""
+
+    breach: str
+    since: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SecretDetail(_AsDict):
     secret: SecretRecord
     versions: tuple[VersionRecord, ...]
@@ -194,3 +204,4 @@ class SecretDetail(_AsDict):
     open_findings: int
     findings: tuple[FindingRecord, ...]
     audit: tuple[AuditRecord, ...]
+    breaches: tuple[BreachRecord, ...] = ()  # in Breach order

@@ -5,10 +5,10 @@ Every figure is one aggregate query (GROUP BY over indexed columns, age buckets 
 precomputed thresholds), so the report stays fast at 100,000 secrets and 1,000,000 findings.
 
 Posture: :func:`breach_counts` is the one place the report asks how many secrets have each
-:class:`Breach`; every renderer (text, JSON, CSV, HTML) shows what it returns. Today it computes
-the breaches the secrets' own columns tell (long-lived, no owner, no rotation policy) and
-answers ``None`` ("not computed yet") for the others, which need fingerprints across secrets,
-findings and dependents (the posture work fills them in there).
+:class:`Breach`; every renderer (text, JSON, CSV, HTML) shows what it returns. It reads the
+posture :mod:`keyward.inventory.posture` stored (``secret_breaches``): all eight breaches,
+counted in one GROUP BY, so the report stays one pass over the secrets and one over the
+findings plus that count.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.models import Breach
+from keyward.inventory.posture import stored_counts
 from keyward.inventory.records import SecretRecord
 from keyward.inventory.service import secret_record
 
@@ -39,8 +40,6 @@ AGE_BUCKETS: tuple[tuple[str, int], ...] = (
     ("> 2 years", 730),
 )
 NO_OWNER = "(none)"
-# A secret with no rotation policy is long-lived once it is older than this.
-LONG_LIVED_DAYS = 365
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,33 +48,14 @@ class BreachCount:
     secrets: int | None  # None: not computed (yet) by this inventory
 
 
-def breach_counts(session: Session, now: datetime) -> tuple[BreachCount, ...]:
-    """How many secrets have each breach, one entry per :class:`Breach` in its order.
-
-    Computed from the secrets' columns: **long-lived** (past its policy's due date, or older
-    than :data:`LONG_LIVED_DAYS` without a policy), **no owner**, **no policy** (no due date:
-    neither a maximum age nor a schedule). The others are ``None`` until posture is computed.
-    """
-    s = m.Secret
-    base = sa.func.coalesce(s.last_rotated_at, s.created_at)
-    long_lived = sa.or_(
-        s.rotation_due_at < now,
-        sa.and_(s.rotation_due_at.is_(None), base <= now - timedelta(days=LONG_LIVED_DAYS)),
-    )
-    no_owner = sa.or_(s.owner.is_(None), s.owner == "")
-
-    def count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
-
-    row = session.execute(
-        sa.select(count(long_lived), count(no_owner), count(s.rotation_due_at.is_(None)))
-    ).one()
-    known = {
-        Breach.LONG_LIVED: int(row[0]),
-        Breach.NO_OWNER: int(row[1]),
-        Breach.NO_POLICY: int(row[2]),
-    }
-    return tuple(BreachCount(b, known.get(b)) for b in Breach)
+def breach_counts(session: Session, now: datetime | None = None) -> tuple[BreachCount, ...]:
+    """How many secrets have each breach, one entry per :class:`Breach` in its order, from the
+    stored posture (``secret_breaches``, one GROUP BY on its breach index): as of the last
+    refresh (after discovery, ``scan --record``, a rotation, a daemon tick, or
+    ``inventory posture`` / ``inventory report --refresh``). ``now`` is not used: the posture
+    was computed at its refresh."""
+    counts = stored_counts(session)
+    return tuple(BreachCount(b, counts[b]) for b in Breach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +77,7 @@ class Report:
     by_owner: tuple[GroupRow, ...]
     by_team: tuple[GroupRow, ...]
     findings: dict[str, int]
-    breaches: tuple[BreachCount, ...] = ()  # from breach_counts(); None: not computed yet
+    breaches: tuple[BreachCount, ...] = ()  # from breach_counts()
 
     def to_dict(self) -> dict[str, Any]:
         now = self.generated_at

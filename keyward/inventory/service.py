@@ -25,6 +25,7 @@ from keyward.inventory.fields import version_fields
 from keyward.inventory.policy import rotation_due, validate_schedule
 from keyward.inventory.records import (
     AuditRecord,
+    BreachRecord,
     DependentRecord,
     FindingRecord,
     SecretDetail,
@@ -317,9 +318,18 @@ class Inventory:
         status: str | None = None,
         overdue_at: datetime | None = None,
         account: str | None = None,
+        breaches: Iterable[m.Breach] = (),
         limit: int | None = None,
     ) -> tuple[SecretRecord, ...]:
+        """Secrets matching every filter given; ``breaches``: those with any of these
+        breaches in the stored posture."""
         q = sa.select(m.Secret).order_by(m.Secret.name)
+        wanted = [m.Breach(b).value for b in breaches]
+        if wanted:
+            b = m.SecretBreach
+            q = q.where(
+                m.Secret.id.in_(sa.select(b.secret_id).where(b.breach.in_(wanted)).distinct())
+            )
         for col, value in (
             (m.Secret.owner, owner),
             (m.Secret.team, team),
@@ -337,6 +347,13 @@ class Inventory:
             q = q.limit(limit)
         with self.db.session() as s:
             return tuple(secret_record(x) for x in s.scalars(q))
+
+    def breaches_of(self, secret_ids: Iterable[int]) -> dict[int, list[str]]:
+        """secret id -> its stored posture breaches (names, in Breach order)."""
+        from keyward.inventory.posture import breaches_of
+
+        with self.db.session() as s:
+            return breaches_of(s, secret_ids)
 
     def update_secret(self, name: str, /, **changes: Any) -> SecretRecord:
         """Change columns of a secret (see ``UPDATABLE``); the policy's due time follows."""
@@ -476,6 +493,11 @@ class Inventory:
                 .order_by(m.AuditEvent.id.desc())
                 .limit(audit_limit)
             )
+            order = {b: i for i, b in enumerate(m.Breach)}
+            breaches = sorted(
+                s.scalars(sa.select(m.SecretBreach).where(m.SecretBreach.secret_id == secret.id)),
+                key=lambda row: order[row.breach],
+            )
             return SecretDetail(
                 secret=secret_record(secret),
                 versions=tuple(version_record(v, fields.get(v.id, {})) for v in versions),
@@ -483,6 +505,7 @@ class Inventory:
                 open_findings=int(open_count or 0),
                 findings=tuple(finding_record(r) for r in rows),
                 audit=tuple(audit_record(e) for e in events),
+                breaches=tuple(record_of(BreachRecord, row) for row in breaches),
             )
 
     # ------------------------------------------------------------- dependents

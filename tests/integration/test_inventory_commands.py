@@ -105,10 +105,12 @@ def test_report_in_json_csv_and_text(cli: Cli) -> None:
     assert owners == {"alice": (2, 1), "bob": (1, 1), "(none)": (1, 1)}
     teams = {g["key"]: g["secrets"] for g in doc["by_team"]}
     assert teams == {"a": 2, "b": 1, "(none)": 1}
-    # posture: what the columns tell today; the rest is not computed yet (null)
+    # posture: as of its last refresh (none yet), then recomputed by --refresh
+    assert set(doc["breaches"].values()) == {0}
+    doc = cli.json("inventory", "report", "--refresh")
     assert doc["breaches"] == {
-        "leaked": None, "reused": None, "duplicated": None, "long-lived": 3, "no-owner": 1,
-        "no-policy": 0, "unused": None, "cross-environment": None,
+        "leaked": 0, "reused": 0, "duplicated": 0, "long-lived": 3, "no-owner": 1,
+        "no-policy": 0, "unused": 0, "cross-environment": 0,
     }  # fmt: skip
 
     rc, out, _ = cli("inventory", "report", "--format", "csv")
@@ -119,7 +121,7 @@ def test_report_in_json_csv_and_text(cli: Cli) -> None:
         next(r for r in rows if r["section"] == "owner" and r["key"] == "alice")["secrets"] == "2"
     )
     breaches = {r["key"]: r["secrets"] for r in rows if r["section"] == "breach"}
-    assert breaches["long-lived"] == "3" and breaches["leaked"] == ""
+    assert breaches["long-lived"] == "3" and breaches["leaked"] == "0"
 
     rc, out, _ = cli("inventory", "report")
     assert rc == 0 and "4 secrets" in out and "3 overdue" in out and "By team" in out

@@ -1,0 +1,545 @@
+"""Posture: what is wrong with each secret, computed from fingerprints and metadata.
+
+:func:`refresh_posture` computes every :class:`~keyward.inventory.models.Breach` of every live
+secret (status ``active`` or ``inactive``; a retired or missing secret has none) and stores
+them in ``secret_breaches``: a breach that persists keeps its ``since``, a new one is added,
+one that no longer holds is deleted. ``detail`` says why (the other secrets, the functions,
+the environments, the dates), never a value nor a fingerprint.
+
+The pass is a handful of set-based queries, whatever the number of secrets: one over
+``secrets`` for the metadata breaches, one for leaked current versions, one for the current
+values two or more secrets share (a GROUP BY on the indexed fingerprint columns), one for
+open findings of a current value, one over dependents; then the stored rows are read once
+and only the differences are written.
+
+The breaches (``docs/inventory.md#posture`` says the same for people):
+
+* **leaked** -- its current version was found in code, history, an environment or a function
+  configuration: the version's ``leaked_at`` is set, or an *open* finding linked to the
+  secret has the fingerprint of one of its current values (an ignored finding does not count).
+* **duplicated** -- another live secret's current version holds one of the same values (the
+  whole value, a secret-bearing field such as ``password`` or ``secret_access_key``, or an
+  access key id). Two inventoried secrets always differ in store or reference, so this is
+  "the same value in two stores or two paths". Fields that are not secret (``username``,
+  ``host``, ``port``, ``engine``...) never count.
+* **reused** -- one value serves unrelated parties: a duplicate belongs to *another owner or
+  team* (both known and different), or the secret's active dependents are functions of two or
+  more *applications* (their ``application``/``app``/``service`` attribute) or *owners*
+  (``owner``/``team`` attribute). So a reused-by-copy secret is always duplicated too:
+  duplicated alone is a copy within one owner (a migration leftover, a second path),
+  reused is one credential shared by several parties.
+* **long-lived** -- past its policy's due time, or, without a policy, not rotated (else not
+  created) for :data:`LONG_LIVED_DAYS`.
+* **no-owner** -- no owner.
+* **no-policy** -- neither a maximum age nor a schedule.
+* **unused** -- its store or IAM reports a last use (``last_used_at``) older than
+  ``[inventory] unused_days`` (default 90). A secret whose last use is unknown is never
+  unused: nothing says so.
+* **cross-environment** -- its active dependents (by value or by reference: both let the
+  function use the credential) are functions whose ``environment`` (or ``env``) attribute
+  names two or more environments (compared case-insensitively).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from keyward.inventory import models as m
+from keyward.inventory.fields import current_stage
+from keyward.inventory.models import Breach
+
+if TYPE_CHECKING:
+    from keyward.core.config import Config
+    from keyward.inventory.db import Database
+
+# A secret with no rotation policy is long-lived once it is older than this.
+LONG_LIVED_DAYS = 365
+DEFAULT_UNUSED_DAYS = 90
+# The statuses posture looks at: a retired secret is history, a missing one is gone from its
+# store (neither serves anything).
+LIVE = (m.SecretStatus.ACTIVE, m.SecretStatus.INACTIVE)
+# At most this many names (secrets, functions) in one breach's detail; the count is complete.
+DETAIL_NAMES = 10
+IN_CHUNK = 500
+
+# A field holds a secret when its name contains one of these (``access_key_id`` identifies the
+# credential, so a copy of it is a copy of the key); ``value`` is a plain string's only field.
+_SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "private")
+# Dependent attributes naming a function's application, owner and environment.
+_APP_KEYS = ("application", "app", "service")
+_OWNER_KEYS = ("owner", "team")
+_ENV_KEYS = ("environment", "env")
+
+
+def secret_field(name: str) -> bool:
+    """Whether a field of that name holds a secret (``username``, ``host`` do not)."""
+    lowered = name.lower()
+    return lowered in ("", "value") or any(w in lowered for w in _SECRET_WORDS)
+
+
+@dataclass(frozen=True, slots=True)
+class PostureSettings:
+    unused_days: int = DEFAULT_UNUSED_DAYS
+    long_lived_days: int = LONG_LIVED_DAYS
+
+    @classmethod
+    def from_config(cls, config: Config | None) -> PostureSettings:
+        """``[inventory] unused_days`` (a whole number of days, at least 1)."""
+        if config is None:
+            return cls()
+        days = config.number(
+            "inventory", "unused_days", DEFAULT_UNUSED_DAYS, minimum=1, maximum=36500, whole=True
+        )
+        return cls(unused_days=int(days))
+
+
+@dataclass(frozen=True, slots=True)
+class PostureSummary:
+    """What one refresh changed, and how many secrets have each breach now."""
+
+    added: int
+    removed: int
+    updated: int
+    counts: Mapping[Breach, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "updated": self.updated,
+            "breaches": {b.value: self.counts.get(b, 0) for b in Breach},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(slots=True)
+class _Found:
+    since: datetime
+    detail: dict[str, Any]
+
+
+Computed = dict[tuple[int, Breach], _Found]
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def _names(items: Iterable[str]) -> list[str]:
+    return sorted(set(items))[:DETAIL_NAMES]
+
+
+def _attr(keys: tuple[str, ...]) -> sa.ColumnElement[Any]:
+    """The first of ``keys`` a dependent's attributes have, as text, lower-cased."""
+    attrs = m.Dependent.attributes
+    found = sa.func.coalesce(*(attrs[k].as_string() for k in keys))
+    return sa.func.nullif(sa.func.lower(sa.func.trim(found)), "")
+
+
+def _live() -> sa.ColumnElement[bool]:
+    return m.Secret.status.in_(list(LIVE))
+
+
+# ------------------------------------------------------------------- the pass
+def compute_posture(session: Session, now: datetime, settings: PostureSettings) -> Computed:
+    """Every breach of every live secret: (secret id, breach) -> since, detail."""
+    found: Computed = {}
+    _metadata(session, now, settings, found)
+    current = _current_values()
+    _leaked(session, now, current, found)
+    _shared(session, now, current, found)
+    _dependents(session, now, found)
+    return found
+
+
+def _metadata(session: Session, now: datetime, settings: PostureSettings, out: Computed) -> None:
+    """long-lived, no-owner, no-policy, unused: one pass over the secrets that have any."""
+    s = m.Secret
+    base = sa.func.coalesce(s.last_rotated_at, s.created_at)
+    limit = now - timedelta(days=settings.long_lived_days)
+    unused_before = now - timedelta(days=settings.unused_days)
+    no_policy = sa.and_(s.max_age_seconds.is_(None), s.schedule.is_(None))
+    long_lived = sa.or_(
+        s.rotation_due_at < now, sa.and_(s.rotation_due_at.is_(None), no_policy, base <= limit)
+    )
+    no_owner = sa.or_(s.owner.is_(None), sa.func.trim(s.owner) == "")
+    unused = s.last_used_at < unused_before
+    rows = session.execute(
+        sa.select(
+            s.id,
+            s.owner,
+            s.team,
+            s.max_age_seconds,
+            s.schedule,
+            s.rotation_due_at,
+            s.last_rotated_at,
+            s.created_at,
+            s.last_used_at,
+        ).where(_live(), sa.or_(long_lived, no_owner, no_policy, unused))
+    )
+    for sid, owner, team, max_age, schedule, due, rotated, created, used in rows:
+        last = rotated or created
+        if (due is not None and due < now) or (
+            due is None and max_age is None and schedule is None and last <= limit
+        ):
+            detail: dict[str, Any] = {"last_rotated": _iso(rotated), "created": _iso(created)}
+            if due is not None and (max_age or schedule):
+                detail["due"] = _iso(due)
+                if max_age:
+                    detail["max_age_days"] = round(max_age / 86400, 2)
+                if schedule:
+                    detail["schedule"] = schedule
+                since = due
+            else:
+                detail["limit_days"] = settings.long_lived_days
+                since = last + timedelta(days=settings.long_lived_days)
+            out[sid, Breach.LONG_LIVED] = _Found(min(since, now), detail)
+        if not (owner or "").strip():
+            out[sid, Breach.NO_OWNER] = _Found(now, {"team": team} if team else {})
+        if max_age is None and schedule is None:
+            out[sid, Breach.NO_POLICY] = _Found(now, {})
+        if used is not None and used < unused_before:
+            out[sid, Breach.UNUSED] = _Found(
+                min(used + timedelta(days=settings.unused_days), now),
+                {"last_used": _iso(used), "unused_days": settings.unused_days},
+            )
+
+
+def _current_values() -> sa.CTE:
+    """(secret_id, fp, named) of every current value of a live secret: the version's own
+    fingerprint (label: its identifier), its access key id's (label ``#access_key_id``), and
+    each field's from ``secret_fields`` (label ``#FIELD``)."""
+    v, f, s = m.SecretVersion, m.SecretField, m.Secret
+    live_current = sa.and_(current_stage(v.stage), _live())
+    whole = (
+        sa.select(v.secret_id, v.fingerprint.label("fp"), v.identifier.label("named"))
+        .join(s, s.id == v.secret_id)
+        .where(live_current, v.fingerprint.is_not(None))
+    )
+    key_id = (
+        sa.select(
+            v.secret_id,
+            v.identifier_fingerprint.label("fp"),
+            sa.literal("#access_key_id", sa.String).label("named"),
+        )
+        .join(s, s.id == v.secret_id)
+        .where(live_current, v.identifier_fingerprint.is_not(None))
+    )
+    fields = (
+        sa.select(
+            f.secret_id,
+            f.fingerprint.label("fp"),
+            (sa.literal("#", sa.String) + f.field).label("named"),
+        )
+        .join(v, v.id == f.version_id)
+        .join(s, s.id == f.secret_id)
+        .where(live_current)
+    )
+    return sa.union(whole, key_id, fields).cte("current_values")
+
+
+def _field_of(label: str | None) -> str:
+    """The field a current value's label names: ``#password`` -> password; a version
+    identifier ``VERSION#password`` (discovery's per-field rows) -> password; else ``value``."""
+    if label and "#" in label:
+        return label.rsplit("#", 1)[1]
+    return "value"
+
+
+def _leaked(session: Session, now: datetime, current: sa.CTE, out: Computed) -> None:
+    v, s, f = m.SecretVersion, m.Secret, m.Finding
+    leaked: dict[int, dict[str, Any]] = {}
+    since: dict[int, datetime] = {}
+    rows = session.execute(
+        sa.select(v.secret_id, v.identifier, v.leaked_at)
+        .join(s, s.id == v.secret_id)
+        .where(v.leaked_at.is_not(None), current_stage(v.stage), _live())
+    )
+    for sid, identifier, at in rows:
+        assert at is not None  # the query asked for it
+        doc = leaked.setdefault(sid, {"versions": [], "open_findings": 0})
+        if identifier:
+            doc["versions"].append(identifier)
+        since[sid] = min(since.get(sid, at), at)
+    # open findings linked to the secret whose value (or paired value) is a current one
+    c = current.c
+    counted = session.execute(
+        sa.select(f.secret_id, sa.func.count(sa.distinct(f.id)), sa.func.min(f.first_seen_at))
+        .join(
+            current,
+            sa.and_(
+                c.secret_id == f.secret_id,
+                sa.or_(c.fp == f.fingerprint, c.fp == f.companion_fingerprint),
+            ),
+        )
+        .where(f.secret_id.is_not(None), f.state == m.FindingState.OPEN)
+        .group_by(f.secret_id)
+    )
+    for linked, count, first in counted:
+        sid = int(linked or 0)  # not NULL: the query asked for linked findings
+        doc = leaked.setdefault(sid, {"versions": [], "open_findings": 0})
+        doc["open_findings"] = int(count)
+        if first is not None:
+            since[sid] = min(since.get(sid, first), first)
+    for sid, doc in leaked.items():
+        doc["versions"] = _names(doc["versions"])
+        out[sid, Breach.LEAKED] = _Found(min(since.get(sid, now), now), doc)
+
+
+@dataclass(slots=True)
+class _Holder:
+    name: str
+    store: str | None
+    owner: str | None
+    team: str | None
+
+
+def _shared(session: Session, now: datetime, current: sa.CTE, out: Computed) -> None:
+    """duplicated, and reused by copies of other owners: the current values two or more
+    secrets hold (GROUP BY fingerprint), then who holds them."""
+    c, s = current.c, m.Secret
+    shared = (
+        sa.select(c.fp)
+        .group_by(c.fp)
+        .having(sa.func.count(sa.distinct(c.secret_id)) > 1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        sa.select(c.fp, c.secret_id, c.named, s.name, s.store, s.owner, s.team)
+        .join(s, s.id == c.secret_id)
+        .where(c.fp.in_(shared))
+    )
+    holders: dict[int, _Holder] = {}
+    by_value: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for fp, sid, label, name, store, owner, team in rows:
+        fld = _field_of(label)
+        if not secret_field(fld):
+            continue
+        holders[sid] = _Holder(name, store, owner, team)
+        by_value[fp][sid].add(fld)
+    others: dict[int, set[int]] = defaultdict(set)
+    fields: dict[int, set[str]] = defaultdict(set)
+    for held in by_value.values():
+        if len(held) < 2:
+            continue
+        for sid, flds in held.items():
+            others[sid].update(x for x in held if x != sid)
+            fields[sid].update(flds)
+    for sid, other_ids in others.items():
+        me = holders[sid]
+        copies = [holders[o] for o in other_ids]
+        out[sid, Breach.DUPLICATED] = _Found(
+            now,
+            {
+                "secrets": _names(h.name for h in copies),
+                "copies": len(copies),
+                "stores": sorted({h.store or "-" for h in [me, *copies]}),
+                "fields": sorted(fields[sid]),
+            },
+        )
+        strangers = [h for h in copies if _other_party(me, h)]
+        if strangers:
+            parties = {p for h in strangers for p in (h.owner, h.team) if p}
+            out[sid, Breach.REUSED] = _Found(
+                now,
+                {
+                    "secrets": _names(h.name for h in strangers),
+                    "owners": _names(parties),
+                },
+            )
+
+
+def _other_party(a: _Holder, b: _Holder) -> bool:
+    """Whether two holders of a value answer to different people (both known)."""
+    if a.owner and b.owner and a.owner.strip().lower() != b.owner.strip().lower():
+        return True
+    return bool(a.team and b.team and a.team.strip().lower() != b.team.strip().lower())
+
+
+def _dependents(session: Session, now: datetime, out: Computed) -> None:
+    """cross-environment, and reused by functions of several applications or owners."""
+    d, s = m.Dependent, m.Secret
+    env, app, owner = _attr(_ENV_KEYS), _attr(_APP_KEYS), _attr(_OWNER_KEYS)
+    rows = session.execute(
+        sa.select(d.secret_id, d.target, env, app, owner)
+        .join(s, s.id == d.secret_id)
+        .where(
+            d.status == m.DependentStatus.ACTIVE,
+            _live(),
+            sa.or_(env.is_not(None), app.is_not(None), owner.is_not(None)),
+        )
+    )
+    per: dict[int, dict[str, dict[str, set[str]]]] = defaultdict(
+        lambda: {"env": defaultdict(set), "app": defaultdict(set), "owner": defaultdict(set)}
+    )
+    for sid, target, e, a, o in rows:
+        for kind, label in (("env", e), ("app", a), ("owner", o)):
+            if label:
+                per[sid][kind][label].add(_function_name(target))
+    for sid, labels in per.items():
+        envs = labels["env"]
+        if len(envs) > 1:
+            out[sid, Breach.CROSS_ENVIRONMENT] = _Found(
+                now, {"environments": {e: _names(fns) for e, fns in sorted(envs.items())}}
+            )
+        apps, owners = labels["app"], labels["owner"]
+        if len(apps) > 1 or len(owners) > 1:
+            detail: dict[str, Any] = {}
+            if len(apps) > 1:
+                detail["applications"] = {a: _names(fns) for a, fns in sorted(apps.items())}
+            if len(owners) > 1:
+                detail["function_owners"] = {o: _names(fns) for o, fns in sorted(owners.items())}
+            known = out.get((sid, Breach.REUSED))
+            if known is not None:  # also shared with another owner's copy
+                known.detail.update(detail)
+            else:
+                out[sid, Breach.REUSED] = _Found(now, detail)
+
+
+def _function_name(target: str) -> str:
+    """A Lambda ARN's function name (with its qualifier); any other target as it is."""
+    parts = target.split(":")
+    if target.startswith("arn:") and len(parts) >= 7 and parts[5] == "function":
+        return ":".join(parts[6:])
+    return target
+
+
+# ------------------------------------------------------------------ storing
+def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def refresh_posture(
+    session: Session, now: datetime | None = None, settings: PostureSettings | None = None
+) -> PostureSummary:
+    """Recompute the posture and store it in ``session``'s transaction (idempotent: a breach
+    that persists keeps its ``since``; only differences are written)."""
+    started = time.perf_counter()
+    now = now or m.utcnow()
+    found = compute_posture(session, now, settings or PostureSettings())
+    t = m.SecretBreach
+    table = t.__table__
+    assert isinstance(table, sa.Table)
+    existing = {
+        (sid, Breach(b)): detail
+        for sid, b, detail in session.execute(sa.select(t.secret_id, t.breach, t.detail))
+    }
+    gone = [key for key in existing if key not in found]
+    new = [
+        {"secret_id": sid, "breach": b.value, "since": f.since, "detail": f.detail}
+        for (sid, b), f in found.items()
+        if (sid, b) not in existing
+    ]
+    changed = [
+        {"k_secret_id": sid, "k_breach": b.value, "detail": f.detail}
+        for (sid, b), f in found.items()
+        if (sid, b) in existing and existing[sid, b] != f.detail
+    ]
+    by_breach: dict[Breach, list[int]] = defaultdict(list)
+    for sid, b in gone:
+        by_breach[b].append(sid)
+    for b, ids in by_breach.items():
+        for chunk in _chunks(sorted(ids)):
+            session.execute(sa.delete(t).where(t.breach == b, t.secret_id.in_(chunk)))
+    if new:
+        # ON CONFLICT DO NOTHING: a replica refreshing at the same time inserted it first
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt: Any = pg_insert(table).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        for chunk in _chunks(new, 5000):
+            session.execute(stmt, chunk)
+    if changed:
+        c = table.c
+        session.execute(
+            sa.update(table)
+            .where(c.secret_id == sa.bindparam("k_secret_id"))
+            .where(c.breach == sa.bindparam("k_breach"))
+            .values(detail=sa.bindparam("detail", type_=sa.JSON())),
+            changed,
+        )
+    counts: dict[Breach, int] = dict.fromkeys(Breach, 0)
+    for _, b in found:
+        counts[b] += 1
+    return PostureSummary(
+        added=len(new),
+        removed=len(gone),
+        updated=len(changed),
+        counts=counts,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def refresh(
+    db: Database, now: datetime | None = None, settings: PostureSettings | None = None
+) -> PostureSummary:
+    """:func:`refresh_posture` in a transaction of its own."""
+    with db.session() as session:
+        return refresh_posture(session, now, settings)
+
+
+def refresh_for(db: Database, config: Config | None) -> PostureSummary:
+    """The hook after discovery, ``scan --record`` and rotations: :func:`refresh` with the
+    settings of ``config`` (``[inventory] unused_days``)."""
+    return refresh(db, settings=PostureSettings.from_config(config))
+
+
+# ------------------------------------------------------------------ reading
+def stored_counts(session: Session) -> dict[Breach, int]:
+    """How many secrets have each breach, from the stored posture (one GROUP BY on the
+    breach index)."""
+    t = m.SecretBreach
+    counts = dict.fromkeys(Breach, 0)
+    for b, n in session.execute(sa.select(t.breach, sa.func.count()).group_by(t.breach)):
+        counts[Breach(b)] = int(n)
+    return counts
+
+
+def breaches_of(session: Session, secret_ids: Iterable[int]) -> dict[int, list[str]]:
+    """secret id -> its breach names (in :class:`Breach` order)."""
+    order = {b: i for i, b in enumerate(Breach)}
+    out: dict[int, list[Breach]] = defaultdict(list)
+    t = m.SecretBreach
+    for chunk in _chunks(sorted(set(secret_ids))):
+        for sid, b in session.execute(
+            sa.select(t.secret_id, t.breach).where(t.secret_id.in_(chunk))
+        ):
+            out[sid].append(Breach(b))
+    return {sid: [b.value for b in sorted(bs, key=order.__getitem__)] for sid, bs in out.items()}
+
+
+def parse_breaches(values: Iterable[str]) -> tuple[Breach, ...]:
+    """``--breach`` values (repeatable, each may be a comma list) as breaches; an unknown
+    name is a ConfigError naming the choices."""
+    from keyward.core.errors import ConfigError
+
+    out: list[Breach] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower().replace("_", "-")
+            if not name:
+                continue
+            try:
+                b = Breach(name)
+            except ValueError:
+                raise ConfigError(
+                    f"--breach {part.strip()!r} is not a posture breach",
+                    hint=f"Use one of: {', '.join(b.value for b in Breach)}",
+                ) from None
+            if b not in out:
+                out.append(b)
+    return tuple(out)
