@@ -48,6 +48,9 @@ NO_PERMISSION = {"sts:GetCallerIdentity"}
 # KMS calls Parameter Store makes on keyward's behalf for SecureString values (kms:ViaService):
 # in the policy, never called by keyward itself
 ON_KEYWARDS_BEHALF = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
+# Authorised as part of another call, never a call of its own: CreateSecret with Tags
+# (keyward adopt) needs secretsmanager:TagResource too.
+IMPLIED = {"secretsmanager:TagResource"}
 
 PARAM = "/app/signing-key"
 OTHER = "111111111111"  # another AWS account
@@ -123,6 +126,14 @@ def test_the_iam_policy_allows_every_action_the_code_performs_and_nothing_else(
     inv.add_secret("app/signing", "random", store="aws-ssm", reference=param_arn)
     inv.add_dependent("app/signing", "aws-lambda", "svc-01", region=REGION)
     inv.db.close()
+    # a token hardcoded in a function of its own, for keyward adopt
+    from tests.integration._adopt_world import github_token
+
+    role = world.client("iam").get_role(RoleName="fn-role")["Role"]["Arn"]
+    lam.create_function(
+        FunctionName="hardcoded", Runtime="python3.12", Role=role, Handler="handler.handler",
+        Code={"ZipFile": _zip()}, Environment={"Variables": {"GITHUB_TOKEN": github_token()}},
+    )  # fmt: skip
     # keyward's user holds the shipped policy's actions only
     iam = world.client("iam")
     iam.put_user_policy(
@@ -156,14 +167,29 @@ def test_the_iam_policy_allows_every_action_the_code_performs_and_nothing_else(
     assert not report.get("warnings"), report
     assert {f.get("resource", "").split(":")[4] for f in report["findings"]} == {OTHER}
 
+    run("scan", "--engine", "re", "--aws-lambda", "--region", REGION, "--record", expect=1)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        fid = conn.execute(
+            sa.text(
+                "SELECT id FROM findings WHERE resource LIKE '%:function:hardcoded' "
+                "AND rule_id LIKE 'github%'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    run("adopt", str(fid), "--store", "aws-secretsmanager", "--name", "app/github", "--reference")
+
     used = log.actions - NO_PERMISSION
     shipped = policy_actions()
-    assert ON_KEYWARDS_BEHALF <= shipped
+    assert ON_KEYWARDS_BEHALF | IMPLIED <= shipped
     missing = sorted(used - shipped)
-    unused = sorted(shipped - used - ON_KEYWARDS_BEHALF)
+    unused = sorted(shipped - used - ON_KEYWARDS_BEHALF - IMPLIED)
     assert not missing, f"the code performs actions the shipped policy lacks: {missing}"
     assert not unused, f"the shipped policy allows actions the code never performs: {unused}"
     assert {"lambda:GetFunction", "secretsmanager:CancelRotateSecret"} <= used  # (sanity)
+    assert "secretsmanager:CreateSecret" in used
     assert arn  # the take-over named it; test_rotation_faults checks the wording
 
 
