@@ -172,6 +172,11 @@ class AdoptResult:
                 )
         if self.rotation is not None:
             out.append(str(self.rotation.get("message", "")))
+        elif self.kind == GENERIC:
+            out.append(
+                "keyward has no rotator for it: it has leaked, so revoke it at its provider "
+                "and put the new value in the store."
+            )
         return out
 
 
