@@ -111,6 +111,9 @@ def daemon(
         batch=max(settings.batch, 5 * workers) if workers > 1 else settings.batch,
         workers=workers,
         metrics=Metrics(),
+        # the posture follows the rotations, and the ages, every posture_interval seconds
+        posture=lambda refresh: parts.refresh_posture() if refresh else parts.posture_counts(),
+        posture_interval=config.number("daemon", "posture_interval", 300, minimum=0),
     )
     try:
         code = run_daemon(worker, settings, once=once)

@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,11 +75,24 @@ class Metrics:
             registry=self.registry,
         )
         self.busy = Gauge("keyward_busy", "Rotations running now.", registry=self.registry)
+        self.breaches = Gauge(
+            "keyward_secrets_breaches",
+            "Secrets with each posture breach (leaked, reused, duplicated, long-lived, "
+            "no-owner, no-policy, unused, cross-environment), as of the last posture refresh.",
+            ["breach"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
+
+
+# The inventory's posture as the daemon sees it (composed by the CLI: rotation knows nothing
+# of the inventory): called with True it recomputes and stores every secret's breaches, with
+# False it reads the stored counts; either way, secrets per breach name.
+PostureHook = Callable[[bool], Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,8 @@ class Worker:
         workers: int = 1,
         metrics: Metrics | None = None,
         stop: threading.Event | None = None,
+        posture: PostureHook | None = None,
+        posture_interval: float = 300.0,
     ) -> None:
         self.repo = repo
         self.make_engine = make_engine
@@ -123,6 +138,9 @@ class Worker:
         self.last_tick: datetime | None = None
         self._lock = threading.Lock()
         self._plugin_names: tuple[list[str], set[str]] | None = None
+        self.posture = posture
+        self.posture_interval = posture_interval
+        self._posture_at: float | None = None  # monotonic time of the last refresh
 
     def run_once(self) -> list[str]:
         """One tick: resume what is unfinished, then start what is due, a batch at a time;
@@ -138,11 +156,37 @@ class Worker:
                 full = self._run(outcomes)
                 self._progress()  # a long tick is alive: /healthz stays healthy
                 if not full or self.stop.is_set():
-                    return outcomes
+                    break
+            self._refresh_posture(outcomes)
+            return outcomes
         finally:
             self._lock.release()
             self._progress()
             self.metrics.ticks.inc()
+
+    def _refresh_posture(self, outcomes: list[str]) -> None:
+        """The posture gauges: recomputed after a tick that ran rotations, and every
+        ``posture_interval`` seconds (ages and last uses move on); otherwise the stored counts
+        are read (one GROUP BY). A failure is logged; the tick's rotations stand."""
+        if self.posture is None or self.stop.is_set():
+            return
+        now = time.monotonic()
+        refresh = (
+            bool(outcomes)
+            or self._posture_at is None
+            or now - self._posture_at >= self.posture_interval
+        )
+        try:
+            counts = self.posture(refresh)
+        except Exception as exc:
+            from keyward.rotation.driver import error_text
+
+            log.error("posture %s failed: %s", "refresh" if refresh else "read", error_text(exc))
+            return
+        if refresh:
+            self._posture_at = now
+        for breach, n in counts.items():
+            self.metrics.breaches.labels(breach).set(n)
 
     def _progress(self) -> None:
         self.last_tick = datetime.now(UTC)

@@ -222,10 +222,15 @@ def test_daemon_serves_health_and_metrics_rotates_due_secrets_and_stops_on_sigte
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
                 continue
-            if 'keyward_rotations_total{outcome="finished"} 2.0' in metrics:
+            # the posture follows the tick's rotations: no longer long-lived, still ownerless
+            if 'keyward_rotations_total{outcome="finished"} 2.0' in metrics and (
+                'keyward_secrets_breaches{breach="long-lived"} 0.0' in metrics
+            ):
                 break
             time.sleep(0.2)
         assert 'keyward_rotations_total{outcome="finished"} 2.0' in metrics, metrics
+        assert 'keyward_secrets_breaches{breach="long-lived"} 0.0' in metrics, metrics
+        assert 'keyward_secrets_breaches{breach="no-owner"} 2.0' in metrics, metrics
         status, body = _get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200 and json.loads(body)["status"] == "ok"
         assert _get(f"http://127.0.0.1:{port}/nope")[0] == 404

@@ -297,3 +297,44 @@ def test_breach_names_are_validated_and_documented() -> None:
         Breach.NO_OWNER,
         Breach.UNUSED,
     )
+
+
+def test_daemon_ticks_refresh_the_posture_and_expose_it_per_breach(
+    database: Database, inventory: Inventory
+) -> None:
+    from datetime import timedelta as td
+
+    from keyward.cli.compose import compose_rotation
+    from keyward.core.config import Config
+    from keyward.rotation.scheduler import Metrics, Worker
+
+    parts = compose_rotation(Config({}), lambda: database, actor="daemon", holder="h1")
+    calls: list[bool] = []
+
+    def posture(refresh: bool) -> dict[str, int]:
+        calls.append(refresh)
+        return parts.refresh_posture() if refresh else parts.posture_counts()
+
+    def no_engine(_stop: Any) -> Any:
+        raise AssertionError("nothing is due: no engine is built")
+
+    metrics = Metrics()
+    worker = Worker(
+        parts.inventory, no_engine, "h1", lease_ttl=td(seconds=60), metrics=metrics,
+        posture=posture, posture_interval=3600,
+    )  # fmt: skip
+    inventory.add_secret("ownerless", "random", max_age_seconds=86400)
+    worker.run_once()  # the first tick computes it
+    inventory.add_secret("ownerless-too", "random", max_age_seconds=86400)
+    worker.run_once()  # nothing rotated, interval not over: the stored counts are read
+
+    def gauge(breach: str) -> float | None:
+        return metrics.registry.get_sample_value("keyward_secrets_breaches", {"breach": breach})
+
+    assert calls == [True, False] and gauge("no-owner") == 1 and gauge("leaked") == 0
+    worker.posture_interval = 0
+    worker.run_once()
+    assert calls[-1] is True and gauge("no-owner") == 2
+    text = metrics.render().decode()
+    assert 'keyward_secrets_breaches{breach="cross-environment"} 0.0' in text
+    assert 'keyward_secrets_breaches{breach="no-owner"} 2.0' in text
