@@ -42,6 +42,7 @@ from keyward.inventory.adoption import (
     findings_holding,
     record_adoption,
     secret_name_taken,
+    stored_as,
     switch_to_reference,
 )
 from keyward.rotation.errors import DependentNotFound
@@ -380,6 +381,15 @@ class Adopter:
         )
         if request.rotate and not placement.rotatable:
             raise no_rotator(f.rule_id)
+        kept = stored_as(
+            self.db, placement.value.field_fingerprints(self.fp).values(), VALUE_STORES
+        )
+        if kept is not None:
+            raise AdoptRefused(
+                f"The value of finding {f.id} is already the current value of the secret "
+                f"{kept[0]!r} in {kept[1]}, so there is nothing to adopt",
+                hint=f"Rotate it with `keyward rotate {kept[0]}` (it leaked)",
+            )
         store = self._store(pseudo)
         warnings: list[str] = []
         deps = self._lambda_dependents(

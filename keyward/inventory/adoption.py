@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import AlreadyExists, NotFound
+from keyward.inventory.fields import fields_by_fingerprint, record_fields
 from keyward.inventory.records import SecretRecord
 from keyward.inventory.service import Inventory, apply_policy, secret_record
 
@@ -124,6 +125,21 @@ def findings_holding(db: Database, fingerprints: Iterable[str]) -> tuple[Adoptab
     )
     with db.session() as s:
         return tuple(_finding(r) for r in s.execute(q))
+
+
+def stored_as(
+    db: Database, fingerprints: Iterable[str], stores: Iterable[str]
+) -> tuple[str, str] | None:
+    """(secret, store) of a secret in one of ``stores`` whose current version has a field
+    with one of ``fingerprints``: the value is kept there already."""
+    wanted = set(stores)
+    with db.session() as s:
+        found = fields_by_fingerprint(s, fingerprints, current_only=True)
+    for matches in found.values():
+        for match in matches:
+            if match.store in wanted:
+                return match.secret, match.store or ""
+    return None
 
 
 def secret_name_taken(db: Database, name: str) -> bool:
@@ -234,12 +250,7 @@ def record_adoption(db: Database, actor: str | None, a: Adoption) -> SecretRecor
         )
         s.add(version)
         s.flush()
-        for name, fp in sorted(a.fields.items()):
-            s.add(
-                m.SecretField(
-                    version_id=version.id, secret_id=secret.id, field=name, fingerprint=fp
-                )
-            )
+        record_fields(s, secret.id, version.id, a.fields)
         for d in a.dependents:
             _add_dependent(s, secret, d, now)
         linked = s.execute(

@@ -267,6 +267,19 @@ def test_a_finding_already_adopted_is_refused(world: AdoptWorld, cli: Cli) -> No
     assert rc == 2 and f"is already the secret {NAME!r}" in err
 
 
+def test_a_value_a_store_already_keeps_is_refused(world: AdoptWorld, cli: Cli) -> None:
+    scan(cli)
+    world.client("secretsmanager").create_secret(Name="app/aws", SecretString=json.dumps(world.key))
+    rc, _out, err = cli("discover", "aws-secretsmanager", "--region", "us-east-1",
+                        "--fingerprint-values")  # fmt: skip
+    assert rc == 0, err
+    fid = key_finding(world)
+    rc, _out, err = cli("adopt", str(fid), "--store", "aws-secretsmanager", "--name", NAME)
+    assert rc == 2, err
+    assert "already" in err and "app/aws" in err and "keyward rotate" in err
+    assert world.secret_names() == ["app/aws"]
+
+
 def assert_nothing_applied(world: AdoptWorld) -> None:
     assert world.secret_names() == []
     assert rows(world, "SELECT id FROM secrets") == []
