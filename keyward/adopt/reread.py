@@ -138,7 +138,6 @@ def from_file(
 ) -> Reread:
     """The finding's value in its file now (the whole file scanned, as the scan did, so a
     value that moved to another line is still found; that line is reported)."""
-    from keyward.scan.runner import match_chunk
     from keyward.scan.sources.files import decode
 
     for path in paths if paths is not None else candidate_paths(f):
@@ -153,7 +152,40 @@ def from_file(
     decoded = decode(data)
     if decoded is None:
         raise _changed(f, "the file is binary now")
-    text = decoded[0]
+    return from_text(f, decoded[0], engine, fp, str(path))
+
+
+def from_commit(f: AdoptableFinding, repo: Path, engine: Engine, fp: Fingerprinter) -> Reread:
+    """A git finding: the file as the commit that introduced it has it (``git show``)."""
+    import subprocess
+
+    from keyward.scan.sources.files import decode
+
+    if not f.commit or not f.path:
+        raise _changed(f, "the finding names no commit")
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{f.commit}:{f.path}"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _changed(f, f"git cannot read the repository ({type(exc).__name__})") from None
+    if proc.returncode != 0:
+        raise _changed(f, f"the repository {repo} no longer has commit {f.commit[:12]}")
+    decoded = decode(proc.stdout)
+    if decoded is None:
+        raise _changed(f, "the file is binary")
+    return from_text(f, decoded[0], engine, fp, f"{f.path}:{f.line} @{f.commit[:12]}")
+
+
+def from_text(
+    f: AdoptableFinding, text: str, engine: Engine, fp: Fingerprinter, shown: str
+) -> Reread:
+    """The finding's value in ``text``, a whole file (named ``shown`` in messages)."""
+    from keyward.scan.runner import match_chunk
+
     chunk = Chunk(text, Location(kind=SourceKind.FILE, path=f.path))
     found = match_chunk(engine, chunk)
     mine = [x for x in found if x.rule_id == f.rule_id and x.fingerprint == f.fingerprint]
@@ -168,7 +200,7 @@ def from_file(
         if other is None:
             raise _changed(f, "the other half of its key pair is no longer in the file")
         companion = other
-    where = f"{path}:{hit.location.line}"
+    where = shown if "@" in shown else f"{shown}:{hit.location.line}"
     return Reread(
         hit.secret,
         companion if f.companion_fingerprint else None,

@@ -266,15 +266,17 @@ class Adopter:
         if f.source in ("git", "staged"):
             from pathlib import Path
 
-            repo = f.target.split("+")[0]
-            if not repo.startswith("git:") or not f.path:
+            repo = next((t for t in f.target.split("+") if t.startswith("git:")), "")
+            if not repo or not f.path:
                 raise AdoptRefused(
                     f"Finding {f.id} is in git history and keyward cannot tell which "
                     "repository it is in",
                     hint="Scan the working tree with --record and adopt that finding",
                 )
-            path = Path(repo[len("git:") :]) / f.path
-            return rr.from_file(f, engine, self.fp, paths=[path]), None
+            root = Path(repo[len("git:") :])
+            if f.source == "git" and f.commit:
+                return rr.from_commit(f, root, engine, self.fp), None
+            return rr.from_file(f, engine, self.fp, paths=[root / f.path]), None
         raise AdoptRefused(f"Findings from {f.source} sources cannot be adopted")
 
     # ------------------------------------------------------------------ plan

@@ -291,3 +291,33 @@ def assert_nothing_applied(world: AdoptWorld) -> None:
         except Exception:
             continue  # the deleted one
         assert "KEYWARD_SECRET_ARN" not in env
+
+
+def test_an_inventory_failure_after_the_store_write_names_what_exists_in_the_store(
+    world: AdoptWorld, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyward.adopt import service
+    from keyward.inventory.errors import DatabaseUnavailable
+
+    scan(cli)
+    fid = key_finding(world)
+
+    def fail(*_a: Any, **_k: Any) -> None:
+        raise DatabaseUnavailable("The inventory database at db.acme.internal is unreachable")
+
+    monkeypatch.setattr(service, "record_adoption", fail)
+    rc, _out, err = cli(
+        "adopt", str(fid), "--store", "aws-secretsmanager", "--name", NAME, "--rotate",
+        "--reference",
+    )  # fmt: skip
+    assert rc == 3, err
+    (line,) = err.strip().splitlines()
+    arn = world.client("secretsmanager").describe_secret(SecretId=NAME)["ARN"]
+    assert f"was created in aws-secretsmanager as {arn}" in line
+    assert "inventory could not record it (The inventory database" in line
+    assert f"keyward inventory add {NAME}" in line
+    # nothing else was changed: no function switched, no rotation, the leaked key untouched
+    assert [k for k, _ in world.keys()] == [world.key["access_key_id"]]
+    for fn in world.functions:
+        assert world.env_of(fn)["AWS_ACCESS_KEY_ID"] == world.key["access_key_id"]
+    assert world.key["secret_access_key"] not in err

@@ -167,3 +167,44 @@ def test_a_file_whose_value_changed_since_the_scan_is_refused_and_nothing_is_wri
         assert con.execute("SELECT count(*) FROM secrets").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_a_token_only_in_git_history_is_read_from_its_commit(
+    project: dict[str, Any], cli: Cli, git_repo: Path
+) -> None:
+    from tests.integration._git_helpers import Git
+
+    git = Git(git_repo)
+    git.write("deploy/config.py", f'TOKEN = "{project["token"]}"\n')
+    introduced = git.commit("add config")
+    git.write("deploy/config.py", 'TOKEN = os.environ["TOKEN"]\n')
+    git.commit("read it from the environment")
+    assert cli("scan", str(git_repo), "--git", "--record")[0] == 1
+    name = f"{project['prefix']}/from-history"
+    rc, out, err = cli(
+        "adopt", str(finding_id(project, "github")), "--store", "vault-kv", "--name", name,
+        "--format", "json",
+    )  # fmt: skip
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["found_at"].startswith(f"deploy/config.py:1 @{introduced[:12]}")
+    assert [r["source"] for r in doc["replace"]] == ["git"]
+    assert vault_current(project, name) == {"value": project["token"]}
+    assert project["token"] not in out + err
+
+
+def test_a_process_environment_variable_is_read_again_and_refused_once_gone(
+    project: dict[str, Any], cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_GITHUB_TOKEN", project["token"])
+    assert cli("scan", "--env", "--record")[0] == 1
+    fid = finding_id(project, "github")
+    monkeypatch.delenv("DEPLOY_GITHUB_TOKEN")
+    name = f"{project['prefix']}/env"
+    rc, _out, err = cli("adopt", str(fid), "--store", "vault-kv", "--name", name)
+    assert rc == 3 and "the variable DEPLOY_GITHUB_TOKEN is gone" in err, err
+    monkeypatch.setenv("DEPLOY_GITHUB_TOKEN", project["token"])
+    rc, out, err = cli("adopt", str(fid), "--store", "vault-kv", "--name", name)
+    assert rc == 0, err
+    assert "$DEPLOY_GITHUB_TOKEN" in out
+    assert vault_current(project, name) == {"value": project["token"]}
