@@ -14,6 +14,7 @@ from keyward.core.errors import SourceError
 from keyward.scan.engine import Engine
 from keyward.scan.model import SourceKind
 from keyward.scan.runner import Runner
+from keyward.scan.sources.base import PoolPolicy
 from keyward.scan.sources.git import GitOptions, HistorySource
 
 TOKEN = mint_github_token(1)
@@ -312,3 +313,80 @@ def test_exclude_globs_apply_to_history(git: Git, engine: Engine) -> None:
     git.commit("both")
     result, _ = scan(git, engine, exclude=("vendor/",))
     assert [f.location.path for f in result.reported] == ["src/app.py"]
+
+
+def _mixed_history(git: Git) -> dict[str, str]:
+    """Merges, a rename, deletions, binary files (one deleted and added again): the commits."""
+    t1, t2, t3, t4, t5 = (mint_github_token(n) for n in range(11, 16))
+    key = mint_aws_key_id(17)
+    db = b"\x00SQLite format\x00" + b"\xfe" * 40 + f"aws_access_key_id={key}\n".encode() + b"\x00"
+    c: dict[str, str] = {}
+    git.write("app.py", "".join(f"line {i}\n" for i in range(20)) + f'TOKEN = "{t1}"\n')
+    git.write("data/app.db", db)
+    git.write("notes.txt", f"token: {t2}\n")
+    git.write("zz.txt", f"a\nb\ntoken: {t2}")  # the same secret twice in one commit
+    c["base"] = git.commit("base", author="Ann", date="2024-01-01T00:00:00+00:00")
+    (git.root / "src").mkdir()
+    git("mv", "app.py", "src/app.py")
+    git("rm", "-q", "notes.txt")
+    git.write("settings.py", "A = 1\n")
+    c["rename"] = git.commit("rename, delete", author="Bob", date="2024-01-02T00:00:00+00:00")
+    git("checkout", "-q", "-b", "feature")
+    git.write("feature.py", f'T = "{t3}"\n')
+    git.write("img/logo.bin", b"\x89PNG\x00\x00" + f"gh={t4}\n".encode() + b"\x00" * 8)
+    git.write("feature_doc.md", f"first line\nuse {t4}\n")  # and in a binary, same commit
+    git.write("settings.py", "A = 2\n")
+    c["feature"] = git.commit("feature", author="Cid", date="2024-01-03T00:00:00+00:00")
+    git("checkout", "-q", "main")
+    git("rm", "-q", "data/app.db")
+    git.write("settings.py", "A = 3\n")
+    c["main"] = git.commit("main", author="Dee", date="2024-01-04T00:00:00+00:00")
+    subprocess.run(["git", "merge", "-q", "feature"], cwd=git.root, capture_output=True)
+    git.write("settings.py", f'A = 4\nTOKEN = "{t5}"\n')  # written by the merge itself
+    c["merge"] = git.commit("merge", author="Eve", date="2024-01-05T00:00:00+00:00")
+    git.write("data/app.db", db)  # the same blob again
+    git.write("later.py", f'T = "{t1}"  # keyward:allow\n')
+    c["readd"] = git.commit("re-add", author="Fay", date="2024-01-06T00:00:00+00:00")
+    git("rm", "-q", "src/app.py", "feature.py")
+    c["delete"] = git.commit("delete", author="Gus", date="2024-01-07T00:00:00+00:00")
+    return c
+
+
+def test_mixed_history_findings_and_attribution(
+    git: Git, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which commit, author, path and line each secret is reported with on a history of
+    merges, a rename, deletions and binary files, in one process and through the pool."""
+    c = _mixed_history(git)
+    result, stats = scan(git, engine)
+    assert stats.commits == 7
+    got = [
+        (f.rule_id, f.location.path, f.location.line, f.introduced, f.location.author,
+         f.still_present, f.suppressed_by)
+        for f in result.findings
+    ]  # fmt: skip
+    assert sorted(got, key=str) == sorted(
+        [
+            ("github-pat-classic", "app.py", 21, c["base"], "Ann <dev@example.com>", True,
+             "inline"),
+            ("aws-access-key-id", "data/app.db", 0, c["base"], "Ann <dev@example.com>", True,
+             None),
+            ("github-pat-classic", "notes.txt", 1, c["base"], "Ann <dev@example.com>", True,
+             None),
+            ("github-pat-classic", "feature.py", 1, c["feature"], "Cid <dev@example.com>", False,
+             None),
+            ("github-pat-classic", "feature_doc.md", 2, c["feature"], "Cid <dev@example.com>",
+             True, None),
+            ("github-pat-classic", "settings.py", 2, c["merge"], "Eve <dev@example.com>", True,
+             None),
+        ],
+        key=str,
+    )  # fmt: skip
+    assert stats.binary_blobs == 2
+    import keyward.scan.sources.git as history
+
+    monkeypatch.setattr(history, "HISTORY_POOL", PoolPolicy(min_items=1, in_flight=1))
+    monkeypatch.setattr(history, "COMMITS_PER_BATCH", 1)
+    pooled, pstats = scan(git, engine, jobs=2)
+    assert pstats.jobs == 2
+    assert pooled.findings == result.findings
