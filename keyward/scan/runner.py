@@ -250,9 +250,7 @@ def run_scan(
     if request.git:
         from keyward.scan.sources.git import HistorySource
 
-        history = HistorySource(
-            request.repository, request.git_options(), workers=max(1, runner.jobs)
-        )
+        history = HistorySource(request.repository, request.git_options())
         result.extend(runner.run(history))
         result.repository = history.root
     elif request.staged:

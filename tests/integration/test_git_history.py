@@ -385,8 +385,17 @@ def test_mixed_history_findings_and_attribution(
     assert stats.binary_blobs == 2
     import keyward.scan.sources.git as history
 
+    # tiny pieces through the pool: a piece per commit, the base commit cut between its
+    # files, a cat-file per binary blob, all matched in two worker processes
     monkeypatch.setattr(history, "HISTORY_POOL", PoolPolicy(min_items=1, in_flight=1))
-    monkeypatch.setattr(history, "COMMITS_PER_BATCH", 1)
+    monkeypatch.setattr(history, "FIRST_PIECE_BYTES", 1)
+    monkeypatch.setattr(history, "PIECE_BYTES", 1)
+    monkeypatch.setattr(history, "MAX_PIECE_BYTES", 1)
+    monkeypatch.setattr(history, "BINARIES_PER_BATCH", 1)
+    monkeypatch.setattr(history, "read_pieces", lambda out: iter(lambda: out.read1(64), b""))
+    pieces = list(HistorySource(git.root).work())
+    parts = [p.part for p in pieces if isinstance(p, history.PatchPiece)]
+    assert len(pieces) - len(parts) == 2 and max(parts) >= 3, pieces
     pooled, pstats = scan(git, engine, jobs=2)
-    assert pstats.jobs == 2
+    assert (pstats.jobs, pstats.commits, pstats.binary_blobs) == (2, 7, 2)
     assert pooled.findings == result.findings

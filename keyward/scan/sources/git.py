@@ -4,17 +4,18 @@ How it works (nothing is ever checked out):
 
 1. ``git rev-list --topo-order --reverse`` lists the commits to scan, parents before children,
    so the first commit in that order that adds a secret is the one that introduced it.
-2. :class:`HistorySource` cuts the commits into a few batches (:class:`CommitBatch`, two per
-   worker: every ``git log`` starts with cold caches, so fewer, larger batches cost git less).
-   Each runs its own ``git log -p -U0 --no-walk=unsorted --stdin`` where it is matched
-   (renames detected so a moved file is not rescanned; merges as dense combined diffs, so
-   only what the merge itself wrote is scanned, not again everything it brought in) and only
-   the *added* lines of each file become a :class:`Chunk` whose ``line_map`` holds the new
-   file's line numbers. Binary files are read with ``git cat-file --batch`` and their
-   printable strings are scanned.
-3. The runner matches batches in a fork-based process pool (every core runs git and the
-   engine); the parent only reads commit ids and merges results, so memory stays bounded by
-   the batches in flight, not the history.
+2. :class:`HistorySource` runs ONE ``git log -p -U0 --no-walk=unsorted --stdin`` over all of
+   them (renames detected so a moved file is not rescanned; merges as dense combined diffs,
+   so only what the merge itself wrote is scanned, not again everything it brought in): git
+   runs once, with warm pack and delta caches, while the workers match. The parent reads
+   the stream as it comes and cuts it at commit boundaries into :class:`PatchPiece` work
+   (about 512 KiB of patch text each); only the *added* lines of each file become a
+   :class:`Chunk` whose ``line_map`` holds the new file's line numbers. The binary files
+   met on the way (a ``Binary files`` line) are read in :class:`BinaryBatch` work, each blob
+   once, with ``git cat-file --batch``, and their printable strings are scanned.
+3. The runner matches the pieces in a fork-based process pool; at most two pieces per worker
+   wait, and git waits once its pipe is full, so memory stays bounded by the pieces in
+   flight, not the history.
 4. The post-pass (:class:`~keyward.scan.postpass.FirstIntroduction`) makes the same secret
    (rule + fingerprint) seen in many commits one finding: the earliest introduction wins.
    ``still_present`` says whether the value is still in ``HEAD``'s tree.
@@ -44,9 +45,13 @@ from keyward.scan.sources.base import PoolPolicy, Skipped, Tally
 if TYPE_CHECKING:
     from keyward.scan.rules import Rule
 
-COMMITS_PER_BATCH = 128
-MAX_COMMITS_PER_BATCH = 8192
 SERIAL_MAX_COMMITS = 192  # below this, one process does it all (a pool costs more)
+FIRST_PIECE_BYTES = 1 << 16  # patch text of the first piece of work (then doubling)
+PIECE_BYTES = 1 << 19  # patch text per piece of work, in whole commits
+MAX_PIECE_BYTES = 1 << 23  # a commit with more patch text than this is cut between files
+BINARIES_PER_BATCH = 256  # binary blobs read by one git cat-file
+_ORDER = 1 << 16  # history order: commit position * _ORDER + piece of the commit
+_BINARY_PART = _ORDER - 1  # a commit's binary files come after its text files
 _ZERO_OID = re.compile(rb"^0+$")
 _STRINGS = re.compile(rb"[\x20-\x7e\t]{8,}")
 
@@ -269,7 +274,8 @@ def _path_from_diff_git(rest: bytes) -> bytes | None:
 
 
 _RECORD = re.compile(rb"\n(?=diff --git |diff --cc |\x00)")
-_HUNK_COUNTS = re.compile(rb"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+# a -U0 hunk's header and removed lines (and a "\ No newline" marker after them)
+_HUNK_HEAD = re.compile(rb"@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@[^\n]*\n(?:[-\\][^\n]*\n)*")
 _COMBINED_HUNK = re.compile(rb"(@{3,}) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @{3,}")
 
 
@@ -306,6 +312,15 @@ def _widen_pipe(stream: IO[bytes] | None) -> None:
         fcntl.fcntl(stream.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
     except (OSError, ValueError, ImportError):
         pass  # capped by /proc/sys/fs/pipe-max-size: the default size still works
+
+
+def commit_of(header: bytes) -> CommitDiff:
+    """The commit of a header record (``\\0SHA DATE AUTHOR``, as :data:`_HEADER` prints it)."""
+    nl = header.find(b"\n")
+    head = header[1 : nl if nl >= 0 else len(header)].decode("utf-8", "replace")
+    sha, _, rest = head.partition(" ")
+    date, _, author = rest.partition(" ")
+    return CommitDiff(sha, date, author.rstrip("\r"))
 
 
 class PatchParser:
@@ -351,11 +366,7 @@ class PatchParser:
         for record in split_records(pieces):
             self.bytes_read += len(record) + 1
             if record.startswith(b"\0"):
-                nl = record.find(b"\n")
-                head = record[1 : nl if nl >= 0 else len(record)].decode("utf-8", "replace")
-                sha, _, rest = head.partition(" ")
-                date, _, author = rest.partition(" ")
-                commit = CommitDiff(sha, date, author.rstrip("\r"))
+                commit = commit_of(record)
                 yield commit, None
             elif record.startswith((b"diff --git ", b"diff --cc ")) and commit is not None:
                 fd = self.file_diff(record)
@@ -364,19 +375,15 @@ class PatchParser:
 
     def file_diff(self, record: bytes) -> FileDiff | None:
         """The added lines (or the binary blob) of one file's diff record."""
-        lines = record.split(b"\n")
+        body = record.find(b"\n@@")  # the first hunk; none: no content change, or binary
+        lines = (record if body < 0 else record[:body]).split(b"\n")  # the header's lines
         first = lines[0]
         combined = first.startswith(b"diff --cc ")
         path = (
             unquote_path(first[10:].rstrip(b"\r")) if combined else _path_from_diff_git(first[11:])
         )
         oid: str | None = None
-        i = 1
-        n = len(lines)
-        while i < n:
-            line = lines[i]
-            if line.startswith(b"@@"):
-                break
+        for line in lines:
             if line.startswith(b"+++ "):
                 # git appends a tab to names with spaces; a real tab in a name is quoted
                 target = line[4:].rstrip(b"\r").removesuffix(b"\t")
@@ -391,39 +398,45 @@ class PatchParser:
                     return None
                 self.paths.add(display_path(path))
                 return FileDiff(display_path(path), binary_oid=oid)
-            i += 1
         if path is not None:
             self.paths.add(display_path(path))
-        if path is None or i >= n:
+        if path is None or body < 0:
             return None  # deleted, or no content change (mode change, pure rename)
         fd = FileDiff(display_path(path))
         if combined:
-            return self._combined(fd, lines, i)
+            hunks = record[body + 1 :].split(b"\n")
+            return self._combined(fd, hunks, 0)
+        return self._hunks(fd, record, body + 1)
+
+    def _hunks(self, fd: FileDiff, record: bytes, at: int) -> FileDiff:
+        """The added runs of a ``-U0`` diff's hunks, from ``record[at:]`` (a hunk header).
+
+        Hunk-at-a-time, never line by line: a hunk's header (with its counts) and its removed
+        lines are one regex match; its added lines are the run up to the next hunk header (or
+        the end), less a trailing ``\\ No newline at end of file``.
+        """
         limit = self.max_file_size
-        while i < n:
-            m = _HUNK_COUNTS.match(lines[i])
-            i += 1
+        end = len(record) - record.endswith(b"\n")  # the stream's last newline
+        while at >= 0:
+            nxt = record.find(b"\n@@", at)
+            stop = end if nxt < 0 else nxt
+            m = _HUNK_HEAD.match(record, at)
+            at = -1 if nxt < 0 else nxt + 1
             if m is None:
                 continue
-            removed = int(m.group(1)) if m.group(1) is not None else 1
-            start = int(m.group(2))
-            added = int(m.group(3)) if m.group(3) is not None else 1
-            i += removed
-            if i < n and lines[i].startswith(b"\\"):  # "\ No newline at end of file"
-                i += 1
-            if added:
-                run = lines[i : i + added]
-                i += added
-                block = b"\n".join(run)
-                fd.size += len(block)
-                if fd.size > limit:
-                    fd.oversized = True
-                    fd.blocks.clear()
-                    return fd
-                # drop the "+" of every line at C speed
-                fd.blocks.append((block[1:].replace(b"\n+", b"\n"), start, len(run)))
-            if i < n and lines[i].startswith(b"\\"):
-                i += 1
+            added = int(m.group(2)) if m.group(2) is not None else 1
+            begin = m.end()
+            if not added or begin >= stop:
+                continue
+            marker = record.rfind(b"\n\\", begin, stop)  # "\ No newline at end of file"
+            block = record[begin : marker if marker >= 0 else stop]
+            fd.size += len(block)
+            if fd.size > limit:
+                fd.oversized = True
+                fd.blocks.clear()
+                return fd
+            # drop the "+" of every line at C speed
+            fd.blocks.append((block[1:].replace(b"\n+", b"\n"), int(m.group(1)), added))
         return fd
 
     def _combined(self, fd: FileDiff, lines: list[bytes], i: int) -> FileDiff:
@@ -606,102 +619,189 @@ def rev_list_args(repo: GitRepo, opts: GitOptions) -> list[str]:
     return ["rev-list", "--topo-order", "--reverse", *revs, "--"]
 
 
-def _commit_batches(lines: Iterable[bytes], parts: int) -> Iterator[tuple[int, list[str]]]:
-    """Commit ids in about ``parts`` batches of consecutive commits (at least 128 each).
+def _commit_starts(text: bytes, lo: int = 0, hi: int | None = None) -> Iterator[int]:
+    """Offsets of the commit headers in ``text[lo:hi]``: a NUL at the start of a line.
 
-    Every batch is one ``git log`` process, and each one starts with cold caches (pack
-    indexes, the delta-base cache that rebuilds blobs from their deltas): on a 10,000-commit
-    history, 12 batches cost git 40% more CPU than one. So there are just enough batches to
-    keep every worker busy (two per worker, so one that finishes early takes another); the
-    commit list itself is cheap to read whole first (``rev-list`` prints 10,000 ids in
-    milliseconds).
+    Content lines never start with NUL (they carry a ``+``/``-``/space prefix), but a file git
+    diffs as text may hold a NUL further on, so each NUL found (by ``memchr``, much faster
+    than a search for two bytes) is checked for the newline before it.
     """
-    shas = [s for s in (raw.strip().decode("ascii", "replace") for raw in lines) if s]
-    size = min(max(COMMITS_PER_BATCH, -(-len(shas) // max(1, parts))), MAX_COMMITS_PER_BATCH)
-    for first in range(0, len(shas), size):
-        yield first, shas[first : first + size]
+    end = len(text) if hi is None else hi
+    at = text.find(b"\0", lo, end)
+    while at >= 0:
+        if at == 0 or text[at - 1] == 10:
+            yield at
+        at = text.find(b"\0", at + 1, end)
+
+
+def _last_commit_start(buf: bytearray, lo: int) -> int:
+    """The offset of the last commit header in ``buf[lo:]`` (-1: none)."""
+    at = buf.rfind(b"\0", lo)
+    while at > 0 and buf[at - 1] != 10:
+        at = buf.rfind(b"\0", lo, at)
+    return at
+
+
+def _cut(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
+    """Cut one ``git log`` stream into pieces of whole commits: ``(text, first, part)``.
+
+    ``first`` is the history position of the piece's first commit. A piece ends where the next
+    commit starts, once it holds :data:`PIECE_BYTES` (the first ones less, so every worker
+    starts early). A single commit larger than :data:`MAX_PIECE_BYTES` is cut between two
+    files instead, and the next piece starts with that commit's header again: ``part``
+    numbers those pieces of one commit (0: the piece starts with a commit of its own).
+    """
+    buf = bytearray()
+    first = part = 0
+    last = 0  # where the last commit in buf starts (0: none but buf's first)
+    target = FIRST_PIECE_BYTES
+    for data in read_pieces(stream):
+        seen = len(buf)
+        buf += data
+        found = _last_commit_start(buf, max(1, seen))
+        if found > 0:
+            last = found
+        if len(buf) < target:
+            continue
+        if last > 0:
+            piece = bytes(buf[: last - 1])  # without the newline before the next header
+            del buf[:last]
+            last = 0
+            yield piece, first, part
+            first += sum(1 for _ in _commit_starts(piece))
+            part = 0
+            target = min(2 * target, PIECE_BYTES)
+        elif len(buf) > MAX_PIECE_BYTES:  # one commit, so far: cut it between two files
+            at = buf.rfind(b"\ndiff --")
+            if at <= buf.find(b"\ndiff --"):
+                continue  # one file so far: git's big-file threshold bounds it
+            header = bytes(buf[: buf.find(b"\n") + 1])
+            piece = bytes(buf[:at])
+            del buf[: at + 1]
+            buf[:0] = header
+            yield piece, first, part
+            part += 1
+    if buf:
+        yield bytes(buf), first, part
+
+
+def _binaries(piece: bytes, parser: PatchParser) -> Iterator[tuple[int, CommitDiff, FileDiff]]:
+    """The binary files of a piece of patch text, each with the index of its commit in the
+    piece (found without parsing the text files: a ``Binary files`` line of git's)."""
+    pos = piece.find(b"\nBinary files ")
+    index = -1  # which commit of the piece `head` starts
+    head = counted = 0
+    while pos >= 0:
+        start = piece.rfind(b"\ndiff --", 0, pos) + 1
+        nxt = _RECORD.search(piece, pos + 1)
+        end = nxt.start() if nxt is not None else len(piece)
+        if start > 0:
+            for head in _commit_starts(piece, counted, start):  # noqa: B007 (the last one)
+                index += 1
+            counted = start
+            fd = parser.file_diff(piece[start:end])
+            if fd is not None and fd.binary_oid is not None:
+                yield index, commit_of(piece[head:start]), fd
+        pos = piece.find(b"\nBinary files ", end)
+
+
+def _order(position: int, part: int) -> int:
+    """Where a finding sits in history: commit first, then the piece of that commit (when a
+    large commit was cut), then its binary files (:data:`_BINARY_PART`)."""
+    return position * _ORDER + part
 
 
 @dataclass(frozen=True, slots=True)
-class CommitBatch:
-    """Consecutive commits of the history (``first`` is the history position of the first
-    one), read with one ``git log -p`` where they are matched."""
+class PatchPiece:
+    """Consecutive commits' patch text, cut from the scan's one ``git log`` stream; their
+    text files' added lines are matched where the piece is (binary files are read by a
+    :class:`BinaryBatch`)."""
 
-    repo: GitRepo
-    first: int
-    commits: tuple[str, ...]
+    first: int  # history position of the first commit
+    part: int  # 0, or which piece of that commit this is (a large commit cut in several)
+    text: bytes = field(repr=False)
     max_size: int = DEFAULT_MAX_FILE_SIZE
     exclude: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
-        return 0  # patch bytes are known only once git printed them
+        return len(self.text)
 
     @property
     def items(self) -> int:
-        return len(self.commits)
+        """Commits that start in this piece."""
+        return sum(1 for _ in _commit_starts(self.text)) - (1 if self.part else 0)
 
     def order_of(self, commit: str | None) -> int:
-        try:
-            return self.first + self.commits.index(commit or "")
-        except ValueError:
-            return self.first
+        at = self.text.find(b"\0" + (commit or "-").encode("ascii", "replace"))
+        if at < 0:
+            return _order(self.first, self.part)
+        index = sum(1 for _ in _commit_starts(self.text, 1, at))
+        return _order(self.first + index, 0 if index else self.part)
 
     def chunks(self, tally: Tally) -> Iterator[Chunk]:
-        """The added lines of each file of each commit, then the binary files' strings (each
-        blob once, under the earliest commit of the batch that added it)."""
-        order = {sha: self.first + i for i, sha in enumerate(self.commits)}
-        max_size = self.max_size
-        proc = self.repo.popen(
-            "-c", f"core.bigFileThreshold={max_size}", "log", *PATCH_OPTIONS,
-            "--diff-merges=dense-combined", _HEADER, "--no-walk=unsorted", "--stdin",
-            stdin=True,
-        )  # fmt: skip
-        assert proc.stdin is not None and proc.stdout is not None
-        binaries: dict[str, tuple[int, Location]] = {}
-        parser = PatchParser(max_size)
+        """The added lines of each text file of each commit."""
+        parser = PatchParser(self.max_size)
         excluded = path_filter(self.exclude)
-        try:
-            proc.stdin.write(("\n".join(self.commits) + "\n").encode("ascii"))
-            proc.stdin.close()
-            idx = self.first
-            for commit, fd in parser.files(read_pieces(proc.stdout)):
-                if fd is None:  # a commit starts
-                    idx = order.get(commit.sha, self.first)
+        continued = self.part > 0  # its first commit was counted with the piece before
+        for commit, fd in parser.files((self.text,)):
+            if fd is None:  # a commit starts
+                if continued:
+                    continued = False
+                else:
                     tally.commits += 1
-                    continue
-                if excluded is not None and excluded(fd.path):
-                    continue
-                loc = Location(
-                    kind=SourceKind.GIT,
-                    path=fd.path,
-                    commit=commit.sha,
-                    author=commit.author,
-                    date=commit.date,
-                )
-                if fd.binary_oid is not None:
-                    prior = binaries.get(fd.binary_oid)
-                    if prior is None or idx < prior[0]:
-                        binaries[fd.binary_oid] = (idx, loc)
-                    continue
-                if fd.oversized:
-                    tally.skipped.append(
-                        Skipped(
-                            f"{fd.path}@{commit.sha[:12]}",
-                            "added lines larger than the size limit",
-                        )
+                continue
+            if fd.binary_oid is not None or (excluded is not None and excluded(fd.path)):
+                continue
+            if fd.oversized:
+                tally.skipped.append(
+                    Skipped(
+                        f"{fd.path}@{commit.sha[:12]}", "added lines larger than the size limit"
                     )
-                    continue
-                chunk = file_chunk(fd, loc)
-                if chunk is not None:
-                    tally.files += 1
-                    tally.chunks += 1
-                    yield chunk
-        finally:
-            reap(proc, "log")
+                )
+                continue
+            loc = Location(
+                kind=SourceKind.GIT,
+                path=fd.path,
+                commit=commit.sha,
+                author=commit.author,
+                date=commit.date,
+            )
+            chunk = file_chunk(fd, loc)
+            if chunk is not None:
+                tally.files += 1
+                tally.chunks += 1
+                yield chunk
         tally.bytes += parser.bytes_read
-        for oid, data in read_blobs(self.repo, list(binaries), max_size):
-            _, loc = binaries[oid]
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryBatch:
+    """Binary files of the history, each blob once, under the first commit that added it;
+    their printable strings are matched where the batch is (one ``git cat-file``)."""
+
+    repo: GitRepo
+    blobs: tuple[tuple[str, int, Location], ...]  # blob id, history position, where
+    max_size: int = DEFAULT_MAX_FILE_SIZE
+
+    @property
+    def size(self) -> int:
+        return 0  # blob sizes are known only once cat-file answered
+
+    @property
+    def items(self) -> int:
+        return len(self.blobs)
+
+    def order_of(self, commit: str | None) -> int:
+        for _, position, loc in self.blobs:
+            if loc.commit == commit:
+                return _order(position, _BINARY_PART)
+        return _order(self.blobs[0][1], _BINARY_PART) if self.blobs else 0
+
+    def chunks(self, tally: Tally) -> Iterator[Chunk]:
+        where = {oid: loc for oid, _, loc in self.blobs}
+        for oid, data in read_blobs(self.repo, list(where), self.max_size):
+            loc = where[oid]
             if data is None:
                 tally.skipped.append(
                     Skipped(
@@ -720,16 +820,21 @@ class CommitBatch:
                 yield Chunk(text, loc, line_map=(0,) * n, data=raw)
 
 
-# Below this many commits one process does it all (a pool costs more); a worker holds at most
-# two batches' results at a time.
+HistoryWork = PatchPiece | BinaryBatch
+
+# Below this many commits one process does it all (a pool costs more); at most two pieces per
+# worker wait to be matched (git waits, too, once its pipe is full).
 HISTORY_POOL = PoolPolicy(min_items=SERIAL_MAX_COMMITS + 1, in_flight=2)
 
 
 @dataclass(slots=True)
 class HistorySource:
-    """The history of the repository at ``path``, as :class:`CommitBatch` work.
+    """The history of the repository at ``path``, as pieces of one ``git log`` stream.
 
-    ``git rev-list`` runs here while the batches are matched; the post-pass keeps one
+    Here, in the calling process: ``git rev-list`` lists the commits, one ``git log -p``
+    prints them all (so git runs once, with warm caches, while the workers match), and the
+    stream is cut at commit boundaries into :class:`PatchPiece` work. The binary files found
+    on the way are read in :class:`BinaryBatch` work, each blob once. The post-pass keeps one
     finding per secret (:class:`~keyward.scan.postpass.FirstIntroduction`).
     """
 
@@ -738,27 +843,61 @@ class HistorySource:
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     root: Path | None = None  # the work tree's top level, once work() started
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # batches: 2 per worker
     _repo: GitRepo | None = field(default=None, repr=False)
 
     @property
     def pool(self) -> PoolPolicy | None:
         return HISTORY_POOL
 
-    def work(self) -> Iterator[CommitBatch]:
+    def work(self) -> Iterator[HistoryWork]:
         opts = self.options
         repo = self._repo = open_repo(self.path)
         self.root = repo.toplevel()
         if not repo.has_commits() and not opts.all_branches and opts.range is None:
             self.warnings.append(f"{self.path} has no commits yet: nothing to scan")
             return
-        rev_list = repo.popen(*rev_list_args(repo, opts))
-        assert rev_list.stdout is not None
+        commits = repo.run(*rev_list_args(repo, opts))
+        if not commits.strip():
+            return  # (git log would show HEAD when given no commit)
+        max_size = opts.max_file_size
+        log = repo.popen(
+            "-c", f"core.bigFileThreshold={max_size}", "log", *PATCH_OPTIONS,
+            "--diff-merges=dense-combined", _HEADER, "--no-walk=unsorted", "--stdin",
+            stdin=True,
+        )  # fmt: skip
+        assert log.stdin is not None and log.stdout is not None
+        excluded = path_filter(opts.exclude)
+        parser = PatchParser(max_size)
+        seen: set[str] = set()
+        pending: list[tuple[str, int, Location]] = []
         try:
-            for first, commits in _commit_batches(rev_list.stdout, 2 * self.workers):
-                yield CommitBatch(repo, first, tuple(commits), opts.max_file_size, opts.exclude)
+            try:
+                log.stdin.write(commits)  # git reads them all before it prints anything
+                log.stdin.close()
+            except BrokenPipeError:
+                pass  # git stopped: reap() says why
+            for text, first, part in _cut(log.stdout):
+                if not part and len(pending) >= BINARIES_PER_BATCH:  # whole commits only
+                    yield BinaryBatch(repo, tuple(pending), max_size)
+                    pending = []
+                for index, commit, fd in _binaries(text, parser):
+                    oid = fd.binary_oid
+                    if oid is None or oid in seen or (excluded is not None and excluded(fd.path)):
+                        continue
+                    seen.add(oid)
+                    loc = Location(
+                        kind=SourceKind.GIT,
+                        path=fd.path,
+                        commit=commit.sha,
+                        author=commit.author,
+                        date=commit.date,
+                    )
+                    pending.append((oid, first + index, loc))
+                yield PatchPiece(first, part, text, max_size, opts.exclude)
+            if pending:
+                yield BinaryBatch(repo, tuple(pending), max_size)
         finally:
-            reap(rev_list, "rev-list")
+            reap(log, "log")
 
     def post_pass(self, rules: Sequence[Rule]) -> FirstIntroduction:
         return FirstIntroduction(self.still_present)

@@ -147,3 +147,66 @@ def test_merge_combined_diff_keeps_only_lines_the_merge_wrote() -> None:
     assert fd.path == "s.py"
     assert fd.lines == [b"evil line", b"d", b"e"]  # "B" came from the second parent
     assert fd.numbers == [3, 5, 6]
+
+
+def test_no_newline_markers_around_a_replaced_last_line() -> None:
+    patch = (
+        b"\x00dddd 2024-01-04T00:00:00+00:00 Dee <dee@example.com>\n\n"
+        b"diff --git a/v.txt b/v.txt\nindex 1..2 100644\n--- a/v.txt\n+++ b/v.txt\n"
+        b"@@ -2 +2,2 @@\n-old last\n\\ No newline at end of file\n+new last\n+really last\n"
+        b"\\ No newline at end of file\n"
+    )
+    [c] = parse(patch)
+    assert (c.files[0].lines, c.files[0].numbers) == ([b"new last", b"really last"], [2, 3])
+
+
+def cut(
+    data: bytes, monkeypatch: pytest.MonkeyPatch, read: int = 5, largest: int = 1 << 20
+) -> list[tuple[bytes, int, int]]:
+    """The pieces of work a stream is cut into, read ``read`` bytes at a time."""
+    import io
+
+    from keyward.scan.sources import git
+
+    monkeypatch.setattr(git, "FIRST_PIECE_BYTES", 1)
+    monkeypatch.setattr(git, "PIECE_BYTES", 1)
+    monkeypatch.setattr(git, "MAX_PIECE_BYTES", largest)
+    stream = io.BytesIO(data)
+    monkeypatch.setattr(git, "read_pieces", lambda _: iter(lambda: stream.read(read), b""))
+    return list(git._cut(stream))
+
+
+@pytest.mark.parametrize("read", [1, 5, 1 << 20])
+def test_the_stream_is_cut_at_commit_headers_only(
+    monkeypatch: pytest.MonkeyPatch, read: int
+) -> None:
+    nul_in_text = (
+        b"\x00eeee 2024-01-05T00:00:00+00:00 Eve <eve@example.com>\n\n"
+        b"diff --git a/t b/t\n--- /dev/null\n+++ b/t\n@@ -0,0 +1,2 @@\n+a\x00b\n+\x00c\n"
+    )
+    data = PATCH + nul_in_text + COMBINED
+    pieces = cut(data, monkeypatch, read)
+    assert b"\n".join(text for text, _, _ in pieces) == data
+    assert all(text.startswith(b"\x00") and part == 0 for text, _, part in pieces)
+    if read == 1:  # every commit is a piece of its own, numbered in history order
+        assert [(t[1:5], first) for t, first, _ in pieces] == [
+            (b"aaaa", 0), (b"bbbb", 1), (b"eeee", 2), (b"cccc", 3)
+        ]  # fmt: skip
+
+
+def test_a_commit_larger_than_a_piece_is_cut_between_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    whole = cut(PATCH, monkeypatch, read=1)
+    split = cut(PATCH, monkeypatch, read=1, largest=1)
+    header = PATCH[: PATCH.index(b"\n") + 1]
+    # the first commit's four files in four pieces, each with the commit's header
+    assert [(first, part) for _, first, part in split] == [(0, 0), (0, 1), (0, 2), (0, 3),
+                                                            (1, 0)]  # fmt: skip
+    assert all(text.startswith(header) for text, _, _ in split[:4])
+
+    def files(pieces: list[tuple[bytes, int, int]]) -> list[tuple[str, str, list[bytes]]]:
+        return [(c.sha, f.path, f.lines) for text, _, _ in pieces
+                for c in PatchParser().parse([text]) for f in c.files]  # fmt: skip
+
+    assert files(split) == files(whole)
