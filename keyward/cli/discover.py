@@ -17,7 +17,9 @@ from keyward.core.text import plural
 from keyward.providers.aws import AwsService
 
 if TYPE_CHECKING:
+    from keyward.inventory.dependents import DependentsResult
     from keyward.inventory.discovery import DiscoveryResult, Scan, TagKeys
+    from keyward.inventory.discovery.aws_lambda import FunctionListing
     from keyward.providers import Account, AwsClients
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +35,8 @@ Examples:
   keyward discover aws-secretsmanager --fingerprint-values   (link leaks to these secrets)
   keyward discover aws-ssm --all-accounts       (every account in [aws.accounts], by role)
   keyward discover aws-iam --account prod --account 222222222222
+  keyward discover aws-lambda --region eu-west-1 --region us-east-1
+                                  (functions holding inventoried secrets: dependents)
 
 \b
 Running a discovery again updates what it imported (it never duplicates).
@@ -223,7 +227,7 @@ def _per_account(
 @click.group(epilog=DISCOVER_EPILOG)
 def discover() -> None:
     """Import what already exists: Secrets Manager, SSM Parameter Store, IAM access keys,
-    Vault KV v2."""
+    Vault KV v2; and the Lambda functions that depend on them."""
 
 
 @discover.command("aws-secretsmanager", epilog=DISCOVER_EPILOG)
@@ -399,3 +403,147 @@ def vault(
     fp = _fingerprinter() if fingerprint_values else None
     scan = discover_vault(vault_, mount=mount, prefix=prefix, tag_keys=keys, fingerprint=fp)
     _import([scan], database_url, fmt)
+
+
+# ------------------------------------------------------------------ dependents
+def lambda_listings(
+    accounts: tuple[Account, ...],
+    regions: tuple[str, ...],
+    *,
+    all_regions: bool = False,
+    profile: str | None = None,
+) -> list[FunctionListing]:
+    """Every function of each account and region, read for dependents discovery (values
+    fingerprinted and dropped). Regions: ``regions``, else all enabled ones (``all_regions``),
+    else the account's, else the default region. An account whose role cannot be assumed is
+    one warning and the others go on."""
+    from keyward.core.errors import KeywardError
+    from keyward.inventory.discovery.aws_lambda import FunctionListing, read_functions
+    from keyward.providers.errors import skip_reason
+
+    clients = _aws_clients()
+    fp = _fingerprinter()
+    listings: list[FunctionListing] = []
+    for account in accounts or (_home(),):
+        label = account.label if account.role_arn is not None else None
+        try:
+            clients.session(account)  # assume its role now: a refusal is about the account
+        except KeywardError as err:
+            if err.fault is None or err.fault.action != "sts:AssumeRole":
+                raise
+            skipped = FunctionListing("", account.id, home=False, listed=False)
+            skipped.warnings.append(
+                f"account {account.label} skipped: cannot assume its role {account.role_arn}: "
+                f"{skip_reason(err.fault)}"
+            )
+            listings.append(skipped)
+            continue
+        account_id = clients.account_id(account)
+        if regions:
+            wanted = list(dict.fromkeys(regions))
+        elif all_regions:
+            from keyward.scan.sources.aws_lambda import LambdaOptions, LambdaSource
+
+            wanted = LambdaSource(LambdaOptions(all_regions=True, profile=profile)).regions(account)
+        else:
+            wanted = list(account.regions) or _regions(())
+        for region in wanted:
+            client = clients.client(AwsService.LAMBDA, region, account=account)
+            listings.append(
+                read_functions(
+                    client,
+                    region,
+                    fp,
+                    account=account_id,
+                    home=account.role_arn is None,
+                    label=label,
+                )
+            )
+    return listings
+
+
+def _home() -> Account:
+    from keyward.providers.settings import HOME
+
+    return HOME
+
+
+def record_lambda_dependents(
+    listings: list[FunctionListing], database_url: str | None
+) -> DependentsResult:
+    from keyward.inventory.dependents import record_dependents
+    from keyward.inventory.posture import refresh_for
+
+    db = open_db(database_url)
+    try:
+        result = record_dependents(db, listings)
+        refresh_for(db, get_state().config)  # cross-environment and reuse follow dependents
+        return result
+    finally:
+        db.close()
+
+
+def _change_line(c: Any) -> str:
+    how = c.mode + (f", field {c.field}" if c.field else "")
+    extra = "".join(
+        f", {k} {v}" for k, v in (("alias", c.alias), ("environment", c.environment)) if v
+    )
+    origin = "" if c.origin == "discovered" else f" [{c.origin}]"
+    return f"{c.secret} <- {c.target} ${c.variable or '-'} ({how}{extra}){origin}"
+
+
+def render_dependents(result: DependentsResult, fmt: str, *, err: bool = False) -> None:
+    """The added, kept and missing dependents of one run (``err``: all of it on stderr)."""
+    for w in result.warnings:
+        click.echo(f"keyward: warning: {w}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2), err=err)
+        return
+    regions = plural(len(result.regions), "region")
+    click.echo(
+        f"aws-lambda: {plural(result.functions, 'function')} in {regions}: "
+        f"{len(result.added)} added, {len(result.kept)} kept, {len(result.missing)} missing"
+        + (f", {plural(len(result.warnings), 'warning')}" if result.warnings else ""),
+        err=err,
+    )
+    for title, changes in (
+        ("added", result.added),
+        ("kept", result.kept),
+        ("missing", result.missing),
+    ):
+        for c in changes:
+            click.echo(f"  {title:8} {_change_line(c)}", err=err)
+
+
+@discover.command("aws-lambda", epilog=DISCOVER_EPILOG)
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    help="Region (repeatable; default: the account's regions, else AWS_REGION / "
+    "AWS_DEFAULT_REGION).",
+)
+@click.option("--all-regions", is_flag=True, help="Every region enabled in the account.")
+@_account_options
+@database_option
+@format_option("text", "json")
+def aws_lambda(
+    regions: tuple[str, ...],
+    all_regions: bool,
+    account_names: tuple[str, ...],
+    all_accounts: bool,
+    database_url: str | None,
+    fmt: str,
+) -> None:
+    """Lambda functions (and their aliases) whose environment holds an inventoried secret,
+    recorded as its dependents: by value (a variable holds a field of the secret's current
+    version: fingerprints, run `discover ... --fingerprint-values` first) or by reference (a
+    Secrets Manager ARN or name, {{resolve:secretsmanager:...}}, an SSM parameter, a Vault
+    path). Idempotent; a dependent no longer found is marked missing (never rotated into);
+    dependents added by hand are kept. Honours AWS_ENDPOINT_URL."""
+    accounts = _accounts(account_names, all_accounts)
+    listings = lambda_listings(accounts, regions, all_regions=all_regions)
+    result = record_lambda_dependents(listings, database_url)
+    render_dependents(result, fmt)
+    if result.warnings and not any(lst.listed for lst in listings):
+        click.get_current_context().exit(int(ExitCode.BACKEND))

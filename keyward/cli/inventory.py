@@ -224,8 +224,8 @@ def _secret_options(fn: F) -> F:
         click.option(
             "--value-stdin",
             is_flag=True,
-            help="Read the current value from stdin to record its keyed fingerprint "
-            "(the value itself is never stored).",
+            help="Read the current value from stdin to record its keyed fingerprint and "
+            "each field's (the value itself is never stored).",
         ),
     ]
     for opt in reversed(options):
@@ -233,15 +233,20 @@ def _secret_options(fn: F) -> F:
     return fn
 
 
-def _fingerprint_stdin() -> str:
+def _fingerprint_stdin() -> tuple[str, dict[str, str]]:
+    """The keyed fingerprint of the value on stdin, and of each of its fields (each string
+    field of a JSON object, else the one field ``value``); the value is not kept."""
     from keyward.cli.app import get_state
     from keyward.cli.common import fingerprint_key
     from keyward.core.redaction import Fingerprinter
+    from keyward.inventory.discovery import value_fingerprints
 
     value = sys.stdin.read().rstrip("\r\n")
     if not value:
         raise ConfigError("--value-stdin was given but stdin is empty")
-    return Fingerprinter(fingerprint_key(get_state().config)).fingerprint(value)
+    fp = Fingerprinter(fingerprint_key(get_state().config)).fingerprint
+    _whole, fields = value_fingerprints(value, fp)
+    return fp(value), fields
 
 
 @inventory.command("add", epilog=INVENTORY_EPILOG)
@@ -254,7 +259,7 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
     from keyward.inventory.policy import parse_duration
 
     kind = opts["kind"] or "generic"
-    fp = _fingerprint_stdin() if opts["value_stdin"] else None
+    fp, fields = _fingerprint_stdin() if opts["value_stdin"] else (None, {})
     with inventory_for(database_url) as inv:
         rec = inv.add_secret(
             name,
@@ -273,6 +278,7 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
             schedule=opts["schedule"],
             fingerprint=fp,
             on_leak=None if opts["on_leak"] in (None, "default") else opts["on_leak"],
+            fields=fields,
         )
     if fmt == "json":
         _emit_json(rec.to_dict())
@@ -519,13 +525,13 @@ def inventory_update(
         changes["schedule"] = opts["schedule"]
     elif clear_schedule:
         changes["schedule"] = None
-    fp = _fingerprint_stdin() if opts["value_stdin"] else None
+    fp, fields = _fingerprint_stdin() if opts["value_stdin"] else (None, {})
     if not changes and fp is None:
         raise ConfigError("Nothing to update", hint="Give at least one option, see --help")
     with inventory_for(database_url) as inv:
         rec = inv.update_secret(name, **changes) if changes else inv.get_secret(name)
         if fp is not None:
-            inv.add_version(rec.name, fingerprint=fp, stage="current")
+            inv.add_version(rec.name, fingerprint=fp, stage="current", fields=fields)
     if fmt == "json":
         _emit_json(rec.to_dict())
     else:

@@ -480,6 +480,20 @@ def _record(result: ScanResult, cfg: Config, request: ScanRequest, target: str |
         err=True,
     )
     report_leaks(cfg, summary.leaks, default_actor())
+    if request.aws_lambda:  # the functions' dependents too, as `discover aws-lambda` does
+        from keyward.cli.discover import (
+            lambda_listings,
+            record_lambda_dependents,
+            render_dependents,
+        )
+
+        listings = lambda_listings(
+            request.accounts,
+            request.regions,
+            all_regions=request.all_regions,
+            profile=request.profile,
+        )
+        render_dependents(record_lambda_dependents(listings, None), "text", err=True)
 
 
 def _report_skipped(result: ScanResult, verbose: bool) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import NotFound
-from keyward.inventory.fields import record_fields
+from keyward.inventory.fields import current_stage, record_fields
 from keyward.inventory.policy import rotation_due
 from keyward.inventory.records import DependentRecord, SecretRecord, record_of
 from keyward.inventory.service import (
@@ -541,6 +541,19 @@ class RotationRepository:
                 if mark.stage in (VersionStage.RETIRED, VersionStage.DISCARDED):
                     values["retired_at"] = sa.func.coalesce(c.retired_at, now)
                 s.execute(sa.update(_VERSIONS).where(c.id == ids[mark.role]).values(values))
+                if mark.role is VersionRole.NEW and mark.stage is VersionStage.CURRENT:
+                    # one current version: any other row still saying so (a fingerprint
+                    # recorded by hand, an older discovery) is previous now, so a value
+                    # matched later is never taken for the current one
+                    s.execute(
+                        sa.update(_VERSIONS)
+                        .where(
+                            c.secret_id == secret_id,
+                            c.id.not_in([i for i in ids.values() if i is not None]),
+                            current_stage(c.stage),
+                        )
+                        .values(stage=VersionStage.PREVIOUS.value)
+                    )
         if rotated is not None:
             assert secret is not None
             _set_rotated(secret, rotated)

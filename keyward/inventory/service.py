@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from keyward.core.errors import ConfigError
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import AlreadyExists, NotFound
-from keyward.inventory.fields import version_fields
+from keyward.inventory.fields import record_fields, version_fields
 from keyward.inventory.policy import rotation_due, validate_schedule
 from keyward.inventory.records import (
     AuditRecord,
@@ -249,8 +249,10 @@ class Inventory:
         fingerprint: str | None = None,
         source: str = "manual",
         on_leak: str | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> SecretRecord:
-        """Add a secret; ``fingerprint`` (of its current value) records a first version.
+        """Add a secret; ``fingerprint`` (of its current value) records a first version, with
+        the fingerprints of its ``fields`` (field -> fingerprint).
 
         ``account``: the AWS account it lives in (default: the one its reference's ARN names;
         none: keyward's own)."""
@@ -298,7 +300,9 @@ class Inventory:
             s.add(secret)
             s.flush()
             if fingerprint:
-                record_version(s, secret, fingerprint=fingerprint, stage="current")
+                record_version(
+                    s, secret, fingerprint=fingerprint, stage="current", fields=fields or {}
+                )
             self.append_audit(
                 s, self.actor, "secret.add", name, secret_id=secret.id, detail={"kind": kind}
             )
@@ -421,8 +425,10 @@ class Inventory:
         identifier_fingerprint: str | None = None,
         stage: str | None = "current",
         created_at: datetime | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> VersionRecord:
-        """Record a version (by keyed fingerprint) and link the findings that leaked it."""
+        """Record a version (by keyed fingerprint, and its ``fields``' fingerprints) and link
+        the findings that leaked it."""
         with self.db.session() as s:
             secret = self._secret(s, name)
             v = record_version(
@@ -433,6 +439,7 @@ class Inventory:
                 identifier_fingerprint=identifier_fingerprint,
                 stage=stage,
                 created_at=created_at,
+                fields=fields or {},
             )
             self.append_audit(
                 s,
@@ -716,8 +723,10 @@ def record_version(
     identifier_fingerprint: str | None = None,
     stage: str | None = None,
     created_at: datetime | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> m.SecretVersion:
-    """Add a version row in ``session``'s transaction and link the findings that leaked it."""
+    """Add a version row (with its ``fields``' fingerprints) in ``session``'s transaction and
+    link the findings that leaked it."""
     v = m.SecretVersion(
         secret_id=secret.id,
         fingerprint=fingerprint,
@@ -728,8 +737,9 @@ def record_version(
     )
     session.add(v)
     session.flush()
+    added = record_fields(session, secret.id, v.id, fields or {})
     link_findings_to_secret(
-        session, secret, [fp for fp in (fingerprint, identifier_fingerprint) if fp]
+        session, secret, [fp for fp in (fingerprint, identifier_fingerprint, *added) if fp]
     )
     return v
 

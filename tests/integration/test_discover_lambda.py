@@ -105,3 +105,231 @@ def test_rotation_never_updates_a_missing_dependent(world: World, cli: Cli) -> N
     assert world.env_of("svc-00")["AWS_SECRET_ACCESS_KEY"] == new["secret_access_key"]
     # the missing one was left alone (it still holds the old, now revoked, key)
     assert world.env_of("svc-01")["AWS_SECRET_ACCESS_KEY"] == world.old["secret_access_key"]
+
+
+# ------------------------------------------------------------- discover aws-lambda
+EAST, WEST = "us-east-1", "eu-west-1"
+
+
+def _lambda_world(aws: Any) -> dict[str, Any]:
+    """Secrets in Secrets Manager and SSM, and functions in two regions that hold them by
+    value, by reference, through an alias, or not at all."""
+    import json
+
+    import boto3
+
+    from tests.integration._rotation_world import _zip
+
+    iam = boto3.client("iam", region_name=EAST)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "lambda.amazonaws.com"}}]}  # fmt: skip
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.create_user(UserName="app")
+    key = iam.create_access_key(UserName="app")["AccessKey"]
+    pair = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    password = "pw-" + "Zq8" * 10
+    sm = boto3.client("secretsmanager", region_name=EAST)
+    db_arn = sm.create_secret(
+        Name="prod/db", SecretString=json.dumps({"username": "app", "password": password})
+    )["ARN"]
+    sm.create_secret(Name="app/aws", SecretString=json.dumps(pair))
+    boto3.client("ssm", region_name=EAST).put_parameter(
+        Name="/app/token", Value="tok-" + "x9" * 12, Type="SecureString"
+    )
+
+    def function(region: str, name: str, env: dict[str, str], **kw: Any) -> str:
+        lam = boto3.client("lambda", region_name=region)
+        return str(
+            lam.create_function(
+                FunctionName=name, Runtime="python3.12", Role=role["Arn"],
+                Handler="handler.handler", Code={"ZipFile": _zip()},
+                Environment={"Variables": env}, **kw,
+            )["FunctionArn"]
+        )  # fmt: skip
+
+    arns = {
+        "pair": function(
+            EAST,
+            "pair",
+            {
+                "AWS_ACCESS_KEY_ID": pair["access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": pair["secret_access_key"],
+                "MODE": "x",
+            },
+            Tags={"Environment": "Prod"},
+        ),
+        "refs": function(
+            EAST,
+            "refs",
+            {
+                "DB_ARN": db_arn,
+                "DB_PARTIAL_ARN": db_arn[:-7],
+                "DB_NAME": "prod/db",
+                "DB_RESOLVE": "{{resolve:secretsmanager:prod/db:SecretString:password}}",
+                "TOKEN_PARAM": "/app/token",
+                "VAULT_PATH": "secret/data/apps/billing",
+            },
+            Tags={"stage": "Staging"},
+        ),
+        "plain": function(EAST, "plain", {"DB_PASSWORD": password, "OTHER": "nothing"}),
+        "west": function(WEST, "west", {"PASSWORD": password}, Tags={"env": "dev"}),
+        "typed": function(EAST, "typed", {"UNRELATED": "hello"}),
+        "nothing": function(EAST, "nothing", {"A": "b"}),
+    }
+    # an alias bound to a published version that holds the password ($LATEST no longer does)
+    lam = boto3.client("lambda", region_name=EAST)
+    arns["aliased"] = function(EAST, "aliased", {"DB_PASSWORD": password})
+    version = lam.publish_version(FunctionName="aliased")["Version"]
+    lam.create_alias(FunctionName="aliased", Name="live", FunctionVersion=version)
+    lam.update_function_configuration(
+        FunctionName="aliased", Environment={"Variables": {"DB_PASSWORD": "changed-elsewhere"}}
+    )
+    return {"arns": arns, "pair": pair, "password": password, "db_arn": db_arn}
+
+
+def _keys(changes: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    return {
+        (c["secret"], c["function"], c["variable"], c["mode"], c["field"], c["alias"])
+        for c in changes
+    }
+
+
+def test_discover_aws_lambda_records_value_and_reference_dependents_idempotently(
+    aws: Any, cli: Cli, db_url: str
+) -> None:
+    import boto3
+
+    w = _lambda_world(aws)
+    cli.json("discover", "aws-secretsmanager", "--region", EAST, "--fingerprint-values")
+    cli.json("discover", "aws-ssm", "--region", EAST)
+    rc, _, err = cli("inventory", "add", "billing", "--store", "vault",
+                     "--reference", "secret/apps/billing")  # fmt: skip
+    assert rc == 0, err
+    rc, _, err = cli("dependents", "add", "aws-sm/us-east-1/prod/db", "--target", "typed",
+                     "--variable", "DB_PASSWORD", "--region", EAST)  # fmt: skip
+    assert rc == 0, err
+    db, aws_key, token = (
+        "aws-sm/us-east-1/prod/db",
+        "aws-sm/us-east-1/app/aws",
+        ("aws-ssm/us-east-1/app/token"),
+    )
+
+    first = cli.json("discover", "aws-lambda", "--region", EAST, "--region", WEST)
+    assert first["functions"] == 7 and first["regions"] == [EAST, WEST]
+    assert _keys(first["added"]) == {
+        (aws_key, "pair", "AWS_ACCESS_KEY_ID", "value", "access_key_id", None),
+        (aws_key, "pair", "AWS_SECRET_ACCESS_KEY", "value", "secret_access_key", None),
+        (db, "refs", "DB_ARN", "reference", None, None),
+        (db, "refs", "DB_PARTIAL_ARN", "reference", None, None),
+        (db, "refs", "DB_NAME", "reference", None, None),
+        (db, "refs", "DB_RESOLVE", "reference", "password", None),
+        (token, "refs", "TOKEN_PARAM", "reference", None, None),
+        ("billing", "refs", "VAULT_PATH", "reference", None, None),
+        (db, "plain", "DB_PASSWORD", "value", "password", None),
+        (db, "west", "PASSWORD", "value", "password", None),
+        (db, "aliased", "DB_PASSWORD", "value", "password", "live"),
+    }
+    envs = {c["function"]: c["environment"] for c in first["added"]}
+    assert (envs["pair"], envs["refs"], envs["west"], envs["plain"]) == (
+        "prod", "staging", "dev", None,
+    )  # fmt: skip
+    (manual,) = first["kept"]  # typed by hand, not seen (its variable holds nothing): kept
+    assert (manual["function"], manual["origin"], manual["seen"]) == ("typed", "manual", False)
+    assert first["missing"] == []
+    west = next(c for c in first["added"] if c["function"] == "west")
+    assert west["region"] == WEST and west["target"] == w["arns"]["west"]
+
+    listed = cli.json("dependents", "list")
+    assert len(listed) == 12
+    assert {d["origin"] for d in listed} == {"discovered", "manual"}
+    assert all(d["status"] == "active" for d in listed)
+    pair_rows = [d for d in listed if d["secret"] == aws_key]
+    assert {d["attributes"]["field"] for d in pair_rows} == {"access_key_id", "secret_access_key"}
+    assert all(d["last_seen_at"] for d in listed if d["origin"] == "discovered")
+
+    # a second run changes nothing
+    again = cli.json("discover", "aws-lambda", "--region", EAST, "--region", WEST)
+    assert again["added"] == [] and again["missing"] == []
+    assert len(again["kept"]) == 12
+    assert len(cli.json("dependents", "list")) == 12
+
+    # a function gone, a variable gone: missing (never deleted); the manual one is kept
+    lam = boto3.client("lambda", region_name=EAST)
+    lam.delete_function(FunctionName="plain")
+    lam.update_function_configuration(
+        FunctionName="refs", Environment={"Variables": {"DB_ARN": w["db_arn"]}}
+    )
+    rc, out, err = cli("discover", "aws-lambda", "--region", EAST, "--region", WEST)
+    assert rc == 0, err
+    assert "aws-lambda: 6 functions in 2 regions: 0 added, 6 kept, 6 missing" in out
+    assert "[manual]" in out
+    third = cli.json("discover", "aws-lambda", "--region", EAST, "--region", WEST)
+    assert third["missing"] == []  # marked once
+    listed = cli.json("dependents", "list")
+    assert len(listed) == 12
+    gone = {(d["target"].rsplit(":", 1)[-1], d["variable"]) for d in listed
+            if d["status"] == "missing"}  # fmt: skip
+    assert gone == {
+        ("plain", "DB_PASSWORD"), ("refs", "DB_PARTIAL_ARN"), ("refs", "DB_NAME"),
+        ("refs", "DB_RESOLVE"), ("refs", "TOKEN_PARAM"), ("refs", "VAULT_PATH"),
+    }  # fmt: skip
+    # only the regions listed may go missing: a run over the west alone keeps the east
+    only_west = cli.json("discover", "aws-lambda", "--region", WEST)
+    assert only_west["missing"] == [] and len(only_west["kept"]) == 1
+
+    # it comes back: active again
+    lam.update_function_configuration(
+        FunctionName="refs",
+        Environment={"Variables": {"DB_ARN": w["db_arn"], "DB_NAME": "prod/db"}},
+    )
+    back = cli.json("discover", "aws-lambda", "--region", EAST)
+    assert [(c["variable"], c["reactivated"]) for c in back["added"]] == [("DB_NAME", True)]
+
+    # no value anywhere: output, database
+    dump = _db_dump(db_url)
+    for value in (w["password"], w["pair"]["secret_access_key"], "tok-" + "x9" * 12):
+        assert value not in dump
+        assert value not in str(first) + str(again) + out
+
+
+def test_scan_aws_lambda_record_discovers_the_dependents_too(aws: Any, cli: Cli) -> None:
+    w = _lambda_world(aws)
+    cli.json("discover", "aws-secretsmanager", "--region", EAST, "--fingerprint-values")
+    rc, out, err = cli("scan", "--aws-lambda", "--region", EAST, "--engine", "re", "--record",
+                       "--format", "json", "--exit-zero")  # fmt: skip
+    assert rc == 0, err
+    assert "aws-lambda: 6 functions in 1 region:" in err
+    assert w["password"] not in out + err and w["pair"]["secret_access_key"] not in out + err
+    listed = cli.json("dependents", "list")
+    assert {(d["target"].rsplit(":", 1)[-1], d["variable"]) for d in listed} >= {
+        ("pair", "AWS_ACCESS_KEY_ID"), ("pair", "AWS_SECRET_ACCESS_KEY"),
+        ("plain", "DB_PASSWORD"), ("refs", "DB_ARN"), ("aliased", "DB_PASSWORD"),
+    }  # fmt: skip
+    # the findings in the functions link to the same secrets
+    findings = cli.json("findings", "list")
+    assert "aws-sm/us-east-1/app/aws" in {f["secret"] for f in findings}
+
+
+def test_discovered_dependents_are_rotated_and_a_second_discovery_follows_the_new_key(
+    world: World, cli: Cli
+) -> None:
+    import json
+
+    for dep in cli.json("dependents", "list"):  # forget what was typed by hand
+        assert cli("dependents", "remove", str(dep["id"]))[0] == 0
+    rc, _, err = cli("inventory", "update", SECRET, "--value-stdin", stdin=json.dumps(world.old))
+    assert rc == 0, err
+    found = cli.json("discover", "aws-lambda")
+    assert {(c["function"], c["variable"], c["field"]) for c in found["added"]} == {
+        (fn, var, fld)
+        for fn in ("svc-00", "svc-01")
+        for var, fld in (("AWS_ACCESS_KEY_ID", "access_key_id"),
+                         ("AWS_SECRET_ACCESS_KEY", "secret_access_key"))
+    }  # fmt: skip
+    rc, _, err = cli("rotate", SECRET)
+    assert rc == 0, err
+    world.assert_consistent()  # every function holds the new key
+    again = cli.json("discover", "aws-lambda")  # matched by the fields rotation recorded
+    assert again["added"] == [] and again["missing"] == [] and len(again["kept"]) == 4
+    stages = [v["stage"] for v in cli.json("inventory", "show", SECRET)["versions"]]
+    assert stages.count("current") == 1

@@ -158,6 +158,7 @@ def test_the_iam_policy_allows_every_action_the_code_performs_and_nothing_else(
     for kind in ("aws-secretsmanager", "aws-ssm"):
         run("discover", kind, "--region", REGION, "--fingerprint-values")
     run("discover", "aws-iam")
+    run("discover", "aws-lambda", "--region", REGION)  # dependents: aliases, tags
     run("discover", "aws-secretsmanager", "--account", "prod", "--region", REGION)  # by role
     run("scan", "--engine", "re", "--aws-lambda", "--all-regions", "--include-code",
         "--format", "json", expect=1)  # fmt: skip
