@@ -449,7 +449,7 @@ def _ids(ids: Sequence[int]) -> str:
 
 def _leak_state(detail: SecretDetail) -> dict[str, Any]:
     """Its leak policy (its own, else the default) and whether its current version leaked."""
-    from keyward.cli import get_state
+    from keyward.cli.app import get_state
     from keyward.cli.compose import leak_policy
     from keyward.inventory import models as m
     from keyward.inventory.fields import is_current_stage
