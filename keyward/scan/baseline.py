@@ -69,11 +69,13 @@ def apply_baseline(result: ScanResult, baseline: Path | Baseline, rules: Sequenc
     """Mark the result's findings held in the baseline as suppressed, and count again.
 
     ``baseline`` is a file, or one loaded before the scan (so a bad one fails at once)."""
+    from keyward.scan.rules import rule_ids
+
     loaded = load_baseline(baseline) if isinstance(baseline, Path) else baseline
     where = loaded.path.parent if loaded.path is not None else Path(".")
     loaded.apply(
         result.findings,
-        (r.id for r in rules),
+        rule_ids(rules),
         key=file_key(result.roots, where, result.repository),
     )
     result.recount()

@@ -29,7 +29,7 @@ import logging
 import os
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -47,6 +47,8 @@ from keyward.scan.confidence import (
 )
 from keyward.scan.entropy import shannon
 from keyward.scan.model import Chunk, Confidence, Finding
+from keyward.scan.plan import COMPANION_TAG, MatchPlan
+from keyward.scan.plan import longest_literal as _longest_literal  # noqa: F401  (tests)
 from keyward.scan.rules import Rule, RuleSet
 from keyward.scan.validators import VALIDATORS
 
@@ -56,7 +58,7 @@ Backend = Literal["auto", "hyperscan", "re"]
 
 INLINE_ALLOW = ("keyward: allow", "keyward:allow", "pragma: allowlist secret")
 INLINE_ALLOW_NEXT = "pragma: allowlist nextline secret"
-COMPANION_TAG = "companion"  # see Engine.companion_ids
+__all__ = ["COMPANION_TAG", "Engine", "MatchPlan", "line_allows"]
 _LINE_WINDOW = 240  # context around a generic rule's value handed to filters.generic_reject
 
 
@@ -261,7 +263,9 @@ class HyperscanMatcher:
 
     name = "hyperscan"
 
-    def __init__(self, rules: Sequence[Rule], cache: Path | None = None) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], cache: Path | None = None, plan: MatchPlan | None = None
+    ) -> None:
         import hyperscan as hs
 
         self._hs = hs
@@ -273,26 +277,24 @@ class HyperscanMatcher:
             hs.HS_FLAG_PREFILTER | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_UTF8 | hs.HS_FLAG_ALLOWEMPTY
         )
         self._rules = rules
-        self._always: list[int] = [i for i, r in enumerate(rules) if not r.keywords]
-        self._generic = frozenset(i for i, r in enumerate(rules) if r.generic)
+        plan = plan if plan is not None else MatchPlan.of(rules)
+        # the cache file names the plan brings, when they are for this hyperscan
+        self._db_files = plan.db_files if plan.hs_version == _hs_version(hs) else {}
+        self._always: list[int] = list(plan.always)
+        self._generic = plan.generic
         # Rules tried only at their keywords' positions, never in the provider union.
-        self._anchored = self._generic | {i for i, r in enumerate(rules) if r.context}
-        keywords = sorted({k for r in rules for k in r.keywords})
-        kw_index = {k: n for n, k in enumerate(keywords)}
-        self._keyword_rules: list[list[int]] = [[] for _ in keywords]
-        for i, r in enumerate(rules):
-            for k in r.keywords:
-                self._keyword_rules[kw_index[k]].append(i)
+        self._anchored = plan.anchored
+        keywords = plan.keywords
+        self._keyword_rules = plan.keyword_rules
         self._keyword_db: Any = None
         self._keyword_scratch: Any = None
         if keywords:
-            literals = [b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in keywords]
             self._keyword_db = self._database(
-                literals, hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, "k"
+                lambda: _literals(keywords), hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, "k"
             )
             self._keyword_scratch = hs.Scratch(self._keyword_db)
         # Every occurrence of the generic rules' keywords, for ASCII chunks (built lazily).
-        self._generic_keywords = sorted({k for i in self._generic for k in rules[i].keywords})
+        self._generic_keywords = plan.generic_keywords
         self._generic_keyword_set = frozenset(self._generic_keywords)
         self._generic_kw: Any = _UNSET
         self._starts_chunk: Chunk | None = None
@@ -300,7 +302,7 @@ class HyperscanMatcher:
         self._on_generic_keyword = self._generic_keyword_hit
         # Every occurrence of the context rules' keywords, scanned only for chunks where a
         # context rule is a candidate (built lazily).
-        self._context_keywords = sorted({k for r in rules if r.context for k in r.keywords})
+        self._context_keywords = plan.context_keywords
         self._context_kw: Any = _UNSET
         self._context_chunk: Chunk | None = None
         self._context_starts: dict[str, list[int]] = {}
@@ -310,16 +312,12 @@ class HyperscanMatcher:
         # Provider rules without keywords (a format distinctive by its structure alone) are
         # candidates in every chunk; where no keyword named another provider rule, a union of
         # just them confirms them, so those chunks skip the full provider union.
-        self._keywordless = frozenset(i for i in self._always if i not in self._anchored)
+        self._keywordless = plan.keywordless
         self._keywordless_union: Any = _UNSET
         # Provider rules with keywords but no literal of 3 characters (``\\b[a-z2-7]{52}\\b``)
         # would make hyperscan check the whole union at every position: each gets a database
         # of its own, scanned only in chunks where its keywords occur.
-        self._isolated = frozenset(
-            i
-            for i, r in enumerate(rules)
-            if i not in self._anchored and r.keywords and _longest_literal(r.regex) < _MIN_FACTOR
-        )
+        self._isolated = plan.isolated
         self._isolated_dbs: dict[int, Any] = {}
         self._rejected: frozenset[int] = frozenset()
         self._hits: set[int] = set()
@@ -340,7 +338,9 @@ class HyperscanMatcher:
     def _isolated_db(self, i: int) -> Any:
         """The database of one isolated rule: (database, scratch), or None when rejected."""
         if i not in self._isolated_dbs:
-            db = self._database([_prefilter_pattern(self._rules[i].regex)], self._regex_flags, "i")
+            db = self._database(
+                lambda: [_prefilter_pattern(self._rules[i].regex)], self._regex_flags, "i", f"i{i}"
+            )
             self._isolated_dbs[i] = None if db is None else (db, self._hs.Scratch(db))
         return self._isolated_dbs[i]
 
@@ -357,20 +357,24 @@ class HyperscanMatcher:
     def _generic_keyword_db(self) -> Any:
         if self._generic_kw is _UNSET:
             hs = self._hs
-            literals = [
-                b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in self._generic_keywords
-            ]
-            db = self._database(literals, hs.HS_FLAG_CASELESS, "g") if literals else None
+            words = self._generic_keywords
+            db = (
+                self._database(lambda: _literals(words), hs.HS_FLAG_CASELESS, "g")
+                if words
+                else None
+            )
             self._generic_kw = None if db is None else (db, hs.Scratch(db))
         return self._generic_kw
 
     def _context_keyword_db(self) -> Any:
         if self._context_kw is _UNSET:
             hs = self._hs
-            literals = [
-                b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in self._context_keywords
-            ]
-            db = self._database(literals, hs.HS_FLAG_CASELESS, "c") if literals else None
+            words = self._context_keywords
+            db = (
+                self._database(lambda: _literals(words), hs.HS_FLAG_CASELESS, "c")
+                if words
+                else None
+            )
             self._context_kw = None if db is None else (db, hs.Scratch(db))
         return self._context_kw
 
@@ -379,8 +383,11 @@ class HyperscanMatcher:
             ids = sorted(self._keywordless)
             db = None
             if ids:
-                patterns = [_prefilter_pattern(self._rules[i].regex) for i in ids]
-                db = self._database(patterns, self._regex_flags, "a")
+                db = self._database(
+                    lambda: [_prefilter_pattern(self._rules[i].regex) for i in ids],
+                    self._regex_flags,
+                    "a",
+                )
             self._keywordless_union = None if db is None else (db, self._hs.Scratch(db), ids)
         return self._keywordless_union
 
@@ -394,8 +401,11 @@ class HyperscanMatcher:
             ]
             db = None
             if ids:
+                first = ids
                 db = self._database(
-                    [_prefilter_pattern(self._rules[i].regex) for i in ids], self._regex_flags, "u"
+                    lambda: [_prefilter_pattern(self._rules[i].regex) for i in first],
+                    self._regex_flags,
+                    "u",
                 )
             if db is None and ids:
                 # Some rule is rejected: find which, one by one, and build the union without it.
@@ -409,35 +419,44 @@ class HyperscanMatcher:
                 ids = accepted
                 if ids:
                     db = self._database(
-                        [_prefilter_pattern(self._rules[i].regex) for i in ids],
+                        lambda: [_prefilter_pattern(self._rules[i].regex) for i in accepted],
                         self._regex_flags,
                         "u",
+                        None,  # not the union the plan names
                     )
             self._union = None if db is None else (db, hs.Scratch(db), ids)
         return self._union
 
     def _single_accepted(self, i: int) -> bool:
-        db = self._database([_prefilter_pattern(self._rules[i].regex)], self._regex_flags, "r")
+        db = self._database(
+            lambda: [_prefilter_pattern(self._rules[i].regex)], self._regex_flags, "r"
+        )
         return db is not None
 
-    def _database(self, patterns: list[bytes], flags: int, kind: str) -> Any:
+    def _database(
+        self, patterns: Callable[[], list[bytes]], flags: int, kind: str, name: str | None = ""
+    ) -> Any:
+        """The database of ``patterns`` (made only when needed) from the cache, else compiled
+        (and cached). ``name``: its key in the plan's ``db_files`` (default: ``kind``)."""
         hs = self._hs
         cache_file = None
+        made: list[bytes] | None = None
         if self._cache is not None:
-            h = hashlib.sha256(
-                f"{_CACHE_MAGIC!r}|{getattr(hs, '__version__', '?')}|{flags}".encode()
-            )
-            for p in patterns:
-                h.update(p + b"\0")
-            cache_file = self._cache / f"hs-{kind}-{h.hexdigest()[:32]}.db"
+            file_name = self._db_files.get(kind if name == "" else name or "")
+            if file_name is None:
+                made = patterns()
+                file_name = db_file_name(hs, kind, flags, made)
+            cache_file = self._cache / file_name
             self.cache_files.append(cache_file)
             loaded = _load_cache(hs, cache_file)
             if loaded is not None:
                 self.loaded += 1
                 return loaded[0]
         self.compiled += 1
+        if made is None:
+            made = patterns()
         try:
-            db = _build(hs, patterns, list(range(len(patterns))), flags)
+            db = _build(hs, made, list(range(len(made))), flags)
         except hs.error:
             db = None
         if cache_file is not None:
@@ -550,50 +569,53 @@ class HyperscanMatcher:
 
 
 _UNSET: Any = object()
-_CLASS_ESCAPES = frozenset("bBdDsSwWAZ")
-_MIN_FACTOR = 3  # a regex whose longest literal is shorter gets its own database
 
 
-def _longest_literal(regex: str) -> int:
-    """The longest run of literal characters in ``regex`` (a rough reading, good enough to
-    choose a database: character classes, group syntax and quantified characters break runs).
+def _literals(keywords: Sequence[str]) -> list[bytes]:
+    """Keywords as hyperscan literals (every byte escaped)."""
+    return [b"".join(b"\\x%02x" % c for c in k.encode("utf-8")) for k in keywords]
 
-    Hyperscan finds a union's patterns by their literal factors; a pattern with none (a class
-    repeat such as ``\\b[a-z2-7]{52}\\b``) is checked at every position and made the whole
-    provider union scan at half its speed.
-    """
-    best = run = 0
-    i, n = 0, len(regex)
-    while i < n:
-        c = regex[i]
-        literal = False
-        if c == "\\" and i + 1 < n:
-            literal = regex[i + 1] not in _CLASS_ESCAPES and not regex[i + 1].isdigit()
-            i += 2
-        elif c == "[":  # a class: skip to its end
-            i += 2 if regex[i + 1 : i + 2] in ("]", "^") else 1
-            while i < n and regex[i] != "]":
-                i += 2 if regex[i] == "\\" else 1
-            i += 1
-        elif c == "(":
-            i += 1
-            if regex[i : i + 1] == "?":  # group syntax up to its body
-                while i < n and regex[i] not in ":>)=!":
-                    i += 1
-                if regex[i : i + 1] == "<" or (i + 1 < n and regex[i] == "<"):
-                    i += 1
-                i += 1
-        elif c == "{":
-            i = regex.find("}", i) + 1 or n
-        else:
-            literal = c not in ".^$|)?*+"
-            i += 1
-        if literal and regex[i : i + 1] not in ("?", "*", "{"):
-            run += 1
-            best = max(best, run)
-        else:
-            run = 0
-    return best
+
+def _hs_version(hs: Any) -> str:
+    return str(getattr(hs, "__version__", "?"))
+
+
+def db_file_name(hs: Any, kind: str, flags: int, patterns: Sequence[bytes]) -> str:
+    """The cache file name of a database: a hash of the hyperscan version, flags, patterns."""
+    h = hashlib.sha256(f"{_CACHE_MAGIC!r}|{_hs_version(hs)}|{flags}".encode())
+    for p in patterns:
+        h.update(p + b"\0")
+    return f"hs-{kind}-{h.hexdigest()[:32]}.db"
+
+
+def plan_db_files(rules: Sequence[Rule], plan: MatchPlan) -> MatchPlan:
+    """``plan`` with the cache file names of every database the hyperscan matcher may load
+    (when hyperscan is installed), so a process that reads the plan need not derive them."""
+    try:
+        import hyperscan as hs
+    except ImportError:
+        return plan
+    regex = hs.HS_FLAG_PREFILTER | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_UTF8 | hs.HS_FLAG_ALLOWEMPTY
+    files: dict[str, str] = {}
+
+    def name(key: str, kind: str, flags: int, patterns: list[bytes]) -> None:
+        files[key] = db_file_name(hs, kind, flags, patterns)
+
+    if plan.keywords:
+        name("k", "k", hs.HS_FLAG_CASELESS | hs.HS_FLAG_SINGLEMATCH, _literals(plan.keywords))
+    if plan.generic_keywords:
+        name("g", "g", hs.HS_FLAG_CASELESS, _literals(plan.generic_keywords))
+    if plan.context_keywords:
+        name("c", "c", hs.HS_FLAG_CASELESS, _literals(plan.context_keywords))
+    if plan.keywordless:
+        ids = sorted(plan.keywordless)
+        name("a", "a", regex, [_prefilter_pattern(rules[i].regex) for i in ids])
+    union = [i for i in range(len(rules)) if i not in plan.anchored and i not in plan.isolated]
+    if union:
+        name("u", "u", regex, [_prefilter_pattern(rules[i].regex) for i in union])
+    for i in sorted(plan.isolated):
+        name(f"i{i}", "i", regex, [_prefilter_pattern(rules[i].regex)])
+    return plan.with_db_files(files, _hs_version(hs))
 
 
 _BOUNDED_REPEAT = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
@@ -695,14 +717,11 @@ class Engine:
         cache_dir: Path | None = None,
     ) -> None:
         self.rules = rules.rules
-        self.generic_ids = frozenset(r.id for r in self.rules if r.generic)
-        # Rules tagged "companion" (a GitHub OAuth client id, a Vault AppRole role_id) name the
-        # account a secret belongs to but are no secret themselves: when a loaded rule pairs
-        # with them, they are reported only as that rule's companion, never on their own.
-        partners = {r.pair.rule for r in self.rules if r.pair}
-        self.companion_ids = frozenset(
-            r.id for r in self.rules if COMPANION_TAG in r.tags and r.id in partners
-        )
+        # the rule set's plan (read with it from the rule cache), else computed here
+        plan = rules.plan if rules.plan is not None else MatchPlan.of(self.rules)
+        self.rule_ids = plan.ids
+        self.generic_ids = plan.generic_ids
+        self.companion_ids = plan.companion_ids  # see MatchPlan
         self._fp = fingerprinter
         if backend == "auto":
             backend = "hyperscan" if hyperscan_available() else "re"
@@ -713,7 +732,7 @@ class Engine:
             )
         self.matcher: Matcher
         if backend == "hyperscan":
-            self.matcher = HyperscanMatcher(self.rules, cache_dir)
+            self.matcher = HyperscanMatcher(self.rules, cache_dir, plan)
         else:
             self.matcher = KeywordMatcher(self.rules)
         self.backend: str = self.matcher.name

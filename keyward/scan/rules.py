@@ -48,20 +48,21 @@ they should stay within what it accepts (no back-references) for the fast path t
 
 from __future__ import annotations
 
+import os
 import re
-import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from fnmatch import fnmatchcase
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from keyward.core.errors import RuleError
 from keyward.scan.context import Context, ShapeError, display_regex, parse_shape
 from keyward.scan.model import Confidence, Severity
 from keyward.scan.validators import VALIDATORS
+
+if TYPE_CHECKING:
+    from keyward.scan.plan import MatchPlan
 
 RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _KNOWN_KEYS = {
@@ -132,12 +133,69 @@ class Rule:
         """True when this rule is switched off for ``path`` by its allowlist."""
         if not path or not self.allow_paths:
             return False
+        from fnmatch import fnmatchcase
+
         return any(fnmatchcase(path, g) or fnmatchcase("/" + path, g) for g in self.allow_paths)
+
+
+class LazyRules(Sequence[Rule]):
+    """Rules of the rule cache, each built from its row the first time it is asked for (a
+    pre-commit hook runs a few of ~850). Equal to the tuple of the same rules."""
+
+    __slots__ = ("_build", "_built", "_ids", "_rows")
+
+    def __init__(self, rows: Sequence[Any], ids: Sequence[str], build: Any) -> None:
+        self._rows = rows
+        self._ids = tuple(ids)
+        self._build = build  # row -> Rule
+        self._built: list[Rule | None] = [None] * len(rows)
+        if len(self._ids) != len(rows):
+            raise ValueError("rule ids and rows do not line up")
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Rule: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Rule]: ...
+
+    def __getitem__(self, index: int | slice) -> Rule | Sequence[Rule]:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        rule = self._built[index]
+        if rule is None:
+            rule = self._built[index] = self._build(self._rows[index])
+        return rule
+
+    def __iter__(self) -> Iterator[Rule]:
+        for i in range(len(self._rows)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyRules | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"LazyRules({len(self)} rules)"
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self._ids
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    rules: tuple[Rule, ...]
+    """The rules, sorted by id. ``plan``: what the engine derives from them, when the rule
+    cache kept it (see :mod:`keyward.scan.plan`)."""
+
+    rules: Sequence[Rule]
+    plan: MatchPlan | None = field(default=None, compare=False, repr=False)
 
     def __iter__(self) -> Any:
         return iter(self.rules)
@@ -149,9 +207,16 @@ class RuleSet:
         return {r.id: r for r in self.rules}
 
 
+def rule_ids(rules: Sequence[Rule]) -> Sequence[str]:
+    """The ids of ``rules`` (without building lazily loaded rules)."""
+    return rules.ids if isinstance(rules, LazyRules) else [r.id for r in rules]
+
+
+RULES_DIR = Path(__file__).parent.parent / "rules"  # keyward/rules (as importlib.resources says)
+
+
 def builtin_rule_files() -> list[Path]:
-    root = resources.files("keyward") / "rules"
-    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml"))
+    return sorted(RULES_DIR / name for name in os.listdir(RULES_DIR) if name.endswith(".toml"))
 
 
 def load_rules(extra_files: Sequence[Path] = (), *, builtin: bool = True) -> RuleSet:
@@ -180,6 +245,8 @@ def parse_rule_file(path: Path, *, validate: bool = True) -> list[tuple[Rule, bo
     """The rules of one file. ``validate=False`` (keyward's own files) skips compiling each
     regex to check it, which the test suite does for them: a regex is then compiled the first
     time its rule can match."""
+    import tomllib
+
     from keyward.core.userfiles import RULE_FILE_LIMIT, read_user_text
 
     text = read_user_text(path, "rule file", limit=RULE_FILE_LIMIT, error=RuleError)
