@@ -5,6 +5,8 @@ server) it measures:
 
 * bulk recording: ``record_findings`` of 100,000 findings from one scan (10 targets, so ten
   such scans fill 1,000,000 rows), then a re-scan of one target (updates + resolution);
+* a posture refresh (``keyward.inventory.posture.refresh``) over 100,000 secrets, each with
+  a current version and field, 20,000 with two Lambda dependents: first, then unchanged;
 * ``inventory report`` (``build_report``) over 100,000 secrets and 1,000,000 findings;
 * ``findings list --state open --owner X`` (``Inventory.list_findings``);
 * both commands end to end through the CLI (a fresh ``python -m keyward`` process, so the
@@ -44,6 +46,7 @@ from keyward.inventory import models as m  # noqa: E402
 from keyward.inventory.db import Database, connect, normalize_url  # noqa: E402
 from keyward.inventory.migrate import upgrade_to  # noqa: E402
 from keyward.inventory.ownership import OwnershipResolver  # noqa: E402
+from keyward.inventory.posture import refresh  # noqa: E402
 from keyward.inventory.recording import record_findings  # noqa: E402
 from keyward.inventory.report import build_report  # noqa: E402
 from keyward.inventory.service import Inventory  # noqa: E402
@@ -128,6 +131,66 @@ def insert_secrets(db: Database, n: int) -> None:
             conn.execute(sa.insert(table), rows[i : i + 10_000])
 
 
+def insert_posture_world(db: Database, n: int) -> None:
+    """What posture looks at, for the secrets ``insert_secrets`` made (ids 1..n): a current
+    version per secret with a ``password`` field (1 % of them in pairs that share a value), a
+    leaked current version for 0.5 %, a last use for 30 %, and two Lambda dependents for 20 %
+    (environment and application tags drawn from a few)."""
+    rng = random.Random(11)
+    now = datetime.now(UTC)
+    versions, fields, deps, used = [], [], [], []
+    for i in range(n):
+        sid = i + 1
+        twin = i // 2 if i < n // 100 else i  # the first 1 %: pairs share one value
+        fp = hashlib.sha256(f"value:{twin}".encode()).hexdigest()
+        leaked = now - timedelta(days=3) if rng.random() < 0.005 else None
+        versions.append(
+            {"id": sid, "secret_id": sid, "fingerprint": fp, "identifier": f"v{sid}",
+             "stage": "current", "created_at": now, "leaked_at": leaked}
+        )  # fmt: skip
+        fields.append({"version_id": sid, "secret_id": sid, "field": "password", "fingerprint": fp})
+        if rng.random() < 0.3:
+            used.append({"sid": sid, "used": now - timedelta(days=rng.randrange(0, 400))})
+        if rng.random() < 0.2:
+            deps.extend(_dependent_rows(rng, sid, now))
+    with db.engine.begin() as conn:
+        for table, rows in (
+            (m.SecretVersion.__table__, versions),
+            (m.SecretField.__table__, fields),
+            (m.Dependent.__table__, deps),
+        ):
+            for i in range(0, len(rows), 10_000):
+                conn.execute(sa.insert(table), rows[i : i + 10_000])  # type: ignore[arg-type]
+        s = m.Secret.__table__
+        conn.execute(
+            sa.update(s)
+            .where(s.c.id == sa.bindparam("sid"))
+            .values(last_used_at=sa.bindparam("used")),
+            used,
+        )
+
+
+def _dependent_rows(rng: random.Random, sid: int, now: datetime) -> list[dict[str, Any]]:
+    """Two functions holding secret ``sid``: mostly in prod, sometimes one in dev; both of
+    the secret's application, but one in ten of the first ones another's."""
+    return [
+        {
+            "secret_id": sid,
+            "kind": "aws-lambda",
+            "target": f"arn:aws:lambda:eu-west-1:123456789012:function:f{sid}-{k}",
+            "variable": "DB_PASSWORD",
+            "attributes": {
+                "environment": rng.choice(("prod", "prod", "prod", "dev")),
+                "application": f"app-{(sid + (k == 0 and rng.random() < 0.1)) % 50}",
+            },
+            "created_at": now,
+            "origin": "discovered",
+            "status": "active",
+        }
+        for k in range(2)
+    ]
+
+
 def cli_seconds(url: str, *args: str) -> float:
     env = {**os.environ, "KEYWARD_DATABASE_URL": url}
     t = time.perf_counter()
@@ -208,6 +271,7 @@ def measure(backend: str, url: str, n_findings: int, n_secrets: int) -> dict[str
         )
     secs, _ = timed(lambda: insert_secrets(db, n_secrets))
     res["insert_secrets"] = secs
+    insert_posture_world(db, n_secrets)
     if backend == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
@@ -219,6 +283,17 @@ def measure(backend: str, url: str, n_findings: int, n_secrets: int) -> dict[str
         res["findings"] = conn.scalar(sa.select(sa.func.count()).select_from(m.Finding))
         res["secrets"] = conn.scalar(sa.select(sa.func.count()).select_from(m.Secret))
     owner = owner_of(findings(0, 10, seed=0)[5].location.path or "")
+    # posture: the first refresh writes every breach, the next ones find nothing changed
+    cpu = time.process_time()
+    res["posture_first"], summary = timed(lambda: refresh(db))
+    res["posture_first_cpu"] = time.process_time() - cpu
+    res["posture_rows"] = summary.added
+    cpu = time.process_time()
+    res["posture_again"], again = timed(lambda: refresh(db), repeat=3)
+    res["posture_again_cpu"] = (time.process_time() - cpu) / 3
+    assert again.added == again.removed == 0, again
+    res["posture_counts"] = ", ".join(f"{n:,} {b.value}" for b, n in summary.counts.items())
+    print(f"  {backend}: posture {res['posture_counts']}", file=sys.stderr)
     cpu = time.process_time()
     res["report"], report = timed(lambda: build_report(db), repeat=5)
     res["report_cpu"] = (time.process_time() - cpu) / 5
@@ -269,6 +344,11 @@ def main() -> None:
         ("record_last", "record 100,000 findings, last target (s)", "{:.2f}"),
         ("rescan", "re-scan: 90,000 seen again, 10,000 resolved (s)", "{:.2f}"),
         ("insert_secrets", "insert 100,000 secrets (setup, s)", "{:.2f}"),
+        ("posture_rows", "posture breaches stored (rows)", "{:,}"),
+        ("posture_first", "posture refresh, first (every breach written, s)", "{:.2f}"),
+        ("posture_first_cpu", "… CPU time in the keyward process (s)", "{:.2f}"),
+        ("posture_again", "posture refresh, nothing changed (median of 3, s)", "{:.2f}"),
+        ("posture_again_cpu", "… CPU time in the keyward process (s)", "{:.2f}"),
         ("report", "`build_report` (query time, median of 5, s)", "{:.3f}"),
         ("report_cpu", "… CPU time in the keyward process (SQLite runs in it; s)", "{:.3f}"),
         ("list_owner", "`list_findings(state=open, owner=X)`, all rows (s)", "{:.3f}"),

@@ -423,7 +423,9 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
         for col in ("breach", "since", "why"):
             t.add_column(col)
         for b in detail.breaches:
-            t.add_row(plain(b.breach), _date(b.since), plain(breach_why(b.breach, b.detail)))
+            t.add_row(
+                plain(b.breach), _date(b.since), plain(breach_why(b.breach, b.detail, s, now))
+            )
         con.print(t)
     else:
         con.print(plain("posture:      no breach"))
@@ -638,8 +640,12 @@ def inventory_posture(database_url: str | None, fmt: str) -> None:
     )
 
 
-def breach_why(breach: str, detail: dict[str, Any]) -> str:
-    """One line saying why a secret has a breach, from its stored detail (never a value)."""
+def breach_why(
+    breach: str, detail: dict[str, Any], secret: SecretRecord, now: datetime | None = None
+) -> str:
+    """One line saying why a secret has a breach, from its stored detail and the secret's own
+    dates (never a value)."""
+    now = now or datetime.now(UTC)
 
     def names(key: str) -> str:
         return ", ".join(str(x) for x in detail.get(key) or [])
@@ -648,10 +654,13 @@ def breach_why(breach: str, detail: dict[str, Any]) -> str:
         doc = detail.get(key) or {}
         return "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sorted(doc.items()))
 
+    def ago(when: datetime | None) -> str:
+        return f"{_date(when)} ({(now - when).days} days ago)" if when else "never"
+
     parts: list[str] = []
     if breach == "leaked":
         if detail.get("open_findings"):
-            parts.append(f"{plural(int(detail['open_findings']), 'open finding')}")
+            parts.append(plural(int(detail["open_findings"]), "open finding"))
         if detail.get("versions"):
             parts.append(f"leaked version {names('versions')}")
     elif breach == "duplicated":
@@ -666,13 +675,20 @@ def breach_why(breach: str, detail: dict[str, Any]) -> str:
         if detail.get("function_owners"):
             parts.append(f"function owners {groups('function_owners')}")
     elif breach == "long-lived":
-        if detail.get("due"):
-            parts.append(f"due {str(detail['due'])[:10]}")
+        last = secret.last_rotated_at or secret.created_at
+        if detail.get("limit_days"):
+            parts.append(
+                f"no policy, not rotated since {ago(last)}, over {detail['limit_days']} days"
+            )
         else:
-            rotated = detail.get("last_rotated") or detail.get("created") or ""
-            parts.append(f"no policy, not rotated since {str(rotated)[:10]}")
+            policy = " ".join(
+                p for p in (_days(secret.max_age_seconds), secret.schedule or "") if p
+            )
+            parts.append(f"policy {policy}: due {_date(secret.rotation_due_at)}")
     elif breach == "unused":
-        parts.append(f"last used {str(detail.get('last_used', ''))[:10]}")
+        parts.append(
+            f"last used {ago(secret.last_used_at)}, over {detail.get('unused_days', '?')} days"
+        )
     elif breach == "cross-environment":
         parts.append(groups("environments"))
     elif breach == "no-owner" and detail.get("team"):

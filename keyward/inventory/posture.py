@@ -42,11 +42,12 @@ The breaches (``docs/inventory.md#posture`` says the same for people):
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -123,8 +124,19 @@ class PostureSummary:
 
 @dataclass(slots=True)
 class _Found:
-    since: datetime
+    """A breach found: its detail, and when it began -- ``at``, or ``start`` (a raw timestamp)
+    plus ``after`` (never later than ``at``), worked out only for a breach new to the stored
+    posture."""
+
+    at: datetime
     detail: dict[str, Any]
+    start: Any = None
+    after: timedelta | None = None
+
+    def since(self) -> datetime:
+        if self.start is None or self.after is None:
+            return self.at
+        return min(_when(self.start) + self.after, self.at)
 
 
 Computed = dict[tuple[int, Breach], _Found]
@@ -138,13 +150,6 @@ def _names(items: Iterable[str]) -> list[str]:
     return sorted(set(items))[:DETAIL_NAMES]
 
 
-def _attr(keys: tuple[str, ...]) -> sa.ColumnElement[Any]:
-    """The first of ``keys`` a dependent's attributes have, as text, lower-cased."""
-    attrs = m.Dependent.attributes
-    found = sa.func.coalesce(*(attrs[k].as_string() for k in keys))
-    return sa.func.nullif(sa.func.lower(sa.func.trim(found)), "")
-
-
 def _live() -> sa.ColumnElement[bool]:
     return m.Secret.status.in_(list(LIVE))
 
@@ -153,16 +158,32 @@ def _live() -> sa.ColumnElement[bool]:
 def compute_posture(session: Session, now: datetime, settings: PostureSettings) -> Computed:
     """Every breach of every live secret: (secret id, breach) -> since, detail."""
     found: Computed = {}
-    _metadata(session, now, settings, found)
+    conn = session.connection()  # Core rows: no ORM processing per row
+    _metadata(conn, now, settings, found)
     current = _current_values()
-    _leaked(session, now, current, found)
-    _shared(session, now, current, found)
-    _dependents(session, now, found)
+    _leaked(conn, now, current, found)
+    _shared(conn, now, current, found)
+    _dependents(conn, now, found)
     return found
 
 
-def _metadata(session: Session, now: datetime, settings: PostureSettings, out: Computed) -> None:
-    """long-lived, no-owner, no-policy, unused: one pass over the secrets that have any."""
+def _when(raw: Any) -> datetime:
+    """A timestamp read raw (no per-row type processing): SQLite's naive UTC text, or the
+    aware datetime PostgreSQL's driver gives."""
+    if isinstance(raw, datetime):
+        return raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
+
+
+def _raw(column: Any) -> Any:
+    return sa.type_coerce(column, sa.String)
+
+
+def _metadata(conn: sa.Connection, now: datetime, settings: PostureSettings, out: Computed) -> None:
+    """long-lived, no-owner, no-policy, unused: one pass over the secrets that have any, the
+    conditions evaluated by the database (flags), timestamps read raw and turned into a
+    ``since`` only for a breach new to the stored posture. Details hold the policy and the
+    thresholds, which change only when they do (the dates are the secret's own columns)."""
     s = m.Secret
     base = sa.func.coalesce(s.last_rotated_at, s.created_at)
     limit = now - timedelta(days=settings.long_lived_days)
@@ -173,67 +194,72 @@ def _metadata(session: Session, now: datetime, settings: PostureSettings, out: C
     )
     no_owner = sa.or_(s.owner.is_(None), sa.func.trim(s.owner) == "")
     unused = s.last_used_at < unused_before
-    rows = session.execute(
+
+    def flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.case((condition, 1), else_=0)
+
+    rows = conn.execute(
         sa.select(
             s.id,
-            s.owner,
+            flag(long_lived),
+            flag(no_owner),
+            flag(unused),
             s.team,
             s.max_age_seconds,
             s.schedule,
-            s.rotation_due_at,
-            s.last_rotated_at,
-            s.created_at,
-            s.last_used_at,
+            _raw(s.rotation_due_at),
+            _raw(base),
+            _raw(s.last_used_at),
         ).where(_live(), sa.or_(long_lived, no_owner, no_policy, unused))
     )
-    for sid, owner, team, max_age, schedule, due, rotated, created, used in rows:
-        last = rotated or created
-        if (due is not None and due < now) or (
-            due is None and max_age is None and schedule is None and last <= limit
-        ):
-            detail: dict[str, Any] = {"last_rotated": _iso(rotated), "created": _iso(created)}
-            if due is not None and (max_age or schedule):
-                detail["due"] = _iso(due)
-                if max_age:
-                    detail["max_age_days"] = round(max_age / 86400, 2)
-                if schedule:
-                    detail["schedule"] = schedule
-                since = due
+    empty: dict[str, Any] = {}
+    limit_detail = {"limit_days": settings.long_lived_days}
+    unused_detail = {"unused_days": settings.unused_days}
+    policies: dict[tuple[int | None, str | None], dict[str, Any]] = {}
+    teams: dict[str, dict[str, Any]] = {}
+    lived = timedelta(days=settings.long_lived_days)
+    idle = timedelta(days=settings.unused_days)
+    for sid, ll, no, un, team, max_age, schedule, due, last, used in rows:
+        policy = max_age is not None or schedule is not None
+        if ll:
+            if due is not None and policy:
+                detail = policies.get((max_age, schedule))
+                if detail is None:
+                    detail = policies[max_age, schedule] = {
+                        k: v
+                        for k, v in (
+                            ("max_age_days", round(max_age / 86400, 2) if max_age else None),
+                            ("schedule", schedule),
+                        )
+                        if v is not None
+                    }
+                out[sid, Breach.LONG_LIVED] = _Found(now, detail, due, timedelta(0))
             else:
-                detail["limit_days"] = settings.long_lived_days
-                since = last + timedelta(days=settings.long_lived_days)
-            out[sid, Breach.LONG_LIVED] = _Found(min(since, now), detail)
-        if not (owner or "").strip():
-            out[sid, Breach.NO_OWNER] = _Found(now, {"team": team} if team else {})
-        if max_age is None and schedule is None:
-            out[sid, Breach.NO_POLICY] = _Found(now, {})
-        if used is not None and used < unused_before:
-            out[sid, Breach.UNUSED] = _Found(
-                min(used + timedelta(days=settings.unused_days), now),
-                {"last_used": _iso(used), "unused_days": settings.unused_days},
-            )
+                out[sid, Breach.LONG_LIVED] = _Found(now, limit_detail, last, lived)
+        if no:
+            detail = teams.setdefault(team, {"team": team}) if team else empty
+            out[sid, Breach.NO_OWNER] = _Found(now, detail)
+        if not policy:
+            out[sid, Breach.NO_POLICY] = _Found(now, empty)
+        if un:
+            out[sid, Breach.UNUSED] = _Found(now, unused_detail, used, idle)
 
 
 def _current_values() -> sa.CTE:
-    """(secret_id, fp, named) of every current value of a live secret: the version's own
-    fingerprint (label: its identifier), its access key id's (label ``#access_key_id``), and
-    each field's from ``secret_fields`` (label ``#FIELD``)."""
-    v, f, s = m.SecretVersion, m.SecretField, m.Secret
-    live_current = sa.and_(current_stage(v.stage), _live())
-    whole = (
-        sa.select(v.secret_id, v.fingerprint.label("fp"), v.identifier.label("named"))
-        .join(s, s.id == v.secret_id)
-        .where(live_current, v.fingerprint.is_not(None))
+    """(secret_id, fp, named) of every current value: the version's own fingerprint (named by
+    its identifier), its access key id's (``#access_key_id``), and each field's from
+    ``secret_fields`` (``#FIELD``). Whether the secret is live is asked where it is joined
+    (UNION ALL and no join here: the GROUP BY over it is the pass's biggest query)."""
+    v, f = m.SecretVersion, m.SecretField
+    current = current_stage(v.stage)
+    whole = sa.select(v.secret_id, v.fingerprint.label("fp"), v.identifier.label("named")).where(
+        current, v.fingerprint.is_not(None)
     )
-    key_id = (
-        sa.select(
-            v.secret_id,
-            v.identifier_fingerprint.label("fp"),
-            sa.literal("#access_key_id", sa.String).label("named"),
-        )
-        .join(s, s.id == v.secret_id)
-        .where(live_current, v.identifier_fingerprint.is_not(None))
-    )
+    key_id = sa.select(
+        v.secret_id,
+        v.identifier_fingerprint.label("fp"),
+        sa.literal("#access_key_id", sa.String).label("named"),
+    ).where(current, v.identifier_fingerprint.is_not(None))
     fields = (
         sa.select(
             f.secret_id,
@@ -241,10 +267,10 @@ def _current_values() -> sa.CTE:
             (sa.literal("#", sa.String) + f.field).label("named"),
         )
         .join(v, v.id == f.version_id)
-        .join(s, s.id == f.secret_id)
-        .where(live_current)
+        .where(current)
     )
-    return sa.union(whole, key_id, fields).cte("current_values")
+    # read twice (the shared values, then their holders): computed once
+    return sa.union_all(whole, key_id, fields).cte("current_values").prefix_with("MATERIALIZED")
 
 
 def _field_of(label: str | None) -> str:
@@ -255,11 +281,11 @@ def _field_of(label: str | None) -> str:
     return "value"
 
 
-def _leaked(session: Session, now: datetime, current: sa.CTE, out: Computed) -> None:
+def _leaked(conn: sa.Connection, now: datetime, current: sa.CTE, out: Computed) -> None:
     v, s, f = m.SecretVersion, m.Secret, m.Finding
     leaked: dict[int, dict[str, Any]] = {}
     since: dict[int, datetime] = {}
-    rows = session.execute(
+    rows = conn.execute(
         sa.select(v.secret_id, v.identifier, v.leaked_at)
         .join(s, s.id == v.secret_id)
         .where(v.leaked_at.is_not(None), current_stage(v.stage), _live())
@@ -272,7 +298,7 @@ def _leaked(session: Session, now: datetime, current: sa.CTE, out: Computed) -> 
         since[sid] = min(since.get(sid, at), at)
     # open findings linked to the secret whose value (or paired value) is a current one
     c = current.c
-    counted = session.execute(
+    counted = conn.execute(
         sa.select(f.secret_id, sa.func.count(sa.distinct(f.id)), sa.func.min(f.first_seen_at))
         .join(
             current,
@@ -281,7 +307,8 @@ def _leaked(session: Session, now: datetime, current: sa.CTE, out: Computed) -> 
                 sa.or_(c.fp == f.fingerprint, c.fp == f.companion_fingerprint),
             ),
         )
-        .where(f.secret_id.is_not(None), f.state == m.FindingState.OPEN)
+        .join(s, s.id == f.secret_id)
+        .where(f.secret_id.is_not(None), f.state == m.FindingState.OPEN, _live())
         .group_by(f.secret_id)
     )
     for linked, count, first in counted:
@@ -303,7 +330,7 @@ class _Holder:
     team: str | None
 
 
-def _shared(session: Session, now: datetime, current: sa.CTE, out: Computed) -> None:
+def _shared(conn: sa.Connection, now: datetime, current: sa.CTE, out: Computed) -> None:
     """duplicated, and reused by copies of other owners: the current values two or more
     secrets hold (GROUP BY fingerprint), then who holds them."""
     c, s = current.c, m.Secret
@@ -313,10 +340,10 @@ def _shared(session: Session, now: datetime, current: sa.CTE, out: Computed) -> 
         .having(sa.func.count(sa.distinct(c.secret_id)) > 1)
         .scalar_subquery()
     )
-    rows = session.execute(
+    rows = conn.execute(
         sa.select(c.fp, c.secret_id, c.named, s.name, s.store, s.owner, s.team)
         .join(s, s.id == c.secret_id)
-        .where(c.fp.in_(shared))
+        .where(c.fp.in_(shared), _live())
     )
     holders: dict[int, _Holder] = {}
     by_value: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -365,44 +392,63 @@ def _other_party(a: _Holder, b: _Holder) -> bool:
     return bool(a.team and b.team and a.team.strip().lower() != b.team.strip().lower())
 
 
-def _dependents(session: Session, now: datetime, out: Computed) -> None:
-    """cross-environment, and reused by functions of several applications or owners."""
+def _label(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` a dependent's attributes have, trimmed and lower-cased."""
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return None
+
+
+def _dependents(conn: sa.Connection, now: datetime, out: Computed) -> None:
+    """cross-environment, and reused by functions of several applications or owners. The
+    attributes are read as JSON text and decoded here: cheaper than asking the database for
+    seven JSON paths of every row (and the same on both databases)."""
     d, s = m.Dependent, m.Secret
-    env, app, owner = _attr(_ENV_KEYS), _attr(_APP_KEYS), _attr(_OWNER_KEYS)
-    rows = session.execute(
-        sa.select(d.secret_id, d.target, env, app, owner)
+    rows = conn.execute(
+        sa.select(d.secret_id, d.target, sa.cast(d.attributes, sa.Text))
         .join(s, s.id == d.secret_id)
-        .where(
-            d.status == m.DependentStatus.ACTIVE,
-            _live(),
-            sa.or_(env.is_not(None), app.is_not(None), owner.is_not(None)),
-        )
+        .where(d.status == m.DependentStatus.ACTIVE, _live())
     )
     per: dict[int, dict[str, dict[str, set[str]]]] = defaultdict(
         lambda: {"env": defaultdict(set), "app": defaultdict(set), "owner": defaultdict(set)}
     )
-    for sid, target, e, a, o in rows:
-        for kind, label in (("env", e), ("app", a), ("owner", o)):
+    for sid, target, text in rows:
+        try:
+            attributes = json.loads(text) if text else {}
+        except ValueError:
+            continue
+        if not isinstance(attributes, dict):
+            continue
+        for kind, keys in (("env", _ENV_KEYS), ("app", _APP_KEYS), ("owner", _OWNER_KEYS)):
+            label = _label(attributes, keys)
             if label:
-                per[sid][kind][label].add(_function_name(target))
+                per[sid][kind][label].add(target)
     for sid, labels in per.items():
         envs = labels["env"]
         if len(envs) > 1:
             out[sid, Breach.CROSS_ENVIRONMENT] = _Found(
-                now, {"environments": {e: _names(fns) for e, fns in sorted(envs.items())}}
+                now, {"environments": {e: _functions(fns) for e, fns in sorted(envs.items())}}
             )
         apps, owners = labels["app"], labels["owner"]
         if len(apps) > 1 or len(owners) > 1:
             detail: dict[str, Any] = {}
             if len(apps) > 1:
-                detail["applications"] = {a: _names(fns) for a, fns in sorted(apps.items())}
+                detail["applications"] = {a: _functions(fns) for a, fns in sorted(apps.items())}
             if len(owners) > 1:
-                detail["function_owners"] = {o: _names(fns) for o, fns in sorted(owners.items())}
+                detail["function_owners"] = {
+                    o: _functions(fns) for o, fns in sorted(owners.items())
+                }
             known = out.get((sid, Breach.REUSED))
             if known is not None:  # also shared with another owner's copy
                 known.detail.update(detail)
             else:
                 out[sid, Breach.REUSED] = _Found(now, detail)
+
+
+def _functions(targets: Iterable[str]) -> list[str]:
+    return _names(_function_name(t) for t in targets)
 
 
 def _function_name(target: str) -> str:
@@ -430,20 +476,33 @@ def refresh_posture(
     t = m.SecretBreach
     table = t.__table__
     assert isinstance(table, sa.Table)
-    existing = {
-        (sid, Breach(b)): detail
-        for sid, b, detail in session.execute(sa.select(t.secret_id, t.breach, t.detail))
-    }
+    # The stored rows, read raw: the breach as text, the detail as the JSON text written (no
+    # enum or JSON decoding per row); a computed detail is serialised once per distinct dict
+    # (the metadata breaches share a few).
+    texts: dict[int, str] = {}
+
+    def text(detail: dict[str, Any]) -> str:
+        known = texts.get(id(detail))
+        if known is None:
+            known = texts[id(detail)] = json.dumps(detail)
+        return known
+
+    existing: dict[tuple[int, Breach], str] = {}
+    by_value = {b.value: b for b in Breach}
+    for sid, b, stored in session.connection().execute(
+        sa.select(t.secret_id, _raw(t.breach), sa.cast(t.detail, sa.Text))
+    ):
+        existing[sid, by_value[b]] = stored
     gone = [key for key in existing if key not in found]
     new = [
-        {"secret_id": sid, "breach": b.value, "since": f.since, "detail": f.detail}
+        {"secret_id": sid, "breach": b.value, "since": f.since(), "detail": f.detail}
         for (sid, b), f in found.items()
         if (sid, b) not in existing
     ]
     changed = [
         {"k_secret_id": sid, "k_breach": b.value, "detail": f.detail}
         for (sid, b), f in found.items()
-        if (sid, b) in existing and existing[sid, b] != f.detail
+        if (sid, b) in existing and existing[sid, b] != text(f.detail)
     ]
     by_breach: dict[Breach, list[int]] = defaultdict(list)
     for sid, b in gone:
