@@ -55,7 +55,7 @@ from keyward.rotation.protocols import (
     VersionedSecret,
     new_token,
 )
-from keyward.rotation.wiring import STORE_ALIASES, Wiring, plugin_options
+from keyward.rotation.wiring import STORE_ALIASES, Wiring
 from keyward.scan.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -361,16 +361,9 @@ class Adopter:
         from keyward.rotation.registry import PluginGroup, available
 
         known = frozenset(available(PluginGroup.ROTATORS))
-        options: dict[str, Any] = {}
-        if request.store == "aws-secretsmanager" and f.region:
-            configured = plugin_options(
-                self.parts.config, "stores", request.store, request.name, {}
-            )
-            if "region" not in configured:
-                options = {"store": {"region": f.region}}
         account = f.account if f.source == "lambda" else None
         pseudo = RotatableSecret(
-            0, request.name, request.kind or GENERIC, request.store, None, options, account
+            0, request.name, request.kind or GENERIC, request.store, None, {}, account
         )
         reread, env = self._reread(f, pseudo)
         placement = infer(
