@@ -114,6 +114,7 @@ def daemon(
         # the posture follows the rotations, and the ages, every posture_interval seconds
         posture=lambda refresh: parts.refresh_posture() if refresh else parts.posture_counts(),
         posture_interval=config.number("daemon", "posture_interval", 300, minimum=0),
+        on_leak=parts.settings.on_leak,
     )
     try:
         code = run_daemon(worker, settings, once=once)

@@ -12,9 +12,11 @@ import click
 from keyward.cli.app import EPILOG, get_state
 from keyward.cli.common import format_option
 from keyward.cli.db import database_option, open_db
+from keyward.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from keyward.cli.compose import RotationParts
+    from keyward.inventory.leaks import LeakedSecret
     from keyward.inventory.rotations import RotationRecord
     from keyward.rotation.driver import Outcome
 
@@ -26,6 +28,8 @@ Examples:
   keyward rotate prod/db --format json
   keyward rotate prod/db --take-over        cancel AWS's own rotation of it first
   keyward rotate prod/aws --reason "leaked in #42"   also while the last one is retiring
+  keyward rotate --leaked --dry-run         the leaked secrets, and what would happen
+  keyward rotate --leaked                   rotate every leaked secret whose policy says so
   keyward rotations list --in-flight        rotations not finished yet
   keyward rotations show 12
   keyward rotations resume 12               continue after a crash or a fixed failure
@@ -77,7 +81,13 @@ def _outcome(out: Outcome, fmt: str) -> None:
 
 
 @click.command(epilog=ROTATE_EPILOG)
-@click.argument("secret")
+@click.argument("secret", required=False)
+@click.option(
+    "--leaked",
+    is_flag=True,
+    help="Rotate every leaked secret (a scan found its current version) whose on_leak policy "
+    "is rotate, as the daemon does; the leaked credential is revoked without a grace period.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan (calls and dependents); no changes.")
 @click.option(
     "--take-over",
@@ -94,7 +104,8 @@ def _outcome(out: Outcome, fmt: str) -> None:
 @database_option
 @format_option("text", "json")
 def rotate(
-    secret: str,
+    secret: str | None,
+    leaked: bool,
     dry_run: bool,
     take_over: bool,
     reason: str | None,
@@ -108,7 +119,25 @@ def rotate(
     retiring (its grace period), its old credential is revoked first, unless it was used
     since it was deactivated (then this is refused, naming that use). A secret that AWS
     Secrets Manager rotates itself (RotationEnabled) is refused unless --take-over.
+
+    A leaked secret (a scan found its current value) is rotated for the leak: its old
+    credential is deactivated and revoked as soon as the new one is current and every
+    dependent verified, without a grace period. --leaked rotates every leaked secret whose
+    on_leak policy is rotate (--dry-run lists them).
     """
+    if leaked:
+        if secret:
+            raise ConfigError(
+                "Give either a SECRET or --leaked, not both",
+                hint="keyward rotate --leaked rotates every leaked secret",
+            )
+        _rotate_leaked(dry_run, take_over, reason, database_url, fmt)
+        return
+    if not secret:
+        raise ConfigError(
+            "Name the SECRET to rotate, or give --leaked",
+            hint="keyward rotate prod/aws, or keyward rotate --leaked",
+        )
     with rotation_session(database_url) as parts:
         wiring = parts.wiring()
         if dry_run:
@@ -124,6 +153,74 @@ def rotate(
         out = engine.rotate(secret, take_over=take_over, reason=reason)
         _after_rotation(parts)
         _outcome(out, fmt)
+
+
+def _leak_line(x: LeakedSecret) -> str:
+    ids = ", ".join(f"#{i}" for i in x.findings[:5]) + (" ..." if len(x.findings) > 5 else "")
+    return f"{x.secret}: leaked since {x.leaked_at:%Y-%m-%d %H:%M} UTC (findings {ids or '-'})"
+
+
+def _rotate_leaked(
+    dry_run: bool, take_over: bool, reason: str | None, database_url: str | None, fmt: str
+) -> None:
+    """``rotate --leaked``: each leaked secret rotated (or said why not), one line each; the
+    exit code is the worst of them (0 when every one whose policy is rotate was rotated)."""
+    from keyward.cli.compose import leak_policy
+    from keyward.core.errors import ExitCode, KeywardError
+    from keyward.rotation.ports import AuditEntry
+
+    config = get_state().config
+    with rotation_session(database_url) as parts:
+        found = parts.inventory.leaked(leak_policy(config))
+        results: list[dict[str, object]] = []
+        code = int(ExitCode.OK)
+        engine = None
+        for x in found:
+            doc: dict[str, object] = x.to_dict()
+            line = _leak_line(x)
+            if x.on_leak.value != "rotate":
+                doc["action"] = "none"
+                line += (
+                    f"; its policy is {x.on_leak.value}: not rotated "
+                    f"(keyward rotate {x.secret} rotates it)"
+                )
+            elif x.problem:
+                doc["action"] = "refused"
+                line += f"; keyward cannot rotate it: {x.problem}; rotate it by hand"
+                code = max(code, int(ExitCode.USAGE))
+                if not dry_run:
+                    parts.inventory.audit(
+                        parts.inventory.rotatable(x.secret),
+                        AuditEntry("leak.rotate", "refused", {"problem": x.problem}),
+                    )
+            elif dry_run:
+                doc["action"] = "rotate"
+                line += "; would be rotated, the leaked credential revoked at once"
+            else:
+                engine = engine or parts.engine()
+                try:
+                    out = engine.rotate(
+                        x.secret, take_over=take_over, reason=reason, only_if_leaked=True
+                    )
+                except KeywardError as exc:
+                    doc["action"] = "failed"
+                    doc["error"] = exc.message
+                    line += f"; not rotated: {exc.diagnostics()}"
+                    code = max(code, int(exc.exit_code))
+                else:
+                    doc["action"] = "skipped" if out.skipped else "rotated"
+                    doc["rotation_id"] = out.rotation_id or None
+                    doc["message"] = out.message
+                    line += f"; {out.message}"
+            results.append(doc)
+            if fmt != "json":
+                click.echo(line)
+    if fmt == "json":
+        click.echo(json.dumps(results, indent=2))
+    elif not found:
+        click.echo("No leaked secrets.")
+    if code:
+        click.get_current_context().exit(code)
 
 
 @click.group(epilog=ROTATE_EPILOG)

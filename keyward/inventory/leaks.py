@@ -3,7 +3,11 @@
 * :func:`mark_leaks` runs in ``scan --record``'s transaction, after the findings went in: the
   versions its open findings matched get ``leaked_at`` (the first time only: one
   ``UPDATE ... WHERE leaked_at IS NULL RETURNING``, so two recorders racing on the same leak
-  report it once). A newly leaked *current* version is a :class:`Leak`: an audit event
+  report it once). A value in the environment of a Lambda function that a keyward rotation
+  itself wrote it into (a version the rotation made, a function that is a dependent of its
+  secret) is where keyward put it, not a leak: otherwise every rotation of a secret held by
+  value would leak its new value to the next scan. A newly leaked *current* version is a
+  :class:`Leak`: an audit event
   ``leak.detected`` (finding ids, where they are, the policy; never a value) and, from the
   command, a webhook. A matched older version is history: its ``leaked_at`` is set, nothing
   else happens.
@@ -173,6 +177,48 @@ def _chunks(items: Sequence[int], size: int = IN_CHUNK) -> Iterable[Sequence[int
         yield items[i : i + size]
 
 
+def function_name(target: str | None) -> str:
+    """A Lambda function's name from its name or ARN (``...:function:NAME[:qualifier]``)."""
+    text = target or ""
+    if ":function:" in text:
+        text = text.split(":function:", 1)[1]
+    return text.split(":", 1)[0]
+
+
+def _placed_by_keyward(session: Session, version_ids: Sequence[int]) -> dict[int, set[str]]:
+    """version id -> the Lambda functions a keyward rotation wrote it into: versions a
+    rotation made (finished or retiring), and the functions that are ``aws-lambda``
+    dependents of its secret. The value in their environment is where keyward put it, not a
+    leak."""
+    r, d = m.Rotation, m.Dependent
+    out: dict[int, set[str]] = {}
+    for chunk in _chunks(list(version_ids)):
+        q = (
+            sa.select(r.new_version_id, d.target)
+            .join(d, d.secret_id == r.secret_id)
+            .where(
+                r.new_version_id.in_(list(chunk)),
+                r.state.in_(["retiring", "finished"]),
+                d.kind == "aws-lambda",
+            )
+        )
+        for vid, target in session.execute(q):
+            if vid is not None:
+                out.setdefault(int(vid), set()).add(function_name(target))
+    return out
+
+
+def _placed(row: Any, placed: dict[int, set[str]]) -> bool:
+    """The finding is a variable of a function keyward itself updated with this value."""
+    functions = placed.get(int(row.version_id))
+    return bool(
+        functions
+        and row.source == "lambda"
+        and row.variable
+        and function_name(row.resource) in functions
+    )
+
+
 def mark_leaks(
     session: Session,
     target: str,
@@ -189,6 +235,7 @@ def mark_leaks(
         return []
     f = m.Finding
     found: dict[int, _Found] = {}
+    placed = _placed_by_keyward(session, wanted)
     for chunk in _chunks(wanted):
         q = (
             sa.select(*_WHERE_COLUMNS)
@@ -200,6 +247,8 @@ def mark_leaks(
             .order_by(f.id)
         )
         for row in session.execute(q):
+            if _placed(row, placed):
+                continue
             entry = found.setdefault(int(row.version_id), _Found())
             entry.ids.append(int(row.id))
             if len(entry.where) < WHERE_LIMIT:
@@ -323,3 +372,104 @@ def remediate_version(
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(int(i) for (i,) in done)
+
+
+# ------------------------------------------------------------ leaked secrets now
+def policy_is(on_leak: str, default: str | None) -> Any:
+    """SQL: a secret's ``on_leak`` in effect is ``on_leak`` (its own, else ``default``; no
+    default: rotate, for the secrets the caller has already narrowed to rotatable ones)."""
+    own = m.Secret.on_leak
+    falls_back = (default or m.OnLeak.ROTATE.value) == on_leak
+    return sa.or_(
+        own == m.OnLeak(on_leak), sa.and_(own.is_(None), sa.true() if falls_back else sa.false())
+    )
+
+
+def leaked_current(secret_id: Any) -> Any:
+    """A select of the leaked current version(s) of the secret ``secret_id`` (a column)."""
+    v = m.SecretVersion
+    return sa.select(v.id).where(
+        v.secret_id == secret_id, v.leaked_at.is_not(None), current_stage(v.stage)
+    )
+
+
+def findings_of(session: Session, version_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
+    """version id -> the ids of its open findings."""
+    out: dict[int, list[int]] = {}
+    f = m.Finding
+    for chunk in _chunks(sorted(set(version_ids))):
+        q = (
+            sa.select(f.version_id, f.id)
+            .where(f.version_id.in_(list(chunk)), f.state == m.FindingState.OPEN)
+            .order_by(f.id)
+        )
+        for vid, fid in session.execute(q):
+            if vid is not None:
+                out.setdefault(int(vid), []).append(int(fid))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class LeakedSecret:
+    """A secret leaked now (its current version found by a scan), for `rotate --leaked`."""
+
+    secret_id: int
+    secret: str
+    kind: str
+    store: str | None
+    version_id: int
+    leaked_at: datetime
+    findings: tuple[int, ...]
+    on_leak: m.OnLeak
+    problem: str | None  # why keyward cannot rotate it, if it cannot
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "secret": self.secret,
+            "kind": self.kind,
+            "store": self.store,
+            "version_id": self.version_id,
+            "leaked_at": self.leaked_at.isoformat(),
+            "findings": list(self.findings),
+            "on_leak": self.on_leak.value,
+            "problem": self.problem,
+        }
+
+
+def leaked_secrets(
+    session: Session, policy: LeakPolicy, secret_ids: Iterable[int] | None = None
+) -> list[LeakedSecret]:
+    """Every secret whose current version leaked (or those of ``secret_ids``), oldest leak
+    first, with its findings and its policy in effect."""
+    v, s = m.SecretVersion, m.Secret
+    q = (
+        sa.select(v.id, v.leaked_at, s.id, s.name, s.kind, s.store, s.on_leak)
+        .join(s, s.id == v.secret_id)
+        .where(v.leaked_at.is_not(None), current_stage(v.stage))
+        .order_by(v.leaked_at, s.name)
+    )
+    if secret_ids is not None:
+        q = q.where(s.id.in_(list(secret_ids)))
+    rows = session.execute(q).all()
+    seen: set[int] = set()
+    found = findings_of(session, [int(r[0]) for r in rows])
+    out: list[LeakedSecret] = []
+    for vid, leaked_at, sid, name, kind, store, own in rows:
+        if sid in seen:  # two current rows of one secret (an older keyward's): one leak
+            continue
+        seen.add(sid)
+        on_leak = policy.effective(own, kind, store)
+        out.append(
+            LeakedSecret(
+                secret_id=int(sid),
+                secret=str(name),
+                kind=str(kind),
+                store=store,
+                version_id=int(vid),
+                leaked_at=leaked_at or m.utcnow(),
+                findings=found.get(int(vid), ()),
+                on_leak=on_leak,
+                problem=cannot_rotate(kind, store, policy),
+            )
+        )
+    return out

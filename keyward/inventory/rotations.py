@@ -21,6 +21,7 @@ PostgreSQL alike. On PostgreSQL the scheduler additionally claims due secrets wi
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,14 @@ from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.errors import NotFound
 from keyward.inventory.fields import current_stage, record_fields
+from keyward.inventory.leaks import (
+    LeakedSecret,
+    LeakPolicy,
+    leaked_current,
+    leaked_secrets,
+    policy_is,
+    remediate_version,
+)
 from keyward.inventory.policy import rotation_due
 from keyward.inventory.records import DependentRecord, SecretRecord, record_of
 from keyward.inventory.service import (
@@ -50,6 +59,7 @@ from keyward.rotation.ports import (
     ErrorNoted,
     HeldLease,
     JournalEntry,
+    LeakRemediated,
     LeaseClaim,
     Progress,
     RotatableSecret,
@@ -57,6 +67,7 @@ from keyward.rotation.ports import (
     RotationInFlight,
     RotationState,
     SchedulerInventory,
+    SecretLeak,
     SecretRotated,
     StateChanged,
     Step,
@@ -353,6 +364,31 @@ class RotationRepository:
             )
             return tuple(dependent_record(d, name) for d, name in rows)
 
+    def leak_of(self, secret_id: int) -> SecretLeak | None:
+        """The secret's leak (its current version found by a scan), if any."""
+        with self.db.session() as s:
+            found = leaked_secrets(s, LeakPolicy(), [secret_id])
+            if not found:
+                return None
+            leak = found[0]
+            return SecretLeak(
+                leak.secret_id,
+                leak.secret,
+                leak.version_id,
+                leak.leaked_at,
+                leak.findings,
+            )
+
+    def remediated_findings(self, rotation_id: int) -> tuple[int, ...]:
+        with self.db.session() as s:
+            f = m.Finding
+            return tuple(
+                int(i)
+                for i in s.scalars(
+                    sa.select(f.id).where(f.remediated_rotation_id == rotation_id).order_by(f.id)
+                )
+            )
+
     def set_dependent_attributes(self, dependent_id: int, **attrs: Any) -> None:
         """Set rotation attributes of a dependent: ``field``, ``mode``, ``alias``."""
         with self.db.session() as s:
@@ -460,6 +496,7 @@ class RotationRepository:
             steps: list[StepBegun | StepEnded] = []
             versions: list[VersionSeen | VersionStaged] = []
             rotated: datetime | None = None
+            remediated = False
             for mark in progress.marks:
                 match mark:
                     case StepBegun(step=step):
@@ -481,6 +518,8 @@ class RotationRepository:
                         versions.append(mark)
                     case SecretRotated(at=at):
                         rotated = at
+                    case LeakRemediated():
+                        remediated = True
                     case _:
                         assert_never(mark)
             r = _ROTATIONS.c
@@ -499,9 +538,20 @@ class RotationRepository:
                 _step(s, rotation_id, step_mark, now, begun_here=begun_here)
             if versions or rotated is not None:
                 self._versions(s, rotation_id, secret_id, old_id, new_id, versions, rotated, now)
-            if progress.audit:
+            entries = list(progress.audit)
+            if remediated and old_id is not None:
+                done = remediate_version(s, int(old_id), rotation_id, now)
+                if done:
+                    entries.append(
+                        AuditEntry(
+                            "leak.remediated",
+                            "ok",
+                            {"version_id": int(old_id), "findings": list(done)},
+                        )
+                    )
+            if entries:
                 name = self._secret_name(s, rotation_id, secret_id)
-                self._audits(s, secret_id, name, progress.audit, rotation_id, now)
+                self._audits(s, secret_id, name, entries, rotation_id, now)
             return True
 
     def _versions(
@@ -843,6 +893,98 @@ class RotationRepository:
                 s, [(rotation_lease(sid), sid) for sid, _ in found], holder, now, now + ttl
             )
             return tuple(name for sid, name in found if rotation_lease(sid) in taken)
+
+    def claim_leaked(
+        self,
+        holder: str,
+        ttl: timedelta,
+        *,
+        on_leak: str | None = None,
+        limit: int = 10,
+        failed_backoff: timedelta = timedelta(hours=1),
+        kinds: Iterable[str] | None = None,
+        stores: Iterable[str] | None = None,
+    ) -> tuple[SecretLeak, ...]:
+        """Leaked secrets to rotate now, oldest leak first, leased to ``holder``: their
+        current version leaked, their policy is ``rotate`` (their own ``on_leak``, else
+        ``on_leak`` given here, else rotate: the caller passes the ``kinds`` and ``stores``
+        it can rotate), active, with a store, no rotation in flight (one retiring is
+        finished early by the new rotation), none rolled back within ``failed_backoff``.
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, as :meth:`claim_due_secrets`."""
+        now = m.utcnow()
+        r = m.Rotation
+        blocking = (
+            sa.select(r.id)
+            .where(
+                r.secret_id == m.Secret.id,
+                r.state.not_in([*IN_FLIGHT_EXCLUDED, RotationState.RETIRING.value]),
+            )
+            .exists()
+        )
+        recently_failed = (
+            sa.select(r.id)
+            .where(
+                r.secret_id == m.Secret.id,
+                r.state == RotationState.ROLLED_BACK.value,
+                r.finished_at > now - failed_backoff,
+            )
+            .exists()
+        )
+        first_leak = (
+            sa.select(sa.func.min(m.SecretVersion.leaked_at))
+            .where(m.SecretVersion.id.in_(leaked_current(m.Secret.id)))
+            .scalar_subquery()
+        )
+        q = (
+            sa.select(m.Secret.id, m.Secret.name)
+            .where(
+                leaked_current(m.Secret.id).exists(),
+                policy_is(m.OnLeak.ROTATE.value, on_leak),
+                m.Secret.store.is_not(None),
+                m.Secret.status == m.SecretStatus.ACTIVE,
+                ~blocking,
+                ~recently_failed,
+                _unleased(m.Secret.id, now),
+                sa.true() if kinds is None else m.Secret.kind.in_(list(kinds)),
+                sa.true() if stores is None else m.Secret.store.in_(list(stores)),
+            )
+            .order_by(first_leak, m.Secret.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=m.Secret)
+        )
+        with self.db.session() as s:
+            found = [(int(sid), str(name)) for sid, name in s.execute(q)]
+            taken = self._take(
+                s, [(rotation_lease(sid), sid) for sid, _ in found], holder, now, now + ttl
+            )
+            ids = [sid for sid, _ in found if rotation_lease(sid) in taken]
+            leaks = {x.secret_id: x for x in leaked_secrets(s, LeakPolicy(), ids)}
+            return tuple(
+                SecretLeak(x.secret_id, x.secret, x.version_id, x.leaked_at, x.findings)
+                for sid in ids
+                if (x := leaks.get(sid)) is not None
+            )
+
+    def leaked_unrotatable(
+        self, kinds: Iterable[str], stores: Iterable[str], *, on_leak: str | None = None
+    ) -> tuple[SecretLeak, ...]:
+        """Leaked secrets whose policy is ``rotate`` (their own, or ``on_leak`` given here)
+        that no rotator among ``kinds`` or store among ``stores`` can rotate."""
+        policy = LeakPolicy(
+            m.OnLeak(on_leak) if on_leak else None, frozenset(kinds), frozenset(stores)
+        )
+        with self.db.session() as s:
+            return tuple(
+                SecretLeak(x.secret_id, x.secret, x.version_id, x.leaked_at, x.findings)
+                for x in leaked_secrets(s, policy)
+                if x.on_leak is m.OnLeak.ROTATE and x.problem is not None
+            )
+
+    def leaked(self, policy: LeakPolicy) -> builtins.list[LeakedSecret]:
+        """Every leaked secret now (``keyward rotate --leaked``), with its policy in effect
+        and whether keyward can rotate it."""
+        with self.db.session() as s:
+            return leaked_secrets(s, policy)
 
     def claim_in_flight(self, holder: str, ttl: timedelta, *, limit: int = 10) -> tuple[int, ...]:
         """Unfinished rotations nobody holds a live lease on and whose ``next_attempt_at``

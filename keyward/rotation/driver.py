@@ -70,6 +70,8 @@ class Outcome:
     state: RotationState
     message: str
     parked: bool = False
+    # nothing was started (e.g. `rotate --leaked` of a secret rotated meanwhile)
+    skipped: bool = False
     # what a rotator warned about (e.g. "Redis has no ACL file: lost at restart"); each one is
     # also an audit event ``rotation.warning``
     warnings: tuple[str, ...] = ()
@@ -273,7 +275,13 @@ class Driver:
         self.event(run, "rotation.finished")
 
     # ---------------------------------------------------------------- helpers
-    def event(self, run: Run, event: str, error: str | None = None) -> None:
+    def event(
+        self,
+        run: Run,
+        event: str,
+        error: str | None = None,
+        extra: Mapping[str, JsonValue] | None = None,
+    ) -> None:
         """Tell the notifier (the webhook); a failing notifier never breaks a rotation."""
         doc: dict[str, JsonValue] = {
             "event": event,
@@ -285,6 +293,7 @@ class Driver:
             "actor": self.inventory.actor,
             "at": self.now().isoformat(),
             "error": error,
+            **(extra or {}),
         }
         try:
             self.notifier.notify(doc)

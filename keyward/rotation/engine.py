@@ -114,9 +114,21 @@ class RotationEngine(Driver):
 
     # ----------------------------------------------------------------- public
     def rotate(
-        self, secret_name: str, *, take_over: bool = False, reason: str | None = None
+        self,
+        secret_name: str,
+        *,
+        take_over: bool = False,
+        reason: str | None = None,
+        only_if_leaked: bool = False,
     ) -> Outcome:
         """Start a rotation of ``secret_name`` and drive it as far as it can go now.
+
+        A secret whose current version leaked (a scan found it) is rotated for the leak: the
+        rotation's reason says so (unless ``reason`` is given), and its old credential is
+        deactivated and revoked as soon as the new one is current and every dependent
+        verified, without waiting out the grace period. ``only_if_leaked`` (the daemon's and
+        ``rotate --leaked``'s): a secret that is no longer leaked when its lease is taken
+        (another worker rotated it meanwhile) is not rotated again (a ``skipped`` outcome).
 
         If the secret's previous rotation is still retiring its old credential (the grace
         period), that retirement is finished early first (:func:`retire.retire_early`): the
@@ -132,6 +144,17 @@ class RotationEngine(Driver):
         lease = rotation_lease(secret.id)
         self._take_lease(lease, secret.name, secret.id)
         try:
+            leak = self.inventory.leak_of(secret.id)  # under the lease: as it is now
+            if leak is None and only_if_leaked:
+                return Outcome(
+                    0,
+                    secret.name,
+                    RotationState.FINISHED,
+                    f"{secret.name!r} is no longer leaked (rotated meanwhile): not rotated again",
+                    skipped=True,
+                )
+            if leak is not None:
+                reason = reason or leak.reason()
             described: SecretDescription | None
             try:  # under the lease: described once, for the checks and for create
                 described = store.describe(name)
@@ -162,12 +185,22 @@ class RotationEngine(Driver):
             if managed_by:
                 self._take_over(secret, kind, name, store, managed_by)
                 described = None  # it changed: create describes it again
-            detail = RotationDetail(token=new_token(), store=kind, store_name=name)
+            detail = RotationDetail(
+                token=new_token(), store=kind, store_name=name, leaked=leak is not None
+            )
             started: dict[str, JsonValue] = {"token": detail.token}
             if reason:
                 started["reason"] = reason
+            leaked: dict[str, JsonValue] = {}
+            if leak is not None:
+                leaked = {
+                    "leak": True,
+                    "version_id": leak.version_id,
+                    "leaked_at": leak.leaked_at.isoformat(),
+                    "findings": list(leak.findings),
+                }
             entry = self.inventory.start(
-                secret, detail, AuditEntry("rotation.start", "ok", started)
+                secret, detail, AuditEntry("rotation.start", "ok", {**started, **leaked})
             )
             log.info("rotation %s of %s started", entry.id, secret.name)
             run = Run(
@@ -182,6 +215,8 @@ class RotationEngine(Driver):
                 rotator,
                 described=described,
             )
+            if leak is not None:
+                self.event(run, "rotation.started", extra={"reason": "leak", **leaked})
             out = self._with_warnings(run, self._drive(run))
             return replace(out, message=f"{early} {out.message}") if early else out
         finally:

@@ -218,7 +218,7 @@ _KNOWN = frozenset(
         "token", "store", "store_name", "done", "old_version", "old_fingerprint", "pending",
         "new_fingerprint", "snapshots", "verified", "restored", "vanished", "reason",
         "failed_step", "finished_at", "deactivated_at", "next_attempt_at", "retry_after",
-        "retired", "retire_detail", "warnings", "notes",
+        "retired", "retire_detail", "warnings", "notes", "leaked",
     }
 )  # fmt: skip
 
@@ -234,7 +234,9 @@ class RotationDetail:
     targets were ``verified`` / ``restored`` / ``vanished``; why it is rolling back
     (``reason``, ``failed_step``); when it finished and deactivated the old credential, when
     it may be tried again (``next_attempt_at``, read by :meth:`DueWork.claim_in_flight`),
-    the retirement's outcome, the rotator's warnings, and the rotator's own crash-safe notes
+    the retirement's outcome, the rotator's warnings, whether the credential it replaces
+    ``leaked`` (then it is deactivated and revoked as soon as the new one is current, without
+    waiting out the grace period), and the rotator's own crash-safe notes
     (``rotator_notes``, JSON key ``notes``: see
     :class:`~keyward.rotation.protocols.RotationNotes`). Keys a newer keyward wrote are kept
     in ``extra`` and written back unchanged.
@@ -263,6 +265,7 @@ class RotationDetail:
     warnings: tuple[str, ...] = ()
     rotator_notes: Mapping[str, str] = field(default_factory=dict)
     extra: JsonObject = field(default_factory=dict)
+    leaked: bool = False
 
     def to_json(self) -> dict[str, JsonValue]:
         """The JSON document stored in ``rotations.detail`` (unset fields are left out)."""
@@ -300,6 +303,8 @@ class RotationDetail:
         doc.update({k: list(v) for k, v in lists.items() if v})
         if self.rotator_notes:
             doc["notes"] = dict(self.rotator_notes)
+        if self.leaked:
+            doc["leaked"] = True
         return doc
 
     @classmethod
@@ -347,6 +352,7 @@ class RotationDetail:
                 warnings=_texts(doc, "warnings"),
                 rotator_notes={str(k): str(v) for k, v in notes.items()},
                 extra={k: v for k, v in doc.items() if k not in _KNOWN},
+                leaked=doc.get("leaked") is True,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnreadableDetail(
@@ -422,6 +428,12 @@ class VersionStaged:
 
 
 @dataclass(frozen=True, slots=True)
+class LeakRemediated:
+    """The rotation revoked its old version: the findings of that version are remediated
+    (with this rotation and the time), audited ``leak.remediated`` when there were any."""
+
+
+@dataclass(frozen=True, slots=True)
 class SecretRotated:
     """The secret was last rotated ``at``: its next due time follows from its policy."""
 
@@ -438,6 +450,7 @@ Mark: TypeAlias = (
     | VersionSeen
     | VersionStaged
     | SecretRotated
+    | LeakRemediated
 )
 
 
@@ -488,6 +501,25 @@ class JournalEntry:
     state: str
     started_at: datetime
     detail: RotationDetail
+
+
+@dataclass(frozen=True, slots=True)
+class SecretLeak:
+    """A secret whose current version was found by a scan (a leak): the version, since when,
+    and the open findings of it."""
+
+    secret_id: int
+    secret: str
+    version_id: int
+    leaked_at: datetime
+    findings: tuple[int, ...] = ()
+
+    def reason(self) -> str:
+        """Why a rotation of it starts (the audit log's ``reason``; ids only)."""
+        shown = ", ".join(f"#{i}" for i in self.findings[:10])
+        more = f" and {len(self.findings) - 10} more" if len(self.findings) > 10 else ""
+        where = f" (findings {shown}{more})" if self.findings else ""
+        return f"leak: its current version was found{where}"
 
 
 # ----------------------------------------------------------------------- protocols
@@ -562,6 +594,14 @@ class RotatableSecrets(Protocol):
         they were added."""
         ...
 
+    def leak_of(self, secret_id: int) -> SecretLeak | None:
+        """The secret's leak, when its current version was found by a scan; else None."""
+        ...
+
+    def remediated_findings(self, rotation_id: int) -> tuple[int, ...]:
+        """The findings the rotation ``rotation_id`` remediated (it revoked their value)."""
+        ...
+
 
 class DueWork(Protocol):
     """What the scheduler claims on each tick (leased to ``holder`` as it is claimed)."""
@@ -582,6 +622,29 @@ class DueWork(Protocol):
         stores: Iterable[str] | None = None,
     ) -> tuple[str, ...]:
         """Names of secrets due for rotation with no rotation in flight."""
+        ...
+
+    def claim_leaked(
+        self,
+        holder: str,
+        ttl: timedelta,
+        *,
+        on_leak: str | None = None,
+        limit: int = 10,
+        failed_backoff: timedelta = ...,
+        kinds: Iterable[str] | None = None,
+        stores: Iterable[str] | None = None,
+    ) -> tuple[SecretLeak, ...]:
+        """Leaked secrets whose policy is to rotate (their own ``on_leak``, else ``on_leak``
+        here, else rotate), oldest leak first, with no rotation in flight but one retiring,
+        and none rolled back within ``failed_backoff``."""
+        ...
+
+    def leaked_unrotatable(
+        self, kinds: Iterable[str], stores: Iterable[str], *, on_leak: str | None = None
+    ) -> tuple[SecretLeak, ...]:
+        """Leaked secrets whose policy is to rotate but that no rotator or store plugin
+        among ``kinds`` and ``stores`` can rotate (never claimed: the daemon says so once)."""
         ...
 
 

@@ -29,6 +29,8 @@ from keyward.rotation.ports import (
     ErrorCleared,
     ErrorNoted,
     JsonValue,
+    LeakRemediated,
+    Mark,
     RotationState,
     SecretRotated,
     StateChanged,
@@ -49,8 +51,10 @@ def retire(driver: Driver, run: Run) -> Outcome:
     now = driver.now()
     finished_at = run.detail.finished_at or now
     # A rotator with nothing to retire (a random value) finishes at once: waiting out the
-    # grace period would only keep the secret "in flight" and block its next rotation.
-    waits = getattr(run.rotator, "retires", True)
+    # grace period would only keep the secret "in flight" and block its next rotation. A
+    # leaked credential does not wait either: the new one is current and every dependent
+    # verified, so it is deactivated and revoked now.
+    waits = getattr(run.rotator, "retires", True) and not run.detail.leaked
     if run.detail.deactivated_at is None:
         due = finished_at + driver.settings.deactivate_after
         if waits and now < due:
@@ -180,20 +184,43 @@ def _retired(
     finished_at: datetime,
     why: Mapping[str, JsonValue] | None = None,
 ) -> Outcome:
-    driver.write(
-        run,
+    marks: list[Mark] = [
         StateChanged(RotationState.FINISHED),
         StepEnded(Step.RETIRE, StepOutcome.OK, {"outcome": result.outcome.value}),
         VersionStaged(VersionRole.OLD, VersionStage.RETIRED),
         ErrorCleared(),
         SecretRotated(finished_at),  # again, as finish wrote it (idempotent)
+    ]
+    if _old_value_gone(run, result.outcome):
+        marks.append(LeakRemediated())  # the findings of the old value are remediated
+    driver.write(
+        run,
+        *marks,
         detail=replace(run.detail, retired=result.outcome, retire_detail=result.detail),
         audit=AuditEntry("rotation.retire", "ok", {"outcome": result.outcome.value, **(why or {})}),
     )
     driver.checkpoint("retire:after")
     driver.event(run, "rotation.retired")
+    if run.detail.leaked:
+        remediated = driver.inventory.remediated_findings(run.id)
+        driver.event(run, "leak.remediated", extra={"findings": list(remediated)})
     old = _old_credential(result.outcome)
     return run.outcome(f"Rotated {run.secret.name!r}: the new value is current and {old}")
+
+
+def _old_value_gone(run: Run, outcome: RetireOutcome) -> bool:
+    """The old value no longer works: revoked, already gone, or (nothing to revoke) replaced
+    by a different value."""
+    match outcome:
+        case RetireOutcome.REVOKED | RetireOutcome.ALREADY_GONE:
+            return True
+        case RetireOutcome.NOT_APPLICABLE:
+            old, new = run.detail.old_fingerprint, run.detail.new_fingerprint
+            return old is not None and new is not None and old != new
+        case RetireOutcome.KEPT_IN_USE:
+            return False
+        case _ as unreachable:
+            assert_never(unreachable)
 
 
 def _old_credential(outcome: RetireOutcome) -> str:

@@ -5,9 +5,15 @@ and one module-level job (:func:`tick`). What to do is claimed from the inventor
 tick, with leases (and ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several
 replicas never rotate the same secret twice:
 
-1. unfinished rotations nobody holds a live lease on (a crashed worker's, a parked one, one
+1. leaked secrets (a scan found their current version) whose ``on_leak`` policy is to rotate
+   are rotated, oldest leak first; the leaked credential is revoked as soon as the new one is
+   current (no grace period);
+2. unfinished rotations nobody holds a live lease on (a crashed worker's, a parked one, one
    waiting out its grace period) are resumed;
-2. secrets whose ``rotation_due_at`` has passed and that have no rotation in flight are rotated.
+3. secrets whose ``rotation_due_at`` has passed and that have no rotation in flight are rotated.
+
+A leaked secret that no installed rotator or store plugin can rotate is never claimed (it
+would fail at every tick): the daemon logs one warning per leaked version and process.
 
 The daemon serves ``/healthz`` and Prometheus ``/metrics`` on a loopback port, logs JSON, and
 on SIGTERM (or SIGINT) stops claiming work, lets the running rotation park at its next step
@@ -55,7 +61,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.rotations = Counter(
             "keyward_rotations",
-            "Rotation runs by outcome (finished, retiring, rolled_back, failed, parked).",
+            "Rotation runs by outcome (finished, retiring, rolled_back, failed, parked, skipped).",
             ["outcome"],
             registry=self.registry,
         )
@@ -102,6 +108,7 @@ class _Job:
     what: str
     resume: int | None = None
     rotate: str | None = None
+    leaked: bool = False  # a leak rotation: only while the secret is still leaked
 
 
 class Worker:
@@ -126,6 +133,7 @@ class Worker:
         stop: threading.Event | None = None,
         posture: PostureHook | None = None,
         posture_interval: float = 300.0,
+        on_leak: str | None = None,
     ) -> None:
         self.repo = repo
         self.make_engine = make_engine
@@ -141,6 +149,8 @@ class Worker:
         self.posture = posture
         self.posture_interval = posture_interval
         self._posture_at: float | None = None  # monotonic time of the last refresh
+        self.on_leak = on_leak  # [rotation] on_leak: the policy of secrets without their own
+        self._told: set[tuple[int, int]] = set()  # unrotatable leaks warned about (secret, version)
 
     def run_once(self) -> list[str]:
         """One tick: resume what is unfinished, then start what is due, a batch at a time;
@@ -195,15 +205,26 @@ class Worker:
     def _run(self, outcomes: list[str]) -> bool:
         """One batch: claim it and drive it, ``workers`` rotations at a time; True when a
         claim filled the batch (there may be more)."""
+        kinds, stores = self._plugins()
+        leaked = self.repo.claim_leaked(
+            self.holder,
+            self.lease_ttl,
+            on_leak=self.on_leak,
+            limit=self.batch,
+            kinds=kinds,
+            stores=stores,
+        )
+        self._tell_unrotatable(kinds, stores)
         resumable = self.repo.claim_in_flight(self.holder, self.lease_ttl, limit=self.batch)
         due: tuple[str, ...] = ()
         if not self.stop.is_set():
-            kinds, stores = self._plugins()
             due = self.repo.claim_due_secrets(
                 self.holder, self.lease_ttl, limit=self.batch, kinds=kinds, stores=stores
             )
-        # unfinished ones first, then the due ones, each in the order claimed
-        jobs: list[_Job] = [_Job(f"#{rid}", resume=rid) for rid in resumable]
+        # leaked secrets first, then unfinished rotations, then the due ones, each in the
+        # order claimed
+        jobs: list[_Job] = [_Job(x.secret, rotate=x.secret, leaked=True) for x in leaked]
+        jobs += [_Job(f"#{rid}", resume=rid) for rid in resumable]
         jobs += [_Job(name, rotate=name) for name in due]
         engines = threading.local()  # one engine (fresh provider clients) per thread and batch
 
@@ -217,7 +238,8 @@ class Worker:
             if job.resume is not None:
                 return self._run_one(functools.partial(engine.resume, job.resume), job.what)
             assert job.rotate is not None
-            return self._run_one(functools.partial(engine.rotate, job.rotate), job.what)
+            call = functools.partial(engine.rotate, job.rotate, only_if_leaked=job.leaked)
+            return self._run_one(call, job.what)
 
         if self.workers == 1 or len(jobs) <= 1:
             done = [run(job) for job in jobs]
@@ -231,7 +253,22 @@ class Worker:
         outcomes.extend(o for o in done if o is not None)
         if self.stop.is_set():
             return False
-        return len(resumable) >= self.batch or len(due) >= self.batch
+        return len(leaked) >= self.batch or len(resumable) >= self.batch or len(due) >= self.batch
+
+    def _tell_unrotatable(self, kinds: list[str], stores: set[str]) -> None:
+        """One warning per leaked version no installed plugin can rotate (never claimed)."""
+        for leak in self.repo.leaked_unrotatable(kinds, stores, on_leak=self.on_leak):
+            key = (leak.secret_id, leak.version_id)
+            if key in self._told:
+                continue
+            self._told.add(key)
+            log.warning(
+                "%s leaked (since %s) and its policy is to rotate it, but no installed "
+                "rotator or secret store plugin can: it is not claimed; rotate it by hand or "
+                "install the plugin",
+                leak.secret,
+                f"{leak.leaked_at:%Y-%m-%d %H:%M} UTC",
+            )
 
     def _plugins(self) -> tuple[list[str], set[str]]:
         """What can be rotated: a kind nobody can rotate is not claimed, nor a secret in no
@@ -266,7 +303,7 @@ class Worker:
         finally:
             self.metrics.busy.dec()
             self.metrics.duration.observe(time.monotonic() - started)
-        outcome = "parked" if out.parked else out.state.value
+        outcome = "skipped" if out.skipped else "parked" if out.parked else out.state.value
         self.metrics.rotations.labels(outcome).inc()
         log.info("%s", out.message)
         for text in out.warnings:
