@@ -228,3 +228,49 @@ def test_scan_record_says_which_secret_leaked_tells_the_webhook_and_show_has_it(
         assert cli.json("findings", "list", "--state", "remediated") == []
     finally:
         hook.close()
+
+
+def test_leaked_secrets_are_claimed_by_policy_oldest_leak_first_and_only_once(
+    database: Database, inventory: Inventory, fp: Fingerprinter
+) -> None:
+    from datetime import timedelta
+
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.ports import AuditEntry, RotationDetail
+
+    rng = random.Random(17)
+    names = ("first", "second", "own-alert", "no-rotator", "in-flight")
+    tokens = {n: github_token(rng) for n in names}
+    for n, t in tokens.items():
+        kind = "github-token" if n == "no-rotator" else "random"
+        inventory.add_secret(n, kind, store="vault-kv", reference=n,
+                             fingerprint=fp.fingerprint(t))  # fmt: skip
+    inventory.update_secret("own-alert", on_leak="alert")
+    repo = RotationRepository(database, actor="t")
+    inflight = repo.rotatable("in-flight")
+    repo.start(inflight, RotationDetail(token="t", store="vault-kv", store_name="in-flight"),
+               AuditEntry("rotation.start"))  # fmt: skip
+    record(database, {"a.py": f"x = '{tokens['first']}'\n"}, CAN_ROTATE, target="files:/1")
+    rest = {f"{n}.py": f"x = '{tokens[n]}'\n" for n in names if n != "first"}
+    record(database, rest, CAN_ROTATE, target="files:/2")
+    ttl = timedelta(minutes=5)
+    kinds, stores = ["random"], ["vault-kv"]
+    claimed = repo.claim_leaked("me", ttl, kinds=kinds, stores=stores)
+    assert [c.secret for c in claimed] == ["first", "second"]  # oldest leak first
+    assert claimed[0].findings and "leak: its current version was found" in claimed[0].reason()
+    assert repo.claim_leaked("other", ttl, kinds=kinds, stores=stores) == ()  # leased now
+    # a configured default of alert leaves secrets without their own policy alone
+    for c in claimed:
+        repo.release_lease(f"rotate:{c.secret_id}", "me")
+    assert repo.claim_leaked("me", ttl, on_leak="alert", kinds=kinds, stores=stores) == ()
+    inventory.update_secret("own-alert", on_leak="rotate")
+    got = repo.claim_leaked("me", ttl, on_leak="alert", kinds=kinds, stores=stores)
+    assert [c.secret for c in got] == ["own-alert"]
+    # what no plugin can rotate is never claimed (its default policy is alert); with its own
+    # policy of rotate it is named for the daemon to say so once
+    assert repo.leaked_unrotatable(kinds, stores) == ()
+    inventory.update_secret("no-rotator", on_leak="rotate")
+    assert "no-rotator" not in [c.secret for c in repo.claim_leaked("x", ttl, kinds=kinds,
+                                                                      stores=stores)]  # fmt: skip
+    (stuck,) = repo.leaked_unrotatable(kinds, stores)
+    assert stuck.secret == "no-rotator"
