@@ -153,7 +153,8 @@ class Worker:
         self._told: set[tuple[int, int]] = set()  # unrotatable leaks warned about (secret, version)
 
     def run_once(self) -> list[str]:
-        """One tick: resume what is unfinished, then start what is due, a batch at a time;
+        """One tick: rotate leaked secrets, resume what is unfinished, then start what is due,
+        a batch at a time;
         a full batch is followed by another claim at once (the tick goes on while work is
         due), so a replica never idles until the next tick with work waiting. Returns
         outcomes."""
