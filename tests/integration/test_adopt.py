@@ -321,3 +321,43 @@ def test_an_inventory_failure_after_the_store_write_names_what_exists_in_the_sto
     for fn in world.functions:
         assert world.env_of(fn)["AWS_ACCESS_KEY_ID"] == world.key["access_key_id"]
     assert world.key["secret_access_key"] not in err
+
+
+def test_a_function_changed_during_the_switch_stops_it_and_says_which_were_switched(
+    world: AdoptWorld, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyward.rotation.dependents.aws_lambda import LambdaEnvironmentDependent
+
+    scan(cli)
+    fid = key_finding(world, "orders-0")
+    original = LambdaEnvironmentDependent.switch_to_reference
+    calls: list[str] = []
+
+    def racing(self: Any, target: Any, held: Any, reference: Any) -> bool:
+        calls.append(target.resource)
+        if len(calls) == 2:  # someone edits the second function meanwhile
+            fn = target.resource.rsplit(":", 1)[1]
+            env = world.env_of(fn)
+            env["AWS_SECRET_ACCESS_KEY"] = "y" * 40
+            world.set_env(fn, env)
+        return bool(original(self, target, held, reference))
+
+    monkeypatch.setattr(LambdaEnvironmentDependent, "switch_to_reference", racing)
+    rc, _out, err = cli(
+        "adopt", str(fid), "--store", "aws-secretsmanager", "--name", NAME, "--rotate",
+        "--reference",
+    )  # fmt: skip
+    assert rc == 3, err
+    (line,) = err.strip().splitlines()
+    first, second = (c.rsplit(":", 1)[1] for c in calls[:2])
+    assert f"switching {calls[1]} to a reference failed" in line
+    assert f"functions switched: {calls[0]}" in line
+    # the first one references the secret, the second is untouched, no rotation happened
+    assert "KEYWARD_SECRET_ARN" in world.env_of(first)
+    assert world.env_of(second)["AWS_ACCESS_KEY_ID"] == world.key["access_key_id"]
+    assert "KEYWARD_SECRET_ARN" not in world.env_of(second)
+    assert [k for k, _ in world.keys()] == [world.key["access_key_id"]]
+    deps = rows(world, "SELECT target, variable, attributes FROM dependents")
+    modes = {(d["target"], json.loads(d["attributes"]).get("mode", "value")) for d in deps}
+    assert (calls[0], "reference") in modes and (calls[1], "value") in modes
+    assert rows(world, "SELECT id FROM rotations") == []
