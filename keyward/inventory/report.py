@@ -246,7 +246,8 @@ def render_text(report: Report, file: Any, *, color: bool | None = None) -> None
         f"[bold]{report.secrets}[/] {'secret' if report.secrets == 1 else 'secrets'}, "
         f"[bold red]{report.overdue_count}[/] overdue, "
         f"{report.no_policy} without a rotation policy; findings: {f.get('open', 0)} open, "
-        f"{f.get('ignored', 0)} ignored, {f.get('resolved', 0)} resolved"
+        f"{f.get('ignored', 0)} ignored, {f.get('resolved', 0)} resolved, "
+        f"{f.get('remediated', 0)} remediated"
     )
     if report.overdue:
         t = Table(title=f"Overdue (most overdue first, {len(report.overdue)} shown)")

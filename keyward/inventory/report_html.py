@@ -51,13 +51,14 @@ def render_html(report: Report) -> str:
             _card("overdue", report.overdue_count, "overdue-count"),
             _card("without a rotation policy", report.no_policy, "no-policy"),
             _card("open findings", f.get("open", 0), "open-findings"),
+            _card("remediated findings", f.get("remediated", 0), "remediated-findings"),
         )
     )
     body = [
         "<header><h1>keyward inventory report</h1>",
         f'<p class="meta">keyward {esc(__version__)} · {esc(now.strftime("%Y-%m-%d %H:%M UTC"))}'
         f" · findings: {f.get('open', 0)} open, {f.get('ignored', 0)} ignored, "
-        f"{f.get('resolved', 0)} resolved</p></header>",
+        f"{f.get('resolved', 0)} resolved, {f.get('remediated', 0)} remediated</p></header>",
         f'<section id="summary"><div class="cards">{cards}</div></section>',
         '<section id="breaches"><h2>Posture breaches</h2>',
         '<p class="muted">Secrets with each breach.</p>',

@@ -175,6 +175,22 @@ def test_remediated_findings_stay_remediated_and_new_ones_of_the_revoked_value_s
     record(database, {"a.py": "x = None\n"}, CAN_ROTATE)
     assert {f.state for f in inventory.list_findings(state=None).findings} == {"remediated"}
     assert len(leak_events(inventory, "ci/token")) == 1
+    # the report counts them, in every format
+    import io
+
+    from keyward.inventory.report import build_report, render_csv, render_json, render_text
+    from keyward.inventory.report_html import render_html
+
+    report = build_report(database)
+    assert report.findings["remediated"] == 2 and report.findings["open"] == 0
+    assert json.loads(render_json(report))["findings"]["remediated"] == 2
+    assert "findings,remediated,,,2," in render_csv(report).replace("\r", "")
+    text = io.StringIO()
+    render_text(report, text, color=False)
+    assert "0 open, 0 ignored, 0 resolved, 2 remediated" in text.getvalue()
+    html = render_html(report)
+    assert '<div class="value" id="remediated-findings">2</div>' in html
+    assert "2 remediated" in html
 
 
 def test_scan_record_says_which_secret_leaked_tells_the_webhook_and_show_has_it(
