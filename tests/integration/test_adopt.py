@@ -149,6 +149,14 @@ def test_scan_then_adopt_rotate_reference_ends_with_the_pair_stored_rotated_and_
     assert "secret.adopted" in actions
     assert actions.count("dependent.reference") == len(world.functions)
     assert "rotation.finish" in actions or any(a.startswith("rotation.") for a in actions)
+    # a later scan --record discovers the same reference dependents: kept, none added/missing
+    outputs.append(scan(cli))
+    again = rows(world, "SELECT target, variable, attributes, status FROM dependents")
+    assert sorted((d["target"], d["variable"]) for d in again) == sorted(
+        (d["target"], d["variable"]) for d in deps
+    )
+    assert {d["status"] for d in again} == {"active"}
+    assert all(json.loads(d["attributes"])["mode"] == "reference" for d in again)
     # no value anywhere: outputs, logs, tables (old and new key alike)
     leaked = [
         world.key["secret_access_key"], world.key["access_key_id"],
@@ -184,6 +192,12 @@ def test_adopt_without_flags_records_value_dependents_and_changes_no_function(
         ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
     }
     assert {d["origin"] for d in deps} == {"discovered"}
+    scan(cli)  # discovery of a later scan --record finds the very same dependents
+    again = rows(world, "SELECT target, variable, status FROM dependents")
+    assert sorted((d["target"], d["variable"]) for d in again) == sorted(
+        (d["target"], d["variable"]) for d in deps
+    )
+    assert {d["status"] for d in again} == {"active"}
     (version,) = rows(world, "SELECT id, stage, leaked_at FROM secret_versions")
     assert version["stage"] == "current" and version["leaked_at"] is not None
     assert world.key["secret_access_key"] not in out + err
