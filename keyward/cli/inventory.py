@@ -705,10 +705,17 @@ def _dependents_table(rows: Sequence[Any]) -> Any:
     for col in ("id", "secret", "kind", "target", "variable", "region", "account"):
         if accounts or col != "account":
             t.add_column(col)
+    t.add_column("origin")
+    t.add_column("status")
     for d in rows:
         extra = (plain(d.account),) if accounts else ()
+        status = plain(d.status, "red") if d.status == "missing" else plain(d.status)
         t.add_row(
-            str(d.id), *map(plain, (d.secret, d.kind, d.target, d.variable, d.region)), *extra
+            str(d.id),
+            *map(plain, (d.secret, d.kind, d.target, d.variable, d.region)),
+            *extra,
+            plain(d.origin),
+            status,
         )
     return t
 

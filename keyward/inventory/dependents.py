@@ -25,7 +25,7 @@ are. Attributes: ``mode``, ``field``, ``alias`` (rotation reads them) and ``envi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -228,8 +228,11 @@ def _match_function(
     fields_of: Mapping[int, set[str]],
     index: _RefIndex,
 ) -> list[_Match]:
-    """The dependencies of one function: its $LATEST variables, then each alias's (a variable
-    held only by an alias version is recorded with that alias)."""
+    """The dependencies of one function: its $LATEST variables, then each alias's. A
+    dependency an alias's version holds too is recorded with that alias (the first by name),
+    so rotation publishes a version and moves the alias; one only an alias holds is recorded
+    with it as well (rotation then finds $LATEST holding something else and refuses to
+    overwrite it, rather than revoke a credential that alias still serves)."""
     found: dict[tuple[int, str], _Match] = {}
     environments: list[tuple[str | None, tuple[ObservedVariable, ...]]] = [(None, fn.variables)]
     environments.extend(sorted(fn.aliases.items()))
@@ -262,8 +265,14 @@ def _match_function(
 
 
 def _add(found: dict[tuple[int, str], _Match], match: _Match) -> None:
-    """The first environment that holds it wins ($LATEST before aliases)."""
-    found.setdefault((match.secret_id, match.variable), match)
+    """The first environment that holds it says how ($LATEST before aliases); the first alias
+    that holds it too is its alias."""
+    key = (match.secret_id, match.variable)
+    first = found.get(key)
+    if first is None:
+        found[key] = match
+    elif first.alias is None and match.alias is not None:
+        found[key] = replace(first, alias=match.alias)
 
 
 def _current_fields(session: Session, secret_ids: Iterable[int]) -> dict[int, set[str]]:

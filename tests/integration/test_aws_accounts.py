@@ -407,3 +407,39 @@ def test_the_daemon_rotates_due_secrets_of_every_account_and_one_it_cannot_reach
         sm = world.client("secretsmanager", account)
         got = sm.get_secret_value(SecretId="app/db", VersionStage="AWSCURRENT")
         assert json.loads(got["SecretString"]) != {"password": f"pw-{account}"}
+
+
+def test_lambda_dependents_of_every_account_are_matched_in_their_own_account(
+    world: AccountsWorld, cli: Cli
+) -> None:
+    for account in (HOME, PROD):
+        world.client("lambda", account).update_function_configuration(
+            FunctionName=f"orders-{'main' if account == HOME else 'prod'}",
+            Environment={"Variables": {"DB_SECRET": "app/db", "DB_PASSWORD": f"pw-{account}"}},
+        )
+    cli("discover", "aws-secretsmanager", "--all-accounts", "--fingerprint-values")
+    rc, out, err = cli("discover", "aws-lambda", "--all-accounts", "--format", "json")
+    assert rc == 0, err
+    assert f"account blocked ({BLOCKED}) skipped" in err
+    found = json.loads(out)
+    assert found["functions"] == 3  # home, prod, staging
+    got = {(c["secret"], c["function"], c["variable"], c["mode"], c["account"])
+           for c in found["added"]}  # fmt: skip
+    assert got == {
+        ("aws-sm/us-east-1/app/db", "orders-main", "DB_SECRET", "reference", HOME),
+        ("aws-sm/us-east-1/app/db", "orders-main", "DB_PASSWORD", "value", HOME),
+        ("aws-sm/prod/us-east-1/app/db", "orders-prod", "DB_SECRET", "reference", PROD),
+        ("aws-sm/prod/us-east-1/app/db", "orders-prod", "DB_PASSWORD", "value", PROD),
+    }
+    # gone from prod: missing there only, after a run over that account alone
+    world.client("lambda", PROD).update_function_configuration(
+        FunctionName="orders-prod", Environment={"Variables": {"STAGE": "prod"}}
+    )
+    rc, out, err = cli("discover", "aws-lambda", "--account", "prod", "--format", "json")
+    assert rc == 0, err
+    assert {(c["function"], c["variable"]) for c in json.loads(out)["missing"]} == {
+        ("orders-prod", "DB_SECRET"), ("orders-prod", "DB_PASSWORD"),
+    }  # fmt: skip
+    status = {(d["secret"], d["variable"]): d["status"] for d in cli.json("dependents", "list")}
+    assert status[("aws-sm/us-east-1/app/db", "DB_SECRET")] == "active"
+    assert status[("aws-sm/prod/us-east-1/app/db", "DB_SECRET")] == "missing"

@@ -184,6 +184,10 @@ def _lambda_world(aws: Any) -> dict[str, Any]:
     lam.update_function_configuration(
         FunctionName="aliased", Environment={"Variables": {"DB_PASSWORD": "changed-elsewhere"}}
     )
+    # an alias whose version holds what $LATEST holds: the dependent names the alias
+    west = boto3.client("lambda", region_name=WEST)
+    version = west.publish_version(FunctionName="west")["Version"]
+    west.create_alias(FunctionName="west", Name="live", FunctionVersion=version)
     return {"arns": arns, "pair": pair, "password": password, "db_arn": db_arn}
 
 
@@ -226,7 +230,7 @@ def test_discover_aws_lambda_records_value_and_reference_dependents_idempotently
         (token, "refs", "TOKEN_PARAM", "reference", None, None),
         ("billing", "refs", "VAULT_PATH", "reference", None, None),
         (db, "plain", "DB_PASSWORD", "value", "password", None),
-        (db, "west", "PASSWORD", "value", "password", None),
+        (db, "west", "PASSWORD", "value", "password", "live"),
         (db, "aliased", "DB_PASSWORD", "value", "password", "live"),
     }
     envs = {c["function"]: c["environment"] for c in first["added"]}
@@ -333,3 +337,91 @@ def test_discovered_dependents_are_rotated_and_a_second_discovery_follows_the_ne
     assert again["added"] == [] and again["missing"] == [] and len(again["kept"]) == 4
     stages = [v["stage"] for v in cli.json("inventory", "show", SECRET)["versions"]]
     assert stages.count("current") == 1
+
+
+def test_rotation_updates_value_dependents_and_bumps_reference_dependents_it_discovered(
+    aws: Any, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from tests.integration._rotation_world import _zip
+
+    config = tmp_path / "keyward.toml"
+    config.write_text('[rotation]\ngrace_period = "0s"\n[rotation.dependents.aws-lambda]\n'
+                      "wait_delay = 1\n")  # fmt: skip
+    monkeypatch.setenv("KEYWARD_CONFIG", str(config))
+    old = "sig-" + "Q7" * 20
+    arn = boto3.client("secretsmanager", region_name=EAST).create_secret(
+        Name="app/signing", SecretString=old
+    )["ARN"]
+    role = boto3.client("iam", region_name=EAST).create_role(
+        RoleName="fn", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    lam = boto3.client("lambda", region_name=EAST)
+    for name, env in (("holder", {"SIGNING_KEY": old}), ("reader", {"SIGNING_ARN": arn})):
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role,
+                            Handler="handler.handler", Code={"ZipFile": _zip()},
+                            Environment={"Variables": env})  # fmt: skip
+    version = lam.publish_version(FunctionName="holder")["Version"]
+    lam.create_alias(FunctionName="holder", Name="live", FunctionVersion=version)
+    cli.json("discover", "aws-secretsmanager", "--region", EAST, "--fingerprint-values")
+    secret = "aws-sm/us-east-1/app/signing"
+    assert cli("inventory", "update", secret, "--kind", "random")[0] == 0
+    found = cli.json("discover", "aws-lambda", "--region", EAST)
+    assert _keys(found["added"]) == {
+        (secret, "holder", "SIGNING_KEY", "value", "value", "live"),
+        (secret, "reader", "SIGNING_ARN", "reference", None, None),
+    }
+
+    rc, out, err = cli("rotate", secret)
+    assert rc == 0, err
+    current = boto3.client("secretsmanager", region_name=EAST).get_secret_value(
+        SecretId=arn, VersionStage="AWSCURRENT"
+    )
+    new = current["SecretString"]
+    assert new != old
+
+    def env(name: str, qualifier: str | None = None) -> dict[str, str]:
+        kw = {"Qualifier": qualifier} if qualifier else {}
+        conf = lam.get_function_configuration(FunctionName=name, **kw)
+        return dict(conf["Environment"]["Variables"])
+
+    assert env("holder")["SIGNING_KEY"] == new
+    assert env("holder", "live")["SIGNING_KEY"] == new  # a version published, the alias moved
+    assert env("reader") == {"SIGNING_ARN": arn, "KEYWARD_SECRET_VERSION": current["VersionId"]}
+    assert old not in out + err and new not in out + err
+
+
+def test_a_region_not_listed_or_a_function_partly_read_marks_nothing_missing(
+    inventory: Any,
+) -> None:
+    from keyward.inventory.dependents import record_dependents
+    from keyward.inventory.discovery.aws_lambda import (
+        FunctionListing,
+        ObservedFunction,
+        ObservedVariable,
+    )
+
+    acct, arn = "111111111111", "arn:aws:lambda:eu-west-1:111111111111:function:api"
+    inventory.add_secret("db", "generic", fingerprint="f0", fields={"password": "fp-pw"})
+    held = ObservedFunction(arn, "api", WEST, acct, variables=(ObservedVariable("PW", "fp-pw"),))
+    first = record_dependents(inventory.db, [FunctionListing(WEST, acct, functions=[held])])
+    assert [(c.variable, c.field) for c in first.added] == [("PW", "password")]
+
+    def status() -> str:
+        (dep,) = inventory.list_dependents("db")
+        return dep.status
+
+    # the listing was denied: nothing there may go missing
+    denied = FunctionListing(WEST, acct, listed=False, warnings=["Lambda denied ListFunctions"])
+    assert record_dependents(inventory.db, [denied]).missing == ()
+    # the function was listed but its aliases could not be read: not missing either
+    partly = ObservedFunction(arn, "api", WEST, acct, complete=False)
+    assert record_dependents(inventory.db, [FunctionListing(WEST, acct, functions=[partly])]
+                             ).missing == ()  # fmt: skip
+    # another account's listing of the same region says nothing about this one
+    other = FunctionListing(WEST, "222222222222", home=False)
+    assert record_dependents(inventory.db, [other]).missing == ()
+    assert status() == "active"
+    gone = record_dependents(inventory.db, [FunctionListing(WEST, acct)])
+    assert [c.variable for c in gone.missing] == ["PW"] and status() == "missing"
