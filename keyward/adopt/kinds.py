@@ -4,17 +4,16 @@ The kind of an adopted secret names its rotator (``keyward.rotators``), as for e
 the inventory, or ``generic`` when keyward has no rotator for it (it is kept in the store and
 rotated at its provider). Inferred from the finding's rule:
 
-==========================  ======================  ============================================
-rule                        kind                    fields
-==========================  ======================  ============================================
-aws-access-key-id (paired)  aws-iam-access-key      ``access_key_id``, ``secret_access_key``
-postgres-connection-url     postgres-password       ``username``, ``password``, ``host``,
-                                                    ``port``, ``dbname`` (from the URL)
-mysql-connection-url        mysql-password          the same
-redis-connection-url        redis-acl               ``username`` (``default`` when empty),
-                                                    ``password``, ``host``, ``port``
-anything else               generic                 ``value``
-==========================  ======================  ============================================
+* ``aws-access-key-id`` paired with its secret key -> ``aws-iam-access-key``:
+  ``access_key_id``, ``secret_access_key``;
+* ``postgres-connection-url``, ``mysql-connection-url``, ``redis-connection-url`` ->
+  ``postgres-password``, ``mysql-password``, ``redis-acl``: ``username`` (Redis: ``default``
+  when the URL has none), ``password``, ``host``, ``port``, ``dbname`` read from the URL;
+* a password held whole in a password-named variable (``DB_PASSWORD``, ``PGPASSWORD``) with
+  its user and host next to it (``DB_USER``, ``DB_HOST``; ``DB_PORT``, ``DB_NAME`` too) -> the
+  rotator its prefix names (``PG*``/``POSTGRES*``, ``MYSQL*``/``MARIADB*``, ``REDIS*``), else
+  the one ``--kind`` names;
+* anything else -> ``generic``: ``value``.
 
 ``--kind`` overrides it when the value fits that kind (``random`` for an application secret
 keyward may replace with a random value; ``generic`` to keep any value without a rotator).
@@ -22,6 +21,7 @@ keyward may replace with a random value; ``generic`` to keep any value without a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -39,6 +39,19 @@ URL_KINDS: dict[str, tuple[str, str | None]] = {
     "redis-connection-url": ("redis-acl", "default"),
 }
 _URL_END = " \t\r\n'\"`<>()[]{},;\\"
+DB_KINDS = frozenset(kind for kind, _user in URL_KINDS.values())
+_PASSWORD_SUFFIXES = ("PASSWORD", "PASSWD", "PASS", "PWD")
+_PREFIX_KINDS = (
+    (("PG", "POSTGRES"), "postgres-password"),
+    (("MYSQL", "MARIADB"), "mysql-password"),
+    (("REDIS",), "redis-acl"),
+)
+_SIBLINGS = {
+    "username": ("USER", "USERNAME"),
+    "host": ("HOST", "HOSTNAME"),
+    "port": ("PORT",),
+    "dbname": ("DATABASE", "DBNAME", "NAME", "DB"),
+}
 
 
 class AdoptRefused(ConfigError):
@@ -104,11 +117,14 @@ def infer(
     *,
     kind: str | None = None,
     known_kinds: frozenset[str] = frozenset(),
+    variable: str | None = None,
+    siblings: Mapping[str, str] | None = None,
 ) -> Placement:
     """The placement of a value found by ``rule_id`` (``companion``: its paired value;
-    ``context``: the line it was found on, for connection URLs). ``kind`` is ``--kind``;
-    ``known_kinds`` the rotators installed. Raises :class:`AdoptRefused` when the value does
-    not fit the kind asked for."""
+    ``context``: the line it was found on, for connection URLs; ``variable``: the variable
+    holding it, ``siblings`` the variables next to it, for a database password). ``kind`` is
+    ``--kind``; ``known_kinds`` the rotators installed. Raises :class:`AdoptRefused` when the
+    value does not fit the kind asked for."""
     if kind is not None and kind != GENERIC and kind not in known_kinds:
         raise AdoptRefused(
             f"There is no rotator named {kind!r}",
@@ -148,6 +164,22 @@ def infer(
                 f"so it cannot be adopted as {kind}",
                 hint="Adopt it as --kind generic",
             )
+    db = _password_fields(secret, variable, siblings or {})
+    if db is not None and (kind in DB_KINDS or (kind is None and db[0] is not None)):
+        target = kind or db[0]
+        assert target is not None
+        fields = dict(db[1])
+        if target == "redis-acl":
+            fields.setdefault("username", "default")
+            fields.pop("dbname", None)
+        if "username" in fields and "host" in fields:
+            return Placement(target, SecretValue(fields))
+        if kind is not None:
+            raise AdoptRefused(
+                f"A {kind} secret needs the user and the host, and {variable} has no "
+                f"{db[2]}USER and {db[2]}HOST next to it",
+                hint="Adopt it as --kind generic",
+            )
     if kind is not None and kind not in (GENERIC, "random"):
         raise AdoptRefused(
             f"A {rule_id} value has no fields a {kind} secret needs",
@@ -162,6 +194,33 @@ def infer(
             "adopt the key id alone with --kind generic",
         )
     return Placement(kind or GENERIC, SecretValue.single(secret))
+
+
+def _password_fields(
+    secret: str, variable: str | None, siblings: Mapping[str, str]
+) -> tuple[str | None, dict[str, str], str] | None:
+    """A password held whole in a password-named variable: (the rotator its prefix names,
+    the fields the variables next to it give, the prefix)."""
+    if not variable or siblings.get(variable) != secret:
+        return None
+    upper = variable.upper()
+    suffix = next((x for x in _PASSWORD_SUFFIXES if upper.endswith(x)), None)
+    if suffix is None:
+        return None
+    prefix = variable[: len(variable) - len(suffix)]
+    by_name = {k.upper(): v for k, v in siblings.items() if v}
+    fields = {"password": secret}
+    for name, suffixes in _SIBLINGS.items():
+        for tail in suffixes:
+            value = by_name.get((prefix + tail).upper())
+            if value:
+                fields[name] = value
+                break
+    bare = prefix.upper().strip("_")
+    guess = next(
+        (k for starts, k in _PREFIX_KINDS if any(bare.startswith(x) for x in starts)), None
+    )
+    return guess, fields, prefix
 
 
 def no_rotator(rule_id: str) -> AdoptRefused:

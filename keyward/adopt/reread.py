@@ -37,7 +37,9 @@ class Reread:
     context: str = field(repr=False)  # the value's line (connection URLs are parsed from it)
     where: str  # path:line, ARN $VAR
     line: int = 0
-    variables: Mapping[str, str] = field(default_factory=dict)  # variable -> field role
+    variable: str | None = None  # the variable holding it, when it is a variable's value
+    # the variables next to it (raw values: memory only), e.g. DB_USER beside DB_PASSWORD
+    siblings: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def engine_for(rules: RuleSet, rule_id: str, fingerprinter: Fingerprinter) -> Engine:
@@ -95,21 +97,27 @@ def from_environment(
     hit = next((x for x in mine if x.fingerprint == f.fingerprint), None)
     if hit is None:
         raise _changed(f, f"{var} holds another value now")
-    roles = {var: "value"}
     companion: str | None = None
     if f.companion_fingerprint:
         for name, findings in found.items():
             for x in findings:
                 if _same_fp(fp, x.secret, f.companion_fingerprint):
-                    companion, roles[name] = x.secret, "companion"
+                    companion = x.secret
                     break
             if companion is None and _same_fp(fp, env.get(name), f.companion_fingerprint):
-                companion, roles[name] = env[name], "companion"
+                companion = env[name]
             if companion is not None:
                 break
         if companion is None:
             raise _changed(f, "the other half of its key pair is no longer in any variable")
-    return Reread(hit.secret, companion, f"{var}={env[var]}", f.where(), variables=roles)
+    return Reread(
+        hit.secret,
+        companion,
+        f"{var}={env[var]}",
+        f.where(),
+        variable=var,
+        siblings={k: v for k, v in env.items() if isinstance(v, str)},
+    )
 
 
 def candidate_paths(f: AdoptableFinding, cwd: Path | None = None) -> list[Path]:
@@ -201,13 +209,38 @@ def from_text(
             raise _changed(f, "the other half of its key pair is no longer in the file")
         companion = other
     where = shown if "@" in shown else f"{shown}:{hit.location.line}"
+    variable, siblings = _declared(f.path or "", text, hit)
     return Reread(
         hit.secret,
         companion if f.companion_fingerprint else None,
         _line(text, hit.location.line),
         where,
         line=hit.location.line,
+        variable=variable or hit.location.variable,
+        siblings=siblings,
     )
+
+
+def _declared(path: str, text: str, hit: Finding) -> tuple[str | None, dict[str, str]]:
+    """The variables a ``.env``, compose or Kubernetes file declares, and which of them holds
+    the value found (none when the file declares no variables)."""
+    from keyward.scan.variables import classify, extract
+
+    kind = classify(path, text)
+    if kind not in ("dotenv", "compose", "kubernetes"):
+        return None, {}
+    try:
+        got = extract(kind, text)
+    except Exception:  # a reader's bug must not stop an adoption that needs no siblings
+        return None, {}
+    if got is None:
+        return None, {}
+    variables = got[0]
+    holder = next(
+        (kv.name for kv in variables if kv.value == hit.secret and kv.line == hit.location.line),
+        None,
+    ) or next((kv.name for kv in variables if kv.value == hit.secret), None)
+    return holder, {kv.name: kv.value for kv in variables}
 
 
 def from_process(f: AdoptableFinding, engine: Engine, fp: Fingerprinter) -> Reread:

@@ -212,6 +212,18 @@ def _environment(dependent: Any, f: AdoptableFinding, target: DependentTarget) -
     return dict(env)
 
 
+# Fields a variable is bound to by its value alone: secrets. Other fields (host, port,
+# dbname) are not: "5432" or "prod" held by some variable does not make it the secret's.
+_SECRET_FIELDS = frozenset({"value", "password", "access_key_id", "secret_access_key"})
+
+
+def _binds(variable: str, field: str) -> bool:
+    """Whether a function's ``variable`` holding ``field``'s value is bound to that field."""
+    if field in _SECRET_FIELDS:
+        return True
+    return field == "username" and variable.upper().endswith(("USER", "USERNAME"))
+
+
 @dataclass(slots=True)
 class _Plan:
     finding: AdoptableFinding
@@ -315,7 +327,9 @@ class Adopter:
             bound = [
                 AdoptedDependent(arn, var, region, target.account, fields[self.fp.fingerprint(v)])
                 for var, v in sorted(env.items())
-                if isinstance(v, str) and self.fp.fingerprint(v) in fields
+                if isinstance(v, str)
+                and self.fp.fingerprint(v) in fields
+                and _binds(var, fields[self.fp.fingerprint(v)])
             ]
             if not bound:
                 warnings.append(
@@ -373,6 +387,8 @@ class Adopter:
             reread.context,
             kind=request.kind,
             known_kinds=known,
+            variable=reread.variable,
+            siblings=reread.siblings,
         )
         if request.rotate and not placement.rotatable:
             raise no_rotator(f.rule_id)

@@ -375,3 +375,69 @@ def test_a_function_changed_during_the_switch_stops_it_and_says_which_were_switc
     modes = {(d["target"], json.loads(d["attributes"]).get("mode", "value")) for d in deps}
     assert (calls[0], "reference") in modes and (calls[1], "value") in modes
     assert rows(world, "SELECT id FROM rotations") == []
+
+
+def test_a_postgres_password_next_to_its_user_and_host_is_adopted_and_rotated(
+    world: AdoptWorld, cli: Cli, postgres_url: str
+) -> None:
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    role, old = f"kw_{uuid.uuid4().hex[:10]}", "Vd8qLw2ZxT5nPb7Rk3Hs"
+    admin = psycopg.connect(postgres_url, autocommit=True)
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+        sql.Identifier(role), sql.Literal(old)))  # fmt: skip
+
+    def verifier() -> str:
+        row = admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+        return str(row.fetchone()[0])  # type: ignore[index]
+
+    try:
+        before = verifier()
+        with world.config.open("a") as fh:
+            fh.write(f'[rotation.rotators.postgres-password]\nadmin_url = "{postgres_url}"\n')
+        fn_role = world.client("iam").get_role(RoleName="fn-role")["Role"]["Arn"]
+        dbname = postgres_url.rsplit("/", 1)[1]
+        env = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": role, "PGDATABASE": dbname,
+               "PGPASSWORD": old, "SERVICE": "reports"}  # fmt: skip
+        from tests.integration._rotation_world import _zip
+
+        world.client("lambda").create_function(
+            FunctionName="reports", Runtime="python3.12", Role=fn_role,
+            Handler="handler.handler", Code={"ZipFile": _zip()}, Environment={"Variables": env},
+        )  # fmt: skip
+        scan(cli)
+        fid = next(
+            f["id"]
+            for f in findings(world)
+            if f["variable"] == "PGPASSWORD" and f["resource"].endswith(":function:reports")
+        )
+        rc, out, err = cli(
+            "adopt", str(fid), "--store", "aws-secretsmanager", "--name", "reports/db",
+            "--rotate", "--format", "json",
+        )  # fmt: skip
+        assert rc == 0, err
+        doc = json.loads(out)
+        assert doc["kind"] == "postgres-password"
+        assert doc["fields"] == ["dbname", "host", "password", "port", "username"]
+        assert doc["rotation"]["state"] in ("finished", "retiring"), doc["rotation"]
+        current = world.secret("reports/db")
+        assert current["username"] == role and current["password"] != old
+        assert verifier() != before  # ALTER ROLE ... PASSWORD reached the server
+        held = world.env_of("reports")
+        assert held["PGPASSWORD"] == current["password"]  # the dependent was updated
+        assert held["PGUSER"] == role and held["PGHOST"] == "127.0.0.1"
+        bound = {(d["variable"], json.loads(d["attributes"]).get("field"))
+                 for d in rows(world, "SELECT variable, attributes FROM dependents")}  # fmt: skip
+        assert bound == {("PGPASSWORD", "password"), ("PGUSER", "username")}
+        for value in (old, current["password"]):
+            assert value not in out + err
+            assert value not in table_dump(world)
+    finally:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(
+            sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role + "_clone"))
+        )
+        admin.close()

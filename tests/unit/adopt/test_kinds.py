@@ -89,3 +89,41 @@ def test_rotate_without_a_rotator_says_what_is_possible() -> None:
     err = no_rotator("github-pat")
     assert "no rotator for a github-pat value" in err.diagnostics()
     assert "without --rotate" in err.diagnostics() and "--kind random" in err.diagnostics()
+
+
+PG_ENV = {
+    "PGHOST": "db.acme.internal",
+    "PGPORT": "5432",
+    "PGUSER": "orders",
+    "PGDATABASE": "orders",
+    "PGPASSWORD": "Vd8qLw2ZxT5nPb7Rk3Hs",
+    "STAGE": "prod",
+}
+
+
+def test_a_password_next_to_its_user_and_host_goes_to_the_rotator_its_prefix_names() -> None:
+    p = infer("generic-password", PG_ENV["PGPASSWORD"], None, None, known_kinds=ROTATORS,
+              variable="PGPASSWORD", siblings=PG_ENV)  # fmt: skip
+    assert p.kind == "postgres-password"
+    assert dict(p.value.fields) == {
+        "username": "orders", "password": PG_ENV["PGPASSWORD"], "host": "db.acme.internal",
+        "port": "5432", "dbname": "orders",
+    }  # fmt: skip
+
+
+def test_a_password_of_a_prefix_naming_no_database_needs_kind_and_its_user_and_host() -> None:
+    env = {"DB_PASSWORD": "Vd8qLw2ZxT5nPb7Rk3Hs", "DB_USER": "app", "DB_HOST": "10.0.0.5"}
+    plain = infer("generic-password", env["DB_PASSWORD"], None, None, known_kinds=ROTATORS,
+                  variable="DB_PASSWORD", siblings=env)  # fmt: skip
+    assert plain.kind == "generic"
+    p = infer("generic-password", env["DB_PASSWORD"], None, None, kind="mysql-password",
+              known_kinds=ROTATORS, variable="DB_PASSWORD", siblings=env)  # fmt: skip
+    assert p.kind == "mysql-password" and p.value["username"] == "app"
+    lone = {"DB_PASSWORD": env["DB_PASSWORD"]}
+    with pytest.raises(AdoptRefused, match="has no DB_USER and DB_HOST next to it"):
+        infer("generic-password", env["DB_PASSWORD"], None, None, kind="postgres-password",
+              known_kinds=ROTATORS, variable="DB_PASSWORD", siblings=lone)  # fmt: skip
+    redis_env = {"REDIS_PASSWORD": "Vd8qLw2ZxT5nPb7Rk3Hs", "REDIS_HOST": "cache"}
+    redis = infer("generic-password", redis_env["REDIS_PASSWORD"], None, None,
+                  known_kinds=ROTATORS, variable="REDIS_PASSWORD", siblings=redis_env)  # fmt: skip
+    assert redis.kind == "redis-acl" and redis.value["username"] == "default"
