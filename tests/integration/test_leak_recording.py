@@ -290,3 +290,33 @@ def test_leaked_secrets_are_claimed_by_policy_oldest_leak_first_and_only_once(
                                                                       stores=stores)]  # fmt: skip
     (stuck,) = repo.leaked_unrotatable(kinds, stores)
     assert stuck.secret == "no-rotator"
+
+
+def test_the_daemon_says_once_that_it_cannot_rotate_a_leaked_secret_and_goes_on(
+    database: Database,
+    inventory: Inventory,
+    fp: Fingerprinter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    from datetime import timedelta
+
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.scheduler import Metrics, Worker
+
+    token = github_token(random.Random(18))
+    inventory.add_secret("ci/token", "github-token", store="vault-kv", reference="ci/token",
+                         fingerprint=fp.fingerprint(token), on_leak="rotate")  # fmt: skip
+    record(database, {"a.py": f"x = '{token}'\n"})
+
+    def no_engine(stop: Any) -> Any:
+        raise AssertionError("nothing is claimed, so no engine is built")
+
+    repo = RotationRepository(database, actor="daemon")
+    worker = Worker(repo, no_engine, "w1", lease_ttl=timedelta(minutes=1), metrics=Metrics())
+    with caplog.at_level(logging.WARNING, logger="keyward.rotation.scheduler"):
+        assert worker.run_once() == [] and worker.run_once() == []
+    (said,) = [r.getMessage() for r in caplog.records if "ci/token" in r.getMessage()]
+    assert "its policy is to rotate it, but no installed rotator or secret store plugin" in said
+    assert token not in said
+    assert repo.list() == ()
