@@ -158,6 +158,26 @@ def test_after_adopt_the_functions_reference_the_secret_instead_of_holding_the_k
     assert all((_json(d["attributes"]) or {}).get("mode") == "reference" for d in deps), deps
 
 
+def test_after_adopt_the_leaked_key_is_deleted_at_once(chain: Chain) -> None:
+    a = chain.adopted()
+    (rotation,) = a["rotations"]
+    assert rotation["state"] == "finished", rotation  # not kept for the grace period
+    w = chain.world
+    cur = w.current()
+    assert w.keys() == [(cur["access_key_id"], "Active")]
+    assert not w.works(w.old)
+
+
+def test_after_adopt_the_four_findings_are_remediated(chain: Chain) -> None:
+    a = chain.adopted()
+    (rotation,) = a["rotations"]
+    keys = [f for f in a["findings"] if f["rule_id"] == "aws-access-key-id"]
+    assert len(keys) == N
+    for f in keys:
+        assert f["state"] == "remediated", f
+        assert f["remediated_rotation_id"] == rotation["id"]
+
+
 def test_after_adopt_a_rescan_finds_no_key_in_any_function(chain: Chain) -> None:
     chain.adopted()
     rc, out, err = chain.cli("scan", "--aws-lambda", *REGION_ARGS, "--format", "json")
