@@ -254,7 +254,21 @@ def _record(
         leak_policy=leak_policy(cfg),
     )
     report_leaks(cfg, summary.leaks, default_actor())
-    return f" (recorded {summary.recorded}: {summary.new} new, {summary.resolved} resolved)"
+    deps = ""
+    if request.aws_lambda:  # its functions' dependents too, as `discover aws-lambda` does
+        from keyward.cli.discover import lambda_listings
+        from keyward.inventory.dependents import record_dependents
+
+        found = record_dependents(
+            db, lambda_listings(request.accounts, request.regions, profile=request.profile)
+        )
+        for w in found.warnings:
+            click.echo(f"keyward: warning: {w}", err=True)
+        deps = (
+            f"; dependents: {len(found.added)} added, {len(found.kept)} kept, "
+            f"{len(found.missing)} missing"
+        )
+    return f" (recorded {summary.recorded}: {summary.new} new, {summary.resolved} resolved{deps})"
 
 
 def refuse_with_targets(**given: object) -> None:

@@ -250,6 +250,12 @@ def test_lambda_targets_reach_configured_accounts_through_their_roles(
     world = accounts_world(aws, tmp_path, monkeypatch)  # moto checks credentials from now on
     monkeypatch.setenv("KEYWARD_DATABASE_URL", f"sqlite:///{tmp_path / 'inventory.db'}")
     monkeypatch.chdir(tmp_path)
+    # prod's function also names its account's secret: recorded as a dependent there
+    Cli(capsys)("discover", "aws-secretsmanager", "--account", "prod")
+    world.client("lambda", PROD).update_function_configuration(
+        FunctionName="orders-prod",
+        Environment={"Variables": {"GITHUB_TOKEN": world.tokens[PROD], "DB_SECRET": "app/db"}},
+    )
     (tmp_path / "targets.txt").write_text(
         f"aws-lambda:{HOME}/us-east-1\n"
         "aws-lambda:prod/us-east-1      # by name\n"
@@ -280,3 +286,10 @@ def test_lambda_targets_reach_configured_accounts_through_their_roles(
     assert BLOCKED not in json.dumps(recorded)
     for value in world.tokens.values():
         assert value not in out + err
+    (line,) = [x for x in err.splitlines() if x.startswith("keyward: aws-lambda:prod/")]
+    assert "; dependents: 1 added, 0 kept, 0 missing) in" in line, err
+    with sqlite3.connect(tmp_path / "inventory.db") as conn:
+        deps = conn.execute("SELECT target, variable, account, origin FROM dependents").fetchall()
+    assert deps == [
+        (f"arn:aws:lambda:us-east-1:{PROD}:function:orders-prod", "DB_SECRET", PROD, "discovered")
+    ]
