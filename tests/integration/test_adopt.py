@@ -441,3 +441,35 @@ def test_a_postgres_password_next_to_its_user_and_host_is_adopted_and_rotated(
             sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role + "_clone"))
         )
         admin.close()
+
+
+def test_a_lambda_token_adopted_into_vault_is_referenced_by_its_path(
+    world: AdoptWorld, cli: Cli, openbao: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import hvac
+
+    monkeypatch.setenv("VAULT_ADDR", openbao.addr)
+    monkeypatch.setenv("VAULT_TOKEN", openbao.token)
+    for var in ("VAULT_ROLE_ID", "VAULT_SECRET_ID", "VAULT_NAMESPACE"):
+        monkeypatch.delenv(var, raising=False)
+    scan(cli)
+    fid = next(f["id"] for f in findings(world) if f["rule_id"].startswith("github"))
+    name = f"adopt-{uuid.uuid4().hex[:8]}/github"
+    rc, out, err = cli(
+        "adopt", str(fid), "--store", "vault-kv", "--name", name, "--team", "ci", "--reference"
+    )
+    assert rc == 0, err
+    assert "now loads it itself (KEYWARD_SECRET_PATH" in out
+    env = world.env_of(TOKEN_FN)
+    assert "GITHUB_TOKEN" not in env
+    assert env["KEYWARD_SECRET_PATH"] == f"secret/{name}"
+    assert env["KEYWARD_SECRET_VERSION"] == "1"
+    bao = hvac.Client(url=openbao.addr, token=openbao.token)
+    data = bao.secrets.kv.v2.read_secret_version(
+        path=name, mount_point="secret", raise_on_deleted_version=True
+    )["data"]
+    assert data["data"] == {"value": world.token}
+    assert data["metadata"]["custom_metadata"]["team"] == "ci"
+    assert world.token not in out + err
