@@ -26,13 +26,16 @@ the staged-changes source.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -49,7 +52,8 @@ SERIAL_MAX_COMMITS = 192  # below this, one process does it all (a pool costs mo
 FIRST_PIECE_BYTES = 1 << 16  # patch text of the first piece of work (then doubling)
 PIECE_BYTES = 1 << 19  # patch text per piece of work, in whole commits
 MAX_PIECE_BYTES = 1 << 23  # a commit with more patch text than this is cut between files
-BINARIES_PER_BATCH = 256  # binary blobs read by one git cat-file
+BINARIES_PER_BATCH = 128  # binary blobs read by one git cat-file
+PACE_SECONDS = 0.002  # the pause before reading again when a read found little
 _ORDER = 1 << 16  # history order: commit position * _ORDER + piece of the commit
 _BINARY_PART = _ORDER - 1  # a commit's binary files come after its text files
 _ZERO_OID = re.compile(rb"^0+$")
@@ -302,6 +306,18 @@ def read_pieces(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
         yield piece
 
 
+def _pipe_size(stream: IO[bytes]) -> int:
+    """The capacity of the pipe ``stream`` reads (0 when unknown, or not a pipe)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        import fcntl
+
+        return int(fcntl.fcntl(stream.fileno(), 1032))  # F_GETPIPE_SZ
+    except (OSError, ValueError, ImportError, AttributeError, io.UnsupportedOperation):
+        return 0
+
+
 def _widen_pipe(stream: IO[bytes] | None) -> None:
     """Let git run up to 1 MiB ahead of the parser (Linux pipes default to 64 KiB)."""
     if stream is None or not sys.platform.startswith("linux"):
@@ -321,6 +337,16 @@ def commit_of(header: bytes) -> CommitDiff:
     sha, _, rest = head.partition(" ")
     date, _, author = rest.partition(" ")
     return CommitDiff(sha, date, author.rstrip("\r"))
+
+
+def _header_line(head: bytes, key: bytes) -> bytes | None:
+    """What follows ``key`` on the first line after the first that starts with it."""
+    at = head.find(b"\n" + key)
+    if at < 0:
+        return None
+    start = at + 1 + len(key)
+    end = head.find(b"\n", start)
+    return head[start:] if end < 0 else head[start:end]
 
 
 class PatchParser:
@@ -376,28 +402,35 @@ class PatchParser:
     def file_diff(self, record: bytes) -> FileDiff | None:
         """The added lines (or the binary blob) of one file's diff record."""
         body = record.find(b"\n@@")  # the first hunk; none: no content change, or binary
-        lines = (record if body < 0 else record[:body]).split(b"\n")  # the header's lines
-        first = lines[0]
+        head = record if body < 0 else record[:body]
+        nl = head.find(b"\n")
+        first = head if nl < 0 else head[:nl]
         combined = first.startswith(b"diff --cc ")
         path = (
             unquote_path(first[10:].rstrip(b"\r")) if combined else _path_from_diff_git(first[11:])
         )
+        # the header lines, found rather than looped over (a path with a newline is quoted)
         oid: str | None = None
-        for line in lines:
-            if line.startswith(b"+++ "):
-                # git appends a tab to names with spaces; a real tab in a name is quoted
-                target = line[4:].rstrip(b"\r").removesuffix(b"\t")
-                path = None if target == b"/dev/null" else _strip_prefix(target, b"b/")
-            elif line.startswith(b"index "):
-                new = line[6:].split(b" ", 1)[0].partition(b"..")[2].strip()
-                oid = None if not new or _ZERO_OID.match(new) else new.decode("ascii")
-            elif line.startswith((b"rename to ", b"copy to ")):
-                path = unquote_path(line.split(b" to ", 1)[1].rstrip(b"\r"))
-            elif line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
-                if path is None or oid is None:  # a deleted binary file
-                    return None
-                self.paths.add(display_path(path))
-                return FileDiff(display_path(path), binary_oid=oid)
+        index = _header_line(head, b"index ")
+        if index is not None:
+            new = index.split(b" ", 1)[0].partition(b"..")[2].strip()
+            oid = None if not new or _ZERO_OID.match(new) else new.decode("ascii")
+        moved = _header_line(head, b"rename to ")
+        if moved is None:
+            moved = _header_line(head, b"copy to ")
+        if moved is not None:
+            path = unquote_path(moved.rstrip(b"\r"))
+        binary = _header_line(head, b"Binary files ")
+        if binary is not None and binary.rstrip().endswith(b" differ"):
+            if path is None or oid is None:  # a deleted binary file
+                return None
+            self.paths.add(display_path(path))
+            return FileDiff(display_path(path), binary_oid=oid)
+        target = _header_line(head, b"+++ ")
+        if target is not None:
+            # git appends a tab to names with spaces; a real tab in a name is quoted
+            target = target.rstrip(b"\r").removesuffix(b"\t")
+            path = None if target == b"/dev/null" else _strip_prefix(target, b"b/")
         if path is not None:
             self.paths.add(display_path(path))
         if path is None or body < 0:
@@ -509,7 +542,7 @@ def file_chunk(diff: FileDiff, location: Location) -> Chunk | None:
         line_map = tuple(range(first, first + count))
     else:
         block = b"\n".join(b for b, _, _ in diff.blocks)
-        line_map = tuple(n for _, f, c in diff.blocks for n in range(f, f + c))
+        line_map = tuple(chain.from_iterable(range(f, f + c) for _, f, c in diff.blocks))
     text, data = decode_block(block)
     return Chunk(text=text, location=location, line_map=line_map, data=data)
 
@@ -591,10 +624,11 @@ class GitOptions:
     exclude: tuple[str, ...] = ()  # gitignore-style globs of paths not to scan
 
 
-def rev_list_args(repo: GitRepo, opts: GitOptions) -> list[str]:
-    """Arguments for ``git rev-list`` selecting the commits to scan (revisions checked)."""
+def rev_list_args(repo: GitRepo, opts: GitOptions, head: bool | None = None) -> list[str]:
+    """Arguments for ``git rev-list`` selecting the commits to scan (revisions checked);
+    ``head``: whether HEAD names a commit, when already known."""
     tips = ["--branches", "--tags", "--remotes"] if opts.all_branches else []
-    if repo.has_commits():
+    if repo.has_commits() if head is None else head:
         tips.append("HEAD")
     if opts.range is not None:
         rng = opts.range
@@ -655,7 +689,11 @@ def _cut(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
     first = part = 0
     last = 0  # where the last commit in buf starts (0: none but buf's first)
     target = FIRST_PIECE_BYTES
+    # git writes 4 KiB at a time: rather than wake for each, let a wide pipe fill a little
+    pace = _pipe_size(stream) >= 1 << 19
     for data in read_pieces(stream):
+        if pace and len(data) < 1 << 16:
+            time.sleep(PACE_SECONDS)  # 2 ms: git fills 1 MiB in ~30 ms, so it never waits
         seen = len(buf)
         buf += data
         found = _last_commit_start(buf, max(1, seen))
@@ -844,21 +882,34 @@ class HistorySource:
     warnings: list[str] = field(default_factory=list)
     root: Path | None = None  # the work tree's top level, once work() started
     _repo: GitRepo | None = field(default=None, repr=False)
+    _commits: int = field(default=0, repr=False)  # how many work() listed
 
     @property
     def pool(self) -> PoolPolicy | None:
+        """Once :meth:`work` listed the commits, a long history goes to the pool at once (its
+        first piece), instead of after the first 193 commits were read and held."""
+        if self._commits > SERIAL_MAX_COMMITS and HISTORY_POOL.min_items > 1:
+            return replace(HISTORY_POOL, min_items=1)
         return HISTORY_POOL
 
     def work(self) -> Iterator[HistoryWork]:
+        """Lists the commits now (a bad revision raises here), then streams their patches."""
         opts = self.options
         repo = self._repo = open_repo(self.path)
         self.root = repo.toplevel()
-        if not repo.has_commits() and not opts.all_branches and opts.range is None:
+        head = repo.has_commits()
+        if not head and not opts.all_branches and opts.range is None:
             self.warnings.append(f"{self.path} has no commits yet: nothing to scan")
-            return
-        commits = repo.run(*rev_list_args(repo, opts))
+            return iter(())
+        commits = repo.run(*rev_list_args(repo, opts, head))
+        self._commits = commits.count(b"\n")
         if not commits.strip():
-            return  # (git log would show HEAD when given no commit)
+            return iter(())  # (git log would show HEAD when given no commit)
+        return self._stream(repo, commits)
+
+    def _stream(self, repo: GitRepo, commits: bytes) -> Iterator[HistoryWork]:
+        """One ``git log`` over ``commits``, cut into pieces; binary files in batches."""
+        opts = self.options
         max_size = opts.max_file_size
         log = repo.popen(
             "-c", f"core.bigFileThreshold={max_size}", "log", *PATCH_OPTIONS,
