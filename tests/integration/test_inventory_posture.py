@@ -340,3 +340,52 @@ def test_daemon_ticks_refresh_the_posture_and_expose_it_per_breach(
     text = metrics.render().decode()
     assert 'keyward_secrets_breaches{breach="cross-environment"} 0.0' in text
     assert 'keyward_secrets_breaches{breach="no-owner"} 2.0' in text
+
+
+def test_discovered_copies_of_one_key_and_one_password_are_duplicated_and_reused(
+    aws: Any, cli: Cli
+) -> None:
+    """On moto: an IAM access key and the same key pair kept in Secrets Manager by another
+    team (reused and duplicated); one database password at two paths of one owner
+    (duplicated only); the username they share is no breach."""
+    import boto3
+
+    iam = boto3.client("iam", region_name="us-east-1")
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    iam.create_user(UserName="app", Tags=[{"Key": "owner", "Value": "alice"}])
+    key = iam.create_access_key(UserName="app")["AccessKey"]
+    pair = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    sm.create_secret(
+        Name="ci/aws", SecretString=json.dumps(pair), Tags=[{"Key": "owner", "Value": "bob"}]
+    )
+    db = json.dumps({"username": "app", "password": SHARED})
+    for name in ("prod/db", "prod/db-copy"):
+        sm.create_secret(Name=name, SecretString=db, Tags=[{"Key": "owner", "Value": "carol"}])
+    sm.create_secret(
+        Name="other/db",
+        SecretString=json.dumps({"username": "app", "password": "own-value-1"}),
+        Tags=[{"Key": "owner", "Value": "carol"}],
+    )
+    assert cli("discover", "aws-iam")[0] == 0
+    rc, _, err = cli(
+        "discover", "aws-secretsmanager", "--region", "us-east-1", "--fingerprint-values"
+    )
+    assert rc == 0, err
+
+    listed = cli.json("inventory", "list", "--breach", "duplicated,reused")
+    by_name = {s["name"]: s["breaches"] for s in listed}
+    iam_key = next(n for n in by_name if n.startswith("aws-iam/"))
+    assert by_name == {  # every breach of each (none has a rotation policy)
+        iam_key: ["reused", "duplicated", "no-policy"],
+        "aws-sm/us-east-1/ci/aws": ["reused", "duplicated", "no-policy"],
+        "aws-sm/us-east-1/prod/db": ["duplicated", "no-policy"],
+        "aws-sm/us-east-1/prod/db-copy": ["duplicated", "no-policy"],
+    }
+    shown = cli.json("inventory", "show", "aws-sm/us-east-1/ci/aws")
+    details = {b["breach"]: b["detail"] for b in shown["breaches"]}
+    assert details["duplicated"]["secrets"] == [iam_key]
+    assert details["duplicated"]["fields"] == ["access_key_id"]
+    assert details["duplicated"]["stores"] == ["aws-iam", "aws-secretsmanager"]
+    assert details["reused"] == {"secrets": [iam_key], "owners": ["alice"]}
+    text = json.dumps([listed, shown]) + cli("inventory", "show", iam_key)[1]
+    assert key["SecretAccessKey"] not in text and SHARED not in text
