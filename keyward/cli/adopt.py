@@ -83,6 +83,7 @@ def adopt(
     from keyward.cli.common import engine_spec
     from keyward.cli.compose import compose_rotation
     from keyward.cli.db import open_db
+    from keyward.cli.rotate import refresh_posture_after
 
     config = get_state().config
     spec = engine_spec(config, rule_files)
@@ -100,6 +101,7 @@ def adopt(
             reference=reference,
         )
         result = Adopter(parts, spec.rules()).adopt(request)
+        refresh_posture_after(parts)
     finally:
         parts.close()
     if fmt == "json":

@@ -52,9 +52,10 @@ def rotation_session(database_url: str | None) -> Iterator[RotationParts]:
         parts.close()
 
 
-def _after_rotation(parts: RotationParts) -> None:
-    """The posture follows a rotation (a leaked, long-lived or shared value may be gone).
-    The rotation's outcome stands if this fails: a warning says so."""
+def refresh_posture_after(parts: RotationParts) -> None:
+    """The posture follows a rotation or an adoption (a leaked, long-lived or shared value
+    may be gone, a new secret come). The command's outcome stands if this fails: a warning
+    says so."""
     from keyward.core.errors import KeywardError
 
     try:
@@ -151,7 +152,7 @@ def rotate(
             return
         engine = parts.engine(wiring)
         out = engine.rotate(secret, take_over=take_over, reason=reason)
-        _after_rotation(parts)
+        refresh_posture_after(parts)
         _outcome(out, fmt)
 
 
@@ -310,7 +311,7 @@ def resume_rotation(rotation_id: int, database_url: str | None, fmt: str) -> Non
     """Continue an unfinished rotation from its last persisted step."""
     with rotation_session(database_url) as parts:
         out = parts.engine().resume(rotation_id)
-        _after_rotation(parts)
+        refresh_posture_after(parts)
         _outcome(out, fmt)
 
 

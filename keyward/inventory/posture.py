@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -155,15 +155,32 @@ def _live() -> sa.ColumnElement[bool]:
 
 
 # ------------------------------------------------------------------- the pass
-def compute_posture(session: Session, now: datetime, settings: PostureSettings) -> Computed:
-    """Every breach of every live secret: (secret id, breach) -> since, detail."""
+LEAKED = frozenset({Breach.LEAKED})  # what a scan's findings can change
+_METADATA = frozenset({Breach.LONG_LIVED, Breach.NO_OWNER, Breach.NO_POLICY, Breach.UNUSED})
+
+
+def compute_posture(
+    session: Session,
+    now: datetime,
+    settings: PostureSettings,
+    only: Collection[Breach] | None = None,
+) -> Computed:
+    """Every breach of every live secret: (secret id, breach) -> since, detail. ``only``:
+    just these breaches (the queries the others need are not run)."""
+    wanted = frozenset(Breach) if only is None else frozenset(only)
     found: Computed = {}
     conn = session.connection()  # Core rows: no ORM processing per row
-    _metadata(conn, now, settings, found)
+    if wanted & _METADATA:
+        _metadata(conn, now, settings, found)
     current = _current_values()
-    _leaked(conn, now, current, found)
-    _shared(conn, now, current, found)
-    _dependents(conn, now, found)
+    if Breach.LEAKED in wanted:
+        _leaked(conn, now, current, found)
+    if wanted & {Breach.DUPLICATED, Breach.REUSED}:
+        _shared(conn, now, current, found)
+    if wanted & {Breach.CROSS_ENVIRONMENT, Breach.REUSED}:
+        _dependents(conn, now, found)
+    if only is not None:
+        found = {key: f for key, f in found.items() if key[1] in wanted}
     return found
 
 
@@ -466,13 +483,19 @@ def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
 
 
 def refresh_posture(
-    session: Session, now: datetime | None = None, settings: PostureSettings | None = None
+    session: Session,
+    now: datetime | None = None,
+    settings: PostureSettings | None = None,
+    *,
+    only: Collection[Breach] | None = None,
 ) -> PostureSummary:
     """Recompute the posture and store it in ``session``'s transaction (idempotent: a breach
-    that persists keeps its ``since``; only differences are written)."""
+    that persists keeps its ``since``; only differences are written). ``only``: refresh just
+    these breaches (``scan --record`` changes nothing but *leaked*); the summary's counts are
+    of those."""
     started = time.perf_counter()
     now = now or m.utcnow()
-    found = compute_posture(session, now, settings or PostureSettings())
+    found = compute_posture(session, now, settings or PostureSettings(), only)
     t = m.SecretBreach
     table = t.__table__
     assert isinstance(table, sa.Table)
@@ -489,9 +512,10 @@ def refresh_posture(
 
     existing: dict[tuple[int, Breach], str] = {}
     by_value = {b.value: b for b in Breach}
-    for sid, b, stored in session.connection().execute(
-        sa.select(t.secret_id, _raw(t.breach), sa.cast(t.detail, sa.Text))
-    ):
+    stored_rows = sa.select(t.secret_id, _raw(t.breach), sa.cast(t.detail, sa.Text))
+    if only is not None:
+        stored_rows = stored_rows.where(t.breach.in_([b.value for b in only]))
+    for sid, b, stored in session.connection().execute(stored_rows):
         existing[sid, by_value[b]] = stored
     gone = [key for key in existing if key not in found]
     new = [
@@ -531,7 +555,7 @@ def refresh_posture(
             .values(detail=sa.bindparam("detail", type_=sa.JSON())),
             changed,
         )
-    counts: dict[Breach, int] = dict.fromkeys(Breach, 0)
+    counts: dict[Breach, int] = dict.fromkeys(Breach if only is None else only, 0)
     for _, b in found:
         counts[b] += 1
     return PostureSummary(
@@ -544,17 +568,23 @@ def refresh_posture(
 
 
 def refresh(
-    db: Database, now: datetime | None = None, settings: PostureSettings | None = None
+    db: Database,
+    now: datetime | None = None,
+    settings: PostureSettings | None = None,
+    *,
+    only: Collection[Breach] | None = None,
 ) -> PostureSummary:
     """:func:`refresh_posture` in a transaction of its own."""
     with db.session() as session:
-        return refresh_posture(session, now, settings)
+        return refresh_posture(session, now, settings, only=only)
 
 
-def refresh_for(db: Database, config: Config | None) -> PostureSummary:
+def refresh_for(
+    db: Database, config: Config | None, *, only: Collection[Breach] | None = None
+) -> PostureSummary:
     """The hook after discovery, ``scan --record`` and rotations: :func:`refresh` with the
     settings of ``config`` (``[inventory] unused_days``)."""
-    return refresh(db, settings=PostureSettings.from_config(config))
+    return refresh(db, settings=PostureSettings.from_config(config), only=only)
 
 
 # ------------------------------------------------------------------ reading

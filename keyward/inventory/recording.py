@@ -547,7 +547,7 @@ def record_scan_result(
 ) -> RecordSummary:
     """What ``keyward scan --record`` calls: open (and migrate) the inventory and record."""
     from keyward.inventory.db import open_database
-    from keyward.inventory.posture import refresh_for
+    from keyward.inventory.posture import LEAKED, refresh_for
 
     db = open_database(config, database_url)
     try:
@@ -563,7 +563,7 @@ def record_scan_result(
             min_confidence=min_confidence,
             leak_policy=leak_policy,
         )
-        refresh_for(db, config)  # leaked secrets are posture
+        refresh_for(db, config, only=LEAKED)  # findings change nothing else
         return summary
     finally:
         db.close()

@@ -389,3 +389,35 @@ def test_discovered_copies_of_one_key_and_one_password_are_duplicated_and_reused
     assert details["reused"] == {"secrets": [iam_key], "owners": ["alice"]}
     text = json.dumps([listed, shown]) + cli("inventory", "show", iam_key)[1]
     assert key["SecretAccessKey"] not in text and SHARED not in text
+
+
+def test_scan_record_refreshes_the_leaked_breach(cli: Cli, tmp_path: Any) -> None:
+    import random
+    import string
+    import zlib
+
+    from keyward.scan.validators import base62
+
+    rng = random.Random(5)
+    body = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(30))
+    token = "ghp_" + body + base62(zlib.crc32(body.encode("ascii")), 6)
+    rc, _, err = cli("inventory", "add", "ci/token", "--owner", "alice", "--value-stdin",
+                     stdin=token + "\n")  # fmt: skip
+    assert rc == 0, err
+    assert cli("inventory", "posture")[0] == 0
+    assert cli.json("inventory", "list", "--breach", "leaked") == []
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "deploy.py").write_text(f"TOKEN = '{token}'\n")
+    rc, _, err = cli("inventory", "add", "later", "--owner", "")  # no owner, not refreshed yet
+    rc, _, err = cli("scan", str(repo), "--record")
+    assert rc == 1, err  # findings
+    leaked = cli.json("inventory", "list", "--breach", "leaked")
+    assert [s["name"] for s in leaked] == ["ci/token"]
+    shown = cli.json("inventory", "show", "ci/token")
+    (breach,) = [b for b in shown["breaches"] if b["breach"] == "leaked"]
+    assert breach["detail"]["open_findings"] == 1 and token not in json.dumps(shown)
+    # a scan changes only what findings change: the new secret waits for a full refresh
+    assert cli.json("inventory", "list", "--breach", "no-owner") == []
+    assert cli("inventory", "posture")[0] == 0
+    assert [s["name"] for s in cli.json("inventory", "list", "--breach", "no-owner")] == ["later"]
