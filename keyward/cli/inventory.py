@@ -405,7 +405,8 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
         con.print(line)
     if detail.versions:
         t = Table(title="Versions")
-        for col in ("id", "identifier", "stage", "fingerprint", "created", "retired", "leaked"):
+        cols = ("id", "identifier", "stage", "fingerprint", "fields", "created", "retired")
+        for col in (*cols, "leaked"):
             t.add_column(col)
         for v in detail.versions:
             t.add_row(
@@ -413,6 +414,7 @@ def inventory_show(name: str, database_url: str | None, fmt: str) -> None:
                 plain(v.identifier),
                 plain(v.stage),
                 (v.fingerprint or "")[:12],
+                plain(", ".join(sorted(v.fields))),
                 _date(v.created_at),
                 _date(v.retired_at),
                 _date(v.leaked_at),

@@ -49,6 +49,8 @@ def test_rotation_records_each_field_and_a_later_leak_of_the_new_key_links_back(
     assert set(by_stage["current"]["fields"]) == {"access_key_id", "secret_access_key"}
     assert set(by_stage["retired"]["fields"]) == {"access_key_id", "secret_access_key"}
     assert by_stage["current"]["fields"] != by_stage["retired"]["fields"]
+    rc, shown, _ = cli("inventory", "show", SECRET)  # field names, no value
+    assert rc == 0 and "secret_access_key" in shown and new["secret_access_key"] not in shown
 
     # the new secret key alone, leaked later: linked to the secret by its field fingerprint
     leak = tmp_path / "leak"
