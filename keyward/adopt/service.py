@@ -303,7 +303,8 @@ class Adopter:
         warnings: list[str],
     ) -> list[tuple[DependentTarget, list[AdoptedDependent]]]:
         fields = {self.fp.fingerprint(v): k for k, v in placement.value.fields.items()}
-        wanted = {f.fingerprint, *(fp for fp in [f.companion_fingerprint] if fp), *fields}
+        wanted = {f.fingerprint, *(fp for fp in [f.companion_fingerprint] if fp)}
+        wanted |= self._secret_fingerprints(placement)
         holders = [
             h for h in findings_holding(self.db, wanted) if h.source == "lambda" and not h.path
         ]
@@ -349,8 +350,14 @@ class Adopter:
             out.append((DependentTarget(LAMBDA, arn, binds, region, account=target.account), bound))
         return out
 
+    def _secret_fingerprints(self, placement: Placement) -> set[str]:
+        """Fingerprints of the value's secret fields: what findings and holders match."""
+        return {
+            self.fp.fingerprint(v) for k, v in placement.value.fields.items() if k in _SECRET_FIELDS
+        }
+
     def _replacements(self, f: AdoptableFinding, placement: Placement) -> list[Replacement]:
-        fps = {self.fp.fingerprint(v) for v in placement.value.fields.values()} | {f.fingerprint}
+        fps = self._secret_fingerprints(placement) | {f.fingerprint}
         out: list[Replacement] = []
         seen: set[str] = set()
         for h in findings_holding(self.db, fps):
@@ -392,9 +399,7 @@ class Adopter:
         )
         if request.rotate and not placement.rotatable:
             raise no_rotator(f.rule_id)
-        kept = stored_as(
-            self.db, placement.value.field_fingerprints(self.fp).values(), VALUE_STORES
-        )
+        kept = stored_as(self.db, self._secret_fingerprints(placement), VALUE_STORES)
         if kept is not None:
             raise AdoptRefused(
                 f"The value of finding {f.id} is already the current value of the secret "
@@ -459,6 +464,7 @@ class Adopter:
             identifier_fingerprint=(
                 self.fp.fingerprint(placement.identifier) if placement.identifier else None
             ),
+            secret_fingerprints=frozenset(self._secret_fingerprints(placement)),
             detail={"rule": plan.finding.rule_id, "found_at": found_at},
         )
         try:

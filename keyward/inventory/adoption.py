@@ -185,6 +185,8 @@ class Adoption:
     dependents: tuple[AdoptedDependent, ...] = ()
     detail: Mapping[str, Any] = field(default_factory=dict)  # for the audit event
     identifier_fingerprint: str | None = None  # e.g. of the access key id
+    # the fingerprints findings are linked by: the secret fields' (not a host's or a port's)
+    secret_fingerprints: frozenset[str] = frozenset()
 
 
 def _add_dependent(s: Session, secret: m.Secret, d: AdoptedDependent, now: datetime) -> None:
@@ -209,7 +211,7 @@ def record_adoption(db: Database, actor: str | None, a: Adoption) -> SecretRecor
     ``secret.adopted`` names the finding, the store, the reference and the dependents."""
     inv = Inventory(db, actor)
     now = m.utcnow()
-    fps = sorted(set(a.fields.values()))
+    fps = sorted(a.secret_fingerprints or set(a.fields.values()))
     with db.session() as s:
         if s.scalar(sa.select(m.Secret.id).where(m.Secret.name == a.name)) is not None:
             raise AlreadyExists(
