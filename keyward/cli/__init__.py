@@ -14,7 +14,6 @@ refused.
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any, NoReturn
 
 # names of the click application, imported (with click) only when asked for
@@ -69,6 +68,8 @@ def write_err(message: str) -> None:
 
 def print_traceback() -> None:
     """The current exception's traceback on stderr, scrubbed like every log line."""
+    import traceback
+
     from keyward.core.logging import scrub
 
     write_err(scrub(traceback.format_exc()).rstrip("\n"))

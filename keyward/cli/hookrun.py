@@ -180,7 +180,6 @@ def run_staged_scan(
         max_file_size_setting,
         min_confidence_setting,
     )
-    from keyward.scan.baseline import apply_baseline
     from keyward.scan.request import ScanRequest
     from keyward.scan.runner import run_scan
 
@@ -200,6 +199,8 @@ def run_staged_scan(
         baseline or config.path_setting("scan", "baseline") or _default_baseline(result.repository)
     )
     if base_path is not None:
+        from keyward.scan.baseline import apply_baseline
+
         apply_baseline(result, base_path, engine.rules)
     return result.reported, result
 

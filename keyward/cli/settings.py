@@ -81,9 +81,10 @@ def engine_spec(
 
 
 def light_engine_spec(config: Config, rule_files: Sequence[Path] = ()) -> EngineSpec:
-    """An engine for one short process (the pre-commit hook): rules from the JSON rule cache,
-    and a per-process fingerprint key instead of the installation key (the hook never prints
-    or stores fingerprints; baselines match on the secret's SHA-1), so no key file is read."""
+    """An engine for one short process (the pre-commit hook): rules from the rule cache, the
+    largest hyperscan database loaded only when it pays (``short``), and a per-process
+    fingerprint key instead of the installation key (the hook never prints or stores
+    fingerprints; baselines match on the secret's SHA-1), so no key file is read."""
     from keyward.scan.engine_spec import EngineSpec
 
     cache = cache_dir()
@@ -92,6 +93,7 @@ def light_engine_spec(config: Config, rule_files: Sequence[Path] = ()) -> Engine
         fingerprint_key=os.urandom(32),
         cache_dir=cache / "hyperscan",
         rule_cache=cache / "rules",
+        short=True,
     )
 
 

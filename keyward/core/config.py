@@ -9,7 +9,6 @@ a :class:`Config` is built once by the CLI and passed down.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +316,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         error=ConfigError,
         missing_hint="Check the path given to --config",
     )
+    import tomllib
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

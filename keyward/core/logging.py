@@ -6,16 +6,14 @@ like a credential and slips into a log record is replaced by its redacted previe
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import sys
-from datetime import UTC, datetime
 
+from keyward.core.lazyre import lazy
 from keyward.core.redaction import redact
 
 # Token shapes that must never reach a log line even by mistake.
-_SECRETISH = re.compile(
+_SECRETISH = lazy(
     r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}"
     r"|gh[pousr]_[A-Za-z0-9]{36,}"
     r"|github_pat_[A-Za-z0-9_]{60,}"
@@ -48,6 +46,9 @@ class RedactingFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
         doc = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),

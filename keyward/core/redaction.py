@@ -10,17 +10,18 @@ import hashlib
 import hmac
 import os
 import re
-import secrets as _secrets
 from pathlib import Path
+
+from keyward.core.lazyre import lazy
 
 ELLIPSIS = "…"
 
 # Public, structural prefixes that are safe to show in full (they identify the provider).
-_PREFIX = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]{1,12}[_\-.](?:[A-Za-z0-9]{1,8}[_\-.])?)")
+_PREFIX = lazy(r"^(?:[A-Za-z][A-Za-z0-9]{1,12}[_\-.](?:[A-Za-z0-9]{1,8}[_\-.])?)")
 # A PEM / armored block (RFC 7468): its label names the key type, which is public.
-_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----")
-_PEM_END = re.compile(r"-----END [A-Z0-9 ]{1,40}-----\s*\Z")
-_NOT_BASE64 = re.compile(r"\\[nr]|[^A-Za-z0-9+/=]")
+_PEM = lazy(r"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+_PEM_END = lazy(r"-----END [A-Z0-9 ]{1,40}-----\s*\Z")
+_NOT_BASE64 = lazy(r"\\[nr]|[^A-Za-z0-9+/=]")
 
 
 def redact(value: str) -> str:
@@ -130,7 +131,9 @@ def load_key(path: Path) -> bytes:
 
 def _create_key(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = _secrets.token_hex(32).encode("ascii") + b"\n"
+    import secrets
+
+    data = secrets.token_hex(32).encode("ascii") + b"\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it first: use theirs

@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,6 +245,8 @@ def build_baseline(
     doc.setdefault("plugins_used", [{"name": "keyward", "version": __version__}])
     doc.setdefault("filters_used", [])
     doc["results"] = dict(sorted(results.items()))
+    from datetime import UTC, datetime
+
     doc["generated_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return doc
 

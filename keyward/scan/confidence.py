@@ -45,20 +45,21 @@ import binascii
 import hashlib
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, assert_never
 from urllib.parse import unquote
 
 from keyward.core.errors import RuleError
+from keyward.core.lazyre import lazy
 from keyward.scan.model import Confidence
 from keyward.scan.rules import Rule, RuleFamily
 
 PASSWORD_TAG = "password"  # a rule whose values people choose (judged like passwords)
 KNOWN_EXAMPLES = "known-examples.toml"
+DATA_DIR = Path(__file__).parent.parent / "data"  # keyward/data
 
 
 # ------------------------------------------------------------------ known public values
@@ -109,11 +110,28 @@ def parse_known_values(doc: Mapping[str, Any], where: str) -> KnownValues:
     return KnownValues(frozenset(values), frozenset(digests), tuple(prefixes))
 
 
-@cache
+_KNOWN: list[KnownValues] = []  # keyward's own list, once read (or taken from the rule cache)
+
+
 def known_values() -> KnownValues:
     """keyward's own list, read once per process, the first time a match needs it."""
-    ref = resources.files("keyward") / "data" / KNOWN_EXAMPLES
-    return parse_known_values(tomllib.loads(ref.read_text(encoding="utf-8")), KNOWN_EXAMPLES)
+    if not _KNOWN:
+        import tomllib
+
+        text = known_values_file().read_text(encoding="utf-8")
+        _KNOWN.append(parse_known_values(tomllib.loads(text), KNOWN_EXAMPLES))
+    return _KNOWN[0]
+
+
+def known_values_file() -> Path:
+    return DATA_DIR / KNOWN_EXAMPLES
+
+
+def remember_known_values(values: KnownValues) -> None:
+    """Take keyward's own list as the rule cache kept it (read from :func:`known_values_file`
+    when the cache was written, and keyed by that file), instead of parsing it again."""
+    if not _KNOWN:
+        _KNOWN.append(values)
 
 
 # ------------------------------------------------------------------ where a value is
@@ -126,10 +144,10 @@ _SAMPLE_DIRS = frozenset(
         "e2e", "tutorial", "tutorials",
     }
 )  # fmt: skip
-_SAMPLE_DIR = re.compile(
+_SAMPLE_DIR = lazy(
     r"(?:unit|integration|functional|acceptance|system|e2e)[-_]?tests?|tests?[-_]\w+", re.I
 )
-_SAMPLE_FILE = re.compile(
+_SAMPLE_FILE = lazy(
     r"""(?ix)
     ^(?:test_|tests?\.|conftest\.py$)      # test_x.py, test.js, conftest.py
     | [._-](?:test|tests|spec|e2e)\.\w+$   # x_test.go, x.test.ts, x.spec.js
@@ -170,8 +188,8 @@ def is_sample_path(path: str | None) -> bool:
 
 
 # ------------------------------------------------------------------ what a value looks like
-_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
-_CREDENTIAL_TEXT = re.compile(r"(?i)private_key|password|secret|token|-----BEGIN")
+_BASE64 = lazy(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_CREDENTIAL_TEXT = lazy(r"(?i)private_key|password|secret|token|-----BEGIN")
 
 
 def decodes_to_text(value: str) -> bool:
@@ -193,11 +211,11 @@ def decodes_to_text(value: str) -> bool:
     return _CREDENTIAL_TEXT.search(text) is None
 
 
-_DIGIT_RUN = re.compile(r"\d{10,}")
-_NON_HEX_LETTER = re.compile(r"[g-zG-Z]")
+_DIGIT_RUN = lazy(r"\d{10,}")
+_NON_HEX_LETTER = lazy(r"[g-zG-Z]")
 
 
-_SEGMENT = re.compile(r"[-_./:+]")
+_SEGMENT = lazy(r"[-_./:+]")
 
 
 def has_id_digits(value: str) -> bool:
@@ -211,7 +229,7 @@ def has_id_digits(value: str) -> bool:
     )
 
 
-_PROMPT = re.compile(r"^[ \t]*(?:>>>|\.\.\.|In \[\d{1,4}\]:|\$|PS>|[A-Za-z]:\\[^>]{0,60}>)[ \t]")
+_PROMPT = lazy(r"^[ \t]*(?:>>>|\.\.\.|In \[\d{1,4}\]:|\$|PS>|[A-Za-z]:\\[^>]{0,60}>)[ \t]")
 
 
 def on_prompt_line(line: str) -> bool:
@@ -338,7 +356,7 @@ def guessability(value: str) -> Guessability:
     return Guessability(best[n], covered[n] / n if n else 0.0, n, hex_only)
 
 
-_ASSERTION = re.compile(
+_ASSERTION = lazy(
     r"^[ \t]*(?:assert\b|assert_\w+\(|(?:self|t|this)\.assert\w*\(|Assert\.\w+\(|expect\()"
     r"|\bassert(?:Equals?|That|_equal|_eq)\b|\.to(?:Be|Equal|StrictEqual)\(|\bshould\s*==",
 )

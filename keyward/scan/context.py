@@ -65,12 +65,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from keyward.core.lazyre import lazy
 from keyward.scan.entropy import shannon
 
-_NAMED = re.compile(
-    r"^(hex|HEX|alnum|lower|upper|digits|base64url|base64)_?(\d{1,3})(?:-(\d{1,3}))?$"
-)
-_CLASS = re.compile(
+_NAMED = lazy(r"^(hex|HEX|alnum|lower|upper|digits|base64url|base64)_?(\d{1,3})(?:-(\d{1,3}))?$")
+_CLASS = lazy(
     r"^\[((?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9_\-+/=.~])+)\]\{(\d{1,3})(?:,(\d{1,3}))?\}$"
 )
 _ALPHABETS = {
@@ -238,7 +237,7 @@ def display_regex(keywords: Sequence[str], ctx: Context) -> str:
 
 # --- words of the key ---------------------------------------------------------------------------
 
-_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD_SPLIT = lazy(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 # Words a key goes on with straight after a provider keyword (`OKTATOKEN`, `mailgunapikey`).
 CREDENTIAL_WORDS = (
     "key", "token", "secret", "api", "auth", "pass", "pwd", "access", "client", "app",
@@ -274,7 +273,7 @@ def _names_credential(words: Sequence[str]) -> bool:
                for w in words)  # fmt: skip
 
 
-_IDENTIFIER_TAIL = re.compile(r"[\w.\-]{1,40}(?:[ \t]{1,2}[\w.\-]{1,30}){0,3}", re.ASCII)
+_IDENTIFIER_TAIL = lazy(r"[\w.\-]{1,40}(?:[ \t]{1,2}[\w.\-]{1,30}){0,3}", re.ASCII)
 
 
 def _starts_word(text: str, p: int) -> bool:
@@ -391,7 +390,7 @@ def plausible(value: str, ctx: Context) -> bool:
     return True
 
 
-_LOWER_RUNS = re.compile(r"[a-z]+")
+_LOWER_RUNS = lazy(r"[a-z]+")
 
 
 def _wordy(value: str) -> bool:

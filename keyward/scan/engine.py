@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from keyward.core.errors import ConfigError
+from keyward.core.lazyre import lazy
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import context, filters
 from keyward.scan.confidence import (
@@ -120,7 +121,7 @@ def _to_char_offsets(data: bytes, starts: dict[str, set[int]]) -> dict[str, set[
 
 # Characters that make up keywords, except space, quotes and "=" (which would make whole lines
 # one token): a keyword made only of these lies inside one maximal run of them.
-_TOKEN = re.compile(r"[a-z0-9_.\-+/:$~]+")
+_TOKEN = lazy(r"[a-z0-9_.\-+/:$~]+")
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-+/:$~")
 _MEMO_TOKEN = 64  # longer tokens (base64 blobs, long paths) are rarely seen twice
 _MEMO_SIZE = 250_000  # distinct tokens remembered per process before starting over
@@ -264,7 +265,12 @@ class HyperscanMatcher:
     name = "hyperscan"
 
     def __init__(
-        self, rules: Sequence[Rule], cache: Path | None = None, plan: MatchPlan | None = None
+        self,
+        rules: Sequence[Rule],
+        cache: Path | None = None,
+        plan: MatchPlan | None = None,
+        *,
+        short: bool = False,
     ) -> None:
         import hyperscan as hs
 
@@ -309,6 +315,10 @@ class HyperscanMatcher:
         self._on_context_keyword = self._context_keyword_hit
         # The provider union: (database, scratch, rule index of each pattern id), built lazily.
         self._union: Any = _UNSET
+        # A short process (the pre-commit hook) matching a few small chunks: while the union
+        # is not loaded, a small chunk with few provider candidates is left to ``re`` alone,
+        # as the ``re`` engine does (loading the union costs more than those few regexes).
+        self._short = short
         # Provider rules without keywords (a format distinctive by its structure alone) are
         # candidates in every chunk; where no keyword named another provider rule, a union of
         # just them confirms them, so those chunks skip the full provider union.
@@ -426,6 +436,15 @@ class HyperscanMatcher:
                     )
             self._union = None if db is None else (db, hs.Scratch(db), ids)
         return self._union
+
+    def _confirm_with_re(self, rest: set[int], data: bytes) -> bool:
+        """Whether to leave ``rest`` to ``re`` without the union (see ``short``)."""
+        return (
+            self._short
+            and self._union is _UNSET
+            and len(rest) <= _FEW_CANDIDATES
+            and len(data) <= _SMALL_CHUNK
+        )
 
     def _single_accepted(self, i: int) -> bool:
         db = self._database(
@@ -546,9 +565,11 @@ class HyperscanMatcher:
                 union = None
                 if rest <= self._keywordless:
                     union = self._keywordless_only_union()  # None: hyperscan rejects one
-                if union is None:
+                if union is None and not self._confirm_with_re(rest, data):
                     union = self._provider_union()
-                if union is not None:
+                if union is None and self._union is _UNSET:
+                    confirmed = rest  # re decides
+                elif union is not None:
                     db, scratch, ids = union
                     self._hits = confirmed
                     db.scan(data, match_event_handler=self._on_rule, scratch=scratch)
@@ -569,6 +590,8 @@ class HyperscanMatcher:
 
 
 _UNSET: Any = object()
+_FEW_CANDIDATES = 8  # a short process leaves this many provider candidates to re...
+_SMALL_CHUNK = 64 * 1024  # ...in a chunk of at most this many bytes, until the union is loaded
 
 
 def _literals(keywords: Sequence[str]) -> list[bytes]:
@@ -618,7 +641,7 @@ def plan_db_files(rules: Sequence[Rule], plan: MatchPlan) -> MatchPlan:
     return plan.with_db_files(files, _hs_version(hs))
 
 
-_BOUNDED_REPEAT = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
+_BOUNDED_REPEAT = lazy(r"(?<!\\)\{(\d+),(\d+)\}")
 _LONGEST_BOUND = 64
 
 
@@ -715,7 +738,10 @@ class Engine:
         *,
         backend: Backend = "auto",
         cache_dir: Path | None = None,
+        short: bool = False,
     ) -> None:
+        """``short``: a process that matches a few small chunks and exits (the pre-commit
+        hook); the hyperscan matcher then loads its largest database only when it pays."""
         self.rules = rules.rules
         # the rule set's plan (read with it from the rule cache), else computed here
         plan = rules.plan if rules.plan is not None else MatchPlan.of(self.rules)
@@ -732,7 +758,7 @@ class Engine:
             )
         self.matcher: Matcher
         if backend == "hyperscan":
-            self.matcher = HyperscanMatcher(self.rules, cache_dir, plan)
+            self.matcher = HyperscanMatcher(self.rules, cache_dir, plan, short=short)
         else:
             self.matcher = KeywordMatcher(self.rules)
         self.backend: str = self.matcher.name

@@ -19,9 +19,9 @@ from keyward.scan.rules import RuleSet, load_rules
 class EngineSpec:
     """Everything needed to build an :class:`Engine`, here or in a worker process (picklable).
 
-    ``rule_cache``: load the validated rules from this JSON cache directory when it is fresh
-    (the pre-commit path). ``detect_secrets``: also run detect-secrets plugins, those of
-    ``detect_secrets_baseline``'s ``plugins_used`` when given.
+    ``rule_cache``: load the validated rules from this cache directory when it is fresh.
+    ``detect_secrets``: also run detect-secrets plugins, those of ``detect_secrets_baseline``'s
+    ``plugins_used`` when given. ``short``: see :class:`Engine`.
     """
 
     rule_files: tuple[Path, ...] = ()
@@ -32,6 +32,7 @@ class EngineSpec:
     rule_cache: Path | None = None
     detect_secrets: bool = False
     detect_secrets_baseline: Path | None = None
+    short: bool = False  # a few small chunks, then exit (the hook): see Engine
 
     def rules(self) -> RuleSet:
         if self.rule_cache is not None and self.builtin_rules:
@@ -46,6 +47,7 @@ class EngineSpec:
             Fingerprinter(self.fingerprint_key),
             backend=self.backend,
             cache_dir=self.cache_dir,
+            short=self.short,
         )
         if not self.detect_secrets:
             return engine

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
+from keyward.core.lazyre import lazy
 from keyward.scan.entropy import shannon as _entropy
 
 # Substrings that mark a documentation value or a dummy (checked on the lower-cased value).
@@ -32,11 +33,11 @@ _PLACEHOLDER_EXACT = frozenset(
 )  # fmt: skip
 # Template syntax of many languages; only tried when the value has one of these characters.
 _TEMPLATE_CHARS = frozenset("<${%#@")
-_PLACEHOLDER_TEMPLATE = re.compile(
+_PLACEHOLDER_TEMPLATE = lazy(
     r"<[^>]{0,80}>|\$\{[^}]{0,80}\}|\{\{[^}]{0,80}\}\}|%\([^)]{0,40}\)[sdr]|#\{[^}]{0,80}\}|<%|"
     r"@@\w{1,40}@@|^\$[A-Za-z_][A-Za-z0-9_]*$"
 )
-_SEQUENCE = re.compile(r"(?:0123456789|abcdefgh|12345678|abcdef)+\w{0,8}")
+_SEQUENCE = lazy(r"(?:0123456789|abcdefgh|12345678|abcdef)+\w{0,8}")
 
 
 def _runs(alphabet: str, n: int = 8) -> list[str]:
@@ -47,7 +48,7 @@ def _runs(alphabet: str, n: int = 8) -> list[str]:
 # (`abcdefgh`, `KLMNOPQR`, `98765432`): the body of a documentation token behind a real prefix
 # (`da2-abcdefghijklmnopqrstuvwxyz`, `mlsn.0123456789abcdef...`). A random 40-character token
 # holds such a run with a probability below 10^-11.
-_ALPHABET_RUN = re.compile(
+_ALPHABET_RUN = lazy(
     "|".join(
         run
         for alphabet in ("0123456789", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -132,7 +133,7 @@ _WINDOW = 160
 # The assignment before the value, matched on the *reversed* text before it (so the match is
 # anchored where the value starts and costs only the length of the assignment). Forwards it
 # reads: [sigil]key[quote][]] operator [string prefix][quote][auth scheme].
-_CONTEXT_REVERSED = re.compile(
+_CONTEXT_REVERSED = lazy(
     r"""(?P<scheme>[ \t]{1,2}(?:reraeb|cisab|nekot|tob))?(?P<vq>["'`]\\?)?(?P<pre>[rbuf@]{0,2})"""
     r"""(?P<op>[ \t]{0,8}=[ \t]{1,4}[\w.\[\]|, ]{0,40}[a-z_][ \t]{0,4}:[ \t]{0,4}"""  # `: T =`
     r"""|[ \t]{0,8}=[ \t]{1,4}(?:gnirts|etyb\]\[)[ \t]{1,4}"""  # Go `name string =`
@@ -145,9 +146,9 @@ _CONTEXT_REVERSED = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 # mysql-style -p'secret' (the only assignment without a key word)
-_SHORT_FLAG = re.compile(r"""[ \t]-p["']$""")
+_SHORT_FLAG = lazy(r"""[ \t]-p["']$""")
 
-_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD_SPLIT = lazy(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 # Words of a key that make it secret-like (matched as substrings of each word of the key).
 _PASSWORD_WORDS = ("password", "passwd", "passphrase", "pwd", "passwort", "pword")
@@ -241,21 +242,21 @@ _CODE_EXT = frozenset(
     }
 )  # fmt: skip
 
-_HASH_WORDS = re.compile(
+_HASH_WORDS = lazy(
     r"hash|checksum|sha\d{0,3}|digest|integrity|md5|etag|commit|revision|\brev\b|blake|crc"
 )
-_HASH_PREFIX = re.compile(r"(?:sha|md5|blake2?[bs]?)[-_]?(?:1|224|256|384|512)?[:=-]")
-_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HASH_PREFIX = lazy(r"(?:sha|md5|blake2?[bs]?)[-_]?(?:1|224|256|384|512)?[:=-]")
+_UUID = lazy(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Consecutive groups of a UUID (8-4-4-4-12): a UUID cut short, e.g. ``a06b-c462cffae87a``.
-_UUID_PART = re.compile(
+_UUID_PART = lazy(
     r"(?i)(?:[0-9a-f]{8}-)?(?:[0-9a-f]{4}-){1,3}[0-9a-f]{12}|[0-9a-f]{8}(?:-[0-9a-f]{4}){1,3}"
 )
 # A value that names a secret instead of holding one: a header or field name
 # (``X-Amz-Security-Token``), a credential scope (``myaccesskey/20180523/...``).
-_NAMES_SECRET = re.compile(r"token|credential|access_?key|api_?key|secret_?key|auth_?key")
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_NUMBER = re.compile(r"[-+]?(?:0x[0-9a-fA-F]+|\d[\d_]*(?:\.\d+)?(?:e[-+]?\d+)?)[a-zA-Z]{0,3}")
-_VERSION_OR_DATE = re.compile(
+_NAMES_SECRET = lazy(r"token|credential|access_?key|api_?key|secret_?key|auth_?key")
+_HEX = lazy(r"[0-9a-fA-F]+")
+_NUMBER = lazy(r"[-+]?(?:0x[0-9a-fA-F]+|\d[\d_]*(?:\.\d+)?(?:e[-+]?\d+)?)[a-zA-Z]{0,3}")
+_VERSION_OR_DATE = lazy(
     r"v?\d{1,4}(?:[.:/-]\d{1,4}){1,5}[-+.\w]{0,20}"
     r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?"
 )
@@ -266,30 +267,30 @@ _CODE_REFS = (
     "secrets.", "vars.", "$env:", "$(", "context.",
 )  # fmt: skip
 _CODE_CHARS = frozenset("()[]{}")
-_IDENT_PATH = re.compile(r"[A-Za-z_$][\w$]*(?:(?:\.|::|->)[A-Za-z_$][\w$]*)+")
-_MEMBER = re.compile(r"[A-Za-z_$][\w$]{0,40}\.[A-Za-z_$][\w$]{2,}")
-_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
-_SNAKE_WORDS = re.compile(r"[A-Za-z]+(?:[_.:-][A-Za-z]+)+[_-]?\d{0,2}")
-_CAMEL_WORDS = re.compile(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+)+\d{0,2}|[a-z]+\d{0,2}|[A-Z][a-z]+\d{0,2}")
-_TEMPLATE = re.compile(
+_IDENT_PATH = lazy(r"[A-Za-z_$][\w$]*(?:(?:\.|::|->)[A-Za-z_$][\w$]*)+")
+_MEMBER = lazy(r"[A-Za-z_$][\w$]{0,40}\.[A-Za-z_$][\w$]{2,}")
+_IDENTIFIER = lazy(r"[A-Za-z_$][\w$]*")
+_SNAKE_WORDS = lazy(r"[A-Za-z]+(?:[_.:-][A-Za-z]+)+[_-]?\d{0,2}")
+_CAMEL_WORDS = lazy(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+)+\d{0,2}|[a-z]+\d{0,2}|[A-Z][a-z]+\d{0,2}")
+_TEMPLATE = lazy(
     r"""\$[A-Za-z_{(]|\{\{|\{%|\{[\w.]{0,40}\}|(?:^|[^\w%])%[sdr](?:$|[^\w%])|%\(|#\{|<%|@@\w{1,40}@@|^%\w+%$"""
 )
 _REGEX_CHARS = frozenset("\\[(*+")
-_REGEX_LIKE = re.compile(r"""\\[dwsbDWSB]|\[\^?[^\]]{1,30}\]|\(\?|\.\*|\.\+|[+*]\$""")
-_PATH_START = re.compile(r"(?:/|\./|\.\./|~/|[A-Za-z]:[\\/]|\\\\)[\w.-]")
-_PATH_SEGMENTS = re.compile(r"[\w.-]{1,100}(?:/[\w.@-]{1,100}){1,30}/?")
-_FILE_EXT = re.compile(
+_REGEX_LIKE = lazy(r"""\\[dwsbDWSB]|\[\^?[^\]]{1,30}\]|\(\?|\.\*|\.\+|[+*]\$""")
+_PATH_START = lazy(r"(?:/|\./|\.\./|~/|[A-Za-z]:[\\/]|\\\\)[\w.-]")
+_PATH_SEGMENTS = lazy(r"[\w.-]{1,100}(?:/[\w.@-]{1,100}){1,30}/?")
+_FILE_EXT = lazy(
     r"(?i)\.(?:json|ya?ml|txt|pem|key|crt|cer|p12|pfx|jks|keystore|py|js|ts|html?|xml|ini|cfg"
     r"|conf|toml|env|sh|log|csv|db|sqlite|png|jpe?g|gif|svg|md|rst"
     # web assets, whose build names carry a content hash (main.3f2a9c8e1b4d7f60.css)
     r"|css|scss|mjs|cjs|map|woff2?|ttf|otf|eot|ico|webp|avif|wasm|gz|br)$"
 )
-_URL = re.compile(r"(?i)^[a-z][a-z0-9+.-]{1,20}://")
-_CAMEL_SEGMENT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-_SEPARATORS = re.compile(r"[_.:/-]")
+_URL = lazy(r"(?i)^[a-z][a-z0-9+.-]{1,20}://")
+_CAMEL_SEGMENT = lazy(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_SEPARATORS = lazy(r"[_.:/-]")
 # Words of test fixtures and documentation values (on the lower-cased value); the short ones
 # only at the start of a word, so random text rarely contains one by chance.
-_FAKE_WORDS = re.compile(
+_FAKE_WORDS = lazy(
     r"test|fake|dummy|mock|sample|example|secret|passw|changeme|letmein|hunter2|qwerty|admin|"
     r"demo|invalid|wrong|bogus|notreal|not[_-]?a[_-]?real|placeholder|lorem|ipsum|s3cr3t|"
     r"p[a@4][s5$]{2}w[o0]rd|abc123|123456|asdf|secure|supersecret|topsecret|"
@@ -578,7 +579,7 @@ def _switch_ratio(value: str) -> float:
     return switches / (len(value) - 1)
 
 
-_PATH_PARTS = re.compile(r"\.|::|->")
+_PATH_PARTS = lazy(r"\.|::|->")
 
 
 def _plain_path(value: str) -> bool:

@@ -25,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from keyward import __version__
+from keyward.scan.confidence import (
+    KnownValues,
+    known_values,
+    known_values_file,
+    remember_known_values,
+)
 from keyward.scan.context import Context
 from keyward.scan.model import Confidence, Severity
 from keyward.scan.plan import MatchPlan
@@ -33,7 +39,7 @@ from keyward.scan.rules import LazyRules, Pair, Rule, RuleSet, builtin_rule_file
 log = logging.getLogger(__name__)
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Rule) if not f.name.startswith("_"))
-_FORMAT = 2  # rows of field values and the match plan
+_FORMAT = 3  # rows of field values, the match plan, the known public values
 
 
 def _key(files: Sequence[Path]) -> str:
@@ -88,7 +94,7 @@ def load_rules_cached(extra_files: Sequence[Path] = (), cache: Path | None = Non
     if cache is None:
         return load_rules(extra_files)
     try:
-        key = _key([*builtin_rule_files(), *extra_files])
+        key = _key([*builtin_rule_files(), known_values_file(), *extra_files])
     except OSError:
         return load_rules(extra_files)  # a missing file: let load_rules explain
     cache_file = cache / f"rules-{key}.jsonl"
@@ -116,11 +122,18 @@ def load_rules_cached(extra_files: Sequence[Path] = (), cache: Path | None = Non
 # rest), then one line of JSON per rule (its row), read only when the rule is first asked for.
 def _write(rules: Sequence[Rule], plan: MatchPlan) -> bytes:
     body = b"\n".join(json.dumps(_encode(r)).encode("ascii") for r in rules)
+    known = known_values()
     head = {
         "format": _FORMAT,
         "rules": len(rules),
         "sha256": hashlib.sha256(body).hexdigest(),
         "plan": plan.to_doc(),
+        # keyward's list of known public values, so a match need not parse its TOML
+        "known": {
+            "values": sorted(known.values),
+            "digests": sorted(known.digests),
+            "public": list(known.public_prefixes),
+        },
     }
     return json.dumps(head).encode("ascii") + b"\n" + body
 
@@ -136,7 +149,15 @@ def _read(blob: bytes) -> RuleSet:
     plan = MatchPlan.from_doc(head["plan"])
     if len(rows) != head["rules"]:
         raise ValueError("rule rows missing")
-    return RuleSet(LazyRules(rows, plan.ids, _decode_line), plan)
+    known = head["known"]
+    values = KnownValues(
+        frozenset(map(str, known["values"])),
+        frozenset(map(str, known["digests"])),
+        tuple(map(str, known["public"])),
+    )
+    rule_set = RuleSet(LazyRules(rows, plan.ids, _decode_line), plan)
+    remember_known_values(values)
+    return rule_set
 
 
 def _decode_line(line: bytes) -> Rule:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from keyward.core.errors import RuleError
+from keyward.core.lazyre import lazy
 from keyward.scan.context import Context, ShapeError, display_regex, parse_shape
 from keyward.scan.model import Confidence, Severity
 from keyward.scan.validators import VALIDATORS
@@ -64,7 +65,7 @@ from keyward.scan.validators import VALIDATORS
 if TYPE_CHECKING:
     from keyward.scan.plan import MatchPlan
 
-RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+RULE_ID = lazy(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _KNOWN_KEYS = {
     "id", "description", "severity", "regex", "keywords", "entropy", "validator", "priority",
     "generic", "enabled", "allowlist", "pair", "examples", "tags", "multiline", "shape",
@@ -433,7 +434,7 @@ def _check_backtracking(regex: str, bad: Any, what: str) -> None:
 
 
 _KEYWORD_SEPARATORS = ("-", ".", "")
-_CONTEXT_KEYWORD = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
+_CONTEXT_KEYWORD = lazy(r"[a-z0-9][a-z0-9_.\-]*")
 
 
 def _parse_context(

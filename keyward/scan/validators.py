@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import zlib
 from collections.abc import Callable
+
+from keyward.core.lazyre import lazy, lazy_bytes
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -222,7 +223,7 @@ def jwt_base64(secret: str) -> bool:
     return jwt(text)
 
 
-_SLACK_CONFIG_PAYLOAD = re.compile(r"[0-9]{1,3}(?:-[0-9]{1,20}){3,6}-[0-9a-f]{32,128}")
+_SLACK_CONFIG_PAYLOAD = lazy(r"[0-9]{1,3}(?:-[0-9]{1,20}){3,6}-[0-9a-f]{32,128}")
 
 
 def slack_config_token(secret: str) -> bool:
@@ -248,7 +249,7 @@ def atlassian_data_center_pat(secret: str) -> bool:
 
 _DISCORD_LAUNCH_MS = 132 * 86_400_000  # 2015-05-13
 _DISCORD_LATEST_MS = 35 * 365 * 86_400_000  # about 2050
-_DIGIT_RUN = re.compile(rb"01234567|12345678|23456789|98765432|87654321|76543210")
+_DIGIT_RUN = lazy_bytes(rb"01234567|12345678|23456789|98765432|87654321|76543210")
 
 
 def discord_user_id(secret: str) -> bool:

@@ -73,3 +73,26 @@ def test_staged_scan_imports_no_cloud_vault_database_or_scheduler_library(
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = imported_modules(proc.stderr)
     assert not names & set(FORBIDDEN), sorted(names & set(FORBIDDEN))
+
+
+def test_a_warm_hook_run_reads_no_toml_and_builds_no_click(git_repo: Path, tmp_path: Path) -> None:
+    """With the caches warm (a second commit), rules and keyward's known public values come
+    from the rule cache: no TOML parser, no importlib.resources, no click."""
+    import os
+
+    git = Git(git_repo)
+    git.write("a.py", f'TOKEN = "{mint_github_token(32)}"\nPASSWORD = "Xq7#vLp2x9Tz"\n')
+    git("add", "a.py")
+    env = {**os.environ, "KEYWARD_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-X", "importtime", "-m", "keyward", "hook", "a.py"]
+    runs = [subprocess.run(cmd, cwd=git.root, capture_output=True, text=True, env=env)]
+    runs.append(subprocess.run(cmd, cwd=git.root, capture_output=True, text=True, env=env))
+    assert [r.returncode for r in runs] == [1, 1], runs[1].stderr[-2000:]
+    first, second = (imported_modules(r.stderr) for r in runs)
+    assert "tomllib" in first  # the cold run parsed the rule files
+    assert not second & {"tomllib", "click"}, sorted(second & {"tomllib", "click"})
+    assert "importlib.resources" not in {
+        m.group(1) for m in re.finditer(r"\|\s+(importlib\.\S+)", runs[1].stderr)
+    }
+    blocked = [r.stderr[r.stderr.index("keyward: commit blocked") :] for r in runs]
+    assert blocked[0] == blocked[1] and "a.py:1  github-pat-classic" in blocked[1]

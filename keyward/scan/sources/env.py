@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from keyward.core.lazyre import lazy
 from keyward.scan.model import Chunk, Location, SourceKind
 from keyward.scan.postpass import KeepAll
 from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
@@ -23,8 +23,8 @@ from keyward.scan.sources.base import ChunkWork, PoolPolicy, Skipped
 if TYPE_CHECKING:
     from keyward.scan.rules import Rule
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-_DOTENV_LINE = re.compile(
+_NAME = lazy(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_DOTENV_LINE = lazy(
     r"^[ \t]*(?:export[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)[ \t]*(?:=|:[ \t])[ \t]*"
 )
 MAX_VALUE = 64 * 1024
@@ -269,7 +269,7 @@ def looks_like_kubernetes(text: str) -> bool:
     return "env:" in text or _K8S_SECRET.search(text) is not None
 
 
-_K8S_SECRET = re.compile(r"(?m)^[ \t-]*kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#.*)?$")
+_K8S_SECRET = lazy(r"(?m)^[ \t-]*kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#.*)?$")
 MAX_DECODED = 64 * 1024
 
 
@@ -333,8 +333,8 @@ def kubernetes_secret_variables(docs: list[object]) -> tuple[list[KeyValue], set
     return out, encoded_lines
 
 
-_TOP_SERVICES = re.compile(r"(?m)^services:[ \t]*(?:#.*)?$")
-_K8S_API = re.compile(r"(?m)^[ \t-]*apiVersion:[ \t]*\S")
+_TOP_SERVICES = lazy(r"(?m)^services:[ \t]*(?:#.*)?$")
+_K8S_API = lazy(r"(?m)^[ \t-]*apiVersion:[ \t]*\S")
 
 
 def looks_like_compose(name: str, text: str) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -41,6 +40,7 @@ from typing import IO, TYPE_CHECKING
 
 from keyward.core.config import DEFAULT_MAX_FILE_SIZE
 from keyward.core.errors import SourceError
+from keyward.core.lazyre import lazy_bytes
 from keyward.scan.model import Chunk, Finding, Location, SourceKind
 from keyward.scan.postpass import FirstIntroduction
 from keyward.scan.sources.base import PoolPolicy, Skipped, Tally
@@ -56,8 +56,8 @@ BINARIES_PER_BATCH = 128  # binary blobs read by one git cat-file
 PACE_SECONDS = 0.002  # the pause before reading again when a read found little
 _ORDER = 1 << 16  # history order: commit position * _ORDER + piece of the commit
 _BINARY_PART = _ORDER - 1  # a commit's binary files come after its text files
-_ZERO_OID = re.compile(rb"^0+$")
-_STRINGS = re.compile(rb"[\x20-\x7e\t]{8,}")
+_ZERO_OID = lazy_bytes(rb"^0+$")
+_STRINGS = lazy_bytes(rb"[\x20-\x7e\t]{8,}")
 
 # Options that make git's output independent of the user's configuration.
 _STABLE = (
@@ -277,10 +277,10 @@ def _path_from_diff_git(rest: bytes) -> bytes | None:
     return rest[idx + 3 :] if idx >= 0 else None
 
 
-_RECORD = re.compile(rb"\n(?=diff --git |diff --cc |\x00)")
+_RECORD = lazy_bytes(rb"\n(?=diff --git |diff --cc |\x00)")
 # a -U0 hunk's header and removed lines (and a "\ No newline" marker after them)
-_HUNK_HEAD = re.compile(rb"@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@[^\n]*\n(?:[-\\][^\n]*\n)*")
-_COMBINED_HUNK = re.compile(rb"(@{3,}) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @{3,}")
+_HUNK_HEAD = lazy_bytes(rb"@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@[^\n]*\n(?:[-\\][^\n]*\n)*")
+_COMBINED_HUNK = lazy_bytes(rb"(@{3,}) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @{3,}")
 
 
 def split_records(pieces: Iterable[bytes]) -> Iterator[bytes]:

@@ -17,11 +17,12 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from keyward.core.lazyre import lazy
 from keyward.scan.sources.env import KeyValue
 
 LAMBDA_TYPES = frozenset({"AWS::Lambda::Function", "AWS::Serverless::Function"})
 _CFN_MARKERS = ("AWS::Lambda::Function", "AWS::Serverless::Function", "AWS::Serverless-2016")
-_CFN_TYPE = re.compile(
+_CFN_TYPE = lazy(
     r"""["']?(?:Type|Transform)["']?[ \t]*:[ \t]*["']?AWS::(?:Lambda::Function|Serverless)\b"""
 )
 
@@ -128,11 +129,11 @@ def _cloudformation(doc: object, out: Extracted) -> None:
 
 
 # ------------------------------------------------------------------------ Terraform
-_TF_LAMBDA = re.compile(r'resource\s+"aws_lambda_function"\s+"([^"]+)"\s*\{')
-_TF_ENV = re.compile(r"\benvironment\s*\{")
-_TF_VARS = re.compile(r"\bvariables\s*=\s*")
+_TF_LAMBDA = lazy(r'resource\s+"aws_lambda_function"\s+"([^"]+)"\s*\{')
+_TF_ENV = lazy(r"\benvironment\s*\{")
+_TF_VARS = lazy(r"\bvariables\s*=\s*")
 # a quoted key never spans lines (an unclosed quote must not make each line rescan the rest)
-_TF_KEY = re.compile(r'\s*(?:"((?:[^"\\\n]|\\.)*)"|([A-Za-z_][A-Za-z0-9_\-]*))\s*[=:]\s*')
+_TF_KEY = lazy(r'\s*(?:"((?:[^"\\\n]|\\.)*)"|([A-Za-z_][A-Za-z0-9_\-]*))\s*[=:]\s*')
 
 
 class _Text:
