@@ -425,14 +425,46 @@ class Adopter:
 
     # ------------------------------------------------------------------ run
     def adopt(self, request: AdoptRequest) -> AdoptResult:
-        plan, pseudo, found_at = self.plan(request)
-        kind, name, store = self.wiring.store_for(pseudo)
-        creatable = self._store(pseudo)
-        if store.describe(name).exists:
-            raise AdoptRefused(
-                f"{kind} already has a secret named {name!r}, so nothing was adopted",
-                hint="Choose another --name (keyward never overwrites a stored secret)",
-            )
+        try:
+            plan, pseudo, found_at = self.plan(request)
+            kind, name, store = self.wiring.store_for(pseudo)
+            creatable = self._store(pseudo)
+            if store.describe(name).exists:
+                raise AdoptRefused(
+                    f"{kind} already has a secret named {name!r}, so nothing was adopted",
+                    hint="Choose another --name (keyward never overwrites a stored secret)",
+                )
+        except (AdoptRefused, LocationChanged) as err:
+            self._audit_refusal(request, err)
+            raise
+        return self._adopt(request, plan, pseudo, found_at, kind, name, creatable)
+
+    def _audit_refusal(self, request: AdoptRequest, err: KeywardError) -> None:
+        """``secret.adopt`` ``refused``: who asked for what and why (no value: the messages
+        name previews and places only). Best effort: the refusal itself is what matters."""
+        from keyward.inventory.service import Inventory
+
+        try:
+            Inventory(self.db, self.actor).audit(
+                "secret.adopt",
+                request.name,
+                "refused",
+                detail={"finding": request.finding_id, "store": request.store,
+                        "reason": err.message},
+            )  # fmt: skip
+        except KeywardError as exc:
+            log.warning("the refusal could not be audited: %s", exc.message)
+
+    def _adopt(
+        self,
+        request: AdoptRequest,
+        plan: _Plan,
+        pseudo: RotatableSecret,
+        found_at: str,
+        kind: str,
+        name: str,
+        creatable: CreatableStore,
+    ) -> AdoptResult:
         placement = plan.placement
         tags = {
             k: v

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from keyward.cli.app import EPILOG, get_state
+from keyward.cli.app import get_state
 from keyward.cli.common import format_option, rules_option
 from keyward.cli.db import database_option
 
@@ -25,7 +25,6 @@ inventory or the store, a kind with no rotator for --rotate, ...), 3 the value i
 where it was found (changed, removed, function deleted), a backend unavailable or refused, or
 a step after the store write failed (the message says what exists).
 """
-    + EPILOG
 )
 
 

@@ -249,6 +249,9 @@ def test_a_name_the_store_already_has_is_refused_before_any_change(
     assert "already has a secret named" in err
     assert world.secret(NAME) == {"value": "someone else's"}
     assert rows(world, "SELECT id FROM secrets") == []
+    (event,) = rows(world, "SELECT * FROM audit_events WHERE action = 'secret.adopt'")
+    assert event["outcome"] == "refused" and event["subject"] == NAME
+    assert "already has a secret named" in json.loads(event["detail"])["reason"]
     assert world.env_of("orders-0")["AWS_ACCESS_KEY_ID"] == world.key["access_key_id"]
 
 
