@@ -327,8 +327,9 @@ def build_loop_world(
         "KEYWARD_CONFIG": str(config),
         "KEYWARD_ACTOR": "tester",
         "KEYWARD_FINGERPRINT_KEY": FINGERPRINT_KEY,
+        # the data directory is the world's; the cache (compiled rules) stays the session's
+        # (tests/conftest.py): building it is most of a first scan's time
         "KEYWARD_DATA_DIR": str(tmp / "data"),
-        "KEYWARD_CACHE_DIR": str(tmp / "cache"),
         "AWS_ACCESS_KEY_ID": admin["access_key_id"],
         "AWS_SECRET_ACCESS_KEY": admin["secret_access_key"],
         "AWS_ENDPOINT_URL": endpoint,
@@ -499,7 +500,6 @@ def build_vault_pg_world(endpoint: str, bao: Any, pg: Any, db_url: str, tmp: Pat
         "KEYWARD_ACTOR": "tester",
         "KEYWARD_FINGERPRINT_KEY": FINGERPRINT_KEY,
         "KEYWARD_DATA_DIR": str(tmp / "data"),
-        "KEYWARD_CACHE_DIR": str(tmp / "cache"),
         "VAULT_ADDR": bao.addr,
         "VAULT_TOKEN": bao.token,
         "AWS_ACCESS_KEY_ID": "testing",

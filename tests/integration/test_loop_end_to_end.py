@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from keyward.inventory.fields import is_current_stage
 from tests.integration._inventory_db import sqlite_template  # noqa: F401
 from tests.integration._loop_world import (
     HOME,
@@ -158,6 +159,25 @@ class Chain:
 
         return dict(self._once("rescanned", run))
 
+    def rescanned_recorded(self) -> dict[str, Any]:
+        """`scan --aws-lambda --record` after the rotation (the value dependents hold the new
+        key, where the rotation put it), then a daemon tick."""
+
+        def run() -> dict[str, Any]:
+            self.rescanned()
+            scan = self.cli("scan", "--aws-lambda", *REGION_ARGS, "--record")
+            tick = self.cli("daemon", "--once", "--port", "0")
+            versions = self.world.sql(
+                "SELECT v.* FROM secret_versions v JOIN secrets s ON s.id = v.secret_id "
+                "WHERE s.name = :n ORDER BY v.id",
+                n=SECRET,
+            )
+            rotations = self.world.sql("SELECT * FROM rotations")
+            return {"scan": scan, "tick": tick, "versions": versions, "rotations": rotations,
+                    "findings": self.findings()}  # fmt: skip
+
+        return dict(self._once("rescanned_recorded", run))
+
 
 @pytest.fixture(scope="module")
 def chain(loop_world: LoopWorld) -> Iterator[Chain]:  # noqa: F811
@@ -209,7 +229,7 @@ def test_scan_record_links_the_ten_hardcoded_findings_and_marks_the_secret_leake
     linked = [f for f in s["findings"] if f["secret_id"] == s["secret"]["id"]]
     assert sorted(function_name(f["resource"]) for f in linked) == sorted(VALUE)
     assert all(f["state"] == "open" for f in linked)
-    current = [v for v in s["versions"] if v["stage"] and "AWSCURRENT" in v["stage"]]
+    current = [v for v in s["versions"] if is_current_stage(v["stage"])]
     assert current and all(v["leaked_at"] is not None for v in current), s["versions"]
     # every linked finding points at the leaked current version it matched
     leaked_ids = {v["id"] for v in current if v["leaked_at"] is not None}
@@ -291,8 +311,27 @@ def test_a_rescan_finds_the_old_key_nowhere(chain: Chain) -> None:
         assert not held & {w.old["access_key_id"], w.old["secret_access_key"]}, fn
 
 
+def test_a_recorded_rescan_finds_the_new_key_where_the_rotation_put_it_and_sets_off_nothing(
+    chain: Chain,
+) -> None:
+    r = chain.rescanned_recorded()
+    rc, _out, err = r["scan"]
+    assert rc == 1, err  # the value dependents hold the new key, hardcoded
+    assert "leaked" not in err, err
+    rc, _out, err = r["tick"]
+    assert rc == 0, err
+    assert len(r["rotations"]) == 1, r["rotations"]  # the daemon rotated it once, still
+    current = [v for v in r["versions"] if is_current_stage(v["stage"])]
+    assert current and all(v["leaked_at"] is None for v in current), r["versions"]
+    new = [f for f in r["findings"] if f["state"] != "remediated"]
+    assert sorted(function_name(f["resource"]) for f in new) == sorted(VALUE), new
+    assert {f["version_id"] for f in new} <= {v["id"] for v in current}
+    remediated = [f for f in r["findings"] if f["state"] == "remediated"]
+    assert len(remediated) == len(VALUE)  # the old key's findings stay remediated
+
+
 def test_no_output_of_the_chain_shows_a_key(chain: Chain) -> None:
-    chain.rescanned()
+    chain.rescanned_recorded()
     w = chain.world
     new = w.current()
     values = [w.old["secret_access_key"], new["secret_access_key"], w.old["access_key_id"],

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from keyward.inventory.fields import is_current_stage
 from tests.conftest import POSTGRES_ADMIN_URL, Moto
 from tests.integration._loop_world import (
     PG_PATH,
@@ -189,7 +190,7 @@ def test_the_function_and_env_file_findings_link_and_mark_the_secret_leaked(
     assert where == sorted([*PG_VALUE, ".env"]), linked
     (env_file,) = [f for f in linked if f["path"] == ".env"]
     assert env_file["rule_id"] == "postgres-connection-url"
-    current = [v for v in s["versions"] if v["stage"] and "current" in v["stage"]]
+    current = [v for v in s["versions"] if is_current_stage(v["stage"])]
     assert current and all(v["leaked_at"] is not None for v in current), s["versions"]
 
 
@@ -243,7 +244,7 @@ def test_finding_the_revoked_password_again_reopens_and_triggers_nothing(chain: 
     (rotation,) = r["rotations"]  # still the one rotation
     env_findings = [f for f in r["findings"] if f["path"] and f["path"].endswith(".env")]
     assert env_findings and all(f["state"] == "remediated" for f in env_findings), env_findings
-    current = [v for v in r["versions"] if v["stage"] and "current" in v["stage"]]
+    current = [v for v in r["versions"] if is_current_stage(v["stage"])]
     assert current and all(v["leaked_at"] is None for v in current), r["versions"]
     assert rotation["state"] == "finished"
 
