@@ -232,10 +232,13 @@ SETTINGS: Schema = {
     # verifiers (third parties' too) read their own keys: <provider>_url, aws_region, ...
     "verify": None,
     "inventory": {
-        "database_url": True, "schema": True,
+        "database_url": True, "schema": True, "unused_days": True,
         "discovery": {"owner_tags": True, "team_tags": True, "contact_tags": True},
     },
-    "daemon": {"interval": True, "host": True, "port": True, "batch": True, "workers": True},
+    "daemon": {
+        "interval": True, "host": True, "port": True, "batch": True, "workers": True,
+        "posture_interval": True,
+    },
     "rotation": {
         "grace_period": True, "deactivate_after": True, "lease_ttl": True,
         "kept_in_use_retry": True, "retry_backoff": True, "webhook_url": True,

@@ -421,3 +421,31 @@ def test_scan_record_refreshes_the_leaked_breach(cli: Cli, tmp_path: Any) -> Non
     assert cli.json("inventory", "list", "--breach", "no-owner") == []
     assert cli("inventory", "posture")[0] == 0
     assert [s["name"] for s in cli.json("inventory", "list", "--breach", "no-owner")] == ["later"]
+
+
+def test_unused_days_comes_from_the_configuration_and_a_bad_one_is_a_usage_error(
+    cli: Cli, inventory: Inventory, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory.add_secret("idle", "random", owner="alice", max_age_seconds=86400 * 365)
+    inventory.update_secret("idle", last_used_at=datetime.now(UTC) - timedelta(days=5))
+    config = tmp_path / "keyward.toml"
+    monkeypatch.setenv("KEYWARD_CONFIG", str(config))
+    config.write_text("[inventory]\nunused_days = 3\n")
+    assert cli.json("inventory", "posture")["breaches"]["unused"] == 1
+    config.write_text("[inventory]\nunused_days = 30\n")
+    assert cli.json("inventory", "posture")["breaches"]["unused"] == 0
+    config.write_text('[inventory]\nunused_days = "soon"\n')
+    rc, _, err = cli("inventory", "posture")
+    assert rc == 2 and "unused_days" in err
+
+
+def test_the_daemons_posture_interval_is_a_known_setting(tmp_path: Any) -> None:
+    from keyward.core.config import load_config
+    from keyward.core.errors import ConfigError
+
+    path = tmp_path / "keyward.toml"
+    path.write_text("[daemon]\nposture_interval = 60\n")
+    assert load_config(path).number("daemon", "posture_interval", 300, minimum=0) == 60
+    path.write_text("[daemon]\nposture_interval = -1\n")
+    with pytest.raises(ConfigError, match="posture_interval"):
+        load_config(path).number("daemon", "posture_interval", 300, minimum=0)
