@@ -160,7 +160,7 @@ def scan_and_report(
     )
     if not findings:
         return 0
-    write_blocked(findings, sys.stderr, staged=_staged_paths(result.repository))
+    write_blocked(findings, sys.stderr, staged=_staged_paths(result, findings))
     return 1
 
 
@@ -210,13 +210,20 @@ def _default_baseline(root: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _staged_paths(root: Path | None) -> frozenset[str] | None:
-    """Paths with staged changes (relative to the repository top), None when git cannot say."""
+def _staged_paths(result: ScanResult, findings: Sequence[Finding]) -> frozenset[str] | None:
+    """Paths with staged changes (relative to the repository top), None when git cannot say.
+
+    The scan read the staged changes of the files it names: when every finding is in one of
+    them, that says it (the usual blocked commit, with no other git process); a finding in a
+    named file it read whole from the work tree is looked up in git's list of staged paths."""
+    known = result.staged_changes
+    if known is not None and all(f.location.path in known for f in findings):
+        return known
     from keyward.core.errors import KeywardError
     from keyward.scan.sources.git import open_repo
 
     try:
-        out = open_repo(root or Path(".")).run("diff", "--cached", "--name-only", "-z")
+        out = open_repo(result.repository or Path(".")).run("diff", "--cached", "--name-only", "-z")
     except KeywardError:
         return None
     return frozenset(p.decode("utf-8", "backslashreplace") for p in out.split(b"\0") if p)

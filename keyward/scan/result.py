@@ -58,6 +58,8 @@ class ScanResult:
     # the work tree's top level of a history or staged scan (baselines of staged scans
     # name files relative to their own directory, found from here)
     repository: Path | None = None
+    # a staged scan: the paths whose staged changes were read (from the top level)
+    staged_changes: frozenset[str] | None = None
     # findings under this confidence are kept (``findings``) but not reported
     min_confidence: Confidence = Confidence.LOW
 
@@ -72,6 +74,8 @@ class ScanResult:
         self.stats.rules = self.stats.rules or other.stats.rules
         self.stats.jobs = max(self.stats.jobs, other.stats.jobs)
         self.repository = self.repository or other.repository
+        if other.staged_changes is not None:
+            self.staged_changes = (self.staged_changes or frozenset()) | other.staged_changes
         self.min_confidence = max(self.min_confidence, other.min_confidence, key=lambda c: c.rank)
         self._order()
         return self

@@ -264,6 +264,7 @@ def run_scan(
         )
         result.extend(runner.run(staged))
         result.repository = staged.root
+        result.staged_changes = staged.changed
     if request.environment:
         from keyward.scan.sources.env import ProcessEnvSource
 

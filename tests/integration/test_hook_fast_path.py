@@ -173,3 +173,28 @@ def test_both_paths_agree_on_a_bad_config_file_and_outside_a_repository(
     finally:
         os.unlink(repo.root / "keyward.toml")
     assert (rc, imported) == (2, "plain") and err.startswith("keyward: error: ")
+
+
+def test_a_blocked_commit_costs_two_git_processes(repo: Git, tmp_path: Path) -> None:
+    """`rev-parse` (where is the repository) and one `diff --cached`, whose files also say
+    which findings are in the staged changes (no third `diff --cached --name-only`)."""
+    import shutil
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "git.log"
+    real = shutil.which("git")
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    (shim / "git").chmod(0o755)
+    env = git_env(
+        PATH=f"{shim}{os.pathsep}{os.environ['PATH']}", KEYWARD_CACHE_DIR=str(tmp_path / "c")
+    )
+    cmd = [sys.executable, "-m", "keyward", "hook", "a.py", "clean.py"]
+    subprocess.run(cmd, cwd=repo.root, env=env, capture_output=True)  # a cold cache
+    log.unlink()
+    proc = subprocess.run(cmd, cwd=repo.root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "commit blocked: 1 secret in the staged changes" in proc.stderr
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2, calls
+    assert calls[0].endswith("rev-parse --git-dir --show-toplevel")
+    assert " diff --cached " in calls[1] and "--name-only" not in calls[1]

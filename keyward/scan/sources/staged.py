@@ -53,6 +53,9 @@ class StagedSource:
     warnings: list[str] = field(default_factory=list)
     bytes_read: int = 0
     root: Path | None = None  # the work tree's top level, once chunks() started
+    # paths (from the top level) whose staged changes were read, once the diff was read; named
+    # files outside it were read whole from the work tree
+    changed: frozenset[str] | None = None
 
     @property
     def pool(self) -> PoolPolicy | None:
@@ -99,6 +102,7 @@ class StagedSource:
         finally:
             reap(proc, "diff")
         self.bytes_read = parser.bytes_read
+        self.changed = frozenset(parser.paths)
         for oid, data in read_blobs(repo, list(binaries), self.max_file_size):
             where = binaries[oid]
             if data is None:
