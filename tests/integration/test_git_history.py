@@ -399,3 +399,45 @@ def test_mixed_history_findings_and_attribution(
     pooled, pstats = scan(git, engine, jobs=2)
     assert (pstats.jobs, pstats.commits, pstats.binary_blobs) == (2, 7, 2)
     assert pooled.findings == result.findings
+
+
+def test_head_check_reads_the_work_tree_only_when_it_is_heads(
+    git: Git, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long history's still-present check searches the work tree's files when they are
+    HEAD's; a changed file or a converting attribute sends it back to HEAD's blobs."""
+    import keyward.scan.sources.git as history
+
+    monkeypatch.setattr(history, "PRESENCE_CHECK_COMMITS", 1)
+    git.write("kept.py", f'T = "{TOKEN}"\n')
+    git.write("gone.py", f'T = "{TOKEN2}"\n')
+    git.commit("both")
+    git.write("gone.py", "T = None\n")
+    git.commit("remove one")
+    repo = history.open_repo(git.root)
+
+    def present() -> dict[str, bool | None]:
+        return {f.location.path or "": f.still_present for f in scan(git, engine)[0].findings}
+
+    assert history.WorktreeCheck(repo).matches_head() is True
+    assert present() == {"kept.py": True, "gone.py": False}
+
+    git.write("kept.py", "T = 'edited, not committed'\n")  # HEAD still holds the token
+    assert history.WorktreeCheck(repo).matches_head() is False
+    assert present() == {"kept.py": True, "gone.py": False}
+    git("checkout", "--", "kept.py")
+
+    git.write(".gitattributes", "*.txt working-tree-encoding=UTF-16\n")
+    token3 = mint_github_token(3)
+    git.write("notes.txt", f"T = {token3}\n".encode("utf-16"))  # UTF-8 in the blob
+    git.commit("utf-16 in the work tree")
+    assert token3.encode() not in (git.root / "notes.txt").read_bytes()
+    assert history.WorktreeCheck(repo).matches_head() is False
+    assert present() == {"kept.py": True, "gone.py": False, "notes.txt": True}
+
+    sub = git.root / "sub"
+    sub.mkdir()
+    checks: list[object] = []
+    monkeypatch.setattr(history, "WorktreeCheck", lambda r: checks.append(r))
+    HistorySource(sub).work()
+    assert checks == []  # a sub-directory: HEAD's blobs, as ever

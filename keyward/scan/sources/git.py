@@ -30,6 +30,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -53,6 +54,7 @@ FIRST_PIECE_BYTES = 1 << 16  # patch text of the first piece of work (then doubl
 PIECE_BYTES = 1 << 19  # patch text per piece of work, in whole commits
 MAX_PIECE_BYTES = 1 << 23  # a commit with more patch text than this is cut between files
 BINARIES_PER_BATCH = 128  # binary blobs read by one git cat-file
+PRESENCE_CHECK_COMMITS = 193  # from this many commits on, see WorktreeCheck
 PACE_SECONDS = 0.002  # the pause before reading again when a read found little
 _ORDER = 1 << 16  # history order: commit position * _ORDER + piece of the commit
 _BINARY_PART = _ORDER - 1  # a commit's binary files come after its text files
@@ -883,6 +885,7 @@ class HistorySource:
     root: Path | None = None  # the work tree's top level, once work() started
     _repo: GitRepo | None = field(default=None, repr=False)
     _commits: int = field(default=0, repr=False)  # how many work() listed
+    _worktree: WorktreeCheck | None = field(default=None, repr=False)
 
     @property
     def pool(self) -> PoolPolicy | None:
@@ -903,6 +906,13 @@ class HistorySource:
             return iter(())
         commits = repo.run(*rev_list_args(repo, opts, head))
         self._commits = commits.count(b"\n")
+        if (
+            head
+            and self._commits >= PRESENCE_CHECK_COMMITS
+            and self.root is not None
+            and repo.path.resolve() == self.root.resolve()
+        ):
+            self._worktree = WorktreeCheck(repo)
         if not commits.strip():
             return iter(())  # (git log would show HEAD when given no commit)
         return self._stream(repo, commits)
@@ -954,17 +964,83 @@ class HistorySource:
         return FirstIntroduction(self.still_present)
 
     def still_present(self, findings: Sequence[Finding]) -> set[int]:
+        check, self._worktree = self._worktree, None
+        worktree = check.matches_head() if check is not None and findings else False
+        if check is not None:
+            check.close()
         if self._repo is None:
             return set()
-        return present_at_head(self._repo, findings, self.options.max_file_size)
+        return present_at_head(self._repo, findings, self.options.max_file_size, worktree=worktree)
 
 
-def present_at_head(repo: GitRepo, findings: Sequence[Finding], max_size: int) -> set[int]:
+class WorktreeCheck:
+    """Whether ``git grep`` may search the work tree's files for what HEAD holds, instead of
+    inflating every blob of HEAD (on Django's 6,800 files 0.07 instead of 0.45 CPU s, at the
+    very end of a scan). Started with the scan, in the background, and read at its end:
+
+    * ``git diff-index --quiet HEAD`` finds no difference between HEAD and the work tree
+      (nothing staged, changed or deleted; a bare repository fails it), and
+    * no file has an attribute that changes its content on checkout other than its line
+      endings (a smudge ``filter``, ``working-tree-encoding``, ``ident``): ``git check-attr``
+      over ``git ls-files``, written to a temporary file (no thread, no pipe to drain).
+
+    Line-ending conversion cannot hide a value from the search (it looks for one line of a
+    value, without its carriage return), and which value a file holds is still decided on
+    HEAD's blob.
+    """
+
+    ATTRIBUTES = ("filter", "working-tree-encoding", "ident")
+
+    def __init__(self, repo: GitRepo) -> None:
+        env = _git_env()
+        quiet = subprocess.DEVNULL
+        self._out = tempfile.TemporaryFile()
+        self._procs: list[subprocess.Popen[bytes]] = []
+        try:
+            self._procs.append(subprocess.Popen(
+                repo.command("diff-index", "--quiet", "HEAD", "--"),
+                stdin=quiet, stdout=quiet, stderr=quiet, env=env,
+            ))  # fmt: skip
+            files = subprocess.Popen(
+                repo.command("ls-files", "-z"),
+                stdin=quiet, stdout=subprocess.PIPE, stderr=quiet, env=env,
+            )  # fmt: skip
+            self._procs.append(files)
+            self._procs.append(subprocess.Popen(
+                repo.command("check-attr", "--stdin", "-z", *self.ATTRIBUTES),
+                stdin=files.stdout, stdout=self._out, stderr=quiet, env=env,
+            ))  # fmt: skip
+            assert files.stdout is not None
+            files.stdout.close()  # check-attr reads it
+        except OSError:
+            self.close()
+
+    def matches_head(self) -> bool:
+        """Waits for the checks (long done by the end of a scan)."""
+        if len(self._procs) != 3 or any(p.wait() != 0 for p in self._procs):
+            return False
+        self._out.seek(0)
+        fields = self._out.read().split(b"\0")  # path, attribute, value, path, ...
+        return all(value in (b"unspecified", b"unset") for value in fields[2::3])
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._procs = []
+        self._out.close()
+
+
+def present_at_head(
+    repo: GitRepo, findings: Sequence[Finding], max_size: int, *, worktree: bool = False
+) -> set[int]:
     """Indexes of findings whose value is still somewhere in HEAD's tree.
 
     ``git grep -F`` (multi-threaded, in C) finds the files that contain any of the values,
-    read from stdin, never from the command line; only those files are then read to tell
-    which value each one holds.
+    read from stdin, never from the command line — in the work tree's files when
+    ``worktree`` (a :class:`WorktreeCheck` found them to be HEAD's), else in HEAD's blobs;
+    only those files are then read from HEAD to tell which value each one holds.
     """
     if not findings or repo.resolve("HEAD") is None:
         return set()
@@ -975,10 +1051,11 @@ def present_at_head(repo: GitRepo, findings: Sequence[Finding], max_size: int) -
     patterns.discard(b"")
     if not patterns:
         return set()
+    where = ["--full-name"] if worktree else ["HEAD"]
     try:
         proc = subprocess.run(
             repo.command("grep", "-l", "-z", "-F", "--no-color", "--no-textconv", "-f", "-",
-                         "HEAD", "--"),
+                         *where, "--"),
             input=b"\n".join(sorted(patterns)) + b"\n",
             capture_output=True,
             env=_git_env(),
@@ -990,7 +1067,11 @@ def present_at_head(repo: GitRepo, findings: Sequence[Finding], max_size: int) -
         return set()  # no file at HEAD holds any of them
     if proc.returncode != 0:
         raise SourceError(_git_message(["grep"], proc.stderr))
-    matched = {n.split(b":", 1)[1] for n in proc.stdout.split(b"\0") if b":" in n}
+    names = proc.stdout.split(b"\0")
+    if worktree:
+        matched = {n for n in names if n}
+    else:
+        matched = {n.split(b":", 1)[1] for n in names if b":" in n}
     listing = repo.run("ls-tree", "-r", "-z", "--full-tree", "HEAD")
     oids: dict[str, None] = {}
     for entry in listing.split(b"\0"):
