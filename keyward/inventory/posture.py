@@ -518,16 +518,20 @@ def refresh_posture(
     for sid, b, stored in session.connection().execute(stored_rows):
         existing[sid, by_value[b]] = stored
     gone = [key for key in existing if key not in found]
+    # Rows are written in key order: two refreshes at once (replicas, a discovery next to the
+    # daemon) lock them in the same order instead of deadlocking.
     new = [
         {"secret_id": sid, "breach": b.value, "since": f.since(), "detail": f.detail}
         for (sid, b), f in found.items()
         if (sid, b) not in existing
     ]
+    new.sort(key=lambda row: (row["secret_id"], row["breach"]))
     changed = [
         {"k_secret_id": sid, "k_breach": b.value, "detail": f.detail}
         for (sid, b), f in found.items()
         if (sid, b) in existing and existing[sid, b] != text(f.detail)
     ]
+    changed.sort(key=lambda row: (row["k_secret_id"], row["k_breach"]))
     by_breach: dict[Breach, list[int]] = defaultdict(list)
     for sid, b in gone:
         by_breach[b].append(sid)

@@ -45,7 +45,7 @@ NO_OWNER = "(none)"
 @dataclass(frozen=True, slots=True)
 class BreachCount:
     breach: Breach
-    secrets: int | None  # None: not computed (yet) by this inventory
+    secrets: int  # secrets with it, in the stored posture
 
 
 def breach_counts(session: Session, now: datetime | None = None) -> tuple[BreachCount, ...]:
@@ -224,8 +224,8 @@ def render_csv(report: Report) -> str:
         w.writerow(["owner", g.key, g.secrets, g.overdue, g.open_findings, "", "", ""])
     for g in report.by_team:
         w.writerow(["team", g.key, g.secrets, g.overdue, "", "", "", ""])
-    for b in report.breaches:  # an empty count: not computed yet
-        w.writerow(["breach", b.breach.value, "" if b.secrets is None else b.secrets, *[""] * 5])
+    for b in report.breaches:
+        w.writerow(["breach", b.breach.value, b.secrets, *[""] * 5])
     now = report.generated_at
     for s in report.overdue:
         days = (now - s.rotation_due_at).days if s.rotation_due_at else ""
@@ -262,11 +262,8 @@ def render_text(report: Report, file: Any, *, color: bool | None = None) -> None
                 str(days),
             )
         con.print(t)
-    computed = [b for b in report.breaches if b.secrets is not None]
-    if computed:
-        line = "breaches: " + ", ".join(f"{b.secrets} {b.breach.value}" for b in computed)
-        if len(computed) < len(report.breaches):
-            line += " (the others are not computed yet)"
+    if report.breaches:
+        line = "breaches: " + ", ".join(f"{b.secrets} {b.breach.value}" for b in report.breaches)
         con.print(line)
     hist = Table(title="Age since last rotation")
     hist.add_column("age")

@@ -2,8 +2,8 @@
 
 Charts are inline SVG with the numbers beside the bars (:func:`keyward.core.htmlout.bar_chart`):
 the age histogram, overdue secrets by team and by owner, and the posture breaches (from
-:attr:`Report.breaches`, filled by :func:`keyward.inventory.report.breach_counts`; a breach
-not computed yet says so instead of a bar). The page has no script and loads nothing; names,
+:attr:`Report.breaches`, filled by :func:`keyward.inventory.report.breach_counts` from the
+stored posture). The page has no script and loads nothing; names,
 owners and teams are escaped. The inventory holds no secret value, and neither does this page
 (not even a fingerprint).
 """

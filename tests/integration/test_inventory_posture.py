@@ -449,3 +449,34 @@ def test_the_daemons_posture_interval_is_a_known_setting(tmp_path: Any) -> None:
     path.write_text("[daemon]\nposture_interval = -1\n")
     with pytest.raises(ConfigError, match="posture_interval"):
         load_config(path).number("daemon", "posture_interval", 300, minimum=0)
+
+
+def test_two_refreshes_at_once_store_each_breach_once(
+    database: Database, inventory: Inventory, db_url: str
+) -> None:
+    """Replicas (or a discovery next to the daemon) refreshing together on PostgreSQL: the
+    second waits on the first's new rows, then leaves them be (ON CONFLICT DO NOTHING)."""
+    import threading
+
+    from keyward.inventory.posture import refresh_posture
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks between writers: PostgreSQL (SQLite has one writer at a time)")
+    inventory.add_secret("a", "random")
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            refresh(database, NOW)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with database.session() as first:
+        refresh_posture(first, NOW)  # inserted, not committed yet
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive()  # waiting on the first's uncommitted rows
+    other.join(timeout=30)
+    assert not other.is_alive() and errors == []
+    assert set(_stored(database)) == {("a", "no-owner"), ("a", "no-policy")}
