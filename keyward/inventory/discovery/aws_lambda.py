@@ -195,6 +195,9 @@ def _variables(config: Mapping[str, Any]) -> dict[str, Any]:
     return dict((config.get("Environment") or {}).get("Variables") or {})
 
 
+DEFAULT_WORKERS = 8  # functions read at once (their tags, aliases and alias versions)
+
+
 def read_functions(
     client: Any,
     region: str,
@@ -203,9 +206,11 @@ def read_functions(
     account: str | None = None,
     home: bool = True,
     label: str | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> FunctionListing:
     """Every function of one region (of one account: ``account`` its id when known, else the
-    one the ARNs name), with its aliases' environments and its environment tag."""
+    one the ARNs name), with its aliases' environments and its environment tag; ``workers``
+    functions are read at once (boto3 clients are thread-safe), in the listing's order."""
     where = f"{region} of account {label}" if label else region
     listing = FunctionListing(region, account, home)
     scan = Scan(STORE)  # collects the boundary's warnings
@@ -222,48 +227,74 @@ def read_functions(
         listing.listed = False
         listing.warnings.extend(scan.warnings or [f"{service}: nothing listed"])
         return listing
-    for conf in configs:
-        arn = str(conf.get("FunctionArn", ""))
-        name = str(conf.get("FunctionName", ""))
-        listing.account = listing.account or account_in_arn(arn)
-        before = len(scan.warnings)
-        env = conf.get("Environment") or {}
-        if env.get("Error"):
-            scan.warn(f"environment of {arn} could not be read; check kms:Decrypt on its key")
-        variables = observe(_variables(conf), fingerprint)
-        tags = _call(scan, f"ListTags on {name}", partial(client.list_tags, Resource=arn),
-                     service, client)  # fmt: skip
-        aliases: dict[str, tuple[ObservedVariable, ...]] = {}
-        # by name: the client is the function's region and account (and moto reads no ARN)
-        listed_aliases = _call(scan, f"ListAliases on {name}", partial(_aliases, client, name),
-                               service, client)  # fmt: skip
-        for alias in listed_aliases or []:
-            if alias.get("FunctionVersion") in (None, "$LATEST"):
-                continue
-            alias_name = str(alias["Name"])
-            got = _call(
-                scan,
-                f"GetFunctionConfiguration on {name}:{alias_name}",
-                partial(client.get_function_configuration, FunctionName=name, Qualifier=alias_name),
-                service,
-                client,
-            )
-            if got is not None:
-                aliases[alias_name] = observe(_variables(got), fingerprint)
-        listing.functions.append(
-            ObservedFunction(
-                arn=arn,
-                name=name,
-                region=region,
-                account=account_in_arn(arn) or listing.account,
-                environment=environment_of((tags or {}).get("Tags") or {}),
-                variables=variables,
-                aliases=aliases,
-                complete=len(scan.warnings) == before,
-            )
-        )
-    listing.warnings.extend(scan.warnings)
+    listing.account = listing.account or next(
+        (account_in_arn(str(c.get("FunctionArn", ""))) for c in configs), None
+    )
+
+    def read(conf: Mapping[str, Any]) -> tuple[ObservedFunction, list[str]]:
+        return _read_function(client, conf, region, fingerprint, service, listing.account)
+
+    if workers > 1 and len(configs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        size = min(workers, len(configs))
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="keyward-deps") as pool:
+            done = list(pool.map(read, configs))
+    else:
+        done = [read(conf) for conf in configs]
+    for function, warnings in done:
+        listing.functions.append(function)
+        listing.warnings.extend(warnings)
     return listing
+
+
+def _read_function(
+    client: Any,
+    conf: Mapping[str, Any],
+    region: str,
+    fingerprint: Fingerprint,
+    service: str,
+    account: str | None,
+) -> tuple[ObservedFunction, list[str]]:
+    """One listed function: its variables, tags and aliases' variables, and the warnings of
+    what could not be read (then it is not ``complete``)."""
+    scan = Scan(STORE)
+    arn = str(conf.get("FunctionArn", ""))
+    name = str(conf.get("FunctionName", ""))
+    env = conf.get("Environment") or {}
+    if env.get("Error"):
+        scan.warn(f"environment of {arn} could not be read; check kms:Decrypt on its key")
+    variables = observe(_variables(conf), fingerprint)
+    tags = _call(scan, f"ListTags on {name}", partial(client.list_tags, Resource=arn),
+                 service, client)  # fmt: skip
+    aliases: dict[str, tuple[ObservedVariable, ...]] = {}
+    # by name: the client is the function's region and account (and moto reads no ARN)
+    listed_aliases = _call(scan, f"ListAliases on {name}", partial(_aliases, client, name),
+                           service, client)  # fmt: skip
+    for alias in listed_aliases or []:
+        if alias.get("FunctionVersion") in (None, "$LATEST"):
+            continue
+        alias_name = str(alias["Name"])
+        got = _call(
+            scan,
+            f"GetFunctionConfiguration on {name}:{alias_name}",
+            partial(client.get_function_configuration, FunctionName=name, Qualifier=alias_name),
+            service,
+            client,
+        )
+        if got is not None:
+            aliases[alias_name] = observe(_variables(got), fingerprint)
+    function = ObservedFunction(
+        arn=arn,
+        name=name,
+        region=region,
+        account=account_in_arn(arn) or account,
+        environment=environment_of((tags or {}).get("Tags") or {}),
+        variables=variables,
+        aliases=aliases,
+        complete=not scan.warnings,
+    )
+    return function, scan.warnings
 
 
 def _aliases(client: Any, function: str) -> list[dict[str, Any]]:

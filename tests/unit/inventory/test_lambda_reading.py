@@ -49,7 +49,7 @@ def test_every_page_of_functions_and_aliases_is_read() -> None:
         else:
             stub.add_response("list_aliases", {"Aliases": []}, {"FunctionName": "b"})
     with stub:
-        listing = read_functions(client, "eu-west-1", lambda v: f"fp:{v}")
+        listing = read_functions(client, "eu-west-1", lambda v: f"fp:{v}", workers=1)
     stub.assert_no_pending_responses()
     assert listing.listed and not listing.warnings and listing.account == "111111111111"
     a, b = listing.functions
