@@ -379,6 +379,19 @@ class RotationRepository:
                 leak.findings,
             )
 
+    def old_version_leaked(self, rotation_id: int) -> bool:
+        """The version the rotation replaces was found by a scan (``leaked_at``)."""
+        with self.db.session() as s:
+            v, r = m.SecretVersion, m.Rotation
+            return bool(
+                s.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(r)
+                    .join(v, v.id == r.old_version_id)
+                    .where(r.id == rotation_id, v.leaked_at.is_not(None))
+                )
+            )
+
     def remediated_findings(self, rotation_id: int) -> tuple[int, ...]:
         with self.db.session() as s:
             f = m.Finding
@@ -992,11 +1005,22 @@ class RotationRepository:
         batch), leased to ``holder``."""
         now = m.utcnow()
         waits = _ROTATIONS.c.detail["next_attempt_at"].as_string()
+        retry = _ROTATIONS.c.detail["retry_after"].as_string()
+        # a retiring rotation whose old credential leaked (found by a scan while it waits out
+        # its grace period) is due now, unless a revoke was refused and waits to be retried
+        leaked_old = sa.and_(
+            m.Rotation.state == RotationState.RETIRING.value,
+            sa.exists().where(
+                m.SecretVersion.id == m.Rotation.old_version_id,
+                m.SecretVersion.leaked_at.is_not(None),
+            ),
+            sa.or_(retry.is_(None), retry <= now.isoformat()),
+        )
         q = (
-            sa.select(m.Rotation.id, m.Rotation.secret_id, m.Rotation.detail)
+            sa.select(m.Rotation.id, m.Rotation.secret_id, m.Rotation.detail, leaked_old)
             .where(
                 m.Rotation.state.not_in(IN_FLIGHT_EXCLUDED),
-                sa.or_(waits.is_(None), waits <= now.isoformat()),
+                sa.or_(waits.is_(None), waits <= now.isoformat(), leaked_old),
                 _unleased(m.Rotation.secret_id, now),
             )
             .order_by(m.Rotation.updated_at)
@@ -1005,9 +1029,9 @@ class RotationRepository:
         )
         with self.db.session() as s:
             found = []
-            for rid, sid, detail in s.execute(q):
+            for rid, sid, detail, leaked in s.execute(q):
                 wait = _next_attempt(detail)
-                if wait and wait > now:
+                if wait and wait > now and not leaked:
                     continue  # (a time the query's text comparison let through)
                 found.append((int(rid), int(sid)))
             taken = self._take(

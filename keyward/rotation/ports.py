@@ -602,13 +602,19 @@ class RotatableSecrets(Protocol):
         """The findings the rotation ``rotation_id`` remediated (it revoked their value)."""
         ...
 
+    def old_version_leaked(self, rotation_id: int) -> bool:
+        """The version the rotation ``rotation_id`` replaces was found by a scan (a leak:
+        even one found after the rotation started, while it waits out its grace period)."""
+        ...
+
 
 class DueWork(Protocol):
     """What the scheduler claims on each tick (leased to ``holder`` as it is claimed)."""
 
     def claim_in_flight(self, holder: str, ttl: timedelta, *, limit: int = 10) -> tuple[int, ...]:
         """Rotations in flight that nobody holds a live lease on and whose
-        ``next_attempt_at`` has passed."""
+        ``next_attempt_at`` has passed, or that are retiring a credential that leaked
+        (unless a refused revoke waits for its ``retry_after``)."""
         ...
 
     def claim_due_secrets(

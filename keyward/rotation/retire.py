@@ -7,6 +7,11 @@ because the old credential is still in use (``KEPT_IN_USE``) keeps it and is tri
 ``kept_in_use_retry``. Until it is revoked the rotation stays ``retiring`` (and in flight);
 every wait is written as ``next_attempt_at`` for the scheduler.
 
+A leaked old credential waits for nothing: when the rotation was started for a leak
+(``detail.leaked``) or a scan found the old value later (its version's ``leaked_at``), it is
+deactivated and revoked as soon as the new one is current (only a refused revoke waits for its
+retry). Revoking it remediates its findings (:class:`~keyward.rotation.ports.LeakRemediated`).
+
 :func:`retire_early` finishes a retirement before its time, for a new rotation of the same
 secret (an emergency: the new credential leaked during the grace period). It revokes the old
 credential if it was not used since it was deactivated (deactivating it first, when
@@ -54,7 +59,11 @@ def retire(driver: Driver, run: Run) -> Outcome:
     # grace period would only keep the secret "in flight" and block its next rotation. A
     # leaked credential does not wait either: the new one is current and every dependent
     # verified, so it is deactivated and revoked now.
-    waits = getattr(run.rotator, "retires", True) and not run.detail.leaked
+    leaked = run.detail.leaked or driver.inventory.old_version_leaked(run.id)
+    waits = getattr(run.rotator, "retires", True) and not leaked
+    if leaked and run.detail.retry_after and now < run.detail.retry_after:
+        # a refused revoke (used after deactivation) is retried after kept_in_use_retry
+        return _wait(driver, run, run.detail.retry_after, "is inactive and is revoked after")
     if run.detail.deactivated_at is None:
         due = finished_at + driver.settings.deactivate_after
         if waits and now < due:
@@ -74,7 +83,7 @@ def retire(driver: Driver, run: Run) -> Outcome:
         raise _failed(driver, run, exc) from None
     if result.outcome is RetireOutcome.KEPT_IN_USE:
         return _kept(driver, run, result, now)
-    return _retired(driver, run, result, finished_at)
+    return _retired(driver, run, result, finished_at, leaked=leaked)
 
 
 def retire_early(driver: Driver, run: Run, reason: str) -> Outcome:
@@ -109,7 +118,8 @@ def retire_early(driver: Driver, run: Run, reason: str) -> Outcome:
             hint="Find what still uses it and stop that, then rotate again; until then the "
             "old credential stays inactive",
         )
-    done = _retired(driver, run, result, finished_at, why)
+    leaked = run.detail.leaked or driver.inventory.old_version_leaked(run.id)
+    done = _retired(driver, run, result, finished_at, why, leaked=leaked)
     log.info("rotation %s of %s retired early (%s)", run.id, run.secret.name, reason)
     return done
 
@@ -183,6 +193,8 @@ def _retired(
     result: Retirement,
     finished_at: datetime,
     why: Mapping[str, JsonValue] | None = None,
+    *,
+    leaked: bool = False,
 ) -> Outcome:
     marks: list[Mark] = [
         StateChanged(RotationState.FINISHED),
@@ -201,7 +213,7 @@ def _retired(
     )
     driver.checkpoint("retire:after")
     driver.event(run, "rotation.retired")
-    if run.detail.leaked:
+    if leaked or run.detail.leaked:
         remediated = driver.inventory.remediated_findings(run.id)
         driver.event(run, "leak.remediated", extra={"findings": list(remediated)})
     old = _old_credential(result.outcome)

@@ -130,3 +130,35 @@ def test_a_leaked_credential_used_after_deactivation_is_kept_and_not_remediated(
     # the secret is not leaked any more (its current version is the new one): nothing claims
     # it again; the retiring rotation tries the revoke again later
     assert env.repo.leak_of(env.repo.rotatable("app/key").id) is None
+
+
+def test_an_old_credential_found_during_its_grace_period_is_revoked_at_once(env: Env) -> None:
+    first = engine(env).rotate("app/key")
+    assert first.state is RotationState.RETIRING  # seven days to go
+    ttl = timedelta(minutes=5)
+    assert env.repo.claim_in_flight("other", ttl) == ()  # waiting out its grace period
+    # a scan finds the old (inactive, not yet revoked) value
+    rot = env.repo.get(first.rotation_id)
+    with env.db.session() as s:
+        old = s.scalar(sa.select(m.Rotation.old_version_id).where(m.Rotation.id == rot.id))
+        s.execute(sa.update(m.SecretVersion).where(m.SecretVersion.id == old)
+                  .values(leaked_at=m.utcnow()))  # fmt: skip
+        s.add(m.Finding(identity="1" * 64, target="files:/x", rule_id="generic", severity="high",
+                        source="file", path="f.py", preview="old-…",
+                        fingerprint=FP.fingerprint(OLD), version_id=old))  # fmt: skip
+    assert env.repo.claim_in_flight("daemon", ttl) == (rot.id,)  # due now
+    env.repo.release_lease(f"rotate:{rot.secret_id}", "daemon")
+    # refused (used after it was deactivated): kept, and not claimed again every tick
+    env.rot.retire = RetireOutcome.KEPT_IN_USE
+    assert engine(env).resume(rot.id).state is RotationState.RETIRING
+    assert env.repo.claim_in_flight("daemon", ttl) == ()
+    env.rot.retire = RetireOutcome.REVOKED
+    env.rot.calls.clear()
+    env.now += timedelta(hours=2)  # past kept_in_use_retry
+    hook = Events()
+    out = engine(env, hook).resume(rot.id)
+    assert out.state is RotationState.FINISHED
+    assert env.rot.calls == ["revoke"]
+    (f,) = env.repo.inventory.list_findings(state=None).findings
+    assert f.state == "remediated" and f.remediated_rotation_id == rot.id
+    assert [e["event"] for e in hook.events] == ["rotation.retired", "leak.remediated"]
