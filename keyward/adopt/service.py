@@ -191,10 +191,17 @@ def _refuse_linked(f: AdoptableFinding) -> None:
         )
 
 
+def _function_arn(resource: str | None) -> str:
+    """The function's ARN as dependents name it: ``:$LATEST`` (``scan --all-versions``)
+    dropped, since updates address the unqualified function."""
+    arn = resource or ""
+    return arn[: -len(":$LATEST")] if arn.endswith(":$LATEST") else arn
+
+
 def _lambda_target(f: AdoptableFinding, home_account: str | None) -> DependentTarget:
     return DependentTarget(
         kind=LAMBDA,
-        resource=f.resource or "",
+        resource=_function_arn(f.resource),
         region=f.region,
         account=f.account if f.account != home_account else None,
     )
@@ -312,10 +319,16 @@ class Adopter:
             holders.insert(0, f)
         functions: dict[tuple[str, str | None, str | None], AdoptableFinding] = {}
         for h in holders:
-            functions.setdefault((h.resource or "", h.region, h.account), h)
+            functions.setdefault((_function_arn(h.resource), h.region, h.account), h)
         dependent = self.wiring.dependent(LAMBDA, pseudo) if functions else None
         out: list[tuple[DependentTarget, list[AdoptedDependent]]] = []
         for (arn, region, _account), h in functions.items():
+            if arn.count(":") >= 7:  # a published version (arn:...:function:NAME:3)
+                warnings.append(
+                    f"{arn} is a published version: it keeps the value (versions cannot "
+                    "change); publish a new version once the function no longer holds it"
+                )
+                continue
             target = _lambda_target(h, pseudo.account)
             if h.id == f.id and origin_env is not None:
                 env: Mapping[str, str] = origin_env

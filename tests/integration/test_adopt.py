@@ -476,3 +476,24 @@ def test_a_lambda_token_adopted_into_vault_is_referenced_by_its_path(
     assert data["data"] == {"value": world.token}
     assert data["metadata"]["custom_metadata"]["team"] == "ci"
     assert world.token not in out + err
+
+
+def test_a_published_version_holding_the_value_is_named_not_made_a_dependent(
+    world: AdoptWorld, cli: Cli
+) -> None:
+    version = world.client("lambda").publish_version(FunctionName="orders-0")["Version"]
+    rc, _out, err = cli(
+        "scan", "--aws-lambda", "--region", "us-east-1", "--all-versions", "--record"
+    )
+    assert rc == 1, err
+    fid = key_finding(world, "orders-1:$LATEST")
+    rc, _out, err = cli(
+        "adopt", str(fid), "--store", "aws-secretsmanager", "--name", NAME, "--reference"
+    )
+    assert rc == 0, err
+    assert f"function:orders-0:{version} is a published version: it keeps the value" in err
+    targets = {d["target"] for d in rows(world, "SELECT target FROM dependents")}
+    assert targets == {
+        f"arn:aws:lambda:us-east-1:123456789012:function:{fn}" for fn in world.functions
+    }
+    assert "KEYWARD_SECRET_ARN" in world.env_of("orders-0")  # $LATEST switched
