@@ -497,3 +497,26 @@ def test_a_published_version_holding_the_value_is_named_not_made_a_dependent(
         f"arn:aws:lambda:us-east-1:123456789012:function:{fn}" for fn in world.functions
     }
     assert "KEYWARD_SECRET_ARN" in world.env_of("orders-0")  # $LATEST switched
+
+
+def test_a_failed_rotation_leaves_the_adoption_whole_and_says_so(
+    world: AdoptWorld, cli: Cli
+) -> None:
+    scan(cli)
+    fid = key_finding(world)
+    world.client("iam").create_access_key(UserName="app")  # IAM allows two keys: no room
+    rc, _out, err = cli(
+        "adopt", str(fid), "--store", "aws-secretsmanager", "--name", NAME, "--rotate"
+    )
+    assert rc in (2, 3), err
+    (line,) = err.strip().splitlines()
+    assert f"{NAME} was adopted (arn:aws:secretsmanager:" in line
+    assert "but its rotation failed" in line and f"keyward rotate {NAME}" in line
+    # adopted as it was: the leaked value still current in the store and in the functions
+    assert world.secret(NAME) == world.key
+    (secret,) = rows(world, "SELECT name FROM secrets")
+    assert secret["name"] == NAME
+    assert len(rows(world, "SELECT id FROM dependents")) == 2 * len(world.functions)
+    for fn in world.functions:
+        assert world.env_of(fn)["AWS_SECRET_ACCESS_KEY"] == world.key["secret_access_key"]
+    assert world.key["secret_access_key"] not in err
