@@ -52,7 +52,7 @@ DEPENDENTS_EPILOG = (
     """\b
 Examples:
   keyward dependents add prod/db --target arn:aws:lambda:eu-west-1:123456789012:function:api \\
-      --variable DB_PASSWORD
+      --variable DB_PASSWORD --environment prod --application orders
   keyward dependents list prod/db --format json
   keyward dependents remove 7
 
@@ -743,6 +743,18 @@ def dependents() -> None:
     metavar="ID|NAME",
     help="AWS account of the target (taken from the ARN when omitted; default: the secret's).",
 )
+@click.option(
+    "--environment",
+    metavar="ENV",
+    help="The target's environment (prod, dev...): one secret in functions of two "
+    "environments is a cross-environment breach.",
+)
+@click.option(
+    "--application",
+    metavar="APP",
+    help="The application the target belongs to: one secret in functions of two "
+    "applications is a reused breach.",
+)
 @database_option
 @format_option("text", "json")
 def dependents_add(
@@ -752,6 +764,8 @@ def dependents_add(
     variable: str | None,
     region: str | None,
     account: str | None,
+    environment: str | None,
+    application: str | None,
     database_url: str | None,
     fmt: str,
 ) -> None:
@@ -765,8 +779,15 @@ def dependents_add(
             hint="Use one of the installed kinds, or install the plugin that provides it",
         )
     with inventory_for(database_url) as inv:
+        labels = {"environment": environment, "application": application}
         rec = inv.add_dependent(
-            secret, kind, target, variable=variable, region=region, account=account_id(account)
+            secret,
+            kind,
+            target,
+            variable=variable,
+            region=region,
+            account=account_id(account),
+            attributes={k: v for k, v in labels.items() if v},
         )
     if fmt == "json":
         _emit_json(rec.to_dict())

@@ -24,7 +24,8 @@ The breaches (``docs/inventory.md#posture`` says the same for people):
   ``host``, ``port``, ``engine``...) never count.
 * **reused** -- one value serves unrelated parties: a duplicate belongs to *another owner or
   team* (both known and different), or the secret's active dependents are functions of two or
-  more *applications* (their ``application``/``app``/``service`` attribute) or *owners*
+  more *applications* (their ``application``/``app``/``service`` attribute, which
+  ``dependents add --application`` sets) or *owners*
   (``owner``/``team`` attribute). So a reused-by-copy secret is always duplicated too:
   duplicated alone is a copy within one owner (a migration leftover, a second path),
   reused is one credential shared by several parties.

@@ -525,9 +525,11 @@ class Inventory:
         variable: str | None = None,
         region: str | None = None,
         account: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> DependentRecord:
         """Record that ``target`` holds ``secret``; its region and account default to the
-        ones its ARN names (no account: the secret's)."""
+        ones its ARN names (no account: the secret's). ``attributes``: what posture reads of
+        the target (``environment``, ``application``), kept trimmed and lower-cased."""
         account = _check_account(account) if account else account_in_arn(target)
         with self.db.session() as s:
             sec = self._secret(s, secret)
@@ -557,7 +559,9 @@ class Inventory:
                 variable=variable,
                 region=region,
                 account=account,
-                attributes={},
+                attributes={
+                    k: v.strip().lower() for k, v in (attributes or {}).items() if v.strip()
+                },
             )
             s.add(dep)
             s.flush()

@@ -480,3 +480,26 @@ def test_two_refreshes_at_once_store_each_breach_once(
     other.join(timeout=30)
     assert not other.is_alive() and errors == []
     assert set(_stored(database)) == {("a", "no-owner"), ("a", "no-policy")}
+
+
+def test_dependents_added_by_hand_carry_environment_and_application(cli: Cli) -> None:
+    assert cli("inventory", "add", "prod/db", "--owner", "alice", "--max-age", "90d")[0] == 0
+    for function, env, app in (("orders", "Prod", "orders"), ("orders-dev", "dev", "orders"),
+                               ("billing", "prod", "billing")):  # fmt: skip
+        rc, _, err = cli(
+            "dependents", "add", "prod/db", "--target", ARN + function,
+            "--variable", "DB_PASSWORD", "--environment", env, "--application", app,
+        )  # fmt: skip
+        assert rc == 0, err
+    (first, *_) = cli.json("dependents", "list", "prod/db")
+    assert first["attributes"] == {"environment": "prod", "application": "orders"}
+    assert cli("inventory", "posture")[0] == 0
+    details = {
+        b["breach"]: b["detail"] for b in cli.json("inventory", "show", "prod/db")["breaches"]
+    }
+    assert details == {
+        "reused": {"applications": {"billing": ["billing"], "orders": ["orders", "orders-dev"]}},
+        "cross-environment": {
+            "environments": {"dev": ["orders-dev"], "prod": ["billing", "orders"]}
+        },
+    }
