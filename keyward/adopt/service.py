@@ -395,7 +395,12 @@ class Adopter:
         from keyward.rotation.registry import PluginGroup, available
 
         known = frozenset(available(PluginGroup.ROTATORS))
-        account = f.account if f.source == "lambda" else None
+        # the account the secret lives in: a Secrets Manager secret in the function's own
+        # account (its functions read it there); Vault has none. Dependents in another
+        # account than this one are recorded with theirs.
+        account = (
+            f.account if f.source == "lambda" and request.store == "aws-secretsmanager" else None
+        )
         pseudo = RotatableSecret(
             0, request.name, request.kind or GENERIC, request.store, None, {}, account
         )

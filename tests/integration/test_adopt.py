@@ -475,6 +475,9 @@ def test_a_lambda_token_adopted_into_vault_is_referenced_by_its_path(
     )["data"]
     assert data["data"] == {"value": world.token}
     assert data["metadata"]["custom_metadata"]["team"] == "ci"
+    # Vault has no AWS account: the function's own is recorded on its dependent
+    (dep,) = rows(world, "SELECT account, variable FROM dependents")
+    assert dep == {"account": "123456789012", "variable": "KEYWARD_SECRET_PATH"}
     assert world.token not in out + err
 
 
