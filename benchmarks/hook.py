@@ -8,6 +8,12 @@ pre-commit runs them: their console script with the 5 file names. Each is warmed
 
     python benchmarks/hook.py
     python benchmarks/hook.py --runs 30 --profile    # + keyward's slowest imports
+    git archive <commit> | tar -x -C /tmp/kw-before
+    python benchmarks/hook.py --before /tmp/kw-before  # + that tree's keyward, interleaved
+
+Wall times swing with the machine's load; the CPU time (user + sys of the hook and of the git
+processes it waited for) and the ratio of each keyward run to the detect-secrets run right
+after it are the steadier numbers.
 """
 
 from __future__ import annotations
@@ -95,12 +101,17 @@ def build(repo: Path) -> list[str]:
     return changed
 
 
-def timed(cmd: list[str], repo: Path) -> tuple[float, int, float]:
+ENTRY = "import sys; from keyward.cli import main; sys.argv[0] = 'keyward'; sys.exit(main())"
+
+
+def timed(
+    cmd: list[str], repo: Path, env: dict[str, str] | None = None
+) -> tuple[float, int, float]:
     """Wall seconds, exit code and CPU seconds (user + sys of the process and every process
     it waited for: git's too), the steadier number on a loaded machine."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=repo, capture_output=True)
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, env=env)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -111,13 +122,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--profile", action="store_true", help="print keyward's slowest imports")
+    ap.add_argument("--before", type=Path, help="a source tree of another keyward to time too")
     args = ap.parse_args()
     os.environ.setdefault("KEYWARD_CACHE_DIR", str(HERE / ".cache" / "keyward-cache"))
     os.environ.setdefault("KEYWARD_DATA_DIR", str(HERE / ".cache" / "keyward-data"))
     # byte-compile keyward as an install does (PYTHONDONTWRITEBYTECODE would leave a
     # checkout's edited modules to be recompiled in every run)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "keyward")],
-                   check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
+    trees = [HERE.parent] + ([args.before.resolve()] if args.before else [])
+    for tree in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "keyward")],
+                       check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})  # fmt: skip
     repo = HERE / ".cache" / "hook-bench"
     files = build(repo)
     size = sum((repo / f).stat().st_size for f in files)
@@ -125,14 +139,23 @@ def main() -> None:
         "keyward hook": [str(BIN / "keyward"), "hook", *files],
         "detect-secrets-hook": [str(BIN / "detect-secrets-hook"), *files],
     }
+    envs: dict[str, dict[str, str]] = {}
+    if args.before:  # as its console script runs it, from that tree, with its own caches
+        name = "keyward hook (before)"
+        commands[name] = [sys.executable, "-c", ENTRY, "hook", *files]
+        envs[name] = {
+            **os.environ,
+            "PYTHONPATH": str(args.before.resolve()),
+            "KEYWARD_CACHE_DIR": str(HERE / ".cache" / "keyward-cache-before"),
+        }
     codes = {}
     for name, cmd in commands.items():  # warm-up (and keyward's rule cache)
-        _, codes[name], _ = timed(cmd, repo)
+        _, codes[name], _ = timed(cmd, repo, envs.get(name))
     times: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
         for name, cmd in commands.items():
-            wall, _, cpu = timed(cmd, repo)
+            wall, _, cpu = timed(cmd, repo, envs.get(name))
             times[name].append(wall)
             cpus[name].append(cpu)
     bare = statistics.median(timed([sys.executable, "-c", "pass"], repo)[0] for _ in range(5))
@@ -147,19 +170,23 @@ def main() -> None:
         t = [x * 1000 for x in times[name]]
         c = statistics.median(cpus[name]) * 1000
         print(f"| `{name}` | {statistics.median(t):.0f} | {min(t):.0f} | {c:.0f} | {codes[name]} |")
-    k = statistics.median(times["keyward hook"])
     d = statistics.median(times["detect-secrets-hook"])
-    # each run's keyward / the detect-secrets run right after it: load swings cancel out
-    pairs = statistics.median(
-        a / b for a, b in zip(times["keyward hook"], times["detect-secrets-hook"], strict=True)
-    )
-    kc = statistics.median(cpus["keyward hook"])
     dc = statistics.median(cpus["detect-secrets-hook"])
-    print(
-        f"\nkeyward takes {k / d:.0%} of detect-secrets-hook's wall time (interleaved pairs: "
-        f"{pairs:.0%}), {kc / dc:.0%} of its CPU time (target: at most 20%); "
-        f"load average {os.getloadavg()[0]:.1f}."
-    )
+    print()
+    for name in commands:
+        if name == "detect-secrets-hook":
+            continue
+        k = statistics.median(times[name])
+        # each keyward run / the detect-secrets run of the same round: load swings cancel out
+        pairs = statistics.median(
+            a / b for a, b in zip(times[name], times["detect-secrets-hook"], strict=True)
+        )
+        kc = statistics.median(cpus[name])
+        print(
+            f"`{name}` takes {k / d:.0%} of detect-secrets-hook's wall time (same-round pairs: "
+            f"{pairs:.0%}), {kc / dc:.0%} of its CPU time (target: at most 20%)."
+        )
+    print(f"Load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}.")
     if args.profile:
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "keyward", "hook", *files],
                               cwd=repo, capture_output=True, text=True)  # fmt: skip

@@ -94,12 +94,12 @@ def run_hook(args: HookArgs) -> NoReturn:
     """``keyward hook`` with ``args``: scan, print the blocked-commit message, exit (0 clean,
     1 findings, 2 usage or configuration, 3 a backend), as the click command does."""
     import errno
-    import logging
 
     from keyward.cli import fail
-    from keyward.core.logging import configure
+    from keyward.core.lazylog import configure_when_used
 
-    configure(logging.WARNING)  # what the click application's group does without --debug
+    # what the click application's group does without --debug, when logging is first used
+    configure_when_used(30)  # logging.WARNING
     try:
         from keyward.core.config import load_config
 

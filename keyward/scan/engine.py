@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 from bisect import bisect_left
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from keyward.core.errors import ConfigError
+from keyward.core.lazylog import logger
 from keyward.core.lazyre import lazy
 from keyward.core.redaction import Fingerprinter, redact
 from keyward.scan import context, filters
@@ -53,7 +53,7 @@ from keyward.scan.plan import longest_literal as _longest_literal  # noqa: F401 
 from keyward.scan.rules import Rule, RuleSet
 from keyward.scan.validators import VALIDATORS
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 Backend = Literal["auto", "hyperscan", "re"]
 

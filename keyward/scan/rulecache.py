@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from keyward import __version__
+from keyward.core.lazylog import logger
 from keyward.scan.confidence import (
     KnownValues,
     known_values,
@@ -36,7 +36,7 @@ from keyward.scan.model import Confidence, Severity
 from keyward.scan.plan import MatchPlan
 from keyward.scan.rules import LazyRules, Pair, Rule, RuleSet, builtin_rule_files, load_rules
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Rule) if not f.name.startswith("_"))
 _FORMAT = 3  # rows of field values, the match plan, the known public values

@@ -19,15 +19,15 @@ parse is matched as plain text only (never lost).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
+from keyward.core.lazylog import logger
 from keyward.scan.engine import Engine, line_allows
 from keyward.scan.model import Chunk, Finding, SourceKind
 from keyward.scan.sources.env import KeyValue, is_dotenv, variable_chunk
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 _STRUCTURED_EXT = frozenset({".yml", ".yaml", ".json", ".tf", ".template", ".cfn"})
 
