@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -267,11 +269,77 @@ _SEQUENCES = ("abcdefghijklmnopqrstuvwxyz", "0123456789", "qwertyuiop", "asdfghj
               "!@#$%^&*()")  # fmt: skip
 
 
+class WordRanks:
+    """word -> its best rank, looked up in groups by a word's first three letters, each group
+    parsed the first time one of its words is looked up (a value needs a few dozen groups).
+
+    The cache file is text: a header line, then one line per group, ``key word:rank ...``
+    (the lists' words are ASCII, without spaces, colons or line breaks)."""
+
+    __slots__ = ("_groups", "_parsed")
+    HEADER = "keyward word ranks 1"
+
+    def __init__(self, groups: Mapping[str, str]) -> None:
+        self._groups = groups  # first three letters -> "word:rank word:rank ..."
+        self._parsed: dict[str, dict[str, int]] = {}
+
+    def get(self, word: str) -> int | None:
+        key = word[:3]
+        group = self._parsed.get(key)
+        if group is None:
+            raw = self._groups.get(key, "")
+            group = self._parsed[key] = {
+                w: int(r) for w, _, r in (e.rpartition(":") for e in raw.split(" ")) if w
+            }
+        return group.get(word)
+
+    @classmethod
+    def text_of(cls, ranks: Mapping[str, int]) -> str:
+        groups: dict[str, list[str]] = {}
+        for word, rank in ranks.items():
+            groups.setdefault(word[:3], []).append(f"{word}:{rank}")
+        return "\n".join([cls.HEADER, *(f"{k} {' '.join(v)}" for k, v in groups.items())])
+
+    @classmethod
+    def from_text(cls, text: str) -> WordRanks:
+        lines = text.split("\n")
+        if lines[0] != cls.HEADER:
+            raise ValueError("not a word ranks file")
+        groups = {}
+        for line in lines[1:]:
+            key, _, rest = line.partition(" ")
+            if len(key) != 3 or not rest:
+                raise ValueError("a damaged word ranks file")
+            groups[key] = rest
+        return cls(groups)
+
+
 @cache
-def _ranked_words() -> dict[str, int]:
+def _ranked_words() -> WordRanks | dict[str, int]:
     """zxcvbn's frequency lists (English words, names, surnames, TV and film words, common
     passwords) as one lookup: word -> its best rank. Built once per process, when the first
-    generic value needs judging."""
+    generic value needs judging, and kept in the cache directory (importing and ranking the
+    lists took ~50 ms, reading them back a few)."""
+    cached = _ranks_file()
+    if cached is not None:
+        try:
+            return WordRanks.from_text(cached.read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            pass
+    ranks = _build_ranks()
+    if cached is not None:
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(WordRanks.text_of(ranks), encoding="ascii")
+            tmp.replace(cached)
+        except (OSError, ValueError):  # ValueError: a word the file cannot hold
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return ranks
+
+
+def _build_ranks() -> dict[str, int]:
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
     ranks: dict[str, int] = {}
@@ -280,6 +348,26 @@ def _ranked_words() -> dict[str, int]:
             if _MIN_WORD <= len(word) <= _MAX_WORD and ranks.get(word, rank + 1) > rank:
                 ranks[word] = rank
     return ranks
+
+
+def _ranks_file() -> Path | None:
+    """The cache file of the word ranks, named after zxcvbn's lists file (path, size, time)
+    and the word lengths kept; None when zxcvbn or the cache directory cannot be found."""
+    import importlib.util
+
+    from keyward.core.config import cache_dir
+
+    try:
+        spec = importlib.util.find_spec("zxcvbn")
+        if spec is None or spec.origin is None:
+            return None
+        lists = os.path.join(os.path.dirname(spec.origin), "frequency_lists.py")
+        st = os.stat(lists)
+        where = cache_dir() / "words"
+    except (OSError, ValueError, ImportError):
+        return None
+    key = f"{lists}|{st.st_size}|{st.st_mtime_ns}|{_MIN_WORD}|{_MAX_WORD}|1".encode()
+    return where / f"ranks-{hashlib.sha256(key).hexdigest()[:32]}.txt"
 
 
 def warm_word_ranks() -> None:

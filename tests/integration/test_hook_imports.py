@@ -77,7 +77,8 @@ def test_staged_scan_imports_no_cloud_vault_database_or_scheduler_library(
 
 def test_a_warm_hook_run_reads_no_toml_and_builds_no_click(git_repo: Path, tmp_path: Path) -> None:
     """With the caches warm (a second commit), rules and keyward's known public values come
-    from the rule cache: no TOML parser, no importlib.resources, no click, no logging."""
+    from the rule cache, and zxcvbn's word ranks (the password is judged) from their own: no
+    TOML parser, no importlib.resources, no click, no logging, no zxcvbn."""
     import os
 
     git = Git(git_repo)
@@ -89,8 +90,9 @@ def test_a_warm_hook_run_reads_no_toml_and_builds_no_click(git_repo: Path, tmp_p
     runs.append(subprocess.run(cmd, cwd=git.root, capture_output=True, text=True, env=env))
     assert [r.returncode for r in runs] == [1, 1], runs[1].stderr[-2000:]
     first, second = (imported_modules(r.stderr) for r in runs)
-    assert "tomllib" in first  # the cold run parsed the rule files
-    light = {"tomllib", "click", "logging"}  # logging: imported when something logs
+    assert {"tomllib", "zxcvbn"} <= first  # the cold run parsed the rules, ranked the words
+    # logging: imported when something logs; zxcvbn: its word ranks are in the cache too
+    light = {"tomllib", "click", "logging", "zxcvbn"}
     assert not second & light, sorted(second & light)
     assert "importlib.resources" not in {
         m.group(1) for m in re.finditer(r"\|\s+(importlib\.\S+)", runs[1].stderr)
