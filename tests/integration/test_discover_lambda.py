@@ -84,6 +84,7 @@ def test_rotation_records_each_field_and_a_later_leak_of_the_new_key_links_back(
         assert key["secret_access_key"] not in dump
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # recording is tested on both above
 def test_rotation_never_updates_a_missing_dependent(world: World, cli: Cli) -> None:
     from keyward.inventory.db import open_database
     from keyward.inventory.models import Dependent, DependentStatus
@@ -298,6 +299,7 @@ def test_discover_aws_lambda_records_value_and_reference_dependents_idempotently
         assert value not in str(first) + str(again) + out
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # recording is tested on both above
 def test_scan_aws_lambda_record_discovers_the_dependents_too(aws: Any, cli: Cli) -> None:
     w = _lambda_world(aws)
     cli.json("discover", "aws-secretsmanager", "--region", EAST, "--fingerprint-values")
@@ -316,6 +318,7 @@ def test_scan_aws_lambda_record_discovers_the_dependents_too(aws: Any, cli: Cli)
     assert "aws-sm/us-east-1/app/aws" in {f["secret"] for f in findings}
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # recording is tested on both above
 def test_discovered_dependents_are_rotated_and_a_second_discovery_follows_the_new_key(
     world: World, cli: Cli
 ) -> None:
@@ -341,6 +344,7 @@ def test_discovered_dependents_are_rotated_and_a_second_discovery_follows_the_ne
     assert stages.count("current") == 1
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # recording is tested on both above
 def test_rotation_updates_value_dependents_and_bumps_reference_dependents_it_discovered(
     aws: Any, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
