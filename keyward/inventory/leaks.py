@@ -385,12 +385,11 @@ def policy_is(on_leak: str, default: str | None) -> Any:
     )
 
 
-def leaked_current(secret_id: Any) -> Any:
-    """A select of the leaked current version(s) of the secret ``secret_id`` (a column)."""
+def leaked_secret_ids() -> Any:
+    """A select of the ids of secrets with a leaked current version (on the partial index of
+    ``leaked_at``: a few rows, whatever the size of the inventory)."""
     v = m.SecretVersion
-    return sa.select(v.id).where(
-        v.secret_id == secret_id, v.leaked_at.is_not(None), current_stage(v.stage)
-    )
+    return sa.select(v.secret_id).where(v.leaked_at.is_not(None), current_stage(v.stage))
 
 
 def findings_of(session: Session, version_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:

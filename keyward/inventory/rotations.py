@@ -37,7 +37,7 @@ from keyward.inventory.fields import current_stage, record_fields
 from keyward.inventory.leaks import (
     LeakedSecret,
     LeakPolicy,
-    leaked_current,
+    leaked_secret_ids,
     leaked_secrets,
     policy_is,
     remediate_version,
@@ -943,15 +943,17 @@ class RotationRepository:
             )
             .exists()
         )
+        v = m.SecretVersion
         first_leak = (
-            sa.select(sa.func.min(m.SecretVersion.leaked_at))
-            .where(m.SecretVersion.id.in_(leaked_current(m.Secret.id)))
+            sa.select(sa.func.min(v.leaked_at))
+            .where(v.secret_id == m.Secret.id, v.leaked_at.is_not(None), current_stage(v.stage))
+            .correlate(m.Secret)
             .scalar_subquery()
         )
         q = (
             sa.select(m.Secret.id, m.Secret.name)
             .where(
-                leaked_current(m.Secret.id).exists(),
+                m.Secret.id.in_(leaked_secret_ids()),
                 policy_is(m.OnLeak.ROTATE.value, on_leak),
                 m.Secret.store.is_not(None),
                 m.Secret.status == m.SecretStatus.ACTIVE,
@@ -971,6 +973,8 @@ class RotationRepository:
                 s, [(rotation_lease(sid), sid) for sid, _ in found], holder, now, now + ttl
             )
             ids = [sid for sid, _ in found if rotation_lease(sid) in taken]
+            if not ids:
+                return ()
             leaks = {x.secret_id: x for x in leaked_secrets(s, LeakPolicy(), ids)}
             return tuple(
                 SecretLeak(x.secret_id, x.secret, x.version_id, x.leaked_at, x.findings)

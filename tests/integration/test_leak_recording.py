@@ -266,13 +266,14 @@ def test_leaked_secrets_are_claimed_by_policy_oldest_leak_first_and_only_once(
     inflight = repo.rotatable("in-flight")
     repo.start(inflight, RotationDetail(token="t", store="vault-kv", store_name="in-flight"),
                AuditEntry("rotation.start"))  # fmt: skip
-    record(database, {"a.py": f"x = '{tokens['first']}'\n"}, CAN_ROTATE, target="files:/1")
-    rest = {f"{n}.py": f"x = '{tokens[n]}'\n" for n in names if n != "first"}
+    # "second" (added after "first") leaks first
+    record(database, {"a.py": f"x = '{tokens['second']}'\n"}, CAN_ROTATE, target="files:/1")
+    rest = {f"{n}.py": f"x = '{tokens[n]}'\n" for n in names if n != "second"}
     record(database, rest, CAN_ROTATE, target="files:/2")
     ttl = timedelta(minutes=5)
     kinds, stores = ["random"], ["vault-kv"]
     claimed = repo.claim_leaked("me", ttl, kinds=kinds, stores=stores)
-    assert [c.secret for c in claimed] == ["first", "second"]  # oldest leak first
+    assert [c.secret for c in claimed] == ["second", "first"]  # oldest leak first
     assert claimed[0].findings and "leak: its current version was found" in claimed[0].reason()
     assert repo.claim_leaked("other", ttl, kinds=kinds, stores=stores) == ()  # leased now
     # a configured default of alert leaves secrets without their own policy alone
