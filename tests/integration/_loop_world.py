@@ -76,8 +76,8 @@ def _reference_env(fn: str, arn: str) -> dict[str, str]:
     i = int(fn[-2:])
     if region_of(fn) == HOME:
         forms = (
-            {"CREDENTIALS_SECRET_ARN": arn},
             {"CREDENTIALS_SECRET": SM_NAME},
+            {"CREDENTIALS_SECRET_ARN": arn},
             {"AWS_KEY_SECRET_ID": SM_NAME},
             {"CREDENTIALS_SECRET_ARN": arn},
             {"AWS_KEYS": f"{{{{resolve:secretsmanager:{SM_NAME}:SecretString:access_key_id}}}}"},
@@ -102,7 +102,7 @@ def _unrelated_env(fn: str) -> dict[str, str]:
         {"OTHER_SECRET_ARN": f"arn:aws:secretsmanager:{HOME}:{ACCOUNT}:secret:app/aws-stg-AbCdEf"},
         {"TABLE": "orders"},
     )
-    return {**decoys[i // 2], "SERVICE": fn}
+    return {**decoys[i % len(decoys)], "SERVICE": fn}
 
 
 def run_cli(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:
