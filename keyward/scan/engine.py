@@ -52,6 +52,7 @@ from keyward.scan.plan import COMPANION_TAG, MatchPlan
 from keyward.scan.plan import longest_literal as _longest_literal  # noqa: F401  (tests)
 from keyward.scan.rules import Rule, RuleSet
 from keyward.scan.validators import VALIDATORS
+from keyward.scan.windows import Window
 
 log = logger(__name__)
 
@@ -762,6 +763,7 @@ class Engine:
         else:
             self.matcher = KeywordMatcher(self.rules)
         self.backend: str = self.matcher.name
+        self._windows: dict[str, Window] = {}  # provider rule id -> how its regex is searched
 
     def prepare(self) -> None:
         """Build now what the engine otherwise builds when first needed: every hyperscan
@@ -808,6 +810,7 @@ class Engine:
     ) -> Iterable[_Match]:
         text = chunk.text
         validator = VALIDATORS[rule.validator] if rule.validator else None
+        found: Iterable[re.Match[str]]
         if rule.generic:  # tried only where a keyword starts (see filters.generic_matches)
             starts = self.matcher.keyword_starts(chunk, rule.keywords)
             found = filters.generic_matches(
@@ -822,8 +825,11 @@ class Engine:
             found = context.finditer(
                 rule.keywords, rule.context, text, lowered.get() if spans is None else text, spans
             )
-        else:
-            found = rule.pattern.finditer(text)
+        else:  # only around the literals the regex requires (exactly its finditer)
+            window = self._windows.get(rule.id)
+            if window is None:
+                window = self._windows[rule.id] = Window(rule.pattern)
+            found = window.finditer(text, lowered.get)
         for m in found:
             secret = m.group("secret")
             if not secret:
