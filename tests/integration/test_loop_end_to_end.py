@@ -213,6 +213,19 @@ def test_discover_aws_lambda_finds_exactly_the_twenty_dependents(chain: Chain) -
     }
 
 
+def test_discover_aws_lambda_says_what_it_added_then_that_it_kept_everything(
+    chain: Chain,
+) -> None:
+    d = chain.discovered()
+    first, again = d["first"], d["again"]
+    rows = len(VALUE) * 2 + len(REFERENCE)  # a value dependent per variable of the pair
+    assert (len(first["added"]), len(first["kept"]), len(first["missing"])) == (rows, 0, 0)
+    assert {c["secret"] for c in first["added"]} == {SECRET}
+    assert sorted(first["regions"]) == sorted([HOME, OTHER])
+    assert first["functions"] == len(VALUE) + len(REFERENCE) + len(UNRELATED)
+    assert (len(again["added"]), len(again["kept"]), len(again["missing"])) == (0, rows, 0)
+
+
 def test_discover_aws_lambda_again_changes_nothing(chain: Chain) -> None:
     d = chain.discovered()
     strip = [{k: v for k, v in r.items() if k != "last_seen_at"} for r in d["rows"]]
@@ -272,10 +285,9 @@ def test_every_reference_dependent_was_bumped_and_verified(chain: Chain) -> None
     for fn in UNRELATED:
         assert "KEYWARD_SECRET_VERSION" not in w.env_of(fn), fn
     (rotation,) = r["rotations"]
-    verified = {function_name(str(k)) for k in rotation["detail"].get("verified", [])}
-    assert set(VALUE) | set(REFERENCE) <= verified | {
-        function_name(str(k).split("|")[0]) for k in rotation["detail"].get("verified", [])
-    }, verified
+    verified = [str(k) for k in rotation["detail"].get("verified", [])]
+    assert len(verified) == len(VALUE) + len(REFERENCE), verified  # one target per function
+    assert {function_name(k) for k in verified} == set(VALUE) | set(REFERENCE), verified
 
 
 def test_the_leaked_key_is_deleted_at_once_not_after_the_grace_period(chain: Chain) -> None:
