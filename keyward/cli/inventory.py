@@ -280,6 +280,7 @@ def inventory_add(name: str, database_url: str | None, fmt: str, **opts: Any) ->
             on_leak=None if opts["on_leak"] in (None, "default") else opts["on_leak"],
             fields=fields,
         )
+        _refresh_own_posture(inv, rec.id)
     if fmt == "json":
         _emit_json(rec.to_dict())
     else:
@@ -536,6 +537,7 @@ def inventory_update(
         rec = inv.update_secret(name, **changes) if changes else inv.get_secret(name)
         if fp is not None:
             inv.add_version(rec.name, fingerprint=fp, stage="current", fields=fields)
+        _refresh_own_posture(inv, rec.id)
     if fmt == "json":
         _emit_json(rec.to_dict())
     else:
@@ -607,6 +609,16 @@ def inventory_report(
     finally:
         if output is not None:
             fh.close()
+
+
+def _refresh_own_posture(inv: Inventory, secret_id: int) -> None:
+    """After a change by hand: the breaches a secret's own columns tell (long-lived, no
+    owner, no policy, unused), for that secret only; the ones across secrets (a copy, a
+    leak, its functions) wait for the next full refresh (`inventory posture`)."""
+    from keyward.cli import get_state
+    from keyward.inventory.posture import METADATA, refresh_for
+
+    refresh_for(inv.db, get_state().config, only=METADATA, secret_ids=[secret_id])
 
 
 def _refresh_posture(db: Any) -> Any:

@@ -157,7 +157,8 @@ def _live() -> sa.ColumnElement[bool]:
 
 # ------------------------------------------------------------------- the pass
 LEAKED = frozenset({Breach.LEAKED})  # what a scan's findings can change
-_METADATA = frozenset({Breach.LONG_LIVED, Breach.NO_OWNER, Breach.NO_POLICY, Breach.UNUSED})
+# what a secret's own columns tell (refreshed for one secret after `inventory add/update`)
+METADATA = frozenset({Breach.LONG_LIVED, Breach.NO_OWNER, Breach.NO_POLICY, Breach.UNUSED})
 
 
 def compute_posture(
@@ -165,14 +166,18 @@ def compute_posture(
     now: datetime,
     settings: PostureSettings,
     only: Collection[Breach] | None = None,
+    secret_ids: Collection[int] | None = None,
 ) -> Computed:
     """Every breach of every live secret: (secret id, breach) -> since, detail. ``only``:
-    just these breaches (the queries the others need are not run)."""
+    just these breaches (the queries the others need are not run); ``secret_ids``: just these
+    secrets, for the breaches their own columns tell (:data:`METADATA`) only."""
     wanted = frozenset(Breach) if only is None else frozenset(only)
+    if secret_ids is not None and not wanted <= METADATA:
+        raise ValueError("a posture refresh of some secrets covers only METADATA breaches")
     found: Computed = {}
     conn = session.connection()  # Core rows: no ORM processing per row
-    if wanted & _METADATA:
-        _metadata(conn, now, settings, found)
+    if wanted & METADATA:
+        _metadata(conn, now, settings, found, secret_ids)
     current = _current_values()
     if Breach.LEAKED in wanted:
         _leaked(conn, now, current, found)
@@ -197,7 +202,13 @@ def _raw(column: Any) -> Any:
     return sa.type_coerce(column, sa.String)
 
 
-def _metadata(conn: sa.Connection, now: datetime, settings: PostureSettings, out: Computed) -> None:
+def _metadata(
+    conn: sa.Connection,
+    now: datetime,
+    settings: PostureSettings,
+    out: Computed,
+    secret_ids: Collection[int] | None = None,
+) -> None:
     """long-lived, no-owner, no-policy, unused: one pass over the secrets that have any, the
     conditions evaluated by the database (flags), timestamps read raw and turned into a
     ``since`` only for a breach new to the stored posture. Details hold the policy and the
@@ -228,7 +239,11 @@ def _metadata(conn: sa.Connection, now: datetime, settings: PostureSettings, out
             _raw(s.rotation_due_at),
             _raw(base),
             _raw(s.last_used_at),
-        ).where(_live(), sa.or_(long_lived, no_owner, no_policy, unused))
+        ).where(
+            _live(),
+            sa.or_(long_lived, no_owner, no_policy, unused),
+            *([s.id.in_(list(secret_ids))] if secret_ids is not None else []),
+        )
     )
     empty: dict[str, Any] = {}
     limit_detail = {"limit_days": settings.long_lived_days}
@@ -489,14 +504,16 @@ def refresh_posture(
     settings: PostureSettings | None = None,
     *,
     only: Collection[Breach] | None = None,
+    secret_ids: Collection[int] | None = None,
 ) -> PostureSummary:
     """Recompute the posture and store it in ``session``'s transaction (idempotent: a breach
     that persists keeps its ``since``; only differences are written). ``only``: refresh just
-    these breaches (``scan --record`` changes nothing but *leaked*); the summary's counts are
-    of those."""
+    these breaches (``scan --record`` changes nothing but *leaked*); ``secret_ids``: just
+    these secrets' :data:`METADATA` breaches. The summary's counts are of what was
+    refreshed."""
     started = time.perf_counter()
     now = now or m.utcnow()
-    found = compute_posture(session, now, settings or PostureSettings(), only)
+    found = compute_posture(session, now, settings or PostureSettings(), only, secret_ids)
     t = m.SecretBreach
     table = t.__table__
     assert isinstance(table, sa.Table)
@@ -516,6 +533,8 @@ def refresh_posture(
     stored_rows = sa.select(t.secret_id, _raw(t.breach), sa.cast(t.detail, sa.Text))
     if only is not None:
         stored_rows = stored_rows.where(t.breach.in_([b.value for b in only]))
+    if secret_ids is not None:
+        stored_rows = stored_rows.where(t.secret_id.in_(list(secret_ids)))
     for sid, b, stored in session.connection().execute(stored_rows):
         existing[sid, by_value[b]] = stored
     gone = [key for key in existing if key not in found]
@@ -578,18 +597,25 @@ def refresh(
     settings: PostureSettings | None = None,
     *,
     only: Collection[Breach] | None = None,
+    secret_ids: Collection[int] | None = None,
 ) -> PostureSummary:
     """:func:`refresh_posture` in a transaction of its own."""
     with db.session() as session:
-        return refresh_posture(session, now, settings, only=only)
+        return refresh_posture(session, now, settings, only=only, secret_ids=secret_ids)
 
 
 def refresh_for(
-    db: Database, config: Config | None, *, only: Collection[Breach] | None = None
+    db: Database,
+    config: Config | None,
+    *,
+    only: Collection[Breach] | None = None,
+    secret_ids: Collection[int] | None = None,
 ) -> PostureSummary:
-    """The hook after discovery, ``scan --record`` and rotations: :func:`refresh` with the
-    settings of ``config`` (``[inventory] unused_days``)."""
-    return refresh(db, settings=PostureSettings.from_config(config), only=only)
+    """The hook after discovery, ``scan --record``, rotations and changes by hand:
+    :func:`refresh` with the settings of ``config`` (``[inventory] unused_days``)."""
+    return refresh(
+        db, settings=PostureSettings.from_config(config), only=only, secret_ids=secret_ids
+    )
 
 
 # ------------------------------------------------------------------ reading
