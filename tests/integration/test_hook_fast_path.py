@@ -198,3 +198,38 @@ def test_a_blocked_commit_costs_two_git_processes(repo: Git, tmp_path: Path) -> 
     assert len(calls) == 2, calls
     assert calls[0].endswith("rev-parse --git-dir --show-toplevel")
     assert " diff --cached " in calls[1] and "--name-only" not in calls[1]
+
+
+GC_SPY = """\
+import gc, sys
+import keyward.cli.settings as settings
+import keyward.scan.runner as runner
+seen = []
+light, run = settings.light_engine_spec, runner.run_scan
+def spy_light(*a, **k):
+    seen.append(("start-up", gc.isenabled()))
+    return light(*a, **k)
+def spy_run(*a, **k):
+    seen.append(("scan", gc.isenabled()))
+    return run(*a, **k)
+settings.light_engine_spec, runner.run_scan = spy_light, spy_run
+from keyward.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print(seen)
+"""
+
+
+def test_the_plain_hook_collects_no_garbage_during_start_up_only(repo: Git) -> None:
+    """Cyclic garbage collection is off while modules, rules and the engine load, and on
+    again for the scan (a large staged change must not grow without bound)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", GC_SPY, "hook", "a.py"],
+        cwd=repo.root,
+        env=git_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip() == "[('start-up', False), ('scan', True)]"
