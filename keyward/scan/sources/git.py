@@ -704,7 +704,8 @@ def _cut(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
         if len(buf) < target:
             continue
         if last > 0:
-            piece = bytes(buf[: last - 1])  # without the newline before the next header
+            with memoryview(buf) as view:  # one copy (a bytearray slice would be another)
+                piece = bytes(view[: last - 1])  # without the newline before the next header
             del buf[:last]
             last = 0
             yield piece, first, part
@@ -716,7 +717,8 @@ def _cut(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
             if at <= buf.find(b"\ndiff --"):
                 continue  # one file so far: git's big-file threshold bounds it
             header = bytes(buf[: buf.find(b"\n") + 1])
-            piece = bytes(buf[:at])
+            with memoryview(buf) as view:
+                piece = bytes(view[:at])
             del buf[: at + 1]
             buf[:0] = header
             yield piece, first, part
