@@ -145,6 +145,8 @@ def test_scan_then_adopt_rotate_reference_ends_with_the_pair_stored_rotated_and_
     linked = [f for f in findings(world) if f["rule_id"] == "aws-access-key-id"]
     assert len(linked) == len(world.functions)
     assert all(f["secret_id"] == secret["id"] and f["version_id"] for f in linked)
+    # the rotation revoked the leaked key at once (grace 0s): its findings are remediated
+    assert {f["state"] for f in linked} == {"remediated"}, linked
     actions = [r["action"] for r in rows(world, "SELECT action FROM audit_events ORDER BY id")]
     assert "secret.adopted" in actions
     assert actions.count("dependent.reference") == len(world.functions)
