@@ -32,7 +32,7 @@ from typing import Any
 from keyward.adopt.kinds import GENERIC, AdoptRefused, Placement, infer, no_rotator
 from keyward.adopt.reread import LocationChanged, Reread, engine_for
 from keyward.cli.compose import RotationParts
-from keyward.core.errors import BackendError, ExitCode, KeywardError
+from keyward.core.errors import BackendError, KeywardError
 from keyward.core.redaction import Fingerprinter
 from keyward.inventory.adoption import (
     AdoptableFinding,
@@ -604,16 +604,13 @@ class Adopter:
         reason = f"adopted from finding {request.finding_id}: the value was hardcoded (leaked)"
         try:
             out = engine.rotate(request.name, reason=reason)
-        except KeywardError as err:
-            code = err.exit_code if err.exit_code != ExitCode.OK else ExitCode.BACKEND
-            failure = AdoptIncomplete(
+        except KeywardError as err:  # exit 3, as every failure after the store write
+            raise AdoptIncomplete(
                 f"{result.secret} was adopted ({result.reference}), but its rotation failed: "
                 f"{err.message.rstrip('.')}",
                 hint=f"The adopted value is still current; see `keyward rotations list "
                 f"--secret {result.secret}`, then `keyward rotate {result.secret}` again",
-            )
-            failure.exit_code = code
-            raise failure from None
+            ) from None
         result.rotation = {
             "rotation_id": out.rotation_id,
             "state": out.state.value,
