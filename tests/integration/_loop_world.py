@@ -400,7 +400,9 @@ def migrated_postgres_database(admin_url: str) -> Iterator[str]:
 @dataclass
 class VaultPgWorld:
     """A PostgreSQL login's password kept in Vault KV (OpenBao), hardcoded in three Lambda
-    functions and in a project's ``.env``, named by path in two more functions."""
+    functions (with the user name) and in a project's ``.env``, named by path in two more
+    functions. Rotated with the alternating strategy: the new value is another login
+    (``<user>_clone``), so the user name changes too and the old login is retired."""
 
     endpoint: str
     bao: Any  # tests.conftest.Bao
@@ -492,7 +494,7 @@ def build_vault_pg_world(endpoint: str, bao: Any, pg: Any, db_url: str, tmp: Pat
         f'[rotation]\ngrace_period = "{GRACE}"\nlease_ttl = "60s"\n'
         "[rotation.dependents.aws-lambda]\nwait_delay = 1\n[aws_lambda]\ncheck_kms = false\n"
         "[rotation.rotators.postgres-password]\n"
-        f'admin_url = "{pg.admin_url}"\nstrategy = "single"\n'
+        f'admin_url = "{pg.admin_url}"\nstrategy = "alternating"\n'
     )
     env = {
         "KEYWARD_DATABASE_URL": db_url,

@@ -5,7 +5,8 @@ Vault KV v2 on the OpenBao dev server; three Lambda functions hold the password 
 name the Vault path, one is unrelated; a project's ``.env`` holds it in a connection URL. The
 inventory is on PostgreSQL. Through the real CLI: discover the secret (with fingerprints) and
 its dependents, scan the functions and the project (recorded: the secret is leaked), rotate the
-leaked secrets from a terminal (``rotate --leaked``), then check the world and scan again.
+leaked secrets from a terminal (``rotate --leaked``; the alternating strategy, so the user name
+changes too), then check the world and scan again.
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def test_value_dependents_hold_the_new_password_and_reference_ones_were_bumped(
     for fn in PG_VALUE:
         env = w.env_of(fn)
         assert env["DB_PASSWORD"] == cur["password"], fn
-        assert env["DB_USER"] == w.old["username"] and env["SERVICE"] == fn
+        # the alternating strategy switched logins: the user name is a field that changed too
+        assert env["DB_USER"] == cur["username"] != w.old["username"], fn
+        assert env["SERVICE"] == fn
     for fn in PG_REFERENCE:
         assert w.env_of(fn).get("KEYWARD_SECRET_VERSION") == str(w.current_version()), fn
     for fn in PG_UNRELATED:
