@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -367,7 +368,10 @@ def loop_world(
 
 
 # ------------------------------------------------------------------ Vault + PostgreSQL
-PG_PATH = "app/pg"  # in Vault KV v2 under the mount "secret"
+# in Vault KV v2 under the mount "secret", below a folder of this run's own: the OpenBao server
+# is the test session's, other tests' secrets stay in it, and discovery reads only this folder
+PG_FOLDER = f"loop-{uuid.uuid4().hex[:8]}"
+PG_PATH = f"{PG_FOLDER}/pg"
 PG_VALUE = ("orders-api", "billing-api", "reports-api")  # DB_PASSWORD hardcoded
 PG_REFERENCE = ("search-api", "mailer-api")  # name the Vault path
 PG_UNRELATED = ("static-site",)
@@ -376,8 +380,6 @@ PG_UNRELATED = ("static-site",)
 @contextlib.contextmanager
 def migrated_postgres_database(admin_url: str) -> Iterator[str]:
     """A migrated inventory database of its own on the shared PostgreSQL server."""
-    import uuid
-
     import psycopg
 
     from keyward.inventory.db import connect, normalize_url
@@ -474,7 +476,7 @@ def build_vault_pg_world(endpoint: str, bao: Any, pg: Any, db_url: str, tmp: Pat
         envs[fn] = {"DB_USER": user, "DB_PASSWORD": password, "SERVICE": fn}
     envs[PG_REFERENCE[0]] = {"DB_SECRET_PATH": f"secret/{PG_PATH}", "SERVICE": PG_REFERENCE[0]}
     envs[PG_REFERENCE[1]] = {"DB_SECRET": f"secret/data/{PG_PATH}", "SERVICE": PG_REFERENCE[1]}
-    envs[PG_UNRELATED[0]] = {"DB_SECRET": "secret/app/pg-replica", "SERVICE": PG_UNRELATED[0]}
+    envs[PG_UNRELATED[0]] = {"DB_SECRET": f"secret/{PG_PATH}-replica", "SERVICE": PG_UNRELATED[0]}
     code = code_zip()
     lam = _admin_client(endpoint, "lambda")
     for fn, variables in envs.items():

@@ -22,6 +22,7 @@ import pytest
 from keyward.inventory.fields import is_current_stage
 from tests.conftest import POSTGRES_ADMIN_URL, Moto
 from tests.integration._loop_world import (
+    PG_FOLDER,
     PG_PATH,
     PG_REFERENCE,
     PG_UNRELATED,
@@ -89,7 +90,13 @@ class Chain:
     def discovered(self) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             rc, _out, err = self.cli(
-                "discover", "vault", "--mount", "secret", "--fingerprint-values"
+                "discover",
+                "vault",
+                "--mount",
+                "secret",
+                "--path",
+                PG_FOLDER,
+                "--fingerprint-values",
             )
             assert rc == 0, err
             rc, _out, err = self.cli("discover", "aws-lambda", "--region", "us-east-1")
