@@ -28,6 +28,7 @@ DEFAULT_BASELINE = ".secrets.baseline"
 # first arguments that click reads as a sub-command of `keyward hook`
 _SUBCOMMANDS = frozenset({"install", "scan"})
 _VALUE_OPTIONS = frozenset({"--baseline", "--rules"})
+_GC_PAUSED: list[bool] = []  # set by run_hook while it starts up
 
 
 class HookArgs(NamedTuple):
@@ -99,6 +100,7 @@ def run_hook(args: HookArgs) -> NoReturn:
     # Start-up (imports, the rule set, the engine) allocates much and frees little: no cyclic
     # collection until the scan starts (run_staged_scan turns it on again), ~6% of the run.
     gc.disable()
+    _GC_PAUSED.append(True)
     from keyward.cli import fail
     from keyward.core.lazylog import configure_when_used
 
@@ -197,9 +199,10 @@ def run_staged_scan(
         min_confidence=min_confidence_setting(config),  # KEYWARD_MIN_CONFIDENCE, [scan]
     )
     engine = request.engine.build()
-    import gc
+    if _GC_PAUSED:  # run_hook's start-up is over: what it built stays
+        import gc
 
-    if not gc.isenabled():  # run_hook's start-up is over: what it built stays
+        _GC_PAUSED.clear()
         gc.freeze()
         gc.enable()
     result = run_scan(request, engine=engine)

@@ -21,23 +21,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from keyward.core.lazylog import logger
 from keyward.scan.engine import Engine, line_allows
 from keyward.scan.model import Chunk, Finding, SourceKind
-from keyward.scan.sources.env import KeyValue, is_dotenv, variable_chunk
+
+if TYPE_CHECKING:  # the readers are imported for the files that declare variables
+    from keyward.scan.sources.env import KeyValue
 
 log = logger(__name__)
 
 _STRUCTURED_EXT = frozenset({".yml", ".yaml", ".json", ".tf", ".template", ".cfn"})
 
 
-def classify(path: str, text: str) -> str | None:
-    """Which structured reader applies to a file (None for most files, in a few string ops)."""
+def _name_and_ext(path: str) -> tuple[str, str]:
     name = path[path.rfind("/") + 1 :]
     dot = name.rfind(".")
-    ext = name[dot:].lower() if dot >= 0 else ""
-    if (ext == ".env" or name.startswith(".env")) and is_dotenv(name):
+    return name, name[dot:].lower() if dot >= 0 else ""
+
+
+def _dotenv(path: str) -> bool:
+    """Whether the file is a ``.env`` file (by its name)."""
+    name, ext = _name_and_ext(path)
+    if ext == ".env" or name.startswith(".env"):
+        from keyward.scan.sources.env import is_dotenv
+
+        return is_dotenv(name)
+    return False
+
+
+def classify(path: str, text: str) -> str | None:
+    """Which structured reader applies to a file (None for most files, in a few string ops)."""
+    name, ext = _name_and_ext(path)
+    if _dotenv(path):
         return "dotenv"
     if ext not in _STRUCTURED_EXT:
         return None
@@ -93,7 +110,7 @@ def match_with_variables(engine: Engine, chunk: Chunk) -> list[Finding]:
     if not path:
         return found
     partial = chunk.line_map is not None
-    if partial and classify(path, "") != "dotenv":
+    if partial and not _dotenv(path):  # selected lines: only .env files are read line by line
         return found
     kind = classify(path, chunk.text)
     if kind is None:
@@ -133,6 +150,8 @@ def merge_variable_findings(
     ``kind`` replaces the location kind of variable findings (IaC); None keeps the chunk's
     (file, git, staged), so commits and authors stay on the findings.
     """
+    from keyward.scan.sources.env import variable_chunk
+
     base = chunk.location
     text_of: dict[int, str] | None = None  # the file's lines, split only for a finding
     extra: list[Finding] = []
