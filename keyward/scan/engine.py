@@ -27,9 +27,10 @@ import hashlib
 import json
 import os
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -83,13 +84,21 @@ class Matcher(Protocol):
 
 
 class _Lazy:
-    """The lower-cased chunk text, computed at most once and only when needed."""
+    """The lower-cased chunk text, and its UTF-8 bytes, each computed at most once and only
+    when needed."""
 
-    __slots__ = ("_text", "_value")
+    __slots__ = ("_data", "_text", "_value")
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._value: str | None = None
+        self._data: bytes | None = None
+
+    def data(self) -> bytes:
+        """The text in UTF-8 (lone surrogates kept)."""
+        if self._data is None:
+            self._data = _utf8(self._text)
+        return self._data
 
     def get(self) -> str:
         """Lower-cased in ASCII only (as hyperscan's caseless matching is), so offsets in it
@@ -99,7 +108,7 @@ class _Lazy:
             self._value = (
                 text.lower()
                 if text.isascii()
-                else _utf8(text).lower().decode("utf-8", "surrogatepass")
+                else self.data().lower().decode("utf-8", "surrogatepass")
             )
         return self._value
 
@@ -126,6 +135,16 @@ _TOKEN = lazy(r"[a-z0-9_.\-+/:$~]+")
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-+/:$~")
 _MEMO_TOKEN = 64  # longer tokens (base64 blobs, long paths) are rarely seen twice
 _MEMO_SIZE = 250_000  # distinct tokens remembered per process before starting over
+# UTF-8 bytes to tokens: ASCII letters lower-cased, token characters kept, all else a space
+# (non-ASCII bytes too: keywords are ASCII), so ``bytes.split`` cuts the tokens in C
+_TOKEN_TABLE = bytes(
+    (c | 0x20 if 65 <= c <= 90 else c) if c < 128 and chr(c).lower() in _TOKEN_CHARS else 32
+    for c in range(256)
+)
+
+
+def _plus_one(n: int) -> int:
+    return n + 1
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -165,20 +184,15 @@ class KeywordMatcher:
 
     name = "re"
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        by_keyword: dict[str, list[int]] = {}
-        self._always: list[int] = []
-        for i, r in enumerate(rules):
-            if not r.keywords:
-                self._always.append(i)
-            for k in r.keywords:
-                by_keyword.setdefault(k, []).append(i)
+    def __init__(self, rules: Sequence[Rule], plan: MatchPlan | None = None) -> None:
+        plan = plan if plan is not None else MatchPlan.of(rules)
+        self._always: list[int] = list(plan.always)
         # Words looked for inside tokens: every token-character keyword, and the runs of
         # token characters of every other keyword (a necessary condition for it).
         words: set[str] = set()
         self._rules_of: dict[str, tuple[int, ...]] = {}
         self._others: list[tuple[str, frozenset[str], tuple[int, ...]]] = []
-        for k, idx in by_keyword.items():
+        for k, idx in zip(plan.keywords, plan.keyword_rules, strict=True):
             if _TOKEN_CHARS.issuperset(k):
                 words.add(k)
                 self._rules_of[k] = tuple(idx)
@@ -186,43 +200,56 @@ class KeywordMatcher:
                 runs = frozenset(_TOKEN.findall(k))
                 words.update(runs)
                 self._others.append((k, runs, tuple(idx)))
-        self._words_at = re.compile(f"(?=({_trie_pattern(words)}))") if words else None
+        self._words_at = (
+            re.compile(f"(?=({_trie_pattern(words)}))".encode("ascii")) if words else None
+        )
         # the words that are prefixes of each word (itself included): all words starting
         # where the trie found the longest one
-        self._prefixes = {w: tuple(v for v in words if w.startswith(v)) for w in words}
-        self._seen: set[str] = set()  # tokens whose words are known (bounded: see below)
-        self._holding: dict[str, tuple[str, ...]] = {}  # those of them that hold a word
-        self._holders: set[str] = set()  # the same tokens, as a set (C intersections)
-
-    def _token_words(self, token: str) -> tuple[str, ...]:
-        assert self._words_at is not None
-        found: set[str] = set()
-        prefixes = self._prefixes
-        for longest in self._words_at.findall(token):
-            found.update(prefixes[longest])
-        return tuple(found)
+        self._prefixes = {
+            w.encode("ascii"): tuple(w[:n] for n in range(1, len(w) + 1) if w[:n] in words)
+            for w in words
+        }
+        self._seen: set[bytes] = set()  # tokens whose words are known (bounded: see below)
+        self._holding: dict[bytes, set[str]] = {}  # those of them that hold a word
+        self._holders: set[bytes] = set()  # the same tokens, as a set (C intersections)
 
     def candidates(self, chunk: Chunk, lowered: _Lazy) -> Iterable[int]:
-        text = lowered.get()
         hits = set(self._always)
         found: set[str] = set()
         if self._words_at is not None:
-            tokens = set(_TOKEN.findall(text))
+            # the chunk's distinct tokens, lower-cased (ASCII), cut in C
+            tokens = set(lowered.data().translate(_TOKEN_TABLE).split())
             seen, holding, holders = self._seen, self._holding, self._holders
-            # set operations run in C: Python loops only over new tokens and word holders
+            # set operations run in C: Python loops only over word holders and the words the
+            # trie finds in the new tokens
             for token in tokens & holders:
                 found.update(holding[token])
-            for token in tokens.difference(seen):
-                words = self._token_words(token)
-                if words:
+            new = tokens.difference(seen)
+            if new:
+                batch = list(new)
+                # one search of all new tokens, one per line (no word spans a line break)
+                ends = list(accumulate(map(_plus_one, map(len, batch))))
+                prefixes = self._prefixes
+                held: dict[int, set[str]] = {}
+                for m in self._words_at.finditer(b"\n".join(batch)):
+                    t = bisect_right(ends, m.start())
+                    words = held.get(t)
+                    if words is None:
+                        words = held[t] = set()
+                    words.update(prefixes[m.group(1)])
+                for words in held.values():
                     found.update(words)
-                if len(token) <= _MEMO_TOKEN:
-                    if len(seen) >= _MEMO_SIZE:
-                        seen.clear()
-                        holding.clear()
-                        holders.clear()
-                    seen.add(token)
-                    if words:
+                if len(seen) + len(new) > _MEMO_SIZE:
+                    seen.clear()
+                    holding.clear()
+                    holders.clear()
+                if max(map(len, batch)) <= _MEMO_TOKEN:
+                    seen.update(batch)
+                else:
+                    seen.update(t for t in batch if len(t) <= _MEMO_TOKEN)
+                for t, words in held.items():
+                    token = batch[t]
+                    if len(token) <= _MEMO_TOKEN:
                         holding[token] = words
                         holders.add(token)
         rules_of = self._rules_of
@@ -230,9 +257,11 @@ class KeywordMatcher:
             idx = rules_of.get(w)
             if idx is not None:
                 hits.update(idx)
-        for k, runs, idx in self._others:
-            if runs <= found and k in text:
-                hits.update(idx)
+        if self._others:
+            text = lowered.get()
+            for k, runs, idx in self._others:
+                if runs <= found and k in text:
+                    hits.update(idx)
         return sorted(hits)
 
     def keyword_starts(self, chunk: Chunk, keywords: Sequence[str]) -> set[int] | None:
@@ -761,7 +790,7 @@ class Engine:
         if backend == "hyperscan":
             self.matcher = HyperscanMatcher(self.rules, cache_dir, plan, short=short)
         else:
-            self.matcher = KeywordMatcher(self.rules)
+            self.matcher = KeywordMatcher(self.rules, plan)
         self.backend: str = self.matcher.name
         self._windows: dict[str, Window] = {}  # provider rule id -> how its regex is searched
 
@@ -829,7 +858,7 @@ class Engine:
             window = self._windows.get(rule.id)
             if window is None:
                 window = self._windows[rule.id] = Window(rule.pattern)
-            found = window.finditer(text, lowered.get)
+            found = window.finditer(text, lowered.get, lowered.data)
         for m in found:
             secret = m.group("secret")
             if not secret:

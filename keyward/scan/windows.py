@@ -230,7 +230,7 @@ class Window:
         self.literals: tuple[Literal, ...] = ()
         self._width = self._reach = 0
         self._run: tuple[bytes, bytes] | None = None  # translate table, needle
-        self._searches: list[tuple[bool, Callable[[str], list[tuple[int, int]]]]] = []
+        self._searches: list[_Finder] = []
         if pattern.flags & re.UNICODE or not pattern.flags & re.ASCII:
             return
         try:
@@ -257,22 +257,26 @@ class Window:
         for caseless_set in (True, False):
             strings = [s for s, c in self.literals if c == caseless_set]
             if strings:
-                self._searches.append((caseless_set, _finder(strings)))
+                self._searches.append(_finder(strings, caseless_set))
 
-    def finditer(self, text: str, lowered: Callable[[], str]) -> Sequence[re.Match[str]]:
-        """Exactly ``list(pattern.finditer(text))``."""
+    def finditer(
+        self, text: str, lowered: Callable[[], str], data: Callable[[], bytes] | None = None
+    ) -> Sequence[re.Match[str]]:
+        """Exactly ``list(pattern.finditer(text))``. ``lowered``: the text lower-cased in
+        ASCII; ``data``: its UTF-8 bytes (both computed once per chunk by the caller)."""
         pattern = self._pattern
+        if data is None:
+            data = _Bytes(text).get
         if self._run is not None:
             table, needle = self._run
-            data = text.encode("ascii") if text.isascii() else _utf8(text)
-            if needle not in data.translate(table):
+            if needle not in data().translate(table):
                 return []
         if not self._searches:
             return list(pattern.finditer(text))
         width = self._width
         starts: list[tuple[int, int]] = []  # (first, last) start of a match per occurrence
-        for caseless, find in self._searches:
-            for at, length in find(lowered() if caseless else text):
+        for find in self._searches:
+            for at, length in find(text, lowered, data):
                 # a match holding this occurrence starts at most ``width`` before its end;
                 # starts up to its last character also cover the occurrences overlapping it
                 # (which a search of the alternation skips)
@@ -313,18 +317,43 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def _finder(strings: Sequence[str]) -> Callable[[str], list[tuple[int, int]]]:
-    """Where any of ``strings`` occurs in a text: ``(offset, length)`` of each occurrence."""
+class _Bytes:
+    """A text's UTF-8 bytes, encoded at most once."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._value: bytes | None = None
+
+    def get(self) -> bytes:
+        if self._value is None:
+            self._value = _utf8(self._text)
+        return self._value
+
+
+# (text, its ASCII-lower-cased form, its UTF-8 bytes) -> (offset, length) of each occurrence
+_Finder = Callable[[str, Callable[[], str], Callable[[], bytes]], list[tuple[int, int]]]
+
+
+def _finder(strings: Sequence[str], caseless: bool) -> _Finder:
+    """Where any of ``strings`` occurs in a text (in its lower-cased form when caseless)."""
+    product = _product_finder(strings, caseless)
+    if product is not None:
+        return product
     if len(strings) == 1:
         needle = strings[0]
         size = len(needle)
 
-        def find_one(text: str) -> list[tuple[int, int]]:
+        def find_one(
+            text: str, lowered: Callable[[], str], data: Callable[[], bytes]
+        ) -> list[tuple[int, int]]:
+            where = lowered() if caseless else text
             out = []
-            i = text.find(needle)
+            i = where.find(needle)
             while i >= 0:
                 out.append((i, size))
-                i = text.find(needle, i + 1)
+                i = where.find(needle, i + 1)
             return out
 
         return find_one
@@ -332,7 +361,54 @@ def _finder(strings: Sequence[str]) -> Callable[[str], list[tuple[int, int]]]:
     # overlaps one found ends after it: its window lies inside the found one's
     alternation = re.compile("|".join(re.escape(s) for s in sorted(strings, key=len, reverse=True)))
 
-    def find_any(text: str) -> list[tuple[int, int]]:
-        return [(m.start(), m.end() - m.start()) for m in alternation.finditer(text)]
+    def find_any(
+        text: str, lowered: Callable[[], str], data: Callable[[], bytes]
+    ) -> list[tuple[int, int]]:
+        where = lowered() if caseless else text
+        return [(m.start(), m.end() - m.start()) for m in alternation.finditer(where)]
 
     return find_any
+
+
+def _product_finder(strings: Sequence[str], caseless: bool) -> _Finder | None:
+    """For strings that are every combination of a few disjoint character sets
+    (``[MNO][DTjz]``): each set's characters become one digit with ``bytes.translate`` and
+    the digits are found with ``bytes.find``, in C (``re`` tried each position in Python's
+    regex machine, as slowly as the rule's own regex)."""
+    size = len(strings[0])
+    if len(strings) < 2 or any(len(s) != size for s in strings):
+        return None
+    sets = [{s[j] for s in strings} for j in range(size)]
+    product = 1
+    for chars in sets:
+        product *= len(chars)
+    if product != len(set(strings)) or sum(map(len, sets)) != len(set().union(*sets)):
+        return None  # not a whole product, or a character in two positions
+    table = bytearray(b" " * 256)
+    for j, chars in enumerate(sets):
+        for c in chars:
+            table[ord(c)] = 48 + j
+            if caseless:  # lower-case strings: both cases of the text's letters
+                table[ord(c.upper())] = 48 + j
+    translate = bytes(table)
+    needle = bytes(range(48, 48 + size))
+
+    def find_product(
+        text: str, lowered: Callable[[], str], data: Callable[[], bytes]
+    ) -> list[tuple[int, int]]:
+        digits = data().translate(translate)
+        offsets = []
+        i = digits.find(needle)
+        while i >= 0:
+            offsets.append(i)
+            i = digits.find(needle, i + 1)
+        if offsets and not text.isascii():  # byte offsets (at ASCII characters) to characters
+            raw = data()
+            chars = prev = 0
+            for k, b in enumerate(offsets):
+                chars += len(raw[prev:b].decode("utf-8", "surrogatepass"))
+                prev = b
+                offsets[k] = chars
+        return [(i, size) for i in offsets]
+
+    return find_product

@@ -8,12 +8,19 @@ import re
 
 import pytest
 
+from keyward.scan import windows
 from keyward.scan.engine import _Lazy
 from keyward.scan.rules import load_rules
 from keyward.scan.windows import Window
 
 RULES = [r for r in load_rules() if not r.generic and r.context is None]
 NOISE = ["", " ", "\n", "\t", "=", ":", "'", '"', "://", "@", "_", "-", ".", "/", "é", "日本", "ß"]
+
+
+@pytest.fixture(autouse=True)
+def _always_windowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short texts are mostly window: searched whole. Here windows are always used."""
+    monkeypatch.setattr(windows, "_COVERAGE", 2.0)
 
 
 def _both(pattern: re.Pattern[str], text: str) -> tuple[list[object], list[object]]:
@@ -101,6 +108,11 @@ def test_required_literals_are_read_from_the_regex() -> None:
         (r"(?i:tok)[a-z]{0,3}", "TOKtoktok tOkabc"),
         # case-sensitive and caseless required strings in one regex
         (r"(?:AKIA|(?i:asia))[A-Z0-9]{4}", "AKIAABCD akiaABCD asiaABCD ASIAWXYZ"),
+        # required strings that overlap: the search of their alternation skips "cde"
+        (r"(?:abc|cde)[0-9]", "abcde1 xabcde2"),
+        # a product of disjoint classes, found with bytes.translate (non-ASCII text too)
+        (r"(?<![a-z])[MNO][DTjz][a-z]{3}", "é MDabc日NTxyz ODab xMTabc Ojzzz"),
+        (r"(?i:[ab][xy])zz", "AXzz bYzz ayZZ éaxzz"),
         # can match the empty string: searched whole
         (r"x*", "xx yx"),
         # no literal: searched whole
