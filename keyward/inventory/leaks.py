@@ -436,10 +436,16 @@ class LeakedSecret:
 
 
 def leaked_secrets(
-    session: Session, policy: LeakPolicy, secret_ids: Iterable[int] | None = None
+    session: Session,
+    policy: LeakPolicy,
+    secret_ids: Iterable[int] | None = None,
+    *,
+    where: Any = None,
+    with_findings: bool = True,
 ) -> list[LeakedSecret]:
-    """Every secret whose current version leaked (or those of ``secret_ids``), oldest leak
-    first, with its findings and its policy in effect."""
+    """Every secret whose current version leaked (or those of ``secret_ids``, or those
+    ``where`` selects), oldest leak first, with its findings (unless not ``with_findings``)
+    and its policy in effect."""
     v, s = m.SecretVersion, m.Secret
     q = (
         sa.select(v.id, v.leaked_at, s.id, s.name, s.kind, s.store, s.on_leak)
@@ -447,11 +453,13 @@ def leaked_secrets(
         .where(v.leaked_at.is_not(None), current_stage(v.stage))
         .order_by(v.leaked_at, s.name)
     )
+    if where is not None:
+        q = q.where(where)
     if secret_ids is not None:
         q = q.where(s.id.in_(list(secret_ids)))
     rows = session.execute(q).all()
     seen: set[int] = set()
-    found = findings_of(session, [int(r[0]) for r in rows])
+    found = findings_of(session, [int(r[0]) for r in rows]) if with_findings else {}
     out: list[LeakedSecret] = []
     for vid, leaked_at, sid, name, kind, store, own in rows:
         if sid in seen:  # two current rows of one secret (an older keyward's): one leak

@@ -990,10 +990,19 @@ class RotationRepository:
         policy = LeakPolicy(
             m.OnLeak(on_leak) if on_leak else None, frozenset(kinds), frozenset(stores)
         )
+        sec = m.Secret
+        cannot = sa.or_(
+            sec.store.is_(None), sec.kind.not_in(list(kinds)), sec.store.not_in(list(stores))
+        )
         with self.db.session() as s:
             return tuple(
-                SecretLeak(x.secret_id, x.secret, x.version_id, x.leaked_at, x.findings)
-                for x in leaked_secrets(s, policy)
+                SecretLeak(x.secret_id, x.secret, x.version_id, x.leaked_at)
+                for x in leaked_secrets(
+                    s,
+                    policy,
+                    where=sa.and_(cannot, sec.on_leak.is_not(None)) if on_leak is None else cannot,
+                    with_findings=False,
+                )
                 if x.on_leak is m.OnLeak.ROTATE and x.problem is not None
             )
 

@@ -163,6 +163,7 @@ class Worker:
         try:
             outcomes: list[str] = []
             self._plugin_names = None
+            self._tell_unrotatable(*self._plugins())  # once a tick
             while True:
                 full = self._run(outcomes)
                 self._progress()  # a long tick is alive: /healthz stays healthy
@@ -215,7 +216,6 @@ class Worker:
             kinds=kinds,
             stores=stores,
         )
-        self._tell_unrotatable(kinds, stores)
         resumable = self.repo.claim_in_flight(self.holder, self.lease_ttl, limit=self.batch)
         due: tuple[str, ...] = ()
         if not self.stop.is_set():
