@@ -30,7 +30,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -994,6 +993,8 @@ class WorktreeCheck:
     ATTRIBUTES = ("filter", "working-tree-encoding", "ident")
 
     def __init__(self, repo: GitRepo) -> None:
+        import tempfile  # not at module level: the pre-commit hook imports this module
+
         env = _git_env()
         quiet = subprocess.DEVNULL
         self._out = tempfile.TemporaryFile()
