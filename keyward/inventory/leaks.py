@@ -24,7 +24,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -221,7 +221,7 @@ def _placed(row: Any, placed: dict[int, set[str]]) -> bool:
 
 def mark_leaks(
     session: Session,
-    target: str,
+    target: str | None,
     version_ids: Iterable[int],
     now: datetime,
     policy: LeakPolicy,
@@ -240,7 +240,7 @@ def mark_leaks(
         q = (
             sa.select(*_WHERE_COLUMNS)
             .where(
-                f.target == target,
+                sa.true() if target is None else f.target == target,
                 f.version_id.in_(list(chunk)),
                 f.state == m.FindingState.OPEN,
             )
@@ -306,6 +306,41 @@ def mark_leaks(
         )
         leaks.append(leak)
     return leaks
+
+
+def link_versions(
+    session: Session, secret_id: int, fingerprints: Mapping[int, Iterable[str]], actor: str
+) -> list[Leak]:
+    """Versions recorded after the scan that found them (discovery): the secret's findings of
+    each version's values (``fingerprints``: version id -> its value's, identifier's and
+    fields' fingerprints) get that version, and a current one they make leaked is marked and
+    audited as ``scan --record`` would (the daemon then acts on it)."""
+    f = m.Finding
+    linked: list[int] = []
+    for vid, fps in fingerprints.items():
+        wanted = sorted({fp for fp in fps if fp})
+        if not wanted:
+            continue
+        done = session.execute(
+            sa.update(f)
+            .where(
+                f.secret_id == secret_id,
+                f.version_id.is_(None),
+                f.state != m.FindingState.REMEDIATED,
+                sa.or_(f.fingerprint.in_(wanted), f.companion_fingerprint.in_(wanted)),
+            )
+            .values(version_id=vid)
+            .returning(f.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if done:
+            linked.append(vid)
+    if not linked:
+        return []
+    from keyward.rotation.wiring import rotatable_plugins
+
+    policy = LeakPolicy(None, *rotatable_plugins())
+    return mark_leaks(session, None, linked, m.utcnow(), policy, actor)
 
 
 def leak_event(leak: Leak, actor: str) -> dict[str, Any]:

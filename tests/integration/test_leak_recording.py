@@ -321,3 +321,32 @@ def test_the_daemon_says_once_that_it_cannot_rotate_a_leaked_secret_and_goes_on(
     assert "its policy is to rotate it, but no installed rotator or secret store plugin" in said
     assert token not in said
     assert repo.list() == ()
+
+
+def test_a_version_discovered_after_the_scan_links_its_findings_and_marks_the_leak(
+    database: Database, inventory: Inventory, fp: Fingerprinter
+) -> None:
+    from keyward.inventory.discovery import Discovered, DiscoveredVersion, Scan, import_discovered
+
+    rng = random.Random(19)
+    key_id, secret = aws_key_id(rng), aws_secret(rng)
+    text = f'aws_access_key_id = "{key_id}"\naws_secret_access_key = "{secret}"\n'
+    assert record(database, {"creds.py": text}).leaks == ()  # nothing known yet
+    found = Scan("aws-iam")
+    found.items.append(
+        Discovered(
+            store="aws-iam", reference=key_id, name="iam/deploy", kind="aws-iam-access-key",
+            versions=(DiscoveredVersion(identifier=key_id, stage="current",
+                                        identifier_fingerprint=fp.fingerprint(key_id)),),
+        )
+    )  # fmt: skip
+    import_discovered(database, found, actor="tester")
+    (version,) = inventory.versions("iam/deploy")
+    assert version.leaked_at is not None
+    (f,) = inventory.list_findings().findings
+    assert (f.secret, f.version_id) == ("iam/deploy", version.id)
+    (event,) = leak_events(inventory, "iam/deploy")
+    assert event.detail["findings"] == [f.id] and key_id not in json.dumps(event.detail)
+    # discovering it again changes nothing and says nothing more
+    import_discovered(database, found, actor="tester")
+    assert len(leak_events(inventory, "iam/deploy")) == 1

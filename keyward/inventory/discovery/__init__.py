@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.fields import PLAIN_FIELD, record_fields
+from keyward.inventory.leaks import link_versions
 from keyward.inventory.service import (
     Inventory,
     apply_policy,
+    default_actor,
     link_findings_to_secret,
     propagate_owner,
 )
@@ -228,6 +230,7 @@ def _sync_versions(
     }
     new_fps: list[str] = []
     with_fields: list[tuple[m.SecretVersion, Mapping[str, str]]] = []
+    rows: list[tuple[m.SecretVersion, DiscoveredVersion]] = []
     for dv in versions:
         row = existing.get(dv.identifier)
         if row is None:
@@ -247,10 +250,26 @@ def _sync_versions(
             new_fps.append(dv.identifier_fingerprint)
         if dv.fields:
             with_fields.append((row, dv.fields))
+        rows.append((row, dv))
     session.flush()
+    by_version: dict[int, list[str]] = {}
     for row, fields in with_fields:
-        new_fps.extend(record_fields(session, secret.id, row.id, fields))
+        added = record_fields(session, secret.id, row.id, fields)
+        new_fps.extend(added)
+        by_version.setdefault(row.id, []).extend(added)
+    for row, dv in rows:
+        by_version.setdefault(row.id, []).extend(
+            fp for fp in (dv.fingerprint, dv.identifier_fingerprint) if fp
+        )
     link_findings_to_secret(session, secret, sorted(set(new_fps)))
+    # findings recorded before these values were known: their version, and a leak if current
+    fresh = set(new_fps)
+    link_versions(
+        session,
+        secret.id,
+        {vid: [fp for fp in fps if fp in fresh] for vid, fps in by_version.items()},
+        default_actor(),
+    )
 
 
 def import_discovered(db: Database, scan: Scan, *, actor: str | None = None) -> DiscoveryResult:
