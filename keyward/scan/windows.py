@@ -267,11 +267,11 @@ class Window:
         pattern = self._pattern
         if data is None:
             data = _Bytes(text).get
-        if self._run is not None:
-            table, needle = self._run
-            if needle not in data().translate(table):
-                return []
         if not self._searches:
+            if self._run is not None:
+                table, needle = self._run
+                if needle not in data().translate(table):
+                    return []
             return list(pattern.finditer(text))
         width = self._width
         starts: list[tuple[int, int]] = []  # (first, last) start of a match per occurrence
