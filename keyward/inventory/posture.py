@@ -315,41 +315,35 @@ def _field_of(label: str | None) -> str:
 
 
 def _leaked(conn: sa.Connection, now: datetime, current: sa.CTE, out: Computed) -> None:
+    """A current version with ``leaked_at`` (set by ``keyward.inventory.leaks`` when a scan
+    records a finding of it, or discovery learns a value a finding already had): the one
+    definition the daemon and ``rotate --leaked`` act on too. Its open findings are counted;
+    a copy keyward itself wrote into a dependent function is not a leak there either."""
     v, s, f = m.SecretVersion, m.Secret, m.Finding
     leaked: dict[int, dict[str, Any]] = {}
     since: dict[int, datetime] = {}
+    versions: dict[int, int] = {}  # leaked current version id -> its secret
     rows = conn.execute(
-        sa.select(v.secret_id, v.identifier, v.leaked_at)
+        sa.select(v.id, v.secret_id, v.identifier, v.leaked_at)
         .join(s, s.id == v.secret_id)
         .where(v.leaked_at.is_not(None), current_stage(v.stage), _live())
     )
-    for sid, identifier, at in rows:
+    for vid, sid, identifier, at in rows:
         assert at is not None  # the query asked for it
+        versions[int(vid)] = int(sid)
         doc = leaked.setdefault(sid, {"versions": [], "open_findings": 0})
         if identifier:
             doc["versions"].append(identifier)
         since[sid] = min(since.get(sid, at), at)
-    # open findings linked to the secret whose value (or paired value) is a current one
-    c = current.c
-    counted = conn.execute(
-        sa.select(f.secret_id, sa.func.count(sa.distinct(f.id)), sa.func.min(f.first_seen_at))
-        .join(
-            current,
-            sa.and_(
-                c.secret_id == f.secret_id,
-                sa.or_(c.fp == f.fingerprint, c.fp == f.companion_fingerprint),
-            ),
+    ids = sorted(versions)
+    for i in range(0, len(ids), 500):
+        counted = conn.execute(
+            sa.select(f.version_id, sa.func.count(f.id))
+            .where(f.version_id.in_(ids[i : i + 500]), f.state == m.FindingState.OPEN)
+            .group_by(f.version_id)
         )
-        .join(s, s.id == f.secret_id)
-        .where(f.secret_id.is_not(None), f.state == m.FindingState.OPEN, _live())
-        .group_by(f.secret_id)
-    )
-    for linked, count, first in counted:
-        sid = int(linked or 0)  # not NULL: the query asked for linked findings
-        doc = leaked.setdefault(sid, {"versions": [], "open_findings": 0})
-        doc["open_findings"] = int(count)
-        if first is not None:
-            since[sid] = min(since.get(sid, first), first)
+        for version_id, count in counted:
+            leaked[versions[int(version_id or 0)]]["open_findings"] += int(count)
     for sid, doc in leaked.items():
         doc["versions"] = _names(doc["versions"])
         out[sid, Breach.LEAKED] = _Found(min(since.get(sid, now), now), doc)
