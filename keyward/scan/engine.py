@@ -793,15 +793,21 @@ class Engine:
             self.matcher = KeywordMatcher(self.rules, plan)
         self.backend: str = self.matcher.name
         self._windows: dict[str, Window] = {}  # provider rule id -> how its regex is searched
+        self._anchored = plan.anchored  # generic and context rules: not windowed
 
     def prepare(self) -> None:
         """Build now what the engine otherwise builds when first needed: every hyperscan
-        database, and the word ranks that judge generic values. A parent calls it before
+        database (or, for the re engine, every provider regex and its search windows), and the
+        word ranks that judge generic values. A parent calls it before
         forking workers, so they share one copy instead of each building its own (on a first
         run, each worker compiled the provider union itself)."""
         prepare = getattr(self.matcher, "prepare", None)
         if prepare is not None:
             prepare()
+        else:  # the re engine: every provider regex compiled and its windows read (~0.1 s)
+            for i, rule in enumerate(self.rules):
+                if i not in self._anchored and rule.id not in self._windows:
+                    self._windows[rule.id] = Window(rule.pattern)
         if any(judged_by_value(r) for r in self.rules):
             warm_word_ranks()
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import random
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scanutil import engine_for
+
 from keyward.scan import windows
-from keyward.scan.engine import _Lazy
+from keyward.scan.engine import Engine, _Lazy
+from keyward.scan.model import Chunk, Location
 from keyward.scan.rules import load_rules
 from keyward.scan.windows import Window
 
@@ -134,3 +140,20 @@ def test_a_required_class_run_skips_chunks_without_one() -> None:
         windowed, whole = _both(pattern, text)
         assert windowed == whole
     assert window.finditer("short words only", lambda: "short words only") == []
+
+
+def test_a_prepared_re_engine_has_every_provider_window_and_finds_the_same() -> None:
+    """Engine.prepare (a parent before forking workers) reads every provider regex's windows
+    once, so the workers share them; a prepared engine finds what a lazy one finds."""
+    rules = load_rules()
+    prepared, lazy = engine_for(rules, "re"), engine_for(rules, "re")
+    prepared.prepare()
+    assert set(prepared._windows) == {r.id for r in RULES}
+    text = "\n".join(ALL_EXAMPLES)
+
+    def found(engine: Engine) -> list[tuple[str, int, str]]:
+        chunk = Chunk(text, Location(path="x.txt"))
+        return [(f.rule_id, f.location.line, f.fingerprint) for f in engine.scan(chunk)]
+
+    assert found(prepared) == found(lazy)
+    assert len(found(lazy)) > 100
