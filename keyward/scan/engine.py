@@ -200,9 +200,10 @@ class KeywordMatcher:
                 runs = frozenset(_TOKEN.findall(k))
                 words.update(runs)
                 self._others.append((k, runs, tuple(idx)))
-        self._words_at = (
-            re.compile(f"(?=({_trie_pattern(words)}))".encode("ascii")) if words else None
-        )
+        # the longest word at a position (searched from each found word's start + 1: every
+        # word start, and re skips ahead to the words' first characters, which a lookahead
+        # at every position did not)
+        self._words_at = re.compile(_trie_pattern(words).encode("ascii")) if words else None
         # the words that are prefixes of each word (itself included): all words starting
         # where the trie found the longest one
         self._prefixes = {
@@ -231,12 +232,17 @@ class KeywordMatcher:
                 ends = list(accumulate(map(_plus_one, map(len, batch))))
                 prefixes = self._prefixes
                 held: dict[int, set[str]] = {}
-                for m in self._words_at.finditer(b"\n".join(batch)):
-                    t = bisect_right(ends, m.start())
+                blob = b"\n".join(batch)
+                search = self._words_at.search
+                m = search(blob)
+                while m is not None:
+                    at = m.start()
+                    t = bisect_right(ends, at)
                     words = held.get(t)
                     if words is None:
                         words = held[t] = set()
-                    words.update(prefixes[m.group(1)])
+                    words.update(prefixes[m.group()])
+                    m = search(blob, at + 1)
                 for words in held.values():
                     found.update(words)
                 if len(seen) + len(new) > _MEMO_SIZE:
