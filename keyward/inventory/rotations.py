@@ -926,11 +926,21 @@ class RotationRepository:
         ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, as :meth:`claim_due_secrets`."""
         now = m.utcnow()
         r = m.Rotation
+        retry = _ROTATIONS.c.detail["retry_after"].as_string()
         blocking = (
             sa.select(r.id)
             .where(
                 r.secret_id == m.Secret.id,
-                r.state.not_in([*IN_FLIGHT_EXCLUDED, RotationState.RETIRING.value]),
+                sa.or_(
+                    r.state.not_in([*IN_FLIGHT_EXCLUDED, RotationState.RETIRING.value]),
+                    # retiring, but its old credential was kept (used after deactivation):
+                    # the new rotation would be refused until its retry
+                    sa.and_(
+                        r.state == RotationState.RETIRING.value,
+                        retry.is_not(None),
+                        retry > now.isoformat(),
+                    ),
+                ),
             )
             .exists()
         )

@@ -162,3 +162,26 @@ def test_an_old_credential_found_during_its_grace_period_is_revoked_at_once(env:
     (f,) = env.repo.inventory.list_findings(state=None).findings
     assert f.state == "remediated" and f.remediated_rotation_id == rot.id
     assert [e["event"] for e in hook.events] == ["rotation.retired", "leak.remediated"]
+
+
+def test_a_leak_is_not_claimed_again_while_the_previous_old_key_is_kept_in_use(
+    env: Env,
+) -> None:
+    from keyward.rotation.errors import StillRetiring
+
+    first = engine(env).rotate("app/key")
+    assert first.state is RotationState.RETIRING
+    # the new (current) value leaks while the first old one still waits out its grace period
+    with env.db.session() as s:
+        new = s.scalar(sa.select(m.Rotation.new_version_id))
+        s.execute(sa.update(m.SecretVersion).where(m.SecretVersion.id == new)
+                  .values(leaked_at=m.utcnow()))  # fmt: skip
+    ttl = timedelta(minutes=5)
+    (claimed,) = env.repo.claim_leaked("daemon", ttl)
+    env.repo.release_lease(f"rotate:{claimed.secret_id}", "daemon")
+    # the first old key was used since it was deactivated: the new rotation is refused...
+    env.rot.retire = RetireOutcome.KEPT_IN_USE
+    with pytest.raises(StillRetiring):
+        engine(env).rotate("app/key", only_if_leaked=True)
+    # ...and the daemon does not try again at every tick, only after kept_in_use_retry
+    assert env.repo.claim_leaked("daemon", ttl) == ()
