@@ -34,6 +34,7 @@ from keyward.adopt.reread import LocationChanged, Reread, engine_for
 from keyward.cli.compose import RotationParts
 from keyward.core.errors import BackendError, KeywardError
 from keyward.core.redaction import Fingerprinter
+from keyward.core.secretfields import binds, can_be_secret, secret_bearing
 from keyward.inventory.adoption import (
     AdoptableFinding,
     AdoptedDependent,
@@ -219,18 +220,6 @@ def _environment(dependent: Any, f: AdoptableFinding, target: DependentTarget) -
     return dict(env)
 
 
-# Fields a variable is bound to by its value alone: secrets. Other fields (host, port,
-# dbname) are not: "5432" or "prod" held by some variable does not make it the secret's.
-_SECRET_FIELDS = frozenset({"value", "password", "access_key_id", "secret_access_key"})
-
-
-def _binds(variable: str, field: str) -> bool:
-    """Whether a function's ``variable`` holding ``field``'s value is bound to that field."""
-    if field in _SECRET_FIELDS:
-        return True
-    return field == "username" and variable.upper().endswith(("USER", "USERNAME"))
-
-
 @dataclass(slots=True)
 class _Plan:
     finding: AdoptableFinding
@@ -343,7 +332,7 @@ class Adopter:
                 for var, v in sorted(env.items())
                 if isinstance(v, str)
                 and self.fp.fingerprint(v) in fields
-                and _binds(var, fields[self.fp.fingerprint(v)])
+                and binds(var, fields[self.fp.fingerprint(v)])
             ]
             if not bound:
                 warnings.append(
@@ -366,7 +355,9 @@ class Adopter:
     def _secret_fingerprints(self, placement: Placement) -> set[str]:
         """Fingerprints of the value's secret fields: what findings and holders match."""
         return {
-            self.fp.fingerprint(v) for k, v in placement.value.fields.items() if k in _SECRET_FIELDS
+            self.fp.fingerprint(v)
+            for k, v in placement.value.fields.items()
+            if secret_bearing(k) and can_be_secret(k, v)
         }
 
     def _replacements(self, f: AdoptableFinding, placement: Placement) -> list[Replacement]:

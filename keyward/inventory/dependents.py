@@ -4,7 +4,11 @@ record them (``keyward discover aws-lambda``, ``scan --aws-lambda --record``).
 A variable depends on a secret
 
 * **by value** when its keyed fingerprint is the fingerprint of a field of the secret's
-  current version (``secret_fields``, :func:`keyward.inventory.fields.fields_by_fingerprint`).
+  current version that carries secret material (``secret_fields``,
+  :func:`keyward.inventory.fields.fields_by_fingerprint`; not ``host``, ``port``, ``dbname``...:
+  :mod:`keyward.core.secretfields`). A variable named ``*USER``/``*USERNAME`` holding the
+  secret's ``username`` is bound too when the function holds a secret field of it (an
+  alternating rotation switches the login: :func:`keyward.core.secretfields.binds`).
   An AWS key pair is two variables, two dependents, each with its field; a secret that knows
   only its key id (an IAM key found by ``discover aws-iam``) takes the variable next to it
   whose name says it is the secret key (``*SECRET*KEY*``) as its ``secret_access_key``;
@@ -31,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from keyward.core.secretfields import binds, secret_bearing
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.discovery.aws_lambda import (
@@ -239,8 +244,13 @@ def _match_function(
     for alias, variables in environments:
         matched: dict[str, set[int]] = {}
         pair_wanted: set[int] = set()  # secrets known only by their key id
+        logins: list[tuple[ObservedVariable, Any]] = []  # a DB_USER: bound beside a secret
         for var in variables:
             for fm in by_fp.get(var.fingerprint, ()):
+                if not secret_bearing(fm.field):
+                    if binds(var.name, fm.field):
+                        logins.append((var, fm))
+                    continue  # a host, port, dbname held alike binds nothing
                 matched.setdefault(var.name, set()).add(fm.secret_id)
                 _add(found, _Match(fm.secret_id, fn, var.name, Mode.VALUE, fm.field, alias))
                 if fm.field == ACCESS_KEY_ID and SECRET_ACCESS_KEY not in fields_of.get(
@@ -261,6 +271,10 @@ def _match_function(
             for ref in var.references:
                 for sid in sorted(index.find(ref, fn.region, fn.account)):
                     _add(found, _Match(sid, fn, var.name, Mode.REFERENCE, ref.field, alias))
+        held = {sid for sids in matched.values() for sid in sids}
+        for var, fm in logins:
+            if fm.secret_id in held and var.name not in matched:
+                _add(found, _Match(fm.secret_id, fn, var.name, Mode.VALUE, fm.field, alias))
     return list(found.values())
 
 
@@ -355,7 +369,7 @@ def record_dependents(
     missing: list[DependentChange] = []
     with db.session() as s:
         fps = {v.fingerprint for fn in functions for v in _all_variables(fn)}
-        by_fp = fields_by_fingerprint(s, fps, current_only=True)
+        by_fp = fields_by_fingerprint(s, fps, current_only=True, descriptive=True)
         fields_of = _current_fields(s, (fm.secret_id for ms in by_fp.values() for fm in ms))
         index = _index(s)
         matches = [mt for fn in functions for mt in _match_function(fn, by_fp, fields_of, index)]

@@ -6,10 +6,13 @@ A version's fields are the string fields of its value: each field of a JSON obje
 Rotation writes them for every version it records, ``discover --fingerprint-values`` for the
 current version of existing secrets, ``discover aws-iam`` the ``access_key_id`` of each key.
 
-:func:`fields_by_fingerprint` answers "which secret is this value?" for dependents discovery,
-finding links, adoption and posture alike; :func:`current_stage` says in SQL which versions are
-current, whatever store wrote the stage (``current``, Secrets Manager's ``AWSCURRENT``, SSM's
-``current,label``).
+Not every field is a secret: a database secret's ``host``, ``port``, ``dbname``, ``engine``,
+``username`` describe it (:mod:`keyward.core.secretfields` says which, and which values cannot
+be a secret by their shape: those are not recorded at all). :func:`fields_by_fingerprint`
+answers "which secret is this value?" from the fields that carry secret material, for
+dependents discovery, finding links, adoption and posture alike; :func:`current_stage` says in
+SQL which versions are current, whatever store wrote the stage (``current``, Secrets Manager's
+``AWSCURRENT``, SSM's ``current,label``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from keyward.core.secretfields import sql_secret_bearing
 from keyward.inventory import models as m
 
 # rows per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
@@ -69,10 +73,16 @@ def _chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterable[Sequence[str
 
 
 def fields_by_fingerprint(
-    session: Session, fingerprints: Iterable[str], *, current_only: bool = False
+    session: Session,
+    fingerprints: Iterable[str],
+    *,
+    current_only: bool = False,
+    descriptive: bool = False,
 ) -> dict[str, tuple[FieldMatch, ...]]:
     """fingerprint -> every (secret, version, field, stage) whose field has it, newest version
-    first; ``current_only``: only current versions. Fingerprints nobody has are left out."""
+    first; ``current_only``: only current versions. Only fields that carry secret material
+    (:func:`keyward.core.secretfields.secret_bearing`) unless ``descriptive`` (then the caller
+    binds by :func:`keyward.core.secretfields.binds`). Fingerprints nobody has are left out."""
     wanted = sorted({fp for fp in fingerprints if fp})
     found: dict[str, list[FieldMatch]] = {}
     f, v, s = m.SecretField, m.SecretVersion, m.Secret
@@ -84,6 +94,8 @@ def fields_by_fingerprint(
     )
     if current_only:
         base = base.where(current_stage(v.stage))
+    if not descriptive:
+        base = base.where(sql_secret_bearing(f.field))
     for chunk in _chunks(wanted):
         q = base.where(f.fingerprint.in_(list(chunk))).order_by(f.version_id.desc(), f.id)
         for fp, sid, name, vid, field, stage, kind, store, account, owner in session.execute(q):

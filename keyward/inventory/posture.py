@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from keyward.core.secretfields import secret_bearing, sql_secret_bearing
 from keyward.inventory import models as m
 from keyward.inventory.fields import current_stage
 from keyward.inventory.models import Breach
@@ -72,9 +73,6 @@ LIVE = (m.SecretStatus.ACTIVE, m.SecretStatus.INACTIVE)
 DETAIL_NAMES = 10
 IN_CHUNK = 500
 
-# A field holds a secret when its name contains one of these (``access_key_id`` identifies the
-# credential, so a copy of it is a copy of the key); ``value`` is a plain string's only field.
-_SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "private")
 # Dependent attributes naming a function's application, owner and environment.
 _APP_KEYS = ("application", "app", "service")
 _OWNER_KEYS = ("owner", "team")
@@ -82,9 +80,9 @@ _ENV_KEYS = ("environment", "env")
 
 
 def secret_field(name: str) -> bool:
-    """Whether a field of that name holds a secret (``username``, ``host`` do not)."""
-    lowered = name.lower()
-    return lowered in ("", "value") or any(w in lowered for w in _SECRET_WORDS)
+    """Whether a field of that name holds a secret (``username``, ``host`` do not): the one
+    definition, :func:`keyward.core.secretfields.secret_bearing`."""
+    return secret_bearing(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +298,7 @@ def _current_values() -> sa.CTE:
             (sa.literal("#", sa.String) + f.field).label("named"),
         )
         .join(v, v.id == f.version_id)
-        .where(current)
+        .where(current, sql_secret_bearing(f.field))  # a shared host is no shared secret
     )
     # read twice (the shared values, then their holders): computed once
     return sa.union_all(whole, key_id, fields).cte("current_values").prefix_with("MATERIALIZED")

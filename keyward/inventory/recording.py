@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import sqlalchemy as sa
 
 from keyward.core.redaction import Fingerprinter
+from keyward.core.secretfields import sql_secret_bearing
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.fields import fields_by_fingerprint, is_current_stage
@@ -173,6 +174,7 @@ def _known_versions(session: sa.orm.Session, fingerprints: set[str]) -> dict[str
             sa.select(fld.fingerprint, fld.secret_id, s.owner, fld.version_id, v.stage)
             .join(v, v.id == fld.version_id)
             .join(s, s.id == fld.secret_id)
+            .where(sql_secret_bearing(fld.field))
         )
         for ffp, sid, owner, vid, stage in session.execute(every):
             add(ffp, _Link(sid, owner, vid, is_current_stage(stage)))

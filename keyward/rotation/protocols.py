@@ -124,7 +124,11 @@ class SecretValue:
         return fp.fingerprint(self.canonical())
 
     def field_fingerprints(self, fp: Fingerprinter) -> dict[str, str]:
-        return {k: fp.fingerprint(v) for k, v in sorted(self.fields.items())}
+        """Keyed fingerprints of the fields worth recording (``secret_fields``): see
+        :func:`keyward.core.secretfields.field_fingerprints`."""
+        from keyward.core.secretfields import field_fingerprints
+
+        return field_fingerprints(self.fields, fp.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)

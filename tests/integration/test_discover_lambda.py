@@ -431,3 +431,86 @@ def test_a_region_not_listed_or_a_function_partly_read_marks_nothing_missing(
     assert status() == "active"
     gone = record_dependents(inventory.db, [FunctionListing(WEST, acct)])
     assert [c.variable for c in gone.missing] == ["PW"] and status() == "missing"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the lookups are SQL: both above
+def test_only_secret_fields_bind_functions_findings_and_copies_of_a_database_secret(
+    aws: Any, cli: Cli, db_url: str, tmp_path: Path
+) -> None:
+    """A PostgreSQL secret as Secrets Manager's rotation templates keep it ({engine, host,
+    username, password, dbname, port}): functions that merely hold its host, port or database
+    name are no dependents, a finding of its host leaks nothing, another team's secret on the
+    same host is no copy; the function holding the password is, with its DB_USER (an
+    alternating rotation switches the login), and a DB_USER alone binds nothing."""
+    import json
+
+    import boto3
+
+    from keyward.cli.common import fingerprint_key
+    from keyward.core.config import load_config
+    from keyward.core.redaction import Fingerprinter
+    from tests.integration._rotation_world import _zip
+
+    host, password = "orders-db.cluster-c9x2.us-east-1.rds.amazonaws.com", "pw-Lk4vQ9zR2xW7mN3p"
+    pg = {"engine": "postgres", "host": host, "username": "orders_app", "password": password,
+          "dbname": "orders", "port": "5432"}  # fmt: skip
+    sm = boto3.client("secretsmanager", region_name=EAST)
+    sm.create_secret(Name="prod/orders", SecretString=json.dumps(pg),
+                     Tags=[{"Key": "owner", "Value": "alice"}])  # fmt: skip
+    reports = {**pg, "username": "reports_ro", "password": "pw-" + "Rt7" * 9}
+    sm.create_secret(Name="prod/reports", SecretString=json.dumps(reports),
+                     Tags=[{"Key": "owner", "Value": "bob"}])  # fmt: skip
+    iam = boto3.client("iam", region_name=EAST)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "lambda.amazonaws.com"}}]}  # fmt: skip
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    lam = boto3.client("lambda", region_name=EAST)
+    for name, env in {
+        "web": {"PORT": "5432", "DB_HOST": host, "DB_NAME": "orders", "DEBUG": "true"},
+        "etl": {"PGHOST": host, "PGPORT": "5432", "PGDATABASE": "orders", "ENGINE": "postgres"},
+        "audit": {"DB_USER": "orders_app", "DB_HOST": host},  # the login alone: not the secret
+        "app": {"DB_PASSWORD": password, "DB_USER": "orders_app", "DB_HOST": host,
+                "DB_PORT": "5432"},
+    }.items():  # fmt: skip
+        lam.create_function(
+            FunctionName=name, Runtime="python3.12", Role=role["Arn"],
+            Handler="handler.handler", Code={"ZipFile": _zip()},
+            Environment={"Variables": env},
+        )  # fmt: skip
+    cli.json("discover", "aws-secretsmanager", "--region", EAST, "--fingerprint-values")
+    orders = "aws-sm/us-east-1/prod/orders"
+    shown = cli.json("inventory", "show", orders)["versions"]
+    # every field is fingerprinted (the password alone binds by its value)
+    assert set(shown[0]["fields"]) == set(pg)
+
+    found = cli.json("discover", "aws-lambda", "--region", EAST)
+    assert _keys(found["added"]) == {
+        (orders, "app", "DB_PASSWORD", "value", "password", None),
+        (orders, "app", "DB_USER", "value", "username", None),
+    }
+    assert {d["variable"] for d in cli.json("dependents", "list")} == {"DB_PASSWORD", "DB_USER"}
+
+    # a finding whose value is the host: no link to the secret, nothing leaked
+    leak = tmp_path / "leak"
+    leak.mkdir()
+    (leak / "settings.py").write_text(f'db_password = "{host}"\n')
+    low = ("--engine", "re", "--record", "--exit-zero", "--min-confidence", "low")
+    rc, _, err = cli("scan", str(leak), *low)
+    assert rc == 0, err
+    (finding,) = cli.json("findings", "list")
+    fp = Fingerprinter(fingerprint_key(load_config())).fingerprint
+    assert finding["fingerprint"] == fp(host)  # the host, as the secret's field has it
+    assert finding["secret"] is None
+    # ...and the password found the same way is the secret's (the check above can fail)
+    (leak / "settings.py").write_text(f'db_password = "{password}"\n')
+    rc, _, err = cli("scan", str(leak), *low)
+    assert rc == 0, err
+    linked = [f for f in cli.json("findings", "list") if f["fingerprint"] == fp(password)]
+    assert [f["secret"] for f in linked] == [orders]
+
+    # posture: two teams' secrets on one host, with one engine, port and database, are no
+    # copies of each other (their passwords differ); only the password found leaks prod/orders
+    listed = cli.json("inventory", "list", "--breach", "duplicated,reused,leaked")
+    assert {s["name"]: s["breaches"] for s in listed} == {orders: ["leaked", "no-policy"]}
+    text = json.dumps([found, listed, shown]) + _db_dump(db_url)
+    assert password not in text and reports["password"] not in text

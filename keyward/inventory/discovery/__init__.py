@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from keyward.core.secretfields import can_be_secret, field_fingerprints
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.fields import PLAIN_FIELD, record_fields
@@ -337,7 +338,8 @@ def value_fingerprints(
 ) -> tuple[str | None, dict[str, str]]:
     """Keyed fingerprints of a value read from a store: of the whole value, and of each of
     its fields (``secret_fields``). A JSON object / KV map has a field per non-empty string
-    item, and its whole fingerprint is the one rotation records (sorted, compact JSON, when
+    item (:func:`keyward.core.secretfields.field_fingerprints`: not one that cannot be a secret
+    by its shape), and its whole fingerprint is the one rotation records (sorted, compact JSON, when
     every item is a string); any other string is the one field ``value``. The value is not
     kept."""
     import json
@@ -350,8 +352,8 @@ def value_fingerprints(
             data = None
         if not isinstance(data, dict):
             plain = fingerprint(value)
-            return plain, {PLAIN_FIELD: plain}
-    fields = {str(k): fingerprint(v) for k, v in data.items() if isinstance(v, str) and v}
+            return plain, ({PLAIN_FIELD: plain} if can_be_secret(PLAIN_FIELD, value) else {})
+    fields = field_fingerprints(data, fingerprint)
     whole: str | None
     if data and all(isinstance(v, str) for v in data.values()):
         whole = fingerprint(json.dumps(dict(data), sort_keys=True, separators=(",", ":")))
