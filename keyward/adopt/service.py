@@ -34,7 +34,8 @@ from keyward.adopt.reread import LocationChanged, Reread, engine_for
 from keyward.cli.compose import RotationParts
 from keyward.core.errors import BackendError, KeywardError
 from keyward.core.redaction import Fingerprinter
-from keyward.core.secretfields import binds, can_be_secret, secret_bearing
+from keyward.core.secretfields import binds as variable_binds
+from keyward.core.secretfields import can_be_secret, secret_bearing
 from keyward.inventory.adoption import (
     AdoptableFinding,
     AdoptedDependent,
@@ -332,7 +333,7 @@ class Adopter:
                 for var, v in sorted(env.items())
                 if isinstance(v, str)
                 and self.fp.fingerprint(v) in fields
-                and binds(var, fields[self.fp.fingerprint(v)])
+                and variable_binds(var, fields[self.fp.fingerprint(v)])
             ]
             if not bound:
                 warnings.append(
