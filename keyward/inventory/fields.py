@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from keyward.core.secretfields import sql_secret_bearing
+from keyward.core.secretfields import secret_bearing, sql_secret_bearing
 from keyward.inventory import models as m
 
 # rows per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
@@ -122,7 +122,8 @@ def record_fields(
 ) -> list[str]:
     """Add the field fingerprints ``fields`` (field -> fingerprint) of a version, in
     ``session``'s transaction; a field the version has already keeps its row (a version's
-    value never changes). Returns the fingerprints added."""
+    value never changes). Returns the fingerprints added of the fields that carry secret
+    material: what findings link by (a finding of the host is no leak)."""
     if not fields:
         return []
     c = m.SecretField
@@ -140,7 +141,7 @@ def record_fields(
                 for k, v in added.items()
             ],
         )
-    return list(added.values())
+    return [fp for name, fp in added.items() if secret_bearing(name)]
 
 
 def version_fields(session: Session, version_ids: Iterable[int]) -> dict[int, dict[str, str]]:

@@ -501,6 +501,14 @@ def test_only_secret_fields_bind_functions_findings_and_copies_of_a_database_sec
     fp = Fingerprinter(fingerprint_key(load_config())).fingerprint
     assert finding["fingerprint"] == fp(host)  # the host, as the secret's field has it
     assert finding["secret"] is None
+    # nor when a secret on that host is discovered after the scan found it
+    sm.create_secret(
+        Name="prod/orders-replica",
+        SecretString=json.dumps({**reports, "password": "pw-Rq8vW2zK5xN7mL4t"}),
+    )
+    cli.json("discover", "aws-secretsmanager", "--region", EAST, "--fingerprint-values")
+    (finding,) = cli.json("findings", "list")
+    assert finding["secret"] is None
     # ...and the password found the same way is the secret's (the check above can fail)
     (leak / "settings.py").write_text(f'db_password = "{password}"\n')
     rc, _, err = cli("scan", str(leak), *low)
