@@ -21,7 +21,7 @@ from __future__ import annotations
 # parser of Python's own regex dialect, so keyward reads its tree rather than writing another.
 import re._parser as _sre  # type: ignore[import-not-found]
 from collections.abc import Sequence
-from re import _constants as _c  # type: ignore[attr-defined]
+from re import _constants as _c  # type: ignore[attr-defined,unused-ignore]
 from typing import Any
 
 MAXREPEAT: int = _c.MAXREPEAT

@@ -33,7 +33,7 @@ import re
 # re's private parser (as keyward.scan.regexsafety reads it): the tree of Python's own dialect
 import re._parser as sre_p  # type: ignore[import-not-found]
 from collections.abc import Callable, Sequence
-from re import _constants as sre_c  # type: ignore[attr-defined]
+from re import _constants as sre_c  # type: ignore[attr-defined,unused-ignore]
 from typing import Any
 
 _MAX_SET = 64  # at most this many required strings per regex
