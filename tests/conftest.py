@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,6 +146,24 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def enable_kv2(client: Any, path: str) -> None:
+    """Mount a KV v2 engine at ``path`` and wait until it serves: a new mount starts as KV v1
+    and upgrades itself in the background, answering "Upgrading from non-versioned to
+    versioned data" meanwhile (longer on a loaded machine)."""
+    import hvac
+
+    client.sys.enable_secrets_engine("kv", path=path, options={"version": "2"})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.secrets.kv.v2.read_configuration(mount_point=path)
+            return
+        except (hvac.exceptions.InvalidRequest, hvac.exceptions.VaultError) as exc:
+            if "Upgrading" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # ------------------------------------------------------------------- PostgreSQL

@@ -9,7 +9,7 @@ import hvac
 import pytest
 from _inventory_db import *  # noqa: F403
 from _inventory_db import Cli
-from conftest import Bao, free_port
+from conftest import Bao, enable_kv2, free_port
 
 from keyward.inventory.discovery.vault import parse_time
 
@@ -145,7 +145,7 @@ def test_a_secret_discovered_under_another_mount_is_rotated_under_that_mount(
     from keyward.rotation.wiring import Wiring
 
     mount = f"kv{prefix}"
-    bao.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    enable_kv2(bao, mount)
     bao.secrets.kv.v2.create_or_update_secret(
         path=f"{prefix}/db", secret={"password": "x" * 20}, mount_point=mount
     )

@@ -51,6 +51,7 @@ from keyward.rotation.registry import PluginContext, load_dependent, load_rotato
 from keyward.scan.model import Finding, Location, Severity, Verification
 from keyward.verify.aws import AwsVerifier
 from keyward.verify.base import VerifyContext
+from tests.conftest import enable_kv2
 
 pytestmark = pytest.mark.integration
 
@@ -352,7 +353,7 @@ def test_vault_throttled_is_exit_3_for_the_store_and_discovery(
 ) -> None:
     root = hvac.Client(url=openbao.addr, token=openbao.token)
     mount = f"thr{uuid.uuid4().hex[:8]}"
-    root.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    enable_kv2(root, mount)
     root.secrets.kv.v2.create_or_update_secret(path="app/x", secret={"k": "v"}, mount_point=mount)
     # one request a minute under this mount: the second call of each consumer is throttled
     root.sys.create_or_update_quota(name=mount, rate=1.0, path=f"{mount}/", interval="60s")

@@ -31,6 +31,7 @@ from keyward.rotation.registry import PluginContext, load_store
 from keyward.rotation.stores.aws_secretsmanager import SecretsManagerStore
 from keyward.rotation.stores.aws_ssm import ParameterStore
 from keyward.rotation.stores.vault_kv import VaultKVStore
+from tests.conftest import enable_kv2
 
 pytestmark = pytest.mark.integration
 
@@ -586,7 +587,7 @@ def test_vault_addr_token_and_namespace_come_from_the_environment(
     root = hvac.Client(url=openbao.addr, token=openbao.token)
     root.adapter.post(f"/v1/sys/namespaces/{ns}", json={})
     in_ns = hvac.Client(url=openbao.addr, token=openbao.token, namespace=ns)
-    in_ns.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    enable_kv2(in_ns, "secret")
     in_ns.secrets.kv.v2.create_or_update_secret(path=path, secret=DB, mount_point="secret")
     monkeypatch.setenv("VAULT_ADDR", openbao.addr)
     monkeypatch.setenv("VAULT_TOKEN", openbao.token)

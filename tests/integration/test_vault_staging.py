@@ -20,6 +20,7 @@ import pytest
 from keyward.core.errors import StoreConflict, StoreNotFound
 from keyward.rotation.protocols import SecretValue, new_token
 from keyward.rotation.stores.vault_kv import VaultKVStore
+from tests.conftest import enable_kv2
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ def test_a_separate_staging_mount_keeps_staged_values_off_the_secrets_mount(
     root: hvac.Client,
 ) -> None:
     mount = f"stage{uuid.uuid4().hex[:6]}"
-    root.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    enable_kv2(root, mount)
     name = seeded(root)
     store = VaultKVStore(root, staging_mount=mount, staging_path="")
     pending = store.put_pending(name, SecretValue(NEW), new_token())
@@ -311,7 +312,7 @@ def test_staging_options_come_from_the_store_table(openbao: Any, root: hvac.Clie
     from keyward.rotation.registry import PluginContext, load_store
 
     mount = f"stage{uuid.uuid4().hex[:6]}"
-    root.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    enable_kv2(root, mount)
     ctx = PluginContext(
         Providers(vault=VaultSettings(addr=openbao.addr, token=openbao.token)),
         Fingerprinter(b"k" * 32),
