@@ -85,7 +85,7 @@ def install() -> None:
         if vault and str(request.url).startswith(vault):
             _add("vault_requests")
             # which calls: the path with the secret's own name folded (bench/s00042 -> bench/*)
-            path = re.sub(r"s\d{5}", "*", str(request.url)[len(vault):].split("?")[0])
+            path = re.sub(r"s\d{5}", "*", str(request.url)[len(vault) :].split("?")[0])
             with _lock:
                 CALLS[f"{request.method} {path}"] = CALLS.get(f"{request.method} {path}", 0) + 1
         return original_send(self, request, *args, **kwargs)

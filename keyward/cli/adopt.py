@@ -11,8 +11,7 @@ from keyward.cli.app import get_state
 from keyward.cli.common import format_option, rules_option
 from keyward.cli.db import database_option
 
-ADOPT_EPILOG = (
-    """\b
+ADOPT_EPILOG = """\b
 Examples:
   keyward findings list                     the findings recorded by scan --record
   keyward adopt 42 --store aws-secretsmanager --name prod/orders/aws --owner alice
@@ -25,7 +24,6 @@ inventory or the store, a kind with no rotator for --rotate, ...), 3 the value i
 where it was found (changed, removed, function deleted), a backend unavailable or refused, or
 a step after the store write failed (the message says what exists).
 """
-)
 
 
 @click.command(epilog=ADOPT_EPILOG)

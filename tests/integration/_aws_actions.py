@@ -77,9 +77,7 @@ def policy_for_moto(path: Path = IAM_POLICY) -> dict[str, Any]:
     shipped resource ARNs (its account and region are placeholders), nor conditions."""
     return {
         "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": sorted(policy_actions(path)), "Resource": "*"}
-        ],
+        "Statement": [{"Effect": "Allow", "Action": sorted(policy_actions(path)), "Resource": "*"}],
     }
 
 

@@ -27,9 +27,7 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:  # noqa: F811
 
 
 @pytest.fixture
-def world(
-    aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AdoptWorld:
+def world(aws: Any, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AdoptWorld:
     return build_adopt_world(aws, sqlite_url, tmp_path, monkeypatch, functions=3)
 
 
@@ -70,12 +68,9 @@ def table_dump(world: AdoptWorld) -> str:
     engine = sa.create_engine(world.db_url)
     with engine.connect() as conn:
         names = [
-            r[0]
-            for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='table'"))
+            r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='table'"))
         ]
-        text = "\n".join(
-            repr(list(conn.execute(sa.text(f'SELECT * FROM "{n}"')))) for n in names
-        )
+        text = "\n".join(repr(list(conn.execute(sa.text(f'SELECT * FROM "{n}"')))) for n in names)
     engine.dispose()
     return text
 
@@ -442,9 +437,7 @@ def test_a_postgres_password_next_to_its_user_and_host_is_adopted_and_rotated(
             assert value not in table_dump(world)
     finally:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.execute(
-            sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role + "_clone"))
-        )
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role + "_clone")))
         admin.close()
 
 

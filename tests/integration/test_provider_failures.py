@@ -325,8 +325,7 @@ def test_vault_unreachable_is_exit_3_naming_the_address(
     err = _raised(_kv_store, Providers(vault=VaultSettings(addr=addr, token="x")))
     assert isinstance(err, ProviderUnavailable) and err.exit_code is ExitCode.BACKEND
     assert err.message == (
-        f"Cannot reach Vault at {addr} for read metadata on secret/metadata/app/x "
-        "(ConnectionError)"
+        f"Cannot reach Vault at {addr} for read metadata on secret/metadata/app/x (ConnectionError)"
     )
     line = _error_line(cli, ("discover", "vault"))
     assert f"Cannot reach Vault at {addr} for list on secret/metadata (ConnectionError)" in line

@@ -69,7 +69,9 @@ def test_database_urls_go_to_their_rotator_with_fields_read_from_the_url(
 
 
 def test_url_at_finds_the_url_around_its_password_and_stops_at_quotes() -> None:
-    assert url_at('x = "postgres://u:pw123456@h/db" # c', "pw123456") == "postgres://u:pw123456@h/db"
+    assert (
+        url_at('x = "postgres://u:pw123456@h/db" # c', "pw123456") == "postgres://u:pw123456@h/db"
+    )
     assert url_at("no url here", "pw") is None
 
 

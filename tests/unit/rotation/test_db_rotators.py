@@ -41,7 +41,7 @@ def test_a_missing_driver_is_one_sentence_with_the_install_hint(
         load_rotator(kind, CTX, {"admin_url": url})
     assert err.value.exit_code is ExitCode.USAGE
     text = err.value.diagnostics()
-    assert f"pip install \"{extra}\"" in text and "not installed" in text
+    assert f'pip install "{extra}"' in text and "not installed" in text
     assert text.count(". ") <= 1 and "\n" not in text
 
 
