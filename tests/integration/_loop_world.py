@@ -28,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,45 @@ def _unrelated_env(fn: str) -> dict[str, str]:
         {"TABLE": "orders"},
     )
     return {**decoys[i % len(decoys)], "SERVICE": fn}
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column as read back: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def function_name(target: str) -> str:
+    """A dependent's target (a function ARN, possibly with an alias, or a bare name)."""
+    found = re.search(r"function:([^:]+)", target)
+    return found.group(1) if found else target
+
+
+@dataclass
+class Steps:
+    """A chain's steps over one world, each run once, in order, when a test first needs it;
+    every output kept, to prove no value leaks."""
+
+    world: Any
+    done: dict[str, Any] = field(default_factory=dict)
+    printed: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        rc, out, err = self.world.cli(*args)
+        self.printed.append(out + err)
+        return rc, out, err
+
+    def _once(self, step: str, run: Any) -> Any:
+        """``run()`` the first time; later the same result, or the same failure, at once."""
+        if step not in self.done:
+            try:
+                self.done[step] = run()
+            except BaseException as exc:
+                self.done[step] = exc
+                raise
+        got = self.done[step]
+        if isinstance(got, BaseException):
+            pytest.fail(f"the step {step!r} failed in an earlier test: {got}"[:2000])
+        return got
 
 
 def run_cli(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from tests.integration._loop_world import (
     UNRELATED,
     VALUE,
     LoopWorld,
+    Steps,
+    as_json,
     build_loop_world,
     sqlite_copy,
 )
@@ -41,32 +43,11 @@ REGION_ARGS = ("--region", HOME, "--region", OTHER)
 KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 @dataclass
-class Chain:
+class Chain(Steps):
+    """The chain's steps (see :class:`Steps`)."""
+
     world: LoopWorld
-    done: dict[str, Any] = field(default_factory=dict)
-    printed: list[str] = field(default_factory=list)
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        rc, out, err = self.world.cli(*args)
-        self.printed.append(out + err)
-        return rc, out, err
-
-    def _once(self, step: str, run: Any) -> Any:
-        if step not in self.done:
-            try:
-                self.done[step] = run()
-            except BaseException as exc:
-                self.done[step] = exc
-                raise
-        got = self.done[step]
-        if isinstance(got, BaseException):
-            pytest.fail(f"the step {step!r} failed in an earlier test: {got}"[:2000])
-        return got
 
     def findings(self) -> list[dict[str, Any]]:
         return self.world.sql("SELECT * FROM findings ORDER BY id")
@@ -155,7 +136,7 @@ def test_after_adopt_the_functions_reference_the_secret_instead_of_holding_the_k
         assert "KEYWARD_SECRET_VERSION" not in w.env_of(fn), fn
     deps = w.sql("SELECT * FROM dependents")
     assert len({d["target"] for d in deps}) == N, deps
-    assert all((_json(d["attributes"]) or {}).get("mode") == "reference" for d in deps), deps
+    assert all((as_json(d["attributes"]) or {}).get("mode") == "reference" for d in deps), deps
 
 
 def test_after_adopt_the_leaked_key_is_deleted_at_once(chain: Chain) -> None:

@@ -11,9 +11,8 @@ what the world looked like right after it), so each test asserts one claim of th
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,6 +27,9 @@ from tests.integration._loop_world import (
     UNRELATED,
     VALUE,
     LoopWorld,
+    Steps,
+    as_json,
+    function_name,
     loop_world,  # noqa: F401
     region_of,
     run_process,
@@ -39,41 +41,11 @@ SECRET = f"aws-sm/{HOME}/{SM_NAME}"  # the name `discover aws-secretsmanager` gi
 REGION_ARGS = ("--region", HOME, "--region", OTHER)
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def function_name(target: str) -> str:
-    """A dependent's target (a function ARN, possibly with an alias, or a bare name)."""
-    m = re.search(r"function:([^:]+)", target)
-    return m.group(1) if m else target
-
-
 @dataclass
-class Chain:
-    """The chain's steps, each run once, in order, when a test first needs it."""
+class Chain(Steps):
+    """The chain's steps (see :class:`Steps`)."""
 
     world: LoopWorld
-    done: dict[str, Any] = field(default_factory=dict)
-    printed: list[str] = field(default_factory=list)  # every output, to prove no value leaks
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        rc, out, err = self.world.cli(*args)
-        self.printed.append(out + err)
-        return rc, out, err
-
-    def _once(self, step: str, run: Any) -> Any:
-        """``run()`` the first time; later the same result, or the same failure, at once."""
-        if step not in self.done:
-            try:
-                self.done[step] = run()
-            except BaseException as exc:
-                self.done[step] = exc
-                raise
-        got = self.done[step]
-        if isinstance(got, BaseException):
-            pytest.fail(f"the step {step!r} failed in an earlier test: {got}"[:2000])
-        return got
 
     def dependents(self) -> list[dict[str, Any]]:
         rows = self.world.sql(
@@ -82,7 +54,7 @@ class Chain:
             name=SECRET,
         )
         for r in rows:
-            r["attributes"] = _json(r["attributes"]) or {}
+            r["attributes"] = as_json(r["attributes"]) or {}
         return rows
 
     def findings(self) -> list[dict[str, Any]]:
@@ -142,7 +114,7 @@ class Chain:
                 n=SECRET,
             )
             for r in rotations:
-                r["detail"] = _json(r["detail"]) or {}
+                r["detail"] = as_json(r["detail"]) or {}
             return {"ticks": ticks, "rotations": rotations, "findings": self.findings()}
 
         return dict(self._once("rotated", run))
@@ -354,4 +326,4 @@ def test_no_output_of_the_chain_shows_a_key(chain: Chain) -> None:
     events = w.sql("SELECT detail FROM audit_events")
     for e in events:
         for value in values:
-            assert value not in json.dumps(_json(e["detail"]))
+            assert value not in json.dumps(as_json(e["detail"]))

@@ -12,9 +12,8 @@ changes too), then check the world and scan again.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,8 +26,11 @@ from tests.integration._loop_world import (
     PG_REFERENCE,
     PG_UNRELATED,
     PG_VALUE,
+    Steps,
     VaultPgWorld,
+    as_json,
     build_vault_pg_world,
+    function_name,
     migrated_postgres_database,
 )
 from tests.integration._scram_postgres import ScramPostgres, scram_postgres  # noqa: F401
@@ -38,37 +40,11 @@ pytestmark = pytest.mark.integration
 SECRET = f"vault/secret/{PG_PATH}"  # the name `discover vault` gives it
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def function_name(target: str) -> str:
-    m = re.search(r"function:([^:]+)", target)
-    return m.group(1) if m else target
-
-
 @dataclass
-class Chain:
+class Chain(Steps):
+    """The chain's steps (see :class:`Steps`)."""
+
     world: VaultPgWorld
-    done: dict[str, Any] = field(default_factory=dict)
-    printed: list[str] = field(default_factory=list)
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        rc, out, err = self.world.cli(*args)
-        self.printed.append(out + err)
-        return rc, out, err
-
-    def _once(self, step: str, run: Any) -> Any:
-        if step not in self.done:
-            try:
-                self.done[step] = run()
-            except BaseException as exc:
-                self.done[step] = exc
-                raise
-        got = self.done[step]
-        if isinstance(got, BaseException):
-            pytest.fail(f"the step {step!r} failed in an earlier test: {got}"[:2000])
-        return got
 
     def secret(self) -> dict[str, Any]:
         (row,) = self.world.sql("SELECT * FROM secrets WHERE name = :n", n=SECRET)
@@ -107,7 +83,7 @@ class Chain:
                 n=SECRET,
             )
             for r in rows:
-                r["attributes"] = _json(r["attributes"]) or {}
+                r["attributes"] = as_json(r["attributes"]) or {}
             return rows
 
         return list(self._once("discovered", run))
@@ -268,4 +244,4 @@ def test_no_output_of_the_chain_shows_a_password(chain: Chain) -> None:
             assert value not in text
     for e in w.sql("SELECT detail FROM audit_events"):
         for value in values:
-            assert value not in json.dumps(_json(e["detail"]))
+            assert value not in json.dumps(as_json(e["detail"]))
