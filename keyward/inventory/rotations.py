@@ -326,6 +326,35 @@ def _next_attempt(detail: dict[str, Any] | None) -> datetime | None:
         return None  # resumed at once: the engine then says what is wrong with it
 
 
+def _recently_failed(since: datetime) -> sa.ColumnElement[bool]:
+    """SQL: the secret's rotation was rolled back since ``since``, or a rotation of it was
+    refused before it started (``rotation.start`` failed: its store secret is gone, another
+    rotation owns it, ...). A claim skips it until then: otherwise every tick would claim it,
+    be refused again and audit the same sentence (the audit log's index on secret_id keeps
+    this cheap)."""
+    r, a = m.Rotation, m.AuditEvent
+    rolled_back = (
+        sa.select(r.id)
+        .where(
+            r.secret_id == m.Secret.id,
+            r.state == RotationState.ROLLED_BACK.value,
+            r.finished_at > since,
+        )
+        .exists()
+    )
+    refused = (
+        sa.select(a.id)
+        .where(
+            a.secret_id == m.Secret.id,
+            a.action == "rotation.start",
+            a.outcome == "failed",
+            a.at > since,
+        )
+        .exists()
+    )
+    return sa.or_(rolled_back, refused)
+
+
 class RotationRepository:
     """The rotation engine's and the scheduler's view of the inventory; one transaction per
     call. Implements :class:`keyward.rotation.ports.SchedulerInventory`."""
@@ -863,19 +892,11 @@ class RotationRepository:
         stores: Iterable[str] | None = None,
     ) -> tuple[str, ...]:
         """Secrets whose rotation is due, have a store (among ``stores``, and a rotator among
-        ``kinds``), no rotation in flight and none rolled back within ``failed_backoff``,
-        leased to ``holder``. ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: replicas ticking at
-        once claim different rows."""
+        ``kinds``), no rotation in flight and none rolled back (or refused at its start)
+        within ``failed_backoff``, leased to ``holder``. ``FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL: replicas ticking at once claim different rows."""
         now = m.utcnow()
-        recently_failed = (
-            sa.select(m.Rotation.id)
-            .where(
-                m.Rotation.secret_id == m.Secret.id,
-                m.Rotation.state == RotationState.ROLLED_BACK.value,
-                m.Rotation.finished_at > now - failed_backoff,
-            )
-            .exists()
-        )
+        recently_failed = _recently_failed(now - failed_backoff)
         in_flight = (
             sa.select(m.Rotation.id)
             .where(
@@ -944,15 +965,7 @@ class RotationRepository:
             )
             .exists()
         )
-        recently_failed = (
-            sa.select(r.id)
-            .where(
-                r.secret_id == m.Secret.id,
-                r.state == RotationState.ROLLED_BACK.value,
-                r.finished_at > now - failed_backoff,
-            )
-            .exists()
-        )
+        recently_failed = _recently_failed(now - failed_backoff)
         v = m.SecretVersion
         first_leak = (
             sa.select(sa.func.min(v.leaked_at))

@@ -627,7 +627,8 @@ class DueWork(Protocol):
         kinds: Iterable[str] | None = None,
         stores: Iterable[str] | None = None,
     ) -> tuple[str, ...]:
-        """Names of secrets due for rotation with no rotation in flight."""
+        """Names of secrets due for rotation with no rotation in flight, none rolled back or
+        refused at its start within ``failed_backoff``."""
         ...
 
     def claim_leaked(
@@ -643,7 +644,7 @@ class DueWork(Protocol):
     ) -> tuple[SecretLeak, ...]:
         """Leaked secrets whose policy is to rotate (their own ``on_leak``, else ``on_leak``
         here, else rotate), oldest leak first, with no rotation in flight but one retiring,
-        and none rolled back within ``failed_backoff``."""
+        and none rolled back (or refused at its start) within ``failed_backoff``."""
         ...
 
     def leaked_unrotatable(

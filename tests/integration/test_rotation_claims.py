@@ -115,3 +115,21 @@ def test_one_durable_write_keeps_step_rows_and_audit_events_as_before(
             {"r": entry.id},
         ).all()
     assert [tuple(a) for a in actions] == [("rotation.start", "s0"), ("rotation.create", "s0")]
+
+
+def test_a_secret_whose_rotation_was_refused_at_its_start_waits_out_the_backoff(
+    database: Database, inventory: Inventory
+) -> None:
+    _, other = due(inventory, 2)
+    repo = RotationRepository(database, actor="t")
+    # what the engine writes when it refuses before starting (a store secret gone, another
+    # rotation owning it): the next ticks must not claim it, be refused and audit it again
+    repo.audit(repo.rotatable("s0"), AuditEntry("rotation.start", "failed", {"error": "x"}))
+    repo.audit(repo.rotatable("s1"), AuditEntry("rotation.start", "ok", {}))
+    assert repo.claim_due_secrets("me", TTL, limit=5) == ("s1",)
+    repo.release_lease(rotation_lease(other), "me")
+    # an hour later it is tried again
+    assert repo.claim_due_secrets("me", TTL, limit=5, failed_backoff=timedelta(0)) == (
+        "s0",
+        "s1",
+    )

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,12 @@ import boto3
 import hvac
 import psycopg
 import pytest
+import sqlalchemy as sa
 
+from keyward.inventory import models as m
+from keyward.inventory.rotations import RotationRepository
 from keyward.rotation import engine as engine_mod
+from keyward.rotation.ports import rotation_lease
 from tests.integration._inventory_db import Cli, sqlite_template  # noqa: F401
 from tests.integration._rotation_world import REGION, SECRET, SM_NAME, aws_rotates_it, build_world
 from tests.integration.test_rotation_engine import audit, rotation_rows
@@ -333,6 +338,20 @@ def test_a_secret_aws_rotates_itself_is_refused_naming_its_lambda_until_taken_ov
     rc, out, _err = cli("rotate", SECRET, "--dry-run")
     assert rc == 0 and "refused unless --take-over" in out and arn in out
     assert ("rotation.start", "failed") in audit(world)
+    # once due, the daemon's claim skips it for an hour instead of being refused (and
+    # auditing it) at every tick
+    inv = world.inventory()
+    try:
+        with inv.db.session() as s:  # overdue by a day
+            s.execute(sa.update(m.Secret).values(rotation_due_at=m.utcnow() - timedelta(days=1)))
+        repo = RotationRepository(inv.db, actor="daemon")
+        assert repo.claim_due_secrets("h", timedelta(minutes=1)) == ()
+        assert repo.claim_due_secrets("h", timedelta(minutes=1), failed_backoff=timedelta(0)) == (
+            SECRET,
+        )
+        repo.release_lease(rotation_lease(repo.rotatable(SECRET).id), "h")
+    finally:
+        inv.db.close()
 
     rc, out, err = cli("rotate", SECRET, "--take-over")
     assert rc == 0, err
