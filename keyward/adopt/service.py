@@ -27,11 +27,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keyward.adopt.kinds import GENERIC, AdoptRefused, Placement, infer, no_rotator
 from keyward.adopt.reread import LocationChanged, Reread, engine_for
-from keyward.cli.compose import RotationParts
 from keyward.core.errors import BackendError, KeywardError
 from keyward.core.redaction import Fingerprinter
 from keyward.core.secretfields import binds as variable_binds
@@ -58,6 +57,10 @@ from keyward.rotation.protocols import (
     new_token,
 )
 from keyward.rotation.wiring import STORE_ALIASES, Wiring
+
+if TYPE_CHECKING:
+    from keyward.inventory.rotations import RotationRepository
+    from keyward.rotation.engine import RotationEngine
 from keyward.scan.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -219,6 +222,19 @@ def _environment(dependent: Any, f: AdoptableFinding, target: DependentTarget) -
             hint="Nothing was adopted; scan again (--record) to see where the value is now",
         ) from None
     return dict(env)
+
+
+class RotationParts(Protocol):
+    """What an adoption needs of a command's rotation pieces (built by
+    :func:`keyward.cli.compose.compose_rotation`): its inventory, fingerprinter, plugins and
+    engine. A protocol, so this package does not import the CLI."""
+
+    @property
+    def inventory(self) -> RotationRepository: ...
+    @property
+    def fingerprinter(self) -> Fingerprinter: ...
+    def wiring(self) -> Wiring: ...
+    def engine(self, wiring: Wiring | None = None) -> RotationEngine: ...
 
 
 @dataclass(slots=True)

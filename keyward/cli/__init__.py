@@ -14,7 +14,11 @@ refused.
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import Any
+
+from keyward.cli.boundary import fail, print_traceback, write_err
+
+__all__ = ["fail", "main", "print_traceback", "write_err"]
 
 # names of the click application, imported (with click) only when asked for
 _APP_NAMES = frozenset(
@@ -41,63 +45,3 @@ def __getattr__(name: str) -> Any:
 
         return getattr(app, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ------------------------------------------------------------------ the error boundary
-_ANSI: Any = None
-
-
-def write_err(message: str) -> None:
-    """``message`` and a newline on stderr, as ``click.echo(message, err=True)`` writes it
-    (ANSI styles removed when stderr is not a terminal)."""
-    global _ANSI
-    out = sys.stderr
-    try:
-        tty = out.isatty()
-    except Exception:
-        tty = False
-    if not tty and "\033" in message:
-        if _ANSI is None:
-            import re
-
-            _ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")  # click's strip_ansi
-        message = _ANSI.sub("", message)
-    out.write(message + "\n")
-    out.flush()
-
-
-def print_traceback() -> None:
-    """The current exception's traceback on stderr, scrubbed like every log line."""
-    import traceback
-
-    from keyward.core.logging import scrub
-
-    write_err(scrub(traceback.format_exc()).rstrip("\n"))
-
-
-def fail(exc: BaseException, *, debug: bool) -> NoReturn:
-    """Exit as the error boundary does for an exception a command raised: a
-    :class:`KeywardError` with its diagnostics and exit code, anything else as an internal
-    error (exit 2); ``debug`` prints the traceback as well."""
-    from keyward.core.errors import ExitCode, KeywardError
-
-    if isinstance(exc, KeywardError):
-        if debug:  # the traceback as well, never instead of the documented exit code
-            print_traceback()
-        write_err(f"keyward: error: {exc.diagnostics()}")
-        sys.exit(int(exc.exit_code))
-    if isinstance(exc, KeyboardInterrupt):
-        write_err("keyward: interrupted")
-        sys.exit(130)
-    if isinstance(exc, BrokenPipeError):
-        sys.exit(int(ExitCode.OK))
-    if debug:
-        print_traceback()
-    from keyward.core.logging import scrub
-
-    how = "" if debug else "re-run with --debug for the traceback, and "
-    write_err(
-        f"keyward: internal error: {type(exc).__name__}: {scrub(str(exc))[:300]} "
-        f"({how}please report it)"
-    )
-    sys.exit(int(ExitCode.USAGE))

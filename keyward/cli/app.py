@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from keyward import __version__
-from keyward.cli import fail, write_err
+from keyward.cli.boundary import fail, write_err
 from keyward.core.config import Config, load_config
 from keyward.core.errors import ExitCode
 

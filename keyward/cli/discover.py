@@ -127,7 +127,11 @@ def _import(scans: list[Scan], database_url: str | None, fmt: str) -> None:
 
     db = open_db(database_url)
     try:
-        results = [import_discovered(db, scan) for scan in scans]
+        from keyward.inventory.leaks import LeakPolicy
+        from keyward.rotation.wiring import rotatable_plugins
+
+        policy = LeakPolicy(None, *rotatable_plugins())
+        results = [import_discovered(db, scan, leak_policy=policy) for scan in scans]
         refresh_for(db, get_state().config)  # the posture follows what was found
     finally:
         db.close()

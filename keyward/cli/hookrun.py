@@ -101,7 +101,7 @@ def run_hook(args: HookArgs) -> NoReturn:
     # collection until the scan starts (run_staged_scan turns it on again), ~6% of the run.
     gc.disable()
     _GC_PAUSED.append(True)
-    from keyward.cli import fail
+    from keyward.cli.boundary import fail
     from keyward.core.lazylog import configure_when_used
 
     # what the click application's group does without --debug, when logging is first used
@@ -116,7 +116,7 @@ def run_hook(args: HookArgs) -> NoReturn:
             rule_files=args.rule_files,
         )
     except (EOFError, KeyboardInterrupt):
-        from keyward.cli import write_err
+        from keyward.cli.boundary import write_err
 
         write_err("")  # click's main ends the line, then the boundary says "aborted"
         write_err("keyward: aborted")

@@ -615,14 +615,14 @@ def _refresh_own_posture(inv: Inventory, secret_id: int) -> None:
     """After a change by hand: the breaches a secret's own columns tell (long-lived, no
     owner, no policy, unused), for that secret only; the ones across secrets (a copy, a
     leak, its functions) wait for the next full refresh (`inventory posture`)."""
-    from keyward.cli import get_state
+    from keyward.cli.app import get_state
     from keyward.inventory.posture import METADATA, refresh_for
 
     refresh_for(inv.db, get_state().config, only=METADATA, secret_ids=[secret_id])
 
 
 def _refresh_posture(db: Any) -> Any:
-    from keyward.cli import get_state
+    from keyward.cli.app import get_state
     from keyward.inventory.posture import refresh_for
 
     return refresh_for(db, get_state().config)

@@ -43,7 +43,7 @@ def fingerprint_key(config: Config, *, keeps_nothing: bool = False) -> bytes:
     except KeyNotCreated as exc:
         if not keeps_nothing:
             raise
-        from keyward.cli import write_err
+        from keyward.cli.boundary import write_err
 
         write_err(
             f"keyward: warning: {exc.message.rstrip('.')}, so this run's fingerprints are not "

@@ -309,7 +309,11 @@ def mark_leaks(
 
 
 def link_versions(
-    session: Session, secret_id: int, fingerprints: Mapping[int, Iterable[str]], actor: str
+    session: Session,
+    secret_id: int,
+    fingerprints: Mapping[int, Iterable[str]],
+    actor: str,
+    policy: LeakPolicy | None = None,
 ) -> list[Leak]:
     """Versions recorded after the scan that found them (discovery): the secret's findings of
     each version's values (``fingerprints``: version id -> its value's, identifier's and
@@ -337,10 +341,7 @@ def link_versions(
             linked.append(vid)
     if not linked:
         return []
-    from keyward.rotation.wiring import rotatable_plugins
-
-    policy = LeakPolicy(None, *rotatable_plugins())
-    return mark_leaks(session, None, linked, m.utcnow(), policy, actor)
+    return mark_leaks(session, None, linked, m.utcnow(), policy or LeakPolicy(), actor)
 
 
 def leak_event(leak: Leak, actor: str) -> dict[str, Any]:

@@ -13,10 +13,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from keyward.scan.rules import Rule
+
+class PlannedRule(Protocol):
+    """What a plan reads of a rule (:class:`keyward.scan.rules.Rule`): a protocol, so this
+    module does not import the rules module, whose rule set keeps a plan."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def generic(self) -> Any: ...
+    @property
+    def keywords(self) -> Any: ...
+    @property
+    def context(self) -> Any: ...
+    @property
+    def pair(self) -> Any: ...
+    @property
+    def tags(self) -> Any: ...
+    @property
+    def regex(self) -> Any: ...
+
 
 COMPANION_TAG = "companion"  # see MatchPlan.companion_ids
 MIN_FACTOR = 3  # a provider regex whose longest literal is shorter gets its own database
@@ -52,7 +70,7 @@ class MatchPlan:
     hs_version: str = ""
 
     @classmethod
-    def of(cls, rules: Sequence[Rule]) -> MatchPlan:
+    def of(cls, rules: Sequence[PlannedRule]) -> MatchPlan:
         generic = frozenset(i for i, r in enumerate(rules) if r.generic)
         anchored = generic | {i for i, r in enumerate(rules) if r.context}
         always = tuple(i for i, r in enumerate(rules) if not r.keywords)

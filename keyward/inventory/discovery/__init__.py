@@ -28,7 +28,7 @@ from keyward.core.secretfields import can_be_secret, field_fingerprints
 from keyward.inventory import models as m
 from keyward.inventory.db import Database
 from keyward.inventory.fields import PLAIN_FIELD, record_fields
-from keyward.inventory.leaks import link_versions
+from keyward.inventory.leaks import LeakPolicy, link_versions
 from keyward.inventory.service import (
     Inventory,
     apply_policy,
@@ -174,7 +174,9 @@ def _unique_name(session: Session, wanted: str) -> str:
     return name
 
 
-def _upsert(session: Session, d: Discovered, source: str) -> tuple[m.Secret, str]:
+def _upsert(
+    session: Session, d: Discovered, source: str, policy: LeakPolicy | None = None
+) -> tuple[m.Secret, str]:
     """Insert or update one discovered secret; returns (row, "added"|"updated"|"unchanged")."""
     secret = session.scalar(
         sa.select(m.Secret).where(m.Secret.store == d.store, m.Secret.reference == d.reference)
@@ -216,12 +218,15 @@ def _upsert(session: Session, d: Discovered, source: str) -> tuple[m.Secret, str
         outcome = "updated"
         if after["owner"] != before["owner"]:
             propagate_owner(session, secret.id, secret.owner)
-    _sync_versions(session, secret, d.versions)
+    _sync_versions(session, secret, d.versions, policy)
     return secret, outcome
 
 
 def _sync_versions(
-    session: Session, secret: m.Secret, versions: Iterable[DiscoveredVersion]
+    session: Session,
+    secret: m.Secret,
+    versions: Iterable[DiscoveredVersion],
+    policy: LeakPolicy | None = None,
 ) -> None:
     existing = {
         v.identifier: v
@@ -270,11 +275,16 @@ def _sync_versions(
         secret.id,
         {vid: [fp for fp in fps if fp in fresh] for vid, fps in by_version.items()},
         default_actor(),
+        policy,
     )
 
 
-def import_discovered(db: Database, scan: Scan, *, actor: str | None = None) -> DiscoveryResult:
-    """Write one discovery run in one transaction (see the module docstring)."""
+def import_discovered(
+    db: Database, scan: Scan, *, actor: str | None = None, leak_policy: LeakPolicy | None = None
+) -> DiscoveryResult:
+    """Write one discovery run in one transaction (see the module docstring). A found value
+    an earlier finding had marks a leak, audited with ``leak_policy`` (the command's rotatable
+    plugins; None: the secret's own policy, else alert)."""
     inv = Inventory(db, actor)
     source = f"discover:{scan.store}"
     counts = {"added": 0, "updated": 0, "unchanged": 0}
@@ -283,7 +293,7 @@ def import_discovered(db: Database, scan: Scan, *, actor: str | None = None) -> 
     with db.session() as session:
         seen: set[str] = set()
         for d in scan.items:
-            secret, outcome = _upsert(session, d, source)
+            secret, outcome = _upsert(session, d, source, leak_policy)
             seen.add(d.reference)
             counts[outcome] += 1
             names.append(secret.name)
