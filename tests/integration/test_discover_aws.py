@@ -193,11 +193,11 @@ def test_a_failure_while_importing_leaves_the_inventory_unchanged(
     real = discovery._upsert
     calls = []
 
-    def flaky(session: Any, d: Any, source: str) -> Any:
+    def flaky(session: Any, d: Any, source: str, *rest: Any) -> Any:
         calls.append(d.name)
         if len(calls) == 3:
             raise RuntimeError("database went away")
-        return real(session, d, source)
+        return real(session, d, source, *rest)
 
     monkeypatch.setattr(discovery, "_upsert", flaky)
     with pytest.raises(RuntimeError):
